@@ -1,0 +1,79 @@
+// Helpers declared in ops/op_api.h: shape utilities, errors, attribute and meta checks.
+#include "../ops/op_api.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace irc {
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream o;
+  o << '[';
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << ']';
+  return o.str();
+}
+
+const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "int32"; }
+
+void op_fail(const char* code, const std::string& msg) { throw OpError(code, msg); }
+
+static std::string where(const char* op) { return std::string(op) + ": "; }
+
+void InferCtx::need_attrs(size_t n) const {
+  if (attrs.size() < n)
+    op_fail("E_ATTR", where(op) + "expected at least " + std::to_string(n) + " attributes, got " +
+                          std::to_string(attrs.size()));
+}
+
+double InferCtx::af(size_t k) const {
+  need_attrs(k + 1);
+  return attrs[k];
+}
+
+int64_t InferCtx::ai(size_t k) const {
+  double v = af(k);
+  if (!std::isfinite(v) || std::floor(v) != v)
+    op_fail("E_ATTR", where(op) + "attribute " + std::to_string(k) + " must be an integer, got " + std::to_string(v));
+  return static_cast<int64_t>(v);
+}
+
+void InferCtx::need_f32(size_t i) const {
+  if (in[i].dtype != DType::f32)
+    op_fail("E_DTYPE", where(op) + "input " + std::to_string(i) + " must be float32, got " + dtype_name(in[i].dtype));
+}
+
+void InferCtx::need_rank(size_t i, size_t rank) const {
+  if (in[i].shape.size() != rank)
+    op_fail("E_SHAPE", where(op) + "input " + std::to_string(i) + " must have rank " + std::to_string(rank) +
+                           ", got shape " + shape_str(in[i].shape));
+}
+
+void InferCtx::need_min_rank(size_t i, size_t rank) const {
+  if (in[i].shape.size() < rank)
+    op_fail("E_SHAPE", where(op) + "input " + std::to_string(i) + " must have rank >= " + std::to_string(rank) +
+                           ", got shape " + shape_str(in[i].shape));
+}
+
+void InferCtx::need_same_shape(size_t i, size_t j) const {
+  if (in[i].shape != in[j].shape)
+    op_fail("E_SHAPE", where(op) + "inputs " + std::to_string(i) + " and " + std::to_string(j) +
+                           " must have the same shape, got " + shape_str(in[i].shape) + " and " +
+                           shape_str(in[j].shape));
+}
+
+void InferCtx::need_dim(size_t i, int64_t axis, int64_t value, const char* what) const {
+  const Shape& s = in[i].shape;
+  int64_t a = axis < 0 ? axis + static_cast<int64_t>(s.size()) : axis;
+  if (a < 0 || a >= static_cast<int64_t>(s.size()) || s[a] != value)
+    op_fail("E_SHAPE", where(op) + what + ": expected input " + std::to_string(i) + " dim " + std::to_string(axis) +
+                           " = " + std::to_string(value) + ", got shape " + shape_str(s));
+}
+
+}  // namespace irc
