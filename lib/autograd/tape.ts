@@ -1,0 +1,144 @@
+// Reverse-mode autograd over the op graph. Ops call record(); backward(loss) walks the graph in reverse
+// creation order, accumulates gradients, and hands leaf gradients to `.grad` (added in place into an existing
+// .grad, e.g. a view into a model's flat gradient arena).
+import { IrcError } from '../errors.js';
+import { Tensor, shapeStr, viewOf } from '../tensor/tensor.js';
+import { untracked } from '../tensor/scope.js';
+import { native } from '../native/loader.js';
+import { OP_ID } from '../native/ops.gen.js';
+import { GradNode, isGradEnabled, nextSeq, withGrad } from './node.js';
+
+export interface RecordSpec {
+  name: string;
+  inputs: (Tensor | null)[];
+  outputs: Tensor[];
+  save?: Tensor[];
+  backward: (gys: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[];
+}
+
+function needsGrad(inputs: (Tensor | null)[]): boolean {
+  return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
+}
+
+/** Registers a differentiable op on the graph (no-op when grad mode is off or no input requires grad). */
+export function record(spec: RecordSpec): void {
+  if (!needsGrad(spec.inputs)) return;
+  const saved = (spec.save ?? []).map((t) => viewOf(t, 0, t.shape, false));
+  attach(spec.outputs, {
+    name: spec.name,
+    inputs: spec.inputs,
+    nOutputs: spec.outputs.length,
+    saved,
+    backward: spec.backward,
+    seq: nextSeq(),
+  });
+}
+
+/** Marks outputs of an op without a backward: a gradient reaching them throws E_NO_GRAD. */
+export function recordNonDifferentiable(name: string, inputs: Tensor[], outputs: Tensor[]): void {
+  if (!needsGrad(inputs)) return;
+  attach(outputs, { name, inputs, nOutputs: outputs.length, saved: [], backward: () => [], notDifferentiable: true, seq: nextSeq() });
+}
+
+function attach(outputs: Tensor[], node: GradNode): void {
+  outputs.forEach((t, i) => {
+    t.requiresGrad = true;
+    t._node = node;
+    t._outIndex = i;
+  });
+}
+
+function addTensors(a: Tensor, b: Tensor): Tensor {
+  return new Tensor(native.run(OP_ID.add, [a.id, b.id], [])[0]!, a.shape, a.dtype, false);
+}
+
+function freeNode(n: GradNode): void {
+  for (const s of n.saved) s.dispose();
+  n.saved = [];
+}
+
+/**
+ * Back-propagates from `loss` (any shape; the seed gradient is ones, or `seed` when given).
+ * Leaf tensors with requiresGrad receive `.grad`. The graph is freed afterwards.
+ */
+export function backward(loss: Tensor, seed?: Tensor): void {
+  if (!loss.requiresGrad || !loss._node) {
+    throw new IrcError('E_NO_GRAD', `backward: the tensor ${shapeStr(loss.shape)} does not depend on any tensor that requires grad`);
+  }
+  untracked(() => withGrad(false, () => run(loss, seed)));
+}
+
+function run(loss: Tensor, seed?: Tensor): void {
+  // Collect the reachable nodes.
+  const nodes = new Set<GradNode>();
+  const stack: GradNode[] = [loss._node!];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (nodes.has(n)) continue;
+    nodes.add(n);
+    for (const t of n.inputs) if (t?._node && !nodes.has(t._node)) stack.push(t._node);
+  }
+  const order = [...nodes].sort((a, b) => b.seq - a.seq);
+  // grads[node] = per-output gradient tensors (owned here).
+  const grads = new Map<GradNode, (Tensor | null)[]>();
+  const seedT = seed
+    ? viewOf(seed, 0, seed.shape, false)
+    : new Tensor(native.run(OP_ID.fill, [], [1, 0, ...loss.shape])[0]!, loss.shape, 'float32', false);
+  grads.set(loss._node!, Array.from({ length: loss._node!.nOutputs }, (_, i) => (i === loss._outIndex ? seedT : null)));
+  try {
+    for (const node of order) {
+      const gys = grads.get(node);
+      grads.delete(node);
+      if (!gys || gys.every((g) => g === null)) {
+        freeNode(node);
+        continue;
+      }
+      if (node.notDifferentiable) {
+        throw new IrcError('E_NO_GRAD', `backward: a gradient must pass through '${node.name}', which is not differentiable`);
+      }
+      const gxs = node.backward(gys, node.saved);
+      for (const g of gys) g?.dispose();
+      freeNode(node);
+      node.inputs.forEach((x, i) => {
+        const g = gxs[i] ?? null;
+        if (!g) return;
+        if (!x || !x.requiresGrad) {
+          g.dispose();
+          return;
+        }
+        if (g.size !== x.size)
+          throw new IrcError('E_INTERNAL', `backward of ${node.name}: gradient ${shapeStr(g.shape)} for input ${shapeStr(x.shape)}`);
+        if (x._node) {
+          const slot = grads.get(x._node) ?? new Array<Tensor | null>(x._node.nOutputs).fill(null);
+          const prev = slot[x._outIndex];
+          slot[x._outIndex] = prev ? addTensors(prev, g) : g;
+          if (prev) {
+            prev.dispose();
+            g.dispose();
+          }
+          grads.set(x._node, slot);
+        } else {
+          accumulateLeaf(x, g);
+        }
+      });
+    }
+  } finally {
+    for (const gs of grads.values()) for (const g of gs) g?.dispose();
+    for (const n of nodes) freeNode(n);
+  }
+}
+
+function accumulateLeaf(x: Tensor, g: Tensor): void {
+  if (x.grad && !x.grad.isDisposed) {
+    native.run(OP_ID.add_, [x.grad.id, g.id], []);
+    g.dispose();
+  } else {
+    x.grad = g.shape.length === x.shape.length && g.shape.every((d, i) => d === x.shape[i]) ? g : reshapeOwned(g, x.shape);
+  }
+}
+
+function reshapeOwned(g: Tensor, shape: readonly number[]): Tensor {
+  const v = viewOf(g, 0, shape, false);
+  g.dispose();
+  return v;
+}

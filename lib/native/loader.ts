@@ -1,0 +1,63 @@
+// The only import of the compiled addon. Finds build/Release or prebuilds/ through node-gyp-build.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IrcError } from '../errors.js';
+
+export interface NativeInfo {
+  cuda: { compiled: boolean; devices: number; name: string; error: string };
+  threads: number;
+  simd: 'avx512' | 'avx2' | 'scalar';
+  ops: string[];
+}
+export interface NativeMemoryStats {
+  tensors: number;
+  storages: number;
+  bytes: number;
+  cachedBytes: number;
+  peakBytes: number;
+}
+export interface NativeBinding {
+  fromData(data: Float32Array | Int32Array, shape: readonly number[]): number;
+  /** Flat result: for each output its handle, dtype (0 f32, 1 i32), rank, dims. */
+  run(opId: number, inputs: number[], attrs: number[]): number[];
+  view(id: number, offset: number, shape: readonly number[]): number;
+  read(id: number): Promise<ArrayBuffer>;
+  sync(): Promise<void>;
+  dispose(id: number): boolean;
+  memoryStats(): NativeMemoryStats;
+  info(): NativeInfo;
+  trim(): void;
+  fmaPeak?(): Promise<number>;
+}
+
+/** The folder holding irconstyle's package.json (works from lib/ under vitest and from dist/lib/ when compiled). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj) && JSON.parse(readFileSync(pj, 'utf8')).name === 'irconstyle') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new IrcError('E_INTERNAL', 'cannot find the irconstyle package root');
+    dir = up;
+  }
+}
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const root = packageRoot();
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
+    return nodeGypBuild(root);
+  } catch (e) {
+    throw new IrcError(
+      'E_INTERNAL',
+      `irconstyle: the native addon could not be loaded from ${root} (${(e as Error).message}). ` +
+        'Build it with `npm run build:native`.',
+      { cause: e },
+    );
+  }
+}
+
+export const native: NativeBinding = load();

@@ -1,0 +1,66 @@
+// tidy() scopes: tensors created inside a scope are disposed when it ends, except those returned or kept.
+import type { Tensor } from './tensor.js';
+
+const scopes: Set<Tensor>[] = [];
+let paused = 0;
+
+export function track(t: Tensor): void {
+  if (paused === 0 && scopes.length) scopes[scopes.length - 1]!.add(t);
+}
+export function untrack(t: Tensor): void {
+  for (let i = scopes.length - 1; i >= 0; --i) if (scopes[i]!.delete(t)) return;
+}
+
+/** Runs fn with tensor tracking switched off (tensors created inside are owned by the caller). */
+export function untracked<T>(fn: () => T): T {
+  paused++;
+  try {
+    return fn();
+  } finally {
+    paused--;
+  }
+}
+
+function collect(v: unknown, out: Set<Tensor>, seen = new Set<unknown>()): void {
+  if (v === null || typeof v !== 'object' || seen.has(v)) return;
+  seen.add(v);
+  if ((v as { constructor?: { name?: string } }).constructor?.name === 'Tensor' && 'shape' in (v as object)) {
+    out.add(v as Tensor);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collect(x, out, seen);
+  else if (v instanceof Map) for (const x of v.values()) collect(x, out, seen);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, seen);
+}
+
+/**
+ * Runs a synchronous fn; disposes every tensor created inside except the ones reachable from its result
+ * (a tensor, or arrays/plain objects/Maps of them), which move to the enclosing scope.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) throw new Error('tidy(fn): fn must be synchronous (ops are already asynchronous)');
+  const keep = new Set<Tensor>();
+  collect(result, keep);
+  for (const t of scope) {
+    if (keep.has(t)) track(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Removes a tensor from the current tidy scope so it survives it. */
+export function keep<T extends Tensor>(t: T): T {
+  untrack(t);
+  return t;
+}

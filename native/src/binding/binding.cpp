@@ -1,0 +1,287 @@
+// The only file that includes napi.h: a dozen generic entry points. Tensors cross as integer handle ids
+// (per environment table); ops run by id with numeric attrs; reads resolve Promises from the executor thread.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <unordered_map>
+
+#include "../core/executor.h"
+#include "../cuda/probe.h"
+
+namespace irc {
+namespace {
+
+struct Done {
+  uint64_t promise_id;
+  std::string error;
+  std::vector<char> bytes;
+  bool is_read;
+};
+
+struct Instance {
+  std::unordered_map<uint32_t, TensorP> handles;
+  uint32_t next_handle = 1;
+  std::unordered_map<uint64_t, Napi::Promise::Deferred> promises;
+  uint64_t next_promise = 1;
+  Napi::ThreadSafeFunction tsfn;
+  int pending = 0;
+};
+
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& msg, const char* op = nullptr) {
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  if (op) e.Set("op", Napi::String::New(env, op));
+  return e;
+}
+
+// Errors recorded on the queue look like "E_CODE: op: message".
+Napi::Error queue_error(Napi::Env env, const std::string& s) {
+  size_t c = s.find(": ");
+  if (c != std::string::npos && s.rfind("E_", 0) == 0) {
+    std::string rest = s.substr(c + 2);
+    size_t c2 = rest.find(": ");
+    Napi::Error e = make_error(env, s.substr(0, c), rest);
+    if (c2 != std::string::npos) e.Set("op", Napi::String::New(env, rest.substr(0, c2)));
+    return e;
+  }
+  return make_error(env, "E_INTERNAL", s);
+}
+
+Instance& inst(const Napi::Env& env) { return *env.GetInstanceData<Instance>(); }
+
+TensorP get_tensor(Instance& I, const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsNumber()) throw make_error(env, "E_ARG", "expected a tensor handle (number), got " + std::string(v.IsNull() ? "null" : v.IsUndefined() ? "undefined" : "another type"));
+  uint32_t id = v.As<Napi::Number>().Uint32Value();
+  auto it = I.handles.find(id);
+  if (it == I.handles.end()) throw make_error(env, "E_DISPOSED", "tensor #" + std::to_string(id) + " was disposed");
+  return it->second;
+}
+
+uint32_t add_handle(Instance& I, TensorP t) {
+  uint32_t id = I.next_handle++;
+  I.handles.emplace(id, std::move(t));
+  return id;
+}
+
+Shape read_shape(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsArray()) throw make_error(env, "E_ARG", "shape must be an array of non-negative integers");
+  Napi::Array a = v.As<Napi::Array>();
+  Shape s;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0) || x != static_cast<double>(static_cast<int64_t>(x)))
+      throw make_error(env, "E_SHAPE", "shape entries must be non-negative integers, got entry " + std::to_string(i));
+    s.push_back(static_cast<int64_t>(x));
+  }
+  return s;
+}
+
+void on_done(Napi::Env env, Napi::Function, Done* d) {
+  Instance& I = inst(env);
+  auto it = I.promises.find(d->promise_id);
+  if (it != I.promises.end()) {
+    if (!d->error.empty()) {
+      it->second.Reject(queue_error(env, d->error).Value());
+    } else if (d->is_read) {
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, d->bytes.size());
+      if (!d->bytes.empty()) std::memcpy(ab.Data(), d->bytes.data(), d->bytes.size());
+      it->second.Resolve(ab);
+    } else {
+      it->second.Resolve(env.Undefined());
+    }
+    I.promises.erase(it);
+  }
+  delete d;
+  if (--I.pending == 0) I.tsfn.Unref(env);
+}
+
+Napi::Promise new_promise(Napi::Env env, uint64_t& id) {
+  Instance& I = inst(env);
+  auto def = Napi::Promise::Deferred::New(env);
+  id = I.next_promise++;
+  I.promises.emplace(id, def);
+  if (I.pending++ == 0) I.tsfn.Ref(env);
+  return def.Promise();
+}
+
+void post(Napi::ThreadSafeFunction tsfn, Done* d) {
+  if (tsfn.NonBlockingCall(d, on_done) != napi_ok) delete d;
+}
+
+// ---- entry points -----------------------------------------------------------------------------------------
+
+Napi::Value FromData(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray())
+    throw make_error(env, "E_ARG", "fromData(data, shape): data must be a Float32Array or Int32Array");
+  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+  DType dt;
+  if (ta.TypedArrayType() == napi_float32_array) dt = DType::f32;
+  else if (ta.TypedArrayType() == napi_int32_array) dt = DType::i32;
+  else throw make_error(env, "E_DTYPE", "fromData: expected a Float32Array or Int32Array, got another typed array");
+  Shape s = read_shape(env, info[1]);
+  if (numel(s) != static_cast<int64_t>(ta.ElementLength()))
+    throw make_error(env, "E_SHAPE", "fromData: shape " + shape_str(s) + " holds " + std::to_string(numel(s)) +
+                                         " elements, data has " + std::to_string(ta.ElementLength()));
+  TensorP t = new_tensor(s, dt);
+  const char* src = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  if (t->bytes()) std::memcpy(t->ptr(), src, t->bytes());
+  return Napi::Number::New(env, add_handle(inst(env), t));
+}
+
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance& I = inst(env);
+  int id = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  const OpEntry* op = op_entry(id);
+  if (!op) throw make_error(env, "E_ARG", "run: unknown op id " + std::to_string(id));
+  if (!info[1].IsArray()) throw make_error(env, "E_ARG", std::string(op->name) + ": inputs must be an array", op->name);
+  Napi::Array ins = info[1].As<Napi::Array>();
+  std::vector<TensorP> inputs;
+  for (uint32_t i = 0; i < ins.Length(); ++i) inputs.push_back(get_tensor(I, env, ins.Get(i)));
+  std::vector<double> attrs;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) attrs.push_back(a.Get(i).ToNumber().DoubleValue());
+  }
+  std::vector<TensorP> outs;
+  try {
+    outs = submit_op(*op, std::move(inputs), std::move(attrs));
+  } catch (const OpError& e) {
+    throw make_error(env, e.code, e.msg, op->name);
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, "E_OOM", std::string(op->name) + ": out of memory", op->name);
+  }
+  // Flat result: for each output: handle, dtype, rank, dims...
+  Napi::Array res = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (auto& o : outs) {
+    res.Set(k++, add_handle(I, o));
+    res.Set(k++, static_cast<int>(o->dtype));
+    res.Set(k++, static_cast<double>(o->shape.size()));
+    for (int64_t d : o->shape) res.Set(k++, static_cast<double>(d));
+  }
+  return res;
+}
+
+Napi::Value View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance& I = inst(env);
+  TensorP t = get_tensor(I, env, info[0]);
+  double off = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  Shape s = read_shape(env, info[2]);
+  int64_t avail = static_cast<int64_t>(t->storage->bytes / dtype_size(t->dtype)) - t->offset;
+  if (!(off >= 0) || static_cast<int64_t>(off) + numel(s) > avail)
+    throw make_error(env, "E_SHAPE", "view: offset " + std::to_string(static_cast<int64_t>(off)) + " + shape " +
+                                         shape_str(s) + " exceeds the " + std::to_string(avail) + " elements of tensor " +
+                                         shape_str(t->shape));
+  auto v = std::make_shared<Tensor>(*t);
+  v->offset = t->offset + static_cast<int64_t>(off);
+  v->shape = s;
+  return Napi::Number::New(env, add_handle(I, v));
+}
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance& I = inst(env);
+  TensorP t = get_tensor(I, env, info[0]);
+  uint64_t pid;
+  Napi::Promise p = new_promise(env, pid);
+  Napi::ThreadSafeFunction tsfn = I.tsfn;
+  enqueue([t, pid, tsfn]() {
+    Done* d = new Done{pid, t->storage->error, {}, true};
+    if (d->error.empty()) {
+      const char* src = static_cast<const char*>(t->ptr());
+      d->bytes.assign(src, src + t->bytes());
+    }
+    post(tsfn, d);
+  });
+  return p;
+}
+
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t pid;
+  Napi::Promise p = new_promise(env, pid);
+  Napi::ThreadSafeFunction tsfn = inst(env).tsfn;
+  enqueue([pid, tsfn]() { post(tsfn, new Done{pid, "", {}, false}); });
+  return p;
+}
+
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0);
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MemStats m = mem_stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("tensors", static_cast<double>(inst(env).handles.size()));
+  o.Set("storages", static_cast<double>(m.live_storages));
+  o.Set("bytes", static_cast<double>(m.live_bytes));
+  o.Set("cachedBytes", static_cast<double>(m.cached_bytes));
+  o.Set("peakBytes", static_cast<double>(m.peak_bytes));
+  return o;
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  CudaProbe p = cuda_probe();
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("compiled", p.compiled);
+  c.Set("devices", p.devices);
+  c.Set("name", p.name);
+  c.Set("error", p.error);
+  o.Set("cuda", c);
+  const char* env_threads = std::getenv("IRCONSTYLE_THREADS");
+  int threads = env_threads ? std::atoi(env_threads) : 0;
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  o.Set("threads", threads);
+  __builtin_cpu_init();
+  std::string simd = __builtin_cpu_supports("avx512f") ? "avx512" : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "scalar";
+  o.Set("simd", simd);
+  Napi::Array names = Napi::Array::New(env, op_count());
+  for (int i = 0; i < op_count(); ++i) names.Set(static_cast<uint32_t>(i), op_entry(i)->name);
+  o.Set("ops", names);
+  return o;
+}
+
+Napi::Value Trim(const Napi::CallbackInfo& info) {
+  pool_trim();
+  return info.Env().Undefined();
+}
+
+}  // namespace
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* I = new Instance();
+  env.SetInstanceData<Instance>(I);
+  I->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "irconstyle-executor", 0, 1);
+  I->tsfn.Unref(env);
+  env.AddCleanupHook([I]() {
+    executor_stop();
+    I->handles.clear();
+    I->tsfn.Abort();
+  });
+  exports.Set("fromData", Napi::Function::New(env, FromData));
+  exports.Set("run", Napi::Function::New(env, Run));
+  exports.Set("view", Napi::Function::New(env, View));
+  exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("sync", Napi::Function::New(env, Sync));
+  exports.Set("dispose", Napi::Function::New(env, Dispose));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
+  exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("trim", Napi::Function::New(env, Trim));
+  return exports;
+}
+
+}  // namespace irc
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return irc::Init(env, exports); }
+NODE_API_MODULE(irconstyle, InitModule)

@@ -1,0 +1,20 @@
+// The CPU executor: one native queue thread that runs enqueued tasks in order; kernels inside a task use the
+// thread pool. Enqueueing never blocks on the work itself.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../ops/registry.h"
+#include "tensor.h"
+
+namespace irc {
+
+void executor_start();
+void executor_stop();  // drains nothing: pending tasks are dropped (process teardown)
+void enqueue(std::function<void()> task);
+
+// Validate and shape-infer synchronously (throws OpError), allocate outputs, enqueue the kernel.
+std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs);
+
+}  // namespace irc

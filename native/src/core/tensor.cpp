@@ -1,0 +1,97 @@
+#include "tensor.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace irc {
+namespace {
+
+constexpr size_t kCacheCap = size_t(2) << 30;  // keep at most 2 GiB of freed blocks for reuse
+
+struct Pool {
+  std::mutex mu;
+  std::multimap<size_t, void*> free_blocks;
+  int64_t live_storages = 0, live_bytes = 0, cached_bytes = 0, peak_bytes = 0;
+};
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: storages may be released during process teardown
+  return *p;
+}
+
+size_t round_bytes(size_t b) { return b == 0 ? 64 : ((b + 63) / 64) * 64; }
+
+void* pool_alloc(size_t bytes) {
+  Pool& p = pool();
+  size_t rb = round_bytes(bytes);
+  {
+    std::lock_guard<std::mutex> lk(p.mu);
+    auto it = p.free_blocks.find(rb);
+    if (it != p.free_blocks.end()) {
+      void* ptr = it->second;
+      p.free_blocks.erase(it);
+      p.cached_bytes -= rb;
+      p.live_storages++;
+      p.live_bytes += rb;
+      if (p.live_bytes > p.peak_bytes) p.peak_bytes = p.live_bytes;
+      return ptr;
+    }
+  }
+  void* ptr = std::aligned_alloc(64, rb);
+  if (!ptr) {
+    pool_trim();
+    ptr = std::aligned_alloc(64, rb);
+  }
+  if (!ptr) op_fail("E_OOM", "cannot allocate " + std::to_string(rb) + " bytes of host memory");
+  std::lock_guard<std::mutex> lk(p.mu);
+  p.live_storages++;
+  p.live_bytes += rb;
+  if (p.live_bytes > p.peak_bytes) p.peak_bytes = p.live_bytes;
+  return ptr;
+}
+
+void pool_release(void* ptr, size_t bytes) {
+  Pool& p = pool();
+  size_t rb = round_bytes(bytes);
+  std::lock_guard<std::mutex> lk(p.mu);
+  p.live_storages--;
+  p.live_bytes -= rb;
+  if (p.cached_bytes + static_cast<int64_t>(rb) <= static_cast<int64_t>(kCacheCap)) {
+    p.free_blocks.emplace(rb, ptr);
+    p.cached_bytes += rb;
+  } else {
+    std::free(ptr);
+  }
+}
+
+}  // namespace
+
+size_t dtype_size(DType) { return 4; }
+
+Storage::Storage(size_t b) : data(pool_alloc(b)), bytes(b) {}
+Storage::~Storage() { pool_release(data, bytes); }
+
+TensorP new_tensor(const Shape& shape, DType dtype) {
+  auto t = std::make_shared<Tensor>();
+  t->shape = shape;
+  t->dtype = dtype;
+  t->storage = std::make_shared<Storage>(t->bytes());
+  return t;
+}
+
+MemStats mem_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lk(p.mu);
+  return {p.live_storages, p.live_bytes, p.cached_bytes, p.peak_bytes};
+}
+
+void pool_trim() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lk(p.mu);
+  for (auto& kv : p.free_blocks) std::free(kv.second);
+  p.free_blocks.clear();
+  p.cached_bytes = 0;
+}
+
+}  // namespace irc

@@ -1,0 +1,46 @@
+// Refcounted storage and tensors. A Tensor is a contiguous view (offset + shape) into a Storage.
+// Queued ops hold shared_ptrs to their inputs and outputs, so disposing a JS handle never frees memory a
+// pending kernel still uses.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "../ops/op_api.h"
+
+namespace irc {
+
+size_t dtype_size(DType d);
+
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  // Set (on the executor thread only) when the op that produced this storage failed; later ops that read it
+  // fail with the same message, and reads reject with it.
+  std::string error;
+  explicit Storage(size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+struct Tensor {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements
+  Shape shape;
+  DType dtype = DType::f32;
+  int64_t numel() const { return irc::numel(shape); }
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  void* ptr() const { return static_cast<char*>(storage->data) + offset * dtype_size(dtype); }
+};
+using TensorP = std::shared_ptr<Tensor>;
+
+TensorP new_tensor(const Shape& shape, DType dtype);  // uninitialised, from the pool
+
+// The memory pool: exact-size free lists with a cap on cached bytes. Thread-safe.
+struct MemStats {
+  int64_t live_storages, live_bytes, cached_bytes, peak_bytes;
+};
+MemStats mem_stats();
+void pool_trim();  // release cached blocks
+
+}  // namespace irc

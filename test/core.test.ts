@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { tensor, Tensor } from '../lib/tensor/tensor.js';
+import { zeros, full, fillInPlace } from '../lib/tensor/create.js';
+import { tidy, keep } from '../lib/tensor/scope.js';
+import { memoryStats, sync } from '../lib/tensor/memory.js';
+import { backend, backendInfo } from '../lib/native/backend.js';
+import { native } from '../lib/native/loader.js';
+import { OPS } from '../lib/native/ops.gen.js';
+import { runOp } from '../lib/ops/run.js';
+import { IrcError } from '../lib/errors.js';
+
+describe('native core', () => {
+  it('native op table matches the generated TS table', () => {
+    expect(native.info().ops).toEqual(OPS.map((o) => o.name));
+  });
+
+  it('reports the backend with a reason', () => {
+    const b = backend();
+    expect(b).toMatch(/^cpu \(.+\)$/);
+    expect(backendInfo().threads).toBeGreaterThan(0);
+  });
+
+  it('round-trips data and creates filled tensors', async () => {
+    const t = tensor([1, 2, 3, 4], [2, 2]);
+    expect(Array.from(await t.data())).toEqual([1, 2, 3, 4]);
+    const z = full([3], 2.5);
+    expect(Array.from(await z.data())).toEqual([2.5, 2.5, 2.5]);
+    fillInPlace(z, -1);
+    expect(Array.from(await z.data())).toEqual([-1, -1, -1]);
+    const i = zeros([2], 'int32');
+    expect(i.dtype).toBe('int32');
+    expect(await i.data()).toBeInstanceOf(Int32Array);
+    t.dispose();
+    z.dispose();
+    i.dispose();
+  });
+
+  it('gives typed errors for bad input', () => {
+    expect(() => tensor([1, 2, 3], [2, 2])).toThrowError(/holds 4 elements, got 3/);
+    expect(() => tensor(new Float64Array(2) as unknown as Float32Array)).toThrowError(IrcError);
+    expect(() => zeros([2, -1])).toThrowError(/non-negative integers/);
+    const t = tensor([1, 2]);
+    t.dispose();
+    expect(() => runOp('clone', [t])).toThrowError(expect.objectContaining({ code: 'E_DISPOSED' }));
+    expect(() => t.reshape([2])).toThrowError(expect.objectContaining({ code: 'E_DISPOSED' }));
+    const u = tensor([1, 2]);
+    expect(() => runOp('fill', [u])).toThrowError(expect.objectContaining({ code: 'E_ARITY' }));
+    expect(() => u.reshape([3])).toThrowError(expect.objectContaining({ code: 'E_SHAPE' }));
+    u.dispose();
+  });
+
+  it('tidy disposes what it does not return; memory returns to baseline', async () => {
+    await sync();
+    const base = memoryStats();
+    const kept = tidy(() => {
+      zeros([1000]);
+      const k = zeros([10]);
+      const r = full([5], 1);
+      keep(k);
+      return { r, k };
+    });
+    expect(memoryStats().tensors).toBe(base.tensors + 2);
+    kept.r.dispose();
+    kept.k.dispose();
+    await sync();
+    const after = memoryStats();
+    expect(after.tensors).toBe(base.tensors);
+    expect(after.bytes).toBe(base.bytes);
+  });
+
+  it('tidy disposes on error too', () => {
+    const base = memoryStats().tensors;
+    expect(() =>
+      tidy(() => {
+        zeros([4]);
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(memoryStats().tensors).toBe(base);
+  });
+
+  it('views share storage and keep it alive after the base is disposed', async () => {
+    const t = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+    const v = t.reshape([3, 2]);
+    t.dispose();
+    expect(Array.from(await v.data())).toEqual([1, 2, 3, 4, 5, 6]);
+    v.dispose();
+    expect(v).toBeInstanceOf(Tensor);
+  });
+});
