@@ -1,0 +1,197 @@
+// Creation and memory ops: fill, clone, copy_, add_, permute.
+//   fill     attrs [value, dtype(0 f32|1 i32), ...shape] -> y filled with value
+//   clone    x -> bitwise copy of x (any dtype)
+//   copy_    (dst, src) same numel and dtype; dst <- src in place (reshaping copy)
+//   add_     (dst, src) same shape, f32; dst += src in place
+//   permute  x, attrs [perm...] -> y, y.shape[i] = x.shape[perm[i]] (any dtype; both dtypes are 4 bytes)
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "op_api.h"
+
+namespace irc {
+namespace {
+
+constexpr int64_t kCopyGrain = 1 << 16;  // elements per parallel chunk for plain copies
+
+void par_copy(void* dst, const void* src, int64_t n) {
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  parallel_for(n, kCopyGrain, [&](int64_t b, int64_t e) { std::memcpy(d + b * 4, s + b * 4, (e - b) * 4); });
+}
+
+std::string dims_str(const std::vector<int64_t>& v) { return shape_str(v); }
+
+}  // namespace
+
+// ---- fill -------------------------------------------------------------------------------------------------
+void infer_fill(InferCtx& c) {
+  c.need_attrs(2);
+  double v = c.af(0);
+  int64_t dt = c.ai(1);
+  if (dt != 0 && dt != 1) op_fail("E_ATTR", "fill: dtype attribute must be 0 (float32) or 1 (int32), got " + std::to_string(dt));
+  if (dt == 1 && (!std::isfinite(v) || std::floor(v) != v || v < -2147483648.0 || v > 2147483647.0))
+    op_fail("E_ATTR", "fill: value for an int32 tensor must be an integer in int32 range, got " + std::to_string(v));
+  Shape s;
+  for (size_t k = 2; k < c.attrs.size(); ++k) {
+    int64_t d = c.ai(k);
+    if (d < 0) op_fail("E_ATTR", "fill: shape dims must be >= 0, got " + std::to_string(d) + " at position " + std::to_string(k - 2));
+    s.push_back(d);
+  }
+  c.add_out(s, dt == 0 ? DType::f32 : DType::i32);
+}
+
+void cpu_fill(KernelCtx& c) {
+  const TArg& y = c.out[0];
+  if (y.dtype == DType::f32) {
+    float v = static_cast<float>(c.af(0));
+    float* p = y.f();
+    parallel_for(y.n, kCopyGrain, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; ++i) p[i] = v; });
+  } else {
+    int32_t v = static_cast<int32_t>(c.af(0));
+    int32_t* p = y.i();
+    parallel_for(y.n, kCopyGrain, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; ++i) p[i] = v; });
+  }
+}
+
+// ---- clone / copy_ / add_ ---------------------------------------------------------------------------------
+void infer_clone(InferCtx& c) { c.add_out(c.in[0].shape, c.in[0].dtype); }
+void cpu_clone(KernelCtx& c) { par_copy(c.out[0].ptr, c.in[0].ptr, c.in[0].n); }
+
+void infer_copy_(InferCtx& c) {
+  const Meta &d = c.in[0], &s = c.in[1];
+  if (d.dtype != s.dtype)
+    op_fail("E_DTYPE", std::string("copy_: dst and src must have the same dtype, got ") + dtype_name(d.dtype) + " and " +
+                           dtype_name(s.dtype));
+  if (numel(d.shape) != numel(s.shape))
+    op_fail("E_SHAPE", "copy_: dst " + shape_str(d.shape) + " and src " + shape_str(s.shape) +
+                           " must have the same number of elements (" + std::to_string(numel(d.shape)) + " vs " +
+                           std::to_string(numel(s.shape)) + ")");
+}
+void cpu_copy_(KernelCtx& c) {
+  if (c.in[0].ptr != c.in[1].ptr) par_copy(c.in[0].ptr, c.in[1].ptr, c.in[0].n);
+}
+
+void infer_add_(InferCtx& c) {
+  c.need_f32(0);
+  c.need_f32(1);
+  if (c.in[0].shape != c.in[1].shape)
+    op_fail("E_SHAPE", "add_: src must have the shape of dst " + shape_str(c.in[0].shape) + ", got " + shape_str(c.in[1].shape));
+}
+void cpu_add_(KernelCtx& c) {
+  float* d = c.in[0].f();
+  const float* s = c.in[1].f();
+  parallel_for(c.in[0].n, kCopyGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) d[i] += s[i];
+  });
+}
+
+// ---- permute ----------------------------------------------------------------------------------------------
+void infer_permute(InferCtx& c) {
+  const Shape& xs = c.in[0].shape;
+  size_t r = xs.size();
+  if (c.attrs.size() != r)
+    op_fail("E_ATTR", "permute: perm must have one entry per dim of x " + shape_str(xs) + " (" + std::to_string(r) +
+                          "), got " + std::to_string(c.attrs.size()));
+  std::vector<int64_t> perm(r);
+  std::vector<bool> seen(r, false);
+  for (size_t i = 0; i < r; ++i) {
+    perm[i] = c.ai(i);
+    if (perm[i] < 0 || perm[i] >= static_cast<int64_t>(r) || seen[perm[i]]) {
+      std::vector<int64_t> all;
+      for (double a : c.attrs) all.push_back(static_cast<int64_t>(a));
+      op_fail("E_ATTR", "permute: perm must be a permutation of 0.." + std::to_string(r ? r - 1 : 0) + ", got " + dims_str(all));
+    }
+    seen[perm[i]] = true;
+  }
+  Shape ys(r);
+  for (size_t i = 0; i < r; ++i) ys[i] = xs[perm[i]];
+  c.add_out(ys, c.in[0].dtype);
+}
+
+// Generic strided gather over 4-byte elements. Dims are first merged where the permutation keeps them adjacent;
+// when the output's innermost dim is not the input's innermost dim, the two dims involved are walked in tiles.
+void cpu_permute(KernelCtx& c) {
+  const TArg& x = c.in[0];
+  const TArg& y = c.out[0];
+  if (y.n == 0) return;
+  const int r = static_cast<int>(x.shape.size());
+  // Output dims in order, with input strides; drop size-1 dims, merge mergeable neighbours.
+  std::vector<int64_t> xstride(r, 1);
+  for (int i = r - 2; i >= 0; --i) xstride[i] = xstride[i + 1] * x.shape[i + 1];
+  std::vector<int64_t> sz, st;  // output-ordered sizes and input strides
+  for (int i = 0; i < r; ++i) {
+    int p = c.ai(i);
+    int64_t s = x.shape[p];
+    if (s == 1) continue;
+    if (!sz.empty() && st.back() == xstride[p] * s) {
+      sz.back() *= s;
+      st.back() = xstride[p];
+    } else {
+      sz.push_back(s);
+      st.push_back(xstride[p]);
+    }
+  }
+  if (sz.empty() || (sz.size() == 1 && st[0] == 1)) {
+    par_copy(y.ptr, x.ptr, y.n);
+    return;
+  }
+  const int m = static_cast<int>(sz.size());
+  const int32_t* src = static_cast<const int32_t*>(x.ptr);
+  int32_t* dst = static_cast<int32_t*>(y.ptr);
+  // ostride: output strides of merged dims.
+  std::vector<int64_t> ostr(m, 1);
+  for (int i = m - 2; i >= 0; --i) ostr[i] = ostr[i + 1] * sz[i + 1];
+  if (st[m - 1] == 1) {
+    // Innermost output dim is contiguous in the input: copy rows.
+    int64_t rows = y.n / sz[m - 1], len = sz[m - 1];
+    parallel_for(rows, std::max<int64_t>(1, kCopyGrain / len), [&](int64_t b, int64_t e) {
+      for (int64_t row = b; row < e; ++row) {
+        int64_t rem = row, off = 0;
+        for (int d = m - 2; d >= 0; --d) {
+          off += (rem % sz[d]) * st[d];
+          rem /= sz[d];
+        }
+        std::memcpy(dst + row * len, src + off, len * 4);
+      }
+    });
+    return;
+  }
+  // Tile over output dims a = m-1 (input stride st[a]) and b = the output dim with input stride 1.
+  int bdim = -1;
+  for (int d = 0; d < m; ++d)
+    if (st[d] == 1) bdim = d;
+  if (bdim < 0) bdim = m - 2;  // cannot happen for a permutation of a contiguous tensor; keep a sane default
+  const int adim = m - 1;
+  const int64_t A = sz[adim], B = sz[bdim];
+  const int64_t outer = y.n / (A * B);
+  constexpr int64_t T = 32;
+  const int64_t tilesA = (A + T - 1) / T, tilesB = (B + T - 1) / T;
+  const int64_t tasks = outer * tilesB;
+  parallel_for(tasks, std::max<int64_t>(1, kCopyGrain / (B < T ? B * A : T * A)), [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      int64_t o = t / tilesB, tbi = t % tilesB;
+      // decode `o` over the remaining dims (all except adim and bdim), output order
+      int64_t rem = o, xoff = 0, yoff = 0;
+      for (int d = m - 1; d >= 0; --d) {
+        if (d == adim || d == bdim) continue;
+        int64_t i = rem % sz[d];
+        rem /= sz[d];
+        xoff += i * st[d];
+        yoff += i * ostr[d];
+      }
+      int64_t b0 = tbi * T, b1 = std::min(B, b0 + T);
+      for (int64_t ta = 0; ta < tilesA; ++ta) {
+        int64_t a0 = ta * T, a1 = std::min(A, a0 + T);
+        for (int64_t bi = b0; bi < b1; ++bi) {
+          int32_t* yr = dst + yoff + bi * ostr[bdim];
+          const int32_t* xr = src + xoff + bi;
+          for (int64_t ai = a0; ai < a1; ++ai) yr[ai] = xr[ai * st[adim]];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace irc
