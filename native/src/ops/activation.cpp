@@ -1,0 +1,188 @@
+// Activations and their gradients (PyTorch semantics).
+//   leaky_relu           x, attrs [slope] -> x > 0 ? x : slope*x
+//   leaky_relu_backward  (dy, x), attrs [slope] -> dy * (x > 0 ? 1 : slope)
+//   prelu                (x[...,C], a[C] | a[1]) -> x > 0 ? x : a*x
+//   prelu_backward       (dy, x, a) -> dx = x > 0 ? dy : a*dy,  da[c] = sum over rows of (x > 0 ? 0 : x*dy)
+//   gelu                 0.5 x (1 + erf(x / sqrt 2))  (exact)
+//   gelu_backward        dy * (Phi(x) + x phi(x))
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "op_api.h"
+
+namespace irc {
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;
+
+void need_same(InferCtx& c, const char* op, size_t i, size_t j, const char* ni, const char* nj) {
+  if (c.in[i].shape != c.in[j].shape)
+    op_fail("E_SHAPE", std::string(op) + ": " + ni + " must have the shape of " + nj + " " + shape_str(c.in[j].shape) +
+                           ", got " + shape_str(c.in[i].shape));
+}
+
+void need_all_f32(InferCtx& c) {
+  for (size_t i = 0; i < c.in.size(); ++i) c.need_f32(i);
+}
+
+void need_prelu_a(InferCtx& c, const char* op, size_t xi, size_t ai) {
+  c.need_min_rank(xi, 1);
+  const Shape& xs = c.in[xi].shape;
+  const Shape& as = c.in[ai].shape;
+  int64_t C = xs.back();
+  if (!(as.size() == 1 && (as[0] == 1 || as[0] == C)))
+    op_fail("E_SHAPE", std::string(op) + ": weight a must have shape [" + std::to_string(C) + "] (channels of x " +
+                           shape_str(xs) + ") or [1], got " + shape_str(as));
+}
+
+}  // namespace
+
+// ---- leaky_relu -------------------------------------------------------------------------------------------
+void infer_leaky_relu(InferCtx& c) {
+  c.need_f32(0);
+  c.need_attrs(1);
+  c.add_out(c.in[0].shape);
+}
+
+void cpu_leaky_relu(KernelCtx& c) {
+  const float s = static_cast<float>(c.af(0));
+  const float* x = c.in[0].f();
+  float* y = c.out[0].f();
+  parallel_for(c.in[0].n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = x[i] > 0.f ? x[i] : x[i] * s;
+  });
+}
+
+void infer_leaky_relu_backward(InferCtx& c) {
+  need_all_f32(c);
+  c.need_attrs(1);
+  need_same(c, "leaky_relu_backward", 0, 1, "dy", "x");
+  c.add_out(c.in[1].shape);
+}
+
+void cpu_leaky_relu_backward(KernelCtx& c) {
+  const float s = static_cast<float>(c.af(0));
+  const float *dy = c.in[0].f(), *x = c.in[1].f();
+  float* dx = c.out[0].f();
+  parallel_for(c.in[0].n, kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) dx[i] = x[i] > 0.f ? dy[i] : dy[i] * s;
+  });
+}
+
+// ---- prelu ------------------------------------------------------------------------------------------------
+void infer_prelu(InferCtx& c) {
+  need_all_f32(c);
+  need_prelu_a(c, "prelu", 0, 1);
+  c.add_out(c.in[0].shape);
+}
+
+void cpu_prelu(KernelCtx& c) {
+  const TArg &X = c.in[0], &A = c.in[1];
+  const int64_t C = X.shape.back();
+  if (X.n == 0) return;
+  const float *x = X.f(), *a = A.f();
+  float* y = c.out[0].f();
+  if (A.n == 1 || C == 1) {
+    const float av = a[0];
+    parallel_for(X.n, kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) y[i] = x[i] > 0.f ? x[i] : av * x[i];
+    });
+    return;
+  }
+  const int64_t rows = X.n / C;
+  parallel_for(rows, std::max<int64_t>(1, kGrain / C), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = x + r * C;
+      float* yr = y + r * C;
+      for (int64_t j = 0; j < C; ++j) yr[j] = xr[j] > 0.f ? xr[j] : a[j] * xr[j];
+    }
+  });
+}
+
+void infer_prelu_backward(InferCtx& c) {
+  need_all_f32(c);
+  need_same(c, "prelu_backward", 0, 1, "dy", "x");
+  need_prelu_a(c, "prelu_backward", 1, 2);
+  c.add_out(c.in[1].shape);
+  c.add_out(c.in[2].shape);
+}
+
+void cpu_prelu_backward(KernelCtx& c) {
+  const TArg &DY = c.in[0], &X = c.in[1], &A = c.in[2];
+  const int64_t C = X.shape.back();
+  const float *dy = DY.f(), *x = X.f(), *a = A.f();
+  float *dx = c.out[0].f(), *da = c.out[1].f();
+  const bool shared = A.n == 1;
+  const int64_t rows = C ? X.n / C : 0;
+  if (rows == 0 || C == 0) {
+    for (int64_t j = 0; j < A.n; ++j) da[j] = 0.f;
+    return;
+  }
+  // Fixed row blocks with double partial sums per channel, combined in block order (deterministic).
+  const int64_t G = std::min<int64_t>({std::max<int64_t>(1, X.n / 65536), 32, rows});
+  std::vector<double> part(static_cast<size_t>(G * C), 0.0);
+  parallel_for(G, 1, [&](int64_t gb, int64_t ge) {
+    for (int64_t g = gb; g < ge; ++g) {
+      double* p = part.data() + g * C;
+      for (int64_t r = rows * g / G; r < rows * (g + 1) / G; ++r) {
+        const float *xr = x + r * C, *dr = dy + r * C;
+        float* o = dx + r * C;
+        for (int64_t j = 0; j < C; ++j) {
+          const float aj = shared ? a[0] : a[j];
+          const bool pos = xr[j] > 0.f;
+          o[j] = pos ? dr[j] : aj * dr[j];
+          p[j] += pos ? 0.0 : static_cast<double>(xr[j]) * dr[j];
+        }
+      }
+    }
+  });
+  std::vector<double> tot(C, 0.0);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t j = 0; j < C; ++j) tot[j] += part[g * C + j];
+  if (shared) {
+    double s = 0;
+    for (int64_t j = 0; j < C; ++j) s += tot[j];
+    da[0] = static_cast<float>(s);
+  } else {
+    for (int64_t j = 0; j < C; ++j) da[j] = static_cast<float>(tot[j]);
+  }
+}
+
+// ---- gelu (exact) -----------------------------------------------------------------------------------------
+void infer_gelu(InferCtx& c) {
+  c.need_f32(0);
+  c.add_out(c.in[0].shape);
+}
+
+void cpu_gelu(KernelCtx& c) {
+  const float* x = c.in[0].f();
+  float* y = c.out[0].f();
+  constexpr float kRsqrt2 = 0.70710678118654752440f;
+  parallel_for(c.in[0].n, kGrain / 4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * kRsqrt2));
+  });
+}
+
+void infer_gelu_backward(InferCtx& c) {
+  need_all_f32(c);
+  need_same(c, "gelu_backward", 0, 1, "dy", "x");
+  c.add_out(c.in[1].shape);
+}
+
+void cpu_gelu_backward(KernelCtx& c) {
+  const float *dy = c.in[0].f(), *x = c.in[1].f();
+  float* dx = c.out[0].f();
+  constexpr float kRsqrt2 = 0.70710678118654752440f;
+  constexpr float kAlpha = 0.39894228040143267794f;  // 1/sqrt(2 pi)
+  parallel_for(c.in[0].n, kGrain / 4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float v = x[i];
+      const float cdf = 0.5f * (1.f + std::erf(v * kRsqrt2));
+      const float pdf = std::exp(-0.5f * v * v) * kAlpha;
+      dx[i] = dy[i] * (cdf + v * pdf);
+    }
+  });
+}
+
+}  // namespace irc
