@@ -64,3 +64,10 @@ export function keep<T extends Tensor>(t: T): T {
   untrack(t);
   return t;
 }
+
+/** Disposes every tensor reachable from value (a tensor, or arrays/plain objects/Maps of them). */
+export function disposeAll(value: unknown): void {
+  const found = new Set<Tensor>();
+  collect(value, found);
+  for (const t of found) t.dispose();
+}

@@ -1,0 +1,150 @@
+// NAFBlock (spec §4.2) and the plain NAFNet of the official repository (§4.7).
+import { IrcError } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Module, ModuleList } from '../nn/module.js';
+import { Conv2d, LayerNorm2d } from '../nn/layers.js';
+import { constant } from '../nn/init.js';
+import { add, mul } from '../ops/elementwise.js';
+import { simpleGate, globalAvgPool, channelScale } from '../ops/nafnet.js';
+import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
+
+/** Simplified channel attention: `sca.1` is the 1×1 conv after global average pooling. */
+class SCA extends Module {
+  readonly conv: Conv2d;
+  constructor(c: number) {
+    super();
+    this.conv = this.child('1', new Conv2d(c, c, 1));
+  }
+  forward(x: Tensor): Tensor {
+    return channelScale(x, this.conv.forward(globalAvgPool(x)));
+  }
+}
+
+/** NAFBlock(c): LN2d → 1×1 → dw3×3 → SimpleGate → SCA → 1×1, ×β skip; LN2d → 1×1 → SG → 1×1, ×γ skip. */
+export class NAFBlock extends Module {
+  readonly conv1: Conv2d;
+  readonly conv2: Conv2d;
+  readonly conv3: Conv2d;
+  readonly sca: SCA;
+  readonly conv4: Conv2d;
+  readonly conv5: Conv2d;
+  readonly norm1: LayerNorm2d;
+  readonly norm2: LayerNorm2d;
+  /** β and γ start at 0 (identity block) unless `init` gives another value. */
+  constructor(readonly c: number, init = 0) {
+    super();
+    const dw = 2 * c;
+    this.conv1 = this.child('conv1', new Conv2d(c, dw, 1));
+    this.conv2 = this.child('conv2', new Conv2d(dw, dw, 3, { groups: dw }));
+    this.conv3 = this.child('conv3', new Conv2d(dw / 2, c, 1));
+    this.sca = this.child('sca', new SCA(dw / 2));
+    this.conv4 = this.child('conv4', new Conv2d(c, 2 * c, 1));
+    this.conv5 = this.child('conv5', new Conv2d(c, c, 1));
+    this.norm1 = this.child('norm1', new LayerNorm2d(c));
+    this.norm2 = this.child('norm2', new LayerNorm2d(c));
+    this.param('beta', [1, c, 1, 1], constant(c, init), 'chan');
+    this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
+  }
+  forward(inp: Tensor): Tensor {
+    let x = this.conv2.forward(this.conv1.forward(this.norm1.forward(inp)));
+    x = this.conv3.forward(this.sca.forward(simpleGate(x)));
+    const y = add(inp, mul(x, this.P.beta!));
+    x = this.conv5.forward(simpleGate(this.conv4.forward(this.norm2.forward(y))));
+    return add(y, mul(x, this.P.gamma!));
+  }
+}
+
+/** A sequence of blocks applied in order (nn.Sequential naming). */
+export class Blocks<M extends Module & { forward(x: Tensor): Tensor }> extends ModuleList<M> {
+  forward(x: Tensor): Tensor {
+    for (const b of this.items) x = b.forward(x);
+    return x;
+  }
+}
+
+export interface NAFNetConfig {
+  width: number;
+  middle: number;
+  enc: number[];
+  dec: number[];
+  inChannels?: number;
+}
+
+/** Up-sampler `ups.i`: 1×1 conv (c → 2c, no bias) + PixelShuffle(2). */
+class Up extends Module {
+  readonly conv: Conv2d;
+  constructor(c: number) {
+    super();
+    this.conv = this.child('0', new Conv2d(c, 2 * c, 1, { bias: false }));
+  }
+  forward(x: Tensor): Tensor {
+    return pixelShuffle(this.conv.forward(x), 2);
+  }
+}
+
+/** The official NAFNet (repository config: width 64, enc [5,6,7,7], middle 7, dec [5,6,7,7]). */
+export class NAFNet extends Module {
+  readonly config: Required<NAFNetConfig>;
+  readonly intro: Conv2d;
+  readonly ending: Conv2d;
+  readonly encoders: ModuleList<Blocks<NAFBlock>>;
+  readonly decoders: ModuleList<Blocks<NAFBlock>>;
+  readonly middle: Blocks<NAFBlock>;
+  readonly ups: ModuleList<Up>;
+  readonly downs: ModuleList<Conv2d>;
+
+  constructor(config: NAFNetConfig) {
+    super();
+    if (config.enc.length !== config.dec.length)
+      throw new IrcError('E_ARG', `NAFNet: enc and dec need the same number of levels, got ${config.enc.length} and ${config.dec.length}`);
+    this.config = { inChannels: 3, ...config };
+    const { width, inChannels } = this.config;
+    this.intro = this.child('intro', new Conv2d(inChannels, width, 3));
+    this.ending = this.child('ending', new Conv2d(width, inChannels, 3));
+    const enc: Blocks<NAFBlock>[] = [];
+    const downs: Conv2d[] = [];
+    let c = width;
+    for (const n of config.enc) {
+      enc.push(new Blocks(Array.from({ length: n }, () => new NAFBlock(c))));
+      downs.push(new Conv2d(c, 2 * c, 2, { stride: 2, pad: 0 }));
+      c *= 2;
+    }
+    const mid = new Blocks(Array.from({ length: config.middle }, () => new NAFBlock(c)));
+    const ups: Up[] = [];
+    const dec: Blocks<NAFBlock>[] = [];
+    for (const n of config.dec) {
+      ups.push(new Up(c));
+      c /= 2;
+      dec.push(new Blocks(Array.from({ length: n }, () => new NAFBlock(c))));
+    }
+    this.encoders = this.child('encoders', new ModuleList(enc));
+    this.decoders = this.child('decoders', new ModuleList(dec));
+    this.middle = this.child('middle_blks', mid);
+    this.ups = this.child('ups', new ModuleList(ups));
+    this.downs = this.child('downs', new ModuleList(downs));
+  }
+
+  /** x: NHWC image [N, H, W, 3]; any H, W (zero-padded internally to a multiple of 2^levels, then cropped). */
+  forward(inp: Tensor): Tensor {
+    const [, h, w] = inp.shape as [number, number, number, number];
+    const m = 2 ** this.config.enc.length;
+    const ph = (m - (h % m)) % m;
+    const pw = (m - (w % m)) % m;
+    const padded = ph || pw ? pad2d(inp, [0, ph, 0, pw], 'zero') : inp;
+    let x = this.intro.forward(padded);
+    const skips: Tensor[] = [];
+    this.encoders.items.forEach((e, i) => {
+      x = e.forward(x);
+      skips.push(x);
+      x = this.downs.items[i]!.forward(x);
+    });
+    x = this.middle.forward(x);
+    this.decoders.items.forEach((d, i) => {
+      x = this.ups.items[i]!.forward(x);
+      x = add(x, skips[skips.length - 1 - i]!);
+      x = d.forward(x);
+    });
+    x = add(this.ending.forward(x), padded);
+    return ph || pw ? crop2d(x, 0, 0, h, w) : x;
+  }
+}

@@ -1,0 +1,56 @@
+// Builds a model by its official class name from a constructor configuration (fixture metadata, configs).
+import { IrcError } from '../errors.js';
+import type { Module } from '../nn/module.js';
+import { NAFNet } from './nafnet.js';
+import { constyleNAFNet } from './constyle_nafnet.js';
+import type { UNetConfig } from './unet.js';
+
+type Cfg = Record<string, unknown>;
+
+function ints(cfg: Cfg, key: string, len?: number): number[] | undefined {
+  const v = cfg[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((x) => !Number.isInteger(x) || x < 0) || (len !== undefined && v.length !== len))
+    throw new IrcError('E_ARG', `config.${key}: expected ${len ?? 'a list of'} non-negative integers, got ${JSON.stringify(v)}`);
+  return v as number[];
+}
+function int(cfg: Cfg, key: string): number | undefined {
+  const v = cfg[key];
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || (v as number) < 0) throw new IrcError('E_ARG', `config.${key}: expected a non-negative integer, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+function checkKeys(name: string, cfg: Cfg, allowed: string[]): void {
+  const bad = Object.keys(cfg).filter((k) => !allowed.includes(k));
+  if (bad.length) throw new IrcError('E_ARG', `${name}: unknown config key(s) ${bad.join(', ')} (expected some of ${allowed.join(', ')})`);
+}
+
+export const MODEL_NAMES = ['ConStyleNAFNet', 'NAFNet'] as const;
+
+/** `name` is the official class name (ConStyleNAFNet, NAFNet); cfg uses the fixtures' config keys. */
+export function buildModel(name: string, cfg: Cfg = {}): Module {
+  switch (name) {
+    case 'ConStyleNAFNet': {
+      checkKeys(name, cfg, ['dim', 'left', 'bottom', 'right', 'constyle', 'K']);
+      return constyleNAFNet({
+        dim: int(cfg, 'dim'),
+        left: ints(cfg, 'left', 3) as [number, number, number] | undefined,
+        bottom: int(cfg, 'bottom'),
+        right: ints(cfg, 'right', 3) as [number, number, number] | undefined,
+        constyle: cfg.constyle as UNetConfig['constyle'],
+        K: int(cfg, 'K'),
+      });
+    }
+    case 'NAFNet': {
+      checkKeys(name, cfg, ['width', 'middle', 'enc', 'dec', 'constyle']);
+      return new NAFNet({
+        width: int(cfg, 'width') ?? 64,
+        middle: int(cfg, 'middle') ?? 7,
+        enc: ints(cfg, 'enc') ?? [5, 6, 7, 7],
+        dec: ints(cfg, 'dec') ?? [5, 6, 7, 7],
+      });
+    }
+    default:
+      throw new IrcError('E_ARG', `unknown model '${name}' (this build has ${MODEL_NAMES.join(', ')})`);
+  }
+}
