@@ -1,0 +1,123 @@
+// activations, norms and NAFNet ops: float64 references and central finite-difference gradient checks.
+import { describe, expect, it } from 'vitest';
+import { tensor } from '../lib/tensor/tensor.js';
+import { leakyRelu, prelu, gelu } from '../lib/ops/activation.js';
+import { batchNorm1d, layerNorm2d } from '../lib/ops/norm.js';
+import { simpleGate, globalAvgPool, channelScale } from '../lib/ops/nafnet.js';
+import { randArray, expectClose, gradcheck } from './helpers.js';
+
+function erf(x: number): number {
+  // series / continued fraction in float64, accurate to ~1e-15
+  const ax = Math.abs(x);
+  if (ax < 2.5) {
+    let term = ax, s = ax;
+    for (let n = 1; n < 60; ++n) {
+      term *= (-ax * ax) / n;
+      s += term / (2 * n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * s;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; --n) f = (n / 2) / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+describe('activations', () => {
+  it('leakyRelu / prelu / gelu forward', async () => {
+    const a = randArray(3 * 5 * 7, 1, -4, 4);
+    const x = tensor(a, [3, 5, 7]);
+    await expectClose(leakyRelu(x, 0.2), Array.from(a, (v) => (v > 0 ? v : 0.2 * v)), 1e-7);
+    const w = randArray(7, 2);
+    await expectClose(prelu(x, tensor(w, [7])), Array.from(a, (v, i) => (v > 0 ? v : w[i % 7]! * v)), 1e-7);
+    await expectClose(prelu(x, tensor([0.25], [1])), Array.from(a, (v) => (v > 0 ? v : 0.25 * v)), 1e-7);
+    await expectClose(gelu(x), Array.from(a, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2))), 1e-6);
+    expect(() => prelu(x, tensor(randArray(5, 1), [5]))).toThrowError(/must have shape \[7\]/);
+  });
+
+  it('gradients', async () => {
+    const a = randArray(2 * 3 * 5, 3, -3, 3);
+    await gradcheck((x) => leakyRelu(x, 0.1), [{ data: a, shape: [2, 3, 5] }]);
+    await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(5, 4), shape: [5] }]);
+    await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(1, 4), shape: [1] }]);
+    await gradcheck(gelu, [{ data: a, shape: [2, 3, 5] }]);
+  });
+});
+
+describe('normalisation', () => {
+  it('batchNorm1d train and eval match float64 references, running stats update', async () => {
+    const N = 6, C = 5;
+    const a = randArray(N * C, 5, -2, 3), g = randArray(C, 6), b = randArray(C, 7);
+    const rm = tensor(new Float32Array(C), [C]), rv = tensor(new Float32Array(C).fill(1), [C]);
+    const y = batchNorm1d(tensor(a, [N, C]), tensor(g, [C]), tensor(b, [C]), rm, rv, { training: true });
+    const ref: number[] = new Array(N * C), erm: number[] = [], erv: number[] = [];
+    for (let c = 0; c < C; ++c) {
+      let m = 0, q = 0;
+      for (let n = 0; n < N; ++n) m += a[n * C + c]!;
+      m /= N;
+      for (let n = 0; n < N; ++n) q += (a[n * C + c]! - m) ** 2;
+      for (let n = 0; n < N; ++n) ref[n * C + c] = ((a[n * C + c]! - m) / Math.sqrt(q / N + 1e-5)) * g[c]! + b[c]!;
+      erm.push(0.1 * m);
+      erv.push(0.9 + (0.1 * q) / (N - 1));
+    }
+    await expectClose(y, ref, 1e-6, 'train y');
+    await expectClose(rm, erm, 1e-6, 'running_mean');
+    await expectClose(rv, erv, 1e-6, 'running_var');
+    const ye = batchNorm1d(tensor(a, [N, C]), tensor(g, [C]), tensor(b, [C]), rm, rv, { training: false });
+    const eref = Array.from(a, (v, i) => ((v - erm[i % C]!) / Math.sqrt(erv[i % C]! + 1e-5)) * g[i % C]! + b[i % C]!);
+    await expectClose(ye, eref, 1e-6, 'eval y');
+  });
+
+  it('batchNorm1d gradients (train and eval)', async () => {
+    const N = 5, C = 3;
+    for (const training of [true, false]) {
+      await gradcheck(
+        (x, g, b) => batchNorm1d(x, g, b, tensor(new Float32Array(C).fill(0.1), [C]), tensor(new Float32Array(C).fill(2), [C]), { training }),
+        [{ data: randArray(N * C, 8, -2, 2), shape: [N, C] }, { data: randArray(C, 9), shape: [C] }, { data: randArray(C, 10), shape: [C] }],
+      );
+    }
+  });
+
+  it('layerNorm2d matches a float64 reference and its gradients check', async () => {
+    for (const C of [3, 16, 19]) {
+      const s = [2, 3, 5, C];
+      const a = randArray(2 * 3 * 5 * C, C, -2, 4), w = randArray(C, 11), b = randArray(C, 12);
+      const ref: number[] = [];
+      for (let r = 0; r < 30; ++r) {
+        let m = 0, q = 0;
+        for (let c = 0; c < C; ++c) m += a[r * C + c]!;
+        m /= C;
+        for (let c = 0; c < C; ++c) q += (a[r * C + c]! - m) ** 2;
+        for (let c = 0; c < C; ++c) ref.push(((a[r * C + c]! - m) / Math.sqrt(q / C + 1e-6)) * w[c]! + b[c]!);
+      }
+      await expectClose(layerNorm2d(tensor(a, s), tensor(w, [C]), tensor(b, [C])), ref, 1e-6, `C=${C}`);
+      await gradcheck((x, ww, bb) => layerNorm2d(x, ww, bb), [{ data: a, shape: s }, { data: w, shape: [C] }, { data: b, shape: [C] }]);
+    }
+    expect(() => layerNorm2d(tensor(randArray(2 * 8 * 8 * 16, 1), [2, 8, 8, 16]), tensor(randArray(8, 1), [8]), tensor(randArray(16, 1), [16]))).toThrowError(
+      /weight must have shape \[16\] \(channels of x \[2, 8, 8, 16\]\), got \[8\]/,
+    );
+  });
+});
+
+describe('NAFNet ops', () => {
+  it('simpleGate / globalAvgPool / channelScale forward', async () => {
+    const s = [2, 3, 5, 6], a = randArray(180, 13);
+    const gate: number[] = [];
+    for (let r = 0; r < 30; ++r) for (let c = 0; c < 3; ++c) gate.push(a[r * 6 + c]! * a[r * 6 + 3 + c]!);
+    await expectClose(simpleGate(tensor(a, s)), gate, 1e-7);
+    const pool = new Float64Array(12);
+    for (let n = 0; n < 2; ++n) for (let p = 0; p < 15; ++p) for (let c = 0; c < 6; ++c) pool[n * 6 + c] += a[(n * 15 + p) * 6 + c]! / 15;
+    const y = globalAvgPool(tensor(a, s));
+    expect(y.shape).toEqual([2, 1, 1, 6]);
+    await expectClose(y, pool, 1e-6);
+    const sc = randArray(12, 14);
+    await expectClose(channelScale(tensor(a, s), tensor(sc, [2, 1, 1, 6])), Array.from(a, (v, i) => v * sc[Math.floor(i / 90) * 6 + (i % 6)]!), 1e-7);
+  });
+
+  it('gradients', async () => {
+    const s = [2, 3, 5, 6], a = randArray(180, 15);
+    await gradcheck(simpleGate, [{ data: a, shape: s }]);
+    await gradcheck(globalAvgPool, [{ data: a, shape: s }]);
+    await gradcheck(channelScale, [{ data: a, shape: s }, { data: randArray(12, 16), shape: [2, 1, 1, 6] }]);
+  });
+});
