@@ -2,7 +2,7 @@
 import { expect } from 'vitest';
 import { Tensor, tensor } from '../lib/tensor/tensor.js';
 import { tidy } from '../lib/tensor/scope.js';
-import { backward } from '../lib/autograd/tape.js';
+import { backward, setBackwardObserver } from '../lib/autograd/tape.js';
 import { noGrad } from '../lib/autograd/node.js';
 
 /** Deterministic PRNG (mulberry32) for test data. */
@@ -47,6 +47,9 @@ export async function expectClose(t: Tensor, ref: ArrayLike<number>, tol = 1e-5,
   expect(e, `${what} relative error ${e}`).toBeLessThanOrEqual(tol);
 }
 
+/** Names of the ops whose backward ran inside a gradcheck in this test file (see test/setup.ts). */
+export const gradChecked = new Set<string>();
+
 export interface GradcheckOptions {
   eps?: number;
   /** Max coordinates probed per input (chosen at random, always including the first and last). */
@@ -77,7 +80,12 @@ export async function gradcheck(
   const R = randArray(y.size, seed);
   const Rt = tensor(R, [...y.shape]);
   // Seeding backward with R gives the gradient of Σ y ⊙ R.
-  backward(y, Rt);
+  setBackwardObserver((name) => gradChecked.add(name));
+  try {
+    backward(y, Rt);
+  } finally {
+    setBackwardObserver(null);
+  }
   const grads = await Promise.all(leaves.map(async (t) => (t.grad ? ((await t.grad.data()) as Float32Array) : null)));
   const f = async (xs: Float32Array[]): Promise<number> => {
     const out = noGrad(() => tidy(() => fn(...xs.map((d, i) => tensor(d, inputs[i]!.shape)))));

@@ -16,6 +16,12 @@ export interface RecordSpec {
   backward: (gys: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[];
 }
 
+let observer: ((name: string) => void) | null = null;
+/** Calls fn with the op name of every node whose backward runs (tests use it to prove gradient coverage). */
+export function setBackwardObserver(fn: ((name: string) => void) | null): void {
+  observer = fn;
+}
+
 function needsGrad(inputs: (Tensor | null)[]): boolean {
   return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
 }
@@ -97,6 +103,7 @@ function run(loss: Tensor, seed?: Tensor): void {
         throw new IrcError('E_NO_GRAD', `backward: a gradient must pass through '${node.name}', which is not differentiable`);
       }
       const gxs = node.backward(gys, node.saved);
+      observer?.(node.name);
       for (const g of gys) g?.dispose();
       freeNode(node);
       node.inputs.forEach((x, i) => {

@@ -29,6 +29,8 @@ export interface NativeBinding {
   memoryStats(): NativeMemoryStats;
   info(): NativeInfo;
   trim(): void;
+  /** Submissions per op id since load (used by the test-coverage check). */
+  opCounts(): number[];
   fmaPeak?(): Promise<number>;
 }
 

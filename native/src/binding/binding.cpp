@@ -252,6 +252,13 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value OpCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, op_count());
+  for (int i = 0; i < op_count(); ++i) a.Set(static_cast<uint32_t>(i), static_cast<double>(op_submissions(i)));
+  return a;
+}
+
 Napi::Value Trim(const Napi::CallbackInfo& info) {
   pool_trim();
   return info.Env().Undefined();
@@ -278,6 +285,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("trim", Napi::Function::New(env, Trim));
+  exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   return exports;
 }
 

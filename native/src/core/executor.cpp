@@ -1,5 +1,6 @@
 #include "executor.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -19,6 +20,7 @@ struct Queue {
   std::thread thread;
 };
 Queue* g_q = nullptr;
+std::atomic<uint64_t> g_submissions[512];
 
 void queue_main(Queue* q) {
   threadpool_init(0);
@@ -98,6 +100,8 @@ void enqueue(std::function<void()> task) {
   g_q->cv.notify_one();
 }
 
+uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }
+
 std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs) {
   int n = static_cast<int>(inputs.size());
   if (n < op.min_in || n > op.max_in)
@@ -117,6 +121,7 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
     outs.push_back(new_tensor(m.shape, m.dtype));
   }
   const OpEntry* opp = &op;
+  g_submissions[&op - op_entry(0)]++;
   enqueue([opp, in = std::move(inputs), out = outs, a = std::move(attrs)]() mutable { run_kernel(*opp, in, out, a); });
   return outs;
 }

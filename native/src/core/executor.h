@@ -17,4 +17,7 @@ void enqueue(std::function<void()> task);
 // Validate and shape-infer synchronously (throws OpError), allocate outputs, enqueue the kernel.
 std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs);
 
+// How many times each op id was submitted (for the test-coverage check).
+uint64_t op_submissions(int id);
+
 }  // namespace irc
