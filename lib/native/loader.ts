@@ -9,6 +9,8 @@ export interface NativeInfo {
   cuda: { compiled: boolean; devices: number; name: string; error: string };
   threads: number;
   simd: 'avx512' | 'avx2' | 'scalar';
+  /** GEMM micro-kernel in use. */
+  gemm: string;
   ops: string[];
 }
 export interface NativeMemoryStats {
@@ -31,7 +33,8 @@ export interface NativeBinding {
   trim(): void;
   /** Submissions per op id since load (used by the test-coverage check). */
   opCounts(): number[];
-  fmaPeak?(): Promise<number>;
+  /** Measured FMA peak of the CPU thread pool, GFLOP/s. */
+  fmaPeak(): Promise<number>;
 }
 
 /** The folder holding irconstyle's package.json (works from lib/ under vitest and from dist/lib/ when compiled). */

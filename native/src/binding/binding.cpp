@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "../core/executor.h"
+#include "../cpu/gemm.h"
 #include "../cuda/probe.h"
 
 namespace irc {
@@ -18,6 +19,8 @@ struct Done {
   std::string error;
   std::vector<char> bytes;
   bool is_read;
+  double number = 0;  // resolves with this number when !is_read and has_number
+  bool has_number = false;
 };
 
 struct Instance {
@@ -89,6 +92,8 @@ void on_done(Napi::Env env, Napi::Function, Done* d) {
       Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, d->bytes.size());
       if (!d->bytes.empty()) std::memcpy(ab.Data(), d->bytes.data(), d->bytes.size());
       it->second.Resolve(ab);
+    } else if (d->has_number) {
+      it->second.Resolve(Napi::Number::New(env, d->number));
     } else {
       it->second.Resolve(env.Undefined());
     }
@@ -211,6 +216,21 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Measured FMA peak of the thread pool in GFLOP/s (runs on the executor, so it never races kernels).
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t pid;
+  Napi::Promise p = new_promise(env, pid);
+  Napi::ThreadSafeFunction tsfn = inst(env).tsfn;
+  enqueue([pid, tsfn]() {
+    Done* d = new Done{pid, "", {}, false};
+    d->number = measure_fma_peak_gflops();
+    d->has_number = true;
+    post(tsfn, d);
+  });
+  return p;
+}
+
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) return Napi::Boolean::New(env, false);
@@ -246,6 +266,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   __builtin_cpu_init();
   std::string simd = __builtin_cpu_supports("avx512f") ? "avx512" : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "scalar";
   o.Set("simd", simd);
+  o.Set("gemm", sgemm_isa());
   Napi::Array names = Napi::Array::New(env, op_count());
   for (int i = 0; i < op_count(); ++i) names.Set(static_cast<uint32_t>(i), op_entry(i)->name);
   o.Set("ops", names);
@@ -285,6 +306,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("trim", Napi::Function::New(env, Trim));
+  exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   return exports;
 }
