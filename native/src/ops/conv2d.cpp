@@ -1,0 +1,275 @@
+// conv2d / conv2d_backward (ops.def): validation, dense and grouped convolution via im2col tiles + sgemm,
+// 1x1 stride-1 convolutions as a single GEMM, depthwise convolutions in conv2d_depthwise.cpp. Math: conv2d.h.
+#include "conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../cpu/gemm.h"
+
+namespace irc {
+namespace {
+using conv::Geom;
+
+std::string shapes_of(const Shape& x, const Shape& w) {
+  return " (x shape " + shape_str(x) + ", weight shape " + shape_str(w) + ")";
+}
+
+// Validates x (input xi) and w (input wi) and the attrs; returns the geometry.
+Geom check_conv(const InferCtx& c, size_t xi, size_t wi) {
+  c.need_f32(xi);
+  c.need_f32(wi);
+  c.need_rank(xi, 4);
+  c.need_rank(wi, 4);
+  c.need_attrs(3);
+  const Shape& x = c.in[xi].shape;
+  const Shape& w = c.in[wi].shape;
+  const int64_t S = c.ai(0), P = c.ai(1), G = c.ai(2);
+  if (S < 1) op_fail("E_ATTR", std::string(c.op) + ": stride must be >= 1, got " + std::to_string(S));
+  if (P < 0) op_fail("E_ATTR", std::string(c.op) + ": pad must be >= 0, got " + std::to_string(P));
+  if (G < 1) op_fail("E_ATTR", std::string(c.op) + ": groups must be >= 1, got " + std::to_string(G));
+  Geom g{x[0], x[1], x[2], x[3], w[0], w[1], w[3], S, P, G, 0, 0, 0, 0};
+  if (g.Ci % G != 0)
+    op_fail("E_ATTR", std::string(c.op) + ": input channels " + std::to_string(g.Ci) + " not divisible by groups = " +
+                          std::to_string(G) + shapes_of(x, w));
+  g.cig = g.Ci / G;
+  if (w[2] != g.cig)
+    op_fail("E_SHAPE", std::string(c.op) + ": weight expects Cin/groups = " + std::to_string(g.cig) +
+                           " at dim 2, got " + std::to_string(w[2]) + shapes_of(x, w));
+  if (g.Co % G != 0)
+    op_fail("E_SHAPE", std::string(c.op) + ": output channels (weight dim 3) = " + std::to_string(g.Co) +
+                           " not divisible by groups = " + std::to_string(G) + shapes_of(x, w));
+  g.cog = g.Co / G;
+  if (g.KH < 1 || g.KW < 1 || g.Co < 1 || g.cig < 1)
+    op_fail("E_SHAPE", std::string(c.op) + ": weight dims must be >= 1" + shapes_of(x, w));
+  const int64_t hp = g.H + 2 * P - g.KH, wp = g.W + 2 * P - g.KW;
+  g.Ho = hp < 0 ? 0 : hp / S + 1;
+  g.Wo = wp < 0 ? 0 : wp / S + 1;
+  if (g.Ho < 1 || g.Wo < 1)
+    op_fail("E_SHAPE", std::string(c.op) + ": output would be empty: input " + std::to_string(g.H) + "x" +
+                           std::to_string(g.W) + " with pad " + std::to_string(P) + " is smaller than the kernel " +
+                           std::to_string(g.KH) + "x" + std::to_string(g.KW) + shapes_of(x, w));
+  return g;
+}
+
+Geom geom_of(const Shape& x, const Shape& w, const KernelCtx& k) {
+  Geom g{x[0], x[1], x[2], x[3], w[0], w[1], w[3], k.ai(0), k.ai(1), k.ai(2), 0, 0, 0, 0};
+  g.cig = g.Ci / g.G;
+  g.cog = g.Co / g.G;
+  g.Ho = (g.H + 2 * g.P - g.KH) / g.S + 1;
+  g.Wo = (g.W + 2 * g.P - g.KW) / g.S + 1;
+  return g;
+}
+
+bool is_depthwise(const Geom& g) { return g.G > 1 && g.cig == 1 && g.cog == 1; }
+bool is_pointwise(const Geom& g) { return g.G == 1 && g.KH == 1 && g.KW == 1 && g.S == 1 && g.P == 0; }
+
+// Pixels per im2col tile: about 1 MiB of columns, at least 4 tiles per thread when the image allows.
+int64_t tile_pixels(int64_t pixels, int64_t kk, int64_t floats = 262144) {
+  int64_t t = std::clamp<int64_t>(floats / std::max<int64_t>(kk, 1), 32, 4096);
+  const int64_t want = (pixels + 4 * num_threads() - 1) / (4 * num_threads());
+  return std::max<int64_t>(std::min(t, want), 16);
+}
+
+// col[p - p0][(kh*KW + kw)*cig + ci] = x[n, oh*S-P+kh, ow*S-P+kw, grp*cig + ci] (0 outside) for pixels [p0, p1).
+void im2col(const Geom& g, const float* x, int64_t p0, int64_t p1, int64_t grp, float* col) {
+  const int64_t kk = g.KH * g.KW * g.cig, hw = g.Ho * g.Wo;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n = p / hw, r = p % hw, oh = r / g.Wo, ow = r % g.Wo;
+    float* d = col + (p - p0) * kk;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = oh * g.S - g.P + kh;
+      for (int64_t kw = 0; kw < g.KW; ++kw, d += g.cig) {
+        const int64_t iw = ow * g.S - g.P + kw;
+        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+          std::memset(d, 0, sizeof(float) * g.cig);
+        } else {
+          std::memcpy(d, x + ((n * g.H + ih) * g.W + iw) * g.Ci + grp * g.cig, sizeof(float) * g.cig);
+        }
+      }
+    }
+  }
+}
+
+void fill_rows(float* y, int64_t rows, int64_t C, const float* b) {
+  parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (b) {
+        std::memcpy(y + r * C, b, sizeof(float) * C);
+      } else {
+        std::memset(y + r * C, 0, sizeof(float) * C);
+      }
+    }
+  });
+}
+
+void forward_dense(const Geom& g, const float* x, const float* w, const float* b, float* y) {
+  const int64_t pix = g.N * g.Ho * g.Wo;
+  if (b) fill_rows(y, pix, g.Co, b);
+  const float beta = b ? 1.f : 0.f;
+  if (is_pointwise(g)) {
+    sgemm(false, false, pix, g.Co, g.Ci, 1.f, x, g.Ci, w, g.Co, beta, y, g.Co);
+    return;
+  }
+  const int64_t kk = g.KH * g.KW * g.cig, T = tile_pixels(pix, kk), ntiles = (pix + T - 1) / T;
+  parallel_for(ntiles, 1, [&](int64_t t0, int64_t t1) {
+    float* col = scratch(static_cast<size_t>(T * kk), 0);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p0 = t * T, p1 = std::min(pix, p0 + T);
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        im2col(g, x, p0, p1, grp, col);
+        sgemm(false, false, p1 - p0, g.cog, kk, 1.f, col, kk, w + grp * g.cog, g.Co, beta,
+              y + p0 * g.Co + grp * g.cog, g.Co);
+      }
+    }
+  });
+}
+
+// dx += col2im(dcol) for the pixels [p0, p1) of group grp, as a gather over the affected input rows.
+void col2im_add(const Geom& g, const float* dcol, int64_t p0, int64_t p1, int64_t grp, float* dx) {
+  const int64_t kk = g.KH * g.KW * g.cig, hw = g.Ho * g.Wo;
+  const int64_t n0 = p0 / hw, oh0 = (p0 % hw) / g.Wo, n1 = (p1 - 1) / hw, oh1 = ((p1 - 1) % hw) / g.Wo;
+  std::vector<int64_t> rows;  // n * H + ih
+  for (int64_t n = n0; n <= n1; ++n) {
+    const int64_t lo = n == n0 ? oh0 : 0, hi = n == n1 ? oh1 : g.Ho - 1;
+    const int64_t a = std::max<int64_t>(0, lo * g.S - g.P), e = std::min(g.H - 1, hi * g.S - g.P + g.KH - 1);
+    for (int64_t ih = a; ih <= e; ++ih) rows.push_back(n * g.H + ih);
+  }
+  parallel_for(static_cast<int64_t>(rows.size()), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = rows[r] / g.H, ih = rows[r] % g.H;
+      for (int64_t iw = 0; iw < g.W; ++iw) {
+        float* d = dx + ((n * g.H + ih) * g.W + iw) * g.Ci + grp * g.cig;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t th = ih + g.P - kh;
+          if (th < 0 || th % g.S) continue;
+          const int64_t oh = th / g.S;
+          if (oh >= g.Ho) continue;
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const int64_t tw = iw + g.P - kw;
+            if (tw < 0 || tw % g.S) continue;
+            const int64_t ow = tw / g.S;
+            if (ow >= g.Wo) continue;
+            const int64_t p = (n * g.Ho + oh) * g.Wo + ow;
+            if (p < p0 || p >= p1) continue;
+            const float* s = dcol + (p - p0) * kk + (kh * g.KW + kw) * g.cig;
+            for (int64_t c = 0; c < g.cig; ++c) d[c] += s[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+void backward_dx(const Geom& g, const float* dy, const float* w, float* dx) {
+  const int64_t pix = g.N * g.Ho * g.Wo;
+  if (is_pointwise(g)) {
+    sgemm(false, true, pix, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Co, 0.f, dx, g.Ci);
+    return;
+  }
+  fill_rows(dx, g.N * g.H * g.W, g.Ci, nullptr);
+  // Tiles in a fixed sequential order (each dx element sums tile by tile, then kh, kw): dcol = dy . W_g^T with a
+  // parallel sgemm, then a parallel gather into dx.
+  const int64_t kk = g.KH * g.KW * g.cig;
+  const int64_t T = std::clamp<int64_t>((int64_t(1) << 22) / kk, 64, 16384);
+  float* dcol = scratch(static_cast<size_t>(std::min(T, pix) * kk), 0);
+  for (int64_t p0 = 0; p0 < pix; p0 += T) {
+    const int64_t p1 = std::min(pix, p0 + T);
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      sgemm(false, true, p1 - p0, kk, g.cog, 1.f, dy + p0 * g.Co + grp * g.cog, g.Co, w + grp * g.cog, g.Co, 0.f,
+            dcol, kk);
+      col2im_add(g, dcol, p0, p1, grp, dx);
+    }
+  }
+}
+
+void backward_dw_db(const Geom& g, const float* dy, const float* x, float* dw, float* db) {
+  const int64_t pix = g.N * g.Ho * g.Wo, kk = g.KH * g.KW * g.cig, wsz = kk * g.Co;
+  const bool pw = is_pointwise(g);
+  const int64_t T = std::clamp<int64_t>(262144 / kk, 64, 4096), ntiles = (pix + T - 1) / T;
+  const int64_t parts = conv::num_parts(ntiles);
+  std::vector<float> partial(static_cast<size_t>(parts * (wsz + g.Co)));
+  parallel_for(parts, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      float* pw_ = partial.data() + q * (wsz + g.Co);
+      float* pb = pw_ + wsz;
+      std::fill(pb, pb + g.Co, 0.f);
+      const int64_t ta = ntiles * q / parts, te = ntiles * (q + 1) / parts;
+      float* col = pw ? nullptr : scratch(static_cast<size_t>(T * kk), 0);
+      for (int64_t t = ta; t < te; ++t) {
+        const int64_t p0 = t * T, p1 = std::min(pix, p0 + T);
+        for (int64_t grp = 0; grp < g.G; ++grp) {
+          const float* a = pw ? x + p0 * g.Ci : col;
+          if (!pw) im2col(g, x, p0, p1, grp, col);
+          sgemm(true, false, kk, g.cog, p1 - p0, 1.f, a, kk, dy + p0 * g.Co + grp * g.cog, g.Co, t == ta ? 0.f : 1.f,
+                pw_ + grp * g.cog, g.Co);
+        }
+        for (int64_t p = p0; p < p1; ++p) {
+          const float* s = dy + p * g.Co;
+          for (int64_t c = 0; c < g.Co; ++c) pb[c] += s[c];
+        }
+      }
+    }
+  });
+  parallel_for(wsz + g.Co, 4096, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      float s = 0.f;
+      for (int64_t q = 0; q < parts; ++q) s += partial[q * (wsz + g.Co) + e];
+      if (e < wsz) {
+        dw[e] = s;
+      } else {
+        db[e - wsz] = s;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void infer_conv2d(InferCtx& c) {
+  const Geom g = check_conv(c, 0, 1);
+  if (c.in.size() > 2) {
+    c.need_f32(2);
+    if (c.in[2].shape != Shape{g.Co})
+      op_fail("E_SHAPE", "conv2d: bias must have shape [" + std::to_string(g.Co) + "], got " +
+                             shape_str(c.in[2].shape));
+  }
+  c.add_out({g.N, g.Ho, g.Wo, g.Co});
+}
+
+void cpu_conv2d(KernelCtx& k) {
+  const Geom g = geom_of(k.in[0].shape, k.in[1].shape, k);
+  const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  if (is_depthwise(g)) {
+    conv::depthwise_forward(g, k.in[0].f(), k.in[1].f(), b, k.out[0].f());
+  } else {
+    forward_dense(g, k.in[0].f(), k.in[1].f(), b, k.out[0].f());
+  }
+}
+
+void infer_conv2d_backward(InferCtx& c) {
+  const Geom g = check_conv(c, 1, 2);
+  c.need_f32(0);
+  const Shape want{g.N, g.Ho, g.Wo, g.Co};
+  if (c.in[0].shape != want)
+    op_fail("E_SHAPE", "conv2d_backward: dy must have shape " + shape_str(want) + ", got " +
+                           shape_str(c.in[0].shape) + shapes_of(c.in[1].shape, c.in[2].shape));
+  c.add_out(c.in[1].shape);
+  c.add_out(c.in[2].shape);
+  c.add_out({g.Co});
+}
+
+void cpu_conv2d_backward(KernelCtx& k) {
+  const Geom g = geom_of(k.in[1].shape, k.in[2].shape, k);
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
+  float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  if (is_depthwise(g)) {
+    conv::depthwise_backward(g, dy, x, w, dx, dw, db);
+    return;
+  }
+  backward_dx(g, dy, w, dx);
+  backward_dw_db(g, dy, x, dw, db);
+}
+
+}  // namespace irc
