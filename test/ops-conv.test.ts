@@ -1,0 +1,203 @@
+// conv2d / linear / matmul: float64 references on random inputs (odd sizes, strides, pads, groups) and central
+// finite-difference gradient checks; determinism and shape validation.
+import { describe, expect, it } from 'vitest';
+import { tensor } from '../lib/tensor/tensor.js';
+import { conv2d, linear, matmul } from '../lib/ops/conv.js';
+import { randArray, expectClose, gradcheck } from './helpers.js';
+
+interface ConvCase {
+  N: number; H: number; W: number; Ci: number; KH: number; KW: number; Co: number; S: number; P: number; G: number;
+}
+
+function convRef(c: ConvCase, x: Float32Array, w: Float32Array, b: Float32Array | null): Float64Array {
+  const { N, H, W, Ci, KH, KW, Co, S, P, G } = c;
+  const cig = Ci / G, cog = Co / G;
+  const Ho = Math.floor((H + 2 * P - KH) / S) + 1, Wo = Math.floor((W + 2 * P - KW) / S) + 1;
+  const y = new Float64Array(N * Ho * Wo * Co);
+  for (let n = 0; n < N; ++n)
+    for (let oh = 0; oh < Ho; ++oh)
+      for (let ow = 0; ow < Wo; ++ow)
+        for (let co = 0; co < Co; ++co) {
+          const g = Math.floor(co / cog);
+          let s = b ? b[co]! : 0;
+          for (let kh = 0; kh < KH; ++kh) {
+            const ih = oh * S - P + kh;
+            if (ih < 0 || ih >= H) continue;
+            for (let kw = 0; kw < KW; ++kw) {
+              const iw = ow * S - P + kw;
+              if (iw < 0 || iw >= W) continue;
+              for (let ci = 0; ci < cig; ++ci)
+                s += x[((n * H + ih) * W + iw) * Ci + g * cig + ci]! * w[((kh * KW + kw) * cig + ci) * Co + co]!;
+            }
+          }
+          y[((n * Ho + oh) * Wo + ow) * Co + co] = s;
+        }
+  return y;
+}
+
+const convCases: ConvCase[] = [
+  { N: 1, H: 5, W: 7, Ci: 3, KH: 3, KW: 3, Co: 4, S: 1, P: 1, G: 1 },
+  { N: 2, H: 7, W: 5, Ci: 3, KH: 3, KW: 3, Co: 5, S: 2, P: 1, G: 1 },
+  { N: 2, H: 9, W: 6, Ci: 4, KH: 3, KW: 3, Co: 8, S: 2, P: 0, G: 1 },
+  { N: 2, H: 6, W: 5, Ci: 16, KH: 1, KW: 1, Co: 24, S: 1, P: 0, G: 1 },
+  { N: 1, H: 7, W: 5, Ci: 6, KH: 1, KW: 1, Co: 6, S: 2, P: 1, G: 1 },
+  { N: 2, H: 8, W: 6, Ci: 8, KH: 2, KW: 2, Co: 16, S: 2, P: 0, G: 1 },
+  { N: 1, H: 7, W: 9, Ci: 5, KH: 2, KW: 2, Co: 10, S: 2, P: 0, G: 1 },
+  { N: 1, H: 9, W: 7, Ci: 5, KH: 4, KW: 4, Co: 3, S: 2, P: 1, G: 1 },
+  { N: 2, H: 5, W: 7, Ci: 12, KH: 3, KW: 3, Co: 12, S: 1, P: 1, G: 12 },
+  { N: 1, H: 9, W: 8, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
+  { N: 1, H: 6, W: 6, Ci: 8, KH: 3, KW: 3, Co: 12, S: 1, P: 1, G: 4 },
+  { N: 1, H: 24, W: 20, Ci: 16, KH: 3, KW: 3, Co: 32, S: 1, P: 1, G: 1 },
+];
+
+const name = (c: ConvCase) => `N${c.N} ${c.H}x${c.W}x${c.Ci} k${c.KH}x${c.KW} Co${c.Co} s${c.S} p${c.P} g${c.G}`;
+
+describe('conv2d', () => {
+  it('matches a float64 reference (dense, 1x1, strided, 2x2/4x4, depthwise, grouped)', async () => {
+    let seed = 1;
+    for (const c of convCases) {
+      const x = randArray(c.N * c.H * c.W * c.Ci, seed++), w = randArray(c.KH * c.KW * (c.Ci / c.G) * c.Co, seed++);
+      const b = randArray(c.Co, seed++);
+      for (const withBias of [true, false]) {
+        const y = conv2d(tensor(x, [c.N, c.H, c.W, c.Ci]), tensor(w, [c.KH, c.KW, c.Ci / c.G, c.Co]),
+          withBias ? tensor(b, [c.Co]) : null, { stride: c.S, pad: c.P, groups: c.G });
+        const ref = convRef(c, x, w, withBias ? b : null);
+        expect(y.shape).toEqual([c.N, Math.floor((c.H + 2 * c.P - c.KH) / c.S) + 1, Math.floor((c.W + 2 * c.P - c.KW) / c.S) + 1, c.Co]);
+        await expectClose(y, ref, 1e-6, name(c));
+      }
+    }
+  });
+
+  it('gradients (dense 3x3 s1/s2, 1x1, depthwise, 2x2 s2, grouped)', async () => {
+    const grads: ConvCase[] = [
+      { N: 1, H: 5, W: 4, Ci: 3, KH: 3, KW: 3, Co: 4, S: 1, P: 1, G: 1 },
+      { N: 2, H: 5, W: 5, Ci: 2, KH: 3, KW: 3, Co: 3, S: 2, P: 1, G: 1 },
+      { N: 1, H: 4, W: 3, Ci: 5, KH: 1, KW: 1, Co: 4, S: 1, P: 0, G: 1 },
+      { N: 1, H: 5, W: 6, Ci: 6, KH: 3, KW: 3, Co: 6, S: 1, P: 1, G: 6 },
+      { N: 1, H: 5, W: 5, Ci: 4, KH: 3, KW: 3, Co: 4, S: 2, P: 1, G: 4 },
+      { N: 1, H: 4, W: 6, Ci: 3, KH: 2, KW: 2, Co: 4, S: 2, P: 0, G: 1 },
+      { N: 1, H: 4, W: 4, Ci: 4, KH: 3, KW: 3, Co: 6, S: 1, P: 1, G: 2 },
+    ];
+    let seed = 100;
+    for (const c of grads) {
+      const opts = { stride: c.S, pad: c.P, groups: c.G };
+      await gradcheck((x, w, b) => conv2d(x, w, b!, opts), [
+        { data: randArray(c.N * c.H * c.W * c.Ci, seed++), shape: [c.N, c.H, c.W, c.Ci] },
+        { data: randArray(c.KH * c.KW * (c.Ci / c.G) * c.Co, seed++), shape: [c.KH, c.KW, c.Ci / c.G, c.Co] },
+        { data: randArray(c.Co, seed++), shape: [c.Co] },
+      ]);
+      await gradcheck((x, w) => conv2d(x, w, null, opts), [
+        { data: randArray(c.N * c.H * c.W * c.Ci, seed++), shape: [c.N, c.H, c.W, c.Ci] },
+        { data: randArray(c.KH * c.KW * (c.Ci / c.G) * c.Co, seed++), shape: [c.KH, c.KW, c.Ci / c.G, c.Co] },
+      ]);
+    }
+  });
+
+  it('is deterministic', async () => {
+    const x = randArray(2 * 33 * 31 * 16, 5), w = randArray(9 * 16 * 24, 6);
+    const run = async () => (await conv2d(tensor(x, [2, 33, 31, 16]), tensor(w, [3, 3, 16, 24]), null, { pad: 1 }).data()) as Float32Array;
+    const a = await run(), b = await run();
+    expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+  });
+
+  it('validates shapes and attributes', () => {
+    const x = tensor(randArray(2 * 32 * 32 * 16, 1), [2, 32, 32, 16]);
+    expect(() => conv2d(x, tensor(randArray(3 * 3 * 8 * 32, 1), [3, 3, 8, 32]), null, { pad: 1 })).toThrowError(
+      /weight expects Cin\/groups = 16 at dim 2, got 8 \(x shape \[2, 32, 32, 16\], weight shape \[3, 3, 8, 32\]\)/,
+    );
+    const w = tensor(randArray(3 * 3 * 16 * 8, 1), [3, 3, 16, 8]);
+    expect(() => conv2d(x, w, tensor(randArray(4, 1), [4]))).toThrowError(/bias must have shape \[8\]/);
+    expect(() => conv2d(x, w, null, { stride: 0 })).toThrowError(/stride must be >= 1/);
+    expect(() => conv2d(x, w, null, { groups: 3 })).toThrowError(/not divisible by groups/);
+    const tiny = tensor(randArray(2 * 2 * 16, 1), [1, 2, 2, 16]);
+    expect(() => conv2d(tiny, w, null)).toThrowError(/output would be empty/);
+  });
+});
+
+function linearRef(x: Float32Array, rows: number, I: number, w: Float32Array, O: number, b: Float32Array | null): Float64Array {
+  const y = new Float64Array(rows * O);
+  for (let r = 0; r < rows; ++r)
+    for (let o = 0; o < O; ++o) {
+      let s = b ? b[o]! : 0;
+      for (let i = 0; i < I; ++i) s += x[r * I + i]! * w[o * I + i]!;
+      y[r * O + o] = s;
+    }
+  return y;
+}
+
+describe('linear', () => {
+  it('matches a float64 reference', async () => {
+    for (const [xs, O] of [[[5, 7], 3], [[2, 3, 17], 33], [[40, 70], 50], [[1, 1], 1]] as [number[], number][]) {
+      const I = xs[xs.length - 1]!, rows = xs.reduce((a, b) => a * b, 1) / I;
+      const x = randArray(rows * I, O), w = randArray(O * I, O + 1), b = randArray(O, O + 2);
+      const y = linear(tensor(x, xs), tensor(w, [O, I]), tensor(b, [O]));
+      expect(y.shape).toEqual([...xs.slice(0, -1), O]);
+      await expectClose(y, linearRef(x, rows, I, w, O, b), 1e-6, `linear ${xs} -> ${O}`);
+      await expectClose(linear(tensor(x, xs), tensor(w, [O, I]), null), linearRef(x, rows, I, w, O, null), 1e-6);
+    }
+    expect(() => linear(tensor(randArray(12, 1), [3, 4]), tensor(randArray(10, 1), [2, 5]), null)).toThrowError(
+      /weight \[out, in\] expects in = 4/,
+    );
+  });
+
+  it('gradients', async () => {
+    await gradcheck((x, w, b) => linear(x, w, b!), [
+      { data: randArray(2 * 3 * 5, 1), shape: [2, 3, 5] },
+      { data: randArray(4 * 5, 2), shape: [4, 5] },
+      { data: randArray(4, 3), shape: [4] },
+    ]);
+    await gradcheck((x, w) => linear(x, w, null), [
+      { data: randArray(3 * 6, 4), shape: [3, 6] },
+      { data: randArray(7 * 6, 5), shape: [7, 6] },
+    ]);
+  });
+});
+
+function matmulRef(a: Float32Array, b: Float32Array, batch: number, M: number, K: number, N: number, tA: boolean, tB: boolean, sharedB: boolean): Float64Array {
+  const y = new Float64Array(batch * M * N);
+  for (let q = 0; q < batch; ++q)
+    for (let i = 0; i < M; ++i)
+      for (let j = 0; j < N; ++j) {
+        let s = 0;
+        const bo = sharedB ? 0 : q * K * N;
+        for (let k = 0; k < K; ++k)
+          s += (tA ? a[q * M * K + k * M + i]! : a[q * M * K + i * K + k]!) * (tB ? b[bo + j * K + k]! : b[bo + k * N + j]!);
+        y[(q * M + i) * N + j] = s;
+      }
+  return y;
+}
+
+describe('matmul', () => {
+  const combos = [[false, false], [true, false], [false, true], [true, true]] as const;
+  const shapes = (bat: number[], M: number, K: number, N: number, tA: boolean, tB: boolean, sharedB: boolean) => ({
+    as: [...bat, tA ? K : M, tA ? M : K],
+    bs: [...(sharedB ? [] : bat), tB ? N : K, tB ? K : N],
+  });
+
+  it('matches a float64 reference for all transpose combinations, batched and shared b', async () => {
+    let seed = 1;
+    for (const [tA, tB] of combos)
+      for (const [bat, M, K, N, sharedB] of [[[], 5, 7, 3, false], [[2, 3], 6, 9, 17, false], [[4], 33, 20, 18, true], [[3], 70, 40, 50, false]] as [number[], number, number, number, boolean][]) {
+        const { as, bs } = shapes(bat, M, K, N, tA, tB, sharedB);
+        const batch = bat.reduce((x, y) => x * y, 1);
+        const a = randArray(batch * M * K, seed++), b = randArray((sharedB ? 1 : batch) * K * N, seed++);
+        const y = matmul(tensor(a, as), tensor(b, bs), { transA: tA, transB: tB });
+        expect(y.shape).toEqual([...bat, M, N]);
+        await expectClose(y, matmulRef(a, b, batch, M, K, N, tA, tB, sharedB), 1e-6, `matmul ${bat} ${M}x${K}x${N} tA=${tA} tB=${tB}`);
+      }
+    expect(() => matmul(tensor(randArray(6, 1), [2, 3]), tensor(randArray(8, 1), [4, 2]))).toThrowError(/inner dims differ/);
+    expect(() => matmul(tensor(randArray(12, 1), [2, 2, 3]), tensor(randArray(18, 1), [3, 3, 2]))).toThrowError(/batch dims/);
+  });
+
+  it('gradients for all transpose combinations (plain, batched, shared b)', async () => {
+    let seed = 50;
+    for (const [tA, tB] of combos)
+      for (const [bat, sharedB] of [[[], false], [[2], false], [[2], true]] as [number[], boolean][]) {
+        const { as, bs } = shapes(bat, 3, 4, 5, tA, tB, sharedB);
+        await gradcheck((a, b) => matmul(a, b, { transA: tA, transB: tB }), [
+          { data: randArray(as.reduce((x, y) => x * y, 1), seed++), shape: as },
+          { data: randArray(bs.reduce((x, y) => x * y, 1), seed++), shape: bs },
+        ]);
+      }
+  });
+});
