@@ -62,7 +62,8 @@ Geom geom_of(const Shape& x, const Shape& w, const KernelCtx& k) {
   return g;
 }
 
-bool is_depthwise(const Geom& g) { return g.G > 1 && g.cig == 1 && g.cog == 1; }
+// (the depthwise kernels keep per-pixel tap lists on the stack: KH, KW <= 64)
+bool is_depthwise(const Geom& g) { return g.G > 1 && g.cig == 1 && g.cog == 1 && g.KH <= 64 && g.KW <= 64; }
 bool is_pointwise(const Geom& g) { return g.G == 1 && g.KH == 1 && g.KW == 1 && g.S == 1 && g.P == 0; }
 
 // Pixels per im2col tile: about 1 MiB of columns, at least 4 tiles per thread when the image allows.

@@ -62,27 +62,40 @@ IRC_INL void fwd_rows(const Geom& g, const float* x, const float* w, const float
   }
 }
 
-// dx for input rows [r0, r1) (r = n*H + ih), as a gather over the taps that reach each input pixel.
+// dx for input rows [r0, r1) (r = n*H + ih), as a gather over the taps that reach each input pixel. The taps
+// (kh, kw) in order with their dy / w offsets are listed once per pixel, then applied to every channel block.
 template <class V>
 IRC_INL void dx_rows(const Geom& g, const float* dy, const float* w, float* dx, int64_t r0, int64_t r1, int64_t cs,
                      int64_t ce) {
   const int64_t C = g.Ci;
+  int64_t hoff[64], hk[64], woff[64], wk[64], toff[4096], tw[4096];
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / g.H, ih = r % g.H;
+    int64_t nh = 0;
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t th = ih + g.P - kh;
+      if (th < 0 || th % g.S || th / g.S >= g.Ho) continue;
+      hoff[nh] = (n * g.Ho + th / g.S) * g.Wo * C;
+      hk[nh++] = kh;
+    }
     for (int64_t iw = 0; iw < g.W; ++iw) {
+      int64_t nw = 0;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t t = iw + g.P - kw;
+        if (t < 0 || t % g.S || t / g.S >= g.Wo) continue;
+        woff[nw] = (t / g.S) * C;
+        wk[nw++] = kw;
+      }
+      int64_t nt = 0;
+      for (int64_t a = 0; a < nh; ++a)
+        for (int64_t b = 0; b < nw; ++b) {
+          toff[nt] = hoff[a] + woff[b];
+          tw[nt++] = (hk[a] * g.KW + wk[b]) * C;
+        }
       float* d = dx + (r * g.W + iw) * C;
       for (int64_t c = cs; c < ce; c += width<V>()) {
         V acc = V{} * 0.f;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t th = ih + g.P - kh;
-          if (th < 0 || th % g.S || th / g.S >= g.Ho) continue;
-          const float* dyr = dy + (n * g.Ho + th / g.S) * g.Wo * C + c;
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t tw = iw + g.P - kw;
-            if (tw < 0 || tw % g.S || tw / g.S >= g.Wo) continue;
-            acc += ld<V>(dyr + (tw / g.S) * C) * ld<V>(w + (kh * g.KW + kw) * C + c);
-          }
-        }
+        for (int64_t t = 0; t < nt; ++t) acc += ld<V>(dy + toff[t] + c) * ld<V>(w + tw[t] + c);
         st<V>(d + c, acc);
       }
     }
@@ -106,15 +119,40 @@ IRC_INL void dw_rows(const Geom& g, const float* dy, const float* x, float* part
         const int64_t ih = ih0 + kh;
         if (ih < 0 || ih >= g.H) continue;
         const float* xr = x + (n * g.H + ih) * g.W * C + c;
+        // ow range with 0 <= ow*S - P + kw < W, for each kw
+        int64_t lo[64], hi[64];
         for (int64_t kw = 0; kw < g.KW; ++kw) {
-          // ow range with 0 <= ow*S - P + kw < W
-          const int64_t a = std::max<int64_t>(0, (g.P - kw + g.S - 1) / g.S);
           const int64_t last = g.W - 1 + g.P - kw;
-          const int64_t e = last < 0 ? 0 : std::min(g.Wo, last / g.S + 1);
+          lo[kw] = std::max<int64_t>(0, (g.P - kw + g.S - 1) / g.S);
+          hi[kw] = last < 0 ? 0 : std::min(g.Wo, last / g.S + 1);
+        }
+        float* pw = part + kh * g.KW * C + c;
+        if (g.KW == 3) {  // the common case: one pass over the row for the three taps
+          const int64_t a = std::max({lo[0], lo[1], lo[2]}), e = std::max(a, std::min({hi[0], hi[1], hi[2]}));
+          V t0 = V{} * 0.f, t1 = t0, t2 = t0;
+          for (int64_t ow = a; ow < e; ++ow) {
+            const V d = ld<V>(dyr + ow * C + c);
+            const float* xp = xr + (ow * g.S - g.P) * C;
+            t0 += d * ld<V>(xp);
+            t1 += d * ld<V>(xp + C);
+            t2 += d * ld<V>(xp + 2 * C);
+          }
+          V* ts[3] = {&t0, &t1, &t2};
+          for (int64_t kw = 0; kw < 3; ++kw) {  // border pixels outside the joint range
+            V acc = *ts[kw];
+            for (int64_t ow = lo[kw]; ow < std::min(hi[kw], a); ++ow)
+              acc += ld<V>(dyr + ow * C + c) * ld<V>(xr + (ow * g.S - g.P + kw) * C);
+            for (int64_t ow = std::max(lo[kw], e); ow < hi[kw]; ++ow)
+              acc += ld<V>(dyr + ow * C + c) * ld<V>(xr + (ow * g.S - g.P + kw) * C);
+            st<V>(pw + kw * C, ld<V>(pw + kw * C) + acc);
+          }
+          continue;
+        }
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
           V acc = V{} * 0.f;
-          for (int64_t ow = a; ow < e; ++ow) acc += ld<V>(dyr + ow * C + c) * ld<V>(xr + (ow * g.S - g.P + kw) * C);
-          float* pw = part + (kh * g.KW + kw) * C + c;
-          st<V>(pw, ld<V>(pw) + acc);
+          for (int64_t ow = lo[kw]; ow < hi[kw]; ++ow)
+            acc += ld<V>(dyr + ow * C + c) * ld<V>(xr + (ow * g.S - g.P + kw) * C);
+          st<V>(pw + kw * C, ld<V>(pw + kw * C) + acc);
         }
       }
     }
