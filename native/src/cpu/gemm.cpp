@@ -64,13 +64,15 @@ void pack_a(bool tA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_
   for (int64_t ip = 0; ip < mc; ip += mr) {
     const int64_t rows = std::min<int64_t>(mr, mc - ip);
     if (!tA) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* src = A + (i0 + ip + r) * lda + p0;
-        float* d = dst + r;
-        for (int64_t k = 0; k < kc; ++k) d[k * mr] = src[k];
+      const float* src[16];
+      for (int64_t r = 0; r < mr; ++r) src[r] = A + (i0 + ip + std::min<int64_t>(r, rows - 1)) * lda + p0;
+      if (rows == mr) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int r = 0; r < mr; ++r) dst[k * mr + r] = src[r][k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int r = 0; r < mr; ++r) dst[k * mr + r] = r < rows ? src[r][k] : 0.f;
       }
-      for (int64_t r = rows; r < mr; ++r)
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = 0.f;
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* src = A + (p0 + k) * lda + i0 + ip;
@@ -149,13 +151,18 @@ void compute_block(const Problem& P, const KernelSet& ks, const float* pb, int64
           if (rows == mr && cols == wcols) {
             kern(kc, a, b, nr, c, P.ldc, P.alpha, beta);
           } else {
-            kern(kc, a, b, nr, tmp, wcols, 1.f, 0.f);
-            for (int64_t r = 0; r < rows; ++r)
-              for (int64_t cc = 0; cc < cols; ++cc) {
-                float& dst = c[r * P.ldc + cc];
-                const float v = P.alpha * tmp[r * wcols + cc];
-                dst = beta == 0.f ? v : (beta == 1.f ? dst + v : v + beta * dst);
+            kern(kc, a, b, nr, tmp, wcols, P.alpha, 0.f);
+            for (int64_t r = 0; r < rows; ++r) {
+              float* dst = c + r * P.ldc;
+              const float* t = tmp + r * wcols;
+              if (beta == 0.f) {
+                for (int64_t cc = 0; cc < cols; ++cc) dst[cc] = t[cc];
+              } else if (beta == 1.f) {
+                for (int64_t cc = 0; cc < cols; ++cc) dst[cc] += t[cc];
+              } else {
+                for (int64_t cc = 0; cc < cols; ++cc) dst[cc] = t[cc] + beta * dst[cc];
               }
+            }
           }
         }
       }

@@ -43,6 +43,9 @@ Geom check_conv(const InferCtx& c, size_t xi, size_t wi) {
   g.cog = g.Co / G;
   if (g.KH < 1 || g.KW < 1 || g.Co < 1 || g.cig < 1)
     op_fail("E_SHAPE", std::string(c.op) + ": weight dims must be >= 1" + shapes_of(x, w));
+  if (g.KH > 64 || g.KW > 64)  // the backward kernels keep per-pixel tap lists on the stack
+    op_fail("E_SHAPE", std::string(c.op) + ": kernel sizes up to 64x64 are supported, got " + std::to_string(g.KH) +
+                           "x" + std::to_string(g.KW) + shapes_of(x, w));
   const int64_t hp = g.H + 2 * P - g.KH, wp = g.W + 2 * P - g.KW;
   g.Ho = hp < 0 ? 0 : hp / S + 1;
   g.Wo = wp < 0 ? 0 : wp / S + 1;
@@ -62,12 +65,11 @@ Geom geom_of(const Shape& x, const Shape& w, const KernelCtx& k) {
   return g;
 }
 
-// (the depthwise kernels keep per-pixel tap lists on the stack: KH, KW <= 64)
-bool is_depthwise(const Geom& g) { return g.G > 1 && g.cig == 1 && g.cog == 1 && g.KH <= 64 && g.KW <= 64; }
+bool is_depthwise(const Geom& g) { return g.G > 1 && g.cig == 1 && g.cog == 1; }
 bool is_pointwise(const Geom& g) { return g.G == 1 && g.KH == 1 && g.KW == 1 && g.S == 1 && g.P == 0; }
 
 // Pixels per im2col tile: about 1 MiB of columns, at least 4 tiles per thread when the image allows.
-int64_t tile_pixels(int64_t pixels, int64_t kk, int64_t floats = 262144) {
+int64_t tile_pixels(int64_t pixels, int64_t kk, int64_t floats = 65536) {
   int64_t t = std::clamp<int64_t>(floats / std::max<int64_t>(kk, 1), 32, 4096);
   const int64_t want = (pixels + 4 * num_threads() - 1) / (4 * num_threads());
   return std::max<int64_t>(std::min(t, want), 16);
@@ -138,26 +140,32 @@ void col2im_add(const Geom& g, const float* dcol, int64_t p0, int64_t p1, int64_
     for (int64_t ih = a; ih <= e; ++ih) rows.push_back(n * g.H + ih);
   }
   parallel_for(static_cast<int64_t>(rows.size()), 1, [&](int64_t r0, int64_t r1) {
+    int64_t hk[64], hoh[64], wk[64], wow[64];
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = rows[r] / g.H, ih = rows[r] % g.H;
+      int64_t nh = 0;
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        const int64_t th = ih + g.P - kh;
+        if (th < 0 || th % g.S || th / g.S >= g.Ho) continue;
+        hk[nh] = kh;
+        hoh[nh++] = th / g.S;
+      }
       for (int64_t iw = 0; iw < g.W; ++iw) {
-        float* d = dx + ((n * g.H + ih) * g.W + iw) * g.Ci + grp * g.cig;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t th = ih + g.P - kh;
-          if (th < 0 || th % g.S) continue;
-          const int64_t oh = th / g.S;
-          if (oh >= g.Ho) continue;
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t tw = iw + g.P - kw;
-            if (tw < 0 || tw % g.S) continue;
-            const int64_t ow = tw / g.S;
-            if (ow >= g.Wo) continue;
-            const int64_t p = (n * g.Ho + oh) * g.Wo + ow;
+        int64_t nw = 0;
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t tw = iw + g.P - kw;
+          if (tw < 0 || tw % g.S || tw / g.S >= g.Wo) continue;
+          wk[nw] = kw;
+          wow[nw++] = tw / g.S;
+        }
+        float* __restrict d = dx + ((n * g.H + ih) * g.W + iw) * g.Ci + grp * g.cig;
+        for (int64_t a = 0; a < nh; ++a)
+          for (int64_t b = 0; b < nw; ++b) {
+            const int64_t p = (n * g.Ho + hoh[a]) * g.Wo + wow[b];
             if (p < p0 || p >= p1) continue;
-            const float* s = dcol + (p - p0) * kk + (kh * g.KW + kw) * g.cig;
+            const float* __restrict s = dcol + (p - p0) * kk + (hk[a] * g.KW + wk[b]) * g.cig;
             for (int64_t c = 0; c < g.cig; ++c) d[c] += s[c];
           }
-        }
       }
     }
   });
@@ -188,7 +196,7 @@ void backward_dx(const Geom& g, const float* dy, const float* w, float* dx) {
 void backward_dw_db(const Geom& g, const float* dy, const float* x, float* dw, float* db) {
   const int64_t pix = g.N * g.Ho * g.Wo, kk = g.KH * g.KW * g.cig, wsz = kk * g.Co;
   const bool pw = is_pointwise(g);
-  const int64_t T = std::clamp<int64_t>(262144 / kk, 64, 4096), ntiles = (pix + T - 1) / T;
+  const int64_t T = std::clamp<int64_t>(65536 / kk, 64, 4096), ntiles = (pix + T - 1) / T;
   const int64_t parts = conv::num_parts(ntiles);
   std::vector<float> partial(static_cast<size_t>(parts * (wsz + g.Co)));
   parallel_for(parts, 1, [&](int64_t q0, int64_t q1) {
