@@ -2,7 +2,7 @@
 // creation order, accumulates gradients, and hands leaf gradients to `.grad` (added in place into an existing
 // .grad, e.g. a view into a model's flat gradient arena).
 import { IrcError } from '../errors.js';
-import { Tensor, shapeStr, viewOf } from '../tensor/tensor.js';
+import { Tensor, shapeStr, viewOf, setReshapeRecorder } from '../tensor/tensor.js';
 import { untracked } from '../tensor/scope.js';
 import { native } from '../native/loader.js';
 import { OP_ID } from '../native/ops.gen.js';
@@ -45,6 +45,16 @@ export function recordNonDifferentiable(name: string, inputs: Tensor[], outputs:
   if (!needsGrad(inputs)) return;
   attach(outputs, { name, inputs, nOutputs: outputs.length, saved: [], backward: () => [], notDifferentiable: true, seq: nextSeq() });
 }
+
+// Reshape views are differentiable: the gradient is the output gradient viewed with the input's shape.
+setReshapeRecorder((src, view) =>
+  record({
+    name: 'reshape',
+    inputs: [src],
+    outputs: [view],
+    backward: ([g]) => [g ? viewOf(g, 0, src.shape, false) : null],
+  }),
+);
 
 function attach(outputs: Tensor[], node: GradNode): void {
   outputs.forEach((t, i) => {

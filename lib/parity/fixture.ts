@@ -106,7 +106,8 @@ export interface Check {
 
 export const TOL = { out: 1e-4, loss: 1e-4, grad: 1e-3, after: 1e-2 } as const;
 
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/** ‖a − b‖₂ / max(‖b‖₂, floor, 1e-12). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
   if (a.length !== b.length) return Infinity;
   let num = 0,
     den = 0;
@@ -115,25 +116,29 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     num += d * d;
     den += b[i]! * b[i]!;
   }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-12);
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor, 1e-12);
+}
+
+export function norm(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; ++i) s += a[i]! * a[i]!;
+  return Math.sqrt(s);
 }
 
 export class Report {
   readonly checks: Check[] = [];
   constructor(readonly fixture: Fixture) {}
-  add(group: Check['group'], name: string, ours: ArrayLike<number>, ref: ArrayLike<number>): void {
-    this.checks.push({ group, name, err: relErr(ours, ref), tol: TOL[group] });
+  add(group: Check['group'], name: string, ours: ArrayLike<number>, ref: ArrayLike<number>, floor = 0): void {
+    this.checks.push({ group, name, err: relErr(ours, ref, floor), tol: TOL[group] });
   }
-  /** Compare against fixture tensor `name`. */
-  cmp(group: Check['group'], name: string, ours: ArrayLike<number>): void {
-    this.add(group, name, ours, get(this.fixture, name).data);
+  /** Compare against fixture tensor `name` (relative to max(‖ref‖, floor)). */
+  cmp(group: Check['group'], name: string, ours: ArrayLike<number>, floor = 0): void {
+    this.add(group, name, ours, get(this.fixture, name).data, floor);
   }
-  /** sqrt of a float64 sum of squares against the fixture's gradsq entry (a norm check). */
-  cmpNorm(name: string, ours: Float32Array): void {
-    let s = 0;
-    for (const v of ours) s += v * v;
-    const ref = get(this.fixture, `gradsq.${name}`).data[0]!;
-    this.checks.push({ group: 'grad', name: `|grad.${name}|`, err: Math.abs(Math.sqrt(s) - Math.sqrt(ref)) / Math.max(Math.sqrt(ref), 1e-12), tol: TOL.grad });
+  /** ‖ours‖ against sqrt of the fixture's float64 gradsq entry (a norm check), relative to max(‖ref‖, floor). */
+  cmpNorm(name: string, ours: Float32Array, floor = 0): void {
+    const ref = Math.sqrt(get(this.fixture, `gradsq.${name}`).data[0]!);
+    this.checks.push({ group: 'grad', name: `|grad.${name}|`, err: Math.abs(norm(ours) - ref) / Math.max(ref, floor, 1e-12), tol: TOL.grad });
   }
   get ok(): boolean {
     return this.checks.every((c) => c.err <= c.tol);

@@ -3,13 +3,14 @@
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { IrcError } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
-import { tidy, disposeAll } from '../tensor/scope.js';
+import { Tensor, tensor } from '../tensor/tensor.js';
+import { tidy, disposeAll, untracked } from '../tensor/scope.js';
+import { runOp } from '../ops/run.js';
 import { backward } from '../autograd/tape.js';
 import { noGrad } from '../autograd/node.js';
 import { add, mul, sum } from '../ops/elementwise.js';
 import { l1Loss } from '../ops/loss.js';
-import { toOfficial } from '../nn/layout.js';
+import { toInternal, toOfficial } from '../nn/layout.js';
 import type { Module, StateEntry } from '../nn/module.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW } from '../optim/adamw.js';
@@ -18,7 +19,7 @@ import { ConStyleUNet } from '../models/unet.js';
 import { irconstyleLoss, contentLoss, mocoLoss, styleLoss } from '../losses/index.js';
 import { buildModel } from '../models/registry.js';
 import {
-  Report, asNCHW, entries, get, inputTensor, relErr, loadFixture, officialGrads, officialParams, type Fixture,
+  Report, asNCHW, entries, get, has, inputTensor, norm, relErr, loadFixture, officialGrads, officialParams, type Fixture,
 } from './fixture.js';
 
 export interface ParityResult {
@@ -96,6 +97,9 @@ async function constyleStep(f: Fixture): Promise<StepResult> {
   try {
     cs.loadStateDict(stateOf(f));
     cs.train();
+    // The fixture's eval outputs were taken after one optimizer step of encoder_q (config.opt).
+    const arena = c.opt ? new ParamArena(cs) : null;
+    const opt = arena ? new AdamW(arena, { lr: c.opt!.lr, beta1: c.opt!.betas[0], beta2: c.opt!.betas[1], eps: c.opt!.eps, weightDecay: c.opt!.wd }) : null;
     const lq = inputTensor(f, 'input.lq');
     const gt = inputTensor(f, 'input.gt');
     const up = ['q1', 'fea0', 'fea1', 'fea2'].map((n) => inputTensor(f, `input.upstream.${n}`));
@@ -121,6 +125,11 @@ async function constyleStep(f: Fixture): Promise<StepResult> {
     const grads = await officialGrads(cs);
     const afterBuffers = await buffersOf(cs);
     for (const [n, v] of await officialParams(cs)) afterBuffers.set(`param:${n}`, v);
+    // AdamW's first step is ≈ lr·sign(g), so entries with noise-level gradients move by ±lr at random and the
+    // eval outputs after the step would inherit that noise. The step therefore uses the reference gradient
+    // wherever the fixture stores it in full (our gradients are checked separately above).
+    if (opt) await useReferenceGrads(f, cs);
+    opt?.update();
     cs.eval();
     const ev = noGrad(() => tidy(() => cs.encode(lq)));
     for (const [n, t] of [['out.eval.q0', ev.q0], ['out.eval.q1', ev.q1], ['out.eval.fea0', ev.feas[0]], ['out.eval.fea1', ev.feas[1]], ['out.eval.fea2', ev.feas[2]]] as [string, Tensor][]) {
@@ -130,6 +139,8 @@ async function constyleStep(f: Fixture): Promise<StepResult> {
     for (const [, t] of named) t.dispose();
     o.labels.dispose();
     for (const t of [lq, gt, ...up]) t.dispose();
+    opt?.dispose();
+    arena?.dispose();
     return { outs, grads, afterBuffers };
   } finally {
     cs.dispose();
@@ -186,6 +197,18 @@ async function irconstyleStep(f: Fixture): Promise<StepResult> {
   }
 }
 
+async function useReferenceGrads(f: Fixture, m: Module): Promise<void> {
+  for (const [name, t, owner, local] of m.namedParameters()) {
+    if (!t.grad || !has(f, `grad.${name}`)) continue;
+    const ref = get(f, `grad.${name}`);
+    untracked(() => {
+      const src = tensor(toInternal(owner.slot(local).layout, ref.shape, ref.data), t.shape);
+      runOp('copy_', [t.grad!, src]);
+      src.dispose();
+    });
+  }
+}
+
 async function buffersOf(m: Module): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [n, t, owner, local] of m.namedBuffers()) out.set(n, toOfficial(owner.slot(local).layout, t.shape, await t.f32()));
@@ -212,11 +235,11 @@ function compareAll(f: Fixture, report: Report, r: StepResult): void {
         const ref = get(f, name);
         const per = ref.data.length / (+m[3]! - +m[2]!);
         report.cmp('grad', name, ours.subarray(+m[2]! * per, +m[3]! * per));
-      } else report.cmp('grad', name, ours);
+      } else report.cmp('grad', name, ours, biasFloor(f, key));
     } else if (name.startsWith('gradsq.')) {
       const ours = r.grads.get(name.slice(7));
       if (!ours) missing(name);
-      else report.cmpNorm(name.slice(7), ours);
+      else report.cmpNorm(name.slice(7), ours, biasFloor(f, name.slice(7)));
     } else if (name.startsWith('after.param.')) {
       const key = name.slice(12);
       const after = r.afterParams?.get(key) ?? r.afterBuffers?.get(`param:${key}`);
@@ -229,7 +252,14 @@ function compareAll(f: Fixture, report: Report, r: StepResult): void {
         const b = r.before.get(key)!;
         const ref = get(f, name).data;
         const refB = get(f, `param.${key}`).data;
-        report.add('after', `${name} (update)`, after.map((v, i) => v - b[i]!), ref.map((v, i) => v - refB[i]!));
+        // AdamW's first step is ≈ lr·sign(g): entries whose reference gradient is at noise level (below 1e-3 of
+        // the tensor's RMS gradient) may legitimately flip, so they are left out (fixtures/README.md).
+        const g = has(f, `grad.${key}`) ? get(f, `grad.${key}`).data : null;
+        const rms = g ? norm(g) / Math.sqrt(g.length) : 0;
+        const keepIdx = [...after.keys()].filter((i) => !g || Math.abs(g[i]!) >= 1e-3 * rms);
+        const skipped = after.length - keepIdx.length;
+        report.add('after', `${name} (update${skipped ? `, ${skipped} noise-level-gradient entries skipped` : ''})`,
+          keepIdx.map((i) => after[i]! - b[i]!), keepIdx.map((i) => ref[i]! - refB[i]!));
       } else {
         report.checks.push({ group: 'after', name, err: relErr(after, get(f, name).data), tol: 1e-4 });
       }
@@ -239,4 +269,18 @@ function compareAll(f: Fixture, report: Report, r: StepResult): void {
       else report.checks.push({ group: 'after', name, err: relErr(ours, get(f, name).data), tol: 1e-4 });
     }
   }
+}
+
+/**
+ * A bias followed by a train-mode BatchNorm has a structurally zero gradient: the stored reference is float
+ * round-off of the layer's much larger terms (its norm is < 1e-4 of the weight gradient's). Such a tensor is
+ * compared relative to 0.1 of its layer's weight-gradient norm instead of its own noise-level norm, which still
+ * catches a real (non-zero) bias gradient; every other tensor is compared relative to itself.
+ */
+function biasFloor(f: Fixture, key: string): number {
+  if (!key.endsWith('.bias')) return 0;
+  const w = key.slice(0, -5) + '.weight';
+  const wn = has(f, `grad.${w}`) ? norm(get(f, `grad.${w}`).data) : has(f, `gradsq.${w}`) ? Math.sqrt(get(f, `gradsq.${w}`).data[0]!) : 0;
+  const bn = has(f, `grad.${key}`) ? norm(get(f, `grad.${key}`).data) : has(f, `gradsq.${key}`) ? Math.sqrt(get(f, `gradsq.${key}`).data[0]!) : 0;
+  return bn < 1e-4 * wn ? 0.1 * wn : 0;
 }

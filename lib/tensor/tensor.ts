@@ -7,6 +7,13 @@ import type { GradNode } from '../autograd/node.js';
 export type DType = 'float32' | 'int32';
 export type Shape = readonly number[];
 
+// Set by the autograd tape: records reshape views so gradients flow through them.
+let reshapeRecorder: ((src: Tensor, view: Tensor) => void) | null = null;
+/** @internal */
+export function setReshapeRecorder(fn: (src: Tensor, view: Tensor) => void): void {
+  reshapeRecorder = fn;
+}
+
 const finalizer = new FinalizationRegistry<number>((id) => native.dispose(id));
 
 export function shapeStr(s: Shape): string {
@@ -78,7 +85,9 @@ export class Tensor {
   reshape(shape: Shape): Tensor {
     if (sizeOf(shape) !== this.size)
       throw new IrcError('E_SHAPE', `reshape: cannot view ${shapeStr(this.shape)} (${this.size} elements) as ${shapeStr(shape)}`);
-    return viewOf(this, 0, shape);
+    const v = viewOf(this, 0, shape);
+    reshapeRecorder?.(this, v);
+    return v;
   }
 
   /** Frees the handle (the storage is freed once no queued op or view uses it). Idempotent. */
