@@ -45,6 +45,7 @@ describe('memory ops', () => {
     await expectClose(d, a, 0);
     addInto(d, tensor(b, [37]));
     await expectClose(d, Array.from(a, (v, i) => v + b[i]!), 1e-7);
+    await gradcheck((t) => mul(clone(t), t), [{ data: a, shape: [37] }]);
   });
 
   it('permute matches a float64 reference and is differentiable', async () => {
