@@ -6,6 +6,7 @@ import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
 import { native, packageRoot } from '../lib/native/loader.js';
 import { backend } from '../lib/native/backend.js';
+import { profileOps, formatProfile } from '../lib/native/profile.js';
 import { tensor } from '../lib/tensor/tensor.js';
 import { tidy } from '../lib/tensor/scope.js';
 import { noGrad } from '../lib/autograd/node.js';
@@ -17,6 +18,7 @@ import { Rng } from '../lib/data/photos.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
+const profile = argv.includes('--profile');
 const opt = (k: string) => (argv.indexOf(k) >= 0 ? argv[argv.indexOf(k) + 1] : undefined);
 const reps = Number(opt('--reps') ?? 3);
 const onnxPath = opt('--onnx') ?? process.env.IRCONSTYLE_ONNX ?? `${packageRoot()}/../shared/anchors/constyle_nafnet_w48.onnx`;
@@ -91,6 +93,15 @@ const oursMs = await time(async () => {
 });
 result.inference256Ms = oursMs;
 log(`ConStyle NAFNet (${infer.numParameters().toLocaleString()} params) inference 1×${S}²: ${oursMs.toFixed(0)} ms`);
+if (profile) {
+  const rows = await profileOps(async () => {
+    const y = noGrad(() => tidy(() => infer.forward(x)));
+    await y.data();
+    y.dispose();
+  });
+  result.inferenceProfile = rows;
+  log(formatProfile(rows));
+}
 x.dispose();
 infer.dispose();
 
@@ -124,6 +135,13 @@ const stepMs = await time(async () => {
   await trainer.step(lq, gt);
 }, Math.max(1, reps - 1));
 result.trainStep2x128Ms = stepMs;
+if (profile) {
+  const rows = await profileOps(async () => {
+    await trainer.step(lq, gt);
+  });
+  result.trainProfile = rows;
+  log(formatProfile(rows));
+}
 log(`ConStyle NAFNet training step 2×${T}² (${model.numParameters().toLocaleString()} params incl. momentum encoder): ${stepMs.toFixed(0)} ms (${((2 * 1000) / stepMs).toFixed(2)} img/s)`);
 trainer.dispose();
 model.dispose();

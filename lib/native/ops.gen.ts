@@ -181,6 +181,30 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "scaled_add",
+    "minIn": 3,
+    "maxIn": 3,
+    "differentiable": true
+  },
+  {
+    "name": "scaled_add_backward",
+    "minIn": 3,
+    "maxIn": 3,
+    "differentiable": false
+  },
+  {
+    "name": "dwconv_gate",
+    "minIn": 2,
+    "maxIn": 3,
+    "differentiable": true
+  },
+  {
+    "name": "dwconv_gate_backward",
+    "minIn": 3,
+    "maxIn": 4,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

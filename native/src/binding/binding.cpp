@@ -280,6 +280,29 @@ Napi::Value OpCounts(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// profile(true|false) switches kernel timing on (resetting it) or off; profile() returns
+// [{op, ms, calls}] for every op that ran while it was on.
+Napi::Value Profile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsBoolean()) {
+    set_profiling(info[0].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  }
+  Napi::Array a = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (int i = 0; i < op_count(); ++i) {
+    uint64_t ns, calls;
+    op_profile(i, ns, calls);
+    if (!calls) continue;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("op", op_entry(i)->name);
+    o.Set("ms", static_cast<double>(ns) / 1e6);
+    o.Set("calls", static_cast<double>(calls));
+    a.Set(k++, o);
+  }
+  return a;
+}
+
 Napi::Value Trim(const Napi::CallbackInfo& info) {
   pool_trim();
   return info.Env().Undefined();
@@ -306,6 +329,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("trim", Napi::Function::New(env, Trim));
+  exports.Set("profile", Napi::Function::New(env, Profile));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   return exports;

@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -21,6 +22,9 @@ struct Queue {
 };
 Queue* g_q = nullptr;
 std::atomic<uint64_t> g_submissions[512];
+// Per-op kernel time in nanoseconds and call counts, collected while profiling is on.
+std::atomic<bool> g_profile{false};
+std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512];
 
 void queue_main(Queue* q) {
   threadpool_init(0);
@@ -56,8 +60,15 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
   for (auto& t : in) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
   for (auto& t : out) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
   std::string err;
+  const bool prof = g_profile.load(std::memory_order_relaxed);
+  auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   try {
     op.cpu(ctx);
+    if (prof) {
+      int id = static_cast<int>(&op - op_entry(0));
+      g_prof_ns[id] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+      g_prof_calls[id]++;
+    }
   } catch (const OpError& e) {
     err = e.code + ": " + e.msg;
   } catch (const std::bad_alloc&) {
@@ -98,6 +109,16 @@ void enqueue(std::function<void()> task) {
     g_q->tasks.push_back(std::move(task));
   }
   g_q->cv.notify_one();
+}
+
+void set_profiling(bool on) {
+  if (on)
+    for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = 0;
+  g_profile = on;
+}
+void op_profile(int id, uint64_t& ns, uint64_t& calls) {
+  ns = id >= 0 && id < 512 ? g_prof_ns[id].load() : 0;
+  calls = id >= 0 && id < 512 ? g_prof_calls[id].load() : 0;
 }
 
 uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }

@@ -20,4 +20,8 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
 // How many times each op id was submitted (for the test-coverage check).
 uint64_t op_submissions(int id);
 
+// Kernel-time profiling per op (off by default). Turning it on resets the counters.
+void set_profiling(bool on);
+void op_profile(int id, uint64_t& ns, uint64_t& calls);
+
 }  // namespace irc

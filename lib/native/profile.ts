@@ -1,0 +1,30 @@
+// Kernel-time profile per op: where a forward or a training step spends its time.
+import { native } from './loader.js';
+
+export interface OpTime {
+  op: string;
+  ms: number;
+  calls: number;
+}
+
+/** Runs fn (awaited) with kernel timing on and returns the per-op totals, largest first. */
+export async function profileOps(fn: () => Promise<void>): Promise<OpTime[]> {
+  await native.sync();
+  native.profile(true);
+  try {
+    await fn();
+    await native.sync();
+  } finally {
+    native.profile(false);
+  }
+  return (native.profile() ?? []).sort((a, b) => b.ms - a.ms);
+}
+
+/** A fixed-width table of an op profile. */
+export function formatProfile(rows: OpTime[]): string {
+  const total = rows.reduce((a, r) => a + r.ms, 0);
+  const lines = rows.map(
+    (r) => `  ${r.op.padEnd(26)} ${r.ms.toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${String(r.calls).padStart(6)} calls`,
+  );
+  return [...lines, `  ${'total kernel time'.padEnd(26)} ${total.toFixed(1).padStart(9)} ms`].join('\n');
+}
