@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// The `irconstyle` command.
+import { backend, backendInfo } from '../native/backend.js';
+import { printParity } from '../parity/print.js';
+import { isIrcError } from '../errors.js';
+
+const USAGE = `usage: irconstyle <command>
+  backend                      which backend runs the ops and why (e.g. "cpu (no NVIDIA driver)")
+  parity <fixture>... [--verbose]  compare golden fixtures (official PyTorch numbers) with this engine`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'backend': {
+      const b = backendInfo();
+      console.log(backend());
+      console.log(`threads ${b.threads}, SIMD ${b.simd}, CUDA compiled ${b.cuda.compiled}, devices ${b.cuda.devices}`);
+      return 0;
+    }
+    case 'parity': {
+      const files = rest.filter((a) => !a.startsWith('--'));
+      if (!files.length) {
+        console.error(USAGE);
+        return 2;
+      }
+      return (await printParity(files, rest.includes('--verbose'))) ? 1 : 0;
+    }
+    default:
+      console.error(cmd ? `unknown command '${cmd}'\n${USAGE}` : USAGE);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(isIrcError(e) ? `${e.code}: ${e.message}` : e);
+    process.exitCode = 1;
+  },
+);
