@@ -79,6 +79,19 @@ describe('native core', () => {
     expect(memoryStats().tensors).toBe(base);
   });
 
+  it('a kernel error on the queue surfaces at the next read with the op name, and poisons what depends on it', async () => {
+    const logits = tensor([0.1, 0.2, 0.3, 0.4], [2, 2]);
+    const labels = tensor(new Int32Array([0, 5]), [2]);
+    const [loss] = runOp('cross_entropy', [logits, labels]);
+    const [twice] = runOp('scale', [loss!], [2, 0]);
+    await expect(loss!.data()).rejects.toMatchObject({ code: 'E_ARG', op: 'cross_entropy' });
+    await expect(twice!.data()).rejects.toMatchObject({ code: 'E_ARG', message: expect.stringMatching(/label/) });
+    // The executor keeps working afterwards.
+    const ok = full([2], 3);
+    expect(Array.from(await ok.data())).toEqual([3, 3]);
+    for (const t of [logits, labels, loss!, twice!, ok]) t.dispose();
+  });
+
   it('views share storage and keep it alive after the base is disposed', async () => {
     const t = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
     const v = t.reshape([3, 2]);
