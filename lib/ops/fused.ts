@@ -1,0 +1,45 @@
+// Fused NAFBlock ops with backward rules: scaledAdd (the β/γ skip a + b·s) and dwconvGate (depthwise conv2 +
+// SimpleGate in one pass; its backward recomputes the conv output instead of saving it).
+import { record } from '../autograd/tape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { runOp } from './run.js';
+
+/** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
+export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
+  const [y] = runOp('scaled_add', [a, b, s]);
+  const sa = a.shape;
+  record({
+    name: 'scaled_add',
+    inputs: [a, b, s],
+    outputs: [y!],
+    save: [b, s],
+    backward: ([gy], [bs, ss]) => {
+      const [db, ds] = runOp('scaled_add_backward', [gy!, bs!, ss!]);
+      return [gy!.reshape(sa), db!, ds!]; // da = dy (a view, as add's gradient)
+    },
+  });
+  return y!;
+}
+
+/**
+ * SimpleGate(depthwise_conv(x, w) + b): x[N, H, W, 2C], w[KH, KW, 1, 2C], b[2C] or null, stride 1, zero padding
+ * `pad` -> [N, Ho, Wo, C] = z[..., :C] * z[..., C:].
+ */
+export function dwconvGate(x: Tensor, w: Tensor, b: Tensor | null, pad: number): Tensor {
+  const [y] = runOp('dwconv_gate', b ? [x, w, b] : [x, w], [pad]);
+  record({
+    name: 'dwconv_gate',
+    inputs: b ? [x, w, b] : [x, w],
+    outputs: [y!],
+    save: b ? [x, w, b] : [x, w],
+    backward: ([gy], saved) => {
+      const [dx, dw, db] = runOp('dwconv_gate_backward', [gy!, ...saved.map((t) => t!)], [pad]);
+      if (!b) {
+        db!.dispose();
+        return [dx!, dw!];
+      }
+      return [dx!, dw!, db!];
+    },
+  });
+  return y!;
+}

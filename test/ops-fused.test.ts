@@ -1,0 +1,230 @@
+// Fused NAFBlock ops: scaled_add (a + b·s) and dwconv_gate (SimpleGate(depthwise conv + b)), forward and backward
+// against float64 references and against the unfused compositions, finite-difference gradient checks,
+// determinism and shape validation. Channel counts cover the vector paths and their tails (odd C included).
+import { describe, expect, it } from 'vitest';
+import { tensor } from '../lib/tensor/tensor.js';
+import { runOp } from '../lib/ops/run.js';
+import { add, mul } from '../lib/ops/elementwise.js';
+import { conv2d } from '../lib/ops/conv.js';
+import { simpleGate } from '../lib/ops/nafnet.js';
+import { scaledAdd, dwconvGate } from '../lib/ops/fused.js';
+import { randArray, expectClose, gradcheck } from './helpers.js';
+
+describe('scaled_add', () => {
+  const shapes: [number[], number[]][] = [
+    [[1, 5, 7, 3], [1, 1, 1, 3]],
+    [[2, 3, 4, 16], [16]],
+    [[1, 9, 11, 37], [1, 1, 1, 37]],
+    [[3, 40], [40]],
+  ];
+
+  it('matches float64 and add(a, mul(b, s))', async () => {
+    let seed = 1;
+    for (const [shape, ss] of shapes) {
+      const n = shape.reduce((p, q) => p * q, 1), C = shape[shape.length - 1]!;
+      const a = randArray(n, seed++), b = randArray(n, seed++), s = randArray(C, seed++);
+      const ref = new Float64Array(n);
+      for (let i = 0; i < n; ++i) ref[i] = a[i]! + b[i]! * s[i % C]!;
+      const y = scaledAdd(tensor(a, shape), tensor(b, shape), tensor(s, ss));
+      expect(y.shape).toEqual(shape);
+      await expectClose(y, ref, 1e-7, `scaled_add ${shape}`);
+      const u = (await add(tensor(a, shape), mul(tensor(b, shape), tensor(s, ss))).data()) as Float32Array;
+      await expectClose(y, u, 1e-7, `scaled_add vs unfused ${shape}`);
+    }
+  });
+
+  it('backward matches float64 (db = dy·s, ds = Σ dy·b)', async () => {
+    let seed = 50;
+    for (const [shape, ss] of shapes) {
+      const n = shape.reduce((p, q) => p * q, 1), C = shape[shape.length - 1]!;
+      const dy = randArray(n, seed++), b = randArray(n, seed++), s = randArray(C, seed++);
+      const rdb = new Float64Array(n), rds = new Float64Array(C);
+      for (let i = 0; i < n; ++i) {
+        rdb[i] = dy[i]! * s[i % C]!;
+        rds[i % C] += dy[i]! * b[i]!;
+      }
+      const [db, ds] = runOp('scaled_add_backward', [tensor(dy, shape), tensor(b, shape), tensor(s, ss)]);
+      expect(db!.shape).toEqual(shape);
+      expect(ds!.shape).toEqual(ss);
+      await expectClose(db!, rdb, 1e-7, 'db');
+      await expectClose(ds!, rds, 1e-6, 'ds');
+    }
+  });
+
+  it('gradients', async () => {
+    await gradcheck(scaledAdd, [
+      { data: randArray(1 * 5 * 7 * 3, 11), shape: [1, 5, 7, 3] },
+      { data: randArray(1 * 5 * 7 * 3, 12), shape: [1, 5, 7, 3] },
+      { data: randArray(3, 13), shape: [1, 1, 1, 3] },
+    ]);
+    await gradcheck(scaledAdd, [
+      { data: randArray(2 * 3 * 2 * 20, 14), shape: [2, 3, 2, 20] },
+      { data: randArray(2 * 3 * 2 * 20, 15), shape: [2, 3, 2, 20] },
+      { data: randArray(20, 16), shape: [20] },
+    ]);
+  });
+
+  it('validates shapes', () => {
+    const a = tensor(randArray(24, 1), [2, 3, 4]);
+    expect(() => scaledAdd(a, a, tensor(randArray(3, 1), [3]))).toThrowError(/s must have 4 elements/);
+    expect(() => scaledAdd(a, tensor(randArray(24, 1), [2, 4, 3]), tensor(randArray(4, 1), [4]))).toThrowError(/shape/);
+  });
+});
+
+interface DgCase {
+  N: number; H: number; W: number; C: number; K: number; P: number;
+}
+
+/** z = depthwise conv(x, w) + b over 2C channels, then y = z[:C] * z[C:]; also returns z. */
+function dgRef(c: DgCase, x: Float32Array, w: Float32Array, b: Float32Array | null) {
+  const { N, H, W, C, K, P } = c;
+  const C2 = 2 * C, Ho = H + 2 * P - K + 1, Wo = W + 2 * P - K + 1;
+  const z = new Float64Array(N * Ho * Wo * C2);
+  for (let n = 0; n < N; ++n)
+    for (let oh = 0; oh < Ho; ++oh)
+      for (let ow = 0; ow < Wo; ++ow)
+        for (let ch = 0; ch < C2; ++ch) {
+          let s = b ? b[ch]! : 0;
+          for (let kh = 0; kh < K; ++kh) {
+            const ih = oh - P + kh;
+            if (ih < 0 || ih >= H) continue;
+            for (let kw = 0; kw < K; ++kw) {
+              const iw = ow - P + kw;
+              if (iw < 0 || iw >= W) continue;
+              s += x[((n * H + ih) * W + iw) * C2 + ch]! * w[(kh * K + kw) * C2 + ch]!;
+            }
+          }
+          z[((n * Ho + oh) * Wo + ow) * C2 + ch] = s;
+        }
+  const y = new Float64Array(N * Ho * Wo * C);
+  for (let p = 0; p < N * Ho * Wo; ++p) for (let j = 0; j < C; ++j) y[p * C + j] = z[p * C2 + j]! * z[p * C2 + C + j]!;
+  return { z, y, Ho, Wo };
+}
+
+/** dx, dw, db of Σ dy·y in float64. */
+function dgBackRef(c: DgCase, dy: Float32Array, x: Float32Array, w: Float32Array, b: Float32Array | null) {
+  const { N, H, W, C, K, P } = c;
+  const C2 = 2 * C;
+  const { z, Ho, Wo } = dgRef(c, x, w, b);
+  const dx = new Float64Array(x.length), dw = new Float64Array(w.length), db = new Float64Array(C2);
+  for (let n = 0; n < N; ++n)
+    for (let oh = 0; oh < Ho; ++oh)
+      for (let ow = 0; ow < Wo; ++ow) {
+        const p = (n * Ho + oh) * Wo + ow;
+        for (let ch = 0; ch < C2; ++ch) {
+          const j = ch % C;
+          const dz = dy[p * C + j]! * z[p * C2 + (ch < C ? C + j : j)]!;
+          db[ch] += dz;
+          for (let kh = 0; kh < K; ++kh) {
+            const ih = oh - P + kh;
+            if (ih < 0 || ih >= H) continue;
+            for (let kw = 0; kw < K; ++kw) {
+              const iw = ow - P + kw;
+              if (iw < 0 || iw >= W) continue;
+              const xi = ((n * H + ih) * W + iw) * C2 + ch, wi = (kh * K + kw) * C2 + ch;
+              dx[xi] += dz * w[wi]!;
+              dw[wi] += dz * x[xi]!;
+            }
+          }
+        }
+      }
+  return { dx, dw, db };
+}
+
+const dgCases: DgCase[] = [
+  { N: 1, H: 5, W: 7, C: 3, K: 3, P: 1 },
+  { N: 2, H: 7, W: 5, C: 3, K: 3, P: 0 },
+  { N: 1, H: 6, W: 9, C: 8, K: 3, P: 1 },
+  { N: 2, H: 9, W: 6, C: 20, K: 3, P: 1 },
+  { N: 1, H: 11, W: 13, C: 24, K: 3, P: 1 },
+  { N: 1, H: 7, W: 8, C: 5, K: 5, P: 2 },
+  { N: 1, H: 6, W: 5, C: 17, K: 1, P: 0 },
+  { N: 1, H: 4, W: 3, C: 16, K: 3, P: 2 },
+  { N: 1, H: 40, W: 33, C: 48, K: 3, P: 1 },
+];
+const dgName = (c: DgCase) => `N${c.N} ${c.H}x${c.W}x${2 * c.C} k${c.K} p${c.P}`;
+
+describe('dwconv_gate', () => {
+  it('matches float64 and simpleGate(conv2d(x, w, b, {groups: 2C}))', async () => {
+    let seed = 200;
+    for (const c of dgCases) {
+      const C2 = 2 * c.C;
+      const x = randArray(c.N * c.H * c.W * C2, seed++), w = randArray(c.K * c.K * C2, seed++), b = randArray(C2, seed++);
+      for (const withBias of [true, false]) {
+        const xt = tensor(x, [c.N, c.H, c.W, C2]), wt = tensor(w, [c.K, c.K, 1, C2]);
+        const bt = withBias ? tensor(b, [C2]) : null;
+        const y = dwconvGate(xt, wt, bt, c.P);
+        const { y: ref, Ho, Wo } = dgRef(c, x, w, withBias ? b : null);
+        expect(y.shape).toEqual([c.N, Ho, Wo, c.C]);
+        await expectClose(y, ref, 1e-6, dgName(c));
+        const u = (await simpleGate(conv2d(xt, wt, bt, { groups: C2, pad: c.P })).data()) as Float32Array;
+        await expectClose(y, u, 1e-6, `${dgName(c)} vs unfused`);
+      }
+    }
+  });
+
+  it('backward matches float64 and the unfused backward', async () => {
+    let seed = 300;
+    for (const c of dgCases) {
+      const C2 = 2 * c.C;
+      const x = randArray(c.N * c.H * c.W * C2, seed++), w = randArray(c.K * c.K * C2, seed++), b = randArray(C2, seed++);
+      const Ho = c.H + 2 * c.P - c.K + 1, Wo = c.W + 2 * c.P - c.K + 1;
+      const dy = randArray(c.N * Ho * Wo * c.C, seed++);
+      for (const withBias of [true, false]) {
+        const bb = withBias ? b : null;
+        const ref = dgBackRef(c, dy, x, w, bb);
+        const ins = [tensor(dy, [c.N, Ho, Wo, c.C]), tensor(x, [c.N, c.H, c.W, C2]), tensor(w, [c.K, c.K, 1, C2])];
+        if (bb) ins.push(tensor(bb, [C2]));
+        const [dx, dw, db] = runOp('dwconv_gate_backward', ins, [c.P]);
+        expect(dx!.shape).toEqual([c.N, c.H, c.W, C2]);
+        expect(dw!.shape).toEqual([c.K, c.K, 1, C2]);
+        expect(db!.shape).toEqual([C2]);
+        await expectClose(dx!, ref.dx, 1e-6, `dx ${dgName(c)}`);
+        await expectClose(dw!, ref.dw, 1e-6, `dw ${dgName(c)}`);
+        await expectClose(db!, ref.db, 1e-6, `db ${dgName(c)}`);
+        // unfused: dz from simple_gate_backward on z, then conv2d_backward
+        const z = runOp('conv2d', bb ? [ins[1]!, ins[2]!, ins[3]!] : [ins[1]!, ins[2]!], [1, c.P, C2])[0]!;
+        const dz = runOp('simple_gate_backward', [ins[0]!, z])[0]!;
+        const [ux, uw, ub] = runOp('conv2d_backward', [dz, ins[1]!, ins[2]!], [1, c.P, C2]);
+        await expectClose(dx!, (await ux!.data()) as Float32Array, 1e-6, `dx vs unfused ${dgName(c)}`);
+        await expectClose(dw!, (await uw!.data()) as Float32Array, 1e-6, `dw vs unfused ${dgName(c)}`);
+        await expectClose(db!, (await ub!.data()) as Float32Array, 1e-6, `db vs unfused ${dgName(c)}`);
+      }
+    }
+  });
+
+  it('gradients', async () => {
+    const c = { N: 1, H: 5, W: 7, C: 3 };
+    const x = { data: randArray(c.N * c.H * c.W * 6, 401), shape: [c.N, c.H, c.W, 6] };
+    const w = { data: randArray(9 * 6, 402), shape: [3, 3, 1, 6] };
+    await gradcheck((xx, ww, bb) => dwconvGate(xx, ww, bb!, 1), [x, w, { data: randArray(6, 403), shape: [6] }]);
+    await gradcheck((xx, ww) => dwconvGate(xx, ww, null, 1), [x, w]);
+    await gradcheck((xx, ww, bb) => dwconvGate(xx, ww, bb!, 0), [
+      { data: randArray(2 * 4 * 5 * 20, 404), shape: [2, 4, 5, 20] },
+      { data: randArray(9 * 20, 405), shape: [3, 3, 1, 20] },
+      { data: randArray(20, 406), shape: [20] },
+    ]);
+  });
+
+  it('is deterministic', async () => {
+    const x = randArray(2 * 37 * 29 * 64, 5), w = randArray(9 * 64, 6), b = randArray(64, 7), dy = randArray(2 * 37 * 29 * 32, 8);
+    const fwd = async () => (await dwconvGate(tensor(x, [2, 37, 29, 64]), tensor(w, [3, 3, 1, 64]), tensor(b, [64]), 1).data()) as Float32Array;
+    const bwd = async () => {
+      const outs = runOp('dwconv_gate_backward', [tensor(dy, [2, 37, 29, 32]), tensor(x, [2, 37, 29, 64]), tensor(w, [3, 3, 1, 64]), tensor(b, [64])], [1]);
+      return Promise.all(outs.map(async (t) => Buffer.from(((await t.data()) as Float32Array).buffer)));
+    };
+    expect(Buffer.from((await fwd()).buffer).equals(Buffer.from((await fwd()).buffer))).toBe(true);
+    const [a, b2] = [await bwd(), await bwd()];
+    for (let i = 0; i < 3; ++i) expect(a[i]!.equals(b2[i]!)).toBe(true);
+  });
+
+  it('validates shapes and attributes', () => {
+    const x = tensor(randArray(2 * 8 * 8 * 16, 1), [2, 8, 8, 16]);
+    const w = tensor(randArray(9 * 16, 1), [3, 3, 1, 16]);
+    expect(() => dwconvGate(tensor(randArray(2 * 8 * 8 * 15, 1), [2, 8, 8, 15]), w, null, 1)).toThrowError(/even channel count/);
+    expect(() => dwconvGate(x, tensor(randArray(9 * 8, 1), [3, 3, 1, 8]), null, 1)).toThrowError(/w must have shape \[KH, KW, 1, 16\]/);
+    expect(() => dwconvGate(x, w, tensor(randArray(8, 1), [8]), 1)).toThrowError(/b must have shape \[16\]/);
+    expect(() => dwconvGate(x, w, null, -1)).toThrowError(/pad must be >= 0/);
+    expect(() => dwconvGate(tensor(randArray(16, 1), [1, 1, 1, 16]), w, null, 0)).toThrowError(/does not fit/);
+  });
+});
