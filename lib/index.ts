@@ -24,6 +24,7 @@ export * from './losses/index.js';
 export { IRConStyleTrainer, type TrainerOptions, type StepLosses } from './train/irconstyle.js';
 export { psnr } from './metrics/psnr.js';
 export { readSafetensors, writeSafetensors, loadSafetensors, saveSafetensors } from './io/safetensors.js';
+export { saveCheckpoint, loadCheckpoint } from './io/checkpoint.js';
 export { readImage, writeImage, decodePng, encodePng } from './io/png.js';
 export { Rng, listPhotos, loadPhoto } from './data/photos.js';
 export { addGaussianNoise } from './data/degrade.js';

@@ -10,6 +10,10 @@ import { tensor } from '../lib/tensor/tensor.js';
 import { noGrad } from '../lib/autograd/node.js';
 import { tidy } from '../lib/tensor/scope.js';
 import { randArray } from './helpers.js';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 describe('parameter counts (spec §4.8)', () => {
   it('ConStyle NAFNet: 12,739,872 inference / 13,930,704 training', () => {
@@ -58,10 +62,34 @@ describe('model API', () => {
     sd.delete('intro.bias');
     expect(() => m.loadStateDict(sd)).toThrowError(/1 missing \(intro\.bias\)/);
     sd.set('intro.bias', { shape: [9], data: new Float32Array(9) });
+    const before = await m.stateDict();
+    sd.set('intro.weight', { shape: before.get('intro.weight')!.shape, data: new Float32Array(before.get('intro.weight')!.data.length) });
     expect(() => m.loadStateDict(sd)).toThrowError(/'intro.bias' expects shape \[8\], got \[9\]/);
+    // Nothing was loaded: intro.weight (valid, earlier in order) is unchanged.
+    expect(Array.from((await m.stateDict()).get('intro.weight')!.data)).toEqual(Array.from(before.get('intro.weight')!.data));
     expect(() => buildModel('NAFNet', { widht: 8 })).toThrowError(/unknown config key\(s\) widht/);
     expect(() => buildModel('Nope')).toThrowError(/unknown model 'Nope'/);
     m.dispose();
+  });
+
+  it('checkpoints round-trip (same outputs) and a corrupt one is rejected without touching the model', async () => {
+    const cfg = { dim: 8, left: [1, 1, 1] as [number, number, number], bottom: 1, right: [1, 1, 1] as [number, number, number], constyle: 'inference' as const };
+    const a = constyleNAFNet(cfg).eval();
+    const path = join(mkdtempSync(join(tmpdir(), 'irc-ckpt-')), 'model.safetensors');
+    await saveCheckpoint(path, a, { note: 'test' });
+    const b = constyleNAFNet(cfg).eval();
+    expect(loadCheckpoint(path, b).note).toBe('test');
+    const x = tensor(randArray(1 * 16 * 16 * 3, 3, 0, 1), [1, 16, 16, 3]);
+    const [ya, yb] = noGrad(() => tidy(() => [a.forward(x), b.forward(x)]));
+    expect(Array.from(await yb!.data())).toEqual(Array.from(await ya!.data()));
+    const bad = join(mkdtempSync(join(tmpdir(), 'irc-ckpt-')), 'bad.safetensors');
+    writeFileSync(bad, new Uint8Array([1, 2, 3]));
+    expect(() => loadCheckpoint(bad, b)).toThrowError(expect.objectContaining({ code: 'E_FORMAT' }));
+    const yb2 = noGrad(() => tidy(() => b.forward(x)));
+    expect(Array.from(await yb2.data())).toEqual(Array.from(await ya!.data()));
+    for (const t of [x, ya!, yb!, yb2]) t.dispose();
+    a.dispose();
+    b.dispose();
   });
 
   it('ConStyle NAFNet enforces H, W multiples of 8', () => {

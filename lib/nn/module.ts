@@ -129,31 +129,29 @@ export class Module {
   loadStateDict(sd: StateDict | Record<string, StateEntry>, opts: { strict?: boolean; prefix?: string } = {}): void {
     const { strict = true, prefix = '' } = opts;
     const map = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    // Validate everything first, so a bad state dict leaves the module untouched.
     const used = new Set<string>();
     const missing: string[] = [];
-    const load = (name: string, t: Tensor, owner: Module, local: string) => {
+    const copies: [Tensor, Slot, StateEntry][] = [];
+    const check = (name: string, t: Tensor, owner: Module, local: string) => {
       const e = map.get(prefix + name);
       if (!e) return void missing.push(name);
       used.add(prefix + name);
       const s = owner.slot(local);
-      const want = s.official;
-      const got = e.shape.length === 0 && want.length === 0 ? [] : e.shape;
-      if (got.length !== want.length || got.some((d, i) => d !== want[i]))
-        throw new IrcError('E_SHAPE', `loadStateDict: '${name}' expects shape ${shapeStr(want)}, got ${shapeStr(e.shape)}`);
-      untracked(() => {
-        const src = tensor(toInternal(s.layout, want, e.data), t.shape);
-        runOp('copy_', [t, src]);
-        src.dispose();
-      });
+      if (e.shape.length !== s.official.length || e.shape.some((d, i) => d !== s.official[i]))
+        throw new IrcError('E_SHAPE', `loadStateDict: '${name}' expects shape ${shapeStr(s.official)}, got ${shapeStr(e.shape)}`);
+      if (e.data.length !== t.size) throw new IrcError('E_SHAPE', `loadStateDict: '${name}' has ${e.data.length} values for shape ${shapeStr(e.shape)}`);
+      copies.push([t, s, e]);
     };
-    for (const [n, t, o, l] of this.namedParameters()) load(n, t, o, l);
-    for (const [n, t, o, l] of this.namedBuffers()) load(n, t, o, l);
+    for (const [n, t, o, l] of this.namedParameters()) check(n, t, o, l);
+    for (const [n, t, o, l] of this.namedBuffers()) check(n, t, o, l);
+    const scalars: [Module, string, number][] = [];
     for (const [n, o, l] of this.namedScalars()) {
       const e = map.get(prefix + n);
       if (!e) missing.push(n);
       else {
         used.add(prefix + n);
-        o.S[l] = e.data[0]!;
+        scalars.push([o, l, e.data[0]!]);
       }
     }
     if (strict) {
@@ -165,6 +163,14 @@ export class Module {
             `${unexpected.length} unexpected (${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', …' : ''})`,
         );
     }
+    untracked(() => {
+      for (const [t, s, e] of copies) {
+        const src = tensor(toInternal(s.layout, s.official, e.data), t.shape);
+        runOp('copy_', [t, src]);
+        src.dispose();
+      }
+    });
+    for (const [o, l, v] of scalars) o.S[l] = v;
   }
 
   /** Frees every parameter and buffer of this module tree. */
