@@ -1,14 +1,53 @@
-// Fused NAFBlock ops (ops.def): scaled_add (β/γ skip) and dwconv_gate (depthwise conv2 + SimpleGate).
-// Temporary straightforward loops (correct, parallel over rows); vectorised versions follow.
+// Fused NAFBlock ops (ops.def), NHWC:
+//   scaled_add            (a, b, s[C]) -> y = a + b * s                        (NAFBlock β / γ skip)
+//   scaled_add_backward   (dy, b, s) -> db = dy * s, ds = Σ_rows dy * b
+//   dwconv_gate           (x[N,H,W,2C], w[KH,KW,1,2C], b?) -> y = z[..,:C] * z[..,C:], z = dwconv(x, w) + b (stride 1)
+//   dwconv_gate_backward  (dy, x, w, b?) -> dx, dw, db, with dz = [dy * z2, dy * z1] and z recomputed.
+// Kernels are vectorised over channels with GCC vector extensions, instantiated for AVX-512 (16 floats),
+// AVX2+FMA (8) and the baseline (4) through target attributes and picked at run time (IRCONSTYLE_GEMM_ISA=avx2 |
+// scalar forces a lower one, as for conv2d); leftover channels use the same templates with plain floats.
+// dwconv_gate runs 3x3 kernels with the nine weights of a channel block held in registers over a tile of output
+// pixels (out-of-image rows read a zero row; border columns and other kernel sizes take a per-pixel path).
+// Its backward works on fixed bands of rows (shape-only split): each band recomputes z and dz for its rows plus
+// the KH-1 halo rows its dx gather needs into per-thread scratch, adds dw / db of its own rows to its own partial
+// buffer, and the partials are summed in band order in double: deterministic for any thread count.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "op_api.h"
 
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace irc {
 namespace {
 
-int64_t s_numel(const Shape& s) { return numel(s); }
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf16 __attribute__((vector_size(64)));
+
+#define IRC_INL inline __attribute__((always_inline))
+
+template <class V>
+IRC_INL V ld(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+IRC_INL void st(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+template <class V>
+constexpr int64_t width() {
+  return static_cast<int64_t>(sizeof(V) / sizeof(float));
+}
+template <class V>
+IRC_INL V vzero() {
+  return V{} * 0.f;
+}
 
 struct DG {
   int64_t N, H, W, C2, C, KH, KW, P, Ho, Wo;
@@ -19,6 +58,308 @@ DG dg_of(const Shape& x, const Shape& w, int64_t pad) {
   g.Ho = g.H + 2 * pad - g.KH + 1;
   g.Wo = g.W + 2 * pad - g.KW + 1;
   return g;
+}
+
+constexpr int64_t kTile = 64;  // output pixels per register-weight tile (the tile's z1 lives in L1)
+
+// ---- scaled_add ---------------------------------------------------------------------------------------------
+template <class V>
+IRC_INL void sa_rows(const float* a, const float* b, const float* s, float* y, int64_t C, int64_t r0, int64_t r1,
+                     int64_t cs, int64_t ce) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = cs; c < ce; c += width<V>()) {
+      const int64_t o = r * C + c;
+      st<V>(y + o, ld<V>(a + o) + ld<V>(b + o) * ld<V>(s + c));
+    }
+}
+
+// db = dy * s for rows [r0, r1); acc[c] += Σ dy * b (float sums over blocks of 32 rows, added into double acc).
+template <class V>
+IRC_INL void sab_rows(const float* dy, const float* b, const float* s, float* db, double* acc, int64_t C, int64_t r0,
+                      int64_t r1, int64_t cs, int64_t ce) {
+  for (int64_t c = cs; c < ce; c += width<V>()) {
+    const V sv = ld<V>(s + c);
+    for (int64_t q = r0; q < r1; q += 32) {
+      V sum = vzero<V>();
+      for (int64_t r = q; r < std::min(r1, q + 32); ++r) {
+        const int64_t o = r * C + c;
+        const V d = ld<V>(dy + o);
+        st<V>(db + o, d * sv);
+        sum += d * ld<V>(b + o);
+      }
+      for (int64_t k = 0; k < width<V>(); ++k) acc[c + k] += static_cast<double>(reinterpret_cast<float*>(&sum)[k]);
+    }
+  }
+}
+
+// ---- dwconv_gate: z of one pixel, one channel block, any kernel (bounds-checked) ------------------------------
+template <class V>
+IRC_INL V z_pix(const DG& g, const float* x, const float* w, const float* b, int64_t n, int64_t oh, int64_t ow,
+                int64_t ch) {
+  V acc = b ? ld<V>(b + ch) : vzero<V>();
+  const int64_t ih0 = oh - g.P, iw0 = ow - g.P;
+  const int64_t kh0 = std::max<int64_t>(0, -ih0), kh1 = std::min(g.KH, g.H - ih0);
+  const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min(g.KW, g.W - iw0);
+  for (int64_t kh = kh0; kh < kh1; ++kh) {
+    const float* xr = x + ((n * g.H + ih0 + kh) * g.W + iw0) * g.C2 + ch;
+    const float* wr = w + kh * g.KW * g.C2 + ch;
+    for (int64_t kw = kw0; kw < kw1; ++kw) acc += ld<V>(xr + kw * g.C2) * ld<V>(wr + kw * g.C2);
+  }
+  return acc;
+}
+
+// Stores the gate result of pixel ow for channel block c: forward y[ow, c] = z1 z2; backward (BWD) the pair
+// dz[ow, c] = dy z2, dz[ow, C + c] = dy z1.
+template <class V, bool BWD>
+IRC_INL void put(const DG& g, const V& z1, const V& z2, const float* dyr, float* out, int64_t ow, int64_t c) {
+  if (!BWD) {
+    st<V>(out + ow * g.C + c, z1 * z2);
+  } else {
+    const V d = ld<V>(dyr + ow * g.C + c);
+    st<V>(out + ow * g.C2 + c, d * z2);
+    st<V>(out + ow * g.C2 + g.C + c, d * z1);
+  }
+}
+
+// One output row r (= n*Ho + oh), gate channels [cs, ce) of [0, C). zrow: >= W*C2 zeros; buf: kTile*width floats.
+template <class V, bool BWD>
+IRC_INL void gate_row(const DG& g, const float* x, const float* w, const float* b, const float* zrow, float* buf,
+                      int64_t r, const float* dyr, float* out, int64_t cs, int64_t ce) {
+  const int64_t n = r / g.Ho, oh = r % g.Ho, C2 = g.C2;
+  int64_t oa = 0, ob = 0;  // the columns [oa, ob) of the register path
+  if (g.KH == 3 && g.KW == 3) {
+    oa = std::min(g.P, g.Wo);
+    ob = std::max(oa, std::min(g.Wo, g.W + g.P - 2));
+  }
+  for (int64_t c = cs; c < ce; c += width<V>()) {
+    for (int64_t ow = 0; ow < oa; ++ow)
+      put<V, BWD>(g, z_pix<V>(g, x, w, b, n, oh, ow, c), z_pix<V>(g, x, w, b, n, oh, ow, c + g.C), dyr, out, ow, c);
+    for (int64_t ow = ob; ow < g.Wo; ++ow)
+      put<V, BWD>(g, z_pix<V>(g, x, w, b, n, oh, ow, c), z_pix<V>(g, x, w, b, n, oh, ow, c + g.C), dyr, out, ow, c);
+  }
+  if (oa >= ob) return;
+  const float* xr[3];
+  for (int64_t kh = 0; kh < 3; ++kh) {
+    const int64_t ih = oh - g.P + kh;
+    xr[kh] = (ih >= 0 && ih < g.H ? x + (n * g.H + ih) * g.W * C2 : zrow) - g.P * C2;
+  }
+  for (int64_t t0 = oa; t0 < ob; t0 += kTile) {
+    const int64_t t1 = std::min(ob, t0 + kTile);
+    for (int64_t c = cs; c < ce; c += width<V>()) {
+      for (int half = 0; half < 2; ++half) {
+        const int64_t ch = c + half * g.C;
+        const V w0 = ld<V>(w + ch), w1 = ld<V>(w + C2 + ch), w2 = ld<V>(w + 2 * C2 + ch);
+        const V w3 = ld<V>(w + 3 * C2 + ch), w4 = ld<V>(w + 4 * C2 + ch), w5 = ld<V>(w + 5 * C2 + ch);
+        const V w6 = ld<V>(w + 6 * C2 + ch), w7 = ld<V>(w + 7 * C2 + ch), w8 = ld<V>(w + 8 * C2 + ch);
+        const V bb = b ? ld<V>(b + ch) : vzero<V>();
+        const float *x0 = xr[0] + ch, *x1 = xr[1] + ch, *x2 = xr[2] + ch;
+        for (int64_t ow = t0; ow < t1; ++ow) {
+          const int64_t o = ow * C2;
+          V z = bb + ld<V>(x0 + o) * w0;
+          z += ld<V>(x0 + o + C2) * w1;
+          z += ld<V>(x0 + o + 2 * C2) * w2;
+          z += ld<V>(x1 + o) * w3;
+          z += ld<V>(x1 + o + C2) * w4;
+          z += ld<V>(x1 + o + 2 * C2) * w5;
+          z += ld<V>(x2 + o) * w6;
+          z += ld<V>(x2 + o + C2) * w7;
+          z += ld<V>(x2 + o + 2 * C2) * w8;
+          if (half == 0) {
+            st<V>(buf + (ow - t0) * width<V>(), z);
+          } else {
+            put<V, BWD>(g, ld<V>(buf + (ow - t0) * width<V>()), z, dyr, out, ow, c);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- dwconv_gate backward pieces (dz rows [lo, hi) in a band buffer dz, row stride Wo*C2) ---------------------
+// part (dw [KH*KW*C2], then db [C2]) += contributions of output row r, channels [cs, ce) of [0, C2).
+template <class V>
+IRC_INL void dwdb_row(const DG& g, const float* x, const float* dzr, float* part, int64_t r, int64_t cs, int64_t ce) {
+  const int64_t n = r / g.Ho, oh = r % g.Ho, C2 = g.C2;
+  float* pdb = part + g.KH * g.KW * C2;
+  for (int64_t c = cs; c < ce; c += width<V>()) {
+    V sb = vzero<V>();
+    for (int64_t ow = 0; ow < g.Wo; ++ow) sb += ld<V>(dzr + ow * C2 + c);
+    st<V>(pdb + c, ld<V>(pdb + c) + sb);
+    for (int64_t kh = 0; kh < g.KH; ++kh) {
+      const int64_t ih = oh - g.P + kh;
+      if (ih < 0 || ih >= g.H) continue;
+      const float* xr = x + ((n * g.H + ih) * g.W - g.P) * C2 + c;  // xr + (ow + kw) * C2 = x[ih, ow - P + kw]
+      float* pw = part + kh * g.KW * C2 + c;
+      // ow with 0 <= ow - P + kw < W: [max(0, P - kw), min(Wo, W + P - kw))
+      if (g.KW == 3) {
+        const int64_t a = std::min(g.Wo, g.P), e = std::max(a, std::min(g.Wo, g.W + g.P - 2));
+        V t0 = vzero<V>(), t1 = t0, t2 = t0;
+        for (int64_t ow = a; ow < e; ++ow) {
+          const V d = ld<V>(dzr + ow * C2 + c);
+          const float* xp = xr + ow * C2;
+          t0 += d * ld<V>(xp);
+          t1 += d * ld<V>(xp + C2);
+          t2 += d * ld<V>(xp + 2 * C2);
+        }
+        V* ts[3] = {&t0, &t1, &t2};
+        for (int64_t kw = 0; kw < 3; ++kw) {
+          V acc = *ts[kw];
+          const int64_t lo = std::max<int64_t>(0, g.P - kw), hi = std::min(g.Wo, g.W + g.P - kw);
+          for (int64_t ow = lo; ow < std::min(hi, a); ++ow) acc += ld<V>(dzr + ow * C2 + c) * ld<V>(xr + (ow + kw) * C2);
+          for (int64_t ow = std::max(lo, e); ow < hi; ++ow) acc += ld<V>(dzr + ow * C2 + c) * ld<V>(xr + (ow + kw) * C2);
+          st<V>(pw + kw * C2, ld<V>(pw + kw * C2) + acc);
+        }
+        continue;
+      }
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        V acc = vzero<V>();
+        const int64_t lo = std::max<int64_t>(0, g.P - kw), hi = std::min(g.Wo, g.W + g.P - kw);
+        for (int64_t ow = lo; ow < hi; ++ow) acc += ld<V>(dzr + ow * C2 + c) * ld<V>(xr + (ow + kw) * C2);
+        st<V>(pw + kw * C2, ld<V>(pw + kw * C2) + acc);
+      }
+    }
+  }
+}
+
+// dx of input pixel (ih, iw) (sample n), channel block ch: Σ_{kh,kw} dz[ih + P - kh, iw + P - kw] w[kh, kw].
+template <class V>
+IRC_INL V dx_pix(const DG& g, const float* dz, int64_t lo, const float* w, int64_t ih, int64_t iw, int64_t ch) {
+  V acc = vzero<V>();
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t oh = ih + g.P - kh;
+    if (oh < 0 || oh >= g.Ho) continue;
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t ow = iw + g.P - kw;
+      if (ow < 0 || ow >= g.Wo) continue;
+      acc += ld<V>(dz + ((oh - lo) * g.Wo + ow) * g.C2 + ch) * ld<V>(w + (kh * g.KW + kw) * g.C2 + ch);
+    }
+  }
+  return acc;
+}
+
+// dx row ih of sample n, channels [cs, ce) of [0, C2). zrow: >= Wo*C2 zeros.
+template <class V>
+IRC_INL void dx_row(const DG& g, const float* dz, int64_t lo, const float* w, const float* zrow, float* dxr, int64_t ih,
+                    int64_t cs, int64_t ce) {
+  const int64_t C2 = g.C2;
+  int64_t ia = 0, ib = 0;  // the columns of the register path: iw + P - kw in [0, Wo) for kw = 0..2
+  if (g.KH == 3 && g.KW == 3) {
+    ia = std::min(g.W, std::max<int64_t>(0, 2 - g.P));
+    ib = std::max(ia, std::min(g.W, g.Wo - g.P));
+  }
+  for (int64_t c = cs; c < ce; c += width<V>()) {
+    for (int64_t iw = 0; iw < ia; ++iw) st<V>(dxr + iw * C2 + c, dx_pix<V>(g, dz, lo, w, ih, iw, c));
+    for (int64_t iw = ib; iw < g.W; ++iw) st<V>(dxr + iw * C2 + c, dx_pix<V>(g, dz, lo, w, ih, iw, c));
+  }
+  if (ia >= ib) return;
+  const float* dr[3];
+  for (int64_t kh = 0; kh < 3; ++kh) {
+    const int64_t oh = ih + g.P - kh;
+    dr[kh] = (oh >= 0 && oh < g.Ho ? dz + (oh - lo) * g.Wo * C2 : zrow) + g.P * C2;  // dr + (iw - kw) * C2
+  }
+  for (int64_t c = cs; c < ce; c += width<V>()) {
+    const V w0 = ld<V>(w + c), w1 = ld<V>(w + C2 + c), w2 = ld<V>(w + 2 * C2 + c);
+    const V w3 = ld<V>(w + 3 * C2 + c), w4 = ld<V>(w + 4 * C2 + c), w5 = ld<V>(w + 5 * C2 + c);
+    const V w6 = ld<V>(w + 6 * C2 + c), w7 = ld<V>(w + 7 * C2 + c), w8 = ld<V>(w + 8 * C2 + c);
+    const float *d0 = dr[0] + c, *d1 = dr[1] + c, *d2 = dr[2] + c;
+    for (int64_t iw = ia; iw < ib; ++iw) {
+      const int64_t o = iw * C2;
+      V acc = ld<V>(d0 + o) * w0;
+      acc += ld<V>(d0 + o - C2) * w1;
+      acc += ld<V>(d0 + o - 2 * C2) * w2;
+      acc += ld<V>(d1 + o) * w3;
+      acc += ld<V>(d1 + o - C2) * w4;
+      acc += ld<V>(d1 + o - 2 * C2) * w5;
+      acc += ld<V>(d2 + o) * w6;
+      acc += ld<V>(d2 + o - C2) * w7;
+      acc += ld<V>(d2 + o - 2 * C2) * w8;
+      st<V>(dxr + o + c, acc);
+    }
+  }
+}
+
+// ---- per-ISA entry points: vector part with V, channel tail with float --------------------------------------
+struct BandArgs {
+  const float *x, *w, *b, *dy, *zrow;
+  float *buf, *dz, *part, *dx;
+  int64_t n, lo, hi, o0, o1, i0, i1;
+};
+
+#define IRC_FUSED_VARIANT(NAME, V, ATTR)                                                                        \
+  ATTR void sa_##NAME(const float* a, const float* b, const float* s, float* y, int64_t C, int64_t r0,          \
+                      int64_t r1) {                                                                             \
+    const int64_t cv = C / width<V>() * width<V>();                                                             \
+    sa_rows<V>(a, b, s, y, C, r0, r1, 0, cv);                                                                   \
+    if (cv < C) sa_rows<float>(a, b, s, y, C, r0, r1, cv, C);                                                   \
+  }                                                                                                             \
+  ATTR void sab_##NAME(const float* dy, const float* b, const float* s, float* db, double* acc, int64_t C,      \
+                       int64_t r0, int64_t r1) {                                                                \
+    const int64_t cv = C / width<V>() * width<V>();                                                             \
+    sab_rows<V>(dy, b, s, db, acc, C, r0, r1, 0, cv);                                                           \
+    if (cv < C) sab_rows<float>(dy, b, s, db, acc, C, r0, r1, cv, C);                                           \
+  }                                                                                                             \
+  ATTR void fwd_##NAME(const DG& g, const float* x, const float* w, const float* b, const float* zrow,          \
+                       float* buf, float* y, int64_t r0, int64_t r1) {                                          \
+    const int64_t cv = g.C / width<V>() * width<V>();                                                           \
+    for (int64_t r = r0; r < r1; ++r) {                                                                         \
+      float* yr = y + r * g.Wo * g.C;                                                                           \
+      gate_row<V, false>(g, x, w, b, zrow, buf, r, nullptr, yr, 0, cv);                                         \
+      if (cv < g.C) gate_row<float, false>(g, x, w, b, zrow, buf, r, nullptr, yr, cv, g.C);                     \
+    }                                                                                                           \
+  }                                                                                                             \
+  ATTR void band_##NAME(const DG& g, const BandArgs& a) {                                                       \
+    const int64_t cv = g.C / width<V>() * width<V>(), cv2 = g.C2 / width<V>() * width<V>();                     \
+    const int64_t rs = g.Wo * g.C2;                                                                             \
+    for (int64_t oh = a.lo; oh < a.hi; ++oh) {                                                                  \
+      const int64_t r = a.n * g.Ho + oh;                                                                        \
+      const float* dyr = a.dy + r * g.Wo * g.C;                                                                 \
+      float* dzr = a.dz + (oh - a.lo) * rs;                                                                     \
+      gate_row<V, true>(g, a.x, a.w, a.b, a.zrow, a.buf, r, dyr, dzr, 0, cv);                                   \
+      if (cv < g.C) gate_row<float, true>(g, a.x, a.w, a.b, a.zrow, a.buf, r, dyr, dzr, cv, g.C);               \
+    }                                                                                                           \
+    for (int64_t oh = a.o0; oh < a.o1; ++oh) {                                                                  \
+      const float* dzr = a.dz + (oh - a.lo) * rs;                                                               \
+      dwdb_row<V>(g, a.x, dzr, a.part, a.n * g.Ho + oh, 0, cv2);                                                \
+      if (cv2 < g.C2) dwdb_row<float>(g, a.x, dzr, a.part, a.n * g.Ho + oh, cv2, g.C2);                         \
+    }                                                                                                           \
+    for (int64_t ih = a.i0; ih < a.i1; ++ih) {                                                                  \
+      float* dxr = a.dx + (a.n * g.H + ih) * g.W * g.C2;                                                        \
+      dx_row<V>(g, a.dz, a.lo, a.w, a.zrow, dxr, ih, 0, cv2);                                                   \
+      if (cv2 < g.C2) dx_row<float>(g, a.dz, a.lo, a.w, a.zrow, dxr, ih, cv2, g.C2);                            \
+    }                                                                                                           \
+  }
+
+IRC_FUSED_VARIANT(base, vf4, )
+IRC_FUSED_VARIANT(avx2, vf8, __attribute__((target("avx2,fma"))))
+IRC_FUSED_VARIANT(avx512, vf16, __attribute__((target("avx512f"))))
+
+struct Fns {
+  void (*sa)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t);
+  void (*sab)(const float*, const float*, const float*, float*, double*, int64_t, int64_t, int64_t);
+  void (*fwd)(const DG&, const float*, const float*, const float*, const float*, float*, float*, int64_t, int64_t);
+  void (*band)(const DG&, const BandArgs&);
+};
+
+const Fns& fns() {
+  static const Fns f = [] {
+    __builtin_cpu_init();
+    const char* env = std::getenv("IRCONSTYLE_GEMM_ISA");  // testing: "avx2" or "scalar" forces a lower ISA
+    const std::string force = env ? env : "";
+    const Fns base{&sa_base, &sab_base, &fwd_base, &band_base};
+    if (force == "scalar") return base;
+    if (force != "avx2" && __builtin_cpu_supports("avx512f")) return Fns{&sa_avx512, &sab_avx512, &fwd_avx512, &band_avx512};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Fns{&sa_avx2, &sab_avx2, &fwd_avx2, &band_avx2};
+    return base;
+  }();
+  return f;
+}
+
+// Zeros for out-of-image rows (per-thread scratch slot 1).
+const float* zero_row(const DG& g) {
+  const size_t n = static_cast<size_t>(std::max(g.W, g.Wo) * g.C2);
+  float* z = scratch(n, 1);
+  std::memset(z, 0, n * sizeof(float));
+  return z;
 }
 
 DG check_dg(InferCtx& c, size_t xi, size_t wi, size_t bi) {
@@ -47,24 +388,10 @@ DG check_dg(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   return g;
 }
 
-// z[n,oh,ow,ch] for all channels of one output pixel
-void z_pixel(const DG& g, const float* x, const float* w, const float* b, int64_t n, int64_t oh, int64_t ow, float* z) {
-  for (int64_t ch = 0; ch < g.C2; ++ch) z[ch] = b ? b[ch] : 0.f;
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh - g.P + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const int64_t iw = ow - g.P + kw;
-      if (iw < 0 || iw >= g.W) continue;
-      const float* xp = x + ((n * g.H + ih) * g.W + iw) * g.C2;
-      const float* wp = w + (kh * g.KW + kw) * g.C2;
-      for (int64_t ch = 0; ch < g.C2; ++ch) z[ch] += xp[ch] * wp[ch];
-    }
-  }
-}
 
 }  // namespace
 
+// ---- scaled_add -------------------------------------------------------------------------------------------
 void infer_scaled_add(InferCtx& c) {
   c.op = "scaled_add";
   c.need_f32(0);
@@ -73,7 +400,7 @@ void infer_scaled_add(InferCtx& c) {
   c.need_min_rank(0, 1);
   c.need_same_shape(0, 1);
   const int64_t C = c.in[0].shape.back();
-  if (s_numel(c.in[2].shape) != C)
+  if (numel(c.in[2].shape) != C)
     op_fail("E_SHAPE", "scaled_add: s must have " + std::to_string(C) + " elements (last dim of a " +
                            shape_str(c.in[0].shape) + "), got " + shape_str(c.in[2].shape));
   c.add_out(c.in[0].shape);
@@ -84,10 +411,8 @@ void cpu_scaled_add(KernelCtx& c) {
   if (C == 0 || n == 0) return;
   const float *a = c.in[0].f(), *b = c.in[1].f(), *s = c.in[2].f();
   float* y = c.out[0].f();
-  parallel_for(n / C, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t j = 0; j < C; ++j) y[r * C + j] = a[r * C + j] + b[r * C + j] * s[j];
-  });
+  const Fns& f = fns();
+  parallel_for(n / C, std::max<int64_t>(1, 32768 / C), [&](int64_t r0, int64_t r1) { f.sa(a, b, s, y, C, r0, r1); });
 }
 
 void infer_scaled_add_backward(InferCtx& c) {
@@ -98,7 +423,7 @@ void infer_scaled_add_backward(InferCtx& c) {
   c.need_min_rank(1, 1);
   c.need_same_shape(0, 1);
   const int64_t C = c.in[1].shape.back();
-  if (s_numel(c.in[2].shape) != C)
+  if (numel(c.in[2].shape) != C)
     op_fail("E_SHAPE", "scaled_add_backward: s must have " + std::to_string(C) + " elements (last dim of b " +
                            shape_str(c.in[1].shape) + "), got " + shape_str(c.in[2].shape));
   c.add_out(c.in[1].shape);
@@ -111,14 +436,21 @@ void cpu_scaled_add_backward(KernelCtx& c) {
   if (C == 0) return;
   const float *dy = c.in[0].f(), *b = c.in[1].f(), *s = c.in[2].f();
   const int64_t rows = n / C;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < C; ++j) db[r * C + j] = dy[r * C + j] * s[j];
-  std::vector<double> acc(C, 0.0);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < C; ++j) acc[j] += static_cast<double>(dy[r * C + j]) * b[r * C + j];
-  for (int64_t j = 0; j < C; ++j) ds[j] = static_cast<float>(acc[j]);
+  // fixed split of the rows into parts (shape only), double partials summed in part order
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(std::min<int64_t>(rows, 64), n / 32768));
+  std::vector<double> acc(static_cast<size_t>(parts * C), 0.0);
+  const Fns& f = fns();
+  parallel_for(parts, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) f.sab(dy, b, s, db, acc.data() + q * C, C, rows * q / parts, rows * (q + 1) / parts);
+  });
+  for (int64_t j = 0; j < C; ++j) {
+    double t = 0.0;
+    for (int64_t q = 0; q < parts; ++q) t += acc[q * C + j];
+    ds[j] = static_cast<float>(t);
+  }
 }
 
+// ---- dwconv_gate ------------------------------------------------------------------------------------------
 void infer_dwconv_gate(InferCtx& c) {
   c.op = "dwconv_gate";
   DG g = check_dg(c, 0, 1, 2);
@@ -127,16 +459,14 @@ void infer_dwconv_gate(InferCtx& c) {
 
 void cpu_dwconv_gate(KernelCtx& c) {
   const DG g = dg_of(c.in[0].shape, c.in[1].shape, c.ai(0));
+  if (g.C == 0 || g.N == 0) return;
   const float *x = c.in[0].f(), *w = c.in[1].f(), *b = c.in.size() > 2 ? c.in[2].f() : nullptr;
   float* y = c.out[0].f();
-  parallel_for(g.N * g.Ho, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<float> z(g.C2);
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
-        z_pixel(g, x, w, b, r / g.Ho, r % g.Ho, ow, z.data());
-        float* yp = y + (r * g.Wo + ow) * g.C;
-        for (int64_t j = 0; j < g.C; ++j) yp[j] = z[j] * z[j + g.C];
-      }
+  const Fns& f = fns();
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, g.Wo * g.C2 * g.KH * g.KW));
+  parallel_for(g.N * g.Ho, grain, [&](int64_t r0, int64_t r1) {
+    const float* zrow = zero_row(g);
+    f.fwd(g, x, w, b, zrow, scratch(kTile * 16, 2), y, r0, r1);
   });
 }
 
@@ -156,37 +486,44 @@ void cpu_dwconv_gate_backward(KernelCtx& c) {
   const DG g = dg_of(c.in[1].shape, c.in[2].shape, c.ai(0));
   const float *dy = c.in[0].f(), *x = c.in[1].f(), *w = c.in[2].f(), *b = c.in.size() > 3 ? c.in[3].f() : nullptr;
   float *dx = c.out[0].f(), *dw = c.out[1].f(), *db = c.out[2].f();
-  std::fill(dx, dx + c.out[0].n, 0.f);
-  std::vector<double> adw(g.KH * g.KW * g.C2, 0.0), adb(g.C2, 0.0);
-  std::vector<float> z(g.C2), dz(g.C2);
-  for (int64_t r = 0; r < g.N * g.Ho; ++r) {
-    const int64_t n = r / g.Ho, oh = r % g.Ho;
-    for (int64_t ow = 0; ow < g.Wo; ++ow) {
-      z_pixel(g, x, w, b, n, oh, ow, z.data());
-      const float* d = dy + (r * g.Wo + ow) * g.C;
-      for (int64_t j = 0; j < g.C; ++j) {
-        dz[j] = d[j] * z[j + g.C];
-        dz[j + g.C] = d[j] * z[j];
+  const int64_t wsz = g.KH * g.KW * g.C2, psz = wsz + g.C2;
+  std::fill(dw, dw + wsz, 0.f);
+  std::fill(db, db + g.C2, 0.f);
+  if (g.C == 0 || g.N == 0) return;
+  // Bands of about Ho/16 rows (4..32) per sample; band j owns output rows [Ho j/nb, Ho (j+1)/nb) for dw/db and
+  // input rows [H j/nb, H (j+1)/nb) for dx.
+  const int64_t B = std::clamp<int64_t>((g.Ho + 15) / 16, 4, 32), nb = (g.Ho + B - 1) / B, units = g.N * nb;
+  std::vector<float> part(static_cast<size_t>(units * psz), 0.f);
+  const Fns& f = fns();
+  parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
+    const float* zrow = zero_row(g);
+    float* buf = scratch(kTile * 16, 2);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / nb, j = u % nb;
+      BandArgs a{x, w, b, dy, zrow, buf, nullptr, part.data() + u * psz, dx, n, 0, 0, 0, 0, 0, 0};
+      a.o0 = g.Ho * j / nb;
+      a.o1 = g.Ho * (j + 1) / nb;
+      a.i0 = g.H * j / nb;
+      a.i1 = g.H * (j + 1) / nb;
+      a.lo = a.o0;
+      a.hi = a.o1;
+      if (a.i0 < a.i1) {  // dz rows the dx gather reads: oh = ih + P - kh
+        a.lo = std::min(a.lo, std::max<int64_t>(0, a.i0 + g.P - g.KH + 1));
+        a.hi = std::max(a.hi, std::min(g.Ho, a.i1 + g.P));
       }
-      for (int64_t ch = 0; ch < g.C2; ++ch) adb[ch] += dz[ch];
-      for (int64_t kh = 0; kh < g.KH; ++kh) {
-        const int64_t ih = oh - g.P + kh;
-        if (ih < 0 || ih >= g.H) continue;
-        for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t iw = ow - g.P + kw;
-          if (iw < 0 || iw >= g.W) continue;
-          const int64_t o = ((n * g.H + ih) * g.W + iw) * g.C2;
-          const int64_t t = (kh * g.KW + kw) * g.C2;
-          for (int64_t ch = 0; ch < g.C2; ++ch) {
-            dx[o + ch] += dz[ch] * w[t + ch];
-            adw[t + ch] += static_cast<double>(dz[ch]) * x[o + ch];
-          }
-        }
-      }
+      a.dz = scratch(static_cast<size_t>(std::max<int64_t>(1, (a.hi - a.lo) * g.Wo * g.C2)), 0);
+      f.band(g, a);
+    }
+  });
+  for (int64_t e = 0; e < psz; ++e) {
+    double t = 0.0;
+    for (int64_t u = 0; u < units; ++u) t += part[u * psz + e];
+    if (e < wsz) {
+      dw[e] = static_cast<float>(t);
+    } else {
+      db[e - wsz] = static_cast<float>(t);
     }
   }
-  for (size_t i = 0; i < adw.size(); ++i) dw[i] = static_cast<float>(adw[i]);
-  for (int64_t ch = 0; ch < g.C2; ++ch) db[ch] = static_cast<float>(adb[ch]);
 }
 
 }  // namespace irc
