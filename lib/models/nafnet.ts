@@ -4,8 +4,9 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Conv2d, LayerNorm2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
-import { add, mul } from '../ops/elementwise.js';
+import { add } from '../ops/elementwise.js';
 import { simpleGate, globalAvgPool, channelScale } from '../ops/nafnet.js';
+import { scaledAdd, dwconvGate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 
 /** Simplified channel attention: `sca.1` is the 1×1 conv after global average pooling. */
@@ -46,11 +47,13 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    let x = this.conv2.forward(this.conv1.forward(this.norm1.forward(inp)));
-    x = this.conv3.forward(this.sca.forward(simpleGate(x)));
-    const y = add(inp, mul(x, this.P.beta!));
+    // conv2 (depthwise 3×3) + SimpleGate fused; the β / γ skips a + b·s fused
+    let x = this.conv1.forward(this.norm1.forward(inp));
+    x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
+    x = this.conv3.forward(this.sca.forward(x));
+    const y = scaledAdd(inp, x, this.P.beta!);
     x = this.conv5.forward(simpleGate(this.conv4.forward(this.norm2.forward(y))));
-    return add(y, mul(x, this.P.gamma!));
+    return scaledAdd(y, x, this.P.gamma!);
   }
 }
 
