@@ -103,6 +103,54 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "relu",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "relu_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
+  },
+  {
+    "name": "sigmoid",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "sigmoid_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
+  },
+  {
+    "name": "softmax",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "softmax_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
+  },
+  {
+    "name": "l2_normalize",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "l2_normalize_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
+  },
+  {
     "name": "conv2d",
     "minIn": 2,
     "maxIn": 3,
@@ -154,6 +202,18 @@ export const OPS = [
     "name": "layer_norm2d_backward",
     "minIn": 5,
     "maxIn": 5,
+    "differentiable": false
+  },
+  {
+    "name": "layer_norm_bias_free",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": true
+  },
+  {
+    "name": "layer_norm_bias_free_backward",
+    "minIn": 4,
+    "maxIn": 4,
     "differentiable": false
   },
   {
@@ -257,6 +317,30 @@ export const OPS = [
     "minIn": 1,
     "maxIn": 1,
     "differentiable": true
+  },
+  {
+    "name": "subsample2d",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "subsample2d_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
+  },
+  {
+    "name": "resize_bilinear",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "resize_bilinear_backward",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": false
   },
   {
     "name": "cross_entropy",
