@@ -8,9 +8,22 @@ export function setInitSeed(seed: number): void {
   current = new Rng(seed);
 }
 
+let skipRandom = 0;
+
+/** Builds modules with zero-filled instead of random initial values (for counting parameters quickly). */
+export function withoutRandomInit<T>(fn: () => T): T {
+  skipRandom++;
+  try {
+    return fn();
+  } finally {
+    skipRandom--;
+  }
+}
+
 /** Uniform(-bound, bound) values. */
 export function uniform(n: number, bound: number): Float32Array {
   const a = new Float32Array(n);
+  if (skipRandom) return a;
   for (let i = 0; i < n; ++i) a[i] = (2 * current.uniform() - 1) * bound;
   return a;
 }
@@ -18,6 +31,7 @@ export function uniform(n: number, bound: number): Float32Array {
 /** N(0, 1) values. */
 export function normal(n: number): Float32Array {
   const a = new Float32Array(n);
+  if (skipRandom) return a;
   for (let i = 0; i < n; ++i) a[i] = current.normal();
   return a;
 }
