@@ -17,6 +17,9 @@
 
 #include "op_api.h"
 
+// Selects on float compares (clamps, relu, max) may be if-converted into vector blends: no FP traps are used.
+#pragma GCC optimize("no-trapping-math")
+
 namespace irc {
 namespace {
 
@@ -28,6 +31,8 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;
 
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+
 inline double lane_sum(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
 
 // exp(x) for float, branch-free (vectorises): x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then
@@ -35,7 +40,8 @@ inline double lane_sum(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3]))
 // (flushed to exactly 0 below -87.3 as e^-87.3 is already subnormal-adjacent), above it saturates near FLT_MAX.
 inline float fast_exp(float x) {
   const bool under = x < -87.3f;
-  x = std::min(std::max(x, -87.3f), 88.7f);
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.7f ? 88.7f : x;
   const float k = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest (1.5 * 2^23 trick)
   float r = x - k * 0.693359375f;        // ln2 hi
   r = r - k * -2.12194440e-4f;           // ln2 lo
@@ -73,10 +79,20 @@ IRC_CLONES void softmax_rows(const float* __restrict x, float* __restrict y, int
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
+    // Row max: 8-wide vector max (GCC vector extension: one AVX/AVX-512/SSE op per 8), then the tail.
     float m = xr[0];
-    for (int64_t j = 1; j < C; ++j) m = xr[j] > m ? xr[j] : m;
-    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
+    if (C >= 8) {
+      v8f mv = *reinterpret_cast<const v8f*>(xr);
+      for (j = 8; j + 8 <= C; j += 8) {
+        const v8f v = *reinterpret_cast<const v8f*>(xr + j);
+        mv = v > mv ? v : mv;
+      }
+      for (int k = 0; k < 8; ++k) m = mv[k] > m ? mv[k] : m;
+    }
+    for (; j < C; ++j) m = xr[j] > m ? xr[j] : m;
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    j = 0;
     for (; j + 8 <= C; j += 8)
       for (int k = 0; k < 8; ++k) {
         const float v = fast_exp(xr[j + k] - m);
