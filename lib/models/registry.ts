@@ -4,6 +4,7 @@ import type { Module } from '../nn/module.js';
 import { NAFNet } from './nafnet.js';
 import { constyleNAFNet } from './constyle_nafnet.js';
 import type { UNetConfig } from './unet.js';
+import { ConStyleMaxim, Maxim } from './maxim.js';
 
 type Cfg = Record<string, unknown>;
 
@@ -25,7 +26,13 @@ function checkKeys(name: string, cfg: Cfg, allowed: string[]): void {
   if (bad.length) throw new IrcError('E_ARG', `${name}: unknown config key(s) ${bad.join(', ')} (expected some of ${allowed.join(', ')})`);
 }
 
-export const MODEL_NAMES = ['ConStyleNAFNet', 'NAFNet'] as const;
+/** MAXIM block/grid sizes: config keys block_hr, block_lr, grid_hr, grid_lr as [h, w]. */
+function maximSizes(cfg: Cfg): { blockHr?: [number, number]; blockLr?: [number, number]; gridHr?: [number, number]; gridLr?: [number, number] } {
+  const pair = (k: string) => ints(cfg, k, 2) as [number, number] | undefined;
+  return { blockHr: pair('block_hr'), blockLr: pair('block_lr'), gridHr: pair('grid_hr'), gridLr: pair('grid_lr') };
+}
+
+export const MODEL_NAMES = ['ConStyleNAFNet', 'NAFNet', 'ConStyleMaxim', 'Maxim'] as const;
 
 /** `name` is the official class name (ConStyleNAFNet, NAFNet); cfg uses the fixtures' config keys. */
 export function buildModel(name: string, cfg: Cfg = {}): Module {
@@ -49,6 +56,21 @@ export function buildModel(name: string, cfg: Cfg = {}): Module {
         enc: ints(cfg, 'enc') ?? [5, 6, 7, 7],
         dec: ints(cfg, 'dec') ?? [5, 6, 7, 7],
       });
+    }
+    case 'ConStyleMaxim': {
+      checkKeys(name, cfg, ['features', 'bottom', 'block_hr', 'block_lr', 'grid_hr', 'grid_lr', 'constyle', 'K']);
+      const K = int(cfg, 'K');
+      return new ConStyleMaxim({
+        features: int(cfg, 'features'),
+        bottom: int(cfg, 'bottom'),
+        ...maximSizes(cfg),
+        constyle: cfg.constyle as UNetConfig['constyle'],
+        constyleOptions: K !== undefined ? { K } : {},
+      });
+    }
+    case 'Maxim': {
+      checkKeys(name, cfg, ['features', 'block_hr', 'block_lr', 'grid_hr', 'grid_lr', 'constyle']);
+      return new Maxim({ features: int(cfg, 'features'), ...maximSizes(cfg) });
     }
     default:
       throw new IrcError('E_ARG', `unknown model '${name}' (this build has ${MODEL_NAMES.join(', ')})`);

@@ -67,7 +67,7 @@ async function restorationStep(f: Fixture): Promise<StepResult> {
   try {
     model.loadStateDict(stateOf(f));
     model.train();
-    const isConStyle = model instanceof ConStyleUNet;
+    const isConStyle = 'restore' in model; // ConStyle networks (ConStyleUNet, ConStyleMaxim) expose restore(img, code, feas)
     const lq = inputTensor(f, 'input.lq');
     const gt = inputTensor(f, 'input.gt');
     const extra = isConStyle ? ['q1', 'fea0', 'fea1', 'fea2'].map((n) => inputTensor(f, `input.${n}`, true)) : [];

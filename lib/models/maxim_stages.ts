@@ -1,0 +1,144 @@
+// MAXIM stage blocks (spec §4.4, §4.7): CrossGatingBlock, UNetEncoderBlock, UNetDecoderBlock, BottleneckBlock,
+// with the official module names. Everything is NHWC.
+import type { Tensor } from '../tensor/tensor.js';
+import { Module } from '../nn/module.js';
+import { Conv2d, Linear } from '../nn/layers.js';
+import { gelu } from '../ops/activation.js';
+import { add, mul } from '../ops/elementwise.js';
+import { concat } from '../ops/shape.js';
+import {
+  ConvTranspose2x2, MaximLayerNorm, MultiAxisGmlpLayer, RCAB, RDCAB, SpatialGatingWeights, type MaximBlockOptions, type Size2,
+} from './maxim_blocks.js';
+
+/**
+ * CrossGatingBlock(x_features, C, block, grid, cin_y, upsample_y): y is optionally up-sampled by a 2×2 transposed
+ * conv; x, y are projected to C channels, each gates the other through GetSpatialGatingWeights; returns (x, y).
+ */
+export class CrossGatingBlock extends Module {
+  readonly ConvTranspose_0: ConvTranspose2x2 | null;
+  readonly Conv_0: Conv2d;
+  readonly Conv_1: Conv2d;
+  readonly LayerNorm_x: MaximLayerNorm;
+  readonly in_project_x: Linear;
+  readonly SplitHeadMultiAxisGating_x: SpatialGatingWeights;
+  readonly LayerNorm_y: MaximLayerNorm;
+  readonly in_project_y: Linear;
+  readonly SplitHeadMultiAxisGating_y: SpatialGatingWeights;
+  readonly out_project_y: Linear;
+  readonly out_project_x: Linear;
+  constructor(xFeatures: number, c: number, block: Size2, grid: Size2, cinY: number, upsampleY: boolean, bias: boolean) {
+    super();
+    this.ConvTranspose_0 = upsampleY ? this.child('ConvTranspose_0', new ConvTranspose2x2(cinY, c, bias)) : null;
+    this.Conv_0 = this.child('Conv_0', new Conv2d(xFeatures, c, 1, { bias }));
+    this.Conv_1 = this.child('Conv_1', new Conv2d(c, c, 1, { bias }));
+    this.LayerNorm_x = this.child('LayerNorm_x', new MaximLayerNorm(c));
+    this.in_project_x = this.child('in_project_x', new Linear(c, c, bias));
+    this.SplitHeadMultiAxisGating_x = this.child('SplitHeadMultiAxisGating_x', new SpatialGatingWeights(c, grid, block, bias));
+    this.LayerNorm_y = this.child('LayerNorm_y', new MaximLayerNorm(c));
+    this.in_project_y = this.child('in_project_y', new Linear(c, c, bias));
+    this.SplitHeadMultiAxisGating_y = this.child('SplitHeadMultiAxisGating_y', new SpatialGatingWeights(c, grid, block, bias));
+    this.out_project_y = this.child('out_project_y', new Linear(c, c, bias));
+    this.out_project_x = this.child('out_project_x', new Linear(c, c, bias));
+  }
+  forward(x: Tensor, y: Tensor): [Tensor, Tensor] {
+    if (this.ConvTranspose_0) y = this.ConvTranspose_0.forward(y);
+    const sx = this.Conv_0.forward(x);
+    const sy = this.Conv_1.forward(y);
+    const xg = gelu(this.in_project_x.forward(this.LayerNorm_x.forward(sx)));
+    const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
+    const yg = gelu(this.in_project_y.forward(this.LayerNorm_y.forward(sy)));
+    const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
+    const yo = add(this.out_project_y.forward(mul(yg, gx)), sy);
+    const xo = add(add(this.out_project_x.forward(mul(xg, gy)), yo), sx);
+    return [xo, yo];
+  }
+}
+
+export interface EncoderBlockOptions extends MaximBlockOptions {
+  /** MAXIM-1S: the block owns `Conv_1`, a 4×4 stride-2 conv (always with bias), used by down(). */
+  downConv?: boolean;
+}
+
+/**
+ * UNetEncoderBlock(cin, C, block, grid): [concat skip] → Conv_0 1×1 → (MAB → RCAB) × 2 → + long shortcut.
+ * It also owns the official never-executed `cross_gating_block` (parameters kept for checkpoints and counts, §9 #17).
+ */
+export class UNetEncoderBlock extends Module {
+  readonly Conv_0: Conv2d;
+  readonly SplitHeadMultiAxisGmlpLayer_0: MultiAxisGmlpLayer;
+  readonly SplitHeadMultiAxisGmlpLayer_1: MultiAxisGmlpLayer;
+  readonly channel_attention_block_10: RCAB;
+  readonly channel_attention_block_11: RCAB;
+  readonly cross_gating_block: CrossGatingBlock;
+  readonly Conv_1: Conv2d | null;
+  constructor(cin: number, c: number, block: Size2, grid: Size2, opts: EncoderBlockOptions) {
+    super();
+    const bias = opts.bias;
+    this.Conv_0 = this.child('Conv_0', new Conv2d(cin, c, 1, { bias }));
+    this.SplitHeadMultiAxisGmlpLayer_0 = this.child('SplitHeadMultiAxisGmlpLayer_0', new MultiAxisGmlpLayer(block, grid, c, bias));
+    this.SplitHeadMultiAxisGmlpLayer_1 = this.child('SplitHeadMultiAxisGmlpLayer_1', new MultiAxisGmlpLayer(block, grid, c, bias));
+    this.channel_attention_block_10 = this.child('channel_attention_block_10', new RCAB(c, opts));
+    this.channel_attention_block_11 = this.child('channel_attention_block_11', new RCAB(c, opts));
+    this.cross_gating_block = this.child('cross_gating_block', new CrossGatingBlock(c, c, block, grid, 0, false, bias));
+    this.Conv_1 = opts.downConv ? this.child('Conv_1', new Conv2d(c, c, 4, { stride: 2, pad: 1, bias: true })) : null;
+  }
+  forward(x: Tensor, skip?: Tensor): Tensor {
+    const s = this.Conv_0.forward(skip ? concat([x, skip]) : x);
+    let y = this.SplitHeadMultiAxisGmlpLayer_0.forward(s);
+    y = this.channel_attention_block_10.forward(y);
+    y = this.SplitHeadMultiAxisGmlpLayer_1.forward(y);
+    y = this.channel_attention_block_11.forward(y);
+    return add(y, s);
+  }
+  /** MAXIM-1S down-sampling (Conv_1, 4×4 stride 2, pad 1). */
+  down(x: Tensor): Tensor {
+    return this.Conv_1!.forward(x);
+  }
+}
+
+/**
+ * UNetDecoderBlock. ConStyle MAXIM: UNetEncoderBlock_0(cin → C) on concat(x, bridge). MAXIM-1S: ConvTranspose_0
+ * (cin → C, 2×2 stride 2) first, then UNetEncoderBlock_0(4C → C) (whose Conv_1 exists but is never used).
+ */
+export class UNetDecoderBlock extends Module {
+  readonly ConvTranspose_0: ConvTranspose2x2 | null;
+  readonly UNetEncoderBlock_0: UNetEncoderBlock;
+  constructor(cin: number, c: number, block: Size2, grid: Size2, opts: MaximBlockOptions, variant: 'constyle' | 'maxim') {
+    super();
+    if (variant === 'maxim') {
+      this.ConvTranspose_0 = this.child('ConvTranspose_0', new ConvTranspose2x2(cin, c, opts.bias));
+      this.UNetEncoderBlock_0 = this.child('UNetEncoderBlock_0', new UNetEncoderBlock(4 * c, c, block, grid, { ...opts, downConv: true }));
+    } else {
+      this.ConvTranspose_0 = null;
+      this.UNetEncoderBlock_0 = this.child('UNetEncoderBlock_0', new UNetEncoderBlock(cin, c, block, grid, { ...opts, downConv: false }));
+    }
+  }
+  forward(x: Tensor, bridge: Tensor): Tensor {
+    return this.UNetEncoderBlock_0.forward(this.ConvTranspose_0 ? this.ConvTranspose_0.forward(x) : x, bridge);
+  }
+}
+
+/** BottleneckBlock(C): input_proj 1×1 (always with bias) → (MAB → RDCAB) × 2 → + long shortcut. */
+export class BottleneckBlock extends Module {
+  readonly input_proj: Conv2d;
+  readonly SplitHeadMultiAxisGmlpLayer_0: MultiAxisGmlpLayer;
+  readonly SplitHeadMultiAxisGmlpLayer_1: MultiAxisGmlpLayer;
+  readonly channel_attention_block_1_0: RDCAB;
+  readonly channel_attention_block_1_1: RDCAB;
+  constructor(c: number, block: Size2, grid: Size2, bias: boolean) {
+    super();
+    this.input_proj = this.child('input_proj', new Conv2d(c, c, 1, { bias: true }));
+    this.SplitHeadMultiAxisGmlpLayer_0 = this.child('SplitHeadMultiAxisGmlpLayer_0', new MultiAxisGmlpLayer(block, grid, c, bias));
+    this.SplitHeadMultiAxisGmlpLayer_1 = this.child('SplitHeadMultiAxisGmlpLayer_1', new MultiAxisGmlpLayer(block, grid, c, bias));
+    this.channel_attention_block_1_0 = this.child('channel_attention_block_1_0', new RDCAB(c, bias));
+    this.channel_attention_block_1_1 = this.child('channel_attention_block_1_1', new RDCAB(c, bias));
+  }
+  forward(x: Tensor): Tensor {
+    const s = this.input_proj.forward(x);
+    let y = this.SplitHeadMultiAxisGmlpLayer_0.forward(s);
+    y = this.channel_attention_block_1_0.forward(y);
+    y = this.SplitHeadMultiAxisGmlpLayer_1.forward(y);
+    y = this.channel_attention_block_1_1.forward(y);
+    return add(y, s);
+  }
+}
