@@ -3,6 +3,7 @@ import { IrcError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { NAFNet } from './nafnet.js';
 import { constyleNAFNet } from './constyle_nafnet.js';
+import { Restormer, constyleRestormer } from './restormer.js';
 import type { UNetConfig } from './unet.js';
 import { ConStyleMaxim, Maxim } from './maxim.js';
 
@@ -32,7 +33,7 @@ function maximSizes(cfg: Cfg): { blockHr?: [number, number]; blockLr?: [number, 
   return { blockHr: pair('block_hr'), blockLr: pair('block_lr'), gridHr: pair('grid_hr'), gridLr: pair('grid_lr') };
 }
 
-export const MODEL_NAMES = ['ConStyleNAFNet', 'NAFNet', 'ConStyleMaxim', 'Maxim'] as const;
+export const MODEL_NAMES = ['ConStyleNAFNet', 'NAFNet', 'ConStyleRestormer', 'Restormer', 'ConStyleMaxim', 'Maxim'] as const;
 
 /** `name` is the official class name (ConStyleNAFNet, NAFNet); cfg uses the fixtures' config keys. */
 export function buildModel(name: string, cfg: Cfg = {}): Module {
@@ -55,6 +56,28 @@ export function buildModel(name: string, cfg: Cfg = {}): Module {
         middle: int(cfg, 'middle') ?? 7,
         enc: ints(cfg, 'enc') ?? [5, 6, 7, 7],
         dec: ints(cfg, 'dec') ?? [5, 6, 7, 7],
+      });
+    }
+    case 'ConStyleRestormer': {
+      checkKeys(name, cfg, ['dim', 'left', 'bottom', 'right', 'refine', 'heads', 'constyle', 'K']);
+      return constyleRestormer({
+        dim: int(cfg, 'dim'),
+        left: ints(cfg, 'left', 3) as [number, number, number] | undefined,
+        bottom: int(cfg, 'bottom'),
+        right: ints(cfg, 'right', 3) as [number, number, number] | undefined,
+        refine: int(cfg, 'refine'),
+        heads: ints(cfg, 'heads', 4) as [number, number, number, number] | undefined,
+        constyle: cfg.constyle as UNetConfig['constyle'],
+        K: int(cfg, 'K'),
+      });
+    }
+    case 'Restormer': {
+      checkKeys(name, cfg, ['dim', 'blocks', 'refine', 'heads', 'constyle']);
+      return new Restormer({
+        dim: int(cfg, 'dim'),
+        blocks: ints(cfg, 'blocks', 4) as [number, number, number, number] | undefined,
+        refine: int(cfg, 'refine'),
+        heads: ints(cfg, 'heads', 4) as [number, number, number, number] | undefined,
       });
     }
     case 'ConStyleMaxim': {
