@@ -20,6 +20,12 @@ export { ConStyleUNet, type UNetConfig, type BlockFactory, type Block, type Leve
 export { constyleNAFNet, type ConStyleNAFNetConfig } from './models/constyle_nafnet.js';
 export { NAFNet, NAFBlock, type NAFNetConfig } from './models/nafnet.js';
 export { buildModel, MODEL_NAMES } from './models/registry.js';
+export { listModels, createModel, parameterCounts, type CatalogEntry } from './models/catalog.js';
+export { restorationNetwork, MaximProcessBlock, type GeneralNetworkConfig, type ProcessName } from './models/general.js';
+export { ConvBlock } from './models/conv_block.js';
+export { Restormer, TransformerBlock, constyleRestormer, type RestormerConfig, type ConStyleRestormerConfig } from './models/restormer.js';
+export { ConStyleMaxim, Maxim, type ConStyleMaximConfig, type MaximConfig } from './models/maxim.js';
+export { padToMultiple, forwardAnySize, type SizedNetwork } from './infer/pad.js';
 export * from './losses/index.js';
 export { IRConStyleTrainer, type TrainerOptions, type StepLosses } from './train/irconstyle.js';
 export { psnr } from './metrics/psnr.js';

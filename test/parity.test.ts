@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { runParity } from '../lib/parity/run.js';
 
-const cases = ['constyle', 'constyle_nafnet', 'nafnet', 'irconstyle_step'];
+const cases = ['constyle', 'constyle_nafnet', 'nafnet', 'irconstyle_step', 'constyle_restormer', 'restormer', 'constyle_maxim', 'maxim'];
 
 describe('golden fixtures', () => {
   for (const name of cases) {

@@ -6,7 +6,7 @@ import { Conv2d, PReLU } from '../nn/layers.js';
 import { add } from '../ops/elementwise.js';
 
 /** Conv3×3 + PReLU, as children 0 and 1. */
-class ConvPReLU extends Module {
+export class ConvPReLU extends Module {
   readonly conv: Conv2d;
   readonly act: PReLU;
   constructor(cin: number, cout: number) {

@@ -127,6 +127,11 @@ export class NAFNet extends Module {
     this.downs = this.child('downs', new ModuleList(downs));
   }
 
+  /** Any H and W work: the network pads internally. */
+  sizeMultiple(): [number, number] {
+    return [1, 1];
+  }
+
   /** x: NHWC image [N, H, W, 3]; any H, W (zero-padded internally to a multiple of 2^levels, then cropped). */
   forward(inp: Tensor): Tensor {
     const [, h, w] = inp.shape as [number, number, number, number];

@@ -238,6 +238,11 @@ export class Restormer extends Module {
     this.output = this.child('output', new Conv2d(2 * d, 3, 3, { bias }));
   }
 
+  /** Input H and W must be multiples of these (three 2× down-samplings). */
+  sizeMultiple(): [number, number] {
+    return [8, 8];
+  }
+
   /** img: NHWC [N, H, W, 3] with H, W multiples of 8. Returns output(...) + img. */
   forward(img: Tensor): Tensor {
     const [, h, w, c] = img.shape as [number, number, number, number];

@@ -149,6 +149,11 @@ export class ConStyleUNet extends Module {
     ];
   }
 
+  /** Input H and W must be multiples of these (the three 2× down-samplings and ConStyle's stride-2 maps). */
+  sizeMultiple(): [number, number] {
+    return [8, 8];
+  }
+
   /** Restoration given ConStyle's latent code `code` [N,128] and maps `feas` (NHWC). img: NHWC [N,H,W,3]. */
   restore(img: Tensor, code: Tensor, feas: readonly Tensor[]): Tensor {
     const [n, h, w, c] = img.shape as [number, number, number, number];
