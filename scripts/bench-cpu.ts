@@ -13,6 +13,9 @@ import { noGrad } from '../lib/autograd/node.js';
 import { runOp } from '../lib/ops/run.js';
 import { sync } from '../lib/tensor/memory.js';
 import { constyleNAFNet } from '../lib/models/constyle_nafnet.js';
+import { createModel } from '../lib/models/catalog.js';
+import type { Module } from '../lib/nn/module.js';
+import type { Tensor } from '../lib/tensor/tensor.js';
 import { IRConStyleTrainer } from '../lib/train/irconstyle.js';
 import { Rng } from '../lib/data/photos.js';
 
@@ -102,8 +105,23 @@ if (profile) {
   result.inferenceProfile = rows;
   log(formatProfile(rows));
 }
-x.dispose();
 infer.dispose();
+
+// 2b. The other ConStyle backbones at the same size, as a ratio of the NAFNet time (issue 3).
+const backbones: Record<string, unknown> = {};
+result.backbones = backbones;
+for (const name of ['constyle-restormer', 'constyle-maxim']) {
+  const m = createModel(name, { constyle: 'inference' }).eval() as Module & { forward(t: Tensor): Tensor };
+  const ms = await time(async () => {
+    const y = noGrad(() => tidy(() => m.forward(x)));
+    await y.data();
+    y.dispose();
+  }, Math.max(1, reps - 1));
+  backbones[name] = { ms, params: m.numParameters(), vsNafnet: ms / oursMs };
+  log(`${name} (${m.numParameters().toLocaleString()} params) inference 1×${S}²: ${ms.toFixed(0)} ms (${(ms / oursMs).toFixed(2)}× the ConStyle NAFNet time)`);
+  m.dispose();
+}
+x.dispose();
 
 // 3. onnxruntime-node on the official export, same input size, same threads.
 let ortMs: number | null = null;
