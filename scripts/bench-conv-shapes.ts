@@ -1,7 +1,8 @@
-// npm run bench:conv-shapes: times every distinct conv2d shape of paper-size ConStyle NAFNet inference at
-// 1×256² (forward, and forward+backward with --backward), with its achieved GFLOP/s.
+// npm run bench:conv-shapes [-- --model <name>] [--size S] [--backward]: times every distinct conv2d shape of a
+// named model's inference at 1×S² (default constyle-nafnet, 256), forward (and backward), with its GFLOP/s.
 import { Conv2d } from '../lib/nn/layers.js';
-import { constyleNAFNet } from '../lib/models/constyle_nafnet.js';
+import { createModel } from '../lib/models/catalog.js';
+import type { Module } from '../lib/nn/module.js';
 import { native } from '../lib/native/loader.js';
 import { tensor, type Tensor } from '../lib/tensor/tensor.js';
 import { tidy } from '../lib/tensor/scope.js';
@@ -23,7 +24,9 @@ Conv2d.prototype.forward = function (this: Conv2d, x: Tensor) {
   else seen.set(k, { x: [...x.shape], w: [...w.shape], stride: this.stride, pad: this.pad, groups: this.groups, count: 1 });
   return orig.call(this, x);
 };
-const model = constyleNAFNet({ constyle: 'inference' }).eval();
+const mi = process.argv.indexOf('--model');
+const modelName = mi > 0 ? process.argv[mi + 1]! : 'constyle-nafnet';
+const model = (createModel(modelName, { constyle: 'inference' }) as Module & { forward(x: Tensor): Tensor }).eval();
 const img = tensor(new Float32Array(S * S * 3).fill(0.5), [1, S, S, 3]);
 await noGrad(() => tidy(() => model.forward(img))).data();
 Conv2d.prototype.forward = orig;
@@ -60,6 +63,6 @@ for (const e of [...seen.values()]) {
   x.dispose();
   w.dispose();
 }
-console.log(`conv2d shapes of ConStyle NAFNet at 1×${S}² (${native.info().gemm}, ${native.info().threads} threads)${withBackward ? ', forward+backward' : ''}`);
+console.log(`conv2d shapes of ${modelName} at 1×${S}² (${native.info().gemm}, ${native.info().threads} threads)${withBackward ? ', forward+backward' : ''}`);
 console.log(rows.join('\n'));
 console.log(`sum over calls: ${totalMs.toFixed(0)} ms`);
