@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type StWriteEntry } from '../lib/io/safetensors.js';
 import { buildModel } from '../lib/models/registry.js';
-import { ConStyleUNet } from '../lib/models/unet.js';
 import { setInitSeed } from '../lib/nn/init.js';
 import { nhwcToNchw } from '../lib/nn/layout.js';
 import { tensor, type Tensor } from '../lib/tensor/tensor.js';
@@ -40,7 +39,8 @@ async function makeFixture(model: string, config: Record<string, unknown>, N: nu
   e['input.lq'] = { dtype: 'F32', shape: [N, 3, H, W], data: await nchw(lq) };
   e['input.gt'] = { dtype: 'F32', shape: [N, 3, H, W], data: await nchw(gt) };
   const extra: Tensor[] = [];
-  if (m instanceof ConStyleUNet) {
+  const restorer = 'restore' in m ? (m as unknown as { restore(x: Tensor, q: Tensor, f: Tensor[]): Tensor }) : null;
+  if (restorer) {
     const shapes: [string, number[]][] = [['q1', [N, 128]], ['fea0', [N, H / 2, W / 2, 32]], ['fea1', [N, H / 4, W / 4, 64]], ['fea2', [N, H / 8, W / 8, 128]]];
     for (const [i, [name, s]] of shapes.entries()) {
       const t = tensor(randArray(s.reduce((a, b) => a * b), seed + 10 + i), s);
@@ -50,7 +50,7 @@ async function makeFixture(model: string, config: Record<string, unknown>, N: nu
     }
   }
   const { y, loss } = tidy(() => {
-    const y = m instanceof ConStyleUNet ? m.restore(lq, extra[0]!, extra.slice(1)) : (m as unknown as { forward(x: Tensor): Tensor }).forward(lq);
+    const y = restorer ? restorer.restore(lq, extra[0]!, extra.slice(1)) : (m as unknown as { forward(x: Tensor): Tensor }).forward(lq);
     return { y, loss: l1Loss(y, gt) };
   });
   const out = await nchw(y);
@@ -87,4 +87,18 @@ describe('parity tool on unseen fixtures', () => {
     expect(r.report.failures()).toEqual([]);
     expect(r.report.checks.some((c) => c.name === 'grad.input.fea2')).toBe(true);
   });
+
+  const others: [string, Record<string, unknown>, number, number, number][] = [
+    ['ConStyleRestormer', { dim: 8, left: [1, 2, 1], bottom: 1, right: [1, 1, 2], refine: 2, heads: [1, 2, 2, 4] }, 2, 16, 24],
+    ['Restormer', { dim: 8, blocks: [1, 1, 2, 1], refine: 1, heads: [1, 1, 2, 2] }, 1, 24, 16],
+    ['ConStyleMaxim', { features: 8, bottom: 2, block_hr: [2, 2], block_lr: [2, 2], grid_hr: [2, 2], grid_lr: [2, 2] }, 1, 32, 48],
+    ['Maxim', { features: 8, block_hr: [2, 2], block_lr: [2, 2], grid_hr: [2, 2], grid_lr: [2, 2] }, 2, 32, 16],
+  ];
+  for (const [model, cfg, n, h, w] of others) {
+    it(`${model} with another configuration, batch and size passes`, async () => {
+      const r = await runParity(await makeFixture(model, cfg, n, h, w, 11 + n));
+      expect(r.report.failures()).toEqual([]);
+      expect(r.report.checks.filter((c) => c.group === 'grad').length).toBeGreaterThan(20);
+    });
+  }
 });
