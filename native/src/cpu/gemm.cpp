@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "../ops/op_api.h"
 
@@ -177,14 +178,80 @@ void scale_c(const Problem& P) {
   }
 }
 
+// Small M, N with a long K (attention q k^T, weight gradients over pixels): SPLIT_CHUNKS(K) fixed K chunks (KC
+// multiples; the count depends on K only), each summed into its own M x N partial in sub-blocks of SPLIT_SUB (KC
+// blocks in order, packed B of a sub-block stays in L2), the chunks run in parallel and the partials are added in
+// chunk order: the same bits for any thread count, and the same when the whole problem runs on one thread.
+constexpr int64_t SPLIT_MAX_MN = 64, SPLIT_MIN_K = 4096, SPLIT_SUB = 1024;
+inline int64_t split_chunks(int64_t K) { return std::min<int64_t>(16, K / 2048); }
+
+void run(const Problem& P);
+
+void run_split_k(const Problem& P) {
+  const int64_t nch = split_chunks(P.K), mn = P.M * P.N;
+  std::vector<float> part(static_cast<size_t>(nch * mn));
+  auto bound = [&](int64_t q) { return q == nch ? P.K : P.K * q / nch / KC * KC; };
+  parallel_for(nch, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q)
+      for (int64_t s = bound(q); s < bound(q + 1); s += SPLIT_SUB) {
+        Problem Q = P;
+        Q.K = std::min(SPLIT_SUB, bound(q + 1) - s);
+        Q.A = P.tA ? P.A + s * P.lda : P.A + s;
+        Q.B = P.tB ? P.B + s : P.B + s * P.ldb;
+        Q.alpha = 1.f;
+        Q.beta = s == bound(q) ? 0.f : 1.f;
+        Q.C = part.data() + q * mn;
+        Q.ldc = P.N;
+        run(Q);
+      }
+  });
+  for (int64_t i = 0; i < P.M; ++i) {
+    float* c = P.C + i * P.ldc;
+    for (int64_t j = 0; j < P.N; ++j) {
+      float acc = 0.f;
+      for (int64_t q = 0; q < nch; ++q) acc += part[q * mn + i * P.N + j];
+      c[j] = P.beta == 0.f ? P.alpha * acc : P.alpha * acc + P.beta * c[j];
+    }
+  }
+}
+
+// One K block (K <= KC), at most MC_ROWS rows, many columns (attention A.V: M = K = c, N = pixels): packing all of
+// op(B) up front would round-trip it through memory, so fixed groups of LOCAL_PANELS panels are packed into per-thread
+// scratch right before use. Sums are the same single KC block as in the general path (identical results).
+constexpr int64_t LOCAL_PANELS = 16;
+
+void run_local_b(const Problem& P, const KernelSet& ks) {
+  const int nr = ks.nr;
+  const int64_t npan = (P.N + nr - 1) / nr, ngroups = (npan + LOCAL_PANELS - 1) / LOCAL_PANELS;
+  parallel_for(ngroups, 1, [&](int64_t g0, int64_t g1) {
+    float* pb = scratch(static_cast<size_t>(LOCAL_PANELS * nr * P.K), 2);
+    for (int64_t gi = g0; gi < g1; ++gi) {
+      const int64_t jbase = gi * LOCAL_PANELS * nr, ncols = std::min(LOCAL_PANELS * nr, P.N - jbase);
+      const int64_t gp = (ncols + nr - 1) / nr;
+      for (int64_t jp = 0; jp < gp; ++jp)
+        pack_b_panel(P.tB, P.B, P.ldb, 0, P.K, jbase + jp * nr, std::min<int64_t>(nr, ncols - jp * nr), nr,
+                     pb + b_offset(0, P.K, jp, gp, nr));
+      compute_block(P, ks, pb, gp, jbase, ncols, 0, P.M, 0, gp);
+    }
+  });
+}
+
 void run(const Problem& P) {
   if (P.M <= 0 || P.N <= 0) return;
   if (P.K <= 0 || P.alpha == 0.f) {
     scale_c(P);
     return;
   }
+  if (P.M <= SPLIT_MAX_MN && P.N <= SPLIT_MAX_MN && P.K >= SPLIT_MIN_K) {
+    run_split_k(P);
+    return;
+  }
   const KernelSet& ks = kernels();
   const int mr = ks.mr, nr = ks.nr;
+  if (P.K <= KC && P.M <= MC_ROWS / mr * mr && P.N >= 4 * LOCAL_PANELS * nr) {
+    run_local_b(P, ks);
+    return;
+  }
   const double flops = 2.0 * P.M * P.N * P.K;
   const int nt = flops < 2e5 ? 1 : num_threads();
   // N passes: each packs op(B)[:, jbase : jbase + ncols] entirely.
@@ -244,12 +311,14 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 void sgemm_batched(int64_t batch, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, int64_t strideA, const float* B, int64_t ldb, int64_t strideB,
                    float beta, float* C, int64_t ldc, int64_t strideC) {
-  // Many small problems: one problem per task (serial sgemm inside); otherwise parallelise inside each.
+  // Many small problems, or a batch the threads share evenly: one problem per task (serial sgemm inside, same
+  // results as a parallel one); otherwise parallelise inside each.
   const double flops = 2.0 * M * N * K;
   auto one = [&](int64_t i) {
     sgemm(transA, transB, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta, C + i * strideC, ldc);
   };
-  if (batch > 1 && flops < 4e6) {
+  const int64_t nt = num_threads();
+  if (batch > 1 && (flops < 4e6 || batch % nt == 0 || batch >= 4 * nt)) {
     parallel_for(batch, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) one(i);
     });
