@@ -8,6 +8,7 @@ import { native } from '../lib/native/loader.js';
 import { OPS } from '../lib/native/ops.gen.js';
 import { runOp } from '../lib/ops/run.js';
 import { IrcError } from '../lib/errors.js';
+import { execFileSync } from 'node:child_process';
 
 describe('native core', () => {
   it('native op table matches the generated TS table', () => {
@@ -90,6 +91,26 @@ describe('native core', () => {
     const ok = full([2], 3);
     expect(Array.from(await ok.data())).toEqual([3, 3]);
     for (const t of [logits, labels, loss!, twice!, ok]) t.dispose();
+  });
+
+  it('device transfers: to(cpu) is the identity here; CUDA gives a typed error with the reason', async () => {
+    const t = tensor([1, 2, 3]);
+    expect(t.device).toBe('cpu');
+    expect(t.to('cpu')).toBe(t);
+    if (!backendInfo().cuda.devices) {
+      expect(() => t.to('cuda')).toThrowError(expect.objectContaining({ code: 'E_CUDA' }));
+      expect(() => tensor([1], [1], { device: 'cuda' })).toThrowError(expect.objectContaining({ code: 'E_CUDA' }));
+    }
+    expect(() => t.to('tpu' as 'cpu')).toThrowError(/device must be 'cpu' or 'cuda'/);
+    t.dispose();
+  });
+
+  it('IRCONSTYLE_BACKEND=cuda without a usable GPU falls back to the CPU and says why', () => {
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', "import { backend } from 'irconstyle'; console.log(backend())"], {
+      env: { ...process.env, IRCONSTYLE_BACKEND: backendInfo().cuda.devices ? 'cpu' : 'cuda' },
+      encoding: 'utf8',
+    });
+    expect(out.trim()).toMatch(backendInfo().cuda.devices ? /^cpu \(IRCONSTYLE_BACKEND=cpu\)$/ : /^cpu \(IRCONSTYLE_BACKEND=cuda requested, but: .+\)$/);
   });
 
   it('views share storage and keep it alive after the base is disposed', async () => {

@@ -2,7 +2,7 @@
 // creation order, accumulates gradients, and hands leaf gradients to `.grad` (added in place into an existing
 // .grad, e.g. a view into a model's flat gradient arena).
 import { IrcError } from '../errors.js';
-import { Tensor, shapeStr, viewOf, setReshapeRecorder } from '../tensor/tensor.js';
+import { Tensor, shapeStr, viewOf, setReshapeRecorder, setTransferRecorder } from '../tensor/tensor.js';
 import { untracked } from '../tensor/scope.js';
 import { native } from '../native/loader.js';
 import { OP_ID } from '../native/ops.gen.js';
@@ -56,6 +56,16 @@ setReshapeRecorder((src, view) =>
   }),
 );
 
+// Device transfers are differentiable: the gradient goes back to the source's device.
+setTransferRecorder((src, copy) =>
+  record({
+    name: 'to',
+    inputs: [src],
+    outputs: [copy],
+    backward: ([g]) => [g ? g.to(src.device) : null],
+  }),
+);
+
 function attach(outputs: Tensor[], node: GradNode): void {
   outputs.forEach((t, i) => {
     t.requiresGrad = true;
@@ -99,7 +109,7 @@ function run(loss: Tensor, seed?: Tensor): void {
   const grads = new Map<GradNode, (Tensor | null)[]>();
   const seedT = seed
     ? viewOf(seed, 0, seed.shape, false)
-    : new Tensor(native.run(OP_ID.fill, [], [1, 0, ...loss.shape])[0]!, loss.shape, 'float32', false);
+    : new Tensor(native.run(OP_ID.fill, [], [1, 0, ...loss.shape], loss.device === 'cuda' ? 1 : 0)[0]!, loss.shape, 'float32', false);
   grads.set(loss._node!, Array.from({ length: loss._node!.nOutputs }, (_, i) => (i === loss._outIndex ? seedT : null)));
   try {
     for (const node of order) {

@@ -170,7 +170,7 @@ export class ConStyle extends Module {
     const lPos = sumTo(mul(q.q1, k), [n, 1]);
     const lNeg = matmul(q.q1, snapshot, { transB: true });
     const logits = scale(concat([lPos, lNeg]), 1 / this.T);
-    const labels = zeros([n], 'int32');
+    const labels = zeros([n], 'int32', lq.device);
     const neg = noGrad(() => this.#swapQueue(queue, q.q1, n));
     return { ...q, k, neg, logits, labels };
   }

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { IrcError } from '../errors.js';
 
 export interface NativeInfo {
-  cuda: { compiled: boolean; devices: number; name: string; error: string };
+  /** ops: the ops that have a CUDA kernel in this build. */
+  cuda: { compiled: boolean; devices: number; name: string; error: string; ops: string[] };
   threads: number;
   simd: 'avx512' | 'avx2' | 'scalar';
   /** GEMM micro-kernel in use. */
@@ -19,14 +20,23 @@ export interface NativeMemoryStats {
   bytes: number;
   cachedBytes: number;
   peakBytes: number;
+  /** Live CUDA device memory held by tensors. */
+  cudaBytes: number;
 }
 export interface NativeBinding {
-  fromData(data: Float32Array | Int32Array, shape: readonly number[]): number;
-  /** Flat result: for each output its handle, dtype (0 f32, 1 i32), rank, dims. */
-  run(opId: number, inputs: number[], attrs: number[]): number[];
+  /** device: 0 cpu (default), 1 cuda. */
+  fromData(data: Float32Array | Int32Array, shape: readonly number[], device?: number): number;
+  /** Flat result: for each output its handle, dtype (0 f32, 1 i32), rank, dims. `device` only matters for ops
+   * without inputs (outputs live on the inputs' device otherwise). */
+  run(opId: number, inputs: number[], attrs: number[], device?: number): number[];
+  /** A copy on another device, ordered after the work that writes the source. */
+  to(id: number, device: number): number;
+  deviceOf(id: number): number;
+  /** Initialises CUDA; "" when usable, otherwise why not. */
+  cudaInit(): string;
   view(id: number, offset: number, shape: readonly number[]): number;
   read(id: number): Promise<ArrayBuffer>;
-  sync(): Promise<void>;
+  sync(device?: number): Promise<void>;
   dispose(id: number): boolean;
   memoryStats(): NativeMemoryStats;
   info(): NativeInfo;

@@ -25,7 +25,10 @@ export class ParamArena {
     if (!list.length) throw new IrcError('E_ARG', 'ParamArena: the module has no parameters to pack');
     this.size = list.reduce((a, [, t]) => a + t.size, 0);
     this.entries = [];
-    const { params, grads } = untracked(() => ({ params: zeros([this.size]), grads: zeros([this.size]) }));
+    const device = list[0]![1].device;
+    if (list.some(([, t]) => t.device !== device))
+      throw new IrcError('E_DEVICE', `ParamArena: parameters live on several devices; move the module with .to('${device}') first`);
+    const { params, grads } = untracked(() => ({ params: zeros([this.size], 'float32', device), grads: zeros([this.size], 'float32', device) }));
     this.params = params;
     this.grads = grads;
     let off = 0;

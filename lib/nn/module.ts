@@ -1,7 +1,8 @@
 // nn.Module: named parameters and buffers with the official PyTorch state-dict names and layouts at the
 // boundary (stateDict/loadStateDict), internal NHWC-friendly layouts inside, train/eval modes.
 import { IrcError } from '../errors.js';
-import { Tensor, tensor, shapeStr } from '../tensor/tensor.js';
+import { Tensor, tensor, shapeStr, type Device } from '../tensor/tensor.js';
+import { noGrad } from '../autograd/node.js';
 import { untracked } from '../tensor/scope.js';
 import { runOp } from '../ops/run.js';
 import { internalShape, officialShape, toInternal, toOfficial, type Layout } from './layout.js';
@@ -165,12 +166,32 @@ export class Module {
     }
     untracked(() => {
       for (const [t, s, e] of copies) {
-        const src = tensor(toInternal(s.layout, s.official, e.data), t.shape);
+        const src = tensor(toInternal(s.layout, s.official, e.data), t.shape, { device: t.device });
         runOp('copy_', [t, src]);
         src.dispose();
       }
     });
     for (const [o, l, v] of scalars) o.S[l] = v;
+  }
+
+  /** Moves every parameter and buffer of this module tree to `device` (before building an arena/optimizer). */
+  to(device: Device): this {
+    untracked(() => {
+      for (const [k, t] of Object.entries(this.P)) {
+        if (t.device === device) continue;
+        const moved = noGrad(() => t.to(device));
+        moved.requiresGrad = t.requiresGrad;
+        t.dispose();
+        this.P[k] = moved;
+      }
+      for (const [k, t] of Object.entries(this.B)) {
+        if (t.device === device) continue;
+        this.B[k] = t.to(device);
+        t.dispose();
+      }
+    });
+    for (const [, c] of this.#children) c.to(device);
+    return this;
   }
 
   /** Frees every parameter and buffer of this module tree. */

@@ -4,14 +4,16 @@ import { IrcError } from '../errors.js';
 import { native } from '../native/loader.js';
 import { OPS, OP_ID, type OpName } from '../native/ops.gen.js';
 import { Tensor, toIrcError, type DType } from '../tensor/tensor.js';
+import { defaultDevice, deviceCode, type Device } from '../native/backend.js';
 import { recordNonDifferentiable } from '../autograd/tape.js';
 
 export type { OpName };
 
-/** Runs op `name` on `inputs` with numeric `attrs`; returns its outputs (no autograd recording for
+/** Runs op `name` on `inputs` with numeric `attrs` (on the inputs' device; ops without inputs on `device`, by
+ * default the backend's); returns its outputs (no autograd recording for
  * differentiable ops — their wrappers call record()). Non-differentiable ops mark their outputs so that a
  * gradient that would have to pass through them throws. */
-export function runOp(name: OpName, inputs: Tensor[], attrs: readonly number[] = []): Tensor[] {
+export function runOp(name: OpName, inputs: Tensor[], attrs: readonly number[] = [], device?: Device): Tensor[] {
   const id = OP_ID[name];
   if (id === undefined) throw new IrcError('E_ARG', `unknown op '${name}'`);
   const ids = inputs.map((t, i) => {
@@ -23,7 +25,7 @@ export function runOp(name: OpName, inputs: Tensor[], attrs: readonly number[] =
     if (typeof a !== 'number' || Number.isNaN(a)) throw new IrcError('E_ATTR', `${name}: attributes must be numbers, got ${String(a)}`);
   let outIds: number[];
   try {
-    outIds = native.run(id, ids, attrs as number[]);
+    outIds = native.run(id, ids, attrs as number[], inputs.length ? undefined : deviceCode(device ?? defaultDevice()));
   } catch (e) {
     throw toIrcError(e);
   }

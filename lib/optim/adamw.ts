@@ -37,7 +37,8 @@ export class AdamW {
       if (!(v >= 0)) throw new IrcError('E_ARG', `AdamW: ${k} must be >= 0, got ${v}`);
     for (const [k, v] of Object.entries({ beta1: this.beta1, beta2: this.beta2 }))
       if (!(v >= 0 && v < 1)) throw new IrcError('E_ARG', `AdamW: ${k} must be in [0, 1), got ${v}`);
-    const { m, v } = untracked(() => ({ m: zeros([arena.size]), v: zeros([arena.size]) }));
+    const dev = arena.params.device;
+    const { m, v } = untracked(() => ({ m: zeros([arena.size], 'float32', dev), v: zeros([arena.size], 'float32', dev) }));
     this.m = m;
     this.v = v;
   }

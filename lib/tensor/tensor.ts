@@ -3,15 +3,23 @@ import { IrcError } from '../errors.js';
 import { native } from '../native/loader.js';
 import { track, untrack } from './scope.js';
 import type { GradNode } from '../autograd/node.js';
+import { defaultDevice, deviceCode, type Device } from '../native/backend.js';
+
+export type { Device };
 
 export type DType = 'float32' | 'int32';
 export type Shape = readonly number[];
 
-// Set by the autograd tape: records reshape views so gradients flow through them.
+// Set by the autograd tape: records reshape views and device transfers so gradients flow through them.
 let reshapeRecorder: ((src: Tensor, view: Tensor) => void) | null = null;
+let transferRecorder: ((src: Tensor, copy: Tensor) => void) | null = null;
 /** @internal */
 export function setReshapeRecorder(fn: (src: Tensor, view: Tensor) => void): void {
   reshapeRecorder = fn;
+}
+/** @internal */
+export function setTransferRecorder(fn: (src: Tensor, copy: Tensor) => void): void {
+  transferRecorder = fn;
 }
 
 const finalizer = new FinalizationRegistry<number>((id) => native.dispose(id));
@@ -29,6 +37,8 @@ export function sizeOf(s: Shape): number {
 export class Tensor {
   readonly shape: Shape;
   readonly dtype: DType;
+  /** Where the data lives: 'cpu' or 'cuda'. */
+  readonly device: Device;
   /** Leaf tensors with requiresGrad get `.grad` from `backward()`. */
   requiresGrad = false;
   grad: Tensor | null = null;
@@ -44,6 +54,7 @@ export class Tensor {
     this.#id = id;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
+    this.device = native.deviceOf(id) === 1 ? 'cuda' : 'cpu';
     finalizer.register(this, id, this);
     if (tracked) track(this);
   }
@@ -90,6 +101,21 @@ export class Tensor {
     return v;
   }
 
+  /** A copy on `device` (this tensor itself when it is already there). Differentiable. */
+  to(device: Device): Tensor {
+    if (device !== 'cpu' && device !== 'cuda') throw new IrcError('E_ARG', `to: device must be 'cpu' or 'cuda', got ${String(device)}`);
+    if (device === this.device) return this;
+    let id: number;
+    try {
+      id = native.to(this.id, deviceCode(device));
+    } catch (e) {
+      throw toIrcError(e);
+    }
+    const t = new Tensor(id, this.shape, this.dtype);
+    transferRecorder?.(this, t);
+    return t;
+  }
+
   /** Frees the handle (the storage is freed once no queued op or view uses it). Idempotent. */
   dispose(): void {
     if (this.#disposed) return;
@@ -103,7 +129,7 @@ export class Tensor {
     this.dispose();
   }
   toString(): string {
-    return `Tensor(${shapeStr(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
+    return `Tensor(${shapeStr(this.shape)}, ${this.dtype}, ${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }
 }
 
@@ -130,8 +156,19 @@ function checkShape(shape: Shape, where: string): void {
     throw new IrcError('E_SHAPE', `${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
 }
 
+export interface TensorOptions {
+  dtype?: DType;
+  /** Default: the backend's device (see backend()). */
+  device?: Device;
+}
+
 /** Creates a tensor from values (copied). Float32Array/number[] -> float32, Int32Array -> int32. */
-export function tensor(values: Float32Array | Int32Array | readonly number[], shape?: Shape, dtype?: DType): Tensor {
+export function tensor(
+  values: Float32Array | Int32Array | readonly number[],
+  shape?: Shape,
+  options?: DType | TensorOptions,
+): Tensor {
+  const { dtype, device = defaultDevice() } = typeof options === 'string' ? { dtype: options } : (options ?? {});
   let data: Float32Array | Int32Array;
   if (values instanceof Float32Array || values instanceof Int32Array) data = values;
   else if (Array.isArray(values)) data = dtype === 'int32' ? Int32Array.from(values) : Float32Array.from(values);
@@ -144,7 +181,7 @@ export function tensor(values: Float32Array | Int32Array | readonly number[], sh
   if (sizeOf(s) !== data.length)
     throw new IrcError('E_SHAPE', `tensor: shape ${shapeStr(s)} holds ${sizeOf(s)} elements, got ${data.length} values`);
   try {
-    return new Tensor(native.fromData(data, s), s, data instanceof Int32Array ? 'int32' : 'float32');
+    return new Tensor(native.fromData(data, s, deviceCode(device)), s, data instanceof Int32Array ? 'int32' : 'float32');
   } catch (e) {
     throw toIrcError(e);
   }

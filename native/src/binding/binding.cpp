@@ -9,6 +9,7 @@
 
 #include "../core/executor.h"
 #include "../cpu/gemm.h"
+#include "../cuda/device.h"
 #include "../cuda/probe.h"
 
 namespace irc {
@@ -82,6 +83,25 @@ Shape read_shape(const Napi::Env& env, const Napi::Value& v) {
   return s;
 }
 
+Device read_device(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return Device::cpu;
+  int d = info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
+  if (d != 0 && d != 1) throw make_error(info.Env(), "E_ARG", "device must be 0 (cpu) or 1 (cuda)");
+  return d == 1 ? Device::cuda : Device::cpu;
+}
+
+// Runs fn, turning OpError into a JS error with its code (and the op name when given).
+template <typename F>
+auto guarded(Napi::Env env, const char* op, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const OpError& e) {
+    throw make_error(env, e.code, e.msg, op);
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, "E_OOM", std::string(op ? op : "irconstyle") + ": out of memory", op);
+  }
+}
+
 void on_done(Napi::Env env, Napi::Function, Done* d) {
   Instance& I = inst(env);
   auto it = I.promises.find(d->promise_id);
@@ -131,9 +151,14 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
   if (numel(s) != static_cast<int64_t>(ta.ElementLength()))
     throw make_error(env, "E_SHAPE", "fromData: shape " + shape_str(s) + " holds " + std::to_string(numel(s)) +
                                          " elements, data has " + std::to_string(ta.ElementLength()));
-  TensorP t = new_tensor(s, dt);
+  Device dev = read_device(info, 2);
   const char* src = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  if (t->bytes()) std::memcpy(t->ptr(), src, t->bytes());
+  TensorP t = guarded(env, nullptr, [&] {
+    TensorP r = new_tensor(s, dt, dev);
+    if (dev == Device::cuda) cudev::upload(r->ptr(), src, r->bytes());
+    else if (r->bytes()) std::memcpy(r->ptr(), src, r->bytes());
+    return r;
+  });
   return Napi::Number::New(env, add_handle(inst(env), t));
 }
 
@@ -152,14 +177,8 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Array a = info[2].As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) attrs.push_back(a.Get(i).ToNumber().DoubleValue());
   }
-  std::vector<TensorP> outs;
-  try {
-    outs = submit_op(*op, std::move(inputs), std::move(attrs));
-  } catch (const OpError& e) {
-    throw make_error(env, e.code, e.msg, op->name);
-  } catch (const std::bad_alloc&) {
-    throw make_error(env, "E_OOM", std::string(op->name) + ": out of memory", op->name);
-  }
+  Device dev = read_device(info, 3);
+  std::vector<TensorP> outs = guarded(env, op->name, [&] { return submit_op(*op, std::move(inputs), std::move(attrs), dev); });
   // Flat result: for each output: handle, dtype, rank, dims...
   Napi::Array res = Napi::Array::New(env);
   uint32_t k = 0;
@@ -189,6 +208,22 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, add_handle(I, v));
 }
 
+// to(id, device): a copy on another device (or the same one), ordered after the work that writes it.
+Napi::Value To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance& I = inst(env);
+  TensorP t = get_tensor(I, env, info[0]);
+  Device dev = read_device(info, 1);
+  TensorP out = guarded(env, "to", [&] { return copy_to_device(t, dev); });
+  return Napi::Number::New(env, add_handle(I, out));
+}
+
+// device(id): 0 cpu, 1 cuda.
+Napi::Value DeviceOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, static_cast<int>(get_tensor(inst(env), env, info[0])->device()));
+}
+
 Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance& I = inst(env);
@@ -196,6 +231,16 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   uint64_t pid;
   Napi::Promise p = new_promise(env, pid);
   Napi::ThreadSafeFunction tsfn = I.tsfn;
+  if (t->device() == Device::cuda) {
+    guarded(env, nullptr, [&] {
+      cudev::download(t->ptr(), t->bytes(), [t, pid, tsfn](const char* data, size_t n, const std::string& error) {
+        Done* d = new Done{pid, error.empty() ? t->storage->error : error, {}, true};
+        if (d->error.empty()) d->bytes.assign(data, data + n);
+        post(tsfn, d);
+      });
+    });
+    return p;
+  }
   enqueue([t, pid, tsfn]() {
     Done* d = new Done{pid, t->storage->error, {}, true};
     if (d->error.empty()) {
@@ -212,6 +257,10 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
   uint64_t pid;
   Napi::Promise p = new_promise(env, pid);
   Napi::ThreadSafeFunction tsfn = inst(env).tsfn;
+  if (read_device(info, 0) == Device::cuda) {
+    guarded(env, nullptr, [&] { cudev::when_done([pid, tsfn](const std::string& e) { post(tsfn, new Done{pid, e, {}, false}); }); });
+    return p;
+  }
   enqueue([pid, tsfn]() { post(tsfn, new Done{pid, "", {}, false}); });
   return p;
 }
@@ -246,6 +295,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   o.Set("bytes", static_cast<double>(m.live_bytes));
   o.Set("cachedBytes", static_cast<double>(m.cached_bytes));
   o.Set("peakBytes", static_cast<double>(m.peak_bytes));
+  o.Set("cudaBytes", static_cast<double>(cudev::live_bytes()));
   return o;
 }
 
@@ -258,6 +308,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   c.Set("devices", p.devices);
   c.Set("name", p.name);
   c.Set("error", p.error);
+  Napi::Array cops = Napi::Array::New(env);
+  uint32_t nc = 0;
+  for (int i = 0; i < op_count(); ++i)
+    if (op_entry(i)->cuda) cops.Set(nc++, op_entry(i)->name);
+  c.Set("ops", cops);
   o.Set("cuda", c);
   const char* env_threads = std::getenv("IRCONSTYLE_THREADS");
   int threads = env_threads ? std::atoi(env_threads) : 0;
@@ -303,6 +358,11 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// cudaInit(): initialises the CUDA runtime (device 0, the stream); returns "" or why it is unusable.
+Napi::Value CudaInit(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), cudev::available() ? "" : cudev::why());
+}
+
 Napi::Value Trim(const Napi::CallbackInfo& info) {
   pool_trim();
   return info.Env().Undefined();
@@ -324,6 +384,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run));
   exports.Set("view", Napi::Function::New(env, View));
   exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("to", Napi::Function::New(env, To));
+  exports.Set("deviceOf", Napi::Function::New(env, DeviceOf));
+  exports.Set("cudaInit", Napi::Function::New(env, CudaInit));
   exports.Set("sync", Napi::Function::New(env, Sync));
   exports.Set("dispose", Napi::Function::New(env, Dispose));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));

@@ -3,12 +3,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <future>
 #include <deque>
 #include <mutex>
 #include <new>
 #include <thread>
 
 #include "../cpu/threadpool.h"
+#include "../cuda/device.h"
 
 namespace irc {
 namespace {
@@ -123,12 +126,21 @@ void op_profile(int id, uint64_t& ns, uint64_t& calls) {
 
 uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }
 
-std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs) {
+std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs,
+                               Device device) {
   int n = static_cast<int>(inputs.size());
   if (n < op.min_in || n > op.max_in)
     op_fail("E_ARITY", std::string(op.name) + ": expected " + std::to_string(op.min_in) +
                            (op.max_in != op.min_in ? ".." + std::to_string(op.max_in) : "") + " inputs, got " +
                            std::to_string(n));
+  if (n) device = inputs[0]->device();
+  for (int i = 1; i < n; ++i)
+    if (inputs[i]->device() != device)
+      op_fail("E_DEVICE", std::string(op.name) + ": input 0 is on " + device_name(device) + " but input " +
+                              std::to_string(i) + " is on " + device_name(inputs[i]->device()) +
+                              " (move it with .to(device))");
+  if (device == Device::cuda && !op.cuda)
+    op_fail("E_CUDA", std::string(op.name) + ": this op has no CUDA kernel yet");
   InferCtx ic;
   ic.op = op.name;
   ic.attrs = attrs;
@@ -139,12 +151,63 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
   for (auto& m : ic.out) {
     for (int64_t d : m.shape)
       if (d < 0) op_fail("E_INTERNAL", std::string(op.name) + ": inferred a negative dimension " + shape_str(m.shape));
-    outs.push_back(new_tensor(m.shape, m.dtype));
+    outs.push_back(new_tensor(m.shape, m.dtype, device));
+  }
+  g_submissions[&op - op_entry(0)]++;
+  if (device == Device::cuda) {
+    KernelCtx ctx;
+    ctx.op = op.name;
+    ctx.attrs = std::move(attrs);
+    ctx.stream = cudev::stream();
+    for (auto& t : inputs) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
+    for (auto& t : outs) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
+    op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
+    return outs;
   }
   const OpEntry* opp = &op;
-  g_submissions[&op - op_entry(0)]++;
   enqueue([opp, in = std::move(inputs), out = outs, a = std::move(attrs)]() mutable { run_kernel(*opp, in, out, a); });
   return outs;
+}
+
+TensorP copy_to_device(const TensorP& t, Device device) {
+  TensorP out = new_tensor(t->shape, t->dtype, device);
+  const size_t bytes = t->bytes();
+  if (t->device() == device) {
+    if (device == Device::cuda) {
+      cudev::copy_d2d(out->ptr(), t->ptr(), bytes);
+    } else {
+      enqueue([t, out, bytes]() {
+        if (!t->storage->error.empty()) out->storage->error = t->storage->error;
+        else if (bytes) std::memcpy(out->ptr(), t->ptr(), bytes);
+      });
+    }
+    return out;
+  }
+  if (device == Device::cuda) {
+    // CPU -> CUDA: a host step on the stream waits for the CPU executor to reach this point, stages the bytes in
+    // pinned memory, then the stream copies them up.
+    void* pinned = cudev::pinned_alloc(bytes);
+    auto ready = std::make_shared<std::promise<void>>();
+    std::shared_future<void> fut = ready->get_future().share();
+    enqueue([ready]() { ready->set_value(); });
+    cudev::host_step([t, out, pinned, bytes, fut]() {
+      fut.wait();
+      if (!t->storage->error.empty()) out->storage->error = t->storage->error;
+      else if (bytes) std::memcpy(pinned, t->ptr(), bytes);
+    });
+    cudev::upload_from_pinned(out->ptr(), pinned, bytes);
+    return out;
+  }
+  // CUDA -> CPU: the stream copies into pinned memory; the CPU executor waits for that event, then copies out.
+  void* pinned = cudev::pinned_alloc(bytes);
+  cudev::download_to_pinned(pinned, t->ptr(), bytes);
+  void* ev = cudev::record_event();
+  enqueue([t, out, pinned, bytes, ev]() {
+    cudev::wait_event(ev);
+    if (bytes) std::memcpy(out->ptr(), pinned, bytes);
+    cudev::pinned_free(pinned);
+  });
+  return out;
 }
 
 }  // namespace irc

@@ -14,8 +14,14 @@ void executor_start();
 void executor_stop();  // drains nothing: pending tasks are dropped (process teardown)
 void enqueue(std::function<void()> task);
 
-// Validate and shape-infer synchronously (throws OpError), allocate outputs, enqueue the kernel.
-std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs);
+// Validate and shape-infer synchronously (throws OpError), allocate outputs on the inputs' device, and run the
+// kernel: CPU ops are queued on the executor; CUDA ops are enqueued on the CUDA stream from this (JS) thread.
+// `device` is used only by ops without inputs (fill).
+std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs,
+                               Device device = Device::cpu);
+
+// Copy of t on another device, ordered after everything queued on both devices that writes t.
+TensorP copy_to_device(const TensorP& t, Device device);
 
 // How many times each op id was submitted (for the test-coverage check).
 uint64_t op_submissions(int id);

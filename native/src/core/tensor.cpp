@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include "../cuda/device.h"
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -69,14 +71,20 @@ void pool_release(void* ptr, size_t bytes) {
 
 size_t dtype_size(DType) { return 4; }
 
-Storage::Storage(size_t b) : data(pool_alloc(b)), bytes(b) {}
-Storage::~Storage() { pool_release(data, bytes); }
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
-TensorP new_tensor(const Shape& shape, DType dtype) {
+Storage::Storage(size_t b, Device d)
+    : data(d == Device::cuda ? cudev::alloc(b) : pool_alloc(b)), bytes(b), device(d) {}
+Storage::~Storage() {
+  if (device == Device::cuda) cudev::release(data, bytes);
+  else pool_release(data, bytes);
+}
+
+TensorP new_tensor(const Shape& shape, DType dtype, Device device) {
   auto t = std::make_shared<Tensor>();
   t->shape = shape;
   t->dtype = dtype;
-  t->storage = std::make_shared<Storage>(t->bytes());
+  t->storage = std::make_shared<Storage>(t->bytes(), device);
   return t;
 }
 

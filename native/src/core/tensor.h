@@ -11,13 +11,17 @@ namespace irc {
 
 size_t dtype_size(DType d);
 
+enum class Device : int32_t { cpu = 0, cuda = 1 };
+const char* device_name(Device d);
+
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
+  Device device = Device::cpu;
   // Set (on the executor thread only) when the op that produced this storage failed; later ops that read it
   // fail with the same message, and reads reject with it.
   std::string error;
-  explicit Storage(size_t bytes);
+  Storage(size_t bytes, Device device);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -28,13 +32,14 @@ struct Tensor {
   int64_t offset = 0;  // in elements
   Shape shape;
   DType dtype = DType::f32;
+  Device device() const { return storage->device; }
   int64_t numel() const { return irc::numel(shape); }
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   void* ptr() const { return static_cast<char*>(storage->data) + offset * dtype_size(dtype); }
 };
 using TensorP = std::shared_ptr<Tensor>;
 
-TensorP new_tensor(const Shape& shape, DType dtype);  // uninitialised, from the pool
+TensorP new_tensor(const Shape& shape, DType dtype, Device device = Device::cpu);  // uninitialised, pooled
 
 // The memory pool: exact-size free lists with a cap on cached bytes. Thread-safe.
 struct MemStats {

@@ -7,6 +7,9 @@
 //   void cpu_<name>(irc::KernelCtx&)     computes outputs from inputs on the CPU executor thread. Outputs are
 //                                       freshly allocated, contiguous and uninitialised. In-place ops (those
 //                                       whose infer declares no outputs) write through ctx.in[i].ptr.
+//   void cuda_<name>(irc::KernelCtx&)    optional (native/src/cuda/README.md): enqueues the op on ctx.stream
+//                                       (a cudaStream_t); pointers are device memory. Runs on the JS thread and
+//                                       must not synchronise. An op without it has no CUDA kernel.
 // Layout rules: all buffers contiguous, row-major. Activations NHWC. Conv weights [KH, KW, Cin/groups, Cout].
 // Linear weights [out, in] (PyTorch). Determinism: results must not depend on thread timing (fixed chunking).
 #pragma once
@@ -68,6 +71,7 @@ struct KernelCtx {
   const char* op = "";
   std::vector<TArg> in, out;
   std::vector<double> attrs;
+  void* stream = nullptr;  // cudaStream_t for cuda_<name>; null on the CPU
   int64_t ai(size_t k) const { return static_cast<int64_t>(attrs[k]); }
   double af(size_t k) const { return attrs[k]; }
 };

@@ -2,15 +2,17 @@
 
 namespace irc {
 
+// CUDA kernels are optional per op: a weak declaration resolves to null when no file defines it.
 #define OP(name, min_in, max_in, diff) \
   void infer_##name(InferCtx&);       \
-  void cpu_##name(KernelCtx&);
+  void cpu_##name(KernelCtx&);        \
+  __attribute__((weak)) void cuda_##name(KernelCtx&);
 #include "ops.def"
 #undef OP
 
 namespace {
 const OpEntry kOps[] = {
-#define OP(name, min_in, max_in, diff) {#name, min_in, max_in, diff != 0, &infer_##name, &cpu_##name},
+#define OP(name, min_in, max_in, diff) {#name, min_in, max_in, diff != 0, &infer_##name, &cpu_##name, &cuda_##name},
 #include "ops.def"
 #undef OP
 };

@@ -10,6 +10,7 @@ struct OpEntry {
   bool differentiable;
   void (*infer)(InferCtx&);
   void (*cpu)(KernelCtx&);
+  void (*cuda)(KernelCtx&);  // null when the op has no CUDA kernel (or the build has no CUDA)
 };
 
 int op_count();

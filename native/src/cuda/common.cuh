@@ -1,0 +1,36 @@
+// Shared helpers for CUDA kernel files (see README.md in this folder).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../ops/op_api.h"
+
+namespace irc {
+namespace cu {
+
+inline cudaStream_t stream(const KernelCtx& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
+
+// Throws OpError("E_CUDA", "<op>: <what>: <cuda error>") when e != cudaSuccess.
+void check(cudaError_t e, const char* op, const char* what);
+
+// After a kernel launch: turns cudaGetLastError() into an OpError naming the op.
+inline void check_launch(const KernelCtx& ctx) { check(cudaGetLastError(), ctx.op, "kernel launch"); }
+
+// Stream-ordered device scratch (grows; reused). Valid until the next call with the same slot on this stream.
+void* scratch(cudaStream_t s, size_t bytes, int slot = 0);
+
+// Grid for a grid-stride loop over n elements with `threads` per block.
+inline unsigned blocks_for(int64_t n, int threads = 256) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535LL * 32) b = 65535LL * 32;
+  return static_cast<unsigned>(b);
+}
+
+// Whether TF32 tensor cores may be used for convolutions (PyTorch's default: yes; IRCONSTYLE_TF32=0 turns off).
+bool tf32_convolutions();
+
+}  // namespace cu
+}  // namespace irc

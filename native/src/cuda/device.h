@@ -1,0 +1,45 @@
+// The CUDA device as the core sees it: availability, the one stream, device memory, and transfers. Plain C++
+// (implemented in runtime.cu when built with nvcc, in device_none.cpp otherwise).
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace irc {
+namespace cudev {
+
+// Initialises the runtime on first call (device 0, one non-blocking stream). false + why() when unusable.
+bool available();
+std::string why();
+void* stream();
+
+// Stream-ordered device memory (cudaMallocAsync pool with a high release threshold, i.e. a caching allocator).
+void* alloc(size_t bytes);  // throws OpError E_OOM / E_CUDA
+void release(void* p, size_t bytes);  // cudaFreeAsync on the stream; never throws
+size_t live_bytes();
+
+// JS thread: copies host bytes into new device memory at dst (the host buffer may be reused on return).
+void upload(void* dst, const void* host, size_t bytes);
+// JS thread: enqueues a device -> host copy; `done(bytes, error)` is called later on a CUDA callback thread
+// with the copied bytes (owned by the callee only during the call).
+void download(const void* src, size_t bytes, std::function<void(const char* data, size_t n, const std::string& error)> done);
+// JS thread: calls `done(error)` on a CUDA callback thread once everything enqueued so far has run.
+void when_done(std::function<void(const std::string& error)> done);
+// Device -> device copy on the stream.
+void copy_d2d(void* dst, const void* src, size_t bytes);
+// Host work on the stream: `fn` runs on a CUDA callback thread when the stream reaches this point and blocks the
+// stream until it returns (used to wait for the CPU executor). It must not call the CUDA API.
+void host_step(std::function<void()> fn);
+// Stream copies between device memory and a pinned buffer. upload_from_pinned takes ownership of `pinned` and
+// frees it once the copy has run.
+void upload_from_pinned(void* dst, void* pinned, size_t bytes);
+void download_to_pinned(void* pinned, const void* src, size_t bytes);
+// Pinned host staging buffers (JS thread or executor thread).
+void* pinned_alloc(size_t bytes);
+void pinned_free(void* p);
+// An event recorded on the stream now; wait_event blocks the calling thread until it has passed.
+void* record_event();
+void wait_event(void* ev);  // destroys the event
+
+}  // namespace cudev
+}  // namespace irc

@@ -1,0 +1,31 @@
+// The CUDA device interface in builds without nvcc: nothing is available, every entry point says why.
+#ifndef IRC_WITH_CUDA
+#include "device.h"
+
+#include "../ops/op_api.h"
+
+namespace irc {
+namespace cudev {
+namespace {
+[[noreturn]] void none() { op_fail("E_CUDA", "this build has no CUDA support (nvcc was not found at build time)"); }
+}  // namespace
+bool available() { return false; }
+std::string why() { return "built without CUDA (nvcc was not found at build time)"; }
+void* stream() { return nullptr; }
+void* alloc(size_t) { none(); }
+void release(void*, size_t) {}
+size_t live_bytes() { return 0; }
+void upload(void*, const void*, size_t) { none(); }
+void download(const void*, size_t, std::function<void(const char*, size_t, const std::string&)>) { none(); }
+void when_done(std::function<void(const std::string&)>) { none(); }
+void copy_d2d(void*, const void*, size_t) { none(); }
+void host_step(std::function<void()>) { none(); }
+void upload_from_pinned(void*, void*, size_t) { none(); }
+void download_to_pinned(void*, const void*, size_t) { none(); }
+void* pinned_alloc(size_t) { none(); }
+void pinned_free(void*) {}
+void* record_event() { none(); }
+void wait_event(void*) {}
+}  // namespace cudev
+}  // namespace irc
+#endif

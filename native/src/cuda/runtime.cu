@@ -1,0 +1,237 @@
+// The CUDA runtime layer: device 0, one non-blocking stream, a stream-ordered caching allocator (the
+// cudaMallocAsync pool with an unbounded release threshold), transfers, host steps, kernel-file helpers.
+// Not yet run on hardware (see README.md in this folder).
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "common.cuh"
+#include "device.h"
+
+namespace irc {
+namespace {
+
+struct State {
+  std::once_flag once;
+  bool ok = false;
+  std::string why;
+  cudaStream_t stream = nullptr;
+  std::atomic<size_t> live{0};
+  std::mutex mu;
+  std::vector<void*> pinned_to_free;  // freed on the next JS-thread entry (host funcs may not call CUDA)
+  void* scratch[8] = {};
+  size_t scratch_cap[8] = {};
+};
+State& st() {
+  static State* s = new State();  // never destroyed: storages may be released during teardown
+  return *s;
+}
+
+std::string err(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+
+void init() {
+  State& s = st();
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    s.why = err(e);
+    return;
+  }
+  if (n == 0) {
+    s.why = "no CUDA device";
+    return;
+  }
+  if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    s.why = err(e);
+    return;
+  }
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    uint64_t keep = UINT64_MAX;  // cache freed blocks instead of returning them to the driver
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  }
+  s.ok = true;
+}
+
+void drain_pinned() {
+  State& s = st();
+  std::vector<void*> v;
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    v.swap(s.pinned_to_free);
+  }
+  for (void* p : v) cudaFreeHost(p);
+}
+
+void need() {
+  if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
+  drain_pinned();
+}
+
+struct HostFn {
+  std::function<void()> fn;
+};
+void CUDART_CB run_host_fn(void* p) {
+  auto* h = static_cast<HostFn*>(p);
+  h->fn();
+  delete h;
+}
+
+void launch_host(std::function<void()> fn) {
+  auto* h = new HostFn{std::move(fn)};
+  cudaError_t e = cudaLaunchHostFunc(st().stream, run_host_fn, h);
+  if (e != cudaSuccess) {
+    delete h;
+    op_fail("E_CUDA", "cudaLaunchHostFunc: " + err(e));
+  }
+}
+
+}  // namespace
+
+namespace cudev {
+
+bool available() {
+  State& s = st();
+  std::call_once(s.once, init);
+  return s.ok;
+}
+std::string why() {
+  available();
+  return st().why;
+}
+void* stream() { return available() ? st().stream : nullptr; }
+
+void* alloc(size_t bytes) {
+  need();
+  void* p = nullptr;
+  cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 4, st().stream);
+  if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of GPU memory");
+  if (e != cudaSuccess) op_fail("E_CUDA", "cudaMallocAsync: " + err(e));
+  st().live += bytes;
+  return p;
+}
+
+void release(void* p, size_t bytes) {
+  if (!p || !st().ok) return;
+  st().live -= bytes;
+  cudaFreeAsync(p, st().stream);  // errors at teardown are ignored
+}
+
+size_t live_bytes() { return st().live.load(); }
+
+void upload(void* dst, const void* host, size_t bytes) {
+  need();
+  if (!bytes) return;
+  // From pageable memory the copy is staged before the call returns, so `host` may be reused at once.
+  cudaError_t e = cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, st().stream);
+  if (e != cudaSuccess) op_fail("E_CUDA", "upload: " + err(e));
+}
+
+void download(const void* src, size_t bytes, std::function<void(const char*, size_t, const std::string&)> done) {
+  need();
+  char* pinned = static_cast<char*>(pinned_alloc(bytes ? bytes : 4));
+  cudaError_t e = bytes ? cudaMemcpyAsync(pinned, src, bytes, cudaMemcpyDeviceToHost, st().stream) : cudaSuccess;
+  if (e != cudaSuccess) {
+    cudaFreeHost(pinned);
+    op_fail("E_CUDA", "download: " + err(e));
+  }
+  launch_host([pinned, bytes, done = std::move(done)]() {
+    done(pinned, bytes, "");
+    std::lock_guard<std::mutex> lk(st().mu);
+    st().pinned_to_free.push_back(pinned);
+  });
+}
+
+void when_done(std::function<void(const std::string&)> done) {
+  need();
+  launch_host([done = std::move(done)]() { done(""); });
+}
+
+void copy_d2d(void* dst, const void* src, size_t bytes) {
+  need();
+  if (!bytes) return;
+  cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st().stream);
+  if (e != cudaSuccess) op_fail("E_CUDA", "copy: " + err(e));
+}
+
+void host_step(std::function<void()> fn) {
+  need();
+  launch_host(std::move(fn));
+}
+
+void upload_from_pinned(void* dst, void* pinned, size_t bytes) {
+  need();
+  cudaError_t e = bytes ? cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, st().stream) : cudaSuccess;
+  if (e != cudaSuccess) op_fail("E_CUDA", "upload: " + err(e));
+  launch_host([pinned]() {
+    std::lock_guard<std::mutex> lk(st().mu);
+    st().pinned_to_free.push_back(pinned);
+  });
+}
+
+void download_to_pinned(void* pinned, const void* src, size_t bytes) {
+  need();
+  cudaError_t e = bytes ? cudaMemcpyAsync(pinned, src, bytes, cudaMemcpyDeviceToHost, st().stream) : cudaSuccess;
+  if (e != cudaSuccess) op_fail("E_CUDA", "download: " + err(e));
+}
+
+void* pinned_alloc(size_t bytes) {
+  void* p = nullptr;
+  cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 4);
+  if (e != cudaSuccess) op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of pinned memory: " + err(e));
+  return p;
+}
+void pinned_free(void* p) {
+  if (p) cudaFreeHost(p);
+}
+
+void* record_event() {
+  need();
+  cudaEvent_t ev;
+  cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  if (e == cudaSuccess) e = cudaEventRecord(ev, st().stream);
+  if (e != cudaSuccess) op_fail("E_CUDA", "event: " + err(e));
+  return ev;
+}
+void wait_event(void* ev) {
+  cudaEventSynchronize(static_cast<cudaEvent_t>(ev));
+  cudaEventDestroy(static_cast<cudaEvent_t>(ev));
+}
+
+}  // namespace cudev
+
+namespace cu {
+
+void check(cudaError_t e, const char* op, const char* what) {
+  if (e != cudaSuccess) op_fail("E_CUDA", std::string(op) + ": " + what + ": " + err(e));
+}
+
+void* scratch(cudaStream_t s, size_t bytes, int slot) {
+  State& g = st();
+  slot &= 7;
+  if (bytes > g.scratch_cap[slot]) {
+    if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
+    size_t want = bytes + bytes / 4;
+    cudaError_t e = cudaMallocAsync(&g.scratch[slot], want, s);
+    if (e != cudaSuccess) {
+      g.scratch[slot] = nullptr;
+      g.scratch_cap[slot] = 0;
+      op_fail(e == cudaErrorMemoryAllocation ? "E_OOM" : "E_CUDA", "scratch: " + err(e));
+    }
+    g.scratch_cap[slot] = want;
+  }
+  return g.scratch[slot];
+}
+
+bool tf32_convolutions() {
+  const char* v = std::getenv("IRCONSTYLE_TF32");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+}  // namespace cu
+}  // namespace irc
