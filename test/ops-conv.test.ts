@@ -1,8 +1,10 @@
 // conv2d / linear / matmul: float64 references on random inputs (odd sizes, strides, pads, groups) and central
 // finite-difference gradient checks; determinism and shape validation.
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { tensor } from '../lib/tensor/tensor.js';
 import { conv2d, linear, matmul } from '../lib/ops/conv.js';
+import { backward } from '../lib/autograd/tape.js';
 import { randArray, expectClose, gradcheck } from './helpers.js';
 
 interface ConvCase {
@@ -48,6 +50,12 @@ const convCases: ConvCase[] = [
   { N: 1, H: 9, W: 8, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
   { N: 1, H: 6, W: 6, Ci: 8, KH: 3, KW: 3, Co: 12, S: 1, P: 1, G: 4 },
   { N: 1, H: 24, W: 20, Ci: 16, KH: 3, KW: 3, Co: 32, S: 1, P: 1, G: 1 },
+  // depthwise with C not a multiple of the vector width (overlapping last channel block), C < 8, C < 4
+  { N: 2, H: 9, W: 11, Ci: 13, KH: 3, KW: 3, Co: 13, S: 1, P: 1, G: 13 },
+  { N: 1, H: 7, W: 8, Ci: 6, KH: 3, KW: 3, Co: 6, S: 1, P: 1, G: 6 },
+  { N: 1, H: 6, W: 9, Ci: 3, KH: 3, KW: 3, Co: 3, S: 1, P: 1, G: 3 },
+  { N: 1, H: 5, W: 6, Ci: 254, KH: 3, KW: 3, Co: 254, S: 1, P: 1, G: 254 },
+  { N: 1, H: 8, W: 7, Ci: 21, KH: 5, KW: 5, Co: 21, S: 1, P: 2, G: 21 },
 ];
 
 const name = (c: ConvCase) => `N${c.N} ${c.H}x${c.W}x${c.Ci} k${c.KH}x${c.KW} Co${c.Co} s${c.S} p${c.P} g${c.G}`;
@@ -77,6 +85,9 @@ describe('conv2d', () => {
       { N: 1, H: 5, W: 5, Ci: 4, KH: 3, KW: 3, Co: 4, S: 2, P: 1, G: 4 },
       { N: 1, H: 4, W: 6, Ci: 3, KH: 2, KW: 2, Co: 4, S: 2, P: 0, G: 1 },
       { N: 1, H: 4, W: 4, Ci: 4, KH: 3, KW: 3, Co: 6, S: 1, P: 1, G: 2 },
+      { N: 1, H: 5, W: 7, Ci: 13, KH: 3, KW: 3, Co: 13, S: 1, P: 1, G: 13 },
+      { N: 1, H: 6, W: 5, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
+      { N: 1, H: 4, W: 5, Ci: 3, KH: 3, KW: 3, Co: 3, S: 1, P: 0, G: 3 },
     ];
     let seed = 100;
     for (const c of grads) {
@@ -98,6 +109,33 @@ describe('conv2d', () => {
     const run = async () => (await conv2d(tensor(x, [2, 33, 31, 16]), tensor(w, [3, 3, 16, 24]), null, { pad: 1 }).data()) as Float32Array;
     const a = await run(), b = await run();
     expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+  });
+
+  it('depthwise backward with C = 510 matches a float64 reference', async () => {
+    const c: ConvCase = { N: 1, H: 6, W: 7, Ci: 510, KH: 3, KW: 3, Co: 510, S: 1, P: 1, G: 510 };
+    const xs = randArray(6 * 7 * 510, 11), ws = randArray(9 * 510, 12), gy = randArray(6 * 7 * 510, 13);
+    const x = tensor(xs, [1, 6, 7, 510]), w = tensor(ws, [3, 3, 1, 510]), b = tensor(randArray(510, 14), [510]);
+    for (const t of [x, w, b]) t.requiresGrad = true;
+    const y = conv2d(x, w, b, { pad: 1, groups: 510 });
+    await expectClose(y, convRef(c, xs, ws, (await b.data()) as Float32Array), 1e-6, 'depthwise C=510');
+    backward(y, tensor(gy, [1, 6, 7, 510]));
+    const dx = new Float64Array(xs.length), dw = new Float64Array(ws.length), db = new Float64Array(510);
+    for (let oh = 0; oh < 6; ++oh)
+      for (let ow = 0; ow < 7; ++ow)
+        for (let ch = 0; ch < 510; ++ch) {
+          const g = gy[(oh * 7 + ow) * 510 + ch]!;
+          db[ch] += g;
+          for (let kh = 0; kh < 3; ++kh)
+            for (let kw = 0; kw < 3; ++kw) {
+              const ih = oh - 1 + kh, iw = ow - 1 + kw;
+              if (ih < 0 || ih >= 6 || iw < 0 || iw >= 7) continue;
+              dx[(ih * 7 + iw) * 510 + ch] += g * ws[(kh * 3 + kw) * 510 + ch]!;
+              dw[(kh * 3 + kw) * 510 + ch] += g * xs[(ih * 7 + iw) * 510 + ch]!;
+            }
+        }
+    await expectClose(x.grad!, dx, 1e-6, 'depthwise C=510 dx');
+    await expectClose(w.grad!, dw, 1e-6, 'depthwise C=510 dw');
+    await expectClose(b.grad!, db, 1e-6, 'depthwise C=510 db');
   });
 
   it('validates shapes and attributes', () => {
@@ -189,6 +227,20 @@ describe('matmul', () => {
     expect(() => matmul(tensor(randArray(12, 1), [2, 2, 3]), tensor(randArray(18, 1), [3, 3, 2]))).toThrowError(/batch dims/);
   });
 
+  it('small M, N with a long K (split K) and wide one-K-block products match a float64 reference', async () => {
+    let seed = 300;
+    const cases: [number, number, number, number, boolean, boolean][] = [
+      [1, 20, 9000, 17, false, true], [2, 24, 8200, 30, true, false], [1, 48, 4100, 40, false, false],
+      [3, 7, 5000, 64, true, true], [1, 24, 24, 2100, false, false], [2, 12, 12, 2300, true, false],
+    ];
+    for (const [batch, M, K, N, tA, tB] of cases) {
+      const { as, bs } = shapes([batch], M, K, N, tA, tB, false);
+      const a = randArray(batch * M * K, seed++), b = randArray(batch * K * N, seed++);
+      const y = matmul(tensor(a, as), tensor(b, bs), { transA: tA, transB: tB });
+      await expectClose(y, matmulRef(a, b, batch, M, K, N, tA, tB, false), 1e-6, `matmul ${batch} ${M}x${K}x${N} tA=${tA} tB=${tB}`);
+    }
+  });
+
   it('gradients for all transpose combinations (plain, batched, shared b)', async () => {
     let seed = 50;
     for (const [tA, tB] of combos)
@@ -199,5 +251,41 @@ describe('matmul', () => {
           { data: randArray(bs.reduce((x, y) => x * y, 1), seed++), shape: bs },
         ]);
       }
+  });
+});
+
+describe('determinism across thread counts', () => {
+  // Child processes (the built package, as in core.test.ts) with IRCONSTYLE_THREADS = 1, 2, 3 hash their outputs.
+  const script = `
+    import { tensor, ops, backward } from 'irconstyle';
+    import { createHash } from 'node:crypto';
+        let s = 7;
+    const r = (n) => { const a = new Float32Array(n); for (let i = 0; i < n; ++i) { s = (Math.imul(s, 1103515245) + 12345) >>> 0; a[i] = s / 4294967296 - 0.5; } return a; };
+    const h = createHash('sha256');
+    const add = async (t) => h.update(Buffer.from((await t.data()).buffer));
+    await add(ops.matmul(tensor(r(2 * 20 * 9000), [2, 20, 9000]), tensor(r(2 * 17 * 9000), [2, 17, 9000]), { transB: true }));
+    await add(ops.matmul(tensor(r(8200 * 24), [1, 8200, 24]), tensor(r(8200 * 30), [1, 8200, 30]), { transA: true }));
+    await add(ops.matmul(tensor(r(24 * 24), [24, 24]), tensor(r(24 * 2100), [24, 2100])));
+    for (const C of [13, 510]) {
+      const x = tensor(r(2 * 9 * 10 * C), [2, 9, 10, C]), w = tensor(r(9 * C), [3, 3, 1, C]);
+      x.requiresGrad = true;
+      w.requiresGrad = true;
+      const y = ops.conv2d(x, w, null, { pad: 1, groups: C });
+      await add(y);
+      backward(y, tensor(r(2 * 9 * 10 * C), [2, 9, 10, C]));
+      await add(x.grad);
+      await add(w.grad);
+    }
+    console.log(h.digest('hex'));`;
+  const run = (threads: number) => execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, IRCONSTYLE_THREADS: String(threads) },
+    encoding: 'utf8',
+  }).trim();
+
+  it('split-K matmul, wide A.V matmul and depthwise conv (C = 13, 510) give the same bits for 1, 2 and 3 threads', () => {
+    const one = run(1);
+    expect(one).toMatch(/^[0-9a-f]{64}$/);
+    expect(run(2)).toBe(one);
+    expect(run(3)).toBe(one);
   });
 });
