@@ -1,0 +1,288 @@
+// CUDA kernels for the creation / memory ops (CPU twins: memory.cpp, fill_inplace.cpp).
+//   fill, fill_   constant fill of 4-byte words (memset when the bit pattern is 0), uint4 stores when aligned
+//   clone, copy_  cudaMemcpyAsync device-to-device
+//   add_          dst += src in place, float4 when both are 16-byte aligned
+//   permute       dims are merged as on the CPU; a 32x32 shared-memory tile transpose when the output's
+//                 innermost dim is strided in the input (and both transposed dims are >= 16), otherwise an
+//                 index-decomposition gather (32-bit index math when the tensor has < 2^31 elements)
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../cuda/common.cuh"
+
+namespace irc {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxDims = 8;
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// ---- fill -------------------------------------------------------------------------------------------------
+__global__ void k_fill(uint32_t* __restrict p, int64_t n, uint32_t v) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t n4 = n >> 2;
+  uint4* p4 = reinterpret_cast<uint4*>(p);  // only used when p is 16-byte aligned (host checks)
+  const uint4 v4 = make_uint4(v, v, v, v);
+  for (int64_t i = t; i < n4; i += stride) p4[i] = v4;
+  const int64_t tail = n - (n4 << 2);
+  if (t < tail) p[(n4 << 2) + t] = v;
+}
+
+__global__ void k_fill_scalar(uint32_t* __restrict p, int64_t n, uint32_t v) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) p[i] = v;
+}
+
+void fill_words(const KernelCtx& c, void* ptr, int64_t n, DType dt, double value) {
+  if (n <= 0) return;
+  cudaStream_t s = cu::stream(c);
+  uint32_t bits;
+  if (dt == DType::f32) {
+    const float f = static_cast<float>(value);
+    std::memcpy(&bits, &f, 4);
+  } else {
+    const int32_t i = static_cast<int32_t>(value);
+    std::memcpy(&bits, &i, 4);
+  }
+  if (bits == 0) {  // +0.0f and integer 0 (not -0.0f, whose sign bit is set)
+    cu::check(cudaMemsetAsync(ptr, 0, static_cast<size_t>(n) * 4, s), c.op, "cudaMemsetAsync");
+    return;
+  }
+  uint32_t* p = static_cast<uint32_t*>(ptr);
+  if (aligned16(p)) {
+    k_fill<<<cu::blocks_for((n + 3) / 4, kThreads), kThreads, 0, s>>>(p, n, bits);
+  } else {
+    k_fill_scalar<<<cu::blocks_for(n, kThreads), kThreads, 0, s>>>(p, n, bits);
+  }
+  cu::check_launch(c);
+}
+
+// ---- add_ -------------------------------------------------------------------------------------------------
+// No __restrict: src may be dst (x += x); each element is read before it is written by the same thread.
+__global__ void k_add_inplace4(float4* d, const float4* s, int64_t n4, float* dt, const float* st, int64_t tail) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = t; i < n4; i += stride) {
+    float4 a = d[i];
+    const float4 b = s[i];
+    a.x += b.x;
+    a.y += b.y;
+    a.z += b.z;
+    a.w += b.w;
+    d[i] = a;
+  }
+  if (t < tail) dt[t] += st[t];
+}
+
+__global__ void k_add_inplace(float* d, const float* s, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) d[i] += s[i];
+}
+
+// ---- permute ----------------------------------------------------------------------------------------------
+// Gather: output element i (row-major over the merged output dims sz) reads input offset sum(idx_d * st_d).
+template <class I>
+struct PermGeom {
+  int m;
+  I sz[kMaxDims];
+  I st[kMaxDims];
+};
+
+template <class I>
+__global__ void k_permute_gather(const uint32_t* __restrict x, uint32_t* __restrict y, I n, PermGeom<I> g) {
+  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    I rem = i, off = 0;
+#pragma unroll
+    for (int d = kMaxDims - 1; d >= 0; --d) {
+      if (d < g.m) {
+        const I q = rem / g.sz[d];
+        off += (rem - q * g.sz[d]) * g.st[d];
+        rem = q;
+      }
+    }
+    y[i] = x[off];
+  }
+}
+
+// Tile transpose: output dim a (the innermost output dim, input stride sa) against dim b (input stride 1,
+// output stride ob). The remaining dims ("outer", listed innermost first) give per-tile base offsets.
+struct TileGeom {
+  int64_t A, B, sa, ob;
+  int64_t tilesA, tilesB, total;
+  int no;
+  int64_t osz[kMaxDims], ox[kMaxDims], oy[kMaxDims];
+};
+
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;
+
+__global__ void __launch_bounds__(kTile* kTileRows) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
+                                                                   TileGeom g) {
+  __shared__ uint32_t tile[kTile][kTile + 1];  // [a][b], padded against bank conflicts
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t t = blockIdx.x; t < g.total; t += gridDim.x) {  // block-uniform loop: __syncthreads is safe
+    const int64_t ta = t % g.tilesA;
+    const int64_t tb = (t / g.tilesA) % g.tilesB;
+    int64_t o = t / (g.tilesA * g.tilesB), xo = 0, yo = 0;
+    for (int d = 0; d < g.no; ++d) {
+      const int64_t q = o / g.osz[d];
+      const int64_t i = o - q * g.osz[d];
+      xo += i * g.ox[d];
+      yo += i * g.oy[d];
+      o = q;
+    }
+    const int64_t a0 = ta * kTile, b0 = tb * kTile;
+    // Load: threads along b (contiguous in x).
+    const int64_t bi = b0 + tx;
+#pragma unroll
+    for (int r = 0; r < kTile; r += kTileRows) {
+      const int64_t ai = a0 + ty + r;
+      if (ai < g.A && bi < g.B) tile[ty + r][tx] = x[xo + ai * g.sa + bi];
+    }
+    __syncthreads();
+    // Store: threads along a (contiguous in y).
+    const int64_t ai = a0 + tx;
+#pragma unroll
+    for (int r = 0; r < kTile; r += kTileRows) {
+      const int64_t bj = b0 + ty + r;
+      if (ai < g.A && bj < g.B) y[yo + bj * g.ob + ai] = tile[tx][ty + r];
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+// ---- fill / fill_ -----------------------------------------------------------------------------------------
+void cuda_fill(KernelCtx& c) {
+  const TArg& y = c.out[0];
+  fill_words(c, y.ptr, y.n, y.dtype, c.af(0));
+}
+
+void cuda_fill_(KernelCtx& c) {
+  const TArg& x = c.in[0];
+  fill_words(c, x.ptr, x.n, x.dtype, c.af(0));
+}
+
+// ---- clone / copy_ / add_ ---------------------------------------------------------------------------------
+void cuda_clone(KernelCtx& c) {
+  const int64_t n = c.in[0].n;
+  if (n <= 0) return;
+  cu::check(cudaMemcpyAsync(c.out[0].ptr, c.in[0].ptr, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice,
+                            cu::stream(c)),
+            c.op, "cudaMemcpyAsync");
+}
+
+void cuda_copy_(KernelCtx& c) {
+  const int64_t n = c.in[0].n;
+  if (n <= 0 || c.in[0].ptr == c.in[1].ptr) return;
+  cu::check(cudaMemcpyAsync(c.in[0].ptr, c.in[1].ptr, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice,
+                            cu::stream(c)),
+            c.op, "cudaMemcpyAsync");
+}
+
+void cuda_add_(KernelCtx& c) {
+  const int64_t n = c.in[0].n;
+  if (n <= 0) return;
+  float* d = c.in[0].f();
+  const float* s = c.in[1].f();
+  cudaStream_t st = cu::stream(c);
+  if (aligned16(d) && aligned16(s)) {
+    const int64_t n4 = n / 4, done = n4 * 4;
+    k_add_inplace4<<<cu::blocks_for(n4 > 0 ? n4 : 1, kThreads), kThreads, 0, st>>>(
+        reinterpret_cast<float4*>(d), reinterpret_cast<const float4*>(s), n4, d + done, s + done, n - done);
+  } else {
+    k_add_inplace<<<cu::blocks_for(n, kThreads), kThreads, 0, st>>>(d, s, n);
+  }
+  cu::check_launch(c);
+}
+
+// ---- permute ----------------------------------------------------------------------------------------------
+void cuda_permute(KernelCtx& c) {
+  const TArg& x = c.in[0];
+  const TArg& y = c.out[0];
+  if (y.n <= 0) return;
+  cudaStream_t s = cu::stream(c);
+  const int r = static_cast<int>(x.shape.size());
+  // Merge as on the CPU: output-ordered sizes with input strides; size-1 dims dropped.
+  std::vector<int64_t> xstride(r, 1);
+  for (int i = r - 2; i >= 0; --i) xstride[i] = xstride[i + 1] * x.shape[i + 1];
+  std::vector<int64_t> sz, st;
+  for (int i = 0; i < r; ++i) {
+    const int p = static_cast<int>(c.ai(i));
+    const int64_t d = x.shape[p];
+    if (d == 1) continue;
+    if (!sz.empty() && st.back() == xstride[p] * d) {
+      sz.back() *= d;
+      st.back() = xstride[p];
+    } else {
+      sz.push_back(d);
+      st.push_back(xstride[p]);
+    }
+  }
+  if (sz.empty() || (sz.size() == 1 && st[0] == 1)) {
+    cu::check(cudaMemcpyAsync(y.ptr, x.ptr, static_cast<size_t>(y.n) * 4, cudaMemcpyDeviceToDevice, s), c.op,
+              "cudaMemcpyAsync");
+    return;
+  }
+  const int m = static_cast<int>(sz.size());
+  if (m > kMaxDims)
+    op_fail("E_SHAPE", "permute: the CUDA kernel supports at most " + std::to_string(kMaxDims) +
+                           " non-mergeable dims, got " + std::to_string(m) + " for x " + shape_str(x.shape));
+  const uint32_t* src = static_cast<const uint32_t*>(x.ptr);
+  uint32_t* dst = static_cast<uint32_t*>(y.ptr);
+  std::vector<int64_t> ostr(m, 1);
+  for (int i = m - 2; i >= 0; --i) ostr[i] = ostr[i + 1] * sz[i + 1];
+
+  const int adim = m - 1;
+  int bdim = -1;
+  for (int d = 0; d < m; ++d)
+    if (st[d] == 1) bdim = d;
+  if (st[adim] != 1 && bdim >= 0 && bdim != adim && sz[adim] >= 16 && sz[bdim] >= 16) {
+    TileGeom g{};
+    g.A = sz[adim];
+    g.B = sz[bdim];
+    g.sa = st[adim];
+    g.ob = ostr[bdim];
+    g.tilesA = (g.A + kTile - 1) / kTile;
+    g.tilesB = (g.B + kTile - 1) / kTile;
+    g.no = 0;
+    for (int d = m - 1; d >= 0; --d) {  // innermost first
+      if (d == adim || d == bdim) continue;
+      g.osz[g.no] = sz[d];
+      g.ox[g.no] = st[d];
+      g.oy[g.no] = ostr[d];
+      ++g.no;
+    }
+    g.total = g.tilesA * g.tilesB * (y.n / (g.A * g.B));
+    int64_t blocks = g.total < (int64_t(1) << 20) ? g.total : (int64_t(1) << 20);
+    k_permute_tile<<<static_cast<unsigned>(blocks), dim3(kTile, kTileRows), 0, s>>>(src, dst, g);
+    cu::check_launch(c);
+    return;
+  }
+  if (x.n < (int64_t(1) << 31)) {
+    PermGeom<uint32_t> g{};
+    g.m = m;
+    for (int d = 0; d < m; ++d) {
+      g.sz[d] = static_cast<uint32_t>(sz[d]);
+      g.st[d] = static_cast<uint32_t>(st[d]);
+    }
+    k_permute_gather<uint32_t><<<cu::blocks_for(y.n, kThreads), kThreads, 0, s>>>(src, dst, static_cast<uint32_t>(y.n), g);
+  } else {
+    PermGeom<int64_t> g{};
+    g.m = m;
+    for (int d = 0; d < m; ++d) {
+      g.sz[d] = sz[d];
+      g.st[d] = st[d];
+    }
+    k_permute_gather<int64_t><<<cu::blocks_for(y.n, kThreads), kThreads, 0, s>>>(src, dst, y.n, g);
+  }
+  cu::check_launch(c);
+}
+
+}  // namespace irc
