@@ -57,7 +57,8 @@ constexpr bool same_sig = std::is_same<typename N<Real>::type, Ours>::value;
 // Enum constants compared as ints (ours are unnamed enums, theirs named ones).
 constexpr bool eq(int a, int b) { return a == b; }
 
-#define IRC_SIG(S, member, fn) static_assert(same_sig<decltype(&fn), decltype(S::member)>, #fn " differs from " #S "::" #member)
+#define IRC_SIG(S, member, fn) \
+  static_assert(same_sig<decltype(&fn), decltype(S::member)>, #fn " differs from " #S "::" #member)
 
 // ---- opaque types are pointers (ours are void*), enums are int-sized ----------------------------------------
 static_assert(std::is_pointer<::cublasHandle_t>::value, "cublasHandle_t is a pointer");
@@ -89,7 +90,8 @@ static_assert(eq(gpu::CUDNN_TENSOR_NCHW, ::CUDNN_TENSOR_NCHW) && eq(gpu::CUDNN_T
 static_assert(eq(gpu::CUDNN_CONVOLUTION, ::CUDNN_CONVOLUTION) &&
                   eq(gpu::CUDNN_CROSS_CORRELATION, ::CUDNN_CROSS_CORRELATION),
               "cudnnConvolutionMode_t");
-static_assert(eq(gpu::CUDNN_DEFAULT_MATH, ::CUDNN_DEFAULT_MATH) && eq(gpu::CUDNN_TENSOR_OP_MATH, ::CUDNN_TENSOR_OP_MATH) &&
+static_assert(eq(gpu::CUDNN_DEFAULT_MATH, ::CUDNN_DEFAULT_MATH) &&
+                  eq(gpu::CUDNN_TENSOR_OP_MATH, ::CUDNN_TENSOR_OP_MATH) &&
                   eq(gpu::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, ::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) &&
                   eq(gpu::CUDNN_FMA_MATH, ::CUDNN_FMA_MATH),
               "cudnnMathType_t");

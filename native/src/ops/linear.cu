@@ -1,0 +1,40 @@
+// CUDA linear / linear_backward (ops.def) through cuBLAS in full FP32 (PyTorch's default for linear layers):
+// y = x . w^T + b over the rows of x[..., I], w[O, I]. The bias is written first (row fill) and the GEMM adds
+// onto it with beta = 1, as on the CPU. db = column sums of dy (fixed two-pass reduction).
+#include <cuda_runtime.h>
+
+#include "../cuda/common.cuh"
+#include "../cuda/gpu_libs.h"
+
+namespace irc {
+namespace blas {  // defined in matmul.cu
+const gpu::Cublas& bind(const KernelCtx& k, bool tf32);
+void gemm(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void fill_rows(const KernelCtx& k, float* y, int64_t rows, int64_t cols, const float* bias);
+void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols, float* out, int slot);
+}  // namespace blas
+
+void cuda_linear(KernelCtx& k) {
+  const int64_t I = k.in[1].shape[1], O = k.in[1].shape[0];
+  const int64_t rows = O ? k.out[0].n / O : 0;
+  if (rows == 0 || O == 0) return;
+  float* y = k.out[0].f();
+  const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  const gpu::Cublas& cb = blas::bind(k, false);
+  if (b) blas::fill_rows(k, y, rows, O, b);
+  blas::gemm(k, cb, false, true, rows, O, I, 1.f, k.in[0].f(), I, k.in[1].f(), I, b ? 1.f : 0.f, y, O);
+}
+
+void cuda_linear_backward(KernelCtx& k) {
+  const int64_t I = k.in[2].shape[1], O = k.in[2].shape[0];
+  const int64_t rows = I ? k.in[1].n / I : (O ? k.in[0].n / O : 0);
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
+  float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  const gpu::Cublas& cb = blas::bind(k, false);
+  blas::gemm(k, cb, false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx[rows, I] = dy . w
+  blas::gemm(k, cb, true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, dw, I);   // dw[O, I] = dy^T . x (K = rows)
+  blas::column_sums(k, dy, rows, O, db, 0);
+}
+
+}  // namespace irc
