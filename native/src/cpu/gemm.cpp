@@ -182,6 +182,7 @@ void scale_c(const Problem& P) {
 // multiples; the count depends on K only), each summed into its own M x N partial in sub-blocks of SPLIT_SUB (KC
 // blocks in order, packed B of a sub-block stays in L2), the chunks run in parallel and the partials are added in
 // chunk order: the same bits for any thread count, and the same when the whole problem runs on one thread.
+// A . B^T (rows of both contiguous in k) skips packing: dot_kernel (gemm_dot.cpp) over each chunk.
 constexpr int64_t SPLIT_MAX_MN = 64, SPLIT_MIN_K = 4096, SPLIT_SUB = 1024;
 inline int64_t split_chunks(int64_t K) { return std::min<int64_t>(16, K / 2048); }
 
@@ -191,8 +192,14 @@ void run_split_k(const Problem& P) {
   const int64_t nch = split_chunks(P.K), mn = P.M * P.N;
   std::vector<float> part(static_cast<size_t>(nch * mn));
   auto bound = [&](int64_t q) { return q == nch ? P.K : P.K * q / nch / KC * KC; };
+  const DotKernel dot = !P.tA && P.tB ? dot_kernel(kernels().name) : nullptr;  // A . B^T: rows contiguous in k
   parallel_for(nch, 1, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q)
+    for (int64_t q = q0; q < q1; ++q) {
+      if (dot) {
+        const int64_t s = bound(q);
+        dot(P.M, P.N, bound(q + 1) - s, P.A + s, P.lda, P.B + s, P.ldb, part.data() + q * mn, P.N);
+        continue;
+      }
       for (int64_t s = bound(q); s < bound(q + 1); s += SPLIT_SUB) {
         Problem Q = P;
         Q.K = std::min(SPLIT_SUB, bound(q + 1) - s);
@@ -204,6 +211,7 @@ void run_split_k(const Problem& P) {
         Q.ldc = P.N;
         run(Q);
       }
+    }
   });
   for (int64_t i = 0; i < P.M; ++i) {
     float* c = P.C + i * P.ldc;

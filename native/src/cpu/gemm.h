@@ -42,6 +42,11 @@ bool have_avx2();
 bool have_avx512();
 KernelSet avx2_kernels();
 KernelSet avx512_kernels();
+// C[i*ldc + j] = sum_k A[i*lda + k] * B[j*ldb + k] (i < M, j < N): unpacked dot products for the split-K path of
+// small M, N (gemm_dot.cpp); isa is a KernelSet name.
+using DotKernel = void (*)(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                           float* C, int64_t ldc);
+DotKernel dot_kernel(const char* isa);
 double fma_loop_avx2(int64_t iters);    // returns flops done
 double fma_loop_avx512(int64_t iters);
 }  // namespace gemm_detail
