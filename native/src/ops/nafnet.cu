@@ -1,0 +1,567 @@
+// CUDA NAFNet blocks, NHWC (semantics: nafnet.cpp, nafnet_fused.cpp).
+//   simple_gate (+backward), global_avg_pool_backward, channel_scale, scaled_add   elementwise (float4 when the
+//       channel count allows it and the pointers are 16-byte aligned)
+//   global_avg_pool, channel_scale_backward (ds), scaled_add_backward (ds)   column sums over pixels/rows: pass 1,
+//       a fixed grid of (32 channels x 8 rows) blocks, each summing a fixed row range in double into a partial;
+//       pass 2 sums the partials in order (deterministic). dx / db are written by pass 1 on the way.
+//   dwconv_gate: one thread per output pixel and channel (vector) computes z for both halves, as z_pix on the CPU.
+//   dwconv_gate_backward: (1) dz = [dy z2, dy z1] into scratch, z recomputed; for 3x3 kernels the same pass also
+//       accumulates the dw / db partials from the x taps it already loaded (other kernels: a separate partial pass,
+//       one tap per block row); (2) dx gathers dz through the flipped taps; (3) the partials are summed in order.
+#include <cstdint>
+
+#include "../cuda/common.cuh"
+
+namespace irc {
+namespace {
+
+constexpr int kThreads = 256;
+
+#define IRC_GRID_LOOP(i, n)                                                                        \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);           \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+inline bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+__device__ __forceinline__ float4 operator*(float4 a, float4 b) {
+  return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
+}
+__device__ __forceinline__ float4 operator*(float4 a, float s) { return make_float4(a.x * s, a.y * s, a.z * s, a.w * s); }
+__device__ __forceinline__ float4 operator+(float4 a, float4 b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+// acc + x * w (CPU: acc += x * w)
+__device__ __forceinline__ float mac(float acc, float x, float w) { return acc + x * w; }
+__device__ __forceinline__ float4 mac(float4 acc, float4 x, float4 w) {
+  return make_float4(acc.x + x.x * w.x, acc.y + x.y * w.y, acc.z + x.z * w.z, acc.w + x.w * w.w);
+}
+template <class V>
+__device__ __forceinline__ V vzero();
+template <>
+__device__ __forceinline__ float vzero<float>() { return 0.f; }
+template <>
+__device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f, 0.f, 0.f); }
+
+// ---- elementwise ------------------------------------------------------------------------------------------
+// C in units of V for all of these.
+template <class V>
+__global__ void gate_k(const V* __restrict__ x, V* __restrict__ y, int64_t total, int64_t C) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t r = e / C, j = e % C;
+    const V* a = x + r * 2 * C + j;
+    y[e] = a[0] * a[C];
+  }
+}
+
+template <class V>
+__global__ void gate_back_k(const V* __restrict__ dy, const V* __restrict__ x, V* __restrict__ dx, int64_t total,
+                            int64_t C) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t r = e / C, j = e % C;
+    const V d = dy[e];
+    const int64_t o = r * 2 * C + j;
+    const V a = x[o], b = x[o + C];
+    dx[o] = d * b;
+    dx[o + C] = d * a;
+  }
+}
+
+// y[e] = x[e] * s[(e / (P C)) C + e % C]   (channel_scale: x * s; gap backward: dy broadcast, scaled by inv)
+template <class V>
+__global__ void bcast_mul_k(const V* __restrict__ x, const V* __restrict__ s, V* __restrict__ y, int64_t total,
+                            int64_t P, int64_t C) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t c = e % C, n = e / (P * C);
+    y[e] = x[e] * s[n * C + c];
+  }
+}
+
+template <class V>
+__global__ void gap_back_k(const V* __restrict__ dy, V* __restrict__ dx, int64_t total, int64_t P, int64_t C,
+                           float inv) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t c = e % C, n = e / (P * C);
+    dx[e] = dy[n * C + c] * inv;
+  }
+}
+
+template <class V>
+__global__ void scaled_add_k(const V* __restrict__ a, const V* __restrict__ b, const V* __restrict__ s,
+                             V* __restrict__ y, int64_t total, int64_t C) {
+  IRC_GRID_LOOP(e, total) { y[e] = a[e] + b[e] * s[e % C]; }
+}
+
+// ---- column sums: part[(n G + g) C + c] = Σ_{p in group g} term(n, p, c) -------------------------------------
+enum ColMode { kSum = 0, kDotScaleN = 1, kDotScale1 = 2 };
+
+// MODE kSum: term = a.  kDotScaleN: term = a b, side[idx] = a s[n C + c].  kDotScale1: as kDotScaleN with s[c].
+template <int MODE>
+__global__ void __launch_bounds__(256) colsum_k(const float* __restrict__ a, const float* __restrict__ b,
+                                                const float* __restrict__ s, float* __restrict__ side,
+                                                double* __restrict__ part, int64_t N, int64_t P, int64_t C,
+                                                int64_t G) {
+  __shared__ double sh[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = blockIdx.x * 32 + tx;
+  for (int64_t ng = blockIdx.y; ng < N * G; ng += gridDim.y) {
+    const int64_t n = ng / G, g = ng % G;
+    const int64_t p0 = P * g / G, p1 = P * (g + 1) / G;
+    double acc = 0.0;
+    if (c < C) {
+      const float sc = MODE == kDotScaleN ? s[n * C + c] : MODE == kDotScale1 ? s[c] : 0.f;
+      for (int64_t p = p0 + ty; p < p1; p += 8) {
+        const int64_t idx = (n * P + p) * C + c;
+        const float av = a[idx];
+        if (MODE == kSum) {
+          acc += static_cast<double>(av);
+        } else {
+          acc += static_cast<double>(av) * static_cast<double>(b[idx]);
+          side[idx] = av * sc;
+        }
+      }
+    }
+    sh[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+      double t = sh[0][tx];
+      for (int k = 1; k < 8; ++k) t += sh[k][tx];
+      part[ng * C + c] = t;
+    }
+    __syncthreads();
+  }
+}
+
+// dst[idx] (idx < split: dst1[idx], else dst2[idx - split]) = float(scale Σ_g part[(m G + g) L + l]),
+// idx = m L + l, idx < M L.
+__global__ void finish_parts_k(const double* __restrict__ part, int64_t M, int64_t G, int64_t L, double scale,
+                               float* __restrict__ dst1, int64_t split, float* __restrict__ dst2) {
+  IRC_GRID_LOOP(idx, M * L) {
+    const int64_t m = idx / L, l = idx % L;
+    const double* p = part + m * G * L + l;
+    double t = 0.0;
+    for (int64_t g = 0; g < G; ++g) t += p[g * L];
+    const float v = static_cast<float>(t * scale);
+    if (idx < split) dst1[idx] = v;
+    else dst2[idx - split] = v;
+  }
+}
+
+// Row groups per sample for a column sum over P rows of C channels in N samples (shape only).
+int64_t col_groups(int64_t N, int64_t P, int64_t C) {
+  const int64_t tiles = (C + 31) / 32 * (N > 0 ? N : 1);
+  int64_t g = (1024 + tiles - 1) / tiles;
+  const int64_t most = (P + 63) / 64;
+  if (g > most) g = most;
+  if (g < 1) g = 1;
+  return g;
+}
+
+template <int MODE>
+void column_sum(KernelCtx& c, const float* a, const float* b, const float* s, float* side, float* out, int64_t N,
+                int64_t P, int64_t C, double scale) {
+  cudaStream_t st = cu::stream(c);
+  const int64_t G = col_groups(N, P, C);
+  double* part = static_cast<double*>(cu::scratch(st, sizeof(double) * N * G * C, 1));
+  const int64_t ny = N * G < 65535 ? N * G : 65535;
+  colsum_k<MODE><<<dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, st>>>(
+      a, b, s, side, part, N, P, C, G);
+  finish_parts_k<<<cu::blocks_for(N * C), kThreads, 0, st>>>(part, N, G, C, scale, out, N * C, nullptr);
+  cu::check_launch(c);
+}
+
+// ---- dwconv_gate ------------------------------------------------------------------------------------------
+struct DG {
+  int64_t N, H, W, C2, C, KH, KW, P, Ho, Wo;
+};
+
+DG dg_of(const Shape& x, const Shape& w, int64_t pad) {
+  DG g{x[0], x[1], x[2], x[3], x[3] / 2, w[0], w[1], pad, 0, 0};
+  g.Ho = g.H + 2 * pad - g.KH + 1;
+  g.Wo = g.W + 2 * pad - g.KW + 1;
+  return g;
+}
+
+// z at output (n, oh, ow), channel ch (units of V; C2v channels per pixel): b + Σ_{kh, kw inside} x w, in the
+// CPU order (kh outer, kw inner). K > 0: a KxK kernel known at compile time.
+template <int K, class V>
+__device__ __forceinline__ V z_at(const DG& g, const V* __restrict__ x, const V* __restrict__ w,
+                                  const V* __restrict__ b, int64_t n, int64_t oh, int64_t ow, int64_t ch,
+                                  int64_t C2v) {
+  const int KH = K > 0 ? K : static_cast<int>(g.KH), KW = K > 0 ? K : static_cast<int>(g.KW);
+  V acc = b ? b[ch] : vzero<V>();
+#pragma unroll
+  for (int kh = 0; kh < KH; ++kh) {
+    const int64_t ih = oh - g.P + kh;
+    if (ih < 0 || ih >= g.H) continue;
+    const V* xr = x + (n * g.H + ih) * g.W * C2v + ch;
+#pragma unroll
+    for (int kw = 0; kw < KW; ++kw) {
+      const int64_t iw = ow - g.P + kw;
+      if (iw < 0 || iw >= g.W) continue;
+      acc = mac(acc, xr[iw * C2v], w[(kh * KW + kw) * C2v + ch]);
+    }
+  }
+  return acc;
+}
+
+// Forward: y[q, c] = z(c) z(c + C); C in units of V.
+template <int K, class V>
+__global__ void dwgate_fwd_k(DG g, const V* __restrict__ x, const V* __restrict__ w, const V* __restrict__ b,
+                             V* __restrict__ y, int64_t total, int64_t Cv) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t c = e % Cv;
+    int64_t t = e / Cv;
+    const int64_t ow = t % g.Wo;
+    t /= g.Wo;
+    const int64_t oh = t % g.Ho, n = t / g.Ho;
+    const V z1 = z_at<K, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
+    const V z2 = z_at<K, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
+    y[e] = z1 * z2;
+  }
+}
+
+// Backward step 1 (any kernel): dz[q, c] = dy z2, dz[q, C + c] = dy z1.
+template <class V>
+__global__ void dwgate_dz_k(DG g, const V* __restrict__ dy, const V* __restrict__ x, const V* __restrict__ w,
+                            const V* __restrict__ b, V* __restrict__ dz, int64_t total, int64_t Cv) {
+  IRC_GRID_LOOP(e, total) {
+    const int64_t c = e % Cv, q = e / Cv;
+    const int64_t ow = q % g.Wo, oh = (q / g.Wo) % g.Ho, n = q / (g.Wo * g.Ho);
+    const V z1 = z_at<0, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
+    const V z2 = z_at<0, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
+    const V d = dy[e];
+    dz[q * 2 * Cv + c] = d * z2;
+    dz[q * 2 * Cv + Cv + c] = d * z1;
+  }
+}
+
+// Backward step 1 for 3x3 kernels, fused with the dw / db partials. Block (32, 8): 32 gate channels c (each thread
+// also owns c + C), 8 pixel lanes; block row blockIdx.y = pixel group gq of G over the Q = N Ho Wo output pixels.
+// part[(gq T + t) C2 + ch], T = 10: t < 9 the tap kh*3+kw, t = 9 the bias.
+__global__ void __launch_bounds__(256) dwgate_dz3_k(DG g, const float* __restrict__ dy, const float* __restrict__ x,
+                                                    const float* __restrict__ w, const float* __restrict__ b,
+                                                    float* __restrict__ dz, double* __restrict__ part, int64_t G) {
+  __shared__ double sh[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t C = g.C, C2 = g.C2, c = blockIdx.x * 32 + tx;
+  const int64_t Q = g.N * g.Ho * g.Wo;
+  for (int64_t gq = blockIdx.y; gq < G; gq += gridDim.y) {
+    double a1[10], a2[10];
+#pragma unroll
+    for (int t = 0; t < 10; ++t) a1[t] = a2[t] = 0.0;
+    if (c < C) {
+      float w1[9], w2[9];
+#pragma unroll
+      for (int t = 0; t < 9; ++t) {
+        w1[t] = w[t * C2 + c];
+        w2[t] = w[t * C2 + C + c];
+      }
+      const float b1 = b ? b[c] : 0.f, b2 = b ? b[C + c] : 0.f;
+      const int64_t q1 = Q * (gq + 1) / G;
+      for (int64_t q = Q * gq / G + ty; q < q1; q += 8) {
+        const int64_t ow = q % g.Wo, oh = (q / g.Wo) % g.Ho, n = q / (g.Wo * g.Ho);
+        float x1[9], x2[9];
+        float z1 = b1, z2 = b2;
+#pragma unroll
+        for (int kh = 0; kh < 3; ++kh) {
+          const int64_t ih = oh - g.P + kh;
+          const bool rin = ih >= 0 && ih < g.H;
+#pragma unroll
+          for (int kw = 0; kw < 3; ++kw) {
+            const int64_t iw = ow - g.P + kw;
+            const int t = kh * 3 + kw;
+            x1[t] = x2[t] = 0.f;
+            if (rin && iw >= 0 && iw < g.W) {
+              const float* xp = x + ((n * g.H + ih) * g.W + iw) * C2 + c;
+              x1[t] = xp[0];
+              x2[t] = xp[C];
+              z1 = mac(z1, x1[t], w1[t]);
+              z2 = mac(z2, x2[t], w2[t]);
+            }
+          }
+        }
+        const float d = dy[q * C + c];
+        const float d1 = d * z2, d2 = d * z1;
+        dz[q * C2 + c] = d1;
+        dz[q * C2 + C + c] = d2;
+#pragma unroll
+        for (int t = 0; t < 9; ++t) {
+          a1[t] += static_cast<double>(d1) * static_cast<double>(x1[t]);
+          a2[t] += static_cast<double>(d2) * static_cast<double>(x2[t]);
+        }
+        a1[9] += static_cast<double>(d1);
+        a2[9] += static_cast<double>(d2);
+      }
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+      for (int t = 0; t < 10; ++t) {
+        sh[ty][tx] = half ? a2[t] : a1[t];
+        __syncthreads();
+        if (ty == 0 && c < C) {
+          double s = sh[0][tx];
+          for (int k = 1; k < 8; ++k) s += sh[k][tx];
+          part[(gq * 10 + t) * C2 + half * C + c] = s;
+        }
+        __syncthreads();
+      }
+  }
+}
+
+// Backward dw / db partials for any kernel: block (32 channels of C2, 8 pixel lanes); blockIdx.y = gq T + t.
+__global__ void __launch_bounds__(256) dwgate_dwdb_k(DG g, const float* __restrict__ dz, const float* __restrict__ x,
+                                                     double* __restrict__ part, int64_t G) {
+  __shared__ double sh[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t C2 = g.C2, c = blockIdx.x * 32 + tx, T = g.KH * g.KW + 1;
+  const int64_t Q = g.N * g.Ho * g.Wo;
+  for (int64_t u = blockIdx.y; u < G * T; u += gridDim.y) {
+    const int64_t gq = u / T, t = u % T;
+    const int64_t kh = t / g.KW, kw = t % g.KW;
+    double acc = 0.0;
+    if (c < C2) {
+      const int64_t q1 = Q * (gq + 1) / G;
+      for (int64_t q = Q * gq / G + ty; q < q1; q += 8) {
+        const float d = dz[q * C2 + c];
+        if (t == T - 1) {
+          acc += static_cast<double>(d);
+          continue;
+        }
+        const int64_t ow = q % g.Wo, oh = (q / g.Wo) % g.Ho, n = q / (g.Wo * g.Ho);
+        const int64_t ih = oh - g.P + kh, iw = ow - g.P + kw;
+        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+        acc += static_cast<double>(d) * static_cast<double>(x[((n * g.H + ih) * g.W + iw) * C2 + c]);
+      }
+    }
+    sh[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && c < C2) {
+      double s = sh[0][tx];
+      for (int k = 1; k < 8; ++k) s += sh[k][tx];
+      part[u * C2 + c] = s;
+    }
+    __syncthreads();
+  }
+}
+
+// dx[n, ih, iw, c] = Σ_{kh, kw} dz[n, ih + P - kh, iw + P - kw, c] w[kh, kw, c] (kh outer, kw inner, as dx_pix);
+// C2v: channels per pixel in units of V.
+template <int K, class V>
+__global__ void dwgate_dx_k(DG g, const V* __restrict__ dz, const V* __restrict__ w, V* __restrict__ dx,
+                            int64_t total, int64_t C2v) {
+  const int KH = K > 0 ? K : static_cast<int>(g.KH), KW = K > 0 ? K : static_cast<int>(g.KW);
+  IRC_GRID_LOOP(e, total) {
+    const int64_t c = e % C2v;
+    int64_t t = e / C2v;
+    const int64_t iw = t % g.W;
+    t /= g.W;
+    const int64_t ih = t % g.H, n = t / g.H;
+    V acc = vzero<V>();
+#pragma unroll
+    for (int kh = 0; kh < KH; ++kh) {
+      const int64_t oh = ih + g.P - kh;
+      if (oh < 0 || oh >= g.Ho) continue;
+      const V* dr = dz + (n * g.Ho + oh) * g.Wo * C2v + c;
+#pragma unroll
+      for (int kw = 0; kw < KW; ++kw) {
+        const int64_t ow = iw + g.P - kw;
+        if (ow < 0 || ow >= g.Wo) continue;
+        acc = mac(acc, dr[ow * C2v], w[(kh * KW + kw) * C2v + c]);
+      }
+    }
+    dx[e] = acc;
+  }
+}
+
+// Pixel groups for the dw / db partials (shape only).
+int64_t dw_groups(int64_t Q, int64_t tiles) {
+  int64_t g = (512 + tiles - 1) / tiles;
+  const int64_t most = (Q + 63) / 64;
+  if (g > most) g = most;
+  if (g < 1) g = 1;
+  return g;
+}
+
+}  // namespace
+
+// ---- simple_gate ------------------------------------------------------------------------------------------
+void cuda_simple_gate(KernelCtx& c) {
+  const int64_t C = c.out[0].shape.back(), total = c.out[0].n;
+  if (C == 0 || total == 0) return;
+  const float* x = c.in[0].f();
+  float* y = c.out[0].f();
+  cudaStream_t s = cu::stream(c);
+  if (C % 4 == 0 && al16(x) && al16(y))
+    gate_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(reinterpret_cast<const float4*>(x),
+                                                                  reinterpret_cast<float4*>(y), total / 4, C / 4);
+  else
+    gate_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(x, y, total, C);
+  cu::check_launch(c);
+}
+
+void cuda_simple_gate_backward(KernelCtx& c) {
+  const int64_t C = c.in[0].shape.back(), total = c.in[0].n;
+  if (C == 0 || total == 0) return;
+  const float *dy = c.in[0].f(), *x = c.in[1].f();
+  float* dx = c.out[0].f();
+  cudaStream_t s = cu::stream(c);
+  if (C % 4 == 0 && al16(dy) && al16(x) && al16(dx))
+    gate_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(
+        reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(dx),
+        total / 4, C / 4);
+  else
+    gate_back_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(dy, x, dx, total, C);
+  cu::check_launch(c);
+}
+
+// ---- global_avg_pool --------------------------------------------------------------------------------------
+void cuda_global_avg_pool(KernelCtx& c) {
+  const Shape& s = c.in[0].shape;
+  const int64_t N = s[0], P = s[1] * s[2], C = s[3];
+  if (N * C == 0) return;
+  column_sum<kSum>(c, c.in[0].f(), nullptr, nullptr, nullptr, c.out[0].f(), N, P, C, 1.0 / static_cast<double>(P));
+}
+
+void cuda_global_avg_pool_backward(KernelCtx& c) {
+  const Shape& s = c.in[1].shape;
+  const int64_t P = s[1] * s[2], C = s[3], total = c.out[0].n;
+  if (P == 0 || C == 0 || total == 0) return;
+  const float* dy = c.in[0].f();
+  float* dx = c.out[0].f();
+  const float inv = static_cast<float>(1.0 / static_cast<double>(P));
+  cudaStream_t st = cu::stream(c);
+  if (C % 4 == 0 && al16(dy) && al16(dx))
+    gap_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
+        reinterpret_cast<const float4*>(dy), reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
+  else
+    gap_back_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(dy, dx, total, P, C, inv);
+  cu::check_launch(c);
+}
+
+// ---- channel_scale ----------------------------------------------------------------------------------------
+void cuda_channel_scale(KernelCtx& c) {
+  const Shape& sh = c.in[0].shape;
+  const int64_t P = sh[1] * sh[2], C = sh[3], total = c.out[0].n;
+  if (C == 0 || total == 0) return;
+  const float *x = c.in[0].f(), *s = c.in[1].f();
+  float* y = c.out[0].f();
+  cudaStream_t st = cu::stream(c);
+  if (C % 4 == 0 && al16(x) && al16(s) && al16(y))
+    bcast_mul_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
+        reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y),
+        total / 4, P, C / 4);
+  else
+    bcast_mul_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(x, s, y, total, P, C);
+  cu::check_launch(c);
+}
+
+void cuda_channel_scale_backward(KernelCtx& c) {
+  const Shape& sh = c.in[1].shape;
+  const int64_t N = sh[0], P = sh[1] * sh[2], C = sh[3];
+  if (N * C == 0) return;
+  // dx = dy * s (written by the partial pass), ds[n, c] = Σ_p dy x
+  column_sum<kDotScaleN>(c, c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(), c.out[1].f(), N, P, C, 1.0);
+}
+
+// ---- scaled_add -------------------------------------------------------------------------------------------
+void cuda_scaled_add(KernelCtx& c) {
+  const int64_t C = c.in[0].shape.back(), total = c.in[0].n;
+  if (C == 0 || total == 0) return;
+  const float *a = c.in[0].f(), *b = c.in[1].f(), *s = c.in[2].f();
+  float* y = c.out[0].f();
+  cudaStream_t st = cu::stream(c);
+  if (C % 4 == 0 && al16(a) && al16(b) && al16(s) && al16(y))
+    scaled_add_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
+        reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b), reinterpret_cast<const float4*>(s),
+        reinterpret_cast<float4*>(y), total / 4, C / 4);
+  else
+    scaled_add_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(a, b, s, y, total, C);
+  cu::check_launch(c);
+}
+
+void cuda_scaled_add_backward(KernelCtx& c) {
+  const int64_t C = c.in[1].shape.back(), n = c.in[1].n;
+  if (C == 0) return;
+  // db = dy * s (written by the partial pass), ds = Σ_rows dy b; no rows: ds = 0 (the partials are zeros)
+  column_sum<kDotScale1>(c, c.in[0].f(), c.in[1].f(), c.in[2].f(), c.out[0].f(), c.out[1].f(), 1, n / C, C, 1.0);
+}
+
+// ---- dwconv_gate ------------------------------------------------------------------------------------------
+void cuda_dwconv_gate(KernelCtx& c) {
+  const DG g = dg_of(c.in[0].shape, c.in[1].shape, c.ai(0));
+  if (g.C == 0 || g.N == 0) return;
+  const float *x = c.in[0].f(), *w = c.in[1].f(), *b = c.in.size() > 2 ? c.in[2].f() : nullptr;
+  float* y = c.out[0].f();
+  const int64_t total = c.out[0].n;
+  cudaStream_t s = cu::stream(c);
+  const bool k3 = g.KH == 3 && g.KW == 3;
+  const bool vec = g.C % 4 == 0 && al16(x) && al16(w) && (!b || al16(b)) && al16(y);
+  if (vec) {
+    const float4 *x4 = reinterpret_cast<const float4*>(x), *w4 = reinterpret_cast<const float4*>(w),
+                 *b4 = reinterpret_cast<const float4*>(b);
+    float4* y4 = reinterpret_cast<float4*>(y);
+    if (k3)
+      dwgate_fwd_k<3, float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(g, x4, w4, b4, y4, total / 4, g.C / 4);
+    else
+      dwgate_fwd_k<0, float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(g, x4, w4, b4, y4, total / 4, g.C / 4);
+  } else {
+    if (k3)
+      dwgate_fwd_k<3, float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, x, w, b, y, total, g.C);
+    else
+      dwgate_fwd_k<0, float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, x, w, b, y, total, g.C);
+  }
+  cu::check_launch(c);
+}
+
+void cuda_dwconv_gate_backward(KernelCtx& c) {
+  const DG g = dg_of(c.in[1].shape, c.in[2].shape, c.ai(0));
+  const float *dy = c.in[0].f(), *x = c.in[1].f(), *w = c.in[2].f(), *b = c.in.size() > 3 ? c.in[3].f() : nullptr;
+  float *dx = c.out[0].f(), *dw = c.out[1].f(), *db = c.out[2].f();
+  cudaStream_t s = cu::stream(c);
+  const int64_t wsz = g.KH * g.KW * g.C2, T = g.KH * g.KW + 1;
+  if (g.C == 0 || g.N == 0) {
+    if (g.C2 > 0) {
+      cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * wsz, s), c.op, "memset dw");
+      cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.C2, s), c.op, "memset db");
+    }
+    return;
+  }
+  const int64_t Q = g.N * g.Ho * g.Wo;
+  float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
+  const bool k3 = g.KH == 3 && g.KW == 3;
+  const int64_t tiles = k3 ? (g.C + 31) / 32 : (g.C2 + 31) / 32 * T;
+  const int64_t G = dw_groups(Q, tiles);
+  double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * g.C2, 1));
+  if (k3) {
+    const int64_t ny = G < 65535 ? G : 65535;
+    dwgate_dz3_k<<<dim3(static_cast<unsigned>((g.C + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, s>>>(
+        g, dy, x, w, b, dz, part, G);
+  } else {
+    const int64_t total = Q * g.C;
+    if (g.C % 4 == 0 && al16(dy) && al16(x) && al16(w) && (!b || al16(b)))
+      dwgate_dz_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(
+          g, reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x),
+          reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(dz),
+          total / 4, g.C / 4);
+    else
+      dwgate_dz_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, dy, x, w, b, dz, total, g.C);
+    const int64_t ny = G * T < 65535 ? G * T : 65535;
+    dwgate_dwdb_k<<<dim3(static_cast<unsigned>((g.C2 + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, s>>>(
+        g, dz, x, part, G);
+  }
+  const int64_t nx = c.out[0].n;
+  if (nx > 0) {
+    if (g.C2 % 4 == 0 && al16(w) && al16(dx))  // dz comes from scratch (256-byte aligned)
+      (k3 ? dwgate_dx_k<3, float4> : dwgate_dx_k<0, float4>)<<<cu::blocks_for(nx / 4), kThreads, 0, s>>>(
+          g, reinterpret_cast<const float4*>(dz), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(dx),
+          nx / 4, g.C2 / 4);
+    else
+      (k3 ? dwgate_dx_k<3, float> : dwgate_dx_k<0, float>)<<<cu::blocks_for(nx), kThreads, 0, s>>>(g, dz, w, dx, nx,
+                                                                                                 g.C2);
+  }
+  finish_parts_k<<<cu::blocks_for(T * g.C2), kThreads, 0, s>>>(part, 1, G, T * g.C2, 1.0, dw, wsz, db);
+  cu::check_launch(c);
+}
+
+}  // namespace irc

@@ -1,0 +1,533 @@
+// CUDA normalisation ops (semantics: batch_norm1d.cpp, layer_norm2d.cpp, norm_bias_free.cpp).
+//   batch_norm1d (+backward)   x[N, C]: one block of (32 channels x 8 row lanes) per 32 channels; statistics in
+//       double, reduced over the 8 lanes in fixed order; y / dx computed in double as the CPU. Training updates the
+//       running statistics in place (one thread per channel reads and writes them).
+//   layer_norm2d, layer_norm_bias_free (+backward)   per row (pixel) over the last axis C. C <= 1024: one warp per
+//       row, each lane holding ceil(C/32) rounded up to a power of two values in registers; row statistics in double
+//       (warp shuffles). C > 1024: one block per row. Backward dw (/ db) are deterministic two-pass reductions:
+//       C <= 512: the warp kernel accumulates them per lane in double over a fixed row range per block, the 8 warps
+//       of a block are combined in warp order through shared memory into one partial per block; C > 512: a separate
+//       column pass (32 channels x 8 row lanes per block, fixed row ranges). Pass 2: one warp per channel sums the
+//       partials (fixed lane assignment + shuffle tree).
+#include <cmath>
+#include <cstdint>
+
+#include "../cuda/common.cuh"
+
+namespace irc {
+namespace {
+
+constexpr int kWarps = 8;  // warps per block in the row kernels (256 threads)
+constexpr int kThreads = 32 * kWarps;
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over a block of kThreads; every thread gets the result. sh: >= kWarps doubles.
+__device__ double block_sum(double v, double* sh) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) sh[wid] = v;
+  __syncthreads();
+  double t = 0.0;
+  for (int k = 0; k < kWarps; ++k) t += sh[k];
+  return t;
+}
+
+// ---- batch_norm1d -----------------------------------------------------------------------------------------
+// Sum of v over the 8 row lanes (threadIdx.y) of column threadIdx.x, fixed order; every thread gets it.
+__device__ double lanes_sum(double v, double (*sh)[33]) {
+  __syncthreads();
+  sh[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  double t = sh[0][threadIdx.x];
+  for (int k = 1; k < 8; ++k) t += sh[k][threadIdx.x];
+  return t;
+}
+
+__global__ void __launch_bounds__(256) bn_fwd_k(const float* __restrict__ x, const float* __restrict__ g,
+                                                const float* __restrict__ b, float* __restrict__ rm,
+                                                float* __restrict__ rv, float* __restrict__ y, float* __restrict__ sm,
+                                                float* __restrict__ si, int64_t N, int64_t C, int training,
+                                                double mom, double eps) {
+  __shared__ double sh[8][33];
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  const bool ok = c < C;
+  double mean, inv;
+  if (training) {
+    double s = 0.0;
+    if (ok)
+      for (int64_t n = threadIdx.y; n < N; n += 8) s += static_cast<double>(x[n * C + c]);
+    s = lanes_sum(s, sh);
+    mean = s / static_cast<double>(N);
+    double q = 0.0;
+    if (ok)
+      for (int64_t n = threadIdx.y; n < N; n += 8) {
+        const double d = static_cast<double>(x[n * C + c]) - mean;
+        q += d * d;
+      }
+    q = lanes_sum(q, sh);
+    inv = 1.0 / sqrt(q / static_cast<double>(N) + eps);
+    if (ok && threadIdx.y == 0) {
+      rm[c] = static_cast<float>((1.0 - mom) * static_cast<double>(rm[c]) + mom * mean);
+      rv[c] = static_cast<float>((1.0 - mom) * static_cast<double>(rv[c]) + mom * (q / static_cast<double>(N - 1)));
+    }
+  } else {
+    mean = ok ? static_cast<double>(rm[c]) : 0.0;
+    inv = ok ? 1.0 / sqrt(static_cast<double>(rv[c]) + eps) : 1.0;
+  }
+  if (!ok) return;
+  if (threadIdx.y == 0) {
+    sm[c] = static_cast<float>(mean);
+    si[c] = static_cast<float>(inv);
+  }
+  const double gc = g[c], bc = b[c];
+  for (int64_t n = threadIdx.y; n < N; n += 8) {
+    const int64_t k = n * C + c;
+    y[k] = static_cast<float>((static_cast<double>(x[k]) - mean) * inv * gc + bc);
+  }
+}
+
+__global__ void __launch_bounds__(256) bn_bwd_k(const float* __restrict__ dy, const float* __restrict__ x,
+                                                const float* __restrict__ g, const float* __restrict__ sm,
+                                                const float* __restrict__ si, float* __restrict__ dx,
+                                                float* __restrict__ dg, float* __restrict__ db, int64_t N, int64_t C,
+                                                int training) {
+  __shared__ double sh[8][33];
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  const bool ok = c < C;
+  const double m = ok ? static_cast<double>(sm[c]) : 0.0, s = ok ? static_cast<double>(si[c]) : 0.0;
+  double sdy = 0.0, sdx = 0.0;
+  if (ok)
+    for (int64_t n = threadIdx.y; n < N; n += 8) {
+      const int64_t k = n * C + c;
+      const double xh = (static_cast<double>(x[k]) - m) * s;
+      sdy += static_cast<double>(dy[k]);
+      sdx += static_cast<double>(dy[k]) * xh;
+    }
+  sdy = lanes_sum(sdy, sh);
+  sdx = lanes_sum(sdx, sh);
+  if (!ok) return;
+  if (threadIdx.y == 0) {
+    dg[c] = static_cast<float>(sdx);
+    db[c] = static_cast<float>(sdy);
+  }
+  const double gi = static_cast<double>(g[c]) * s, Nd = static_cast<double>(N);
+  for (int64_t n = threadIdx.y; n < N; n += 8) {
+    const int64_t k = n * C + c;
+    if (training) {
+      const double xh = (static_cast<double>(x[k]) - m) * s;
+      dx[k] = static_cast<float>(gi * (static_cast<double>(dy[k]) - sdy / Nd - xh * sdx / Nd));
+    } else {
+      dx[k] = static_cast<float>(gi * static_cast<double>(dy[k]));
+    }
+  }
+}
+
+// ---- LayerNorm forward ------------------------------------------------------------------------------------
+// BF: bias-free (Restormer): y = x r w, no mean output.
+template <int VPT, bool BF>
+__global__ void __launch_bounds__(kThreads) ln_fwd_warp(const float* __restrict__ x, const float* __restrict__ w,
+                                                        const float* __restrict__ b, float* __restrict__ y,
+                                                        float* __restrict__ mean, float* __restrict__ rstd,
+                                                        int64_t rows, int C, double eps) {
+  constexpr bool CACHE = VPT <= 8;  // w, b in registers (wider rows read them per row, from L1)
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float wv[CACHE ? VPT : 1], bv[CACHE ? VPT : 1];
+  if constexpr (CACHE) {
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int j = lane + 32 * k;
+      wv[k] = j < C ? w[j] : 0.f;
+      bv[k] = (!BF && j < C) ? b[j] : 0.f;
+    }
+  }
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(kWarps) + warp; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * kWarps) {
+    const float* xr = x + r * C;
+    float v[VPT];
+    double s = 0.0;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int j = lane + 32 * k;
+      v[k] = j < C ? xr[j] : 0.f;
+      s += static_cast<double>(v[k]);
+    }
+    const double mu = warp_sum(s) / C;
+    double q = 0.0;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k)
+      if (lane + 32 * k < C) {
+        const double d = static_cast<double>(v[k]) - mu;
+        q += d * d;
+      }
+    q = warp_sum(q);
+    const float rf = static_cast<float>(1.0 / sqrt(q / C + eps)), m = static_cast<float>(mu);
+    if (lane == 0) {
+      if (!BF) mean[r] = m;
+      rstd[r] = rf;
+    }
+    float* yr = y + r * C;
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int j = lane + 32 * k;
+      if (j < C) {
+        const float wj = CACHE ? wv[CACHE ? k : 0] : w[j];
+        yr[j] = BF ? v[k] * rf * wj : (v[k] - m) * rf * wj + (CACHE ? bv[CACHE ? k : 0] : b[j]);
+      }
+    }
+  }
+}
+
+// C > 1024: one block per row.
+template <bool BF>
+__global__ void __launch_bounds__(kThreads) ln_fwd_block(const float* __restrict__ x, const float* __restrict__ w,
+                                                         const float* __restrict__ b, float* __restrict__ y,
+                                                         float* __restrict__ mean, float* __restrict__ rstd,
+                                                         int64_t rows, int64_t C, double eps) {
+  __shared__ double sh[kWarps];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * C;
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) s += static_cast<double>(xr[j]);
+    const double mu = block_sum(s, sh) / C;
+    double q = 0.0;
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+      const double d = static_cast<double>(xr[j]) - mu;
+      q += d * d;
+    }
+    q = block_sum(q, sh);
+    const float rf = static_cast<float>(1.0 / sqrt(q / C + eps)), m = static_cast<float>(mu);
+    if (threadIdx.x == 0) {
+      if (!BF) mean[r] = m;
+      rstd[r] = rf;
+    }
+    float* yr = y + r * C;
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
+      yr[j] = BF ? xr[j] * rf * w[j] : (xr[j] - m) * rf * w[j] + b[j];
+  }
+}
+
+// ---- LayerNorm backward -----------------------------------------------------------------------------------
+// Per row, given the row's values in registers: the two row sums the dx formula needs.
+//   LN: A = mean_c(dy w), B = mean_c(dy w xh), xh = (x - m) rs;   dx = rs (dy w - A - xh B)
+//   BF: M = mean_c x (recomputed), S = rs^3 Σ(dy w x) / C;        dx = rs dy w - (x - M) S
+// NK: number of column sums (LN: dw, db; BF: dw). FUSE: accumulate them (grid = G blocks, block b owns the rows
+// [rows b / G, rows (b+1) / G)) into part[(b NK + k) C + j]; otherwise a grid-stride loop, dx only.
+template <int VPT, bool BF, bool FUSE>
+__global__ void __launch_bounds__(kThreads) ln_bwd_warp(const float* __restrict__ dy, const float* __restrict__ x,
+                                                        const float* __restrict__ w, const float* __restrict__ mean,
+                                                        const float* __restrict__ rstd, float* __restrict__ dx,
+                                                        double* __restrict__ part, int64_t rows, int C) {
+  constexpr int NK = BF ? 1 : 2;
+  __shared__ double red[FUSE ? NK * VPT * 32 : 1];
+  constexpr bool CACHE = VPT <= 8;  // w in registers (wider rows read it per row, from L1)
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float wc[CACHE ? VPT : 1];
+  double aw[FUSE ? VPT : 1], ab[FUSE && !BF ? VPT : 1];
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int j = lane + 32 * k;
+    if constexpr (CACHE) wc[k] = j < C ? w[j] : 0.f;
+    if constexpr (FUSE) aw[k] = 0.0;
+    if constexpr (FUSE && !BF) ab[k] = 0.0;
+  }
+  // w of lane element k (0 outside the row)
+#define IRC_WV(k) (CACHE ? wc[CACHE ? (k) : 0] : (lane + 32 * (k) < C ? w[lane + 32 * (k)] : 0.f))
+  int64_t r0, r1, step;
+  if (FUSE) {
+    r0 = rows * blockIdx.x / gridDim.x + warp;
+    r1 = rows * (blockIdx.x + 1) / gridDim.x;
+    step = kWarps;
+  } else {
+    r0 = blockIdx.x * static_cast<int64_t>(kWarps) + warp;
+    r1 = rows;
+    step = static_cast<int64_t>(gridDim.x) * kWarps;
+  }
+  for (int64_t r = r0; r < r1; r += step) {
+    const float *xr = x + r * C, *dr = dy + r * C;
+    const float rs = rstd[r];
+    float v[VPT], d[VPT];
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) {
+      const int j = lane + 32 * k;
+      v[k] = j < C ? xr[j] : 0.f;
+      d[k] = j < C ? dr[j] : 0.f;
+    }
+    float* o = dx + r * C;
+    if (!BF) {
+      const float m = mean[r];
+      double sg = 0.0, sx = 0.0;
+#pragma unroll
+      for (int k = 0; k < VPT; ++k)
+        if (lane + 32 * k < C) {
+          const float xh = (v[k] - m) * rs;
+          const float gk = d[k] * IRC_WV(k);
+          sg += static_cast<double>(gk);
+          sx += static_cast<double>(gk) * static_cast<double>(xh);
+        }
+      const float a = static_cast<float>(warp_sum(sg) / C), bm = static_cast<float>(warp_sum(sx) / C);
+#pragma unroll
+      for (int k = 0; k < VPT; ++k) {
+        const int j = lane + 32 * k;
+        if (j < C) {
+          const float xh = (v[k] - m) * rs;
+          o[j] = rs * (d[k] * IRC_WV(k) - a - xh * bm);
+          if constexpr (FUSE) {
+            aw[k] += static_cast<double>(d[k]) * static_cast<double>(xh);
+            ab[k] += static_cast<double>(d[k]);
+          }
+        }
+      }
+    } else {
+      double sm = 0.0, s = 0.0;
+#pragma unroll
+      for (int k = 0; k < VPT; ++k) {  // out-of-row lanes hold zeros: they add nothing
+        sm += static_cast<double>(v[k]);
+        s += static_cast<double>(d[k] * IRC_WV(k)) * static_cast<double>(v[k]);
+      }
+      const double rsd = rs;
+      const float m = static_cast<float>(warp_sum(sm) / C);
+      const float bb = static_cast<float>(rsd * rsd * rsd * warp_sum(s) / C);
+#pragma unroll
+      for (int k = 0; k < VPT; ++k) {
+        const int j = lane + 32 * k;
+        if (j < C) {
+          o[j] = rs * d[k] * IRC_WV(k) - (v[k] - m) * bb;
+          if constexpr (FUSE) aw[k] += static_cast<double>(d[k]) * static_cast<double>(v[k] * rs);
+        }
+      }
+    }
+  }
+#undef IRC_WV
+  if constexpr (FUSE) {
+  // combine the warps in warp order, then one partial per block
+  for (int wi = 0; wi < kWarps; ++wi) {
+    if (warp == wi) {
+#pragma unroll
+      for (int k = 0; k < VPT; ++k) {
+        const int j = lane + 32 * k;
+        if (j < C) {
+          red[j] = wi == 0 ? aw[k] : red[j] + aw[k];
+          if constexpr (!BF) red[VPT * 32 + j] = wi == 0 ? ab[k] : red[VPT * 32 + j] + ab[k];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int e = threadIdx.x; e < NK * C; e += blockDim.x) {
+    const int k = e / C, j = e % C;
+    part[(blockIdx.x * static_cast<int64_t>(NK) + k) * C + j] = red[k * VPT * 32 + j];
+  }
+  }
+}
+
+// C > 1024: one block per row, dx only.
+template <bool BF>
+__global__ void __launch_bounds__(kThreads) ln_bwd_block(const float* __restrict__ dy, const float* __restrict__ x,
+                                                         const float* __restrict__ w, const float* __restrict__ mean,
+                                                         const float* __restrict__ rstd, float* __restrict__ dx,
+                                                         int64_t rows, int64_t C) {
+  __shared__ double sh[kWarps];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float *xr = x + r * C, *dr = dy + r * C;
+    float* o = dx + r * C;
+    const float rs = rstd[r];
+    if (!BF) {
+      const float m = mean[r];
+      double sg = 0.0, sx = 0.0;
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+        const float xh = (xr[j] - m) * rs;
+        const float gk = dr[j] * w[j];
+        sg += static_cast<double>(gk);
+        sx += static_cast<double>(gk) * static_cast<double>(xh);
+      }
+      const float a = static_cast<float>(block_sum(sg, sh) / C);
+      const float bm = static_cast<float>(block_sum(sx, sh) / C);
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+        const float xh = (xr[j] - m) * rs;
+        o[j] = rs * (dr[j] * w[j] - a - xh * bm);
+      }
+    } else {
+      double sm = 0.0, s = 0.0;
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+        sm += static_cast<double>(xr[j]);
+        s += static_cast<double>(dr[j] * w[j]) * static_cast<double>(xr[j]);
+      }
+      const double rsd = rs;
+      const float m = static_cast<float>(block_sum(sm, sh) / C);
+      const float bb = static_cast<float>(rsd * rsd * rsd * block_sum(s, sh) / C);
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) o[j] = rs * dr[j] * w[j] - (xr[j] - m) * bb;
+    }
+  }
+}
+
+// Column partials for C > 512: block (32 channels, 8 row lanes), blockIdx.y = row group g of G.
+//   LN: part[(g 2 + 0) C + c] = Σ dy xh, part[(g 2 + 1) C + c] = Σ dy;  BF: part[g C + c] = Σ dy (x rs)
+template <bool BF>
+__global__ void __launch_bounds__(256) ln_cols_k(const float* __restrict__ dy, const float* __restrict__ x,
+                                                 const float* __restrict__ mean, const float* __restrict__ rstd,
+                                                 double* __restrict__ part, int64_t rows, int64_t C, int64_t G) {
+  constexpr int NK = BF ? 1 : 2;
+  __shared__ double sh[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = blockIdx.x * 32 + tx;
+  for (int64_t g = blockIdx.y; g < G; g += gridDim.y) {
+    double aw = 0.0, ab = 0.0;
+    if (c < C) {
+      const int64_t r1 = rows * (g + 1) / G;
+      for (int64_t r = rows * g / G + ty; r < r1; r += 8) {
+        const float d = dy[r * C + c], xv = x[r * C + c], rs = rstd[r];
+        if (BF) {
+          aw += static_cast<double>(d) * static_cast<double>(xv * rs);
+        } else {
+          const float xh = (xv - mean[r]) * rs;
+          aw += static_cast<double>(d) * static_cast<double>(xh);
+          ab += static_cast<double>(d);
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < NK; ++k) {
+      sh[ty][tx] = k == 0 ? aw : ab;
+      __syncthreads();
+      if (ty == 0 && c < C) {
+        double t = sh[0][tx];
+        for (int i = 1; i < 8; ++i) t += sh[i][tx];
+        part[(g * NK + k) * C + c] = t;
+      }
+      __syncthreads();
+    }
+  }
+}
+
+// out_k[j] = float(Σ_g part[(g NK + k) C + j]): one warp per (k, j); lanes take g = lane, lane + 32, ...
+__global__ void finish_cols_k(const double* __restrict__ part, int64_t G, int NK, int64_t C, float* __restrict__ o0,
+                              float* __restrict__ o1) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nw = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5); e < NK * C; e += nw) {
+    const int64_t k = e / C, j = e % C;
+    double t = 0.0;
+    for (int64_t g = lane; g < G; g += 32) t += part[(g * NK + k) * C + j];
+    t = warp_sum(t);
+    if (lane == 0) (k == 0 ? o0 : o1)[j] = static_cast<float>(t);
+  }
+}
+
+// ---- launchers --------------------------------------------------------------------------------------------
+template <bool BF>
+void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float* rstd) {
+  const TArg& X = c.in[0];
+  const int64_t C = X.shape.back(), rows = X.n / C;
+  if (rows == 0) return;
+  const double eps = c.af(0);
+  const float* x = X.f();
+  float* y = c.out[0].f();
+  cudaStream_t s = cu::stream(c);
+  const unsigned grid = cu::blocks_for(rows, kWarps);
+  const int Ci = static_cast<int>(C);
+  if (C <= 32) ln_fwd_warp<1, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else if (C <= 64) ln_fwd_warp<2, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else if (C <= 128) ln_fwd_warp<4, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else if (C <= 256) ln_fwd_warp<8, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else if (C <= 512) ln_fwd_warp<16, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else if (C <= 1024) ln_fwd_warp<32, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
+  else ln_fwd_block<BF><<<cu::blocks_for(rows, 1), kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, C, eps);
+  cu::check_launch(c);
+}
+
+// Fused row groups for C <= 512 (shape only): about 32 rows per group, at most 2048 groups.
+int64_t fused_groups(int64_t rows) {
+  int64_t g = (rows + 31) / 32;
+  if (g > 2048) g = 2048;
+  if (g < 1) g = 1;
+  return g;
+}
+
+template <bool BF>
+void ln_backward(KernelCtx& c, const float* mean, const float* rstd, float* dw, float* db) {
+  const TArg& X = c.in[1];
+  const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
+  if (C == 0) return;
+  constexpr int NK = BF ? 1 : 2;
+  cudaStream_t s = cu::stream(c);
+  if (rows == 0) {  // sums over no rows
+    cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * C, s), c.op, "memset dw");
+    if (!BF) cu::check(cudaMemsetAsync(db, 0, sizeof(float) * C, s), c.op, "memset db");
+    return;
+  }
+  const float *dy = c.in[0].f(), *x = X.f(), *w = c.in[2].f();
+  float* dx = c.out[0].f();
+  const int Ci = static_cast<int>(C);
+  int64_t G;
+  double* part;
+  if (C <= 512) {
+    G = fused_groups(rows);
+    part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * NK * C, 0));
+    const unsigned grid = static_cast<unsigned>(G);
+    if (C <= 32) ln_bwd_warp<1, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+    else if (C <= 64) ln_bwd_warp<2, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+    else if (C <= 128) ln_bwd_warp<4, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+    else if (C <= 256) ln_bwd_warp<8, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+    else ln_bwd_warp<16, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+  } else {
+    if (C <= 1024)
+      ln_bwd_warp<32, BF, false><<<cu::blocks_for(rows, kWarps), kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, nullptr,
+                                                                                   rows, Ci);
+    else
+      ln_bwd_block<BF><<<cu::blocks_for(rows, 1), kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, rows, C);
+    const int64_t tiles = (C + 31) / 32;
+    G = (1024 + tiles - 1) / tiles;
+    if (G > (rows + 63) / 64) G = (rows + 63) / 64;
+    if (G < 1) G = 1;
+    part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * NK * C, 0));
+    ln_cols_k<BF><<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(G < 65535 ? G : 65535)), dim3(32, 8), 0,
+                    s>>>(dy, x, mean, rstd, part, rows, C, G);
+  }
+  finish_cols_k<<<cu::blocks_for(NK * C, kWarps), kThreads, 0, s>>>(part, G, NK, C, dw, db);
+  cu::check_launch(c);
+}
+
+}  // namespace
+
+// ---- batch_norm1d -----------------------------------------------------------------------------------------
+void cuda_batch_norm1d(KernelCtx& c) {
+  const TArg& X = c.in[0];
+  const int64_t N = X.shape[0], C = X.shape[1];
+  if (C == 0) return;
+  const int training = c.ai(0) != 0 ? 1 : 0;
+  bn_fwd_k<<<static_cast<unsigned>((C + 31) / 32), dim3(32, 8), 0, cu::stream(c)>>>(
+      X.f(), c.in[1].f(), c.in[2].f(), c.in[3].f(), c.in[4].f(), c.out[0].f(), c.out[1].f(), c.out[2].f(), N, C,
+      training, c.af(1), c.af(2));
+  cu::check_launch(c);
+}
+
+void cuda_batch_norm1d_backward(KernelCtx& c) {
+  const TArg& X = c.in[1];
+  const int64_t N = X.shape[0], C = X.shape[1];
+  if (C == 0) return;
+  bn_bwd_k<<<static_cast<unsigned>((C + 31) / 32), dim3(32, 8), 0, cu::stream(c)>>>(
+      c.in[0].f(), X.f(), c.in[2].f(), c.in[3].f(), c.in[4].f(), c.out[0].f(), c.out[1].f(), c.out[2].f(), N, C,
+      c.ai(0) != 0 ? 1 : 0);
+  cu::check_launch(c);
+}
+
+// ---- layer_norm2d -----------------------------------------------------------------------------------------
+void cuda_layer_norm2d(KernelCtx& c) { ln_forward<false>(c, c.in[1].f(), c.in[2].f(), c.out[1].f(), c.out[2].f()); }
+
+void cuda_layer_norm2d_backward(KernelCtx& c) {
+  ln_backward<false>(c, c.in[3].f(), c.in[4].f(), c.out[1].f(), c.out[2].f());
+}
+
+// ---- layer_norm_bias_free ---------------------------------------------------------------------------------
+void cuda_layer_norm_bias_free(KernelCtx& c) { ln_forward<true>(c, c.in[1].f(), nullptr, nullptr, c.out[1].f()); }
+
+void cuda_layer_norm_bias_free_backward(KernelCtx& c) {
+  ln_backward<true>(c, nullptr, c.in[3].f(), c.out[1].f(), nullptr);
+}
+
+}  // namespace irc
