@@ -1,0 +1,197 @@
+#!/usr/bin/env node
+// npm run bench:gpu — ConStyle NAFNet at paper size (dim 48, 7/8/9, 9, 7/8/9) on CUDA beside PyTorch, same run:
+//   training: one full IRConStyle step (ConStyle MoCo forward with K = 65,760, restoration forward, L1 + CE +
+//             content + style, backward, AdamW lr 3e-4 wd 1e-4) at batch 16, 128×128: median of 10 after 3
+//             warm-ups, `await sync()` around each step -> ms/step and images/s;
+//   inference: 1×256² and 1×512² (ConStyle query encoder + restoration), median of 20 after 3 warm-ups;
+//   memory:   peak live CUDA tensor bytes over one training step (native.memoryStats().cudaBytes sampled after
+//             every op submission and transfer; excludes cuBLAS/cuDNN workspaces and op scratch, like PyTorch's
+//             max_memory_allocated excludes cuDNN's own workspace caches) and the process's memory in nvidia-smi;
+//   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
+// Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300).
+// Imported by scripts/device-check.mjs (runBench).
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const MiB = 1024 * 1024;
+
+function randomImages(lib, n, h, w, seed, device) {
+  let a = seed >>> 0;
+  const data = new Float32Array(n * h * w * 3);
+  for (let i = 0; i < data.length; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    data[i] = a / 4294967296;
+  }
+  return lib.tensor(data, [n, h, w, 3], { device });
+}
+
+/** Runs the PyTorch reference; resolves with its JSON line or { error }. */
+function runPyTorch(timeoutS, log, extraArgs = []) {
+  const script = join(ROOT, 'scripts', 'pytorch', 'constyle_nafnet.py');
+  return new Promise((res) => {
+    const child = spawn(process.env.PYTHON ?? 'python3', [script, ...extraArgs], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    const timer = setTimeout(() => { child.kill('SIGKILL'); err += `\nkilled after ${timeoutS} s`; }, timeoutS * 1000);
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('error', (e) => { err += String(e); });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      log(`pytorch: exit ${code}${err.trim() ? `; stderr tail: ${err.trim().split('\n').slice(-4).join(' | ')}` : ''}`);
+      const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+      try {
+        res(line ? JSON.parse(line) : { error: `no JSON from PyTorch (exit ${code}): ${err.trim().slice(-400)}` });
+      } catch (e) {
+        res({ error: `bad JSON from PyTorch: ${line.slice(0, 200)}` });
+      }
+    });
+  });
+}
+
+function smiMemoryMiB(pid) {
+  const r = spawnSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 15000 });
+  if (r.status !== 0) return null;
+  for (const l of r.stdout.trim().split('\n')) {
+    const [p, m] = l.split(',').map((s) => Number(s.trim()));
+    if (p === pid) return m;
+  }
+  return null;
+}
+
+/** Peak of native.memoryStats().cudaBytes over fn(), sampled after every op submission and transfer. */
+async function peakBytes(native, fn, key = 'cudaBytes') {
+  const orig = { run: native.run, to: native.to, fromData: native.fromData };
+  let peak = native.memoryStats()[key];
+  const sample = () => { const b = native.memoryStats()[key]; if (b > peak) peak = b; };
+  for (const k of Object.keys(orig)) native[k] = (...a) => { const r = orig[k].apply(native, a); sample(); return r; };
+  try {
+    await fn();
+  } finally {
+    Object.assign(native, orig);
+  }
+  return peak;
+}
+
+/**
+ * The benchmark. Sets IRCONSTYLE_BACKEND=cuda (unless set) before loading the library. Returns a result object:
+ * { skipped } without CUDA, otherwise { device, ours, pytorch, ratios, table }.
+ */
+export async function runBench({
+  budgetS = 300, pytorch = true, log = console.log, outDir = null, batch = 16, size = 128, K = 65760,
+  device = 'cuda', model = 'constyle-nafnet', pytorchArgs = [],
+} = {}) {
+  const T0 = Date.now();
+  const left = () => budgetS - (Date.now() - T0) / 1000;
+  process.env.IRCONSTYLE_BACKEND ??= 'cuda';
+  const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
+  const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
+  const info = lib.backendInfo();
+  if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
+  const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 } };
+
+  // PyTorch first (bounded, known cost), so its numbers exist even if ours run out of time.
+  if (pytorch) {
+    log('pytorch: python3 scripts/pytorch/constyle_nafnet.py ...');
+    result.pytorch = await runPyTorch(Math.min(240, Math.max(30, left() * 0.45)), log, pytorchArgs);
+    log(`pytorch: ${JSON.stringify(result.pytorch)}`);
+  }
+
+  const ours = (result.ours = {});
+  try {
+    // --- training step
+    lib.setInitSeed(1);
+    const net = lib.createModel(model, { constyle: 'train', K }).to(device);
+    const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4 });
+    const gt = randomImages(lib, batch, size, size, 1, device);
+    const noise = randomImages(lib, batch, size, size, 2, device);
+    const lq = lib.ops.add(gt, lib.ops.scale(noise, 0.2, -0.1));
+    noise.dispose();
+    const times = [];
+    let losses = null;
+    for (let it = 0; it < 13; it++) {
+      if (it >= 4 && left() < 60 + 2 * median(times)) break;
+      await lib.sync();
+      const t0 = performance.now();
+      losses = await trainer.step(lq, gt);
+      await lib.sync();
+      const ms = performance.now() - t0;
+      if (it >= 3) times.push(ms);
+      log(`ours: train step ${it + 1}${it < 3 ? ' (warm-up)' : ''} ${ms.toFixed(1)} ms  total loss ${losses.total.toFixed(4)}`);
+    }
+    const msStep = times.length ? median(times) : NaN;
+    Object.assign(ours, { msStep, imgPerS: (batch * 1000) / msStep, steps: times.length, lastLosses: losses });
+    ours.peakCudaMiB = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+    ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
+    log(`ours: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
+    for (const t of [lq, gt]) t.dispose();
+    trainer.dispose();
+
+    // --- inference
+    lib.setInitSeed(2);
+    const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
+    for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
+      if (left() < 15) { log(`ours: inference ${s}² skipped (time budget)`); continue; }
+      const img = randomImages(lib, 1, s, s, 3 + s, device);
+      const ts = [];
+      for (let it = 0; it < 23; it++) {
+        if (it >= 6 && left() < 10) break;
+        await lib.sync();
+        const t0 = performance.now();
+        const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
+        await lib.sync();
+        const ms = performance.now() - t0;
+        y.dispose();
+        if (it >= 3) ts.push(ms);
+      }
+      ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
+      log(`ours: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs)`);
+      img.dispose();
+    }
+  } catch (e) {
+    ours.error = `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
+    log(`ours: ERROR ${ours.error}`);
+  }
+
+  // --- ratios and table
+  const pt = result.pytorch && !result.pytorch.error ? result.pytorch : null;
+  const r = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
+  result.ratios = pt ? {
+    msStep: r(ours.msStep, pt.train_ms_per_step), imgPerS: r(ours.imgPerS, pt.train_img_per_s),
+    infer256Ms: r(ours.infer256Ms, pt.infer_256_ms), infer512Ms: r(ours.infer512Ms, pt.infer_512_ms),
+    peakMiB: r(ours.peakCudaMiB, pt.peak_allocated_mib),
+  } : null;
+  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const row = (name, a, b, ratio, d = 1) => `  ${name.padEnd(26)} ${f(a, d).padStart(9)} ${f(b, d).padStart(9)} ${f(ratio, 2).padStart(7)}`;
+  result.table = [
+    `bench ConStyle NAFNet paper size on ${result.device}: ours vs PyTorch (ratio ours/PyTorch)`,
+    `  ${''.padEnd(26)} ${'ours'.padStart(9)} ${'PyTorch'.padStart(9)} ${'ratio'.padStart(7)}`,
+    row(`train ms/step (b${batch} ${size}²)`, ours.msStep, pt?.train_ms_per_step, result.ratios?.msStep),
+    row('train img/s (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
+    row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
+    row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
+    row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
+    ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
+    ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
+    '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB',
+  ];
+  if (outDir) writeFileSync(join(outDir, 'bench-gpu.json'), JSON.stringify(result, null, 1));
+  return result;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const a = process.argv.slice(2);
+  const budget = a.includes('--budget') ? Number(a[a.indexOf('--budget') + 1]) : 300;
+  // --cpu-smoke: exercises this script without a GPU (tiny model on the CPU; PyTorch run as `--check`).
+  const smoke = a.includes('--cpu-smoke') ? { device: 'cpu', model: 'constyle-nafnet-tiny', batch: 2, size: 32, K: 64, pytorchArgs: ['--check'] } : {};
+  if (a.includes('--cpu-smoke')) process.env.IRCONSTYLE_BACKEND ??= 'cpu';
+  const res = await runBench({ budgetS: budget, pytorch: !a.includes('--no-pytorch'), log: a.includes('--json') ? () => {} : console.log, ...smoke });
+  if (a.includes('--json')) console.log(JSON.stringify(res));
+  else if (res.skipped) console.log(`bench:gpu: nothing to measure — ${res.skipped}. (Build with nvcc and run on a machine with an NVIDIA GPU; see scripts/pytorch/README.md.)`);
+  else for (const l of res.table) console.log(l);
+  process.exitCode = 0;
+}

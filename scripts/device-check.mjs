@@ -1,0 +1,425 @@
+#!/usr/bin/env node
+// The one-shot GPU check (see ../shared/DEVICE.md). Plain Node ESM, no dev dependencies; imports the compiled JS.
+//   a. report: backend, native.info() (CUDA device, ops with/without kernels), cuBLAS/cuDNN report when exposed
+//   b. every case of scripts/op-cases.mjs on the CPU and on CUDA with identical inputs, every output and every
+//      input after the op compared (IRCONSTYLE_TF32=0); the conv/GEMM cases again with TF32 allowed (reported)
+//   c. golden parity on CUDA: runParity on every test/fixtures/*.safetensors (IRCONSTYLE_BACKEND=cuda child)
+//   d. benchmarks (scripts/bench-gpu.mjs: our training step and inference beside PyTorch), if time remains
+//   e. a short table last; full logs and result.json under $OUT (default ./device-out)
+// Every part runs in child processes (restarted after a crash, a hang or a poisoned CUDA context), so one bad
+// kernel never aborts the run. Whole run < 8 min (DEVICE_CHECK_BUDGET_S, default 450 s).
+//
+// Here (no GPU):  node scripts/device-check.mjs                 -> reports CUDA unavailable, skips b/c/d, exit 0
+//                 node scripts/device-check.mjs --cpu-selftest  -> part b (and c) CPU against CPU: the harness
+// GPU machine, from the repository root, carrying .device, build/Release, dist and node_modules/node-gyp-build
+// (the addon loader: node_modules is git-ignored and is not sent otherwise; without it the library cannot load):
+//   python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.device/node.xz'),open('/tmp/node','wb'))" && chmod +x /tmp/node && export PATH=/tmp:$PATH && node scripts/device-check.mjs
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+const ROOT = resolve(dirname(SELF), '..');
+const DIST = join(ROOT, 'dist', 'lib');
+const args = process.argv.slice(2);
+const flag = (n) => args.includes(n);
+const opt = (n, d) => (args.includes(n) ? args[args.indexOf(n) + 1] : d);
+const SEED = Number(opt('--seed', '1'));
+
+async function loadLib() {
+  const [index, run, tensor, loader] = await Promise.all([
+    import(join(DIST, 'index.js')), import(join(DIST, 'ops', 'run.js')),
+    import(join(DIST, 'tensor', 'tensor.js')), import(join(DIST, 'native', 'loader.js')),
+  ]);
+  return { ...index, runOp: run.runOp, viewOf: tensor.viewOf, native: loader.native };
+}
+// Self-test of the restart logic: DEVICE_CHECK_INJECT='crash:3,hang:5,throw:7,poison:9,perturb:11' (case indices).
+const INJECT = new Map((process.env.DEVICE_CHECK_INJECT ?? '').split(',').filter(Boolean).map((kv) => [Number(kv.split(':')[1]), kv.split(':')[0]]));
+const STALL_S = Number(process.env.DEVICE_CHECK_STALL_S ?? 60);
+const TOL_TF32 = 3e-3;
+const emit = (o) => process.stdout.write(`@@${JSON.stringify(o)}\n`);
+const errMsg = (e) => (e && e.code ? `${e.code}: ` : '') + String(e?.message ?? e).split('\n')[0].slice(0, 400);
+
+// ------------------------------------------------------------------------------------------ op worker (part b)
+function relErr(ref, got) {
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i], g = got[i];
+    if (Number.isNaN(r) && Number.isNaN(g)) continue;
+    const d = g - r;
+    num += d * d;
+    den += r * r;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-12);
+}
+
+async function runOn(L, c, device) {
+  const { inputs, bases } = buildInputs(L, c, SEED, device);
+  let outs = [];
+  try {
+    const t0 = performance.now();
+    outs = L.runOp(c.op, inputs, c.attrs, device);
+    const res = { outs: [], ins: [] };
+    for (const o of outs) res.outs.push({ shape: [...o.shape], dtype: o.dtype, device: o.device, data: await o.data() });
+    for (let k = 0; k < inputs.length; k++) res.ins.push({ data: await (bases[k] ?? inputs[k]).data() });
+    res.ms = performance.now() - t0;
+    return res;
+  } finally {
+    for (const t of [...outs, ...inputs, ...bases]) if (t && !t.isDisposed) t.dispose();
+  }
+}
+
+function compare(c, ref, got, device) {
+  const parts = [];
+  const mutates = new Set(c.mutates ?? []);
+  if (got.outs.length !== ref.outs.length) return { ok: false, error: `${got.outs.length} outputs, CPU gave ${ref.outs.length}`, parts };
+  ref.outs.forEach((r, k) => {
+    const g = got.outs[k];
+    const what = `out${k}`;
+    if (g.device !== device) parts.push({ what, err: Infinity, note: `output on ${g.device}, expected ${device}` });
+    else if (g.dtype !== r.dtype || g.shape.join() !== r.shape.join())
+      parts.push({ what, err: Infinity, note: `${g.dtype}[${g.shape}] vs CPU ${r.dtype}[${r.shape}]` });
+    else parts.push({ what, shape: r.shape, err: relErr(r.data, g.data), exact: r.dtype === 'int32' });
+  });
+  ref.ins.forEach((r, k) => {
+    const e = relErr(r.data, got.ins[k].data);
+    parts.push({ what: `in${k}${mutates.has(k) ? ' (in place)' : ' after'}`, err: e, exact: c.inputs[k].dtype === 'int32' });
+  });
+  const bad = parts.filter((p) => !(p.exact ? p.err === 0 : p.err <= c.tol));
+  const worst = parts.reduce((a, p) => (!a || !(p.err <= a.err) ? p : a), null);
+  return { ok: bad.length === 0, err: worst ? worst.err : 0, worst: worst?.what, parts };
+}
+
+async function healthy(L, device) {
+  try {
+    const t = L.tensor(new Float32Array([1, 2, 3]), [3], { device: 'cpu' });
+    const u = t.to(device), v = u.to('cpu');
+    const d = await v.data();
+    for (const x of [t, u, v]) if (!x.isDisposed) x.dispose();
+    return d[2] === 3;
+  } catch {
+    return false;
+  }
+}
+
+async function opWorker() {
+  const L = await loadLib();
+  const target = opt('--target', 'cuda');
+  const from = Number(opt('--from', '0'));
+  const deadline = Number(opt('--deadline', String(Date.now() + 3600e3)));
+  const cases = selectCases(opt('--filter', 'all'));
+  console.log(`op worker: backend ${L.backend()}, target ${target}, IRCONSTYLE_TF32=${process.env.IRCONSTYLE_TF32 ?? '(unset)'}, cases ${from}..${cases.length - 1}`);
+  for (let i = from; i < cases.length; i++) {
+    if (Date.now() > deadline) return emit({ stopped: i });
+    const c = cases[i];
+    const r = { i, op: c.op, name: c.name, tol: c.tol };
+    let ref;
+    try {
+      ref = await runOn(L, c, 'cpu');
+    } catch (e) {
+      emit({ ...r, ok: false, harness: true, error: `CPU reference failed (case bug?): ${errMsg(e)}` });
+      continue;
+    }
+    try {
+      const fault = INJECT.get(i);
+      if (fault === 'crash') process.exit(139);
+      if (fault === 'hang') await new Promise(() => setInterval(() => {}, 1e6));
+      if (fault === 'throw') throw new Error('injected fault: no CUDA kernel yet');
+      if (fault === 'poison') { emit({ ...r, ok: false, error: 'injected fault: context poisoned' }); process.exit(3); }
+      const got = await runOn(L, c, target);
+      if (fault === 'perturb') (got.outs[0] ?? got.ins[0]).data[0] += 1;
+      Object.assign(r, compare(c, ref, got, target), { msCpu: +ref.ms.toFixed(2), msTarget: +got.ms.toFixed(2) });
+      emit(r);
+    } catch (e) {
+      emit({ ...r, ok: false, error: errMsg(e) });
+      if (!(await healthy(L, target))) {
+        console.log(`device context unusable after ${c.name}; exiting for a restart`);
+        process.exit(3);
+      }
+    }
+  }
+  emit({ done: true });
+}
+
+function selectCases(filter) {
+  const all = opCases();
+  // TF32 pass: the conv/GEMM cases with TF32 allowed, against a TF32-sized bound (10-bit mantissa products)
+  return filter === 'conv' ? all.filter((c) => c.conv).map((c) => ({ ...c, tol: TOL_TF32 })) : all;
+}
+
+// ------------------------------------------------------------------------------------------ parity worker (c)
+async function parityWorker() {
+  const L = await loadLib();
+  const target = opt('--target', 'cuda');
+  const files = args.slice(args.indexOf('--files') + 1);
+  const from = Number(opt('--from', '0'));
+  const info = L.backendInfo();
+  console.log(`parity worker: backend ${L.backend()}`);
+  if (info.device !== target) {
+    for (let i = from; i < files.length; i++) emit({ i, file: basename(files[i]), ok: false, error: `backend is ${L.backend()}, not ${target}` });
+    return emit({ done: true });
+  }
+  for (let i = from; i < files.length; i++) {
+    const t0 = Date.now();
+    try {
+      const { kind, report } = await L.runParity(files[i]);
+      const groups = {};
+      for (const ch of report.checks) {
+        const g = (groups[ch.group] ??= { n: 0, bad: 0, err: 0, worst: '' });
+        g.n++;
+        if (!(ch.err <= ch.tol)) g.bad++;
+        if (!(ch.err <= g.err)) Object.assign(g, { err: ch.err, worst: ch.name });
+      }
+      const failures = report.failures().slice(0, 20).map((ch) => ({ name: ch.name, err: ch.err, tol: ch.tol }));
+      emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures });
+    } catch (e) {
+      emit({ i, file: basename(files[i]), ok: false, s: (Date.now() - t0) / 1000, error: errMsg(e) });
+      if (target === 'cuda' && !(await healthy(L, target))) process.exit(3);
+    }
+  }
+  emit({ done: true });
+}
+
+// ------------------------------------------------------------------------------------------ bench worker (d)
+async function benchWorker() {
+  const { runBench } = await import('./bench-gpu.mjs');
+  const res = await runBench({ budgetS: Number(opt('--budget', '200')), outDir: opt('--out', null), log: console.log });
+  emit({ i: 0, result: res });
+  emit({ done: true });
+}
+
+// ------------------------------------------------------------------------------------------ parent side
+/**
+ * Runs `node SELF mode ...` from item `from`, restarting after crashes, hangs (no line for `stallS`) and poisoned
+ * contexts, until every item has a result or `deadline` passes. Returns results by index.
+ */
+async function runWorkers({ mode, extra = [], env, n, deadline, stallS, log, label }) {
+  const results = new Map();
+  let from = 0, empty = 0;
+  const note = (i, error) => { if (i < n && !results.has(i)) results.set(i, { i, ok: false, error }); };
+  while (from < n) {
+    if (Date.now() > deadline - 2000) break;
+    const child = spawn(process.execPath, [SELF, mode, '--from', String(from), '--deadline', String(deadline), ...extra], {
+      cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buf = '', last = from - 1, done = false, stopped = null, killedFor = null, tail = '';
+    let stall = null;
+    const arm = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => { killedFor = `no progress for ${stallS} s (hang?)`; child.kill('SIGKILL'); }, stallS * 1000);
+    };
+    arm();
+    const hard = setTimeout(() => { killedFor = 'time budget'; child.kill('SIGKILL'); }, Math.max(1000, deadline + 15000 - Date.now()));
+    child.stdout.on('data', (d) => {
+      buf += d;
+      let k;
+      while ((k = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, k);
+        buf = buf.slice(k + 1);
+        if (!line.startsWith('@@')) { appendFileSync(log, line + '\n'); continue; }
+        const o = JSON.parse(line.slice(2));
+        arm();
+        if (o.done) done = true;
+        else if (o.stopped !== undefined) stopped = o.stopped;
+        else {
+          results.set(o.i, o);
+          last = Math.max(last, o.i);
+          appendFileSync(log, line.slice(2) + '\n');
+          if (label) label(o);
+        }
+      }
+    });
+    child.stderr.on('data', (d) => { appendFileSync(log, String(d)); tail = (tail + d).slice(-1500); });
+    const [code, sig] = await new Promise((res) => child.on('close', (c, s) => res([c, s])));
+    clearTimeout(stall);
+    clearTimeout(hard);
+    if (done) break;
+    if (stopped !== null) { for (let i = stopped; i < n; i++) note(i, 'not run: time budget'); break; }
+    const why = killedFor ?? `worker exited (code ${code}, signal ${sig})${tail ? `: ${tail.trim().split('\n').slice(-3).join(' | ')}` : ''}`;
+    appendFileSync(log, `--- worker stopped after item ${last}: ${why}\n`);
+    if (killedFor === 'time budget') { for (let i = last + 1; i < n; i++) note(i, 'not run: time budget'); break; }
+    if (last < from) empty++; else empty = 0;
+    if (empty >= 2) { for (let i = from; i < n; i++) note(i, `worker fails to start: ${why}`); break; }
+    if (code === 3) from = last + 1; // the failing item reported itself, then the context was found unusable
+    else { note(last + 1, why); from = last + 2; }
+  }
+  for (let i = 0; i < n; i++) note(i, 'not run: time budget');
+  return [...results.values()].sort((a, b) => a.i - b.i);
+}
+
+function fmtE(x) {
+  return x === undefined ? '-' : Number.isFinite(x) ? x.toExponential(2) : String(x);
+}
+
+async function main() {
+  const T0 = Date.now();
+  const selftest = flag('--cpu-selftest');
+  const target = selftest ? 'cpu' : 'cuda';
+  const budgetS = Number(process.env.DEVICE_CHECK_BUDGET_S ?? 450);
+  const END = T0 + budgetS * 1000;
+  const left = () => (END - Date.now()) / 1000;
+  const OUT = resolve(process.env.OUT || join(ROOT, 'device-out'));
+  mkdirSync(OUT, { recursive: true });
+  const mainLog = join(OUT, 'device-check.log');
+  writeFileSync(mainLog, '');
+  const say = (s) => { console.log(s); appendFileSync(mainLog, s + '\n'); };
+  const result = { started: new Date(T0).toISOString(), mode: selftest ? 'cpu-selftest' : 'cuda', budgetS };
+  const save = () => writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 1));
+
+  // ---- a. report
+  if (!selftest) process.env.IRCONSTYLE_BACKEND ??= 'cuda';
+  let L;
+  try {
+    L = await loadLib();
+  } catch (e) {
+    result.error = `cannot load the library from ${DIST}: ${errMsg(e)}. Build here with \`npm run build\` and carry ` +
+      'build/Release, dist and node_modules/node-gyp-build to the GPU machine.';
+    save();
+    say(`device-check: ${result.error}`);
+    process.exitCode = 2;
+    return;
+  }
+  const info = L.native.info();
+  const backend = L.backend();
+  const haveCuda = L.backendInfo().device === 'cuda';
+  const smi = spawnSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total,clocks.max.sm', '--format=csv,noheader'], { encoding: 'utf8', timeout: 20000 });
+  const missing = info.ops.filter((o) => !info.cuda.ops.includes(o));
+  const cases = opCases();
+  result.report = {
+    node: process.version, platform: `${process.platform} ${process.arch}`, backend, threads: info.threads, simd: info.simd, gemm: info.gemm,
+    cuda: { ...info.cuda, ops: undefined, withKernels: info.cuda.ops.length, of: info.ops.length },
+    missingCudaKernels: missing, gpuLibs: haveCuda && typeof L.native.gpuLibs === 'function' ? L.native.gpuLibs() : '(not exposed or CUDA unusable)',
+    nvidiaSmi: smi.status === 0 ? smi.stdout.trim() : `unavailable (${smi.error?.code ?? smi.stderr?.trim() ?? smi.status})`,
+    opsWithoutCases: uncoveredOps(info.ops, cases), cases: cases.length,
+  };
+  const R = result.report;
+  say(`== a. report (${selftest ? 'CPU self-test: CPU against CPU' : 'CUDA against CPU'}), out ${OUT}`);
+  say(`node ${R.node} ${R.platform}; backend: ${backend}`);
+  say(`native: threads ${R.threads}, simd ${R.simd}, gemm ${R.gemm}; cuda compiled ${info.cuda.compiled}, devices ${info.cuda.devices} ${info.cuda.name}${info.cuda.error ? ` (${info.cuda.error})` : ''}`);
+  say(`nvidia-smi: ${R.nvidiaSmi}`);
+  say(`gpu libraries: ${R.gpuLibs}`);
+  say(`CUDA kernels: ${info.cuda.ops.length}/${info.ops.length}; missing: ${missing.join(' ') || 'none'}`);
+  say(`op cases: ${cases.length} over ${new Set(cases.map((c) => c.op)).size} ops; ops without a case: ${R.opsWithoutCases.join(' ') || 'none'}`);
+  save();
+
+  const workerEnv = (extra) => ({ ...process.env, IRCONSTYLE_BACKEND: target, ...extra });
+  const skipReason = haveCuda || selftest ? null : `CUDA unavailable: ${backend}`;
+
+  // ---- b. ops
+  const opRes = {};
+  if (skipReason) say(`\n== b. ops: SKIPPED (${skipReason})`);
+  else {
+    for (const pass of ['strict', 'tf32']) {
+      if (pass === 'tf32' && selftest) continue;
+      const sel = selectCases(pass === 'tf32' ? 'conv' : 'all');
+      const deadline = Date.now() + 1000 * Math.min(pass === 'strict' ? 200 : 40, Math.max(5, left() - 180));
+      say(`\n== b. ops ${pass === 'strict' ? 'IRCONSTYLE_TF32=0' : 'TF32 allowed (conv/GEMM cases, reported)'}: ${sel.length} cases, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
+      const env = workerEnv({});
+      if (pass === 'strict') env.IRCONSTYLE_TF32 = '0'; else delete env.IRCONSTYLE_TF32;
+      let shown = 0;
+      const res = await runWorkers({
+        mode: '--op-worker', extra: ['--target', target, '--filter', pass === 'tf32' ? 'conv' : 'all', '--seed', String(SEED)],
+        env, n: sel.length, deadline, stallS: STALL_S, log: join(OUT, `ops-${pass}.log`),
+        label: (o) => {
+          if (!o.ok || ++shown % 25 === 0)
+            say(`  [${o.i + 1}/${sel.length}] ${o.ok ? 'ok  ' : 'FAIL'} ${o.name}  ${o.error ? o.error : `err ${fmtE(o.err)} (${o.worst})`}`);
+        },
+      });
+      res.forEach((o) => { if (!o.name) Object.assign(o, { op: sel[o.i].op, name: sel[o.i].name, tol: sel[o.i].tol }); });
+      opRes[pass] = res;
+      const fails = res.filter((o) => !o.ok);
+      say(`  ${pass}: ${res.length - fails.length}/${res.length} pass`);
+    }
+    result.ops = opRes;
+    save();
+  }
+
+  // ---- c. golden parity
+  const fixDir = join(ROOT, 'test', 'fixtures');
+  const fixtures = existsSync(fixDir) ? readdirSync(fixDir).filter((f) => f.endsWith('.safetensors')).sort().map((f) => join(fixDir, f)) : [];
+  let parity = [];
+  if (skipReason) say(`\n== c. parity: SKIPPED (${skipReason})`);
+  else if (selftest && !flag('--with-parity')) say('\n== c. parity: skipped in the CPU self-test (add --with-parity to run it on the CPU)');
+  else {
+    const deadline = Date.now() + 1000 * Math.min(150, Math.max(10, left() - 120));
+    say(`\n== c. parity on ${target}: ${fixtures.length} fixtures, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
+    parity = await runWorkers({
+      mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures], env: workerEnv({}), n: fixtures.length,
+      deadline, stallS: 120, log: join(OUT, 'parity.log'),
+      label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file}${o.s !== undefined ? ` (${o.s.toFixed(1)} s)` : ''}  ${o.error ?? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}${v.bad ? ` (${v.bad} bad, worst ${v.worst})` : ''}`).join(', ')}`),
+    });
+    parity.forEach((o) => { o.file ??= basename(fixtures[o.i]); });
+    result.parity = parity;
+    save();
+  }
+
+  // ---- d. benchmarks
+  let bench = null;
+  if (flag('--no-bench')) say('\n== d. bench: skipped (--no-bench)');
+  else if (left() < 60) say(`\n== d. bench: skipped (only ${Math.round(left())} s left)`);
+  else {
+    const b = Math.floor(left() - 25);
+    say(`\n== d. bench (scripts/bench-gpu.mjs), ${b} s budget`);
+    const r = await runWorkers({
+      mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda' },
+      n: 1, deadline: Date.now() + b * 1000, stallS: b, log: join(OUT, 'bench.log'),
+    });
+    bench = r[0]?.result ?? { error: r[0]?.error ?? 'no result' };
+    result.bench = bench;
+    save();
+  }
+
+  // ---- e. summary table (last)
+  say(`\n== e. summary (${((Date.now() - T0) / 1000).toFixed(0)} s, ${selftest ? 'CPU self-test' : backend})`);
+  let failed = 0;
+  for (const [pass, res] of Object.entries(opRes)) {
+    const fails = res.filter((o) => !o.ok);
+    const byOp = new Map();
+    for (const o of res) {
+      const s = byOp.get(o.op) ?? { n: 0, bad: 0, err: 0 };
+      s.n++;
+      if (!o.ok) s.bad++;
+      if (o.ok && o.err > s.err) s.err = o.err;
+      byOp.set(o.op, s);
+    }
+    const badOps = [...byOp].filter(([, s]) => s.bad).map(([op, s]) => `${op}(${s.bad}/${s.n})`);
+    say(`ops ${pass}: cases ${res.length - fails.length}/${res.length} pass; ops ${byOp.size - badOps.length}/${byOp.size} clean`);
+    if (pass === 'tf32') {
+      const worst = res.filter((o) => o.ok || o.err !== undefined).reduce((a, o) => (o.err > (a?.err ?? -1) ? o : a), null);
+      say(`  (TF32 bound ${TOL_TF32}; not counted as failures)`);
+      say(`  TF32 worst rel err ${fmtE(worst?.err)} (${worst?.name ?? '-'}) — informative; strict pass is the gate`);
+    } else {
+      failed += fails.length;
+      if (badOps.length) say(`  failing: ${badOps.join(' ')}`);
+      const errs = [...new Set(fails.map((o) => o.error).filter(Boolean).map((e) => e.replace(/\[.*?\]/g, '[..]').slice(0, 90)))].slice(0, 6);
+      for (const e of errs) say(`  error: ${e}`);
+    }
+  }
+  if (parity.length) {
+    failed += parity.filter((o) => !o.ok).length;
+    say(`parity: ${parity.filter((o) => o.ok).length}/${parity.length} fixtures pass`);
+    for (const o of parity) {
+      const worst = o.groups ? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}`).join(' ') : o.error;
+      say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file.padEnd(34)} ${worst}`);
+    }
+  }
+  if (bench) {
+    if (bench.skipped) say(`bench: skipped (${bench.skipped})`);
+    else if (bench.error) say(`bench: ERROR ${bench.error}`);
+    for (const line of bench.table ?? []) say(line);
+  }
+  if (skipReason) say(`CUDA checks skipped: ${skipReason}`);
+  result.failed = failed;
+  result.seconds = (Date.now() - T0) / 1000;
+  save();
+  say(`result: ${join(OUT, 'result.json')}; ${failed ? `${failed} FAILED` : skipReason ? 'nothing checked on CUDA' : 'all checks passed'}`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+if (flag('--op-worker')) await opWorker();
+else if (flag('--parity-worker')) await parityWorker();
+else if (flag('--bench-worker')) await benchWorker();
+else await main();

@@ -1,0 +1,323 @@
+// Test cases for EVERY op of native/src/ops/ops.def, used by scripts/device-check.mjs to compare the CUDA backend
+// with the CPU backend on identical inputs. Plain ESM, no dependencies.
+//
+// A case: { op, name, inputs: [spec...], attrs, tol, mutates?: [input indices], conv?: true }
+//   spec: { shape, dtype: 'float32'|'int32', lo, hi }   uniform values in [lo, hi) (int32: integers)
+//         + labels: K                                   int32 class labels in [0, K)
+//         + view: [before, after]                       the input is a view at offset `before` into a flat base of
+//                                                       before + numel + after elements (the base is compared too)
+//   tol:  relative-error bound ‖cuda − cpu‖ / max(‖cpu‖, 1e-12) for every output and every input after the op
+//         (1e-5 for ops without reductions over large axes, 1e-4 for reductions, conv, matmul, backward rules)
+//   mutates: in-place ops; these inputs are expected to change (all inputs are compared after the op anyway)
+//   conv: convolution/GEMM cases, rerun with TF32 allowed (IRCONSTYLE_TF32 unset) and reported separately
+//
+// buildInputs(lib, c, seed, device) makes the inputs deterministically from (seed, case name): host arrays ->
+// CPU tensors -> `.to('cuda')` when device is 'cuda' (views are taken on the device copy of their base).
+
+export const TOL_ELEM = 1e-5;
+export const TOL_REDUCE = 1e-4;
+
+const f = (shape, lo = -1, hi = 1) => ({ shape, dtype: 'float32', lo, hi });
+const pos = (shape, lo = 0.1, hi = 2) => f(shape, lo, hi);
+const i32 = (shape, lo = -1000, hi = 1000) => ({ shape, dtype: 'int32', lo, hi });
+const labels = (n, K) => ({ shape: [n], dtype: 'int32', labels: K });
+const view = (spec, before, after) => ({ ...spec, view: [before, after] });
+const numel = (s) => s.reduce((a, b) => a * b, 1);
+const outHW = (H, K, s, p) => Math.floor((H + 2 * p - K) / s) + 1;
+
+/** All cases; `names` of ops without cases are reported by device-check as a coverage failure. */
+export function opCases() {
+  const C = [];
+  const add = (op, name, inputs, attrs = [], extra = {}) =>
+    C.push({ op, name: `${op}:${name}`, inputs, attrs, tol: TOL_ELEM, ...extra });
+  const red = { tol: TOL_REDUCE };
+
+  // --- creation / memory
+  add('fill', 'f32 [2,3,4]', [], [0.5, 0, 2, 3, 4]);
+  add('fill', 'i32 [5,3]', [], [7, 1, 5, 3]);
+  add('fill', 'f32 [2,32,32,48]', [], [-1.25, 0, 2, 32, 32, 48]);
+  add('fill', 'empty [0,5]', [], [3, 0, 0, 5]);
+  add('clone', 'f32 [2,32,32,48]', [f([2, 32, 32, 48])]);
+  add('clone', 'i32 [3,5]', [i32([3, 5])]);
+  add('clone', 'view [7,13]', [view(f([7, 13]), 5, 3)]);
+  add('copy_', 'reshape [6,4]<-[2,12]', [f([6, 4]), f([2, 12])], [], { mutates: [0] });
+  add('copy_', 'i32 [3,5]', [i32([3, 5]), i32([15])], [], { mutates: [0] });
+  add('copy_', 'into view [16,128] (queue slice)', [view(f([16, 128]), 128 * 32, 128 * 16), f([16, 128])], [], { mutates: [0] });
+  add('copy_', 'f32 [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48])], [], { mutates: [0] });
+  add('add_', 'f32 [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48])], [], { mutates: [0] });
+  add('add_', 'f32 [7,13]', [f([7, 13]), f([7, 13])], [], { mutates: [0] });
+  add('add_', 'view [5,3]', [view(f([5, 3]), 7, 2), f([5, 3])], [], { mutates: [0] });
+  add('fill_', 'f32 [7,13]', [f([7, 13])], [2.5], { mutates: [0] });
+  add('fill_', 'i32 [5]', [i32([5])], [-3], { mutates: [0] });
+  add('fill_', 'view [3,5]', [view(f([3, 5]), 4, 6)], [0], { mutates: [0] });
+  add('permute', 'NHWC->NCHW [2,32,32,48]', [f([2, 32, 32, 48])], [0, 3, 1, 2]);
+  add('permute', '[3,5,7] (2,0,1)', [f([3, 5, 7])], [2, 0, 1]);
+  add('permute', 'i32 [2,3,4,5] reversed', [i32([2, 3, 4, 5])], [3, 2, 1, 0]);
+  add('permute', 'transpose [5,7]', [f([5, 7])], [1, 0]);
+
+  // --- elementwise
+  for (const op of ['add', 'sub', 'mul']) {
+    add(op, 'same [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48])]);
+    add(op, 'bcast [2,32,32,48]x[48]', [f([2, 32, 32, 48]), f([48])]);
+    add(op, 'bcast [2,1,13,5]x[1,7,1,5]', [f([2, 1, 13, 5]), f([1, 7, 1, 5])]);
+    add(op, 'bcast [1]x[3,5]', [f([1]), f([3, 5])]);
+    add(op, 'bcast [16,1]x[16,129]', [f([16, 1]), f([16, 129])]);
+  }
+  add('mul', 'channel [2,32,32,192]x[2,1,1,192]', [f([2, 32, 32, 192]), f([2, 1, 1, 192])]);
+  add('sum_to', '[2,32,32,48]->[48]', [f([2, 32, 32, 48])], [48], red);
+  add('sum_to', '[2,32,32,48]->[1,1,1,48]', [f([2, 32, 32, 48])], [1, 1, 1, 48], red);
+  add('sum_to', '[2,32,32,48]->[2,1,1,48]', [f([2, 32, 32, 48])], [2, 1, 1, 48], red);
+  add('sum_to', '[2,32,32,48]->[1]', [f([2, 32, 32, 48])], [1], red);
+  add('sum_to', '[3,5,7]->[5,1]', [f([3, 5, 7])], [5, 1], red);
+  add('sum_to', '[16,128]->[16,1]', [f([16, 128])], [16, 1], red);
+  add('sum_to', 'identity [3,5]', [f([3, 5])], [3, 5], red);
+  add('scale', '[2,32,32,48]', [f([2, 32, 32, 48])], [2.5, -1]);
+  add('scale', '[7,13]', [f([7, 13])], [-1, 0]);
+  add('scale', '[16,65761] 1/T', [f([16, 65761], -5, 5)], [1 / 0.07, 0]);
+  for (const [sh, slope] of [[[2, 32, 32, 48], 0.1], [[7, 13, 5], 0.2]]) {
+    add('leaky_relu', `[${sh}] ${slope}`, [f(sh)], [slope]);
+    add('leaky_relu_backward', `[${sh}] ${slope}`, [f(sh), f(sh)], [slope]);
+  }
+  add('prelu', 'a[C] [2,32,32,48]', [f([2, 32, 32, 48]), f([48], 0, 0.5)]);
+  add('prelu', 'a[1] [1,7,13,5]', [f([1, 7, 13, 5]), f([1], 0, 0.5)]);
+  add('prelu_backward', 'a[C] [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48]), f([48], 0, 0.5)], [], red);
+  add('prelu_backward', 'a[1] [1,7,13,5]', [f([1, 7, 13, 5]), f([1, 7, 13, 5]), f([1], 0, 0.5)], [], red);
+  for (const sh of [[2, 32, 32, 48], [7, 13, 5], [16, 128]]) {
+    add('gelu', `[${sh}]`, [f(sh, -6, 6)]);
+    add('gelu_backward', `[${sh}]`, [f(sh), f(sh, -6, 6)]);
+    add('relu', `[${sh}]`, [f(sh)]);
+    add('relu_backward', `[${sh}]`, [f(sh), f(sh)]);
+    add('sigmoid', `[${sh}]`, [f(sh, -8, 8)]);
+    add('sigmoid_backward', `[${sh}]`, [f(sh), f(sh, 0.001, 0.999)]);
+  }
+  for (const sh of [[4, 7], [2, 1, 48, 48], [2, 4, 13, 13], [16, 65761]]) {
+    const r = sh[sh.length - 1] > 1000 ? 30 : 4;
+    add('softmax', `[${sh}]`, [f(sh, -r, r)], [], red);
+    add('softmax_backward', `[${sh}]`, [f(sh), f(sh, 0, 1 / sh[sh.length - 1])], [], red);
+  }
+  for (const [sh, eps] of [[[16, 128], 1e-12], [[3, 5], 1e-12], [[2, 4, 12, 256], 1e-12], [[2, 7], 0.5]]) {
+    add('l2_normalize', `[${sh}] eps ${eps}`, [f(sh)], [eps], red);
+    add('l2_normalize_backward', `[${sh}] eps ${eps}`, [f(sh), f(sh)], [eps], red);
+  }
+  add('l2_normalize', 'zero rows [3,4]', [f([3, 4], 0, 0)], [1e-12], red);
+
+  // --- convolutions (NHWC, w [KH,KW,Ci/g,Co])
+  const convs = [
+    ['3x3 s1 [2,32,32,48]->48 bias', [2, 32, 32, 48], [3, 3, 48, 48], true, 1, 1, 1],
+    ['1x1 [2,32,32,48]->96 bias', [2, 32, 32, 48], [1, 1, 48, 96], true, 1, 0, 1],
+    ['3x3 s1 enc [2,16,16,3]->16', [2, 16, 16, 3], [3, 3, 3, 16], false, 1, 1, 1],
+    ['3x3 s2 enc [2,16,16,32]->64', [2, 16, 16, 32], [3, 3, 32, 64], false, 2, 1, 1],
+    ['3x3 s2 odd [1,13,7,5]->3', [1, 13, 7, 5], [3, 3, 5, 3], false, 2, 1, 1],
+    ['3x3 odd [1,7,13,5]->3 bias', [1, 7, 13, 5], [3, 3, 5, 3], true, 1, 1, 1],
+    ['grouped g3 [1,7,13,6]->6', [1, 7, 13, 6], [3, 3, 2, 6], true, 1, 1, 3],
+    ['depthwise [2,13,7,96]', [2, 13, 7, 96], [3, 3, 1, 96], true, 1, 1, 96],
+    ['5x5 s3 p0 [1,13,13,4]->5', [1, 13, 13, 4], [5, 5, 4, 5], true, 3, 0, 1],
+    ['UC 3x3 [1,8,8,144]->576', [1, 8, 8, 144], [3, 3, 144, 576], false, 1, 1, 1],
+  ];
+  for (const [name, xs, ws, bias, s, p, g] of convs) {
+    const ys = [xs[0], outHW(xs[1], ws[0], s, p), outHW(xs[2], ws[1], s, p), ws[3]];
+    const ins = [f(xs), f(ws, -0.3, 0.3)];
+    if (bias) ins.push(f([ws[3]]));
+    add('conv2d', name, ins, [s, p, g], { ...red, conv: true });
+    add('conv2d_backward', name, [f(ys), f(xs), f(ws, -0.3, 0.3)], [s, p, g], { ...red, conv: true });
+  }
+  add('linear', '[16,256]->128 bias', [f([16, 256]), f([128, 256], -0.1, 0.1), f([128])], [], { ...red, conv: true });
+  add('linear', '[2,7,13,5]->3', [f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
+  add('linear', '[16,128]->192 bias', [f([16, 128]), f([192, 128], -0.1, 0.1), f([192])], [], { ...red, conv: true });
+  add('linear_backward', '[16,256]->128', [f([16, 128]), f([16, 256]), f([128, 256], -0.1, 0.1)], [], { ...red, conv: true });
+  add('linear_backward', '[2,7,13,5]->3', [f([2, 7, 13, 3]), f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
+  add('matmul', 'MoCo l_neg [16,128]x[65760,128]^T', [f([16, 128], -3, 3), f([65760, 128], -3, 3)], [0, 1], { ...red, conv: true });
+  add('matmul', 'gram [16,128]x[16,128]^T', [f([16, 128]), f([16, 128])], [0, 1], { ...red, conv: true });
+  add('matmul', 'batched [2,3,5,7]x[2,3,7,4]', [f([2, 3, 5, 7]), f([2, 3, 7, 4])], [0, 0], { ...red, conv: true });
+  add('matmul', 'transA [2,7,5]x[2,7,4]', [f([2, 7, 5]), f([2, 7, 4])], [1, 0], { ...red, conv: true });
+  add('matmul', 'rank-2 b [3,5,7]x[7,4]', [f([3, 5, 7]), f([7, 4])], [0, 0], { ...red, conv: true });
+  add('matmul', 'transA transB [4,13]x[6,4]', [f([4, 13]), f([6, 4])], [1, 1], { ...red, conv: true });
+  add('matmul', 'attention [2,4,48,256]x[2,4,48,256]^T', [f([2, 4, 48, 256]), f([2, 4, 48, 256])], [0, 1], { ...red, conv: true });
+
+  // --- normalisation
+  for (const [name, N, Cc] of [['[16,128]', 16, 128], ['[5,3]', 5, 3], ['[2,7]', 2, 7]]) {
+    const ins = [f([N, Cc], -2, 3), pos([Cc], 0.5, 1.5), f([Cc]), f([Cc]), pos([Cc], 0.5, 2)];
+    add('batch_norm1d', `train ${name}`, ins, [1, 0.1, 1e-5], { ...red, mutates: [3, 4] });
+    add('batch_norm1d', `eval ${name}`, ins, [0, 0.1, 1e-5], red);
+    for (const tr of [1, 0])
+      add('batch_norm1d_backward', `${tr ? 'train' : 'eval'} ${name}`, [f([N, Cc]), f([N, Cc], -2, 3), pos([Cc], 0.5, 1.5), f([Cc]), pos([Cc], 0.5, 2)], [tr], red);
+  }
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [3, 5], [2, 16, 16, 192]]) {
+    const Cc = sh[sh.length - 1], rows = numel(sh) / Cc;
+    add('layer_norm2d', `[${sh}]`, [f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([Cc])], [1e-6], red);
+    add('layer_norm2d_backward', `[${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([rows], -0.5, 0.5), pos([rows], 0.5, 2)], [], red);
+    add('layer_norm_bias_free', `[${sh}]`, [f(sh, -2, 3), pos([Cc], 0.5, 1.5)], [1e-5], red);
+    add('layer_norm_bias_free_backward', `[${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), pos([rows], 0.5, 2)], [], red);
+  }
+
+  // --- NAFNet pieces
+  for (const sh of [[2, 32, 32, 96], [1, 7, 13, 10], [3, 2]]) {
+    const half = [...sh.slice(0, -1), sh[sh.length - 1] / 2];
+    add('simple_gate', `[${sh}]`, [f(sh)]);
+    add('simple_gate_backward', `[${sh}]`, [f(half), f(sh)]);
+  }
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [16, 8, 8, 256]]) {
+    add('global_avg_pool', `[${sh}]`, [f(sh)], [], red);
+    add('global_avg_pool_backward', `[${sh}]`, [f([sh[0], 1, 1, sh[3]]), f(sh)]);
+    add('channel_scale', `[${sh}]`, [f(sh), f([sh[0], 1, 1, sh[3]])]);
+    add('channel_scale_backward', `[${sh}]`, [f(sh), f(sh), f([sh[0], 1, 1, sh[3]])], [], red);
+  }
+  add('scaled_add', 's[1,1,1,C] [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48]), f([1, 1, 1, 48])]);
+  add('scaled_add', 's[C] [1,7,13,5]', [f([1, 7, 13, 5]), f([1, 7, 13, 5]), f([5])]);
+  add('scaled_add_backward', 's[1,1,1,C] [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48]), f([1, 1, 1, 48])], [], red);
+  add('scaled_add_backward', 's[C] [1,7,13,5]', [f([1, 7, 13, 5]), f([1, 7, 13, 5]), f([5])], [], red);
+  const dws = [
+    ['3x3 p1 bias [2,32,32,96]', [2, 32, 32, 96], 3, 1, true],
+    ['3x3 p1 [1,7,13,10]', [1, 7, 13, 10], 3, 1, false],
+    ['5x5 p2 bias [1,13,7,6]', [1, 13, 7, 6], 5, 2, true],
+    ['3x3 p0 bias [1,9,9,4]', [1, 9, 9, 4], 3, 0, true],
+    ['3x3 p1 bias [2,16,16,384]', [2, 16, 16, 384], 3, 1, true],
+  ];
+  for (const [name, xs, k, p, bias] of dws) {
+    const C2 = xs[3];
+    const ys = [xs[0], xs[1] + 2 * p - k + 1, xs[2] + 2 * p - k + 1, C2 / 2];
+    const ins = [f(xs), f([k, k, 1, C2], -0.5, 0.5)];
+    if (bias) ins.push(f([C2]));
+    add('dwconv_gate', name, ins, [p], red);
+    add('dwconv_gate_backward', name, [f(ys), ...ins], [p], red);
+  }
+  for (const [sh, r] of [[[2, 16, 16, 192], 2], [[1, 7, 13, 12], 2], [[1, 3, 5, 18], 3]])
+    add('pixel_shuffle', `[${sh}] r${r}`, [f(sh)], [r]);
+  for (const [sh, r] of [[[2, 32, 32, 12], 2], [[1, 14, 26, 5], 2], [[1, 9, 6, 3], 3]])
+    add('pixel_unshuffle', `[${sh}] r${r}`, [f(sh)], [r]);
+  add('concat', '2x[2,16,16,48]', [f([2, 16, 16, 48]), f([2, 16, 16, 48])]);
+  add('concat', '[1,7,13,5|3|1]', [f([1, 7, 13, 5]), f([1, 7, 13, 3]), f([1, 7, 13, 1])]);
+  add('concat', 'i32 [3,4|2]', [i32([3, 4]), i32([3, 2])]);
+  add('concat', 'one input [5,3]', [f([5, 3])]);
+  add('concat', 'logits [16,1|65760]', [f([16, 1]), f([16, 65760])]);
+  add('split', '[2,16,16,96] 48|48', [f([2, 16, 16, 96])], [48, 48]);
+  add('split', '[1,7,13,9] 5|3|1', [f([1, 7, 13, 9])], [5, 3, 1]);
+  add('split', 'i32 [3,6] 2|4', [i32([3, 6])], [2, 4]);
+  add('split', '[4,5] 0|5', [f([4, 5])], [0, 5]);
+
+  // --- geometry
+  const pads = [
+    ['zero 1111 [2,16,16,48]', [2, 16, 16, 48], [1, 1, 1, 1, 0]],
+    ['reflect 2304 [1,7,13,5]', [1, 7, 13, 5], [2, 3, 0, 4, 1]],
+    ['reflect 6566 [1,13,7,3]', [1, 13, 7, 3], [6, 5, 6, 6, 1]],
+    ['zero 3025 [1,7,13,3]', [1, 7, 13, 3], [3, 0, 2, 5, 0]],
+  ];
+  for (const [name, xs, a] of pads) {
+    add('pad2d', name, [f(xs)], a);
+    add('pad2d_backward', name, [f([xs[0], xs[1] + a[0] + a[1], xs[2] + a[2] + a[3], xs[3]])], a);
+  }
+  add('crop2d', '[2,32,32,48] 0,0,16,16', [f([2, 32, 32, 48])], [0, 0, 16, 16]);
+  add('crop2d', '[1,13,7,5] 3,2,7,4', [f([1, 13, 7, 5])], [3, 2, 7, 4]);
+  add('crop2d', '[1,7,13,3] whole', [f([1, 7, 13, 3])], [0, 0, 7, 13]);
+  for (const [xs, r, o] of [[[2, 32, 32, 48], 2, 1], [[1, 13, 7, 5], 4, 2], [[1, 7, 13, 3], 1, 0], [[1, 9, 11, 2], 3, 0]]) {
+    const ys = [xs[0], Math.floor(xs[1] / r), Math.floor(xs[2] / r), xs[3]];
+    add('subsample2d', `[${xs}] r${r} o${o}`, [f(xs)], [r, o]);
+    add('subsample2d_backward', `[${xs}] r${r} o${o}`, [f(ys), f(xs)], [r, o]);
+  }
+  const rs = [
+    [[2, 32, 32, 48], 16, 16, 0], [[2, 32, 32, 48], 16, 16, 1], [[1, 7, 13, 5], 13, 26, 0], [[1, 7, 13, 5], 13, 26, 1],
+    [[1, 13, 7, 3], 5, 3, 1], [[1, 13, 7, 3], 5, 3, 0], [[1, 16, 16, 4], 7, 24, 1], [[2, 64, 64, 8], 16, 16, 1],
+  ];
+  for (const [xs, oh, ow, aa] of rs) {
+    const name = `[${xs}]->${oh}x${ow}${aa ? ' aa' : ''}`;
+    add('resize_bilinear', name, [f(xs)], [oh, ow, aa]);
+    add('resize_bilinear_backward', name, [f([xs[0], oh, ow, xs[3]]), f(xs)], [oh, ow, aa], red);
+  }
+
+  // --- losses
+  add('cross_entropy', 'MoCo [16,65761] labels 0', [f([16, 65761], -60, 60), labels(16, 1)], [], red);
+  add('cross_entropy', '[5,7] random labels', [f([5, 7], -4, 4), labels(5, 7)], [], red);
+  add('cross_entropy', '[3,1]', [f([3, 1]), labels(3, 1)], [], red);
+  add('cross_entropy', '[64,1000]', [f([64, 1000], -10, 10), labels(64, 1000)], [], red);
+  add('cross_entropy_backward', 'MoCo [16,65761] labels 0', [f([1], 0.5, 2), f([16, 65761], -60, 60), labels(16, 1)], [], red);
+  add('cross_entropy_backward', '[5,7] random labels', [f([1], 0.5, 2), f([5, 7], -4, 4), labels(5, 7)], [], red);
+  add('cross_entropy_backward', '[64,1000]', [f([1], 0.5, 2), f([64, 1000], -10, 10), labels(64, 1000)], [], red);
+  for (const sh of [[2, 64, 64, 3], [1, 7, 13, 5], [16, 128], [16, 16]]) {
+    for (const op of ['l1_loss', 'mse_loss']) {
+      add(op, `[${sh}]`, [f(sh), f(sh)], [], red);
+      add(`${op}_backward`, `[${sh}]`, [f([1], 0.5, 2), f(sh), f(sh)], [], red);
+    }
+  }
+
+  // --- optimisation (in place)
+  const adam = (step) => [3e-4, 0.9, 0.999, 1e-8, 1e-4, step];
+  for (const [name, sh, step] of [['[1000] step 1', [1000], 1], ['[7] step 7', [7], 7], ['[1048579] step 3', [1048579], 3]])
+    add('adamw_step', name, [f(sh), f(sh, -0.01, 0.01), f(sh, -0.01, 0.01), f(sh, 0, 1e-4)], adam(step), { mutates: [0, 2, 3] });
+  add('adamw_step', 'arena views [4099] step 2', [view(f([4099]), 33, 11), view(f([4099], -0.01, 0.01), 33, 11),
+    view(f([4099], -0.01, 0.01), 33, 11), view(f([4099], 0, 1e-4), 33, 11)], adam(2), { mutates: [0, 2, 3] });
+  for (const [name, sh, m] of [['[1190832] 0.999', [1190832], 0.999], ['[7,13] 0.5', [7, 13], 0.5], ['[5] m 0', [5], 0], ['[5] m 1', [5], 1]])
+    add('momentum_update', name, [f(sh), f(sh)], [m], { mutates: [0] });
+  add('momentum_update', 'view [333] 0.999', [view(f([333]), 17, 4), f([333])], [0.999], { mutates: [0] });
+  return C;
+}
+
+/** Ops of `opNames` (from the op table) that no case covers. */
+export function uncoveredOps(opNames, cases = opCases()) {
+  const have = new Set(cases.map((c) => c.op));
+  return opNames.filter((n) => !have.has(n));
+}
+
+function hashString(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** Deterministic uniform [0, 1) generator (mulberry32). */
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Host arrays for the inputs of case `c`: [{ data (the whole base for views), shape, dtype, view? }]. */
+export function hostInputs(c, seed = 1) {
+  const r = rng(hashString(c.name) ^ Math.imul(seed, 0x9e3779b1));
+  return c.inputs.map((s) => {
+    const n = numel(s.shape);
+    const [before, after] = s.view ?? [0, 0];
+    const total = before + n + after;
+    let data;
+    if (s.dtype === 'int32') {
+      data = new Int32Array(total);
+      if (s.labels !== undefined) for (let i = 0; i < total; i++) data[i] = Math.min(s.labels - 1, Math.floor(r() * s.labels));
+      else for (let i = 0; i < total; i++) data[i] = Math.floor(s.lo + r() * (s.hi - s.lo));
+    } else {
+      data = new Float32Array(total);
+      for (let i = 0; i < total; i++) data[i] = s.lo + r() * (s.hi - s.lo);
+    }
+    return { data, shape: s.shape, dtype: s.dtype, view: s.view ? { offset: before, total } : null };
+  });
+}
+
+/**
+ * Builds the inputs of case `c` on `device` ('cpu' | 'cuda'): created on the CPU with lib.tensor, copied with
+ * `.to(device)`. Needs lib.tensor (and lib.viewOf for view inputs: dist/lib/tensor/tensor.js exports it).
+ * Returns { inputs, bases } (bases: the flat tensors under view inputs, or null); the caller disposes both.
+ */
+export function buildInputs(lib, c, seed = 1, device = 'cpu') {
+  const inputs = [];
+  const bases = [];
+  for (const h of hostInputs(c, seed)) {
+    const host = lib.tensor(h.data, h.view ? [h.view.total] : h.shape, { device: 'cpu' });
+    let t = host;
+    if (device !== 'cpu') {
+      t = host.to(device);
+      host.dispose();
+    }
+    if (h.view) {
+      if (!lib.viewOf) throw new Error(`${c.name}: view inputs need lib.viewOf`);
+      bases.push(t);
+      inputs.push(lib.viewOf(t, h.view.offset, h.shape));
+    } else {
+      bases.push(null);
+      inputs.push(t);
+    }
+  }
+  return { inputs, bases };
+}
