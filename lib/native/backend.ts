@@ -35,7 +35,8 @@ export function backendInfo(): BackendInfo {
     if (problem) reason = `IRCONSTYLE_BACKEND=cuda requested, but: ${problem}`;
     else {
       device = 'cuda';
-      reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels, not yet verified on hardware`;
+      const libs = native.gpuLibs().split('\n').filter(Boolean).join('; ');
+      reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels, not yet verified on hardware; ${libs}`;
     }
   } else {
     const problem = info.cuda.compiled && info.cuda.devices > 0 ? null : info.cuda.error || 'built without CUDA';

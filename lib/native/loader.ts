@@ -34,6 +34,8 @@ export interface NativeBinding {
   deviceOf(id: number): number;
   /** Initialises CUDA; "" when usable, otherwise why not. */
   cudaInit(): string;
+  /** One line per GPU library (cuBLAS, cuDNN): version and path, or why it is unavailable. Loads them. */
+  gpuLibs(): string;
   view(id: number, offset: number, shape: readonly number[]): number;
   read(id: number): Promise<ArrayBuffer>;
   sync(device?: number): Promise<void>;

@@ -10,6 +10,7 @@
 #include "../core/executor.h"
 #include "../cpu/gemm.h"
 #include "../cuda/device.h"
+#include "../cuda/gpu_libs.h"
 #include "../cuda/probe.h"
 
 namespace irc {
@@ -363,6 +364,11 @@ Napi::Value CudaInit(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cudev::available() ? "" : cudev::why());
 }
 
+// gpuLibs(): which cuBLAS/cuDNN were found (loading them on first call; needs CUDA to be usable).
+Napi::Value GpuLibs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), gpu::report());
+}
+
 Napi::Value Trim(const Napi::CallbackInfo& info) {
   pool_trim();
   return info.Env().Undefined();
@@ -387,6 +393,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("to", Napi::Function::New(env, To));
   exports.Set("deviceOf", Napi::Function::New(env, DeviceOf));
   exports.Set("cudaInit", Napi::Function::New(env, CudaInit));
+  exports.Set("gpuLibs", Napi::Function::New(env, GpuLibs));
   exports.Set("sync", Napi::Function::New(env, Sync));
   exports.Set("dispose", Napi::Function::New(env, Dispose));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
