@@ -176,10 +176,10 @@ class DC(nn.Module):
 
     def __init__(self, n):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n, n // 4, 3, 1, 1, bias=False), nn.PixelUnshuffle(2))
+        self.down = nn.Sequential(nn.Conv2d(n, n // 4, 3, 1, 1, bias=False), nn.PixelUnshuffle(2))
 
     def forward(self, x, fea):
-        return torch.cat([self.body(x), fea], dim=1)
+        return torch.cat([self.down(x), fea], dim=1)
 
 
 class UC(nn.Module):
@@ -187,11 +187,11 @@ class UC(nn.Module):
 
     def __init__(self, n, a, b):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n, 4 * n, 3, 1, 1, bias=False), nn.PixelShuffle(2))
-        self.reduce = nn.Conv2d(a, b, 1, bias=False)
+        self.up = nn.Sequential(nn.Conv2d(n, 4 * n, 3, 1, 1, bias=False), nn.PixelShuffle(2))
+        self.down = nn.Conv2d(a, b, 1, bias=False)
 
     def forward(self, x, skip):
-        return self.reduce(torch.cat([self.body(x), skip], dim=1))
+        return self.down(torch.cat([self.up(x), skip], dim=1))
 
 
 def affine(cin, dim):
@@ -206,7 +206,7 @@ class ConStyleNAFNet(nn.Module):
     def __init__(self, dim=48, left=(7, 8, 9), bottom=9, right=(7, 8, 9), K=65760, train=True):
         super().__init__()
         self.ConStyle = ConStyle(K=K, train=train)
-        self.Preprocess_Module = nn.Conv2d(3, dim, 3, 1, 1, bias=False)
+        self.Preprocess_Module = nn.Sequential(nn.Conv2d(3, dim, 3, 1, 1, bias=False))
         self.Process_Module_l1 = blocks(left[0], dim)
         self.DC1 = DC(dim)
         self.Process_Module_l2 = blocks(left[1], 2 * dim)
@@ -214,7 +214,7 @@ class ConStyleNAFNet(nn.Module):
         self.Process_Module_l3 = blocks(left[2], 3 * dim)
         self.DC3 = DC(3 * dim)
         self.Process_Module_bottom = blocks(bottom, 4 * dim)
-        self.mlp = nn.Linear(128, 4 * dim)
+        self.mlp = nn.Sequential(nn.Linear(128, 4 * dim))
         self.local_fusion = nn.Conv2d(8 * dim, 3 * dim, 1, bias=False)
         self.UC3 = UC(3 * dim, 6 * dim, 4 * dim)
         self.Process_Module_r3 = blocks(right[2], 4 * dim)
@@ -222,7 +222,7 @@ class ConStyleNAFNet(nn.Module):
         self.Process_Module_r2 = blocks(right[1], 3 * dim)
         self.UC1 = UC(3 * dim, 4 * dim, 2 * dim)
         self.Process_Module_r1 = blocks(right[0], 2 * dim)
-        self.Finetune_Module = nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False)
+        self.Finetune_Module = nn.Sequential(nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False))
         self.AffineTransform0 = affine(32, dim)
         self.AffineTransform1 = affine(64, dim)
         self.AffineTransform2 = affine(128, dim)
@@ -344,6 +344,7 @@ def check():
         good = got == want
         ok &= good
         print(f"  {'ok ' if good else 'BAD'} {name}: {got} (expected {want})", file=sys.stderr)
+        return good
 
     paper = ConStyleNAFNet(K=16)
     expect("parameters, Train=True", count(paper), 13930704)
@@ -391,8 +392,52 @@ def check():
     net.eval()
     with torch.no_grad():
         expect("inference shape", list(net(torch.rand(1, 3, 24, 40)).shape), [1, 3, 24, 40])
+    ok &= fixture_parity(expect)
     print(json.dumps({"check": "ok" if ok else "FAILED", "losses": {k: v.item() for k, v in losses.items()}}))
     return 0 if ok else 1
+
+
+def read_safetensors(path):
+    import struct
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    meta = head.pop("__metadata__", {})
+    out = {}
+    for k, v in head.items():
+        a, b = v["data_offsets"]
+        dt = {"F32": torch.float32, "I32": torch.int32, "I64": torch.int64, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16}[v["dtype"]]
+        out[k] = torch.frombuffer(bytearray(raw[8 + n + a:8 + n + b]), dtype=dt).reshape(v["shape"]).float() if b > a else torch.zeros(v["shape"])
+    return meta, out
+
+
+def fixture_parity(expect):
+    """The restoration network against the golden fixture made by the official code (test/fixtures)."""
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "fixtures", "constyle_nafnet.safetensors")
+    if not os.path.exists(path):
+        print(f"  --  fixture parity skipped: {path} not found", file=sys.stderr)
+        return True
+    meta, t = read_safetensors(path)
+    cfg = json.loads(meta["config"])["config"]
+    net = ConStyleNAFNet(dim=cfg["dim"], left=tuple(cfg["left"]), bottom=cfg["bottom"], right=tuple(cfg["right"]), K=16)
+    sd = {k[len("param."):]: v for k, v in t.items() if k.startswith("param.")}
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    good = expect("fixture names: unexpected", unexpected, []) & expect(
+        "fixture names: missing outside ConStyle", [m for m in missing if not m.startswith("ConStyle.")], [])
+    net.train()
+    feas = [t["input.fea0"], t["input.fea1"], t["input.fea2"]]
+    out = net.restore(t["input.lq"], t["input.q1"], feas)
+    loss = F.l1_loss(out, t["input.gt"])
+    loss.backward()
+    rel = lambda a, b: ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-12)).item()
+    e_out = rel(out.detach(), t["out.restored"])
+    e_grad = max(rel(p.grad, t["grad." + n]) for n, p in net.named_parameters() if p.grad is not None and t.get("grad." + n) is not None and t["grad." + n].shape == p.grad.shape)
+    good &= expect("fixture out.restored rel err < 1e-5", e_out < 1e-5, True)
+    good &= expect("fixture loss.l1 rel err < 1e-5", rel(loss.detach().reshape(1), t["loss.l1"].reshape(1)) < 1e-5, True)
+    good &= expect(f"fixture grads worst rel err {e_grad:.2e} < 1e-4", e_grad < 1e-4, True)
+    return good
 
 
 def main():
