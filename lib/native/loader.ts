@@ -66,17 +66,26 @@ export function packageRoot(): string {
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
   const root = packageRoot();
+  const errors: string[] = [];
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
     return nodeGypBuild(root);
   } catch (e) {
-    throw new IrcError(
-      'E_INTERNAL',
-      `irconstyle: the native addon could not be loaded from ${root} (${(e as Error).message}). ` +
-        'Build it with `npm run build:native`.',
-      { cause: e },
-    );
+    errors.push((e as Error).message);
   }
+  // Without node-gyp-build (e.g. a bare copy of the package), load the local build directly.
+  const local = join(root, 'build', 'Release', 'irconstyle.node');
+  if (existsSync(local)) {
+    try {
+      return require(local) as NativeBinding;
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  throw new IrcError(
+    'E_INTERNAL',
+    `irconstyle: the native addon could not be loaded from ${root} (${errors.join('; ')}). Build it with \`npm run build:native\`.`,
+  );
 }
 
 export const native: NativeBinding = load();
