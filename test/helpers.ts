@@ -4,6 +4,9 @@ import { Tensor, tensor } from '../lib/tensor/tensor.js';
 import { tidy } from '../lib/tensor/scope.js';
 import { backward, setBackwardObserver } from '../lib/autograd/tape.js';
 import { noGrad } from '../lib/autograd/node.js';
+import { relErr } from '../lib/parity/fixture.js';
+
+export { relErr };
 
 /** Deterministic PRNG (mulberry32) for test data. */
 export function rng(seed = 1): () => number {
@@ -26,19 +29,6 @@ export function randArray(n: number, seed = 1, lo = -1, hi = 1): Float32Array {
 
 export function randTensor(shape: number[], seed = 1, lo = -1, hi = 1): Tensor {
   return tensor(randArray(shape.reduce((a, b) => a * b, 1), seed, lo, hi), shape);
-}
-
-/** ‖a − b‖₂ / max(‖b‖₂, 1e-12), in float64. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`relErr: lengths differ (${a.length} vs ${b.length})`);
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < a.length; ++i) {
-    const d = a[i]! - b[i]!;
-    num += d * d;
-    den += b[i]! * b[i]!;
-  }
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-12);
 }
 
 export async function expectClose(t: Tensor, ref: ArrayLike<number>, tol = 1e-5, what = ''): Promise<void> {

@@ -3,17 +3,11 @@
 // onto it with beta = 1, as on the CPU. db = column sums of dy (fixed two-pass reduction).
 #include <cuda_runtime.h>
 
+#include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
 
 namespace irc {
-namespace blas {  // defined in matmul.cu
-const gpu::Cublas& bind(const KernelCtx& k, bool tf32);
-void gemm(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
-void fill_rows(const KernelCtx& k, float* y, int64_t rows, int64_t cols, const float* bias);
-void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols, float* out, int slot);
-}  // namespace blas
 
 void cuda_linear(KernelCtx& k) {
   const int64_t I = k.in[1].shape[1], O = k.in[1].shape[0];

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
 
