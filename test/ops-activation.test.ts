@@ -4,6 +4,7 @@ import { tensor } from '../lib/tensor/tensor.js';
 import { leakyRelu, prelu, gelu } from '../lib/ops/activation.js';
 import { batchNorm1d, layerNorm2d } from '../lib/ops/norm.js';
 import { simpleGate, globalAvgPool, channelScale } from '../lib/ops/nafnet.js';
+import { runOp } from '../lib/ops/run.js';
 import { randArray, expectClose, gradcheck } from './helpers.js';
 
 function erf(x: number): number {
@@ -41,6 +42,36 @@ describe('activations', () => {
     await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(5, 4), shape: [5] }]);
     await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(1, 4), shape: [1] }]);
     await gradcheck(gelu, [{ data: a, shape: [2, 3, 5] }]);
+  });
+
+  it('gelu / gelu_backward (vectorised erf) match float64 to float rounding on a dense grid and edge cases', async () => {
+    // 200001 points over [-10, 10] (odd length: exercises the vector tail), both sides of the |x| = sqrt 2 branch
+    // switch, plus special values. Absolute error bound: a few float ulps of the result.
+    const n = 200001;
+    const xs = new Float32Array(n + 8);
+    for (let i = 0; i < n; ++i) xs[i] = -10 + (20 * i) / (n - 1);
+    xs.set([Math.SQRT2, -Math.SQRT2, Math.fround(Math.SQRT2) + 1e-6, 5.6568, -5.6568, 1e-30, -1e-30, 0], n);
+    const dyv = new Float32Array(xs.length).map((_, i) => 1 + 0.5 * Math.sin(i));
+    const x = tensor(xs, [xs.length]);
+    const y = await gelu(x).data();
+    const [g] = runOp('gelu_backward', [tensor(dyv, [xs.length]), x]);
+    const gd = await g!.data();
+    let ey = 0, eg = 0;
+    for (let i = 0; i < xs.length; ++i) {
+      const v = xs[i]!;
+      const cdf = 0.5 * (1 + erf(v / Math.SQRT2)), pdf = Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI);
+      ey = Math.max(ey, Math.abs(y[i]! - v * cdf) / Math.max(1, Math.abs(v)));
+      eg = Math.max(eg, Math.abs(gd[i]! - dyv[i]! * (cdf + v * pdf)));
+    }
+    expect(ey).toBeLessThan(3e-7);
+    expect(eg).toBeLessThan(4e-7);
+    const sp = tensor([Infinity, -100, 100, NaN, 0], [5]);
+    const ys = Array.from(await gelu(sp).data());
+    expect(ys.slice(0, 3)).toEqual([Infinity, -0, 100]);
+    expect(Number.isNaN(ys[3])).toBe(true);
+    expect(ys[4]).toBe(0);
+    const gs = Array.from(await runOp('gelu_backward', [tensor([1, 1, 1, 1, 1], [5]), sp])[0]!.data());
+    expect(gs.slice(1)).toEqual([0, 1, NaN, 0.5]);
   });
 });
 

@@ -61,6 +61,34 @@ describe('memory ops', () => {
       await gradcheck((x) => permute(x, perm), [{ data: a, shape: s }]);
     }
   });
+
+  it('permute: every rank-4 permutation and tiled transposes (odd edges, strided rows, batches) are exact', async () => {
+    const perms = (n: number): number[][] =>
+      n === 1 ? [[0]] : perms(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]));
+    const refPermute = (a: Float32Array, s: number[], perm: number[]) => {
+      const ys = perm.map((p) => s[p]!);
+      const yst = strides(ys), xst = strides(s);
+      return Array.from({ length: a.length }, (_, o) => a[perm.reduce((off, p, d) => off + (Math.floor(o / yst[d]!) % ys[d]!) * xst[p]!, 0)]!);
+    };
+    const cases: [number[], number[][]][] = [
+      [[3, 10, 17, 9], perms(4)],
+      [[1, 200, 67], [[0, 2, 1]]], // 2-D transpose: 64-tiles and 8x8 blocks with edges both ways
+      [[1, 67, 200], [[0, 2, 1]]],
+      [[2, 130, 3, 24], [[0, 2, 3, 1], [0, 3, 1, 2], [2, 1, 0, 3]]], // [N, HW, heads, c] -> [N, heads, c, HW]
+      [[2, 3, 24, 130], [[0, 3, 1, 2], [0, 2, 3, 1]]],
+      [[5, 9, 16, 8], [[0, 1, 3, 2], [2, 0, 3, 1], [3, 1, 0, 2]]],
+    ];
+    let seed = 40;
+    for (const [s, ps] of cases) {
+      const a = randArray(size(s), seed++);
+      const x = tensor(a, s);
+      for (const perm of ps) {
+        const y = permute(x, perm);
+        expect(y.shape).toEqual(perm.map((p) => s[p]!));
+        await expectClose(y, refPermute(a, s, perm), 0);
+      }
+    }
+  });
 });
 
 describe('elementwise ops', () => {

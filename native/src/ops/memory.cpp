@@ -6,7 +6,14 @@
 //   permute  x, attrs [perm...] -> y, y.shape[i] = x.shape[perm[i]] (any dtype; both dtypes are 4 bytes)
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "op_api.h"
 
@@ -22,6 +29,89 @@ void par_copy(void* dst, const void* src, int64_t n) {
 }
 
 std::string dims_str(const std::vector<int64_t>& v) { return shape_str(v); }
+
+// ---- 2-D transpose (the permute fast path) --------------------------------------------------------------
+// in: `rows` rows of `cols` 4-byte elements, row pitch `ld_in`; out: `cols` rows of `rows` elements, row pitch
+// `ld_out`. Only a sub-rectangle [r0, r1) x [c0, c1) is done per call (one cache tile).
+void transpose_scalar(const int32_t* in, int64_t ld_in, int32_t* out, int64_t ld_out, int64_t r0, int64_t r1,
+                      int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
+    int32_t* o = out + c * ld_out;
+    for (int64_t r = r0; r < r1; ++r) o[r] = in[r * ld_in + c];
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// 8x8 blocks through AVX registers (unpack / shuffle / 128-bit lane permute), scalar edges.
+__attribute__((target("avx2"))) void transpose_avx2(const int32_t* in, int64_t ld_in, int32_t* out, int64_t ld_out,
+                                                    int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const int64_t r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
+  for (int64_t r = r0; r < r8; r += 8)
+    for (int64_t c = c0; c < c8; c += 8) {
+      const float* s = reinterpret_cast<const float*>(in + r * ld_in + c);
+      __m256 a0 = _mm256_loadu_ps(s), a1 = _mm256_loadu_ps(s + ld_in), a2 = _mm256_loadu_ps(s + 2 * ld_in),
+             a3 = _mm256_loadu_ps(s + 3 * ld_in), a4 = _mm256_loadu_ps(s + 4 * ld_in),
+             a5 = _mm256_loadu_ps(s + 5 * ld_in), a6 = _mm256_loadu_ps(s + 6 * ld_in),
+             a7 = _mm256_loadu_ps(s + 7 * ld_in);
+      __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1), t2 = _mm256_unpacklo_ps(a2, a3),
+             t3 = _mm256_unpackhi_ps(a2, a3), t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5),
+             t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+             u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+             u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+             u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* d = reinterpret_cast<float*>(out + c * ld_out + r);
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(d + ld_out, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(d + 2 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(d + 3 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(d + 4 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(d + 5 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(d + 6 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(d + 7 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+  if (c8 < c1) transpose_scalar(in, ld_in, out, ld_out, r0, r8, c8, c1);
+  if (r8 < r1) transpose_scalar(in, ld_in, out, ld_out, r8, r1, c0, c1);
+}
+#endif
+
+using TransposeFn = void (*)(const int32_t*, int64_t, int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+TransposeFn transpose_fn() {
+  static const TransposeFn f = [] {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const char* env = std::getenv("IRCONSTYLE_GEMM_ISA");  // testing: "scalar" forces the plain loop
+    if (!(env && std::string(env) == "scalar") && __builtin_cpu_supports("avx2")) return &transpose_avx2;
+#endif
+    return &transpose_scalar;
+  }();
+  return f;
+}
+
+// Batched transpose: for each of `outer` blocks (input offset xoff(o), output offset o * rows * cols), the
+// input block is a [rows, cols] matrix with row pitch ld_in, the output block the contiguous [cols, rows]
+// matrix. Tasks are tiles of kTile x kTile elements (in L1/L2), many per thread.
+template <class Off>
+void batched_transpose(const int32_t* src, int32_t* dst, int64_t outer, int64_t rows, int64_t cols, int64_t ld_in,
+                       Off xoff) {
+  constexpr int64_t kTile = 64;
+  const int64_t tr = (rows + kTile - 1) / kTile, tc = (cols + kTile - 1) / kTile;
+  const int64_t tasks = outer * tr * tc;
+  const TransposeFn tf = transpose_fn();
+  const int64_t tile_elems = std::min(rows, kTile) * std::min(cols, kTile);
+  parallel_for(tasks, std::max<int64_t>(1, kCopyGrain / tile_elems), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / (tr * tc), rem = t % (tr * tc);
+      // Walk the tiles of one block column-major over the input rows so that consecutive tasks continue the
+      // same output rows.
+      const int64_t ci = rem / tr, ri = rem % tr;
+      const int64_t r0 = ri * kTile, c0 = ci * kTile;
+      tf(src + xoff(o), ld_in, dst + o * rows * cols, rows, r0, std::min(rows, r0 + kTile), c0,
+         std::min(cols, c0 + kTile));
+    }
+  });
+}
 
 }  // namespace
 
@@ -155,6 +245,21 @@ void cpu_permute(KernelCtx& c) {
         }
         std::memcpy(dst + row * len, src + off, len * 4);
       }
+    });
+    return;
+  }
+  if (st[m - 2] == 1) {
+    // The last two output dims are a 2-D transpose of a (strided-row) input matrix: rows = output dim m-1
+    // (pitch st[m-1]), cols = output dim m-2 (contiguous). Outer output dims just offset whole blocks.
+    const int64_t rows = sz[m - 1], cols = sz[m - 2], ld = st[m - 1];
+    const int64_t outer = y.n / (rows * cols);
+    batched_transpose(src, dst, outer, rows, cols, ld, [&](int64_t o) {
+      int64_t off = 0;
+      for (int d = m - 3; d >= 0; --d) {
+        off += (o % sz[d]) * st[d];
+        o /= sz[d];
+      }
+      return off;
     });
     return;
   }
