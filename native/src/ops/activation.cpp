@@ -347,8 +347,9 @@ void cpu_prelu_backward(KernelCtx& c) {
 //   |z| >= 1: erfc(|z|) = e R(min(|z|, 4))     R: degree 8 in (|z| - 2.5) on [1, 4] (abs err of erfc 2.4e-9;
 //             beyond 4 erfc < 1.6e-8 and the clamp keeps it in that range)
 // and Phi = 0.5 + (z/2 + z/2 q) (small), 1 - 0.5 e R (z >= 1), 0.5 e R (z <= -1): the lower tail is computed directly,
-// with no 1 + erf cancellation. Measured against double erf on [-10, 10] (1e7 points) the float erf built from
-// these pieces is within 1.2e-7 absolute (float rounding of values near 1), Phi within 6e-8.
+// with no 1 + erf cancellation. Measured against double erf (every float with |z| < 5, and 2e7 points on
+// [-10, 10]) the float erf built from these pieces is within 6.3e-8 absolute with FMA (AVX2 / AVX-512 variants)
+// and 7.9e-8 without (SSE2 variant); Phi within 6.4e-8; gelu / gelu_backward within float rounding of the result.
 void infer_gelu(InferCtx& c) {
   c.need_f32(0);
   c.add_out(c.in[0].shape);
