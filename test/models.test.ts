@@ -110,6 +110,23 @@ describe('model API', () => {
     m.dispose();
   });
 
+  it('inference keeps only a few intermediates alive (memory is allocated when kernels run, freed when consumed)', async () => {
+    const { native } = await import('../lib/native/loader.js');
+    const m = constyleNAFNet({ dim: 16, left: [2, 2, 2], bottom: 2, right: [2, 2, 2], constyle: 'inference' }).eval();
+    const S = 128;
+    const x = tensor(randArray(S * S * 3, 9, 0, 1), [1, S, S, 3]);
+    await sync();
+    native.trim();
+    const base = memoryStats().bytes;
+    const y = noGrad(() => tidy(() => m.forward(x)));
+    await y.data();
+    const peak = memoryStats().peakBytes - base;
+    // One full-resolution map of 2·dim channels is S·S·32·4 bytes = 2 MiB; the whole forward produces > 100 MiB.
+    expect(peak).toBeLessThan(24 * 2 ** 20);
+    for (const t of [x, y]) t.dispose();
+    m.dispose();
+  });
+
   it('a training step returns live tensors and bytes to baseline', async () => {
     const m = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 16 });
     const tr = new IRConStyleTrainer(m);

@@ -42,6 +42,7 @@ export interface NativeBinding {
   dispose(id: number): boolean;
   memoryStats(): NativeMemoryStats;
   info(): NativeInfo;
+  /** Releases cached CPU blocks and resets peakBytes to the live bytes. */
   trim(): void;
   /** Submissions per op id since load (used by the test-coverage check). */
   opCounts(): number[];

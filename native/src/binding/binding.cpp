@@ -371,6 +371,7 @@ Napi::Value GpuLibs(const Napi::CallbackInfo& info) {
 
 Napi::Value Trim(const Napi::CallbackInfo& info) {
   pool_trim();
+  reset_peak();
   return info.Env().Undefined();
 }
 

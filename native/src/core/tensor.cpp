@@ -73,11 +73,14 @@ size_t dtype_size(DType) { return 4; }
 
 const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
-Storage::Storage(size_t b, Device d)
-    : data(d == Device::cuda ? cudev::alloc(b) : pool_alloc(b)), bytes(b), device(d) {}
+Storage::Storage(size_t b, Device d) : bytes(b), device(d) {
+  if (d == Device::cuda) data_ = cudev::alloc(b);
+}
+void* Storage::allocate() { return device == Device::cuda ? cudev::alloc(bytes) : pool_alloc(bytes); }
 Storage::~Storage() {
-  if (device == Device::cuda) cudev::release(data, bytes);
-  else pool_release(data, bytes);
+  if (!data_) return;
+  if (device == Device::cuda) cudev::release(data_, bytes);
+  else pool_release(data_, bytes);
 }
 
 TensorP new_tensor(const Shape& shape, DType dtype, Device device) {
@@ -92,6 +95,12 @@ MemStats mem_stats() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lk(p.mu);
   return {p.live_storages, p.live_bytes, p.cached_bytes, p.peak_bytes};
+}
+
+void reset_peak() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lk(p.mu);
+  p.peak_bytes = p.live_bytes;
 }
 
 void pool_trim() {

@@ -14,17 +14,28 @@ size_t dtype_size(DType d);
 enum class Device : int32_t { cpu = 0, cuda = 1 };
 const char* device_name(Device d);
 
+// CPU memory is allocated when first used (normally when the producing kernel runs on the executor), not when
+// the op is enqueued: the JS thread runs far ahead of the executor, so eager allocation would hold every
+// intermediate of a whole forward at once. CUDA memory is allocated at enqueue, in stream order.
 struct Storage {
-  void* data = nullptr;
   size_t bytes = 0;
   Device device = Device::cpu;
   // Set (on the executor thread only) when the op that produced this storage failed; later ops that read it
   // fail with the same message, and reads reject with it.
   std::string error;
   Storage(size_t bytes, Device device);
+  void* data() {
+    if (!data_) data_ = allocate();
+    return data_;
+  }
+  bool materialized() const { return data_ != nullptr; }
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
+
+ private:
+  void* allocate();
+  void* data_ = nullptr;
 };
 
 struct Tensor {
@@ -35,7 +46,7 @@ struct Tensor {
   Device device() const { return storage->device; }
   int64_t numel() const { return irc::numel(shape); }
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
-  void* ptr() const { return static_cast<char*>(storage->data) + offset * dtype_size(dtype); }
+  void* ptr() const { return static_cast<char*>(storage->data()) + offset * dtype_size(dtype); }
 };
 using TensorP = std::shared_ptr<Tensor>;
 
@@ -47,5 +58,6 @@ struct MemStats {
 };
 MemStats mem_stats();
 void pool_trim();  // release cached blocks
+void reset_peak();  // peak_bytes <- live_bytes
 
 }  // namespace irc
