@@ -231,7 +231,8 @@ describe('matmul', () => {
     let seed = 300;
     const cases: [number, number, number, number, boolean, boolean][] = [
       [1, 20, 9000, 17, false, true], [2, 24, 8200, 30, true, false], [1, 48, 4100, 40, false, false],
-      [3, 7, 5000, 64, true, true], [1, 24, 24, 2100, false, false], [2, 12, 12, 2300, true, false],
+      [3, 7, 5000, 64, true, true], [1, 100, 4500, 90, false, true], [1, 24, 24, 2100, false, false],
+      [2, 12, 12, 2300, true, false],
     ];
     for (const [batch, M, K, N, tA, tB] of cases) {
       const { as, bs } = shapes([batch], M, K, N, tA, tB, false);

@@ -178,12 +178,12 @@ void scale_c(const Problem& P) {
   }
 }
 
-// Small M, N with a long K (attention q k^T, weight gradients over pixels): SPLIT_CHUNKS(K) fixed K chunks (KC
-// multiples; the count depends on K only), each summed into its own M x N partial in sub-blocks of SPLIT_SUB (KC
-// blocks in order, packed B of a sub-block stays in L2), the chunks run in parallel and the partials are added in
-// chunk order: the same bits for any thread count, and the same when the whole problem runs on one thread.
+// Small M, N (<= SPLIT_MAX_MN) with a long K (attention q k^T, weight gradients over pixels): split_chunks(K) fixed
+// K chunks (KC multiples; the count depends on K only), each summed into its own M x N partial in sub-blocks of
+// SPLIT_SUB (KC blocks in order, packed B of a sub-block stays in L2); the chunks run in parallel and the partials
+// are added in chunk order: the same bits for any thread count, and when the whole problem runs on one thread.
 // A . B^T (rows of both contiguous in k) skips packing: dot_kernel (gemm_dot.cpp) over each chunk.
-constexpr int64_t SPLIT_MAX_MN = 64, SPLIT_MIN_K = 4096, SPLIT_SUB = 1024;
+constexpr int64_t SPLIT_MAX_MN = 128, SPLIT_MIN_K = 4096, SPLIT_SUB = 1024;
 inline int64_t split_chunks(int64_t K) { return std::min<int64_t>(16, K / 2048); }
 
 void run(const Problem& P);
