@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
 
 // Selects on float compares (clamps, relu, max) may be if-converted into vector blends: no FP traps are used.
@@ -23,17 +24,9 @@
 namespace irc {
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define IRC_CLONES
-#endif
-
 constexpr int64_t kGrain = 1 << 15;
 
 typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
-
-inline double lane_sum(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
 
 // exp(x) for float, branch-free (vectorises): x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then
 // scale by 2^k through the exponent bits. Inputs are clamped to [-87.3, 88.7]: below that the result is ~0

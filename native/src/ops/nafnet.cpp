@@ -9,16 +9,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
 
 namespace irc {
 namespace {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define IRC_CLONES
-#endif
 
 constexpr int64_t kGrain = 1 << 15;
 

@@ -9,18 +9,11 @@
 #include <cmath>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
 
 namespace irc {
 namespace {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define IRC_CLONES
-#endif
-
-inline double lane_sum(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
 
 // Mean of a row in double (8 fixed lanes).
 inline double row_mean(const float* __restrict xr, int64_t C) {

@@ -18,16 +18,11 @@
 #include <cstring>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
 
 namespace irc {
 namespace {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define IRC_CLONES
-#endif
 
 // CSR table: for destination d, taps idx[off[d] .. off[d+1]) with weights w[...].
 struct Taps {
