@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -108,7 +109,7 @@ IRC_INL V fwd_pix(const Geom& g, const float* x, const float* w, const float* b,
 // pixel-major path (all channel blocks of one pixel in turn, each line used up at once) is faster.
 inline bool l1_aliasing(int64_t C) {
   const int64_t stride = C * 4 % 4096;
-  return stride == 0 || 4096 / std::__gcd<int64_t>(stride, 4096) < 16;
+  return stride == 0 || 4096 / std::gcd<int64_t>(stride, 4096) < 16;
 }
 
 constexpr int64_t kTile = 64;  // output pixels per register-weight tile (its three input rows stay in L1/L2)
