@@ -11,32 +11,17 @@
 #include "gemm.h"
 
 #include "../ops/op_api.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "simd.h"
 
 namespace irc {
 namespace gemm_detail {
 namespace {
 
-typedef float vf4 __attribute__((vector_size(16)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf16 __attribute__((vector_size(64)));
-
-#define IRC_INL inline __attribute__((always_inline))
+using namespace irc::vec;
 
 constexpr int64_t DOT_SUB = 512;
 constexpr int64_t LDP = DOT_SUB + 16;  // row stride of the sub-block copies: rows fall on different cache sets
 
-template <class V>
-constexpr int width() {
-  return static_cast<int>(sizeof(V) / sizeof(float));
-}
-template <class V>
-IRC_INL V ld(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
 template <class V>
 IRC_INL float hsum(const V& v) {
   float t[width<V>()];

@@ -1,5 +1,9 @@
 // Helpers shared by the auto-vectorised CPU kernels.
 #pragma once
+// Vector types are passed between force-inlined helpers only: the ABI note about them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#include <cstdint>
+#include <cstring>
 
 // Compiles a function three times (AVX-512, AVX2, baseline) and picks one at load time (GCC function
 // multiversioning), so plain loops vectorise for the running CPU without -march flags.
@@ -9,7 +13,32 @@
 #define IRC_CLONES
 #endif
 
+// Force-inlined helpers (vector code must not be outlined across target boundaries).
+#define IRC_INL inline __attribute__((always_inline))
+
 namespace irc {
+
+// GCC vector types for hand-vectorised kernels; ld/st are unaligned loads/stores.
+namespace vec {
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf16 __attribute__((vector_size(64)));
+template <class V>
+IRC_INL V ld(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+IRC_INL void st(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+template <class V>
+constexpr int64_t width() {
+  return static_cast<int64_t>(sizeof(V) / sizeof(float));
+}
+}  // namespace vec
+
 // Sum of 8 double lanes in a fixed order (row reductions accumulate in 8 lanes so the loop vectorises and the
 // result does not depend on the thread count).
 inline double lane_sum(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf8/vf16 helpers are always inlined into their ISA variants
@@ -44,9 +45,7 @@ void need_prelu_a(InferCtx& c, const char* op, size_t xi, size_t ai) {
 // ---- gelu math (exact-erf GELU, float, explicit GCC vectors) ----------------------------------------------
 // Written once over a vector type V of float lanes (vf4 baseline SSE2, vf8 AVX2+FMA, vf16 AVX-512): every lane
 // takes the same branch-free path, so results never depend on how a span is split across threads.
-typedef float vf4 __attribute__((vector_size(16)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf16 __attribute__((vector_size(64)));
+using namespace irc::vec;
 typedef int32_t vi4 __attribute__((vector_size(16)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 typedef int32_t vi16 __attribute__((vector_size(64)));
@@ -54,8 +53,6 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 constexpr int64_t kGeluGrain = 1 << 14;
 constexpr float kRsqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
-
-#define IRC_INL inline __attribute__((always_inline))
 
 template <class V>
 using IntOf = decltype(V{} < V{});  // the same-width int32 lane vector

@@ -11,34 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "conv2d.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace irc {
 namespace conv {
 namespace {
 
-typedef float vf4 __attribute__((vector_size(16)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf16 __attribute__((vector_size(64)));
+using namespace irc::vec;
 
-#define IRC_INL inline __attribute__((always_inline))
-
-template <class V>
-IRC_INL V ld(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <class V>
-IRC_INL void st(float* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
-}
-template <class V>
-constexpr int64_t width() {
-  return static_cast<int64_t>(sizeof(V) / sizeof(float));
-}
 
 // Channel blocks: width<V>() channels each, block i starting at min(i * width, C - width) (C >= width): the last
 // block overlaps its neighbour when C is not a multiple of the width, so every channel runs in vector lanes, in one

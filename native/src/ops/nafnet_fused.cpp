@@ -17,33 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/simd.h"
 #include "op_api.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace irc {
 namespace {
 
-typedef float vf4 __attribute__((vector_size(16)));
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf16 __attribute__((vector_size(64)));
+using namespace irc::vec;
 
-#define IRC_INL inline __attribute__((always_inline))
-
-template <class V>
-IRC_INL V ld(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <class V>
-IRC_INL void st(float* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
-}
-template <class V>
-constexpr int64_t width() {
-  return static_cast<int64_t>(sizeof(V) / sizeof(float));
-}
 template <class V>
 IRC_INL V vzero() {
   return V{} * 0.f;
