@@ -4,8 +4,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { IrcError } from '../errors.js';
+import { packageRoot } from '../package-root.js';
+
+export { packageRoot };
 import { readImage, type RgbImage } from '../io/png.js';
 
 export type { RgbImage };
@@ -121,29 +123,6 @@ export class Rng {
 }
 
 // ------------------------------------------------------------------------------------------- files
-
-let ROOT: string | null = null;
-
-/** The folder holding the irconstyle package.json, found by walking up from this module. */
-export function packageRoot(): string {
-  if (ROOT) return ROOT;
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  let firstFound: string | null = null;
-  for (;;) {
-    const pj = path.join(dir, 'package.json');
-    if (fs.existsSync(pj)) {
-      firstFound ??= dir;
-      try {
-        if (JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'irconstyle') return (ROOT = dir);
-      } catch { /* keep walking */ }
-    }
-    const up = path.dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  if (firstFound) return (ROOT = firstFound);
-  throw new IrcError('E_IO', `cannot find the irconstyle package root above ${fileURLToPath(import.meta.url)}`);
-}
 
 /** The shipped demo photo folder (<package>/data/photos). */
 export function defaultPhotoDir(): string {

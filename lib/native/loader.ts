@@ -1,9 +1,11 @@
 // The only import of the compiled addon. Finds build/Release or prebuilds/ through node-gyp-build.
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { IrcError } from '../errors.js';
+import { packageRoot } from '../package-root.js';
+
+export { packageRoot };
 
 export interface NativeInfo {
   /** ops: the ops that have a CUDA kernel in this build. */
@@ -50,18 +52,6 @@ export interface NativeBinding {
   profile(on?: boolean): { op: string; ms: number; calls: number }[] | undefined;
   /** Measured FMA peak of the CPU thread pool, GFLOP/s. */
   fmaPeak(): Promise<number>;
-}
-
-/** The folder holding irconstyle's package.json (works from lib/ under vitest and from dist/lib/ when compiled). */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj) && JSON.parse(readFileSync(pj, 'utf8')).name === 'irconstyle') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new IrcError('E_INTERNAL', 'cannot find the irconstyle package root');
-    dir = up;
-  }
 }
 
 function load(): NativeBinding {
