@@ -71,9 +71,11 @@ async function restorationStep(f: Fixture): Promise<StepResult> {
     const lq = inputTensor(f, 'input.lq');
     const gt = inputTensor(f, 'input.gt');
     const extra = isConStyle ? ['q1', 'fea0', 'fea1', 'fea2'].map((n) => inputTensor(f, `input.${n}`, true)) : [];
+    const run = () =>
+      isConStyle ? (model as ConStyleUNet).restore(lq, extra[0]!, extra.slice(1)) : (model as Module & { forward(x: Tensor): Tensor }).forward(lq);
     const outs = new Map<string, Float32Array>();
     const { restored, loss } = tidy(() => {
-      const restored = isConStyle ? (model as ConStyleUNet).restore(lq, extra[0]!, extra.slice(1)) : (model as Module & { forward(x: Tensor): Tensor }).forward(lq);
+      const restored = run();
       return { restored, loss: l1Loss(restored, gt) };
     });
     outs.set('out.restored', await asNCHW(restored));
@@ -82,7 +84,7 @@ async function restorationStep(f: Fixture): Promise<StepResult> {
     const grads = await officialGrads(model);
     for (const [i, n] of ['q1', 'fea0', 'fea1', 'fea2'].entries()) if (extra[i]?.grad) grads.set(`input.${n}`, await asNCHW(extra[i]!.grad!));
     model.eval();
-    const ev = noGrad(() => tidy(() => (isConStyle ? (model as ConStyleUNet).restore(lq, extra[0]!, extra.slice(1)) : (model as Module & { forward(x: Tensor): Tensor }).forward(lq))));
+    const ev = noGrad(() => tidy(run));
     outs.set('out.eval.restored', await asNCHW(ev));
     for (const t of [restored, loss, ev, lq, gt, ...extra]) t.dispose();
     return { outs, grads };
@@ -99,7 +101,7 @@ async function constyleStep(f: Fixture): Promise<StepResult> {
     cs.train();
     // The fixture's eval outputs were taken after one optimizer step of encoder_q (config.opt).
     const arena = c.opt ? new ParamArena(cs) : null;
-    const opt = arena ? new AdamW(arena, { lr: c.opt!.lr, beta1: c.opt!.betas[0], beta2: c.opt!.betas[1], eps: c.opt!.eps, weightDecay: c.opt!.wd }) : null;
+    const opt = arena ? optimizerFor(arena, f) : null;
     const lq = inputTensor(f, 'input.lq');
     const gt = inputTensor(f, 'input.gt');
     const up = ['q1', 'fea0', 'fea1', 'fea2'].map((n) => inputTensor(f, `input.upstream.${n}`));
@@ -163,7 +165,7 @@ async function irconstyleStep(f: Fixture): Promise<StepResult> {
     model.loadStateDict(sd);
     model.train();
     const arena = new ParamArena(model);
-    const opt = new AdamW(arena, { lr: c.opt?.lr, beta1: c.opt?.betas[0], beta2: c.opt?.betas[1], eps: c.opt?.eps, weightDecay: c.opt?.wd });
+    const opt = optimizerFor(arena, f);
     const before = await officialParams(model);
     const lq = inputTensor(f, 'input.lq');
     const gt = inputTensor(f, 'input.gt');
@@ -195,6 +197,12 @@ async function irconstyleStep(f: Fixture): Promise<StepResult> {
   } finally {
     model.dispose();
   }
+}
+
+/** AdamW with the fixture's settings (config.opt), the official defaults otherwise. */
+function optimizerFor(arena: ParamArena, f: Fixture): AdamW {
+  const o = f.config.opt;
+  return new AdamW(arena, o ? { lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.wd } : {});
 }
 
 async function useReferenceGrads(f: Fixture, m: Module): Promise<void> {
