@@ -1,6 +1,6 @@
 // CUDA shape ops on NHWC tensors (semantics: shuffle.cpp, concat.cpp, pad.cpp, resample.cpp).
 //   pixel_shuffle / pixel_unshuffle   gathers, one thread per output element
-//   concat / split                    one launch; blockIdx.y picks the input (output); 4-byte elements of any dtype
+//   concat / split                    one launch per 16 inputs (outputs), blockIdx.y picks one; 4-byte elements, any dtype
 //   pad2d (+backward), crop2d, subsample2d (+backward)   gathers; the pad2d backward sums the mirrored gradients in
 //                                     the CPU's order (the element itself, then its mirrors)
 //   resize_bilinear (+backward)       torch bilinear / antialias. The tap tables are computed on the device (in
@@ -442,17 +442,23 @@ void cuda_split(KernelCtx& c) {
   const TArg& X = c.in[0];
   const int64_t Ct = X.shape.back();
   if (X.n == 0) return;
-  CopyJobs jobs{};
-  jobs.rows = X.n / Ct;
-  int64_t off = 0, mx = 0;
+  // split has any number of outputs (one per size attr): launch them 16 (the CopyJobs capacity) at a time
   const int k = static_cast<int>(c.out.size());
-  for (int i = 0; i < k; ++i) {
-    const int64_t ci = c.out[i].shape.back();
-    jobs.j[i] = CopyJob{static_cast<const uint32_t*>(X.ptr) + off, static_cast<uint32_t*>(c.out[i].ptr), Ct, ci, ci, 0};
-    off += ci;
-    if (ci > mx) mx = ci;
+  int64_t off = 0;
+  for (int i0 = 0; i0 < k; i0 += 16) {
+    CopyJobs jobs{};
+    jobs.rows = X.n / Ct;
+    const int kk = k - i0 < 16 ? k - i0 : 16;
+    int64_t mx = 0;
+    for (int i = 0; i < kk; ++i) {
+      const int64_t ci = c.out[i0 + i].shape.back();
+      jobs.j[i] =
+          CopyJob{static_cast<const uint32_t*>(X.ptr) + off, static_cast<uint32_t*>(c.out[i0 + i].ptr), Ct, ci, ci, 0};
+      off += ci;
+      if (ci > mx) mx = ci;
+    }
+    launch_jobs(c, jobs, kk, mx);
   }
-  launch_jobs(c, jobs, k, mx);
 }
 
 void cuda_pad2d(KernelCtx& c) {
