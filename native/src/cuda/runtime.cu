@@ -24,6 +24,7 @@ struct State {
   std::atomic<size_t> live{0};
   std::mutex mu;
   std::vector<void*> pinned_to_free;  // freed on the next JS-thread entry (host funcs may not call CUDA)
+  std::vector<void*> device_to_free;  // storages released inside a stream callback, freed likewise
   void* scratch[8] = {};
   size_t scratch_cap[8] = {};
 };
@@ -58,37 +59,58 @@ void init() {
   s.ok = true;
 }
 
-void drain_pinned() {
+// True on a CUDA callback thread while a stream callback (or the destruction of its captures) runs: a tensor
+// whose last reference drops there must not call cudaFreeAsync (callbacks may not call the CUDA API).
+thread_local bool t_in_callback = false;
+
+void drain_deferred() {
   State& s = st();
-  std::vector<void*> v;
+  std::vector<void*> pinned, dev;
   {
     std::lock_guard<std::mutex> lk(s.mu);
-    v.swap(s.pinned_to_free);
+    pinned.swap(s.pinned_to_free);
+    dev.swap(s.device_to_free);
   }
-  for (void* p : v) cudaFreeHost(p);
+  for (void* p : pinned) cudaFreeHost(p);
+  for (void* p : dev) cudaFreeAsync(p, s.stream);  // every use was enqueued before the callback that dropped it
 }
 
 void need() {
   if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
-  drain_pinned();
+  drain_deferred();
 }
 
+// Stream callbacks through cudaStreamAddCallback rather than cudaLaunchHostFunc: the latter is never called once
+// the context has an error, which would leave reads / syncs pending forever and leak their pinned buffers. `fn`
+// gets "" or a description of the stream's error (built without calling the CUDA API).
 struct HostFn {
-  std::function<void()> fn;
+  std::function<void(const std::string&)> fn;
 };
-void CUDART_CB run_host_fn(void* p) {
+void CUDART_CB run_host_fn(cudaStream_t, cudaError_t status, void* p) {
   auto* h = static_cast<HostFn*>(p);
-  h->fn();
+  t_in_callback = true;
+  try {
+    h->fn(status == cudaSuccess ? std::string()
+                                : "CUDA error " + std::to_string(static_cast<int>(status)) +
+                                      " (an earlier kernel or copy on the stream failed)");
+  } catch (...) {
+  }
   delete h;
+  t_in_callback = false;
 }
 
-void launch_host(std::function<void()> fn) {
+void launch_host(std::function<void(const std::string&)> fn) {
   auto* h = new HostFn{std::move(fn)};
-  cudaError_t e = cudaLaunchHostFunc(st().stream, run_host_fn, h);
+  cudaError_t e = cudaStreamAddCallback(st().stream, run_host_fn, h, 0);
   if (e != cudaSuccess) {
     delete h;
-    op_fail("E_CUDA", "cudaLaunchHostFunc: " + err(e));
+    op_fail("E_CUDA", "cudaStreamAddCallback: " + err(e));
   }
+}
+
+void free_pinned_later(void* pinned) {
+  std::lock_guard<std::mutex> lk(st().mu);
+  st().pinned_to_free.push_back(pinned);
 }
 
 }  // namespace
@@ -119,6 +141,11 @@ void* alloc(size_t bytes) {
 void release(void* p, size_t bytes) {
   if (!p || !st().ok) return;
   st().live -= bytes;
+  if (t_in_callback) {  // e.g. the last reference to a tensor captured by a read's callback
+    std::lock_guard<std::mutex> lk(st().mu);
+    st().device_to_free.push_back(p);
+    return;
+  }
   cudaFreeAsync(p, st().stream);  // errors at teardown are ignored
 }
 
@@ -140,16 +167,15 @@ void download(const void* src, size_t bytes, std::function<void(const char*, siz
     cudaFreeHost(pinned);
     op_fail("E_CUDA", "download: " + err(e));
   }
-  launch_host([pinned, bytes, done = std::move(done)]() {
-    done(pinned, bytes, "");
-    std::lock_guard<std::mutex> lk(st().mu);
-    st().pinned_to_free.push_back(pinned);
+  launch_host([pinned, bytes, done = std::move(done)](const std::string& error) {
+    done(pinned, error.empty() ? bytes : 0, error);
+    free_pinned_later(pinned);
   });
 }
 
 void when_done(std::function<void(const std::string&)> done) {
   need();
-  launch_host([done = std::move(done)]() { done(""); });
+  launch_host([done = std::move(done)](const std::string& error) { done(error); });
 }
 
 void copy_d2d(void* dst, const void* src, size_t bytes) {
@@ -161,17 +187,17 @@ void copy_d2d(void* dst, const void* src, size_t bytes) {
 
 void host_step(std::function<void()> fn) {
   need();
-  launch_host(std::move(fn));
+  launch_host([fn = std::move(fn)](const std::string&) { fn(); });
 }
 
 void upload_from_pinned(void* dst, void* pinned, size_t bytes) {
   need();
   cudaError_t e = bytes ? cudaMemcpyAsync(dst, pinned, bytes, cudaMemcpyHostToDevice, st().stream) : cudaSuccess;
-  if (e != cudaSuccess) op_fail("E_CUDA", "upload: " + err(e));
-  launch_host([pinned]() {
-    std::lock_guard<std::mutex> lk(st().mu);
-    st().pinned_to_free.push_back(pinned);
-  });
+  if (e != cudaSuccess) {
+    free_pinned_later(pinned);  // owned here, and no copy reads it
+    op_fail("E_CUDA", "upload: " + err(e));
+  }
+  launch_host([pinned](const std::string&) { free_pinned_later(pinned); });
 }
 
 void download_to_pinned(void* pinned, const void* src, size_t bytes) {
