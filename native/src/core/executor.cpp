@@ -203,8 +203,9 @@ TensorP copy_to_device(const TensorP& t, Device device) {
   cudev::download_to_pinned(pinned, t->ptr(), bytes);
   void* ev = cudev::record_event();
   enqueue([t, out, pinned, bytes, ev]() {
-    cudev::wait_event(ev);
-    if (bytes) std::memcpy(out->ptr(), pinned, bytes);
+    std::string e = cudev::wait_event(ev);
+    if (!e.empty()) out->storage->error = "E_CUDA: to: " + e;
+    else if (bytes) std::memcpy(out->ptr(), pinned, bytes);
     cudev::pinned_free(pinned);
   });
   return out;

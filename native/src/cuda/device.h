@@ -39,7 +39,7 @@ void* pinned_alloc(size_t bytes);
 void pinned_free(void* p);
 // An event recorded on the stream now; wait_event blocks the calling thread until it has passed.
 void* record_event();
-void wait_event(void* ev);  // destroys the event
+std::string wait_event(void* ev);  // destroys the event; "" or the CUDA error that the stream hit
 
 }  // namespace cudev
 }  // namespace irc

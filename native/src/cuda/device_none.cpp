@@ -25,7 +25,7 @@ void download_to_pinned(void*, const void*, size_t) { none(); }
 void* pinned_alloc(size_t) { none(); }
 void pinned_free(void*) {}
 void* record_event() { none(); }
-void wait_event(void*) {}
+std::string wait_event(void*) { return ""; }
 }  // namespace cudev
 }  // namespace irc
 #endif

@@ -224,9 +224,10 @@ void* record_event() {
   if (e != cudaSuccess) op_fail("E_CUDA", "event: " + err(e));
   return ev;
 }
-void wait_event(void* ev) {
-  cudaEventSynchronize(static_cast<cudaEvent_t>(ev));
+std::string wait_event(void* ev) {
+  cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(ev));
   cudaEventDestroy(static_cast<cudaEvent_t>(ev));
+  return e == cudaSuccess ? std::string() : err(e);
 }
 
 }  // namespace cudev

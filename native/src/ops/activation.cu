@@ -36,11 +36,12 @@ struct LeakyB {
   __device__ float operator()(float dy, float x) const { return x > 0.f ? dy : dy * s; }
 };
 struct GeluF {
-  __device__ float operator()(float x) const { return 0.5f * x * (1.f + erff(x * kRsqrt2)); }
+  // 1 + erf(z) = erfc(-z): accurate in the left tail too (the CPU kernel is)
+  __device__ float operator()(float x) const { return 0.5f * x * erfcf(-x * kRsqrt2); }
 };
 struct GeluB {
   __device__ float operator()(float dy, float x) const {
-    const float cdf = 0.5f * (1.f + erff(x * kRsqrt2));
+    const float cdf = 0.5f * erfcf(-x * kRsqrt2);
     const float pdf = expf(-0.5f * x * x) * kInvSqrt2Pi;
     return dy * (cdf + x * pdf);
   }
