@@ -50,6 +50,8 @@ const convCases: ConvCase[] = [
   { N: 1, H: 9, W: 8, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
   { N: 1, H: 6, W: 6, Ci: 8, KH: 3, KW: 3, Co: 12, S: 1, P: 1, G: 4 },
   { N: 1, H: 24, W: 20, Ci: 16, KH: 3, KW: 3, Co: 32, S: 1, P: 1, G: 1 },
+  // weight >= 64Ki floats (big sequential im2col tiles)
+  { N: 2, H: 6, W: 7, Ci: 72, KH: 3, KW: 3, Co: 104, S: 1, P: 1, G: 1 },
   // depthwise with C not a multiple of the vector width (overlapping last channel block), C < 8, C < 4
   { N: 2, H: 9, W: 11, Ci: 13, KH: 3, KW: 3, Co: 13, S: 1, P: 1, G: 13 },
   { N: 1, H: 7, W: 8, Ci: 6, KH: 3, KW: 3, Co: 6, S: 1, P: 1, G: 6 },
@@ -76,7 +78,7 @@ describe('conv2d', () => {
     }
   });
 
-  it('gradients (dense 3x3 s1/s2, 1x1, depthwise, 2x2 s2, grouped)', async () => {
+  it('gradients (dense 3x3 s1/s2, 1x1, depthwise, 2x2 s2, grouped, Cout <= 4, big weight)', async () => {
     const grads: ConvCase[] = [
       { N: 1, H: 5, W: 4, Ci: 3, KH: 3, KW: 3, Co: 4, S: 1, P: 1, G: 1 },
       { N: 2, H: 5, W: 5, Ci: 2, KH: 3, KW: 3, Co: 3, S: 2, P: 1, G: 1 },
@@ -88,6 +90,10 @@ describe('conv2d', () => {
       { N: 1, H: 5, W: 7, Ci: 13, KH: 3, KW: 3, Co: 13, S: 1, P: 1, G: 13 },
       { N: 1, H: 6, W: 5, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
       { N: 1, H: 4, W: 5, Ci: 3, KH: 3, KW: 3, Co: 3, S: 1, P: 0, G: 3 },
+      // Cout <= 4 with Cin >= 8 (direct backward loops: channel blocks of 32, 8 and a tail), big weight
+      { N: 2, H: 5, W: 6, Ci: 9, KH: 3, KW: 3, Co: 3, S: 1, P: 1, G: 1 },
+      { N: 1, H: 6, W: 5, Ci: 43, KH: 3, KW: 3, Co: 2, S: 2, P: 1, G: 1 },
+      { N: 1, H: 5, W: 6, Ci: 64, KH: 3, KW: 3, Co: 120, S: 1, P: 1, G: 1 },
     ];
     let seed = 100;
     for (const c of grads) {
@@ -277,13 +283,27 @@ describe('determinism across thread counts', () => {
       await add(x.grad);
       await add(w.grad);
     }
+    // dense convs: big weight (sequential big tiles), Cout = 3 (direct loops), small weight (per-thread tiles)
+    for (const [H, W, Ci, Co, S] of [[37, 41, 128, 64, 1], [17, 19, 40, 3, 2], [15, 16, 8, 5, 1]]) {
+      const x = tensor(r(2 * H * W * Ci), [2, H, W, Ci]), w = tensor(r(9 * Ci * Co), [3, 3, Ci, Co]);
+      const b = tensor(r(Co), [Co]);
+      x.requiresGrad = true;
+      w.requiresGrad = true;
+      b.requiresGrad = true;
+      const y = ops.conv2d(x, w, b, { pad: 1, stride: S });
+      await add(y);
+      backward(y, tensor(r(y.size), y.shape));
+      await add(x.grad);
+      await add(w.grad);
+      await add(b.grad);
+    }
     console.log(h.digest('hex'));`;
   const run = (threads: number) => execFileSync(process.execPath, ['--input-type=module', '-e', script], {
     env: { ...process.env, IRCONSTYLE_THREADS: String(threads) },
     encoding: 'utf8',
   }).trim();
 
-  it('split-K matmul, wide A.V matmul and depthwise conv (C = 13, 510) give the same bits for 1, 2 and 3 threads', () => {
+  it('split-K matmul, wide A.V matmul, depthwise conv (C = 13, 510) and dense convs give the same bits for 1, 2 and 3 threads', () => {
     const one = run(1);
     expect(one).toMatch(/^[0-9a-f]{64}$/);
     expect(run(2)).toBe(one);

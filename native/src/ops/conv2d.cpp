@@ -1,5 +1,7 @@
-// conv2d / conv2d_backward (ops.def): validation, dense and grouped convolution via im2col tiles + sgemm,
-// 1x1 stride-1 convolutions as a single GEMM, depthwise convolutions in conv2d_depthwise.cpp. Math: conv2d.h.
+// conv2d / conv2d_backward (ops.def): validation, dense and grouped convolution via im2col tiles + sgemm
+// (per-thread tiles for small weights, big sequential tiles with a multithreaded sgemm for weights >= 64Ki floats),
+// 1x1 stride-1 convolutions as a single GEMM, direct backward loops for Cout <= 4, depthwise convolutions in
+// conv2d_depthwise.cpp. Math: conv2d.h.
 #include "conv2d.h"
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "../cpu/gemm.h"
+#include "../cpu/simd.h"
 
 namespace irc {
 namespace {
@@ -107,6 +110,19 @@ void fill_rows(float* y, int64_t rows, int64_t C, const float* b) {
   });
 }
 
+// Large weights (per group): small per-thread tiles would repack the whole weight panel for every few dozen pixels
+// (forward) or re-read and re-write the whole dw accumulator per tile (backward), so those convolutions use big
+// sequential tiles instead: a parallel im2col, then one multithreaded sgemm per tile.
+bool big_weight(const Geom& g) { return g.KH * g.KW * g.cig * g.cog >= (int64_t(1) << 16); }
+
+// Pixels per big sequential tile (about 8 MiB of columns).
+int64_t big_tile(int64_t pix, int64_t kk) { return std::min(pix, std::max<int64_t>((int64_t(1) << 21) / kk, 256)); }
+
+void im2col_par(const Geom& g, const float* x, int64_t p0, int64_t p1, int64_t grp, float* col) {
+  const int64_t kk = g.KH * g.KW * g.cig;
+  parallel_for(p1 - p0, 16, [&](int64_t a, int64_t e) { im2col(g, x, p0 + a, p0 + e, grp, col + a * kk); });
+}
+
 void forward_dense(const Geom& g, const float* x, const float* w, const float* b, float* y) {
   const int64_t pix = g.N * g.Ho * g.Wo;
   if (b) fill_rows(y, pix, g.Co, b);
@@ -115,7 +131,21 @@ void forward_dense(const Geom& g, const float* x, const float* w, const float* b
     sgemm(false, false, pix, g.Co, g.Ci, 1.f, x, g.Ci, w, g.Co, beta, y, g.Co);
     return;
   }
-  const int64_t kk = g.KH * g.KW * g.cig, T = tile_pixels(pix, kk), ntiles = (pix + T - 1) / T;
+  const int64_t kk = g.KH * g.KW * g.cig;
+  if (big_weight(g)) {
+    const int64_t T = big_tile(pix, kk);
+    float* col = scratch(static_cast<size_t>(T * kk), 0);
+    for (int64_t p0 = 0; p0 < pix; p0 += T) {
+      const int64_t p1 = std::min(pix, p0 + T);
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        im2col_par(g, x, p0, p1, grp, col);
+        sgemm(false, false, p1 - p0, g.cog, kk, 1.f, col, kk, w + grp * g.cog, g.Co, beta,
+              y + p0 * g.Co + grp * g.cog, g.Co);
+      }
+    }
+    return;
+  }
+  const int64_t T = tile_pixels(pix, kk), ntiles = (pix + T - 1) / T;
   parallel_for(ntiles, 1, [&](int64_t t0, int64_t t1) {
     float* col = scratch(static_cast<size_t>(T * kk), 0);
     for (int64_t t = t0; t < t1; ++t) {
@@ -171,10 +201,123 @@ void col2im_add(const Geom& g, const float* dcol, int64_t p0, int64_t p1, int64_
   });
 }
 
+// Few output channels (dense, groups = 1): the GEMMs have a tiny N or K and dcol would be mostly memory traffic,
+// so the backward runs as direct loops vectorised over the input channels.
+bool small_co(const Geom& g) { return g.G == 1 && g.Co <= 4 && g.Ci >= 8 && !is_pointwise(g); }
+
+IRC_INL void shift(const float** p, int64_t n, int64_t by) {
+  for (int64_t i = 0; i < n; ++i) p[i] += by;
+}
+
+template <int B>
+IRC_INL void gather_block(float* __restrict d, int64_t Ci, int64_t Co, int64_t nt, const float* const* dyp,
+                          const float* const* wp) {
+  float acc[B] = {};
+  for (int64_t t = 0; t < nt; ++t)
+    for (int64_t co = 0; co < Co; ++co) {
+      const float a = dyp[t][co];
+      const float* __restrict wr = wp[t] + co * Ci;
+      for (int i = 0; i < B; ++i) acc[i] += a * wr[i];
+    }
+  for (int i = 0; i < B; ++i) d[i] = acc[i];
+}
+
+// d[ci] = sum over taps t, then co, of dyp[t][co] * wp[t][co * Ci + ci] (the same order for every ci).
+IRC_CLONES void gather_taps(float* __restrict d, int64_t Ci, int64_t Co, int64_t nt, const float* const* dyp,
+                            const float** wp) {
+  int64_t c0 = 0;
+  for (; c0 + 32 <= Ci; c0 += 32) gather_block<32>(d + c0, Ci, Co, nt, dyp, wp), shift(wp, nt, 32);
+  for (; c0 + 8 <= Ci; c0 += 8) gather_block<8>(d + c0, Ci, Co, nt, dyp, wp), shift(wp, nt, 8);
+  for (; c0 < Ci; ++c0) gather_block<1>(d + c0, Ci, Co, nt, dyp, wp), shift(wp, nt, 1);
+}
+
+// acc[co * Ci + ci] += dy[co] * x[ci]
+IRC_CLONES void outer_add(float* __restrict acc, const float* __restrict dy, const float* __restrict x, int64_t Co,
+                          int64_t Ci) {
+  for (int64_t co = 0; co < Co; ++co) {
+    const float a = dy[co];
+    float* __restrict r = acc + co * Ci;
+    for (int64_t ci = 0; ci < Ci; ++ci) r[ci] += a * x[ci];
+  }
+}
+
+void backward_dx_small_co(const Geom& g, const float* dy, const float* w, float* dx) {
+  const int64_t taps = g.KH * g.KW, Ci = g.Ci, Co = g.Co;
+  std::vector<float> wt(static_cast<size_t>(taps * Co * Ci));  // [tap][co][ci]
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t ci = 0; ci < Ci; ++ci)
+      for (int64_t co = 0; co < Co; ++co) wt[(t * Co + co) * Ci + ci] = w[(t * Ci + ci) * Co + co];
+  parallel_for(g.N * g.H, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<const float*> dyp(static_cast<size_t>(taps)), wp(static_cast<size_t>(taps));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.H, ih = r % g.H;
+      for (int64_t iw = 0; iw < g.W; ++iw) {
+        int64_t nt = 0;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t th = ih + g.P - kh;
+          if (th < 0 || th % g.S || th / g.S >= g.Ho) continue;
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const int64_t tw = iw + g.P - kw;
+            if (tw < 0 || tw % g.S || tw / g.S >= g.Wo) continue;
+            dyp[nt] = dy + ((n * g.Ho + th / g.S) * g.Wo + tw / g.S) * Co;
+            wp[nt++] = wt.data() + (kh * g.KW + kw) * Co * Ci;
+          }
+        }
+        gather_taps(dx + (r * g.W + iw) * Ci, Ci, Co, nt, dyp.data(), wp.data());
+      }
+    }
+  });
+}
+
+// dw and db over a fixed split of the output rows into parts, summed part by part.
+void backward_dw_small_co(const Geom& g, const float* dy, const float* x, float* dw, float* db) {
+  const int64_t taps = g.KH * g.KW, Ci = g.Ci, Co = g.Co, wsz = taps * Ci * Co, rows = g.N * g.Ho;
+  const int64_t parts = conv::num_parts(rows), stride = wsz + Co;
+  std::vector<float> partial(static_cast<size_t>(parts * stride), 0.f);  // per part: [tap][co][ci], then db
+  parallel_for(parts, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      float* acc = partial.data() + q * stride;
+      float* pb = acc + wsz;
+      for (int64_t r = rows * q / parts; r < rows * (q + 1) / parts; ++r) {
+        const int64_t n = r / g.Ho, oh = r % g.Ho;
+        for (int64_t ow = 0; ow < g.Wo; ++ow) {
+          const float* d = dy + (r * g.Wo + ow) * Co;
+          for (int64_t c = 0; c < Co; ++c) pb[c] += d[c];
+          for (int64_t kh = 0; kh < g.KH; ++kh) {
+            const int64_t ih = oh * g.S - g.P + kh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t kw = 0; kw < g.KW; ++kw) {
+              const int64_t iw = ow * g.S - g.P + kw;
+              if (iw < 0 || iw >= g.W) continue;
+              outer_add(acc + (kh * g.KW + kw) * Co * Ci, d, x + ((n * g.H + ih) * g.W + iw) * Ci, Co, Ci);
+            }
+          }
+        }
+      }
+    }
+  });
+  parallel_for(stride, 1024, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      float s = 0.f;
+      for (int64_t q = 0; q < parts; ++q) s += partial[q * stride + e];
+      if (e >= wsz) {
+        db[e - wsz] = s;
+      } else {
+        const int64_t t = e / (Co * Ci), co = (e / Ci) % Co, ci = e % Ci;
+        dw[(t * Ci + ci) * Co + co] = s;
+      }
+    }
+  });
+}
+
 void backward_dx(const Geom& g, const float* dy, const float* w, float* dx) {
   const int64_t pix = g.N * g.Ho * g.Wo;
   if (is_pointwise(g)) {
     sgemm(false, true, pix, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Co, 0.f, dx, g.Ci);
+    return;
+  }
+  if (small_co(g)) {
+    backward_dx_small_co(g, dy, w, dx);
     return;
   }
   fill_rows(dx, g.N * g.H * g.W, g.Ci, nullptr);
@@ -193,9 +336,45 @@ void backward_dx(const Geom& g, const float* dy, const float* w, float* dx) {
   }
 }
 
+// db[c] = sum over pixels of dy[p, c], pixel by pixel in order for each channel (channel chunks in parallel).
+void bias_grad(int64_t pix, int64_t C, const float* dy, float* db) {
+  parallel_for(C, 64, [&](int64_t c0, int64_t c1) {
+    float* __restrict d = db + c0;
+    const int64_t nc = c1 - c0;
+    std::fill(d, d + nc, 0.f);
+    for (int64_t p = 0; p < pix; ++p) {
+      const float* __restrict s = dy + p * C + c0;
+      for (int64_t c = 0; c < nc; ++c) d[c] += s[c];
+    }
+  });
+}
+
+// dw = sum over big sequential pixel tiles of im2col^T . dy (multithreaded sgemm accumulating into dw).
+void backward_dw_big(const Geom& g, const float* dy, const float* x, float* dw, float* db) {
+  const int64_t pix = g.N * g.Ho * g.Wo, kk = g.KH * g.KW * g.cig, T = big_tile(pix, kk);
+  float* col = scratch(static_cast<size_t>(T * kk), 0);
+  for (int64_t p0 = 0; p0 < pix; p0 += T) {
+    const int64_t p1 = std::min(pix, p0 + T);
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      im2col_par(g, x, p0, p1, grp, col);
+      sgemm(true, false, kk, g.cog, p1 - p0, 1.f, col, kk, dy + p0 * g.Co + grp * g.cog, g.Co, p0 == 0 ? 0.f : 1.f,
+            dw + grp * g.cog, g.Co);
+    }
+  }
+  bias_grad(pix, g.Co, dy, db);
+}
+
 void backward_dw_db(const Geom& g, const float* dy, const float* x, float* dw, float* db) {
   const int64_t pix = g.N * g.Ho * g.Wo, kk = g.KH * g.KW * g.cig, wsz = kk * g.Co;
   const bool pw = is_pointwise(g);
+  if (small_co(g)) {
+    backward_dw_small_co(g, dy, x, dw, db);
+    return;
+  }
+  if (!pw && big_weight(g)) {
+    backward_dw_big(g, dy, x, dw, db);
+    return;
+  }
   const int64_t T = std::clamp<int64_t>(65536 / kk, 64, 4096), ntiles = (pix + T - 1) / T;
   const int64_t parts = conv::num_parts(ntiles);
   std::vector<float> partial(static_cast<size_t>(parts * (wsz + g.Co)));
