@@ -50,6 +50,10 @@ const convCases: ConvCase[] = [
   { N: 1, H: 9, W: 8, Ci: 19, KH: 3, KW: 3, Co: 19, S: 2, P: 1, G: 19 },
   { N: 1, H: 6, W: 6, Ci: 8, KH: 3, KW: 3, Co: 12, S: 1, P: 1, G: 4 },
   { N: 1, H: 24, W: 20, Ci: 16, KH: 3, KW: 3, Co: 32, S: 1, P: 1, G: 1 },
+  // Cout <= 4 with Cin >= 8 (direct loops)
+  { N: 2, H: 7, W: 6, Ci: 37, KH: 3, KW: 3, Co: 3, S: 2, P: 1, G: 1 },
+  { N: 1, H: 5, W: 6, Ci: 16, KH: 3, KW: 3, Co: 1, S: 1, P: 1, G: 1 },
+  { N: 1, H: 6, W: 5, Ci: 8, KH: 3, KW: 2, Co: 4, S: 1, P: 0, G: 1 },
   // weight >= 64Ki floats (big sequential im2col tiles)
   { N: 2, H: 6, W: 7, Ci: 72, KH: 3, KW: 3, Co: 104, S: 1, P: 1, G: 1 },
   // depthwise with C not a multiple of the vector width (overlapping last channel block), C < 8, C < 4

@@ -1,6 +1,6 @@
 // conv2d / conv2d_backward (ops.def): validation, dense and grouped convolution via im2col tiles + sgemm
 // (per-thread tiles for small weights, big sequential tiles with a multithreaded sgemm for weights >= 64Ki floats),
-// 1x1 stride-1 convolutions as a single GEMM, direct backward loops for Cout <= 4, depthwise convolutions in
+// 1x1 stride-1 convolutions as a single GEMM, direct loops for Cout <= 4, depthwise convolutions in
 // conv2d_depthwise.cpp. Math: conv2d.h.
 #include "conv2d.h"
 
@@ -123,8 +123,15 @@ void im2col_par(const Geom& g, const float* x, int64_t p0, int64_t p1, int64_t g
   parallel_for(p1 - p0, 16, [&](int64_t a, int64_t e) { im2col(g, x, p0 + a, p0 + e, grp, col + a * kk); });
 }
 
+bool small_co(const Geom& g);
+void forward_small_co(const Geom& g, const float* x, const float* w, const float* b, float* y);
+
 void forward_dense(const Geom& g, const float* x, const float* w, const float* b, float* y) {
   const int64_t pix = g.N * g.Ho * g.Wo;
+  if (small_co(g)) {
+    forward_small_co(g, x, w, b, y);
+    return;
+  }
   if (b) fill_rows(y, pix, g.Co, b);
   const float beta = b ? 1.f : 0.f;
   if (is_pointwise(g)) {
@@ -202,7 +209,7 @@ void col2im_add(const Geom& g, const float* dcol, int64_t p0, int64_t p1, int64_
 }
 
 // Few output channels (dense, groups = 1): the GEMMs have a tiny N or K and dcol would be mostly memory traffic,
-// so the backward runs as direct loops vectorised over the input channels.
+// so forward and backward run as direct loops vectorised over the input channels.
 bool small_co(const Geom& g) { return g.G == 1 && g.Co <= 4 && g.Ci >= 8 && !is_pointwise(g); }
 
 IRC_INL void shift(const float** p, int64_t n, int64_t by) {
@@ -241,12 +248,79 @@ IRC_CLONES void outer_add(float* __restrict acc, const float* __restrict dy, con
   }
 }
 
-void backward_dx_small_co(const Geom& g, const float* dy, const float* w, float* dx) {
+// The weight as [tap][co][ci] (groups = 1).
+std::vector<float> weight_tco(const Geom& g, const float* w) {
   const int64_t taps = g.KH * g.KW, Ci = g.Ci, Co = g.Co;
-  std::vector<float> wt(static_cast<size_t>(taps * Co * Ci));  // [tap][co][ci]
+  std::vector<float> wt(static_cast<size_t>(taps * Co * Ci));
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t ci = 0; ci < Ci; ++ci)
       for (int64_t co = 0; co < Co; ++co) wt[(t * Co + co) * Ci + ci] = w[(t * Ci + ci) * Co + co];
+  return wt;
+}
+
+// y[co] = b[co] + sum of 16 lane sums (fixed tree), each lane summing taps t in order over ci = lane (mod 16) of
+// xp[t][ci] * wp[t][co * Ci + ci].
+template <int CO>
+IRC_INL void dot_taps(float* y, int64_t Ci, int64_t nt, const float* const* xp, const float* const* wp,
+                      const float* b) {
+  float acc[CO][16] = {};
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* __restrict xr = xp[t];
+    int64_t c = 0;
+    for (; c + 16 <= Ci; c += 16)
+      for (int co = 0; co < CO; ++co) {
+        const float* __restrict wr = wp[t] + co * Ci + c;
+        for (int i = 0; i < 16; ++i) acc[co][i] += xr[c + i] * wr[i];
+      }
+    for (int i = 0; c + i < Ci; ++i)
+      for (int co = 0; co < CO; ++co) acc[co][i] += xr[c + i] * wp[t][co * Ci + c + i];
+  }
+  for (int co = 0; co < CO; ++co) {
+    float l[8];
+    for (int i = 0; i < 8; ++i) l[i] = acc[co][i] + acc[co][i + 8];
+    const float s = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    y[co] = b ? b[co] + s : s;
+  }
+}
+
+IRC_CLONES void dot_taps_any(int64_t Co, float* y, int64_t Ci, int64_t nt, const float* const* xp,
+                             const float* const* wp, const float* b) {
+  switch (Co) {
+    case 1: dot_taps<1>(y, Ci, nt, xp, wp, b); break;
+    case 2: dot_taps<2>(y, Ci, nt, xp, wp, b); break;
+    case 3: dot_taps<3>(y, Ci, nt, xp, wp, b); break;
+    default: dot_taps<4>(y, Ci, nt, xp, wp, b); break;
+  }
+}
+
+void forward_small_co(const Geom& g, const float* x, const float* w, const float* b, float* y) {
+  const int64_t taps = g.KH * g.KW, Ci = g.Ci, Co = g.Co;
+  const std::vector<float> wt = weight_tco(g, w);
+  parallel_for(g.N * g.Ho, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<const float*> xp(static_cast<size_t>(taps)), wp(static_cast<size_t>(taps));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.Ho, oh = r % g.Ho;
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        int64_t nt = 0;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t ih = oh * g.S - g.P + kh;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const int64_t iw = ow * g.S - g.P + kw;
+            if (iw < 0 || iw >= g.W) continue;
+            xp[nt] = x + ((n * g.H + ih) * g.W + iw) * Ci;
+            wp[nt++] = wt.data() + (kh * g.KW + kw) * Co * Ci;
+          }
+        }
+        dot_taps_any(Co, y + (r * g.Wo + ow) * Co, Ci, nt, xp.data(), wp.data(), b);
+      }
+    }
+  });
+}
+
+void backward_dx_small_co(const Geom& g, const float* dy, const float* w, float* dx) {
+  const int64_t taps = g.KH * g.KW, Ci = g.Ci, Co = g.Co;
+  const std::vector<float> wt = weight_tco(g, w);
   parallel_for(g.N * g.H, 1, [&](int64_t r0, int64_t r1) {
     std::vector<const float*> dyp(static_cast<size_t>(taps)), wp(static_cast<size_t>(taps));
     for (int64_t r = r0; r < r1; ++r) {
