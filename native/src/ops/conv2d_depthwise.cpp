@@ -44,30 +44,6 @@ IRC_INL void add_to(float* p, const V& v, int64_t skip) {
   }
 }
 
-// One kernel row (taps wa, wb, wc) for four outputs: column j (= p + j*s, j = 0..5) adds to output i with tap j - i,
-// taps in increasing order for every output.
-template <class V>
-IRC_INL void row4(const float* p, int64_t s, const V& wa, const V& wb, const V& wc, V& a0, V& a1, V& a2, V& a3) {
-  V v = ld<V>(p);
-  a0 += v * wa;
-  v = ld<V>(p + s);
-  a0 += v * wb;
-  a1 += v * wa;
-  v = ld<V>(p + 2 * s);
-  a0 += v * wc;
-  a1 += v * wb;
-  a2 += v * wa;
-  v = ld<V>(p + 3 * s);
-  a1 += v * wc;
-  a2 += v * wb;
-  a3 += v * wa;
-  v = ld<V>(p + 4 * s);
-  a2 += v * wc;
-  a3 += v * wb;
-  v = ld<V>(p + 5 * s);
-  a3 += v * wc;
-}
-
 // y of one output pixel (sample n, first input position ih0, iw0), channel block c, any kernel (bounds-checked).
 // Sum order: bias, then taps (kh, kw) in increasing order.
 template <class V>

@@ -30,30 +30,6 @@ IRC_INL V vzero() {
   return V{} * 0.f;
 }
 
-// One kernel row (three taps wa, wb, wc) for four outputs: column j = p + j*s (j = 0..5) adds to output i with tap
-// j - i (0..2), taps in increasing order for every output.
-template <class V>
-IRC_INL void row4(const float* p, int64_t s, const V& wa, const V& wb, const V& wc, V& a0, V& a1, V& a2, V& a3) {
-  V c = ld<V>(p);
-  a0 += c * wa;
-  c = ld<V>(p + s);
-  a0 += c * wb;
-  a1 += c * wa;
-  c = ld<V>(p + 2 * s);
-  a0 += c * wc;
-  a1 += c * wb;
-  a2 += c * wa;
-  c = ld<V>(p + 3 * s);
-  a1 += c * wc;
-  a2 += c * wb;
-  a3 += c * wa;
-  c = ld<V>(p + 4 * s);
-  a2 += c * wc;
-  a3 += c * wb;
-  c = ld<V>(p + 5 * s);
-  a3 += c * wc;
-}
-
 struct DG {
   int64_t N, H, W, C2, C, KH, KW, P, Ho, Wo;
 };
