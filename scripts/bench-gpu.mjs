@@ -77,6 +77,82 @@ async function peakBytes(native, fn, key = 'cudaBytes') {
   return peak;
 }
 
+/** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
+async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20 }) {
+  const ours = {};
+  try {
+    // --- training step
+    lib.setInitSeed(1);
+    const net = lib.createModel(model, { constyle: 'train', K }).to(device);
+    const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4 });
+    const gt = randomImages(lib, batch, size, size, 1, device);
+    const noise = randomImages(lib, batch, size, size, 2, device);
+    const lq = lib.ops.add(gt, lib.ops.scale(noise, 0.2, -0.1));
+    noise.dispose();
+    const times = [];
+    let losses = null;
+    for (let it = 0; it < steps + 3; it++) {
+      if (it >= 4 && left() < 30 + 2 * median(times)) break;
+      await lib.sync();
+      const t0 = performance.now();
+      losses = await trainer.step(lq, gt);
+      await lib.sync();
+      const ms = performance.now() - t0;
+      if (it >= 3) times.push(ms);
+      log(`ours ${model}: train step ${it + 1}${it < 3 ? ' (warm-up)' : ''} ${ms.toFixed(1)} ms  total loss ${losses.total.toFixed(4)}`);
+    }
+    const msStep = times.length ? median(times) : NaN;
+    Object.assign(ours, { msStep, imgPerS: (batch * 1000) / msStep, steps: times.length, lastLosses: losses });
+    ours.peakCudaMiB = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+    ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
+    log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
+    if (profile && left() > 20) {
+      // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
+      native.profile(true);
+      const t0 = performance.now();
+      await trainer.step(lq, gt);
+      await lib.sync();
+      const wall = performance.now() - t0;
+      native.profile(false);
+      const prof = (native.profile() ?? []).sort((a, b) => b.ms - a.ms);
+      const gpuMs = prof.reduce((a, p) => a + p.ms, 0);
+      const launches = prof.reduce((a, p) => a + p.calls, 0);
+      ours.profile = { wallMs: wall, gpuMs, ops: launches, top: prof.slice(0, 25) };
+      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops`);
+      for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls`);
+    }
+    for (const t of [lq, gt]) t.dispose();
+    trainer.dispose();
+
+    // --- inference
+    lib.setInitSeed(2);
+    const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
+    for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
+      if (left() < 15) { log(`ours ${model}: inference ${s}² skipped (time budget)`); continue; }
+      const img = randomImages(lib, 1, s, s, 3 + s, device);
+      const ts = [];
+      for (let it = 0; it < inferReps + 3; it++) {
+        if (it >= 6 && left() < 10) break;
+        await lib.sync();
+        const t0 = performance.now();
+        const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
+        await lib.sync();
+        const ms = performance.now() - t0;
+        y.dispose();
+        if (it >= 3) ts.push(ms);
+      }
+      ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
+      log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs)`);
+      img.dispose();
+    }
+    inf.dispose?.();
+  } catch (e) {
+    ours.error = `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
+    log(`ours ${model}: ERROR ${ours.error}`);
+  }
+  return ours;
+}
+
 /**
  * The benchmark. Sets IRCONSTYLE_BACKEND=cuda (unless set) before loading the library. Returns a result object:
  * { skipped } without CUDA, otherwise { device, ours, pytorch, ratios, table }.
@@ -101,60 +177,15 @@ export async function runBench({
     log(`pytorch: ${JSON.stringify(result.pytorch)}`);
   }
 
-  const ours = (result.ours = {});
-  try {
-    // --- training step
-    lib.setInitSeed(1);
-    const net = lib.createModel(model, { constyle: 'train', K }).to(device);
-    const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4 });
-    const gt = randomImages(lib, batch, size, size, 1, device);
-    const noise = randomImages(lib, batch, size, size, 2, device);
-    const lq = lib.ops.add(gt, lib.ops.scale(noise, 0.2, -0.1));
-    noise.dispose();
-    const times = [];
-    let losses = null;
-    for (let it = 0; it < 13; it++) {
-      if (it >= 4 && left() < 60 + 2 * median(times)) break;
-      await lib.sync();
-      const t0 = performance.now();
-      losses = await trainer.step(lq, gt);
-      await lib.sync();
-      const ms = performance.now() - t0;
-      if (it >= 3) times.push(ms);
-      log(`ours: train step ${it + 1}${it < 3 ? ' (warm-up)' : ''} ${ms.toFixed(1)} ms  total loss ${losses.total.toFixed(4)}`);
-    }
-    const msStep = times.length ? median(times) : NaN;
-    Object.assign(ours, { msStep, imgPerS: (batch * 1000) / msStep, steps: times.length, lastLosses: losses });
-    ours.peakCudaMiB = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-    ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
-    log(`ours: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
-    for (const t of [lq, gt]) t.dispose();
-    trainer.dispose();
+  const ours = (result.ours = await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true }));
 
-    // --- inference
-    lib.setInitSeed(2);
-    const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
-    for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
-      if (left() < 15) { log(`ours: inference ${s}² skipped (time budget)`); continue; }
-      const img = randomImages(lib, 1, s, s, 3 + s, device);
-      const ts = [];
-      for (let it = 0; it < 23; it++) {
-        if (it >= 6 && left() < 10) break;
-        await lib.sync();
-        const t0 = performance.now();
-        const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
-        await lib.sync();
-        const ms = performance.now() - t0;
-        y.dispose();
-        if (it >= 3) ts.push(ms);
-      }
-      ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
-      log(`ours: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs)`);
-      img.dispose();
+  // The other ConStyle families (ours only; their PyTorch anchors are in ../shared/anchors/README.md).
+  result.others = [];
+  if (device === 'cuda' && model === 'constyle-nafnet') {
+    for (const [m, b] of [['constyle-restormer', 8], ['constyle-maxim', 16]]) {
+      if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
+      result.others.push({ model: m, batch: b, ...(await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8 })) });
     }
-  } catch (e) {
-    ours.error = `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
-    log(`ours: ERROR ${ours.error}`);
   }
 
   // --- ratios and table
@@ -175,9 +206,12 @@ export async function runBench({
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
+    ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall, ${f(ours.profile.gpuMs)} ms GPU kernel time in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
+    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}`),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
-    '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB',
+    '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
+    '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',
   ];
   if (outDir) writeFileSync(join(outDir, 'bench-gpu.json'), JSON.stringify(result, null, 1));
   return result;

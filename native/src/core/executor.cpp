@@ -28,6 +28,23 @@ std::atomic<uint64_t> g_submissions[512];
 // Per-op kernel time in nanoseconds and call counts, collected while profiling is on.
 std::atomic<bool> g_profile{false};
 std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512];
+// CUDA ops are timed with a pair of events around their launches (JS thread only); resolved when read.
+struct CudaTiming {
+  int id;
+  void* start;
+  void* end;
+};
+std::vector<CudaTiming> g_cuda_pending;
+
+void resolve_cuda_timings() {
+  for (auto& t : g_cuda_pending) {
+    float ms = cudev::elapsed_ms(t.start, t.end);
+    if (ms < 0) continue;
+    g_prof_ns[t.id] += static_cast<uint64_t>(ms * 1e6);
+    g_prof_calls[t.id]++;
+  }
+  g_cuda_pending.clear();
+}
 
 void queue_main(Queue* q) {
   threadpool_init(0);
@@ -115,11 +132,14 @@ void enqueue(std::function<void()> task) {
 }
 
 void set_profiling(bool on) {
-  if (on)
+  if (on) {
+    resolve_cuda_timings();
     for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = 0;
+  }
   g_profile = on;
 }
 void op_profile(int id, uint64_t& ns, uint64_t& calls) {
+  if (!g_cuda_pending.empty()) resolve_cuda_timings();
   ns = id >= 0 && id < 512 ? g_prof_ns[id].load() : 0;
   calls = id >= 0 && id < 512 ? g_prof_calls[id].load() : 0;
 }
@@ -161,7 +181,13 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
     ctx.stream = cudev::stream();
     for (auto& t : inputs) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
     for (auto& t : outs) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
-    op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
+    if (g_profile.load(std::memory_order_relaxed)) {
+      void* start = cudev::timing_event();
+      op.cuda(ctx);
+      g_cuda_pending.push_back({static_cast<int>(&op - op_entry(0)), start, cudev::timing_event()});
+    } else {
+      op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
+    }
     return outs;
   }
   const OpEntry* opp = &op;

@@ -40,6 +40,10 @@ void pinned_free(void* p);
 // An event recorded on the stream now; wait_event blocks the calling thread until it has passed.
 void* record_event();
 std::string wait_event(void* ev);  // destroys the event; "" or the CUDA error that the stream hit
+// Profiling: a timing event recorded on the stream now; elapsed_ms waits for `end`, returns the milliseconds
+// between the two and destroys both (negative when the stream failed).
+void* timing_event();
+float elapsed_ms(void* start, void* end);
 
 }  // namespace cudev
 }  // namespace irc

@@ -26,6 +26,8 @@ void* pinned_alloc(size_t) { none(); }
 void pinned_free(void*) {}
 void* record_event() { none(); }
 std::string wait_event(void*) { return ""; }
+void* timing_event() { none(); }
+float elapsed_ms(void*, void*) { return -1.f; }
 }  // namespace cudev
 }  // namespace irc
 #endif

@@ -229,6 +229,22 @@ std::string wait_event(void* ev) {
   cudaEventDestroy(static_cast<cudaEvent_t>(ev));
   return e == cudaSuccess ? std::string() : err(e);
 }
+void* timing_event() {
+  need();
+  cudaEvent_t ev;
+  cudaError_t e = cudaEventCreate(&ev);
+  if (e == cudaSuccess) e = cudaEventRecord(ev, st().stream);
+  if (e != cudaSuccess) op_fail("E_CUDA", "event: " + err(e));
+  return ev;
+}
+float elapsed_ms(void* start, void* end) {
+  float ms = -1.f;
+  auto a = static_cast<cudaEvent_t>(start), b = static_cast<cudaEvent_t>(end);
+  if (cudaEventSynchronize(b) != cudaSuccess || cudaEventElapsedTime(&ms, a, b) != cudaSuccess) ms = -1.f;
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms;
+}
 
 }  // namespace cudev
 
