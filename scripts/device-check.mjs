@@ -191,6 +191,13 @@ async function benchWorker() {
   emit({ done: true });
 }
 
+async function opBenchWorker() {
+  const { runOpBench } = await import('./bench-gpu-ops.mjs');
+  const res = await runOpBench({ log: console.log });
+  emit({ i: 0, result: res });
+  emit({ done: true });
+}
+
 // ------------------------------------------------------------------------------------------ parent side
 /**
  * Runs `node SELF mode ...` from item `from`, restarting after crashes, hangs (no line for `stallS`) and poisoned
@@ -345,9 +352,10 @@ async function main() {
   else if (selftest && !flag('--with-parity')) say('\n== c. parity: skipped in the CPU self-test (add --with-parity to run it on the CPU)');
   else {
     const deadline = Date.now() + 1000 * Math.min(150, Math.max(10, left() - 120));
-    say(`\n== c. parity on ${target}: ${fixtures.length} fixtures, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
+    say(`\n== c. parity on ${target} (IRCONSTYLE_TF32=0): ${fixtures.length} fixtures, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
     parity = await runWorkers({
-      mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures], env: workerEnv({}), n: fixtures.length,
+      // Fixtures hold FP32 results of the official code: TF32 off, as in the strict op pass.
+      mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures], env: workerEnv({ IRCONSTYLE_TF32: '0' }), n: fixtures.length,
       deadline, stallS: 120, log: join(OUT, 'parity.log'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file}${o.s !== undefined ? ` (${o.s.toFixed(1)} s)` : ''}  ${o.error ?? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}${v.bad ? ` (${v.bad} bad, worst ${v.worst})` : ''}`).join(', ')}`),
     });
@@ -361,7 +369,7 @@ async function main() {
   if (flag('--no-bench')) say('\n== d. bench: skipped (--no-bench)');
   else if (left() < 60) say(`\n== d. bench: skipped (only ${Math.round(left())} s left)`);
   else {
-    const b = Math.floor(left() - 25);
+    const b = Math.floor(left() - 55); // leaves the op bench (d2) its time
     say(`\n== d. bench (scripts/bench-gpu.mjs), ${b} s budget`);
     const r = await runWorkers({
       mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda' },
@@ -369,6 +377,19 @@ async function main() {
     });
     bench = r[0]?.result ?? { error: r[0]?.error ?? 'no result' };
     result.bench = bench;
+    save();
+  }
+
+  // ---- d2. per-op GPU times at the training shapes (where the step's time goes, op by op)
+  let opBench = null;
+  if (!skipReason && !selftest && !flag('--no-bench') && left() > 30) {
+    say(`\n== d2. op bench (scripts/bench-gpu-ops.mjs)`);
+    const r = await runWorkers({
+      mode: '--opbench-worker', extra: [], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda' },
+      n: 1, deadline: Date.now() + Math.max(20, left() - 5) * 1000, stallS: 120, log: join(OUT, 'opbench.log'),
+    });
+    opBench = r[0]?.result ?? { error: r[0]?.error ?? 'no result' };
+    result.opBench = opBench;
     save();
   }
 
@@ -411,6 +432,7 @@ async function main() {
     else if (bench.error) say(`bench: ERROR ${bench.error}`);
     for (const line of bench.table ?? []) say(line);
   }
+  if (opBench) for (const line of opBench.table ?? [`op bench: ${opBench.error ?? opBench.skipped}`]) say(line);
   if (skipReason) say(`CUDA checks skipped: ${skipReason}`);
   result.failed = failed;
   result.seconds = (Date.now() - T0) / 1000;
@@ -422,4 +444,5 @@ async function main() {
 if (flag('--op-worker')) await opWorker();
 else if (flag('--parity-worker')) await parityWorker();
 else if (flag('--bench-worker')) await benchWorker();
+else if (flag('--opbench-worker')) await opBenchWorker();
 else await main();

@@ -156,7 +156,7 @@ export function opCases() {
     add('simple_gate', `[${sh}]`, [f(sh)]);
     add('simple_gate_backward', `[${sh}]`, [f(half), f(sh)]);
   }
-  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [16, 8, 8, 256]]) {
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [16, 8, 8, 256], [2, 9, 7, 1032]]) {
     add('global_avg_pool', `[${sh}]`, [f(sh)], [], red);
     add('global_avg_pool_backward', `[${sh}]`, [f([sh[0], 1, 1, sh[3]]), f(sh)]);
     add('channel_scale', `[${sh}]`, [f(sh), f([sh[0], 1, 1, sh[3]])]);
@@ -166,12 +166,16 @@ export function opCases() {
   add('scaled_add', 's[C] [1,7,13,5]', [f([1, 7, 13, 5]), f([1, 7, 13, 5]), f([5])]);
   add('scaled_add_backward', 's[1,1,1,C] [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48]), f([1, 1, 1, 48])], [], red);
   add('scaled_add_backward', 's[C] [1,7,13,5]', [f([1, 7, 13, 5]), f([1, 7, 13, 5]), f([5])], [], red);
+  add('scaled_add_backward', 's[C] [1,5,6,1032]', [f([1, 5, 6, 1032]), f([1, 5, 6, 1032]), f([1032])], [], red);
   const dws = [
     ['3x3 p1 bias [2,32,32,96]', [2, 32, 32, 96], 3, 1, true],
     ['3x3 p1 [1,7,13,10]', [1, 7, 13, 10], 3, 1, false],
     ['5x5 p2 bias [1,13,7,6]', [1, 13, 7, 6], 5, 2, true],
     ['3x3 p0 bias [1,9,9,4]', [1, 9, 9, 4], 3, 0, true],
     ['3x3 p1 bias [2,16,16,384]', [2, 16, 16, 384], 3, 1, true],
+    ['3x3 p1 bias [3,40,40,96]', [3, 40, 40, 96], 3, 1, true],
+    ['3x3 p1 bias [1,4,5,2056]', [1, 4, 5, 2056], 3, 1, true],
+    ['3x3 p1 [1,6,5,14]', [1, 6, 5, 14], 3, 1, false],
   ];
   for (const [name, xs, k, p, bias] of dws) {
     const C2 = xs[3];

@@ -8,7 +8,9 @@
 //   dwconv_gate_backward: (1) dz = [dy z2, dy z1] into scratch, z recomputed; for 3x3 kernels the same pass also
 //       accumulates the dw / db partials from the x taps it already loaded (other kernels: a separate partial pass,
 //       one tap per block row); (2) dx gathers dz through the flipped taps; (3) the partials are summed in order.
+#include <climits>
 #include <cstdint>
+#include <string>
 
 #include "../cuda/common.cuh"
 
@@ -22,6 +24,20 @@ constexpr int kThreads = 256;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 inline bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Index arithmetic in 32 bits where it cannot overflow (64-bit division costs tens of instructions per element,
+// enough to slow these memory-bound kernels): n < 2^30 keeps a grid-stride loop's i + stride below 2^31.
+inline bool small_index(int64_t n) { return n < (int64_t(1) << 30); }
+#define IRC_LOOP(I, i, n) \
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < I(n); i += I(gridDim.x) * I(blockDim.x))
+// kern<V, I> over n elements (units of V) with I = int when small_index(n), else int64_t.
+#define IRC_LAUNCH_VI(kern, V, n, st, ...)                                                       \
+  do {                                                                                           \
+    if (small_index(n))                                                                          \
+      kern<V, int><<<cu::blocks_for(n), kThreads, 0, st>>>(__VA_ARGS__);                         \
+    else                                                                                         \
+      kern<V, int64_t><<<cu::blocks_for(n), kThreads, 0, st>>>(__VA_ARGS__);                     \
+  } while (0)
 
 __device__ __forceinline__ float4 operator*(float4 a, float4 b) {
   return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
@@ -44,22 +60,21 @@ __device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f,
 
 // ---- elementwise ------------------------------------------------------------------------------------------
 // C in units of V for all of these.
-template <class V>
-__global__ void gate_k(const V* __restrict__ x, V* __restrict__ y, int64_t total, int64_t C) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t r = e / C, j = e % C;
+template <class V, class I>
+__global__ void gate_k(const V* __restrict__ x, V* __restrict__ y, I total, I C) {
+  IRC_LOOP(I, e, total) {
+    const I r = e / C, j = e - r * C;
     const V* a = x + r * 2 * C + j;
     y[e] = a[0] * a[C];
   }
 }
 
-template <class V>
-__global__ void gate_back_k(const V* __restrict__ dy, const V* __restrict__ x, V* __restrict__ dx, int64_t total,
-                            int64_t C) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t r = e / C, j = e % C;
+template <class V, class I>
+__global__ void gate_back_k(const V* __restrict__ dy, const V* __restrict__ x, V* __restrict__ dx, I total, I C) {
+  IRC_LOOP(I, e, total) {
+    const I r = e / C, j = e - r * C;
     const V d = dy[e];
-    const int64_t o = r * 2 * C + j;
+    const I o = r * 2 * C + j;
     const V a = x[o], b = x[o + C];
     dx[o] = d * b;
     dx[o + C] = d * a;
@@ -67,68 +82,106 @@ __global__ void gate_back_k(const V* __restrict__ dy, const V* __restrict__ x, V
 }
 
 // y[e] = x[e] * s[(e / (P C)) C + e % C]   (channel_scale: x * s; gap backward: dy broadcast, scaled by inv)
-template <class V>
-__global__ void bcast_mul_k(const V* __restrict__ x, const V* __restrict__ s, V* __restrict__ y, int64_t total,
-                            int64_t P, int64_t C) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t c = e % C, n = e / (P * C);
+template <class V, class I>
+__global__ void bcast_mul_k(const V* __restrict__ x, const V* __restrict__ s, V* __restrict__ y, I total, I P, I C) {
+  IRC_LOOP(I, e, total) {
+    const I c = e % C, n = e / (P * C);
     y[e] = x[e] * s[n * C + c];
   }
 }
 
-template <class V>
-__global__ void gap_back_k(const V* __restrict__ dy, V* __restrict__ dx, int64_t total, int64_t P, int64_t C,
-                           float inv) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t c = e % C, n = e / (P * C);
+template <class V, class I>
+__global__ void gap_back_k(const V* __restrict__ dy, V* __restrict__ dx, I total, I P, I C, float inv) {
+  IRC_LOOP(I, e, total) {
+    const I c = e % C, n = e / (P * C);
     dx[e] = dy[n * C + c] * inv;
   }
 }
 
-template <class V>
+template <class V, class I>
 __global__ void scaled_add_k(const V* __restrict__ a, const V* __restrict__ b, const V* __restrict__ s,
-                             V* __restrict__ y, int64_t total, int64_t C) {
-  IRC_GRID_LOOP(e, total) { y[e] = a[e] + b[e] * s[e % C]; }
+                             V* __restrict__ y, I total, I C) {
+  IRC_LOOP(I, e, total) { y[e] = a[e] + b[e] * s[e % C]; }
 }
 
 // ---- column sums: part[(n G + g) C + c] = Σ_{p in group g} term(n, p, c) -------------------------------------
 enum ColMode { kSum = 0, kDotScaleN = 1, kDotScale1 = 2 };
 
+// Block geometry shared by the column reductions: 256 threads as L pixel lanes x CB channel vectors
+// (CB = min(Cv, 256), L = 256 / CB); blockIdx.y picks the chunk of CB channel vectors. Consecutive threads read
+// consecutive vectors of one pixel row (coalesced); lanes take rows lane, lane + L, ...
+struct Lanes {
+  int CB, L, chunks;
+};
+Lanes lanes_of(int64_t Cv) {
+  Lanes l;
+  l.CB = static_cast<int>(Cv < kThreads ? (Cv > 0 ? Cv : 1) : kThreads);
+  l.L = kThreads / l.CB;
+  l.chunks = static_cast<int>((Cv + l.CB - 1) / l.CB);
+  return l;
+}
+
+// Sums each thread's VW doubles over the block's lanes in lane order; lane 0 threads write them to out[c .. c+VW).
+template <int VW>
+__device__ __forceinline__ void lane_reduce(double (&v)[VW], double* sh, int CB, int L, bool writer, double* out) {
+  const int t = threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < VW; ++j) sh[t * VW + j] = v[j];
+  __syncthreads();
+  if (writer) {
+#pragma unroll
+    for (int j = 0; j < VW; ++j) {
+      double s = sh[t * VW + j];
+      for (int l = 1; l < L; ++l) s += sh[(l * CB + t) * VW + j];
+      out[j] = s;
+    }
+  }
+  __syncthreads();
+}
+
+template <class V>
+struct VecW {
+  static constexpr int n = sizeof(V) / sizeof(float);
+};
+template <class V>
+__device__ __forceinline__ float comp(const V& v, int j) {
+  if constexpr (VecW<V>::n == 4) return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+  else return v;
+}
+
 // MODE kSum: term = a.  kDotScaleN: term = a b, side[idx] = a s[n C + c].  kDotScale1: as kDotScaleN with s[c].
-template <int MODE>
-__global__ void __launch_bounds__(256) colsum_k(const float* __restrict__ a, const float* __restrict__ b,
-                                                const float* __restrict__ s, float* __restrict__ side,
-                                                double* __restrict__ part, int64_t N, int64_t P, int64_t C,
+// Block (ng, chunk) sums rows [P g / G, P (g + 1) / G) of sample n = ng / G; Cv channels in units of V.
+template <int MODE, class V>
+__global__ void __launch_bounds__(256) colsum_k(const V* __restrict__ a, const V* __restrict__ b,
+                                                const V* __restrict__ s, V* __restrict__ side,
+                                                double* __restrict__ part, int64_t P, int Cv, int CB, int L,
                                                 int64_t G) {
-  __shared__ double sh[8][33];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = blockIdx.x * 32 + tx;
-  for (int64_t ng = blockIdx.y; ng < N * G; ng += gridDim.y) {
-    const int64_t n = ng / G, g = ng % G;
-    const int64_t p0 = P * g / G, p1 = P * (g + 1) / G;
-    double acc = 0.0;
-    if (c < C) {
-      const float sc = MODE == kDotScaleN ? s[n * C + c] : MODE == kDotScale1 ? s[c] : 0.f;
-      for (int64_t p = p0 + ty; p < p1; p += 8) {
-        const int64_t idx = (n * P + p) * C + c;
-        const float av = a[idx];
-        if (MODE == kSum) {
-          acc += static_cast<double>(av);
-        } else {
-          acc += static_cast<double>(av) * static_cast<double>(b[idx]);
-          side[idx] = av * sc;
-        }
+  constexpr int VW = VecW<V>::n;
+  __shared__ double sh[kThreads * VW];
+  const int t = threadIdx.x, lane = t / CB, cv = blockIdx.y * CB + t % CB;
+  const bool active = lane < L && cv < Cv;
+  const int64_t ng = blockIdx.x, n = ng / G, g = ng % G;
+  const int64_t p0 = P * g / G, p1 = P * (g + 1) / G;
+  double acc[VW];
+#pragma unroll
+  for (int j = 0; j < VW; ++j) acc[j] = 0.0;
+  if (active) {
+    const V sc = MODE == kDotScaleN ? s[n * Cv + cv] : MODE == kDotScale1 ? s[cv] : vzero<V>();
+    for (int64_t p = p0 + lane; p < p1; p += L) {
+      const int64_t idx = (n * P + p) * Cv + cv;
+      const V av = a[idx];
+      if (MODE == kSum) {
+#pragma unroll
+        for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(comp(av, j));
+      } else {
+        const V bv = b[idx];
+#pragma unroll
+        for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(comp(av, j)) * static_cast<double>(comp(bv, j));
+        side[idx] = av * sc;
       }
     }
-    sh[ty][tx] = acc;
-    __syncthreads();
-    if (ty == 0 && c < C) {
-      double t = sh[0][tx];
-      for (int k = 1; k < 8; ++k) t += sh[k][tx];
-      part[ng * C + c] = t;
-    }
-    __syncthreads();
   }
+  lane_reduce<VW>(acc, sh, CB, L, t < CB && cv < Cv, part + ng * (int64_t(Cv) * VW) + int64_t(cv) * VW);
 }
 
 // dst[idx] (idx < split: dst1[idx], else dst2[idx - split]) = float(scale Σ_g part[(m G + g) L + l]),
@@ -146,11 +199,11 @@ __global__ void finish_parts_k(const double* __restrict__ part, int64_t M, int64
   }
 }
 
-// Row groups per sample for a column sum over P rows of C channels in N samples (shape only).
-int64_t col_groups(int64_t N, int64_t P, int64_t C) {
-  const int64_t tiles = (C + 31) / 32 * (N > 0 ? N : 1);
-  int64_t g = (1024 + tiles - 1) / tiles;
-  const int64_t most = (P + 63) / 64;
+// Row groups per sample (shape only): about 1024 blocks in all, each lane summing at least 8 rows.
+int64_t col_groups(int64_t N, int64_t P, const Lanes& l) {
+  const int64_t per = (N > 0 ? N : 1) * l.chunks;
+  int64_t g = (1024 + per - 1) / per;
+  const int64_t most = P / (int64_t(l.L) * 8);
   if (g > most) g = most;
   if (g < 1) g = 1;
   return g;
@@ -160,11 +213,19 @@ template <int MODE>
 void column_sum(KernelCtx& c, const float* a, const float* b, const float* s, float* side, float* out, int64_t N,
                 int64_t P, int64_t C, double scale) {
   cudaStream_t st = cu::stream(c);
-  const int64_t G = col_groups(N, P, C);
+  const bool v4 = C % 4 == 0 && al16(a) && (!b || al16(b)) && (!s || al16(s)) && (!side || al16(side));
+  const int64_t Cv = v4 ? C / 4 : C;
+  const Lanes l = lanes_of(Cv);
+  const int64_t G = col_groups(N, P, l);
+  if (N * G > INT_MAX || Cv > INT_MAX) op_fail("E_CUDA", std::string(c.op) + ": reduction too large");
   double* part = static_cast<double*>(cu::scratch(st, sizeof(double) * N * G * C, 1));
-  const int64_t ny = N * G < 65535 ? N * G : 65535;
-  colsum_k<MODE><<<dim3(static_cast<unsigned>((C + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, st>>>(
-      a, b, s, side, part, N, P, C, G);
+  const dim3 grid(static_cast<unsigned>(N * G), static_cast<unsigned>(l.chunks));
+  if (v4)
+    colsum_k<MODE, float4><<<grid, kThreads, 0, st>>>(
+        reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b), reinterpret_cast<const float4*>(s),
+        reinterpret_cast<float4*>(side), part, P, static_cast<int>(Cv), l.CB, l.L, G);
+  else
+    colsum_k<MODE, float><<<grid, kThreads, 0, st>>>(a, b, s, side, part, P, static_cast<int>(Cv), l.CB, l.L, G);
   finish_parts_k<<<cu::blocks_for(N * C), kThreads, 0, st>>>(part, N, G, C, scale, out, N * C, nullptr);
   cu::check_launch(c);
 }
@@ -204,108 +265,98 @@ __device__ __forceinline__ V z_at(const DG& g, const V* __restrict__ x, const V*
   return acc;
 }
 
+// Splits an output element index e (pixel-major, Cv channel vectors per pixel) into (n, oh, ow, c).
+template <class I>
+__device__ __forceinline__ void split_q(const DG& g, I e, I Cv, I& q, I& n, I& oh, I& ow, I& c) {
+  q = e / Cv;
+  c = e - q * Cv;
+  const I r = q / I(g.Wo);
+  ow = q - r * I(g.Wo);
+  n = r / I(g.Ho);
+  oh = r - n * I(g.Ho);
+}
+
 // Forward: y[q, c] = z(c) z(c + C); C in units of V.
-template <int K, class V>
+template <int K, class V, class I>
 __global__ void dwgate_fwd_k(DG g, const V* __restrict__ x, const V* __restrict__ w, const V* __restrict__ b,
-                             V* __restrict__ y, int64_t total, int64_t Cv) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t c = e % Cv;
-    int64_t t = e / Cv;
-    const int64_t ow = t % g.Wo;
-    t /= g.Wo;
-    const int64_t oh = t % g.Ho, n = t / g.Ho;
+                             V* __restrict__ y, I total, I Cv) {
+  IRC_LOOP(I, e, total) {
+    I q, n, oh, ow, c;
+    split_q<I>(g, e, Cv, q, n, oh, ow, c);
     const V z1 = z_at<K, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
     const V z2 = z_at<K, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
     y[e] = z1 * z2;
   }
 }
 
-// Backward step 1 (any kernel): dz[q, c] = dy z2, dz[q, C + c] = dy z1.
-template <class V>
+// Backward step 1: dz[q, c] = dy z2, dz[q, C + c] = dy z1 (z recomputed).
+template <int K, class V, class I>
 __global__ void dwgate_dz_k(DG g, const V* __restrict__ dy, const V* __restrict__ x, const V* __restrict__ w,
-                            const V* __restrict__ b, V* __restrict__ dz, int64_t total, int64_t Cv) {
-  IRC_GRID_LOOP(e, total) {
-    const int64_t c = e % Cv, q = e / Cv;
-    const int64_t ow = q % g.Wo, oh = (q / g.Wo) % g.Ho, n = q / (g.Wo * g.Ho);
-    const V z1 = z_at<0, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
-    const V z2 = z_at<0, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
+                            const V* __restrict__ b, V* __restrict__ dz, I total, I Cv) {
+  IRC_LOOP(I, e, total) {
+    I q, n, oh, ow, c;
+    split_q<I>(g, e, Cv, q, n, oh, ow, c);
+    const V z1 = z_at<K, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
+    const V z2 = z_at<K, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
     const V d = dy[e];
-    dz[q * 2 * Cv + c] = d * z2;
-    dz[q * 2 * Cv + Cv + c] = d * z1;
+    V* out = dz + int64_t(q) * 2 * Cv + c;
+    out[0] = d * z2;
+    out[Cv] = d * z1;
   }
 }
 
-// Backward step 1 for 3x3 kernels, fused with the dw / db partials. Block (32, 8): 32 gate channels c (each thread
-// also owns c + C), 8 pixel lanes; block row blockIdx.y = pixel group gq of G over the Q = N Ho Wo output pixels.
-// part[(gq T + t) C2 + ch], T = 10: t < 9 the tap kh*3+kw, t = 9 the bias.
-__global__ void __launch_bounds__(256) dwgate_dz3_k(DG g, const float* __restrict__ dy, const float* __restrict__ x,
-                                                    const float* __restrict__ w, const float* __restrict__ b,
-                                                    float* __restrict__ dz, double* __restrict__ part, int64_t G) {
-  __shared__ double sh[8][33];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t C = g.C, C2 = g.C2, c = blockIdx.x * 32 + tx;
-  const int64_t Q = g.N * g.Ho * g.Wo;
-  for (int64_t gq = blockIdx.y; gq < G; gq += gridDim.y) {
-    double a1[10], a2[10];
+// Backward step 2 for 3x3 kernels with padding 1 (Ho = H, Wo = W), dx and the dw / db partials in one pass over
+// dz. Block (pixel group gq, channel chunk): thread (lane, cv) walks input pixels p = p0 + lane, p0 + lane + L, ...
+// of the group's range at channel vector cv (C2v per pixel); every dz tap it loads serves both sums:
+//   dx[p]   = Σ_{kh, kw} dz[p + (1 - kh, 1 - kw)] w[kh, kw]      (kh outer, kw inner, as dx_pix on the CPU)
+//   a[t]   += dz[p + (1 - kh, 1 - kw)] x[p]   (t = 3 kh + kw: dw[t] = Σ_q dz[q] x[q + (kh - 1, kw - 1)])
+//   a[9]   += dz[p]                                               (db)
+// part[(gq 10 + t) C2 + c] = the group's sums, lanes added in order (double), as finish_parts_k expects.
+template <class V>
+__global__ void __launch_bounds__(256) dwgate_dxdw3_k(DG g, const V* __restrict__ dz, const V* __restrict__ x,
+                                                      const V* __restrict__ w, V* __restrict__ dx,
+                                                      double* __restrict__ part, int C2v, int CB, int L, int64_t G) {
+  constexpr int VW = VecW<V>::n;
+  __shared__ double sh[kThreads * VW];
+  const int t = threadIdx.x, lane = t / CB, cv = blockIdx.y * CB + t % CB;
+  const bool active = lane < L && cv < C2v;
+  const int64_t gq = blockIdx.x, Q = g.N * g.H * g.W, p0 = Q * gq / G, p1 = Q * (gq + 1) / G;
+  const int64_t W = g.W, H = g.H, row = W * C2v;
+  V a[10];
 #pragma unroll
-    for (int t = 0; t < 10; ++t) a1[t] = a2[t] = 0.0;
-    if (c < C) {
-      float w1[9], w2[9];
+  for (int k = 0; k < 10; ++k) a[k] = vzero<V>();
+  if (active) {
+    V wv[9];
 #pragma unroll
-      for (int t = 0; t < 9; ++t) {
-        w1[t] = w[t * C2 + c];
-        w2[t] = w[t * C2 + C + c];
-      }
-      const float b1 = b ? b[c] : 0.f, b2 = b ? b[C + c] : 0.f;
-      const int64_t q1 = Q * (gq + 1) / G;
-      for (int64_t q = Q * gq / G + ty; q < q1; q += 8) {
-        const int64_t ow = q % g.Wo, oh = (q / g.Wo) % g.Ho, n = q / (g.Wo * g.Ho);
-        float x1[9], x2[9];
-        float z1 = b1, z2 = b2;
+    for (int k = 0; k < 9; ++k) wv[k] = w[k * C2v + cv];
+    for (int p = static_cast<int>(p0) + lane; p < p1; p += L) {  // the caller checked Q C2 < 2^31
+      const int r = p / static_cast<int>(W), iw = p - r * static_cast<int>(W), ih = r % static_cast<int>(H);
+      const V* dp = dz + int64_t(p) * C2v + cv;
+      const V xv = x[int64_t(p) * C2v + cv];
+      V d = vzero<V>();
 #pragma unroll
-        for (int kh = 0; kh < 3; ++kh) {
-          const int64_t ih = oh - g.P + kh;
-          const bool rin = ih >= 0 && ih < g.H;
+      for (int kh = 0; kh < 3; ++kh) {
+        const int oh = ih + 1 - kh;
+        if (oh < 0 || oh >= H) continue;
 #pragma unroll
-          for (int kw = 0; kw < 3; ++kw) {
-            const int64_t iw = ow - g.P + kw;
-            const int t = kh * 3 + kw;
-            x1[t] = x2[t] = 0.f;
-            if (rin && iw >= 0 && iw < g.W) {
-              const float* xp = x + ((n * g.H + ih) * g.W + iw) * C2 + c;
-              x1[t] = xp[0];
-              x2[t] = xp[C];
-              z1 = mac(z1, x1[t], w1[t]);
-              z2 = mac(z2, x2[t], w2[t]);
-            }
-          }
+        for (int kw = 0; kw < 3; ++kw) {
+          const int ow = iw + 1 - kw;
+          if (ow < 0 || ow >= W) continue;
+          const V z = dp[(1 - kh) * row + (1 - kw) * int64_t(C2v)];
+          d = mac(d, z, wv[kh * 3 + kw]);
+          a[kh * 3 + kw] = mac(a[kh * 3 + kw], z, xv);
         }
-        const float d = dy[q * C + c];
-        const float d1 = d * z2, d2 = d * z1;
-        dz[q * C2 + c] = d1;
-        dz[q * C2 + C + c] = d2;
-#pragma unroll
-        for (int t = 0; t < 9; ++t) {
-          a1[t] += static_cast<double>(d1) * static_cast<double>(x1[t]);
-          a2[t] += static_cast<double>(d2) * static_cast<double>(x2[t]);
-        }
-        a1[9] += static_cast<double>(d1);
-        a2[9] += static_cast<double>(d2);
       }
+      a[9] = a[9] + dp[0];
+      dx[int64_t(p) * C2v + cv] = d;
     }
+  }
 #pragma unroll
-    for (int half = 0; half < 2; ++half)
+  for (int k = 0; k < 10; ++k) {
+    double v[VW];
 #pragma unroll
-      for (int t = 0; t < 10; ++t) {
-        sh[ty][tx] = half ? a2[t] : a1[t];
-        __syncthreads();
-        if (ty == 0 && c < C) {
-          double s = sh[0][tx];
-          for (int k = 1; k < 8; ++k) s += sh[k][tx];
-          part[(gq * 10 + t) * C2 + half * C + c] = s;
-        }
-        __syncthreads();
-      }
+    for (int j = 0; j < VW; ++j) v[j] = comp(a[k], j);
+    lane_reduce<VW>(v, sh, CB, L, t < CB && cv < C2v, part + (gq * 10 + k) * (int64_t(C2v) * VW) + int64_t(cv) * VW);
   }
 }
 
@@ -374,7 +425,7 @@ __global__ void dwgate_dx_k(DG g, const V* __restrict__ dz, const V* __restrict_
   }
 }
 
-// Pixel groups for the dw / db partials (shape only).
+// Pixel groups for the generic dw / db partials (shape only).
 int64_t dw_groups(int64_t Q, int64_t tiles) {
   int64_t g = (512 + tiles - 1) / tiles;
   const int64_t most = (Q + 63) / 64;
@@ -393,10 +444,10 @@ void cuda_simple_gate(KernelCtx& c) {
   float* y = c.out[0].f();
   cudaStream_t s = cu::stream(c);
   if (C % 4 == 0 && al16(x) && al16(y))
-    gate_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(reinterpret_cast<const float4*>(x),
-                                                                  reinterpret_cast<float4*>(y), total / 4, C / 4);
+    IRC_LAUNCH_VI(gate_k, float4, total / 4, s, reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y),
+                  total / 4, C / 4);
   else
-    gate_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(x, y, total, C);
+    IRC_LAUNCH_VI(gate_k, float, total, s, x, y, total, C);
   cu::check_launch(c);
 }
 
@@ -407,11 +458,10 @@ void cuda_simple_gate_backward(KernelCtx& c) {
   float* dx = c.out[0].f();
   cudaStream_t s = cu::stream(c);
   if (C % 4 == 0 && al16(dy) && al16(x) && al16(dx))
-    gate_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(
-        reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(dx),
-        total / 4, C / 4);
+    IRC_LAUNCH_VI(gate_back_k, float4, total / 4, s, reinterpret_cast<const float4*>(dy),
+                  reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(dx), total / 4, C / 4);
   else
-    gate_back_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(dy, x, dx, total, C);
+    IRC_LAUNCH_VI(gate_back_k, float, total, s, dy, x, dx, total, C);
   cu::check_launch(c);
 }
 
@@ -432,10 +482,10 @@ void cuda_global_avg_pool_backward(KernelCtx& c) {
   const float inv = static_cast<float>(1.0 / static_cast<double>(P));
   cudaStream_t st = cu::stream(c);
   if (C % 4 == 0 && al16(dy) && al16(dx))
-    gap_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
-        reinterpret_cast<const float4*>(dy), reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
+    IRC_LAUNCH_VI(gap_back_k, float4, total / 4, st, reinterpret_cast<const float4*>(dy),
+                  reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
   else
-    gap_back_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(dy, dx, total, P, C, inv);
+    IRC_LAUNCH_VI(gap_back_k, float, total, st, dy, dx, total, P, C, inv);
   cu::check_launch(c);
 }
 
@@ -448,11 +498,10 @@ void cuda_channel_scale(KernelCtx& c) {
   float* y = c.out[0].f();
   cudaStream_t st = cu::stream(c);
   if (C % 4 == 0 && al16(x) && al16(s) && al16(y))
-    bcast_mul_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
-        reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y),
-        total / 4, P, C / 4);
+    IRC_LAUNCH_VI(bcast_mul_k, float4, total / 4, st, reinterpret_cast<const float4*>(x),
+                  reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y), total / 4, P, C / 4);
   else
-    bcast_mul_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(x, s, y, total, P, C);
+    IRC_LAUNCH_VI(bcast_mul_k, float, total, st, x, s, y, total, P, C);
   cu::check_launch(c);
 }
 
@@ -472,11 +521,11 @@ void cuda_scaled_add(KernelCtx& c) {
   float* y = c.out[0].f();
   cudaStream_t st = cu::stream(c);
   if (C % 4 == 0 && al16(a) && al16(b) && al16(s) && al16(y))
-    scaled_add_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, st>>>(
-        reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b), reinterpret_cast<const float4*>(s),
-        reinterpret_cast<float4*>(y), total / 4, C / 4);
+    IRC_LAUNCH_VI(scaled_add_k, float4, total / 4, st, reinterpret_cast<const float4*>(a),
+                  reinterpret_cast<const float4*>(b), reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y),
+                  total / 4, C / 4);
   else
-    scaled_add_k<float><<<cu::blocks_for(total), kThreads, 0, st>>>(a, b, s, y, total, C);
+    IRC_LAUNCH_VI(scaled_add_k, float, total, st, a, b, s, y, total, C);
   cu::check_launch(c);
 }
 
@@ -488,6 +537,18 @@ void cuda_scaled_add_backward(KernelCtx& c) {
 }
 
 // ---- dwconv_gate ------------------------------------------------------------------------------------------
+template <class V>
+void dwgate_forward(const DG& g, const V* x, const V* w, const V* b, V* y, int64_t total, int64_t Cv, bool k3,
+                    cudaStream_t s) {
+  const unsigned nb = cu::blocks_for(total);
+  if (small_index(total))
+    (k3 ? dwgate_fwd_k<3, V, int> : dwgate_fwd_k<0, V, int>)<<<nb, kThreads, 0, s>>>(g, x, w, b, y, int(total),
+                                                                                       int(Cv));
+  else
+    (k3 ? dwgate_fwd_k<3, V, int64_t> : dwgate_fwd_k<0, V, int64_t>)<<<nb, kThreads, 0, s>>>(g, x, w, b, y, total,
+                                                                                               Cv);
+}
+
 void cuda_dwconv_gate(KernelCtx& c) {
   const DG g = dg_of(c.in[0].shape, c.in[1].shape, c.ai(0));
   if (g.C == 0 || g.N == 0) return;
@@ -496,22 +557,24 @@ void cuda_dwconv_gate(KernelCtx& c) {
   const int64_t total = c.out[0].n;
   cudaStream_t s = cu::stream(c);
   const bool k3 = g.KH == 3 && g.KW == 3;
-  const bool vec = g.C % 4 == 0 && al16(x) && al16(w) && (!b || al16(b)) && al16(y);
-  if (vec) {
-    const float4 *x4 = reinterpret_cast<const float4*>(x), *w4 = reinterpret_cast<const float4*>(w),
-                 *b4 = reinterpret_cast<const float4*>(b);
-    float4* y4 = reinterpret_cast<float4*>(y);
-    if (k3)
-      dwgate_fwd_k<3, float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(g, x4, w4, b4, y4, total / 4, g.C / 4);
-    else
-      dwgate_fwd_k<0, float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(g, x4, w4, b4, y4, total / 4, g.C / 4);
-  } else {
-    if (k3)
-      dwgate_fwd_k<3, float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, x, w, b, y, total, g.C);
-    else
-      dwgate_fwd_k<0, float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, x, w, b, y, total, g.C);
-  }
+  if (g.C % 4 == 0 && al16(x) && al16(w) && (!b || al16(b)) && al16(y))
+    dwgate_forward<float4>(g, reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w),
+                           reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(y), total / 4, g.C / 4, k3, s);
+  else
+    dwgate_forward<float>(g, x, w, b, y, total, g.C, k3, s);
   cu::check_launch(c);
+}
+
+template <class V>
+void dwgate_dz(const DG& g, const V* dy, const V* x, const V* w, const V* b, V* dz, int64_t total, int64_t Cv,
+               bool k3, cudaStream_t s) {
+  const unsigned nb = cu::blocks_for(total);
+  if (small_index(total))
+    (k3 ? dwgate_dz_k<3, V, int> : dwgate_dz_k<0, V, int>)<<<nb, kThreads, 0, s>>>(g, dy, x, w, b, dz, int(total),
+                                                                                     int(Cv));
+  else
+    (k3 ? dwgate_dz_k<3, V, int64_t> : dwgate_dz_k<0, V, int64_t>)<<<nb, kThreads, 0, s>>>(g, dy, x, w, b, dz,
+                                                                                             total, Cv);
 }
 
 void cuda_dwconv_gate_backward(KernelCtx& c) {
@@ -530,26 +593,42 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
   const int64_t Q = g.N * g.Ho * g.Wo;
   float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
   const bool k3 = g.KH == 3 && g.KW == 3;
-  const int64_t tiles = k3 ? (g.C + 31) / 32 : (g.C2 + 31) / 32 * T;
-  const int64_t G = dw_groups(Q, tiles);
-  double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * g.C2, 1));
-  if (k3) {
-    const int64_t ny = G < 65535 ? G : 65535;
-    dwgate_dz3_k<<<dim3(static_cast<unsigned>((g.C + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, s>>>(
-        g, dy, x, w, b, dz, part, G);
-  } else {
-    const int64_t total = Q * g.C;
-    if (g.C % 4 == 0 && al16(dy) && al16(x) && al16(w) && (!b || al16(b)))
-      dwgate_dz_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(
-          g, reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x),
-          reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(dz),
-          total / 4, g.C / 4);
+  const bool vec = g.C % 4 == 0 && al16(dy) && al16(x) && al16(w) && (!b || al16(b)) && al16(dx);
+  // (1) dz, z recomputed
+  if (vec)
+    dwgate_dz<float4>(g, reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x),
+                      reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b),
+                      reinterpret_cast<float4*>(dz), Q * g.C / 4, g.C / 4, k3, s);
+  else
+    dwgate_dz<float>(g, dy, x, w, b, dz, Q * g.C, g.C, k3, s);
+  cu::check_launch(c);
+  if (k3 && g.P == 1 && Q * g.C2 < INT_MAX) {
+    // (2) dx and the dw / db partials in one pass, (3) partials summed in order
+    const int64_t C2v = vec ? g.C2 / 4 : g.C2;
+    const Lanes l = lanes_of(C2v);
+    // about 4 blocks per SM of an H100, each lane walking at least 8 pixels
+    int64_t Gq = (528 + l.chunks - 1) / l.chunks;
+    if (Gq > Q / (int64_t(l.L) * 8)) Gq = Q / (int64_t(l.L) * 8);
+    if (Gq < 1) Gq = 1;
+    double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * Gq * T * g.C2, 1));
+    const dim3 grid(static_cast<unsigned>(Gq), static_cast<unsigned>(l.chunks));
+    if (vec)
+      dwgate_dxdw3_k<float4><<<grid, kThreads, 0, s>>>(
+          g, reinterpret_cast<const float4*>(dz), reinterpret_cast<const float4*>(x),
+          reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(dx), part, static_cast<int>(C2v), l.CB, l.L,
+          Gq);
     else
-      dwgate_dz_k<float><<<cu::blocks_for(total), kThreads, 0, s>>>(g, dy, x, w, b, dz, total, g.C);
-    const int64_t ny = G * T < 65535 ? G * T : 65535;
-    dwgate_dwdb_k<<<dim3(static_cast<unsigned>((g.C2 + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, s>>>(
-        g, dz, x, part, G);
+      dwgate_dxdw3_k<float><<<grid, kThreads, 0, s>>>(g, dz, x, w, dx, part, static_cast<int>(C2v), l.CB, l.L, Gq);
+    finish_parts_k<<<cu::blocks_for(T * g.C2), kThreads, 0, s>>>(part, 1, Gq, T * g.C2, 1.0, dw, wsz, db);
+    cu::check_launch(c);
+    return;
   }
+  // Other kernels / paddings: (2) dw / db partials over dz and x, (3) dx gathers dz, (4) partials summed in order
+  const int64_t G = dw_groups(Q, (g.C2 + 31) / 32 * T);
+  double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * g.C2, 1));
+  const int64_t ny = G * T < 65535 ? G * T : 65535;
+  dwgate_dwdb_k<<<dim3(static_cast<unsigned>((g.C2 + 31) / 32), static_cast<unsigned>(ny)), dim3(32, 8), 0, s>>>(
+      g, dz, x, part, G);
   const int64_t nx = c.out[0].n;
   if (nx > 0) {
     if (g.C2 % 4 == 0 && al16(w) && al16(dx))  // dz comes from scratch (256-byte aligned)

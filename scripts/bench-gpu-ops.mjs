@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// npm run bench:gpu-ops — GPU time of each op of a NAFBlock (forward and backward) at the shapes of ConStyle NAFNet
+// training (batch 16, 128x128: level 1 C = 48 and the bottom level C = 384 at 16x16), from stream events around
+// each launch (native.profile), median of --reps runs after warm-ups. Prints µs per call, the bytes the op must
+// move (inputs + outputs, once each) and the effective bandwidth in GB/s against the card's peak: a memory-bound op
+// near the peak is done; one far below it is the next thing to fix. Without CUDA it prints why and exits 0.
+// Imported by scripts/device-check.mjs (runOpBench).
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildInputs } from './op-cases.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const f = (shape, lo = -1, hi = 1) => ({ shape, dtype: 'float32', lo, hi });
+const pos = (shape) => f(shape, 0.5, 2);
+const numel = (s) => s.reduce((a, b) => a * b, 1);
+const median = (a) => { const s = [...a].sort((x, y) => x - y); return s[s.length >> 1]; };
+
+/** The ops of one NAFBlock at [N, H, W, C] (the ConStyle NAFNet's U-Net level), in step order. */
+function blockCases(N, H, W, C, tag) {
+  const x = [N, H, W, C], x2 = [N, H, W, 2 * C], v = [N, 1, 1, C], rows = N * H * W;
+  const w11 = (ci, co) => f([1, 1, ci, co], -0.2, 0.2);
+  return [
+    ['layer_norm2d', [f(x), pos([C]), f([C])], [1e-6]],
+    ['conv2d', [f(x), w11(C, 2 * C), f([2 * C])], [1, 0, 1], '1x1 C->2C +b'],
+    ['dwconv_gate', [f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
+    ['global_avg_pool', [f(x)], []],
+    ['channel_scale', [f(x), f(v)], []],
+    ['conv2d', [f(x), w11(C, C), f([C])], [1, 0, 1], '1x1 C->C +b'],
+    ['scaled_add', [f(x), f(x), f([1, 1, 1, C])], []],
+    ['simple_gate', [f(x2)], []],
+    ['scaled_add_backward', [f(x), f(x), f([1, 1, 1, C])], []],
+    ['conv2d_backward', [f(x), f(x), w11(C, C)], [1, 0, 1], '1x1 C->C'],
+    ['simple_gate_backward', [f(x), f(x2)], []],
+    ['conv2d_backward', [f(x2), f(x), w11(C, 2 * C)], [1, 0, 1], '1x1 C->2C'],
+    ['channel_scale_backward', [f(x), f(x), f(v)], []],
+    ['global_avg_pool_backward', [f(v), f(x)], []],
+    ['dwconv_gate_backward', [f(x), f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
+    ['layer_norm2d_backward', [f(x), f(x), pos([C]), f([rows]), pos([rows])], []],
+    ['add', [f(x), f(x)], []],
+    ['add_', [f(x), f(x)], []],
+  ].map(([op, inputs, attrs, what]) => ({ op, name: `${op}${what ? ` ${what}` : ''} ${tag}`, inputs, attrs }));
+}
+
+export function opBenchCases(smoke = false) {
+  if (smoke) return blockCases(2, 8, 8, 8, 'smoke [2,8,8,8]');
+  return [
+    ...blockCases(16, 128, 128, 48, 'L1 [16,128,128,48]'),
+    ...blockCases(16, 16, 16, 384, 'bottom [16,16,16,384]'),
+    { op: 'conv2d', name: 'conv2d 3x3 3->48 +b intro [16,128,128,3]', inputs: [f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2), f([48])], attrs: [1, 1, 1] },
+    { op: 'conv2d_backward', name: 'conv2d_backward 3x3 3->48 intro', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2)], attrs: [1, 1, 1] },
+    { op: 'conv2d', name: 'conv2d 2x2 s2 48->96 down', inputs: [f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2), f([96])], attrs: [2, 0, 1] },
+    { op: 'conv2d_backward', name: 'conv2d_backward 2x2 s2 48->96 down', inputs: [f([16, 64, 64, 96]), f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2)], attrs: [2, 0, 1] },
+  ];
+}
+
+/** Times every case; returns { rows, table } (or { skipped }). */
+export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350, device = 'cuda' } = {}) {
+  process.env.IRCONSTYLE_BACKEND ??= device;
+  const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
+  const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
+  const { runOp } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'ops', 'run.js')).href);
+  if (lib.backendInfo().device !== device) return { skipped: `CUDA unavailable: ${lib.backend()}` };
+  const rows = [];
+  for (const c of opBenchCases(device === 'cpu')) {
+    const { inputs } = buildInputs(lib, c, 1, device);
+    try {
+      const times = [];
+      let bytes = inputs.reduce((a, t) => a + 4 * numel(t.shape), 0);
+      for (let it = 0; it < reps + 2; it++) {
+        await lib.sync();
+        native.profile(true);
+        const outs = runOp(c.op, inputs, c.attrs, device);
+        await lib.sync();
+        native.profile(false);
+        const p = (native.profile() ?? []).find((e) => e.op === c.op);
+        if (it === 0) bytes += outs.reduce((a, t) => a + 4 * numel(t.shape), 0);
+        for (const o of outs) o.dispose();
+        if (it >= 2 && p) times.push(p.ms * 1000);
+      }
+      const us = median(times);
+      const gbs = bytes / (us * 1e-6) / 1e9;
+      rows.push({ name: c.name, us, MB: bytes / 1e6, gbs, ofPeak: gbs / peakGBs });
+    } catch (e) {
+      rows.push({ name: c.name, error: String(e?.message ?? e).split('\n')[0] });
+    } finally {
+      for (const t of inputs) t.dispose();
+    }
+  }
+  const table = [`op GPU time (median of ${reps}; bandwidth = inputs + outputs once, peak ${peakGBs} GB/s)`,
+    `  ${'op'.padEnd(52)} ${'µs'.padStart(8)} ${'MB'.padStart(7)} ${'GB/s'.padStart(6)} ${'%peak'.padStart(6)}`];
+  for (const r of rows) {
+    table.push(r.error ? `  ${r.name.padEnd(52)} ERROR ${r.error.slice(0, 60)}`
+      : `  ${r.name.padEnd(52)} ${r.us.toFixed(1).padStart(8)} ${r.MB.toFixed(1).padStart(7)} ${r.gbs.toFixed(0).padStart(6)} ${(100 * r.ofPeak).toFixed(0).padStart(5)}%`);
+  }
+  for (const l of table) log(l);
+  return { rows, table };
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // --cpu-smoke: the same logic on the CPU backend with tiny shapes (no GPU needed).
+  const smoke = process.argv.includes('--cpu-smoke');
+  const res = await runOpBench({ log: () => {}, ...(smoke ? { device: 'cpu', reps: 2 } : {}) });
+  if (res.skipped) console.log(`bench:gpu-ops: nothing to measure — ${res.skipped}.`);
+  else for (const l of res.table) console.log(l);
+}
