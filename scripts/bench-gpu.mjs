@@ -108,17 +108,26 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
     if (profile && left() > 20) {
       // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
+      // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission
+      // takes as long as the step is bound by the host, not the GPU).
+      const run0 = native.run;
+      let lastSubmit = 0;
+      native.run = (...a) => { const r = run0.apply(native, a); lastSubmit = performance.now(); return r; };
       native.profile(true);
       const t0 = performance.now();
-      await trainer.step(lq, gt);
-      await lib.sync();
+      try {
+        await trainer.step(lq, gt);
+        await lib.sync();
+      } finally {
+        native.run = run0;
+      }
       const wall = performance.now() - t0;
       native.profile(false);
       const prof = (native.profile() ?? []).sort((a, b) => b.ms - a.ms);
       const gpuMs = prof.reduce((a, p) => a + p.ms, 0);
       const launches = prof.reduce((a, p) => a + p.calls, 0);
-      ours.profile = { wallMs: wall, gpuMs, ops: launches, top: prof.slice(0, 25) };
-      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops`);
+      ours.profile = { wallMs: wall, gpuMs, ops: launches, submitMs: lastSubmit - t0, top: prof.slice(0, 25) };
+      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops; last op submitted at ${(lastSubmit - t0).toFixed(1)} ms`);
       for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls`);
     }
     for (const t of [lq, gt]) t.dispose();
@@ -130,19 +139,21 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
       if (left() < 15) { log(`ours ${model}: inference ${s}² skipped (time budget)`); continue; }
       const img = randomImages(lib, 1, s, s, 3 + s, device);
-      const ts = [];
+      const ts = [], submit = [];
       for (let it = 0; it < inferReps + 3; it++) {
         if (it >= 6 && left() < 10) break;
         await lib.sync();
         const t0 = performance.now();
         const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
+        const t1 = performance.now();  // host time to submit the forward's ops (the GPU runs behind)
         await lib.sync();
         const ms = performance.now() - t0;
         y.dispose();
-        if (it >= 3) ts.push(ms);
+        if (it >= 3) { ts.push(ms); submit.push(t1 - t0); }
       }
       ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
-      log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs)`);
+      ours[k ? 'infer512SubmitMs' : 'infer256SubmitMs'] = median(submit);
+      log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
       img.dispose();
     }
     inf.dispose?.();
@@ -205,8 +216,9 @@ export async function runBench({
     row('train img/s (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
+    `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
-    ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall, ${f(ours.profile.gpuMs)} ms GPU kernel time in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
+    ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}`),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),

@@ -164,13 +164,18 @@ __global__ void dw_dwdb_part_k(Geo g, const float* __restrict__ dy, const float*
   stv<V>(part + int64_t(q) * (KK + 1) * C + tap * C + c, acc);
 }
 
-// Pass 2: dw[f] (f < KK*C) or db[f - KK*C] = sum over parts in order.
+// Pass 2: dw[f] (f < KK*C) or db[f - KK*C] = sum over the parts: one warp per f, lane j taking parts j, j + 32, ...
+// in order, then a fixed shuffle tree (deterministic).
 __global__ void dw_dwdb_final_k(const float* __restrict__ part, int parts, int64_t KKC, int64_t C,
                                 float* __restrict__ dw, float* __restrict__ db) {
-  const int64_t total = KKC + C;
-  GRID_STRIDE(f, total) {
+  const int64_t total = KKC + C, warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  for (int64_t f = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; f < total; f += warps) {
     float s = 0.f;
-    for (int q = 0; q < parts; ++q) s += part[int64_t(q) * total + f];
+    for (int q = lane; q < parts; q += 32) s += part[int64_t(q) * total + f];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane != 0) continue;
     if (f < KKC) {
       dw[f] = s;
     } else {
@@ -222,7 +227,7 @@ void depthwise_backward(const KernelCtx& k, const Geo& g, const float* dy, const
     dw_dwdb_part_k<1><<<grid, 128, 0, s>>>(g, dy, x, static_cast<int>(parts), part);
   }
   cu::check_launch(k);
-  dw_dwdb_final_k<<<cu::blocks_for((KK + 1) * C), 256, 0, s>>>(part, static_cast<int>(parts), KK * C, C, dw, db);
+  dw_dwdb_final_k<<<cu::blocks_for((KK + 1) * C * 32), 256, 0, s>>>(part, static_cast<int>(parts), KK * C, C, dw, db);
   cu::check_launch(k);
 }
 
@@ -452,9 +457,15 @@ Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32) {
       fail("cudnnGetConvolution*Algorithm_v7", st);
       continue;
     }
+    // TF32 off (exact FP32 wanted): only the direct / GEMM-type algorithms; FFT and Winograd transforms round
+    // differently (forward 4-7, backward data 2-5, backward filter 2, 4, 5 in cuDNN's enums).
+    auto transform = [&](int a) {
+      return dir == FWD ? a >= 4 : dir == BWD_DATA ? a >= 2 : (a == 2 || a == 4 || a == 5);
+    };
     int pick = -1;
     for (int i = 0; i < n && i < 16 && pick < 0; ++i)
-      if (perf[i].status == 0 && perf[i].determinism == 1 && perf[i].memory <= cap) pick = i;
+      if (perf[i].status == 0 && perf[i].determinism == 1 && perf[i].memory <= cap && (tf32 || !transform(perf[i].algo)))
+        pick = i;
     if (pick < 0) {
       if (pl.why.empty()) pl.why = "no deterministic cuDNN algorithm for direction " + std::to_string(dir);
       continue;

@@ -185,18 +185,30 @@ __global__ void __launch_bounds__(256) colsum_k(const V* __restrict__ a, const V
 }
 
 // dst[idx] (idx < split: dst1[idx], else dst2[idx - split]) = float(scale Σ_g part[(m G + g) L + l]),
-// idx = m L + l, idx < M L.
+// idx = m L + l, idx < M L. One warp per output: lane j sums g = j, j + 32, ... in order, then a fixed shuffle
+// tree (deterministic; a thread per output would walk all G partials serially).
 __global__ void finish_parts_k(const double* __restrict__ part, int64_t M, int64_t G, int64_t L, double scale,
                                float* __restrict__ dst1, int64_t split, float* __restrict__ dst2) {
-  IRC_GRID_LOOP(idx, M * L) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t idx = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5; idx < M * L; idx += warps) {
     const int64_t m = idx / L, l = idx % L;
     const double* p = part + m * G * L + l;
     double t = 0.0;
-    for (int64_t g = 0; g < G; ++g) t += p[g * L];
-    const float v = static_cast<float>(t * scale);
-    if (idx < split) dst1[idx] = v;
-    else dst2[idx - split] = v;
+    for (int64_t g = lane; g < G; g += 32) t += p[g * L];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    if (lane == 0) {
+      const float v = static_cast<float>(t * scale);
+      if (idx < split) dst1[idx] = v;
+      else dst2[idx - split] = v;
+    }
   }
+}
+// Launch of finish_parts_k for M L outputs.
+void finish_parts(cudaStream_t s, const double* part, int64_t M, int64_t G, int64_t L, double scale, float* dst1,
+                  int64_t split, float* dst2) {
+  finish_parts_k<<<cu::blocks_for(M * L * 32), kThreads, 0, s>>>(part, M, G, L, scale, dst1, split, dst2);
 }
 
 // Row groups per sample (shape only): about 1024 blocks in all, each lane summing at least 8 rows.
@@ -226,7 +238,7 @@ void column_sum(KernelCtx& c, const float* a, const float* b, const float* s, fl
         reinterpret_cast<float4*>(side), part, P, static_cast<int>(Cv), l.CB, l.L, G);
   else
     colsum_k<MODE, float><<<grid, kThreads, 0, st>>>(a, b, s, side, part, P, static_cast<int>(Cv), l.CB, l.L, G);
-  finish_parts_k<<<cu::blocks_for(N * C), kThreads, 0, st>>>(part, N, G, C, scale, out, N * C, nullptr);
+  finish_parts(st, part, N, G, C, scale, out, N * C, nullptr);
   cu::check_launch(c);
 }
 
@@ -619,7 +631,7 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
           Gq);
     else
       dwgate_dxdw3_k<float><<<grid, kThreads, 0, s>>>(g, dz, x, w, dx, part, static_cast<int>(C2v), l.CB, l.L, Gq);
-    finish_parts_k<<<cu::blocks_for(T * g.C2), kThreads, 0, s>>>(part, 1, Gq, T * g.C2, 1.0, dw, wsz, db);
+    finish_parts(s, part, 1, Gq, T * g.C2, 1.0, dw, wsz, db);
     cu::check_launch(c);
     return;
   }
@@ -639,7 +651,7 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
       (k3 ? dwgate_dx_k<3, float> : dwgate_dx_k<0, float>)<<<cu::blocks_for(nx), kThreads, 0, s>>>(g, dz, w, dx, nx,
                                                                                                  g.C2);
   }
-  finish_parts_k<<<cu::blocks_for(T * g.C2), kThreads, 0, s>>>(part, 1, G, T * g.C2, 1.0, dw, wsz, db);
+  finish_parts(s, part, 1, G, T * g.C2, 1.0, dw, wsz, db);
   cu::check_launch(c);
 }
 
