@@ -1,5 +1,5 @@
-// cuBLAS and cuDNN loaded at run time (gpu_libs.h). Plain C++: no NVIDIA headers, compiled in every build.
-// Search order for each library: $IRCONSTYLE_CUDA_LIBS, the system loader (soname), /usr/local/cuda, then the
+// cuBLAS, cuBLASLt and cuDNN loaded at run time (gpu_libs.h). Plain C++: no NVIDIA headers, compiled in every
+// build. Search order for each library: $IRCONSTYLE_CUDA_LIBS, the system loader (soname), /usr/local/cuda, then the
 // lib folders of Python `nvidia-*` wheels (nvidia/{cublas,cu13,cu12,cudnn}/lib under every site-packages found).
 // A library whose file loads but lacks a symbol, or whose handle cannot be created, is reported unavailable with
 // the reason; nothing here exits, aborts or throws. Handles are never destroyed (the driver may already be gone
@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -131,6 +132,19 @@ struct CublasState {
   std::string why, path;
 } g_cublas;
 
+struct CublasLtState {
+  std::once_flag once;
+  CublasLt api;
+  bool ok = false;
+  std::string why, path;
+} g_cublaslt;
+
+struct LtStats {
+  std::mutex mu;
+  int in_use = 0, refused = 0;
+  std::string first;  // why the first refusal happened
+} g_lt_stats;
+
 struct CudnnState {
   std::once_flag once;
   Cudnn api;
@@ -171,6 +185,57 @@ void load_cublas() {
   }
   int v = 0;
   if (a.GetVersion(a.handle, &v) == 0) a.version = v;
+  s.ok = true;
+}
+
+// Searched exactly like cuBLAS (same folders, same IRCONSTYLE_CUDA_LIBS override); IRCONSTYLE_CUBLASLT=0 skips it.
+void load_cublaslt() {
+  CublasLtState& s = g_cublaslt;
+  const char* off = env("IRCONSTYLE_CUBLASLT");
+  if (off && std::strcmp(off, "0") == 0) {
+    s.why = "cuBLASLt disabled (IRCONSTYLE_CUBLASLT=0)";
+    return;
+  }
+  Opened o = open_first({"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});
+  if (!o.lib) {
+    s.why = "cuBLASLt not found (searched " + o.searched + ")" + (o.errors.empty() ? "" : ": " + o.errors);
+    return;
+  }
+  s.path = o.path;
+  CublasLt& a = s.api;
+  std::string m;
+  sym(o.lib, "cublasLtCreate", a.Create, m);
+  sym(o.lib, "cublasLtDestroy", a.Destroy, m);
+  sym(o.lib, "cublasLtGetVersion", a.GetVersion, m);
+  sym(o.lib, "cublasLtMatmulDescCreate", a.MatmulDescCreate, m);
+  sym(o.lib, "cublasLtMatmulDescDestroy", a.MatmulDescDestroy, m);
+  sym(o.lib, "cublasLtMatmulDescSetAttribute", a.MatmulDescSetAttribute, m);
+  sym(o.lib, "cublasLtMatrixLayoutCreate", a.MatrixLayoutCreate, m);
+  sym(o.lib, "cublasLtMatrixLayoutDestroy", a.MatrixLayoutDestroy, m);
+  sym(o.lib, "cublasLtMatmulPreferenceCreate", a.MatmulPreferenceCreate, m);
+  sym(o.lib, "cublasLtMatmulPreferenceSetAttribute", a.MatmulPreferenceSetAttribute, m);
+  sym(o.lib, "cublasLtMatmulPreferenceDestroy", a.MatmulPreferenceDestroy, m);
+  sym(o.lib, "cublasLtMatmulAlgoGetHeuristic", a.MatmulAlgoGetHeuristic, m);
+  sym(o.lib, "cublasLtMatmul", a.Matmul, m);
+  if (!m.empty()) {
+    s.why = "cuBLASLt at " + o.path + " lacks " + m;
+    dlclose(o.lib);
+    a = CublasLt{};
+    return;
+  }
+  a.lib = o.lib;
+  a.version = a.GetVersion();
+  if (a.version < 110000) {
+    s.why = "cuBLASLt at " + o.path + " is version " + version_str(static_cast<long long>(a.version), 10000, 100) +
+            ", need 11.x or later";
+    return;
+  }
+  const cublasStatus_t st = a.Create(&a.handle);
+  if (st != 0 || !a.handle) {
+    s.why = "cuBLASLt at " + o.path + ": cublasLtCreate failed with status " + std::to_string(st);
+    a.handle = nullptr;
+    return;
+  }
   s.ok = true;
 }
 
@@ -239,6 +304,11 @@ const Cublas* cublas() {
   return g_cublas.ok ? &g_cublas.api : nullptr;
 }
 
+const CublasLt* cublaslt() {
+  std::call_once(g_cublaslt.once, load_cublaslt);
+  return g_cublaslt.ok ? &g_cublaslt.api : nullptr;
+}
+
 const Cudnn* cudnn() {
   std::call_once(g_cudnn.once, load_cudnn);
   return g_cudnn.ok ? &g_cudnn.api : nullptr;
@@ -247,6 +317,23 @@ const Cudnn* cudnn() {
 std::string cublas_why_not() {
   cublas();
   return g_cublas.ok ? std::string() : g_cublas.why;
+}
+
+std::string cublaslt_why_not() {
+  cublaslt();
+  return g_cublaslt.ok ? std::string() : g_cublaslt.why;
+}
+
+void cublaslt_note_plan(bool ok, const std::string& why_not, bool demoted) {
+  LtStats& t = g_lt_stats;
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (demoted) --t.in_use;
+  if (ok) {
+    ++t.in_use;
+    return;
+  }
+  ++t.refused;
+  if (t.first.empty()) t.first = why_not;
 }
 
 std::string cudnn_why_not() {
@@ -260,6 +347,18 @@ std::string report() {
     r += "cuBLAS " + version_str(b->version, 10000, 100) + " from " + g_cublas.path;
   } else {
     r += g_cublas.why;
+  }
+  r += "\n";
+  if (const CublasLt* l = cublaslt()) {
+    r += "cuBLASLt " + version_str(static_cast<long long>(l->version), 10000, 100) + " from " + g_cublaslt.path;
+    LtStats& t = g_lt_stats;
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (t.in_use || t.refused) {
+      r += " (GEMM plans: " + std::to_string(t.in_use) + " in use, " + std::to_string(t.refused) + " refused" +
+           (t.first.empty() ? "" : "; first refusal: " + t.first) + ")";
+    }
+  } else {
+    r += g_cublaslt.why;
   }
   r += "\n";
   if (const Cudnn* d = cudnn()) {

@@ -1,4 +1,4 @@
-// cuBLAS and cuDNN reached at run time with dlopen, through declarations written in this project (no NVIDIA
+// cuBLAS, cuBLASLt and cuDNN reached at run time with dlopen, through declarations written in this project (no NVIDIA
 // headers or libraries at build time). gpu_libs_check.cpp static_asserts these declarations against the real
 // headers where they exist (the GPU machine): build it with -DIRCONSTYLE_CHECK_GPU_HEADERS=<include dirs>.
 // Plain C++ (no CUDA headers): streams are void*.
@@ -33,6 +33,77 @@ struct Cublas {
                                         int ldc, long long strideC, int batchCount) = nullptr;
   cublasHandle_t handle = nullptr;  // one handle, created at load
   int version = 0;
+};
+
+// ---- cuBLASLt (libcublasLt.so.13 / .12): the few entry points of the fused-epilogue GEMMs (ops/matmul.cu) ------
+// Values from cublasLt.h / cublas_api.h / library_types.h (cuBLAS 12.6.3 headers; the NVIDIA cuBLAS docs and the
+// nvmath-python cuBLASLt bindings list the same), proved against the installed headers by gpu_libs_check.cpp.
+using cublasLtHandle_t = void*;
+using cublasLtMatmulDesc_t = void*;
+using cublasLtMatrixLayout_t = void*;
+using cublasLtMatmulPreference_t = void*;
+enum : int { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };  // cublasComputeType_t
+enum : int { CUDA_R_32F = 0 };                                               // cudaDataType
+enum : int {                                                                 // cublasLtMatmulDescAttributes_t
+  CUBLASLT_MATMUL_DESC_TRANSA = 3,          // int32_t (cublasOperation_t)
+  CUBLASLT_MATMUL_DESC_TRANSB = 4,          // int32_t
+  CUBLASLT_MATMUL_DESC_EPILOGUE = 7,        // uint32_t (cublasLtEpilogue_t)
+  CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,    // const void* (bias) / void* (bias gradient)
+  CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26  // int32_t (cudaDataType)
+};
+enum : int {  // cublasLtEpilogue_t
+  CUBLASLT_EPILOGUE_DEFAULT = 1,
+  CUBLASLT_EPILOGUE_BIAS = 4,      // D += bias broadcast over D's columns; bias length = rows of D
+  CUBLASLT_EPILOGUE_BGRADA = 256,  // bias gradient = sums of op(A) over k; length = rows of D
+  CUBLASLT_EPILOGUE_BGRADB = 512   // bias gradient = sums of op(B) over k; length = columns of D
+};
+enum : int {  // cublasLtMatmulPreferenceAttributes_t
+  CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,  // uint64_t
+  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,  // uint32_t, default 256
+  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+  CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8
+};
+
+struct CublasLtMatmulAlgo {  // cublasLtMatmulAlgo_t (semi-opaque, copied by value)
+  uint64_t data[8];
+};
+struct CublasLtHeuristicResult {  // cublasLtMatmulHeuristicResult_t
+  CublasLtMatmulAlgo algo;
+  size_t workspaceSize;
+  cublasStatus_t state;
+  float wavesCount;
+  int reserved[4];
+};
+
+struct CublasLt {
+  void* lib = nullptr;
+  cublasStatus_t (*Create)(cublasLtHandle_t*) = nullptr;
+  cublasStatus_t (*Destroy)(cublasLtHandle_t) = nullptr;
+  size_t (*GetVersion)() = nullptr;
+  cublasStatus_t (*MatmulDescCreate)(cublasLtMatmulDesc_t*, int computeType, int scaleType) = nullptr;
+  cublasStatus_t (*MatmulDescDestroy)(cublasLtMatmulDesc_t) = nullptr;
+  cublasStatus_t (*MatmulDescSetAttribute)(cublasLtMatmulDesc_t, int attr, const void* buf, size_t bytes) = nullptr;
+  cublasStatus_t (*MatrixLayoutCreate)(cublasLtMatrixLayout_t*, int type, uint64_t rows, uint64_t cols,
+                                       int64_t ld) = nullptr;
+  cublasStatus_t (*MatrixLayoutDestroy)(cublasLtMatrixLayout_t) = nullptr;
+  cublasStatus_t (*MatmulPreferenceCreate)(cublasLtMatmulPreference_t*) = nullptr;
+  cublasStatus_t (*MatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t, int attr, const void* buf,
+                                                 size_t bytes) = nullptr;
+  cublasStatus_t (*MatmulPreferenceDestroy)(cublasLtMatmulPreference_t) = nullptr;
+  cublasStatus_t (*MatmulAlgoGetHeuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t Adesc,
+                                           cublasLtMatrixLayout_t Bdesc, cublasLtMatrixLayout_t Cdesc,
+                                           cublasLtMatrixLayout_t Ddesc, cublasLtMatmulPreference_t,
+                                           int requested, CublasLtHeuristicResult* results,
+                                           int* returned) = nullptr;
+  // Column-major, as cuBLAS: D = alpha op(A) op(B) + beta C, then the epilogue.
+  cublasStatus_t (*Matmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void* alpha, const void* A,
+                           cublasLtMatrixLayout_t, const void* B, cublasLtMatrixLayout_t, const void* beta,
+                           const void* C, cublasLtMatrixLayout_t, void* D, cublasLtMatrixLayout_t,
+                           const CublasLtMatmulAlgo* algo, void* workspace, size_t workspaceBytes,
+                           void* stream) = nullptr;
+  cublasLtHandle_t handle = nullptr;  // one handle, created at load
+  size_t version = 0;                 // major*10000 + minor*100 + patch
 };
 
 // ---- cuDNN 9 legacy convolution API (libcudnn.so.9) ---------------------------------------------------------
@@ -117,9 +188,18 @@ struct Cudnn {
 // Loaded on first use (thread-safe). nullptr when unavailable; why_not() then says what was searched and failed.
 const Cublas* cublas();
 const Cudnn* cudnn();
+// nullptr also when IRCONSTYLE_CUBLASLT=0 (read once, at the first call): every cuBLASLt path then falls back.
+const CublasLt* cublaslt();
 std::string cublas_why_not();
 std::string cudnn_why_not();
-// One line per library: "cuBLAS 13.0.x from /path" or "cuBLAS not found (searched ...)".
+std::string cublaslt_why_not();
+// Bookkeeping of the cuBLASLt GEMM plans (ops/matmul.cu), shown by report(): one call per new plan (ok, or why it
+// falls back to cuBLAS), and demoted = true when a plan that was ok failed at run time and falls back from then on.
+void cublaslt_note_plan(bool ok, const std::string& why_not, bool demoted = false);
+// One line per library (cuBLAS, cuBLASLt, cuDNN): "cuBLAS 13.0.x from /path" or "cuBLAS not found (searched ...)".
+// The cuBLASLt line also counts the GEMM plans made so far that run on cuBLASLt and those it refused (their calls
+// take the cuBLAS path), with the first refusal's reason, so a call after some steps shows whether the fused paths
+// are taken (conv2d's backward asks for BGRADA first, then BGRADB: a refused BGRADA may precede a BGRADB in use).
 std::string report();
 
 }  // namespace gpu

@@ -2,13 +2,16 @@
 // Paths:
 //  - depthwise (G == Ci == Co, G > 1): own NHWC kernels, float4 over channels when C % 4 == 0; dx as the
 //    transposed stencil (a gather, no atomics); dw/db as a fixed-geometry two-pass reduction over the pixels;
-//  - 1x1 stride 1 pad 0 groups 1: one cuBLAS GEMM ([pixels, Ci] . [Ci, Co]), bias pre-filled, beta = 1;
+//  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
+//    epilogue; backward, dW = X^T dY and db = column sums of dY come from one cuBLASLt GEMM (bias-gradient
+//    epilogue). Where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS GEMM
+//    with the bias pre-filled and beta = 1, and db as a separate column-sum pass;
 //  - otherwise cuDNN's legacy API on NHWC tensors with KRSC filters (our RSCK weight is transposed to KRSC in
 //    scratch, the filter gradient transposed back); deterministic algorithms picked once per shape with the _v7
 //    heuristics; bias added by a kernel. Without cuDNN (or when it finds no algorithm): im2col + cuBLAS.
 // TF32: convolutions follow cu::tf32_convolutions() (PyTorch's default allows it; IRCONSTYLE_TF32=0 turns off).
-// Scratch slots: 0 cuDNN fwd / bwd-data workspace, 1 KRSC weights, 2 KRSC filter gradient, 3 bwd-filter
-// workspace, 4 reduction partials, 5 im2col columns.
+// Scratch slots: 0 cuDNN fwd / bwd-data workspace, 1 KRSC weights, 2 KRSC filter gradient (or the pointwise dW^T),
+// 3 bwd-filter workspace, 4 reduction partials, 5 im2col columns; the cuBLASLt helpers use 7 (matmul.cu).
 #include <cuda_runtime.h>
 
 #include <array>
@@ -325,8 +328,12 @@ int64_t tile_pixels(const Geo& g) {
 
 // ---- GEMM paths (pointwise, and the im2col fallback) ------------------------------------------------------------
 void gemm_forward(const KernelCtx& k, const Geo& g, const float* x, const float* w, const float* b, float* y) {
-  const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
+  const bool tf32 = cu::tf32_convolutions();
   const int64_t pix = g.N * g.Ho * g.Wo, kk = g.KH * g.KW * g.cig;
+  // y = x . w + b in one cuBLASLt call (bias epilogue): no pre-fill pass over y.
+  if (is_pointwise(g) && b && blas::gemm_bias(k, tf32, false, false, pix, g.Co, g.Ci, x, g.Ci, w, g.Co, b, y, g.Co))
+    return;
+  const gpu::Cublas& cb = blas::bind(k, tf32);
   if (b) blas::fill_rows(k, y, pix, g.Co, b);
   const float beta = b ? 1.f : 0.f;
   if (is_pointwise(g)) {
@@ -386,6 +393,21 @@ void gemm_backward_dw(const KernelCtx& k, const Geo& g, const float* dy, const f
                  p0 == 0 ? 0.f : 1.f, dw + grp * g.cog, g.Co);
     }
   }
+}
+
+// Pointwise dW[Ci, Co] = X^T dY and db[Co] = column sums of dY in one cuBLASLt GEMM. First directly (bias-gradient
+// epilogue BGRADA, see matmul.cu); if cuBLASLt refuses that, as dW^T[Co, Ci] = dY^T X (epilogue BGRADB on a
+// transposed cuBLAS B, the form fused linear layers use, as linear.cu does) into scratch slot 2, then transposed
+// into dW (Ci*Co floats). False, nothing written, when cuBLASLt takes neither: the caller runs cuBLAS + column_sums.
+bool pointwise_dw_db_lt(const KernelCtx& k, const Geo& g, const float* dy, const float* x, float* dw, float* db) {
+  const bool tf32 = cu::tf32_convolutions();
+  const int64_t pix = g.N * g.Ho * g.Wo;
+  if (blas::gemm_bgrad(k, tf32, g.Ci, g.Co, pix, x, g.Ci, dy, g.Co, dw, g.Co, true, db)) return true;
+  if (!gpu::cublaslt()) return false;
+  float* dwt = static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * g.Co * g.Ci, 2));
+  if (!blas::gemm_bgrad(k, tf32, g.Co, g.Ci, pix, dy, g.Co, x, g.Ci, dwt, g.Ci, false, db)) return false;
+  transpose(k, dwt, g.Co, g.Ci, dw);  // [Co, Ci] -> [Ci, Co]
+  return true;
 }
 
 // ---- cuDNN path -------------------------------------------------------------------------------------------------
@@ -573,6 +595,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
   const Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];
   if ((!dnn_dx || !dnn_dw) && !gpu::cublas()) no_library(k, pl);
+  const bool lt_dw_db = pointwise_blas && pointwise_dw_db_lt(k, g, dy, x, dw, db);
   const float one = 1.f, zero = 0.f;
   if (dnn_dx || dnn_dw) {
     const gpu::Cudnn& d = *gpu::cudnn();
@@ -597,6 +620,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     }
   }
   if (!dnn_dx) gemm_backward_dx(k, g, dy, w, dx);
+  if (lt_dw_db) return;
   if (!dnn_dw) gemm_backward_dw(k, g, dy, x, dw);
   blas::column_sums(k, dy, pix, g.Co, db, 4);
 }

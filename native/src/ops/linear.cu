@@ -1,6 +1,9 @@
-// CUDA linear / linear_backward (ops.def) through cuBLAS in full FP32 (PyTorch's default for linear layers):
-// y = x . w^T + b over the rows of x[..., I], w[O, I]. The bias is written first (row fill) and the GEMM adds
-// onto it with beta = 1, as on the CPU. db = column sums of dy (fixed two-pass reduction).
+// CUDA linear / linear_backward (ops.def) in full FP32 (PyTorch's default for linear layers):
+// y = x . w^T + b over the rows of x[..., I], w[O, I]. With a bias, one cuBLASLt GEMM adds it in its epilogue;
+// backward, dw = dy^T . x and db = column sums of dy come from one cuBLASLt GEMM (bias-gradient epilogue BGRADB,
+// see matmul.cu), dx from cuBLAS. Where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the
+// shape): cuBLAS with the bias written first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU,
+// and db as column sums of dy (fixed two-pass reduction).
 #include <cuda_runtime.h>
 
 #include "../cuda/blas.cuh"
@@ -14,10 +17,12 @@ void cuda_linear(KernelCtx& k) {
   const int64_t rows = O ? k.out[0].n / O : 0;
   if (rows == 0 || O == 0) return;
   float* y = k.out[0].f();
+  const float *x = k.in[0].f(), *w = k.in[1].f();
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  if (b && blas::gemm_bias(k, false, false, true, rows, O, I, x, I, w, I, b, y, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   if (b) blas::fill_rows(k, y, rows, O, b);
-  blas::gemm(k, cb, false, true, rows, O, I, 1.f, k.in[0].f(), I, k.in[1].f(), I, b ? 1.f : 0.f, y, O);
+  blas::gemm(k, cb, false, true, rows, O, I, 1.f, x, I, w, I, b ? 1.f : 0.f, y, O);
 }
 
 void cuda_linear_backward(KernelCtx& k) {
@@ -27,7 +32,9 @@ void cuda_linear_backward(KernelCtx& k) {
   float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
   const gpu::Cublas& cb = blas::bind(k, false);
   blas::gemm(k, cb, false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx[rows, I] = dy . w
-  blas::gemm(k, cb, true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, dw, I);   // dw[O, I] = dy^T . x (K = rows)
+  // dw[O, I] = dy^T . x (K = rows) and db[O] = sums of dy over the rows, in one cuBLASLt call when it can.
+  if (blas::gemm_bgrad(k, false, O, I, rows, dy, O, x, I, dw, I, false, db)) return;
+  blas::gemm(k, cb, true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, dw, I);
   blas::column_sums(k, dy, rows, O, db, 0);
 }
 

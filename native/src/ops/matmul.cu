@@ -1,12 +1,16 @@
 // CUDA matmul (ops.def) through cuBLAS, plus the cuBLAS helpers shared with linear.cu and conv2d.cu (namespace
-// irc::blas, declared again at the top of those files): row-major GEMM on cuBLAS's column-major API, bias row
-// fill, and deterministic column sums (fixed two-pass reduction, no atomics).
+// irc::blas, declared in cuda/blas.cuh): row-major GEMM on cuBLAS's column-major API, bias row fill,
+// deterministic column sums (fixed two-pass reduction, no atomics), and the cuBLASLt GEMMs with a fused bias or
+// bias-gradient epilogue (gemm_bias, gemm_bgrad; see the cuBLASLt section below).
 // Row-major trick: a row-major [r, c] matrix with leading dim ld is the column-major [c, r] matrix with the same
 // ld, so C = op(A) op(B) (row-major) is computed as C^T = op(B)^T op(A)^T (column-major) by swapping the operands.
 #include <cuda_runtime.h>
 
+#include <array>
 #include <climits>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "../cuda/blas.cuh"
@@ -160,6 +164,208 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
     colsum_final_k<<<cu::blocks_for(cols), 256, 0, s>>>(part, static_cast<int>(parts), cols, out);
     cu::check_launch(k);
   }
+}
+
+
+// ---- cuBLASLt: GEMM + bias / bias-gradient epilogue ----------------------------------------------------------------
+// Mapping. A row-major [r, c] matrix with leading dim ld is the column-major [c, r] one with the same ld, so the
+// row-major C = op(A) op(B) is the column-major D = C^T = op(B)^T op(A)^T: cuBLAS's A is our B (same transpose
+// flag), its B is our A, m = N, n = M, k = K; D's rows are C's columns.
+//  - gemm_bias: bias[N] lies along D's rows (length m) and is broadcast over D's columns (C's rows):
+//    CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D rows").
+//  - gemm_bgrad: C = A^T B, A stored [K, M], B stored [K, N]. cuBLAS's A = our B as stored = column-major [N, K]
+//    (ld ldb), op N; cuBLAS's B = our A as stored = column-major [M, K] (ld lda), op T, so op(B) is [K, M];
+//    D[i, j] = sum_k B[k, i] A[k, j] = C[j, i], column-major [N, M] with ld ldc = row-major C. Both BGRAD
+//    epilogues reduce over the GEMM's k (= our K): BGRADA sums op(cuBLAS A)[m, k] over k, m = N values
+//    sum_k B[k, i] (the sums of our B; "length = rows of D"); BGRADB sums op(cuBLAS B)[k, n] over k, n = M values
+//    sum_k A[k, j] (the sums of our A; "length = columns of D"). So db_of_b -> BGRADA, else BGRADB.
+//    conv2d's dW[Ci, Co] = X^T dY, db = sums of dY = our B: BGRADA. linear's dw[O, I] = dy^T x, db = sums of
+//    dy = our A: BGRADB (cuBLAS A = x op N, cuBLAS B = dy op T).
+// Plans: matmul descriptor, the three layouts (C and D share one), the algorithm and its workspace size, built once
+// per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments) and never freed; the heuristic is
+// asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
+// as the MIN_ALIGNMENT prefs (their default, 256, would let it pick algorithms that reject less aligned buffers);
+// the bias pointer's alignment reaches the heuristic through BIAS_POINTER, which it reads without dereferencing.
+// Workspace: at most 32 MiB, from cu::scratch slot 7, which nothing else uses (conv2d uses 0-5 within one op,
+// nafnet 0-1, the other ops 0).
+// Determinism: the default reduction-scheme mask is kept. The cuBLAS docs state that its routines give bit-wise
+// identical results run to run on the same architecture and SM count (Results Reproducibility; multi-stream
+// workspace sharing is the documented exception, avoided here by passing our own workspace, which the docs name as
+// a remedy), that split-K chunks are "summed deterministically" (GEMM Algorithms Numerical Behavior), and
+// cublasLt.h describes the schemes as in place with counters that "guarantee the sequentiality" or a separate
+// reduction pass; none is documented as nondeterministic, so CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK is unset.
+namespace {
+
+constexpr int kLtSlot = 7;
+constexpr uint64_t kLtMaxWorkspace = uint64_t(32) << 20;
+
+// One column-major cublasLtMatmul: D[m, n] = op(A)[m, k] op(B)[k, n], beta = 0 (C = D), then the epilogue.
+struct LtCall {
+  int epilogue;
+  bool ta, tb;
+  int64_t m, n, k;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* D;
+  int64_t ldd;
+  const void* bias;  // read (BIAS) or written (BGRADA / BGRADB)
+  bool tf32;
+};
+
+struct LtPlan {
+  bool ok = false;
+  void* op = nullptr;
+  void *la = nullptr, *lb = nullptr, *ld = nullptr;
+  gpu::CublasLtMatmulAlgo algo{};
+  size_t ws = 0;
+};
+
+using LtKey = std::array<int64_t, 14>;
+std::mutex g_lt_mu;
+std::map<LtKey, LtPlan>* g_lt_plans = new std::map<LtKey, LtPlan>();  // never freed
+
+uint32_t align_of(const void* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a) a >>= 1;
+  return a;
+}
+
+const char* epilogue_name(int e) {
+  return e == gpu::CUBLASLT_EPILOGUE_BIAS ? "BIAS" : e == gpu::CUBLASLT_EPILOGUE_BGRADA ? "BGRADA" : "BGRADB";
+}
+
+// "BGRADA m=96 n=48 k=262144 opA=N opB=T tf32" (for the report of a fallback).
+std::string describe(const LtCall& c) {
+  return std::string(epilogue_name(c.epilogue)) + " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+         " k=" + std::to_string(c.k) + " opA=" + (c.ta ? "T" : "N") + " opB=" + (c.tb ? "T" : "N") +
+         (c.tf32 ? " tf32" : " fp32");
+}
+
+// Descriptors, layouts and the heuristic's first usable algorithm. On any failure: nothing kept, ok = false and
+// `why` says which call failed (or that no algorithm came back).
+LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
+  LtPlan pl;
+  void* pref = nullptr;
+  auto step = [&](int st, const char* what) {
+    if (st != 0 && why.empty()) why = std::string(what) + " returned status " + std::to_string(st);
+    return st == 0;
+  };
+  auto layout = [&](void** out, int64_t rows, int64_t cols, int64_t ld) {
+    void* l = nullptr;
+    const int st = lt.MatrixLayoutCreate(&l, gpu::CUDA_R_32F, static_cast<uint64_t>(rows),
+                                         static_cast<uint64_t>(cols), ld);
+    if (st == 0) *out = l;
+    return step(st, "cublasLtMatrixLayoutCreate");
+  };
+  auto dset = [&](int attr, const void* v, size_t bytes) {
+    return step(lt.MatmulDescSetAttribute(pl.op, attr, v, bytes), "cublasLtMatmulDescSetAttribute");
+  };
+  auto pset = [&](int attr, const void* v, size_t bytes) {
+    return step(lt.MatmulPreferenceSetAttribute(pref, attr, v, bytes), "cublasLtMatmulPreferenceSetAttribute");
+  };
+  const int compute = c.tf32 ? gpu::CUBLAS_COMPUTE_32F_FAST_TF32 : gpu::CUBLAS_COMPUTE_32F;
+  const int32_t ta = c.ta ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N, tb = c.tb ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N;
+  const uint32_t epilogue = static_cast<uint32_t>(c.epilogue);
+  const int32_t bias_type = gpu::CUDA_R_32F;
+  const uint64_t cap = kLtMaxWorkspace;
+  const uint32_t al_a = align_of(c.A), al_b = align_of(c.B), al_d = align_of(c.D);
+  void* op = nullptr;
+  const int st_op = lt.MatmulDescCreate(&op, compute, gpu::CUDA_R_32F);
+  if (st_op == 0) pl.op = op;
+  bool good = step(st_op, "cublasLtMatmulDescCreate") && dset(gpu::CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) &&
+              dset(gpu::CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) &&
+              dset(gpu::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue) &&
+              dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) &&
+              dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
+  // Layouts of the matrices as stored: op(A) is [m, k], so a transposed A is stored [k, m]; likewise B.
+  good = good && layout(&pl.la, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda) &&
+         layout(&pl.lb, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb) && layout(&pl.ld, c.m, c.n, c.ldd);
+  if (good) {
+    void* p = nullptr;
+    const int st = lt.MatmulPreferenceCreate(&p);
+    if (st == 0) pref = p;
+    good = step(st, "cublasLtMatmulPreferenceCreate");
+  }
+  good = good && pset(gpu::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cap, sizeof cap) &&
+         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a) &&
+         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b) &&
+         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d) &&
+         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d);
+  constexpr int kAsk = 8;
+  gpu::CublasLtHeuristicResult res[kAsk] = {};
+  int n = 0;
+  good = good && step(lt.MatmulAlgoGetHeuristic(lt.handle, pl.op, pl.la, pl.lb, pl.ld, pl.ld, pref, kAsk, res, &n),
+                      "cublasLtMatmulAlgoGetHeuristic");
+  if (pref) lt.MatmulPreferenceDestroy(pref);
+  int pick = -1;
+  for (int i = 0; good && i < n && i < kAsk && pick < 0; ++i)
+    if (res[i].state == 0 && res[i].workspaceSize <= cap) pick = i;
+  if (pick < 0) {
+    if (why.empty()) why = "no algorithm (" + std::to_string(n) + " heuristic results, none usable)";
+    if (pl.op) lt.MatmulDescDestroy(pl.op);
+    for (void* l : {pl.la, pl.lb, pl.ld})
+      if (l) lt.MatrixLayoutDestroy(l);
+    return LtPlan{};
+  }
+  pl.algo = res[pick].algo;
+  pl.ws = res[pick].workspaceSize;
+  pl.ok = true;
+  return pl;
+}
+
+// Enqueues the call on the op's stream; false (nothing enqueued) when cuBLASLt cannot take it.
+bool run_lt(const KernelCtx& k, const LtCall& c) {
+  if (c.m <= 0 || c.n <= 0 || c.k <= 0 || !c.bias) return false;
+  for (int64_t v : {c.m, c.n, c.k, c.lda, c.ldb, c.ldd})
+    if (v > INT_MAX) return false;
+  const gpu::CublasLt* lt = gpu::cublaslt();
+  if (!lt) return false;
+  const LtKey key{c.epilogue, c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.tf32,
+                  align_of(c.A), align_of(c.B), align_of(c.D), align_of(c.bias)};
+  std::lock_guard<std::mutex> lock(g_lt_mu);
+  auto it = g_lt_plans->find(key);
+  if (it == g_lt_plans->end()) {
+    std::string why;
+    it = g_lt_plans->emplace(key, make_plan(*lt, c, why)).first;
+    gpu::cublaslt_note_plan(it->second.ok, it->second.ok ? std::string() : describe(c) + ": " + why);
+  }
+  LtPlan& pl = it->second;
+  if (!pl.ok) return false;
+  // The descriptor is shared by every call with this key: point it at this call's bias (under the lock).
+  const int st_bias = lt->MatmulDescSetAttribute(pl.op, gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias,
+                                                 sizeof c.bias);
+  int st = st_bias;
+  if (st == 0) {
+    void* ws = pl.ws ? cu::scratch(cu::stream(k), pl.ws, kLtSlot) : nullptr;
+    const float one = 1.f, zero = 0.f;
+    st = lt->Matmul(lt->handle, pl.op, &one, c.A, pl.la, c.B, pl.lb, &zero, c.D, pl.ld, c.D, pl.ld, &pl.algo, ws,
+                    pl.ws, k.stream);
+  }
+  if (st != 0) {  // this key keeps the fallback from now on
+    pl.ok = false;
+    gpu::cublaslt_note_plan(false,
+                            describe(c) + ": " + (st_bias ? "cublasLtMatmulDescSetAttribute" : "cublasLtMatmul") +
+                                " returned status " + std::to_string(st) + " at run time",
+                            true);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
+               int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  return run_lt(k, LtCall{gpu::CUBLASLT_EPILOGUE_BIAS, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32});
+}
+
+bool gemm_bgrad(const KernelCtx& k, bool tf32, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float* C, int64_t ldc, bool db_of_b, float* db) {
+  const int epilogue = db_of_b ? gpu::CUBLASLT_EPILOGUE_BGRADA : gpu::CUBLASLT_EPILOGUE_BGRADB;
+  return run_lt(k, LtCall{epilogue, false, true, N, M, K, B, ldb, A, lda, C, ldc, db, tf32});
 }
 
 }  // namespace blas
