@@ -199,6 +199,12 @@ export async function runBench({
     }
   }
 
+  // Which GPU libraries and GEMM plans the runs used (cuBLASLt plans in use / refused, when reported).
+  if (typeof native.gpuLibs === 'function') {
+    result.gpuLibs = native.gpuLibs();
+    log(`gpu libraries after the runs: ${result.gpuLibs.replace(/\n/g, '; ')}`);
+  }
+
   // --- ratios and table
   const pt = result.pytorch && !result.pytorch.error ? result.pytorch : null;
   const r = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);

@@ -329,7 +329,7 @@ async function main() {
       let shown = 0;
       const res = await runWorkers({
         mode: '--op-worker', extra: ['--target', target, '--filter', pass === 'tf32' ? 'conv' : 'all', '--seed', String(SEED)],
-        env, n: sel.length, deadline, stallS: STALL_S, log: join(OUT, `ops-${pass}.log`),
+        env, n: sel.length, deadline, stallS: STALL_S, log: join(OUT, 'ops.log'), // both passes, one file
         label: (o) => {
           if (!o.ok || ++shown % 25 === 0)
             say(`  [${o.i + 1}/${sel.length}] ${o.ok ? 'ok  ' : 'FAIL'} ${o.name}  ${o.error ? o.error : `err ${fmtE(o.err)} (${o.worst})`}`);

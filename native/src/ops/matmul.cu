@@ -74,11 +74,17 @@ __global__ void colsum_part_k(const float* __restrict__ x, int64_t rows, int64_t
 }
 
 // Pass 2: out[c] = sum over parts in order.
+// One warp per column: lane j sums parts j, j + 32, ... in order, then a fixed shuffle tree (deterministic; a thread
+// per column would walk all parts serially).
 __global__ void colsum_final_k(const float* __restrict__ part, int parts, int64_t cols, float* __restrict__ out) {
-  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols; c += int64_t(gridDim.x) * blockDim.x) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t c = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; c < cols; c += warps) {
     float t = 0.f;
-    for (int q = 0; q < parts; ++q) t += part[int64_t(q) * cols + c];
-    out[c] = t;
+    for (int q = lane; q < parts; q += 32) t += part[int64_t(q) * cols + c];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    if (lane == 0) out[c] = t;
   }
 }
 
@@ -161,7 +167,7 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
       x, rows, cols, static_cast<int>(parts), part);
   cu::check_launch(k);
   if (parts > 1) {
-    colsum_final_k<<<cu::blocks_for(cols), 256, 0, s>>>(part, static_cast<int>(parts), cols, out);
+    colsum_final_k<<<cu::blocks_for(cols * 32), 256, 0, s>>>(part, static_cast<int>(parts), cols, out);
     cu::check_launch(k);
   }
 }
