@@ -7,6 +7,7 @@
 // Imported by scripts/device-check.mjs (runOpBench).
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { buildInputs } from './op-cases.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -60,6 +61,24 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const { runOp } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'ops', 'run.js')).href);
   if (lib.backendInfo().device !== device) return { skipped: `CUDA unavailable: ${lib.backend()}` };
+  // Host cost of one op end to end (JS wrapper, N-API, shape inference, allocation, launch, dispose) on a tiny
+  // tensor, where the kernel itself is negligible: the floor under any step made of many small ops.
+  const overhead = {};
+  const tiny = lib.tensor(new Float32Array(16).fill(0.5), [16], { device });
+  for (const [what, fn] of [
+    ['fill', () => runOp('fill', [], [0.5, 0, 16], device)],
+    ['leaky_relu', () => runOp('leaky_relu', [tiny], [0.1], device)],
+  ]) {
+    const n = 20000;
+    for (let i = 0; i < 2000; i++) for (const o of fn()) o.dispose();
+    await lib.sync();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) for (const o of fn()) o.dispose();
+    const t1 = performance.now();
+    await lib.sync();
+    overhead[what] = { hostUs: ((t1 - t0) * 1000) / n, withSyncUs: ((performance.now() - t0) * 1000) / n };
+  }
+  tiny.dispose();
   const rows = [];
   for (const c of opBenchCases(device === 'cpu')) {
     const { inputs } = buildInputs(lib, c, 1, device);
@@ -92,8 +111,10 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
     table.push(r.error ? `  ${r.name.padEnd(52)} ERROR ${r.error.slice(0, 60)}`
       : `  ${r.name.padEnd(52)} ${r.us.toFixed(1).padStart(8)} ${r.MB.toFixed(1).padStart(7)} ${r.gbs.toFixed(0).padStart(6)} ${(100 * r.ofPeak).toFixed(0).padStart(5)}%`);
   }
+  table.push(`  per-op host overhead on ${device} (tiny tensors, µs per op, submit+dispose / until done): ` +
+    Object.entries(overhead).map(([k, v]) => `${k} ${v.hostUs.toFixed(1)} / ${v.withSyncUs.toFixed(1)}`).join(', '));
   for (const l of table) log(l);
-  return { rows, table };
+  return { rows, table, overhead };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -123,12 +123,18 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       }
       const wall = performance.now() - t0;
       native.profile(false);
-      const prof = (native.profile() ?? []).sort((a, b) => b.ms - a.ms);
+      const all = native.profile() ?? [];
+      const prof = all.filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
       const gpuMs = prof.reduce((a, p) => a + p.ms, 0);
+      const hostMs = all.reduce((a, p) => a + (p.hostMs ?? 0), 0);
+      const disposeMs = all.find((p) => p.op === '(dispose)')?.hostMs ?? 0;
       const launches = prof.reduce((a, p) => a + p.calls, 0);
-      ours.profile = { wallMs: wall, gpuMs, ops: launches, submitMs: lastSubmit - t0, top: prof.slice(0, 25) };
-      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops; last op submitted at ${(lastSubmit - t0).toFixed(1)} ms`);
-      for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls`);
+      ours.profile = { wallMs: wall, gpuMs, hostNativeMs: hostMs, disposeMs, ops: launches, submitMs: lastSubmit - t0, top: prof.slice(0, 25) };
+      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops; last op submitted at ${(lastSubmit - t0).toFixed(1)} ms; ` +
+        `host time in native submission ${hostMs.toFixed(1)} ms (of which releasing tensors ${disposeMs.toFixed(1)} ms)`);
+      for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls  host ${(p.hostMs ?? 0).toFixed(2)} ms`);
+      const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
+      log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
     }
     for (const t of [lq, gt]) t.dispose();
     trainer.dispose();
@@ -224,7 +230,7 @@ export async function runBench({
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
     `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
-    ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
+    ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}`),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),

@@ -48,8 +48,9 @@ export interface NativeBinding {
   trim(): void;
   /** Submissions per op id since load (used by the test-coverage check). */
   opCounts(): number[];
-  /** profile(on) starts (resetting) or stops kernel timing; profile() returns the per-op totals. */
-  profile(on?: boolean): { op: string; ms: number; calls: number }[] | undefined;
+  /** profile(on) starts (resetting) or stops kernel timing; profile() returns the per-op totals (kernel ms, host
+   * submission ms) and a '(dispose)' row with the host time spent releasing tensors. */
+  profile(on?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
   /** Measured FMA peak of the CPU thread pool, GFLOP/s. */
   fmaPeak(): Promise<number>;
 }

@@ -3,8 +3,11 @@ import { native } from './loader.js';
 
 export interface OpTime {
   op: string;
+  /** Kernel time (CPU: time in the kernel; CUDA: stream time between events around the op's launches). */
   ms: number;
   calls: number;
+  /** Host time spent submitting the op (shape inference, output allocation, CUDA launches). */
+  hostMs: number;
 }
 
 /** Runs fn (awaited) with kernel timing on and returns the per-op totals, largest first. */
@@ -17,7 +20,7 @@ export async function profileOps(fn: () => Promise<void>): Promise<OpTime[]> {
   } finally {
     native.profile(false);
   }
-  return (native.profile() ?? []).sort((a, b) => b.ms - a.ms);
+  return (native.profile() ?? []).filter((r) => r.calls > 0).sort((a, b) => b.ms - a.ms);
 }
 
 /** A fixed-width table of an op profile. */

@@ -2,6 +2,8 @@
 // (per environment table); ops run by id with numeric attrs; reads resolve Promises from the executor thread.
 #include <napi.h>
 
+#include <chrono>
+
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -284,7 +286,11 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) return Napi::Boolean::New(env, false);
-  return Napi::Boolean::New(env, inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0);
+  if (!profiling()) return Napi::Boolean::New(env, inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0);
+  auto t0 = std::chrono::steady_clock::now();  // profiling: dispose time (storage release) counted apart
+  bool erased = inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0;
+  profile_dispose(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  return Napi::Boolean::New(env, erased);
 }
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
@@ -347,15 +353,22 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(env);
   uint32_t k = 0;
   for (int i = 0; i < op_count(); ++i) {
-    uint64_t ns, calls;
-    op_profile(i, ns, calls);
-    if (!calls) continue;
+    uint64_t ns, calls, host;
+    op_profile(i, ns, calls, host);
+    if (!calls && !host) continue;
     Napi::Object o = Napi::Object::New(env);
     o.Set("op", op_entry(i)->name);
     o.Set("ms", static_cast<double>(ns) / 1e6);
     o.Set("calls", static_cast<double>(calls));
+    o.Set("hostMs", static_cast<double>(host) / 1e6);
     a.Set(k++, o);
   }
+  Napi::Object d = Napi::Object::New(env);  // releasing tensors (storage frees) while profiling
+  d.Set("op", "(dispose)");
+  d.Set("ms", 0.0);
+  d.Set("calls", 0.0);
+  d.Set("hostMs", static_cast<double>(dispose_ns()) / 1e6);
+  a.Set(k++, d);
   return a;
 }
 

@@ -27,7 +27,7 @@ Queue* g_q = nullptr;
 std::atomic<uint64_t> g_submissions[512];
 // Per-op kernel time in nanoseconds and call counts, collected while profiling is on.
 std::atomic<bool> g_profile{false};
-std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512];
+std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512], g_host_ns[512], g_dispose_ns{0};
 // CUDA ops are timed with a pair of events around their launches (JS thread only); resolved when read.
 struct CudaTiming {
   int id;
@@ -134,20 +134,39 @@ void enqueue(std::function<void()> task) {
 void set_profiling(bool on) {
   if (on) {
     resolve_cuda_timings();
-    for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = 0;
+    for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = g_host_ns[i] = 0;
+    g_dispose_ns = 0;
   }
   g_profile = on;
 }
-void op_profile(int id, uint64_t& ns, uint64_t& calls) {
+bool profiling() { return g_profile.load(std::memory_order_relaxed); }
+void profile_dispose(uint64_t ns) { g_dispose_ns += ns; }
+uint64_t dispose_ns() { return g_dispose_ns.load(); }
+void op_profile(int id, uint64_t& ns, uint64_t& calls, uint64_t& host_ns) {
   if (!g_cuda_pending.empty()) resolve_cuda_timings();
   ns = id >= 0 && id < 512 ? g_prof_ns[id].load() : 0;
   calls = id >= 0 && id < 512 ? g_prof_calls[id].load() : 0;
+  host_ns = id >= 0 && id < 512 ? g_host_ns[id].load() : 0;
 }
 
 uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }
 
+namespace {
+// Adds the time since construction to the op's host time (while profiling).
+struct HostTimer {
+  int id;
+  bool on = g_profile.load(std::memory_order_relaxed);
+  std::chrono::steady_clock::time_point t0 = on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  ~HostTimer() {
+    if (on)
+      g_host_ns[id] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+}  // namespace
+
 std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, std::vector<double> attrs,
                                Device device) {
+  HostTimer timer{static_cast<int>(&op - op_entry(0))};
   int n = static_cast<int>(inputs.size());
   if (n < op.min_in || n > op.max_in)
     op_fail("E_ARITY", std::string(op.name) + ": expected " + std::to_string(op.min_in) +

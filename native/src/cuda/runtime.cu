@@ -272,8 +272,11 @@ void* scratch(cudaStream_t s, size_t bytes, int slot) {
 }
 
 bool tf32_convolutions() {
-  const char* v = std::getenv("IRCONSTYLE_TF32");
-  return !(v && std::strcmp(v, "0") == 0);
+  static const bool on = [] {  // read once: every conv launch asks
+    const char* v = std::getenv("IRCONSTYLE_TF32");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
 }
 
 }  // namespace cu
