@@ -27,21 +27,25 @@ export function backendInfo(): BackendInfo {
     if (!info.cuda.ops.length) return 'this build has no CUDA kernels';
     return native.cudaInit() || null;
   };
+  // cuBLAS is the one GPU library every model needs (GEMMs; cuDNN is optional: 3x3 convs fall back to im2col + GEMM).
+  const gpuLibs = (): { ok: boolean; text: string } => {
+    const text = native.gpuLibs().split('\n').filter(Boolean).join('; ');
+    return { ok: /(^|; )cuBLAS \d/.test(text), text };
+  };
   let device: Device = 'cpu';
   let reason: string;
   if (want === 'cpu') reason = 'IRCONSTYLE_BACKEND=cpu';
-  else if (want === 'cuda') {
+  else {
     const problem = cudaProblem();
-    if (problem) reason = `IRCONSTYLE_BACKEND=cuda requested, but: ${problem}`;
-    else {
+    const libs = problem ? null : gpuLibs();
+    const usable = !problem && libs!.ok;
+    const why = problem ?? (libs!.ok ? '' : libs!.text);
+    if (usable) {
       device = 'cuda';
-      const libs = native.gpuLibs().split('\n').filter(Boolean).join('; ');
-      reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels, not yet verified on hardware; ${libs}`;
-    }
-  } else {
-    const problem = info.cuda.compiled && info.cuda.devices > 0 ? null : info.cuda.error || 'built without CUDA';
-    reason = problem ?? `CUDA device ${info.cuda.name} found; the CUDA backend is not yet verified on hardware, so it is used only with IRCONSTYLE_BACKEND=cuda`;
-    if (want !== 'auto') reason += ` (ignored unknown IRCONSTYLE_BACKEND=${want})`;
+      reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels; ${libs!.text}`;
+    } else if (want === 'cuda') reason = `IRCONSTYLE_BACKEND=cuda requested, but: ${why}`;
+    else reason = why;
+    if (want !== 'auto' && want !== 'cuda') reason += ` (ignored unknown IRCONSTYLE_BACKEND=${want})`;
   }
   cached = { device, reason, ...base };
   return cached;

@@ -533,6 +533,14 @@ void dnn_check(const KernelCtx& k, const gpu::Cudnn& d, int st, const char* what
   if (st != 0) op_fail("E_CUDA", std::string(k.op) + ": " + what + " failed: " + dnn_err(d, st));
 }
 
+// The cuDNN handle keeps its stream: set it only when it changes (launches come from the JS thread only).
+void bind_stream(const KernelCtx& k, const gpu::Cudnn& d) {
+  static void* bound = nullptr;
+  if (k.stream == bound) return;
+  dnn_check(k, d, d.SetStream(d.handle, k.stream), "cudnnSetStream");
+  bound = k.stream;
+}
+
 // KRSC copy of the RSCK weight in scratch slot 1.
 const float* krsc_weight(const KernelCtx& k, const Geo& g, const float* w) {
   const int64_t R = g.KH * g.KW * g.cig;
@@ -566,7 +574,7 @@ void cuda_conv2d(KernelCtx& k) {
     const float* wk = krsc_weight(k, g, w);
     void* ws = workspace(k, pl->ws[FWD], 0);
     const float one = 1.f, zero = 0.f;
-    dnn_check(k, d, d.SetStream(d.handle, k.stream), "cudnnSetStream");
+    bind_stream(k, d);
     dnn_check(k, d,
               d.ConvolutionForward(d.handle, &one, pl->xd, x, pl->wd, wk, pl->cd[FWD], pl->algo[FWD], ws,
                                    pl->ws[FWD], &zero, pl->yd, y),
@@ -599,7 +607,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
   const float one = 1.f, zero = 0.f;
   if (dnn_dx || dnn_dw) {
     const gpu::Cudnn& d = *gpu::cudnn();
-    dnn_check(k, d, d.SetStream(d.handle, k.stream), "cudnnSetStream");
+    bind_stream(k, d);
     if (dnn_dx) {
       const float* wk = krsc_weight(k, g, w);
       void* ws = workspace(k, pl->ws[BWD_DATA], 0);

@@ -93,9 +93,19 @@ __global__ void colsum_final_k(const float* __restrict__ part, int parts, int64_
 const gpu::Cublas& bind(const KernelCtx& k, bool tf32) {
   const gpu::Cublas* b = gpu::cublas();
   if (!b) op_fail("E_CUDA", std::string(k.op) + ": cuBLAS is unavailable: " + gpu::cublas_why_not());
-  status(k, b->SetStream(b->handle, k.stream), "cublasSetStream_v2");
-  status(k, b->SetMathMode(b->handle, tf32 ? gpu::CUBLAS_TF32_TENSOR_OP_MATH : gpu::CUBLAS_DEFAULT_MATH),
-         "cublasSetMathMode");
+  // Host cost matters (thousands of GEMM calls per training step): the handle keeps its stream and math mode, so
+  // set them only when they change (ops are launched from the JS thread only).
+  static void* bound_stream = nullptr;
+  static int bound_mode = -1;
+  if (k.stream != bound_stream) {
+    status(k, b->SetStream(b->handle, k.stream), "cublasSetStream_v2");
+    bound_stream = k.stream;
+  }
+  const int mode = tf32 ? gpu::CUBLAS_TF32_TENSOR_OP_MATH : gpu::CUBLAS_DEFAULT_MATH;
+  if (mode != bound_mode) {
+    status(k, b->SetMathMode(b->handle, mode), "cublasSetMathMode");
+    bound_mode = mode;
+  }
   return *b;
 }
 
