@@ -64,8 +64,11 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   // Host cost of one op end to end (JS wrapper, N-API, shape inference, allocation, launch, dispose) on a tiny
   // tensor, where the kernel itself is negligible: the floor under any step made of many small ops.
   const overhead = {};
+  // BENCH_OPS_FILTER=a|b keeps the cases whose name contains a or b and skips the overhead loop (e.g. under ncu).
+  const filter = process.env.BENCH_OPS_FILTER ?? '';
+  const keep = (name) => !filter || filter.split('|').some((f) => name.includes(f));
   const tiny = lib.tensor(new Float32Array(16).fill(0.5), [16], { device });
-  for (const [what, fn] of [
+  for (const [what, fn] of filter ? [] : [
     ['fill', () => runOp('fill', [], [0.5, 0, 16], device)],
     ['leaky_relu', () => runOp('leaky_relu', [tiny], [0.1], device)],
   ]) {
@@ -80,7 +83,7 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   }
   tiny.dispose();
   const rows = [];
-  for (const c of opBenchCases(device === 'cpu')) {
+  for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name))) {
     const { inputs } = buildInputs(lib, c, 1, device);
     try {
       const times = [];
@@ -120,7 +123,8 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   // --cpu-smoke: the same logic on the CPU backend with tiny shapes (no GPU needed).
   const smoke = process.argv.includes('--cpu-smoke');
-  const res = await runOpBench({ log: () => {}, ...(smoke ? { device: 'cpu', reps: 2 } : {}) });
+  const reps = Number(process.env.BENCH_OPS_REPS ?? 10);
+  const res = await runOpBench({ log: () => {}, reps, ...(smoke ? { device: 'cpu', reps: 2 } : {}) });
   if (res.skipped) console.log(`bench:gpu-ops: nothing to measure — ${res.skipped}.`);
   else for (const l of res.table) console.log(l);
 }

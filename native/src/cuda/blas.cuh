@@ -16,7 +16,7 @@ void fill_rows(const KernelCtx& k, float* y, int64_t rows, int64_t cols, const f
 // out[c] = sum over rows of x[r, c] (deterministic two-pass), temporaries in scratch `slot`.
 void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols, float* out, int slot);
 
-// ---- cuBLASLt, fused epilogues (ops/matmul.cu) --------------------------------------------------------------------
+// ---- cuBLASLt, fused bias epilogue (ops/matmul.cu) --------------------------------------------------------------------
 // Each returns false, having enqueued nothing, when cuBLASLt cannot run the call (library missing or disabled with
 // IRCONSTYLE_CUBLASLT=0, a zero or beyond-int dimension, no algorithm for the shape, a failed call): the caller
 // then takes its cuBLAS path. A shape that fails once is remembered and not tried again. tf32: TF32 tensor cores
@@ -24,9 +24,5 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + bias[N] (every row), beta = 0.
 bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
                int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc);
-// Row-major C[M,N] = A^T B with A stored [K, M] (lda) and B stored [K, N] (ldb), beta = 0, and in the same call the
-// sums over the K rows of one operand: db_of_b ? db[N] = sum_k B[k, :] : db[M] = sum_k A[k, :].
-bool gemm_bgrad(const KernelCtx& k, bool tf32, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                const float* B, int64_t ldb, float* C, int64_t ldc, bool db_of_b, float* db);
 }  // namespace blas
 }  // namespace irc

@@ -199,7 +199,7 @@ void cublaslt_note_plan(bool ok, const std::string& why_not, bool demoted = fals
 // One line per library (cuBLAS, cuBLASLt, cuDNN): "cuBLAS 13.0.x from /path" or "cuBLAS not found (searched ...)".
 // The cuBLASLt line also counts the GEMM plans made so far that run on cuBLASLt and those it refused (their calls
 // take the cuBLAS path), with the first refusal's reason, so a call after some steps shows whether the fused paths
-// are taken (conv2d's backward asks for BGRADA first, then BGRADB: a refused BGRADA may precede a BGRADB in use).
+// are taken.
 std::string report();
 
 }  // namespace gpu

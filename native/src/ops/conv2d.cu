@@ -395,21 +395,6 @@ void gemm_backward_dw(const KernelCtx& k, const Geo& g, const float* dy, const f
   }
 }
 
-// Pointwise dW[Ci, Co] = X^T dY and db[Co] = column sums of dY in one cuBLASLt GEMM. First directly (bias-gradient
-// epilogue BGRADA, see matmul.cu); if cuBLASLt refuses that, as dW^T[Co, Ci] = dY^T X (epilogue BGRADB on a
-// transposed cuBLAS B, the form fused linear layers use, as linear.cu does) into scratch slot 2, then transposed
-// into dW (Ci*Co floats). False, nothing written, when cuBLASLt takes neither: the caller runs cuBLAS + column_sums.
-bool pointwise_dw_db_lt(const KernelCtx& k, const Geo& g, const float* dy, const float* x, float* dw, float* db) {
-  const bool tf32 = cu::tf32_convolutions();
-  const int64_t pix = g.N * g.Ho * g.Wo;
-  if (blas::gemm_bgrad(k, tf32, g.Ci, g.Co, pix, x, g.Ci, dy, g.Co, dw, g.Co, true, db)) return true;
-  if (!gpu::cublaslt()) return false;
-  float* dwt = static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * g.Co * g.Ci, 2));
-  if (!blas::gemm_bgrad(k, tf32, g.Co, g.Ci, pix, dy, g.Co, x, g.Ci, dwt, g.Ci, false, db)) return false;
-  transpose(k, dwt, g.Co, g.Ci, dw);  // [Co, Ci] -> [Ci, Co]
-  return true;
-}
-
 // ---- cuDNN path -------------------------------------------------------------------------------------------------
 enum Dir { FWD = 0, BWD_DATA = 1, BWD_FILTER = 2 };
 
@@ -603,7 +588,6 @@ void cuda_conv2d_backward(KernelCtx& k) {
   const Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];
   if ((!dnn_dx || !dnn_dw) && !gpu::cublas()) no_library(k, pl);
-  const bool lt_dw_db = pointwise_blas && pointwise_dw_db_lt(k, g, dy, x, dw, db);
   const float one = 1.f, zero = 0.f;
   if (dnn_dx || dnn_dw) {
     const gpu::Cudnn& d = *gpu::cudnn();
@@ -628,7 +612,6 @@ void cuda_conv2d_backward(KernelCtx& k) {
     }
   }
   if (!dnn_dx) gemm_backward_dx(k, g, dy, w, dx);
-  if (lt_dw_db) return;
   if (!dnn_dw) gemm_backward_dw(k, g, dy, x, dw);
   blas::column_sums(k, dy, pix, g.Co, db, 4);
 }

@@ -1,9 +1,8 @@
 // CUDA linear / linear_backward (ops.def) in full FP32 (PyTorch's default for linear layers):
 // y = x . w^T + b over the rows of x[..., I], w[O, I]. With a bias, one cuBLASLt GEMM adds it in its epilogue;
-// backward, dw = dy^T . x and db = column sums of dy come from one cuBLASLt GEMM (bias-gradient epilogue BGRADB,
-// see matmul.cu), dx from cuBLAS. Where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the
-// shape): cuBLAS with the bias written first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU,
-// and db as column sums of dy (fixed two-pass reduction).
+// where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS with the bias written
+// first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: dx and dw from cuBLAS, db as
+// column sums of dy (fixed two-pass reduction).
 #include <cuda_runtime.h>
 
 #include "../cuda/blas.cuh"
@@ -32,8 +31,8 @@ void cuda_linear_backward(KernelCtx& k) {
   float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
   const gpu::Cublas& cb = blas::bind(k, false);
   blas::gemm(k, cb, false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx[rows, I] = dy . w
-  // dw[O, I] = dy^T . x (K = rows) and db[O] = sums of dy over the rows, in one cuBLASLt call when it can.
-  if (blas::gemm_bgrad(k, false, O, I, rows, dy, O, x, I, dw, I, false, db)) return;
+  // dw[O, I] = dy^T . x (K = rows) and db[O] = sums of dy over the rows. (cuBLASLt's bias-gradient epilogue was
+  // measured slower on an H100 than this GEMM + column sums: see BENCHMARKS.md.)
   blas::gemm(k, cb, true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, dw, I);
   blas::column_sums(k, dy, rows, O, db, 0);
 }

@@ -1,7 +1,7 @@
 // CUDA matmul (ops.def) through cuBLAS, plus the cuBLAS helpers shared with linear.cu and conv2d.cu (namespace
 // irc::blas, declared in cuda/blas.cuh): row-major GEMM on cuBLAS's column-major API, bias row fill,
-// deterministic column sums (fixed two-pass reduction, no atomics), and the cuBLASLt GEMMs with a fused bias or
-// bias-gradient epilogue (gemm_bias, gemm_bgrad; see the cuBLASLt section below).
+// deterministic column sums (fixed two-pass reduction, no atomics), and the cuBLASLt GEMM with a fused bias
+// epilogue (gemm_bias; see the cuBLASLt section below).
 // Row-major trick: a row-major [r, c] matrix with leading dim ld is the column-major [c, r] matrix with the same
 // ld, so C = op(A) op(B) (row-major) is computed as C^T = op(B)^T op(A)^T (column-major) by swapping the operands.
 #include <cuda_runtime.h>
@@ -183,20 +183,15 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 }
 
 
-// ---- cuBLASLt: GEMM + bias / bias-gradient epilogue ----------------------------------------------------------------
+// ---- cuBLASLt: GEMM + bias epilogue ----------------------------------------------------------------
 // Mapping. A row-major [r, c] matrix with leading dim ld is the column-major [c, r] one with the same ld, so the
 // row-major C = op(A) op(B) is the column-major D = C^T = op(B)^T op(A)^T: cuBLAS's A is our B (same transpose
 // flag), its B is our A, m = N, n = M, k = K; D's rows are C's columns.
 //  - gemm_bias: bias[N] lies along D's rows (length m) and is broadcast over D's columns (C's rows):
 //    CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D rows").
-//  - gemm_bgrad: C = A^T B, A stored [K, M], B stored [K, N]. cuBLAS's A = our B as stored = column-major [N, K]
-//    (ld ldb), op N; cuBLAS's B = our A as stored = column-major [M, K] (ld lda), op T, so op(B) is [K, M];
-//    D[i, j] = sum_k B[k, i] A[k, j] = C[j, i], column-major [N, M] with ld ldc = row-major C. Both BGRAD
-//    epilogues reduce over the GEMM's k (= our K): BGRADA sums op(cuBLAS A)[m, k] over k, m = N values
-//    sum_k B[k, i] (the sums of our B; "length = rows of D"); BGRADB sums op(cuBLAS B)[k, n] over k, n = M values
-//    sum_k A[k, j] (the sums of our A; "length = columns of D"). So db_of_b -> BGRADA, else BGRADB.
-//    conv2d's dW[Ci, Co] = X^T dY, db = sums of dY = our B: BGRADA. linear's dw[O, I] = dy^T x, db = sums of
-//    dy = our A: BGRADB (cuBLAS A = x op N, cuBLAS B = dy op T).
+//  - The bias-gradient epilogues (BGRADA / BGRADB) were tried for dW = X^T dY with db = sums of dY and measured
+//    slower on an H100 than a plain GEMM + column_sums (a 1x1 conv backward at [16,128,128,48]: 258-317 us against
+//    182-188 us; BENCHMARKS.md), so they are not used.
 // Plans: matmul descriptor, the three layouts (C and D share one), the algorithm and its workspace size, built once
 // per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments) and never freed; the heuristic is
 // asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
@@ -226,7 +221,7 @@ struct LtCall {
   int64_t ldb;
   float* D;
   int64_t ldd;
-  const void* bias;  // read (BIAS) or written (BGRADA / BGRADB)
+  const void* bias;  // read by the BIAS epilogue
   bool tf32;
 };
 
@@ -376,12 +371,6 @@ bool run_lt(const KernelCtx& k, const LtCall& c) {
 bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
                int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc) {
   return run_lt(k, LtCall{gpu::CUBLASLT_EPILOGUE_BIAS, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32});
-}
-
-bool gemm_bgrad(const KernelCtx& k, bool tf32, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                const float* B, int64_t ldb, float* C, int64_t ldc, bool db_of_b, float* db) {
-  const int epilogue = db_of_b ? gpu::CUBLASLT_EPILOGUE_BGRADA : gpu::CUBLASLT_EPILOGUE_BGRADB;
-  return run_lt(k, LtCall{epilogue, false, true, N, M, K, B, ldb, A, lda, C, ldc, db, tf32});
 }
 
 }  // namespace blas
