@@ -201,7 +201,7 @@ export async function runBench({
   if (device === 'cuda' && model === 'constyle-nafnet') {
     for (const [m, b] of [['constyle-restormer', 8], ['constyle-maxim', 16]]) {
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
-      result.others.push({ model: m, batch: b, ...(await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8 })) });
+      result.others.push({ model: m, batch: b, ...(await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true })) });
     }
   }
 

@@ -24,6 +24,7 @@
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
+#include "depthwise3x3.h"
 
 namespace irc {
 namespace {
@@ -68,12 +69,17 @@ __device__ __forceinline__ void stv(float* p, const float (&r)[V]) {
 
 // ---- depthwise ------------------------------------------------------------------------------------------------
 // y[n,oh,ow,c] = b[c] + sum_{kh,kw} x[n, oh*S-P+kh, ow*S-P+kw, c] * w[kh,kw,0,c]   (sum order: bias, kh, kw)
-template <int V>
+// I: the index type of the per-element division (int where the element count allows: 64-bit division costs tens
+// of instructions per element).
+template <int V, class I>
 __global__ void dw_fwd_k(Geo g, const float* __restrict__ x, const float* __restrict__ w,
                          const float* __restrict__ b, float* __restrict__ y) {
-  const int64_t C = g.Co, CV = C / V, n_out = g.N * g.Ho * g.Wo * CV;
-  GRID_STRIDE(e, n_out) {
-    const int64_t c = (e % CV) * V, p = e / CV, ow = p % g.Wo, t = p / g.Wo, oh = t % g.Ho, n = t / g.Ho;
+  const int64_t C = g.Co;
+  const I CV = static_cast<I>(C / V), n_out = static_cast<I>(g.N * g.Ho * g.Wo) * CV, Wo = static_cast<I>(g.Wo),
+          Ho = static_cast<I>(g.Ho);
+  for (I e = blockIdx.x * I(blockDim.x) + threadIdx.x; e < n_out; e += I(gridDim.x) * I(blockDim.x)) {
+    const I cv = e % CV, p = e / CV, ow = p % Wo, t = p / Wo, oh = t % Ho, n = t / Ho;
+    const int64_t c = int64_t(cv) * V;
     float acc[V], xv[V], wv[V];
     if (b) {
       ldv<V>(b + c, acc);
@@ -95,7 +101,7 @@ __global__ void dw_fwd_k(Geo g, const float* __restrict__ x, const float* __rest
         for (int l = 0; l < V; ++l) acc[l] = fmaf(xv[l], wv[l], acc[l]);
       }
     }
-    stv<V>(y + p * C + c, acc);
+    stv<V>(y + int64_t(p) * C + c, acc);
   }
 }
 
@@ -191,16 +197,20 @@ void depthwise_forward(const KernelCtx& k, const Geo& g, const float* x, const f
   const cudaStream_t s = cu::stream(k);
   const bool v4 = g.Co % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(y) && (!b || aligned16(b));
   const int64_t n = g.N * g.Ho * g.Wo * g.Co;
+  const bool small = n < (int64_t(1) << 30);  // i + stride stays below 2^31
   if (v4) {
-    dw_fwd_k<4><<<cu::blocks_for(n / 4), 256, 0, s>>>(g, x, w, b, y);
+    (small ? dw_fwd_k<4, int> : dw_fwd_k<4, int64_t>)<<<cu::blocks_for(n / 4), 256, 0, s>>>(g, x, w, b, y);
   } else {
-    dw_fwd_k<1><<<cu::blocks_for(n), 256, 0, s>>>(g, x, w, b, y);
+    (small ? dw_fwd_k<1, int> : dw_fwd_k<1, int64_t>)<<<cu::blocks_for(n), 256, 0, s>>>(g, x, w, b, y);
   }
   cu::check_launch(k);
 }
 
 void depthwise_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const float* w,
                         float* dx, float* dw, float* db) {
+  // 3x3, stride 1, padding 1 (Restormer's and NAFNet's depthwise convs): the fused pass shared with dwconv_gate.
+  if (g.KH == 3 && g.KW == 3 && g.S == 1 && g.P == 1 && depthwise3x3_backward(k, g.N, g.H, g.W, g.Ci, dy, x, w, dx, dw, db))
+    return;
   const cudaStream_t s = cu::stream(k);
   const int64_t C = g.Ci;
   const bool v4 = C % 4 == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && aligned16(dx);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "../cuda/common.cuh"
+#include "depthwise3x3.h"
 
 namespace irc {
 namespace {
@@ -448,6 +449,33 @@ int64_t dw_groups(int64_t Q, int64_t tiles) {
 
 }  // namespace
 
+// ---- 3x3 depthwise backward (padding 1, stride 1), shared with conv2d.cu ------------------------------------
+bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* dz,
+                           const float* x, const float* w, float* dx, float* dw, float* db) {
+  const int64_t Q = N * H * W, T = 10;
+  if (Q * C >= INT_MAX || C == 0 || Q == 0) return false;
+  cudaStream_t s = cu::stream(c);
+  const DG g{N, H, W, C, C / 2, 3, 3, 1, H, W};  // C2 = C channels; C / 2 is not used by this kernel
+  const bool vec = C % 4 == 0 && al16(dz) && al16(x) && al16(w) && al16(dx);
+  const int64_t Cv = vec ? C / 4 : C;
+  const Lanes l = lanes_of(Cv);
+  // about 4 blocks per SM of an H100, each lane walking at least 8 pixels
+  int64_t Gq = (528 + l.chunks - 1) / l.chunks;
+  if (Gq > Q / (int64_t(l.L) * 8)) Gq = Q / (int64_t(l.L) * 8);
+  if (Gq < 1) Gq = 1;
+  double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * Gq * T * C, 1));
+  const dim3 grid(static_cast<unsigned>(Gq), static_cast<unsigned>(l.chunks));
+  if (vec)
+    dwgate_dxdw3_k<float4><<<grid, kThreads, 0, s>>>(
+        g, reinterpret_cast<const float4*>(dz), reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w),
+        reinterpret_cast<float4*>(dx), part, static_cast<int>(Cv), l.CB, l.L, Gq);
+  else
+    dwgate_dxdw3_k<float><<<grid, kThreads, 0, s>>>(g, dz, x, w, dx, part, static_cast<int>(Cv), l.CB, l.L, Gq);
+  finish_parts(s, part, 1, Gq, T * C, 1.0, dw, 9 * C, db);
+  cu::check_launch(c);
+  return true;
+}
+
 // ---- simple_gate ------------------------------------------------------------------------------------------
 void cuda_simple_gate(KernelCtx& c) {
   const int64_t C = c.out[0].shape.back(), total = c.out[0].n;
@@ -614,27 +642,8 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
   else
     dwgate_dz<float>(g, dy, x, w, b, dz, Q * g.C, g.C, k3, s);
   cu::check_launch(c);
-  if (k3 && g.P == 1 && Q * g.C2 < INT_MAX) {
-    // (2) dx and the dw / db partials in one pass, (3) partials summed in order
-    const int64_t C2v = vec ? g.C2 / 4 : g.C2;
-    const Lanes l = lanes_of(C2v);
-    // about 4 blocks per SM of an H100, each lane walking at least 8 pixels
-    int64_t Gq = (528 + l.chunks - 1) / l.chunks;
-    if (Gq > Q / (int64_t(l.L) * 8)) Gq = Q / (int64_t(l.L) * 8);
-    if (Gq < 1) Gq = 1;
-    double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * Gq * T * g.C2, 1));
-    const dim3 grid(static_cast<unsigned>(Gq), static_cast<unsigned>(l.chunks));
-    if (vec)
-      dwgate_dxdw3_k<float4><<<grid, kThreads, 0, s>>>(
-          g, reinterpret_cast<const float4*>(dz), reinterpret_cast<const float4*>(x),
-          reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(dx), part, static_cast<int>(C2v), l.CB, l.L,
-          Gq);
-    else
-      dwgate_dxdw3_k<float><<<grid, kThreads, 0, s>>>(g, dz, x, w, dx, part, static_cast<int>(C2v), l.CB, l.L, Gq);
-    finish_parts(s, part, 1, Gq, T * g.C2, 1.0, dw, wsz, db);
-    cu::check_launch(c);
-    return;
-  }
+  // (2) dx and the dw / db partials in one pass over dz, (3) the partials summed in order
+  if (k3 && g.P == 1 && depthwise3x3_backward(c, g.N, g.H, g.W, g.C2, dz, x, w, dx, dw, db)) return;
   // Other kernels / paddings: (2) dw / db partials over dz and x, (3) dx gathers dz, (4) partials summed in order
   const int64_t G = dw_groups(Q, (g.C2 + 31) / 32 * T);
   double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * g.C2, 1));
