@@ -30,9 +30,9 @@ function randomImages(lib, n, h, w, seed, device) {
   return lib.tensor(data, [n, h, w, 3], { device });
 }
 
-/** Runs the PyTorch reference; resolves with its JSON line or { error }. */
-function runPyTorch(timeoutS, log, extraArgs = []) {
-  const script = join(ROOT, 'scripts', 'pytorch', 'constyle_nafnet.py');
+/** Runs a PyTorch reference script of scripts/pytorch; resolves with its JSON line or { error }. */
+function runPyTorch(timeoutS, log, extraArgs = [], name = 'constyle_nafnet.py') {
+  const script = join(ROOT, 'scripts', 'pytorch', name);
   return new Promise((res) => {
     const child = spawn(process.env.PYTHON ?? 'python3', [script, ...extraArgs], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
@@ -197,12 +197,22 @@ export async function runBench({
 
   const ours = (result.ours = await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true }));
 
-  // The other ConStyle families (ours only; their PyTorch anchors are in ../shared/anchors/README.md).
+  // The other ConStyle families: ConStyle Restormer beside its PyTorch reference (scripts/pytorch), ConStyle MAXIM
+  // against the anchor of ../shared/anchors/README.md (no PyTorch MAXIM in this project yet).
   result.others = [];
   if (device === 'cuda' && model === 'constyle-nafnet') {
-    for (const [m, b] of [['constyle-restormer', 8], ['constyle-maxim', 16]]) {
+    for (const [m, b, script] of [['constyle-restormer', 8, 'constyle_restormer.py'], ['constyle-maxim', 16, null]]) {
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
-      result.others.push({ model: m, batch: b, ...(await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true })) });
+      let pt = null;
+      if (pytorch && script && left() > 150) {
+        log(`pytorch: python3 scripts/pytorch/${script} ...`);
+        pt = await runPyTorch(Math.min(180, Math.max(90, left() * 0.4)), log, [], script);
+        log(`pytorch: ${JSON.stringify(pt)}`);
+      }
+      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true });
+      const usable = pt && !pt.error;
+      result.others.push({ model: m, batch: b, ...o, pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
+        ratioInfer512: usable ? o.infer512Ms / pt.infer_512_ms : NaN });
     }
   }
 
@@ -233,7 +243,8 @@ export async function runBench({
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
-    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}`),
+    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}` +
+      (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
     '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',

@@ -289,7 +289,9 @@ def timed(fn, warmup, reps):
     return ts
 
 
-def bench(a):
+def bench(a, make_net=None):
+    """GPU timings of make_net(K) (default: paper-size ConStyle NAFNet); prints one JSON line."""
+    make_net = make_net or (lambda K: ConStyleNAFNet(K=K))
     if not torch.cuda.is_available():
         print(json.dumps({"error": "torch.cuda.is_available() is False"}))
         return 2
@@ -302,7 +304,8 @@ def bench(a):
     res = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
            "batch": a.batch, "size": a.size, "K": a.K, "cudnn_benchmark": bool(a.cudnn_benchmark),
            "tf32": {"cudnn": True, "matmul": False}}
-    net = ConStyleNAFNet(K=a.K).to(dev).train()
+    net = make_net(a.K).to(dev).train()
+    res["model"] = type(net).__name__
     res["params_training"] = count(net)
     res["params_inference"] = count(net, lambda n: ".encoder_k." not in n)
     opt = make_optimizer(net)
@@ -412,16 +415,19 @@ def read_safetensors(path):
     return meta, out
 
 
-def fixture_parity(expect):
-    """The restoration network against the golden fixture made by the official code (test/fixtures)."""
+def fixture_parity(expect, fixture="constyle_nafnet.safetensors", build=None):
+    """The restoration network against the golden fixture made by the official code (test/fixtures): build(cfg)
+    makes the network from the fixture's constructor config (default: ConStyle NAFNet)."""
     import os
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "fixtures", "constyle_nafnet.safetensors")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "fixtures", fixture)
     if not os.path.exists(path):
         print(f"  --  fixture parity skipped: {path} not found", file=sys.stderr)
         return True
     meta, t = read_safetensors(path)
     cfg = json.loads(meta["config"])["config"]
-    net = ConStyleNAFNet(dim=cfg["dim"], left=tuple(cfg["left"]), bottom=cfg["bottom"], right=tuple(cfg["right"]), K=16)
+    build = build or (lambda c: ConStyleNAFNet(dim=c["dim"], left=tuple(c["left"]), bottom=c["bottom"],
+                                               right=tuple(c["right"]), K=16))
+    net = build(cfg)
     sd = {k[len("param."):]: v for k, v in t.items() if k.startswith("param.")}
     missing, unexpected = net.load_state_dict(sd, strict=False)
     good = expect("fixture names: unexpected", unexpected, []) & expect(
@@ -440,10 +446,11 @@ def fixture_parity(expect):
     return good
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(doc=__doc__, make_net=None, check_fn=None, batch=16):
+    """Command line shared by the reference scripts (constyle_restormer.py passes its network and check)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="CPU self-check instead of GPU timings")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--K", type=int, default=65760)
     ap.add_argument("--steps", type=int, default=20)
@@ -452,7 +459,7 @@ def main():
     ap.add_argument("--infer-reps", type=int, default=20)
     ap.add_argument("--cudnn-benchmark", type=int, default=1, help="torch.backends.cudnn.benchmark (BasicSR sets 1)")
     a = ap.parse_args()
-    return check() if a.check else bench(a)
+    return (check_fn or check)() if a.check else bench(a, make_net)
 
 
 if __name__ == "__main__":

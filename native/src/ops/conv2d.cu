@@ -1,17 +1,18 @@
 // CUDA conv2d / conv2d_backward (ops.def; math in conv2d.h). x NHWC, w [KH, KW, Ci/G, Co], optional bias.
 // Paths:
-//  - depthwise (G == Ci == Co, G > 1): own NHWC kernels, float4 over channels when C % 4 == 0; dx as the
-//    transposed stencil (a gather, no atomics); dw/db as a fixed-geometry two-pass reduction over the pixels;
+//  - depthwise (G == Ci == Co, G > 1): own NHWC kernels, float4 over channels when C % 4 == 0. Backward of a 3x3
+//    stride-1 pad-1 depthwise conv: one pass over dy for dx and the dw / db partials (depthwise3x3.h, shared with
+//    dwconv_gate); other depthwise convs: dx as the transposed stencil (a gather, no atomics), dw / db as a
+//    fixed-geometry two-pass reduction over the pixels;
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
-//    epilogue; backward, dW = X^T dY and db = column sums of dY come from one cuBLASLt GEMM (bias-gradient
-//    epilogue). Where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS GEMM
-//    with the bias pre-filled and beta = 1, and db as a separate column-sum pass;
+//    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
+//    cuBLAS GEMMs, db as column sums of dy;
 //  - otherwise cuDNN's legacy API on NHWC tensors with KRSC filters (our RSCK weight is transposed to KRSC in
 //    scratch, the filter gradient transposed back); deterministic algorithms picked once per shape with the _v7
 //    heuristics; bias added by a kernel. Without cuDNN (or when it finds no algorithm): im2col + cuBLAS.
 // TF32: convolutions follow cu::tf32_convolutions() (PyTorch's default allows it; IRCONSTYLE_TF32=0 turns off).
-// Scratch slots: 0 cuDNN fwd / bwd-data workspace, 1 KRSC weights, 2 KRSC filter gradient (or the pointwise dW^T),
-// 3 bwd-filter workspace, 4 reduction partials, 5 im2col columns; the cuBLASLt helpers use 7 (matmul.cu).
+// Scratch slots: 0 cuDNN fwd / bwd-data workspace, 1 KRSC weights (and the depthwise 3x3 partials), 2 KRSC filter
+// gradient, 3 bwd-filter workspace, 4 reduction partials, 5 im2col columns; the cuBLASLt helpers use 7 (matmul.cu).
 #include <cuda_runtime.h>
 
 #include <array>

@@ -182,7 +182,6 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
   }
 }
 
-
 // ---- cuBLASLt: GEMM + bias epilogue ----------------------------------------------------------------
 // Mapping. A row-major [r, c] matrix with leading dim ld is the column-major [c, r] one with the same ld, so the
 // row-major C = op(A) op(B) is the column-major D = C^T = op(B)^T op(A)^T: cuBLAS's A is our B (same transpose
@@ -244,13 +243,10 @@ uint32_t align_of(const void* p) {
   return a;
 }
 
-const char* epilogue_name(int e) {
-  return e == gpu::CUBLASLT_EPILOGUE_BIAS ? "BIAS" : e == gpu::CUBLASLT_EPILOGUE_BGRADA ? "BGRADA" : "BGRADB";
-}
-
-// "BGRADA m=96 n=48 k=262144 opA=N opB=T tf32" (for the report of a fallback).
+// "BIAS m=96 n=262144 k=48 opA=N opB=N tf32" (for the report of a fallback).
 std::string describe(const LtCall& c) {
-  return std::string(epilogue_name(c.epilogue)) + " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
+  return std::string(c.epilogue == gpu::CUBLASLT_EPILOGUE_BIAS ? "BIAS" : "epilogue " + std::to_string(c.epilogue)) +
+         " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
          " k=" + std::to_string(c.k) + " opA=" + (c.ta ? "T" : "N") + " opB=" + (c.tb ? "T" : "N") +
          (c.tf32 ? " tf32" : " fp32");
 }

@@ -1,13 +1,15 @@
 // CUDA NAFNet blocks, NHWC (semantics: nafnet.cpp, nafnet_fused.cpp).
 //   simple_gate (+backward), global_avg_pool_backward, channel_scale, scaled_add   elementwise (float4 when the
-//       channel count allows it and the pointers are 16-byte aligned)
+//       channel count allows it and the pointers are 16-byte aligned; 32-bit index math where it cannot overflow)
 //   global_avg_pool, channel_scale_backward (ds), scaled_add_backward (ds)   column sums over pixels/rows: pass 1,
-//       a fixed grid of (32 channels x 8 rows) blocks, each summing a fixed row range in double into a partial;
-//       pass 2 sums the partials in order (deterministic). dx / db are written by pass 1 on the way.
+//       blocks of 256 threads as (row lanes x channel vectors), each block summing a fixed row range in double into
+//       a partial; pass 2, one warp per output, sums the partials in a fixed order (deterministic). dx / db are
+//       written by pass 1 on the way.
 //   dwconv_gate: one thread per output pixel and channel (vector) computes z for both halves, as z_pix on the CPU.
-//   dwconv_gate_backward: (1) dz = [dy z2, dy z1] into scratch, z recomputed; for 3x3 kernels the same pass also
-//       accumulates the dw / db partials from the x taps it already loaded (other kernels: a separate partial pass,
-//       one tap per block row); (2) dx gathers dz through the flipped taps; (3) the partials are summed in order.
+//   dwconv_gate_backward: (1) dz = [dy z2, dy z1] into scratch, z recomputed; (2) for 3x3 kernels with padding 1,
+//       one pass over dz gathers dx and accumulates the dw / db partials (depthwise3x3_backward, also used by
+//       conv2d.cu); other kernels: a dw / db partial pass, one tap per block row, then dx gathers dz through the
+//       flipped taps; (3) the partials are summed in a fixed order.
 #include <climits>
 #include <cstdint>
 #include <string>
