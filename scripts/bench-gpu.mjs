@@ -197,11 +197,10 @@ export async function runBench({
 
   const ours = (result.ours = await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true }));
 
-  // The other ConStyle families: ConStyle Restormer beside its PyTorch reference (scripts/pytorch), ConStyle MAXIM
-  // against the anchor of ../shared/anchors/README.md (no PyTorch MAXIM in this project yet).
+  // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows.
   result.others = [];
   if (device === 'cuda' && model === 'constyle-nafnet') {
-    for (const [m, b, script] of [['constyle-restormer', 8, 'constyle_restormer.py'], ['constyle-maxim', 16, null]]) {
+    for (const [m, b, script] of [['constyle-restormer', 8, 'constyle_restormer.py'], ['constyle-maxim', 16, 'constyle_maxim.py']]) {
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
       let pt = null;
       if (pytorch && script && left() > 150) {
