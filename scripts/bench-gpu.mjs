@@ -136,8 +136,27 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
       log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
     }
-    for (const t of [lq, gt]) t.dispose();
     trainer.dispose();
+    if (profile && left() > 40) {
+      // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
+      lib.setInitSeed(1);
+      const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
+      const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true });
+      const cts = [];
+      for (let it = 0; it < 5; it++) {
+        await lib.sync();
+        const t0 = performance.now();
+        await ck.step(lq, gt);
+        await lib.sync();
+        if (it >= 2) cts.push(performance.now() - t0);
+      }
+      const peak = (await peakBytes(native, async () => { await ck.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+      ours.checkpointed = { msStep: median(cts), imgPerS: (batch * 1000) / median(cts), peakCudaMiB: peak };
+      log(`ours ${model} (checkpoint: true): ${median(cts).toFixed(1)} ms/step, peak live CUDA ${peak.toFixed(0)} MiB`);
+      ck.dispose();
+      ckNet.dispose?.();
+    }
+    for (const t of [lq, gt]) t.dispose();
 
     // --- inference
     lib.setInitSeed(2);
@@ -240,6 +259,8 @@ export async function runBench({
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
     `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
+    ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
+      row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}` +

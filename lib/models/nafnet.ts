@@ -8,6 +8,7 @@ import { add } from '../ops/elementwise.js';
 import { simpleGate, globalAvgPool, channelScale } from '../ops/nafnet.js';
 import { scaledAdd, dwconvGate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
+import { checkpoint } from '../autograd/checkpoint.js';
 
 /** Simplified channel attention: `sca.1` is the 1×1 conv after global average pooling. */
 class SCA extends Module {
@@ -57,12 +58,22 @@ export class NAFBlock extends Module {
   }
 }
 
-/** A sequence of blocks applied in order (nn.Sequential naming). */
+/**
+ * A sequence of blocks applied in order (nn.Sequential naming). With `checkpoint` on, each block keeps only its
+ * input for backward and is recomputed there (activation checkpointing: much less memory, one more forward).
+ */
 export class Blocks<M extends Module & { forward(x: Tensor): Tensor }> extends ModuleList<M> {
+  checkpoint = false;
   forward(x: Tensor): Tensor {
-    for (const b of this.items) x = b.forward(x);
+    for (const b of this.items) x = this.checkpoint ? checkpoint((t) => b.forward(t), x, b.parameters()) : b.forward(x);
     return x;
   }
+}
+
+/** Turns activation checkpointing of every block sequence (Blocks) inside `model` on or off. */
+export function setCheckpointing(model: Module, on: boolean): void {
+  if (model instanceof Blocks) model.checkpoint = on;
+  for (const [, c] of model.children()) setCheckpointing(c, on);
 }
 
 export interface NAFNetConfig {

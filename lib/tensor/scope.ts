@@ -59,6 +59,20 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * tidy(fn) with tensor tracking on even inside untracked() (e.g. while backward() runs): for work that creates
+ * intermediates there and must not leak them (activation checkpointing recomputes a forward inside backward).
+ */
+export function tidyTracked<T>(fn: () => T): T {
+  const prev = paused;
+  paused = 0;
+  try {
+    return tidy(fn);
+  } finally {
+    paused = prev;
+  }
+}
+
 /** Removes a tensor from the current tidy scope so it survives it. */
 export function keep<T extends Tensor>(t: T): T {
   untrack(t);

@@ -11,11 +11,17 @@ import { adamwStep } from '../ops/optim.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import { ConStyleUNet } from '../models/unet.js';
+import { setCheckpointing } from '../models/nafnet.js';
 import { irconstyleLoss, pixelLoss } from '../losses/index.js';
 
 export interface TrainerOptions extends AdamWOptions {
   /** Iterations (1-based) during which ConStyle's losses are used and encoder_q trains (default: forever). */
   constyleIter?: number;
+  /**
+   * Activation checkpointing of the restoration network's blocks: each block keeps only its input for backward and
+   * runs again there. Much less memory for one more forward of the blocks; same losses and gradients (default off).
+   */
+  checkpoint?: boolean;
 }
 
 export interface StepLosses {
@@ -37,6 +43,7 @@ export class IRConStyleTrainer {
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
+    if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
   }
 
