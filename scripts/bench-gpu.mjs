@@ -137,6 +137,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
     }
     trainer.dispose();
+    net.dispose?.();
     if (profile && left() > 40) {
       // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
       lib.setInitSeed(1);
