@@ -322,7 +322,7 @@ async function main() {
     for (const pass of ['strict', 'tf32']) {
       if (pass === 'tf32' && selftest) continue;
       const sel = selectCases(pass === 'tf32' ? 'conv' : 'all');
-      const deadline = Date.now() + 1000 * Math.min(pass === 'strict' ? 200 : 40, Math.max(5, left() - 180));
+      const deadline = Date.now() + 1000 * Math.min(pass === 'strict' ? 200 : 40, Math.max(30, left() - 180));
       say(`\n== b. ops ${pass === 'strict' ? 'IRCONSTYLE_TF32=0' : 'TF32 allowed (conv/GEMM cases, reported)'}: ${sel.length} cases, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
       const env = workerEnv({});
       if (pass === 'strict') env.IRCONSTYLE_TF32 = '0'; else delete env.IRCONSTYLE_TF32;
