@@ -4,7 +4,8 @@
 //   b. every case of scripts/op-cases.mjs on the CPU and on CUDA with identical inputs, every output and every
 //      input after the op compared (IRCONSTYLE_TF32=0); the conv/GEMM cases again with TF32 allowed (reported)
 //   c. golden parity on CUDA: runParity on every test/fixtures/*.safetensors (IRCONSTYLE_BACKEND=cuda child)
-//   d. benchmarks (scripts/bench-gpu.mjs: our training step and inference beside PyTorch), if time remains
+//   d. benchmarks (scripts/bench-gpu.mjs: our training steps and inference beside the PyTorch references), if time
+//      remains; d2. per-op GPU times at the training shapes (scripts/bench-gpu-ops.mjs)
 //   e. a short table last; full logs and result.json under $OUT (default ./device-out)
 // Every part runs in child processes (restarted after a crash, a hang or a poisoned CUDA context), so one bad
 // kernel never aborts the run. Whole run < 8 min (DEVICE_CHECK_BUDGET_S, default 450 s).

@@ -2,9 +2,8 @@
 // (per environment table); ops run by id with numeric attrs; reads resolve Promises from the executor thread.
 #include <napi.h>
 
-#include <chrono>
-
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
