@@ -11,10 +11,9 @@ those of constyle_nafnet.py (same folder); the default batch is 16.
   python3 scripts/pytorch/constyle_maxim.py           # CUDA timings, one JSON line (fields as constyle_nafnet.py)
   python3 scripts/pytorch/constyle_maxim.py --check   # CPU self-check: parameter counts, one tiny step, fixture
 """
-import json
 import sys
 
-from constyle_nafnet import DC, ConStyle, count, fixture_parity, main, make_optimizer, train_step
+from constyle_nafnet import DC, ConStyle, Expect, check_counts, check_tiny, main, report
 
 import torch  # noqa: E402 (constyle_nafnet exits with a JSON error line when torch is missing)
 import torch.nn.functional as F  # noqa: E402
@@ -371,35 +370,14 @@ class ConStyleMaxim(nn.Module):
 def check():
     """CPU self-check: the §4.8 parameter counts, one tiny training step, and the golden fixture."""
     torch.manual_seed(0)
-    ok = True
-
-    def expect(name, got, want):
-        nonlocal ok
-        good = got == want
-        ok &= good
-        print(f"  {'ok ' if good else 'BAD'} {name}: {got} (expected {want})", file=sys.stderr)
-        return good
-
-    paper = ConStyleMaxim(K=16)
-    expect("parameters, Train=True", count(paper), 9292496)
-    expect("parameters, Train=False", count(paper, lambda n: ".encoder_k." not in n), 8101664)
-    expect("restoration", count(paper, lambda n: not n.startswith("ConStyle.")), 6910832)
-    del paper
+    expect = Expect()
+    check_counts(expect, ConStyleMaxim(K=16), 9292496, 8101664, 6910832)
     tiny = dict(features=8, bottom=1, block_hr=(4, 4), block_lr=(2, 2), grid_hr=(4, 4), grid_lr=(2, 2))
-    net = ConStyleMaxim(**tiny, K=16).train()
-    opt = make_optimizer(net)
-    gt = torch.rand(4, 3, 32, 32)
-    lq = gt + 0.1 * torch.randn_like(gt)
-    losses = train_step(net, opt, lq, gt)
-    expect("losses finite", all(torch.isfinite(v).item() for v in losses.values()), True)
-    net.eval()
-    with torch.no_grad():
-        expect("inference shape", list(net(torch.rand(1, 3, 32, 64)).shape), [1, 3, 32, 64])
-    ok &= fixture_parity(expect, "constyle_maxim.safetensors", lambda c: ConStyleMaxim(
-        features=c["features"], bottom=c["bottom"], block_hr=tuple(c["block_hr"]), block_lr=tuple(c["block_lr"]),
-        grid_hr=tuple(c["grid_hr"]), grid_lr=tuple(c["grid_lr"]), K=16))
-    print(json.dumps({"check": "ok" if ok else "FAILED", "losses": {k: v.item() for k, v in losses.items()}}))
-    return 0 if ok else 1
+    losses = check_tiny(expect, ConStyleMaxim(**tiny, K=16).train(), (32, 64), "constyle_maxim.safetensors",
+                        lambda c: ConStyleMaxim(features=c["features"], bottom=c["bottom"], block_hr=tuple(c["block_hr"]),
+                                                block_lr=tuple(c["block_lr"]), grid_hr=tuple(c["grid_hr"]),
+                                                grid_lr=tuple(c["grid_lr"]), K=16))
+    return report(expect, losses)
 
 
 if __name__ == "__main__":

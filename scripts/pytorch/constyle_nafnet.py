@@ -194,38 +194,37 @@ class UC(nn.Module):
         return self.down(torch.cat([self.up(x), skip], dim=1))
 
 
-def affine(cin, dim):
-    return nn.Sequential(nn.Conv2d(cin, dim, 1, bias=False), nn.LeakyReLU(0.1, inplace=True))
-
-
 def blocks(n, c):
     return nn.Sequential(*[NAFBlock(c) for _ in range(n)])
 
 
-class ConStyleNAFNet(nn.Module):
-    def __init__(self, dim=48, left=(7, 8, 9), bottom=9, right=(7, 8, 9), K=65760, train=True):
+class ConStyleUNet(nn.Module):
+    """The ConStyle U-Net template (§4.0.7) shared by ConStyle NAFNet and ConStyle Restormer: make_blocks(level, n, c)
+    builds a Process Module (level 0..3 = H .. H/8; the decoder levels reuse 2, 1, 0); `act(dim)` is the
+    AffineTransforms' activation."""
+
+    def __init__(self, dim, left, bottom, right, make_blocks, preprocess, finetune, act, K, train):
         super().__init__()
         self.ConStyle = ConStyle(K=K, train=train)
-        self.Preprocess_Module = nn.Sequential(nn.Conv2d(3, dim, 3, 1, 1, bias=False))
-        self.Process_Module_l1 = blocks(left[0], dim)
+        self.Preprocess_Module = preprocess
+        self.Process_Module_l1 = make_blocks(0, left[0], dim)
         self.DC1 = DC(dim)
-        self.Process_Module_l2 = blocks(left[1], 2 * dim)
+        self.Process_Module_l2 = make_blocks(1, left[1], 2 * dim)
         self.DC2 = DC(2 * dim)
-        self.Process_Module_l3 = blocks(left[2], 3 * dim)
+        self.Process_Module_l3 = make_blocks(2, left[2], 3 * dim)
         self.DC3 = DC(3 * dim)
-        self.Process_Module_bottom = blocks(bottom, 4 * dim)
+        self.Process_Module_bottom = make_blocks(3, bottom, 4 * dim)
         self.mlp = nn.Sequential(nn.Linear(128, 4 * dim))
         self.local_fusion = nn.Conv2d(8 * dim, 3 * dim, 1, bias=False)
         self.UC3 = UC(3 * dim, 6 * dim, 4 * dim)
-        self.Process_Module_r3 = blocks(right[2], 4 * dim)
+        self.Process_Module_r3 = make_blocks(2, right[2], 4 * dim)
         self.UC2 = UC(4 * dim, 6 * dim, 3 * dim)
-        self.Process_Module_r2 = blocks(right[1], 3 * dim)
+        self.Process_Module_r2 = make_blocks(1, right[1], 3 * dim)
         self.UC1 = UC(3 * dim, 4 * dim, 2 * dim)
-        self.Process_Module_r1 = blocks(right[0], 2 * dim)
-        self.Finetune_Module = nn.Sequential(nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False))
-        self.AffineTransform0 = affine(32, dim)
-        self.AffineTransform1 = affine(64, dim)
-        self.AffineTransform2 = affine(128, dim)
+        self.Process_Module_r1 = make_blocks(0, right[0], 2 * dim)
+        self.Finetune_Module = finetune
+        for i, cin in enumerate((32, 64, 128)):
+            setattr(self, f"AffineTransform{i}", nn.Sequential(nn.Conv2d(cin, dim, 1, bias=False), act(dim)))
 
     def restore(self, img, code, feas):
         e1 = self.Process_Module_l1(self.Preprocess_Module(img))
@@ -243,6 +242,14 @@ class ConStyleNAFNet(nn.Module):
         """Inference: the query encoder's code and maps, then the restoration network."""
         q, feas = self.ConStyle.encoder_q(lq)
         return self.restore(lq, q[1], feas)
+
+
+class ConStyleNAFNet(ConStyleUNet):
+    def __init__(self, dim=48, left=(7, 8, 9), bottom=9, right=(7, 8, 9), K=65760, train=True):
+        super().__init__(dim, left, bottom, right, lambda level, n, c: blocks(n, c),
+                         nn.Sequential(nn.Conv2d(3, dim, 3, 1, 1, bias=False)),
+                         nn.Sequential(nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False)),
+                         lambda d: nn.LeakyReLU(0.1, inplace=True), K, train)
 
 
 # -------------------------------------------------------------------------------------------------- losses (§5.1)
@@ -338,22 +345,53 @@ def bench(a, make_net=None):
 
 
 # -------------------------------------------------------------------------------------------------- CPU check
-def check():
-    torch.manual_seed(0)
-    ok = True
+class Expect:
+    """Named checks for the CPU self-checks: prints each, remembers whether all held."""
 
-    def expect(name, got, want):
-        nonlocal ok
+    def __init__(self):
+        self.ok = True
+
+    def __call__(self, name, got, want):
         good = got == want
-        ok &= good
+        self.ok &= good
         print(f"  {'ok ' if good else 'BAD'} {name}: {got} (expected {want})", file=sys.stderr)
         return good
 
+
+def check_counts(expect, paper, training, inference, restoration):
+    """The §4.8 parameter counts of a paper-size network (Train=True, Train=False, restoration alone)."""
+    expect("parameters, Train=True", count(paper), training)
+    expect("parameters, Train=False", count(paper, lambda n: ".encoder_k." not in n), inference)
+    expect("restoration", count(paper, lambda n: not n.startswith("ConStyle.")), restoration)
+
+
+def check_tiny(expect, net, infer_hw, fixture, build):
+    """One training step of a tiny network (finite losses, no gradient on encoder_k), any-size inference, and the
+    golden fixture (build(config) makes the network); returns the step's losses."""
+    opt = make_optimizer(net)
+    gt = torch.rand(4, 3, 32, 32)
+    lq = gt + 0.1 * torch.randn_like(gt)
+    losses = train_step(net, opt, lq, gt)
+    expect("losses finite", all(torch.isfinite(v).item() for v in losses.values()), True)
+    expect("encoder_k has no grad", all(p.grad is None for p in net.ConStyle.encoder_k.parameters()), True)
+    net.eval()
+    with torch.no_grad():
+        expect("inference shape", list(net(torch.rand(1, 3, *infer_hw)).shape), [1, 3, *infer_hw])
+    fixture_parity(expect, fixture, build)
+    return losses
+
+
+def report(expect, losses):
+    print(json.dumps({"check": "ok" if expect.ok else "FAILED", "losses": {k: v.item() for k, v in losses.items()}}))
+    return 0 if expect.ok else 1
+
+
+def check():
+    torch.manual_seed(0)
+    expect = Expect()
     paper = ConStyleNAFNet(K=16)
-    expect("parameters, Train=True", count(paper), 13930704)
-    expect("parameters, Train=False", count(paper, lambda n: ".encoder_k." not in n), 12739872)
+    check_counts(expect, paper, 13930704, 12739872, 11549040)
     expect("one encoder", count(paper.ConStyle.encoder_q), 1190832)
-    expect("restoration", count(paper, lambda n: not n.startswith("ConStyle.")), 11549040)
     del paper
 
     # hand-written LayerNorm2d backward against finite differences (float64)
@@ -395,9 +433,8 @@ def check():
     net.eval()
     with torch.no_grad():
         expect("inference shape", list(net(torch.rand(1, 3, 24, 40)).shape), [1, 3, 24, 40])
-    ok &= fixture_parity(expect)
-    print(json.dumps({"check": "ok" if ok else "FAILED", "losses": {k: v.item() for k, v in losses.items()}}))
-    return 0 if ok else 1
+    fixture_parity(expect)
+    return report(expect, losses)
 
 
 def read_safetensors(path):

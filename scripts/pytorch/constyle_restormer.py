@@ -10,10 +10,9 @@ those of constyle_nafnet.py (same folder); the default batch is 8, as the offici
   python3 scripts/pytorch/constyle_restormer.py           # CUDA timings, one JSON line (fields as constyle_nafnet.py)
   python3 scripts/pytorch/constyle_restormer.py --check   # CPU self-check: parameter counts, one tiny step, fixture
 """
-import json
 import sys
 
-from constyle_nafnet import DC, UC, ConStyle, count, fixture_parity, main, make_optimizer, train_step
+from constyle_nafnet import ConStyleUNet, Expect, check_counts, check_tiny, main, report
 
 import torch  # noqa: E402 (constyle_nafnet exits with a JSON error line when torch is missing)
 import torch.nn.functional as F  # noqa: E402
@@ -100,86 +99,26 @@ def blocks(n, c, heads):
     return nn.Sequential(*[TransformerBlock(c, heads) for _ in range(n)])
 
 
-def affine(cin, dim):
-    return nn.Sequential(nn.Conv2d(cin, dim, 1, bias=False), nn.PReLU(dim))
-
-
-class ConStyleRestormer(nn.Module):
+class ConStyleRestormer(ConStyleUNet):
     def __init__(self, dim=48, left=(4, 6, 6), bottom=8, right=(4, 6, 6), refine=4, heads=(1, 2, 4, 8), K=65760,
                  train=True):
-        super().__init__()
-        self.ConStyle = ConStyle(K=K, train=train)
-        self.Preprocess_Module = OverlapPatchEmbed(dim)
-        self.Process_Module_l1 = blocks(left[0], dim, heads[0])
-        self.DC1 = DC(dim)
-        self.Process_Module_l2 = blocks(left[1], 2 * dim, heads[1])
-        self.DC2 = DC(2 * dim)
-        self.Process_Module_l3 = blocks(left[2], 3 * dim, heads[2])
-        self.DC3 = DC(3 * dim)
-        self.Process_Module_bottom = blocks(bottom, 4 * dim, heads[3])
-        self.mlp = nn.Sequential(nn.Linear(128, 4 * dim))
-        self.local_fusion = nn.Conv2d(8 * dim, 3 * dim, 1, bias=False)
-        self.UC3 = UC(3 * dim, 6 * dim, 4 * dim)
-        self.Process_Module_r3 = blocks(right[2], 4 * dim, heads[2])
-        self.UC2 = UC(4 * dim, 6 * dim, 3 * dim)
-        self.Process_Module_r2 = blocks(right[1], 3 * dim, heads[1])
-        self.UC1 = UC(3 * dim, 4 * dim, 2 * dim)
-        self.Process_Module_r1 = blocks(right[0], 2 * dim, heads[0])
-        self.Finetune_Module = nn.Sequential(*[TransformerBlock(2 * dim, heads[0]) for _ in range(refine)],
-                                             nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False))
-        self.AffineTransform0 = affine(32, dim)
-        self.AffineTransform1 = affine(64, dim)
-        self.AffineTransform2 = affine(128, dim)
-
-    def restore(self, img, code, feas):
-        e1 = self.Process_Module_l1(self.Preprocess_Module(img))
-        e2 = self.Process_Module_l2(self.DC1(e1, self.AffineTransform0(feas[0])))
-        e3 = self.Process_Module_l3(self.DC2(e2, self.AffineTransform1(feas[1])))
-        b = self.Process_Module_bottom(self.DC3(e3, self.AffineTransform2(feas[2])))
-        qm = self.mlp(code).view(code.shape[0], -1, 1, 1)
-        z = self.local_fusion(torch.cat([b, b * qm], dim=1))
-        d3 = self.Process_Module_r3(self.UC3(z, e3))
-        d2 = self.Process_Module_r2(self.UC2(d3, e2))
-        d1 = self.Process_Module_r1(self.UC1(d2, e1))
-        return self.Finetune_Module(d1) + img
-
-    def forward(self, lq):
-        q, feas = self.ConStyle.encoder_q(lq)
-        return self.restore(lq, q[1], feas)
+        super().__init__(dim, left, bottom, right, lambda level, n, c: blocks(n, c, heads[level]),
+                         OverlapPatchEmbed(dim),
+                         nn.Sequential(*[TransformerBlock(2 * dim, heads[0]) for _ in range(refine)],
+                                       nn.Conv2d(2 * dim, 3, 3, 1, 1, bias=False)),
+                         nn.PReLU, K, train)
 
 
 def check():
     """CPU self-check: the §4.8 parameter counts, one tiny training step, and the golden fixture."""
     torch.manual_seed(0)
-    ok = True
-
-    def expect(name, got, want):
-        nonlocal ok
-        good = got == want
-        ok &= good
-        print(f"  {'ok ' if good else 'BAD'} {name}: {got} (expected {want})", file=sys.stderr)
-        return good
-
-    paper = ConStyleRestormer(K=16)
-    expect("parameters, Train=True", count(paper), 16765792)
-    expect("parameters, Train=False", count(paper, lambda n: ".encoder_k." not in n), 15574960)
-    expect("restoration", count(paper, lambda n: not n.startswith("ConStyle.")), 14384128)
-    del paper
+    expect = Expect()
+    check_counts(expect, ConStyleRestormer(K=16), 16765792, 15574960, 14384128)
     net = ConStyleRestormer(dim=8, left=(1, 1, 1), bottom=1, right=(1, 1, 1), refine=1, K=16).train()
-    opt = make_optimizer(net)
-    gt = torch.rand(4, 3, 32, 32)
-    lq = gt + 0.1 * torch.randn_like(gt)
-    losses = train_step(net, opt, lq, gt)
-    expect("losses finite", all(torch.isfinite(v).item() for v in losses.values()), True)
-    expect("encoder_k has no grad", all(p.grad is None for p in net.ConStyle.encoder_k.parameters()), True)
-    net.eval()
-    with torch.no_grad():
-        expect("inference shape", list(net(torch.rand(1, 3, 32, 48)).shape), [1, 3, 32, 48])
-    ok &= fixture_parity(expect, "constyle_restormer.safetensors", lambda c: ConStyleRestormer(
+    losses = check_tiny(expect, net, (32, 48), "constyle_restormer.safetensors", lambda c: ConStyleRestormer(
         dim=c["dim"], left=tuple(c["left"]), bottom=c["bottom"], right=tuple(c["right"]), refine=c["refine"],
         heads=tuple(c["heads"]), K=16))
-    print(json.dumps({"check": "ok" if ok else "FAILED", "losses": {k: v.item() for k, v in losses.items()}}))
-    return 0 if ok else 1
+    return report(expect, losses)
 
 
 if __name__ == "__main__":
