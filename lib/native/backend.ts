@@ -27,10 +27,12 @@ export function backendInfo(): BackendInfo {
     if (!info.cuda.ops.length) return 'this build has no CUDA kernels';
     return native.cudaInit() || null;
   };
-  // cuBLAS is the one GPU library every model needs (GEMMs; cuDNN is optional: 3x3 convs fall back to im2col + GEMM).
+  // `auto` takes CUDA with cuBLAS and cuDNN, the configuration checked on hardware. Without cuDNN the 3x3 convs
+  // fall back to im2col + GEMM, which IRCONSTYLE_BACKEND=cuda allows.
   const gpuLibs = (): { ok: boolean; text: string } => {
     const text = native.gpuLibs().split('\n').filter(Boolean).join('; ');
-    return { ok: /(^|; )cuBLAS \d/.test(text), text };
+    const cublas = /(^|; )cuBLAS \d/.test(text), cudnn = /(^|; )cuDNN \d/.test(text);
+    return { ok: cublas && (cudnn || want === 'cuda'), text };
   };
   let device: Device = 'cpu';
   let reason: string;
@@ -39,7 +41,8 @@ export function backendInfo(): BackendInfo {
     const problem = cudaProblem();
     const libs = problem ? null : gpuLibs();
     const usable = !problem && libs!.ok;
-    const why = problem ?? (libs!.ok ? '' : libs!.text);
+    const why = problem ?? (libs!.ok ? '' : `${info.cuda.name} found, but the GPU libraries are incomplete (cuBLAS and cuDNN wanted; ` +
+      `IRCONSTYLE_BACKEND=cuda runs without cuDNN): ${libs!.text}`);
     if (usable) {
       device = 'cuda';
       reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels; ${libs!.text}`;
