@@ -15,42 +15,50 @@ export interface BackendInfo {
 
 let cached: BackendInfo | null = null;
 
+/** What the backend choice looks at (probe results; cudaInit and gpuLibs are only asked when needed). */
+export interface BackendProbe {
+  want: string;
+  cuda: { compiled: boolean; devices: number; name: string; error: string; ops: number; allOps: number };
+  cudaInit: () => string;
+  gpuLibs: () => string;
+}
+
+/**
+ * The backend decision. `auto` takes CUDA with cuBLAS and cuDNN, the configuration checked on hardware (without
+ * cuDNN the 3x3 convs fall back to im2col + GEMM, which `cuda` allows); `cpu` forces the CPU.
+ */
+export function chooseBackend(p: BackendProbe): { device: Device; reason: string } {
+  const { want, cuda } = p;
+  if (want === 'cpu') return { device: 'cpu', reason: 'IRCONSTYLE_BACKEND=cpu' };
+  let problem: string | null = null;
+  if (!cuda.compiled) problem = cuda.error || 'built without CUDA';
+  else if (cuda.devices === 0) problem = cuda.error || 'no CUDA device';
+  else if (!cuda.ops) problem = 'this build has no CUDA kernels';
+  else problem = p.cudaInit() || null;
+  let libs = '';
+  if (!problem) {
+    libs = p.gpuLibs().split('\n').filter(Boolean).join('; ');
+    const cublas = /(^|; )cuBLAS \d/.test(libs), cudnn = /(^|; )cuDNN \d/.test(libs);
+    if (!cublas || (!cudnn && want !== 'cuda'))
+      problem = `${cuda.name} found, but the GPU libraries are incomplete (cuBLAS and cuDNN wanted; IRCONSTYLE_BACKEND=cuda ` +
+        `runs without cuDNN): ${libs}`;
+  }
+  const unknown = want !== 'auto' && want !== 'cuda' ? ` (ignored unknown IRCONSTYLE_BACKEND=${want})` : '';
+  if (!problem) return { device: 'cuda', reason: `${cuda.name}, ${cuda.ops}/${cuda.allOps} ops with CUDA kernels; ${libs}${unknown}` };
+  return { device: 'cpu', reason: (want === 'cuda' ? `IRCONSTYLE_BACKEND=cuda requested, but: ${problem}` : problem) + unknown };
+}
+
 /** Decides once per process (IRCONSTYLE_BACKEND is read at the first call). */
 export function backendInfo(): BackendInfo {
   if (cached) return cached;
   const info = native.info();
-  const want = (process.env.IRCONSTYLE_BACKEND ?? 'auto').toLowerCase();
-  const base = { threads: info.threads, simd: info.simd, cuda: info.cuda };
-  const cudaProblem = (): string | null => {
-    if (!info.cuda.compiled) return info.cuda.error || 'built without CUDA';
-    if (info.cuda.devices === 0) return info.cuda.error || 'no CUDA device';
-    if (!info.cuda.ops.length) return 'this build has no CUDA kernels';
-    return native.cudaInit() || null;
-  };
-  // `auto` takes CUDA with cuBLAS and cuDNN, the configuration checked on hardware. Without cuDNN the 3x3 convs
-  // fall back to im2col + GEMM, which IRCONSTYLE_BACKEND=cuda allows.
-  const gpuLibs = (): { ok: boolean; text: string } => {
-    const text = native.gpuLibs().split('\n').filter(Boolean).join('; ');
-    const cublas = /(^|; )cuBLAS \d/.test(text), cudnn = /(^|; )cuDNN \d/.test(text);
-    return { ok: cublas && (cudnn || want === 'cuda'), text };
-  };
-  let device: Device = 'cpu';
-  let reason: string;
-  if (want === 'cpu') reason = 'IRCONSTYLE_BACKEND=cpu';
-  else {
-    const problem = cudaProblem();
-    const libs = problem ? null : gpuLibs();
-    const usable = !problem && libs!.ok;
-    const why = problem ?? (libs!.ok ? '' : `${info.cuda.name} found, but the GPU libraries are incomplete (cuBLAS and cuDNN wanted; ` +
-      `IRCONSTYLE_BACKEND=cuda runs without cuDNN): ${libs!.text}`);
-    if (usable) {
-      device = 'cuda';
-      reason = `${info.cuda.name}, ${info.cuda.ops.length}/${info.ops.length} ops with CUDA kernels; ${libs!.text}`;
-    } else if (want === 'cuda') reason = `IRCONSTYLE_BACKEND=cuda requested, but: ${why}`;
-    else reason = why;
-    if (want !== 'auto' && want !== 'cuda') reason += ` (ignored unknown IRCONSTYLE_BACKEND=${want})`;
-  }
-  cached = { device, reason, ...base };
+  const choice = chooseBackend({
+    want: (process.env.IRCONSTYLE_BACKEND ?? 'auto').toLowerCase(),
+    cuda: { ...info.cuda, ops: info.cuda.ops.length, allOps: info.ops.length },
+    cudaInit: () => native.cudaInit(),
+    gpuLibs: () => native.gpuLibs(),
+  });
+  cached = { ...choice, threads: info.threads, simd: info.simd, cuda: info.cuda };
   return cached;
 }
 
