@@ -27,7 +27,9 @@ export async function profileOps(fn: () => Promise<void>): Promise<OpTime[]> {
 export function formatProfile(rows: OpTime[]): string {
   const total = rows.reduce((a, r) => a + r.ms, 0);
   const lines = rows.map(
-    (r) => `  ${r.op.padEnd(26)} ${r.ms.toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${String(r.calls).padStart(6)} calls`,
+    (r) =>
+      `  ${r.op.padEnd(26)} ${r.ms.toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${String(r.calls).padStart(6)} calls` +
+      `  host ${r.hostMs.toFixed(1).padStart(7)} ms`,
   );
   return [...lines, `  ${'total kernel time'.padEnd(26)} ${total.toFixed(1).padStart(9)} ms`].join('\n');
 }
