@@ -7,7 +7,24 @@
 
 #include "../ops/op_api.h"
 
+// A grid-stride loop over [0, n) with 64-bit indices.
+#define IRC_GRID_LOOP(i, n)                                                                        \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);           \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
 namespace irc {
+
+// Whether p may be read / written as float4.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Zero of a kernel's vector type (float or float4).
+template <class V>
+__device__ __forceinline__ V vzero();
+template <>
+__device__ __forceinline__ float vzero<float>() { return 0.f; }
+template <>
+__device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f, 0.f, 0.f); }
+
 namespace cu {
 
 inline cudaStream_t stream(const KernelCtx& ctx) { return static_cast<cudaStream_t>(ctx.stream); }

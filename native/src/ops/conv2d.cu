@@ -44,10 +44,6 @@ Geo geo_of(const Shape& x, const Shape& w, const KernelCtx& k) {
 }
 bool is_depthwise(const Geo& g) { return g.G > 1 && g.cig == 1 && g.cog == 1; }
 bool is_pointwise(const Geo& g) { return g.G == 1 && g.KH == 1 && g.KW == 1 && g.S == 1 && g.P == 0; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 // V floats at p (V = 1 or 4; p 16-byte aligned when V = 4).
 template <int V>
@@ -110,7 +106,7 @@ __global__ void dw_fwd_k(Geo g, const float* __restrict__ x, const float* __rest
 template <int V>
 __global__ void dw_dx_k(Geo g, const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx) {
   const int64_t C = g.Ci, CV = C / V, n_in = g.N * g.H * g.W * CV;
-  GRID_STRIDE(e, n_in) {
+  IRC_GRID_LOOP(e, n_in) {
     const int64_t c = (e % CV) * V, p = e / CV, iw = p % g.W, t = p / g.W, ih = t % g.H, n = t / g.H;
     float acc[V], dv[V], wv[V];
 #pragma unroll
@@ -271,10 +267,10 @@ void transpose(const KernelCtx& k, const float* in, int64_t R, int64_t C, float*
 }
 
 __global__ void add_bias_k(float* __restrict__ y, const float* __restrict__ b, int64_t n, int64_t C) {
-  GRID_STRIDE(i, n) y[i] += b[i % C];
+  IRC_GRID_LOOP(i, n) y[i] += b[i % C];
 }
 __global__ void add_bias4_k(float4* __restrict__ y, const float4* __restrict__ b, int64_t n4, int64_t C4) {
-  GRID_STRIDE(i, n4) {
+  IRC_GRID_LOOP(i, n4) {
     float4 v = y[i];
     const float4 a = b[i % C4];
     v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
@@ -298,7 +294,7 @@ void add_bias(const KernelCtx& k, float* y, const float* b, int64_t rows, int64_
 __global__ void im2col_k(Geo g, const float* __restrict__ x, int64_t p0, int64_t np, int64_t grp,
                          float* __restrict__ col) {
   const int64_t kk = g.KH * g.KW * g.cig, n_col = np * kk;
-  GRID_STRIDE(e, n_col) {
+  IRC_GRID_LOOP(e, n_col) {
     const int64_t ci = e % g.cig, r = e / g.cig, tap = r % (g.KH * g.KW), p = p0 + r / (g.KH * g.KW);
     const int64_t kh = tap / g.KW, kw = tap % g.KW, ow = p % g.Wo, t = p / g.Wo, oh = t % g.Ho, n = t / g.Ho;
     const int64_t ih = oh * g.S - g.P + kh, iw = ow * g.S - g.P + kw;
@@ -311,7 +307,7 @@ __global__ void im2col_k(Geo g, const float* __restrict__ x, int64_t p0, int64_t
 __global__ void col2im_add_k(Geo g, const float* __restrict__ dcol, int64_t p0, int64_t np, int64_t grp,
                              float* __restrict__ dx) {
   const int64_t kk = g.KH * g.KW * g.cig, n_in = g.N * g.H * g.W * g.cig;
-  GRID_STRIDE(e, n_in) {
+  IRC_GRID_LOOP(e, n_in) {
     const int64_t ci = e % g.cig, q = e / g.cig, iw = q % g.W, t = q / g.W, ih = t % g.H, n = t / g.H;
     float acc = 0.f;
     for (int64_t kh = 0; kh < g.KH; ++kh) {

@@ -23,7 +23,6 @@ constexpr int kMaxDims = 8;
 
 enum { kAdd = 0, kSub = 1, kMul = 2 };
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 template <int OP>
 __device__ __forceinline__ float ap(float a, float b) {

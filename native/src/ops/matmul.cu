@@ -32,7 +32,6 @@ int as_int(const KernelCtx& k, int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // C[r, c] (leading dim ldc) = 0 for r < rows, c < cols.
 __global__ void zero_rows_k(float* __restrict__ C, int64_t rows, int64_t cols, int64_t ldc) {

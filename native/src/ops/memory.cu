@@ -18,7 +18,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxDims = 8;
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ---- fill -------------------------------------------------------------------------------------------------
 __global__ void k_fill(uint32_t* __restrict p, int64_t n, uint32_t v) {

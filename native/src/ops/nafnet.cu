@@ -22,11 +22,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-#define IRC_GRID_LOOP(i, n)                                                                        \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);           \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-inline bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Index arithmetic in 32 bits where it cannot overflow (64-bit division costs tens of instructions per element,
 // enough to slow these memory-bound kernels): n < 2^30 keeps a grid-stride loop's i + stride below 2^31.
@@ -54,12 +50,6 @@ __device__ __forceinline__ float mac(float acc, float x, float w) { return acc +
 __device__ __forceinline__ float4 mac(float4 acc, float4 x, float4 w) {
   return make_float4(acc.x + x.x * w.x, acc.y + x.y * w.y, acc.z + x.z * w.z, acc.w + x.w * w.w);
 }
-template <class V>
-__device__ __forceinline__ V vzero();
-template <>
-__device__ __forceinline__ float vzero<float>() { return 0.f; }
-template <>
-__device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f, 0.f, 0.f); }
 
 // ---- elementwise ------------------------------------------------------------------------------------------
 // C in units of V for all of these.
@@ -228,7 +218,7 @@ template <int MODE>
 void column_sum(KernelCtx& c, const float* a, const float* b, const float* s, float* side, float* out, int64_t N,
                 int64_t P, int64_t C, double scale) {
   cudaStream_t st = cu::stream(c);
-  const bool v4 = C % 4 == 0 && al16(a) && (!b || al16(b)) && (!s || al16(s)) && (!side || al16(side));
+  const bool v4 = C % 4 == 0 && aligned16(a) && (!b || aligned16(b)) && (!s || aligned16(s)) && (!side || aligned16(side));
   const int64_t Cv = v4 ? C / 4 : C;
   const Lanes l = lanes_of(Cv);
   const int64_t G = col_groups(N, P, l);
@@ -458,7 +448,7 @@ bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, 
   if (Q * C >= INT_MAX || C == 0 || Q == 0) return false;
   cudaStream_t s = cu::stream(c);
   const DG g{N, H, W, C, C / 2, 3, 3, 1, H, W};  // C2 = C channels; C / 2 is not used by this kernel
-  const bool vec = C % 4 == 0 && al16(dz) && al16(x) && al16(w) && al16(dx);
+  const bool vec = C % 4 == 0 && aligned16(dz) && aligned16(x) && aligned16(w) && aligned16(dx);
   const int64_t Cv = vec ? C / 4 : C;
   const Lanes l = lanes_of(Cv);
   // about 4 blocks per SM of an H100, each lane walking at least 8 pixels
@@ -485,7 +475,7 @@ void cuda_simple_gate(KernelCtx& c) {
   const float* x = c.in[0].f();
   float* y = c.out[0].f();
   cudaStream_t s = cu::stream(c);
-  if (C % 4 == 0 && al16(x) && al16(y))
+  if (C % 4 == 0 && aligned16(x) && aligned16(y))
     IRC_LAUNCH_VI(gate_k, float4, total / 4, s, reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y),
                   total / 4, C / 4);
   else
@@ -499,7 +489,7 @@ void cuda_simple_gate_backward(KernelCtx& c) {
   const float *dy = c.in[0].f(), *x = c.in[1].f();
   float* dx = c.out[0].f();
   cudaStream_t s = cu::stream(c);
-  if (C % 4 == 0 && al16(dy) && al16(x) && al16(dx))
+  if (C % 4 == 0 && aligned16(dy) && aligned16(x) && aligned16(dx))
     IRC_LAUNCH_VI(gate_back_k, float4, total / 4, s, reinterpret_cast<const float4*>(dy),
                   reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(dx), total / 4, C / 4);
   else
@@ -523,7 +513,7 @@ void cuda_global_avg_pool_backward(KernelCtx& c) {
   float* dx = c.out[0].f();
   const float inv = static_cast<float>(1.0 / static_cast<double>(P));
   cudaStream_t st = cu::stream(c);
-  if (C % 4 == 0 && al16(dy) && al16(dx))
+  if (C % 4 == 0 && aligned16(dy) && aligned16(dx))
     IRC_LAUNCH_VI(gap_back_k, float4, total / 4, st, reinterpret_cast<const float4*>(dy),
                   reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
   else
@@ -539,7 +529,7 @@ void cuda_channel_scale(KernelCtx& c) {
   const float *x = c.in[0].f(), *s = c.in[1].f();
   float* y = c.out[0].f();
   cudaStream_t st = cu::stream(c);
-  if (C % 4 == 0 && al16(x) && al16(s) && al16(y))
+  if (C % 4 == 0 && aligned16(x) && aligned16(s) && aligned16(y))
     IRC_LAUNCH_VI(bcast_mul_k, float4, total / 4, st, reinterpret_cast<const float4*>(x),
                   reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y), total / 4, P, C / 4);
   else
@@ -562,7 +552,7 @@ void cuda_scaled_add(KernelCtx& c) {
   const float *a = c.in[0].f(), *b = c.in[1].f(), *s = c.in[2].f();
   float* y = c.out[0].f();
   cudaStream_t st = cu::stream(c);
-  if (C % 4 == 0 && al16(a) && al16(b) && al16(s) && al16(y))
+  if (C % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(s) && aligned16(y))
     IRC_LAUNCH_VI(scaled_add_k, float4, total / 4, st, reinterpret_cast<const float4*>(a),
                   reinterpret_cast<const float4*>(b), reinterpret_cast<const float4*>(s), reinterpret_cast<float4*>(y),
                   total / 4, C / 4);
@@ -599,7 +589,7 @@ void cuda_dwconv_gate(KernelCtx& c) {
   const int64_t total = c.out[0].n;
   cudaStream_t s = cu::stream(c);
   const bool k3 = g.KH == 3 && g.KW == 3;
-  if (g.C % 4 == 0 && al16(x) && al16(w) && (!b || al16(b)) && al16(y))
+  if (g.C % 4 == 0 && aligned16(x) && aligned16(w) && (!b || aligned16(b)) && aligned16(y))
     dwgate_forward<float4>(g, reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w),
                            reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(y), total / 4, g.C / 4, k3, s);
   else
@@ -635,7 +625,7 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
   const int64_t Q = g.N * g.Ho * g.Wo;
   float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
   const bool k3 = g.KH == 3 && g.KW == 3;
-  const bool vec = g.C % 4 == 0 && al16(dy) && al16(x) && al16(w) && (!b || al16(b)) && al16(dx);
+  const bool vec = g.C % 4 == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && (!b || aligned16(b)) && aligned16(dx);
   // (1) dz, z recomputed
   if (vec)
     dwgate_dz<float4>(g, reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x),
@@ -654,7 +644,7 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
       g, dz, x, part, G);
   const int64_t nx = c.out[0].n;
   if (nx > 0) {
-    if (g.C2 % 4 == 0 && al16(w) && al16(dx))  // dz comes from scratch (256-byte aligned)
+    if (g.C2 % 4 == 0 && aligned16(w) && aligned16(dx))  // dz comes from scratch (256-byte aligned)
       (k3 ? dwgate_dx_k<3, float4> : dwgate_dx_k<0, float4>)<<<cu::blocks_for(nx / 4), kThreads, 0, s>>>(
           g, reinterpret_cast<const float4*>(dz), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(dx),
           nx / 4, g.C2 / 4);

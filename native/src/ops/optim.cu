@@ -74,7 +74,6 @@ __global__ void momentum_scalar(float* __restrict__ t, const float* __restrict__
     t[i] = t[i] * mo + s[i] * w;
 }
 
-inline bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace
 
@@ -96,7 +95,7 @@ void cuda_adamw_step(KernelCtx& c) {
   const float* g = c.in[1].f();
   cudaStream_t s = cu::stream(c);
   int64_t done = 0;
-  if (al16(p) && al16(g) && al16(m) && al16(v) && n >= 4) {
+  if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) && n >= 4) {
     const int64_t n4 = n / 4;
     adamw_vec4<<<cu::blocks_for(n4), 256, 0, s>>>(reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g),
                                                    reinterpret_cast<float4*>(m), reinterpret_cast<float4*>(v), n4, k);
@@ -114,7 +113,7 @@ void cuda_momentum_update(KernelCtx& c) {
   const float* src = c.in[1].f();
   cudaStream_t s = cu::stream(c);
   int64_t done = 0;
-  if (al16(t) && al16(src) && n >= 4) {
+  if (aligned16(t) && aligned16(src) && n >= 4) {
     const int64_t n4 = n / 4;
     momentum_vec4<<<cu::blocks_for(n4), 256, 0, s>>>(reinterpret_cast<float4*>(t),
                                                       reinterpret_cast<const float4*>(src), n4, mo, w);

@@ -20,18 +20,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-#define IRC_GRID_LOOP(i, n)                                                                        \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);           \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-inline bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-template <class V>
-__device__ __forceinline__ V vzero();
-template <>
-__device__ __forceinline__ float vzero<float>() { return 0.f; }
-template <>
-__device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f, 0.f, 0.f); }
 
 __device__ __forceinline__ float vadd(float a, float b) { return a + b; }
 __device__ __forceinline__ float4 vadd(float4 a, float4 b) {
@@ -107,7 +97,7 @@ void launch_jobs(KernelCtx& c, CopyJobs& jobs, int k, int64_t max_cols) {
   if (k == 0 || jobs.rows == 0 || max_cols == 0) return;
   for (int i = 0; i < k; ++i) {
     const CopyJob& jb = jobs.j[i];
-    jobs.j[i].vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && al16(jb.src) && al16(jb.dst)) ? 1 : 0;
+    jobs.j[i].vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && aligned16(jb.src) && aligned16(jb.dst)) ? 1 : 0;
   }
   dim3 grid(cu::blocks_for(jobs.rows * max_cols), static_cast<unsigned>(k));
   copy_cols_k<<<grid, kThreads, 0, cu::stream(c)>>>(jobs);
@@ -389,7 +379,7 @@ void launch_resize(KernelCtx& c, const float* src, float* dst, int64_t N, int64_
                    int64_t dW, int64_t C, const Axis& v, const Axis& h) {
   cudaStream_t s = cu::stream(c);
   const int64_t total = N * dH * dW * C;
-  if (C % 4 == 0 && al16(src) && al16(dst)) {
+  if (C % 4 == 0 && aligned16(src) && aligned16(dst)) {
     resize_k<BWD, float4><<<cu::blocks_for(total / 4), kThreads, 0, s>>>(
         reinterpret_cast<const float4*>(src), reinterpret_cast<float4*>(dst), total / 4, static_cast<int>(sH),
         static_cast<int>(sW), static_cast<int>(dH), static_cast<int>(dW), C / 4, v, h);
@@ -469,7 +459,7 @@ void cuda_pad2d(KernelCtx& c) {
   const float* x = c.in[0].f();
   float* y = c.out[0].f();
   const int64_t C = s[3];
-  if (C % 4 == 0 && al16(x) && al16(y))
+  if (C % 4 == 0 && aligned16(x) && aligned16(y))
     pad_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, cu::stream(c)>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), total / 4, s[1], s[2], C / 4, p);
   else
@@ -485,7 +475,7 @@ void cuda_pad2d_backward(KernelCtx& c) {
   const float* dy = c.in[0].f();
   float* dx = c.out[0].f();
   const int64_t C = s[3];
-  if (C % 4 == 0 && al16(dy) && al16(dx))
+  if (C % 4 == 0 && aligned16(dy) && aligned16(dx))
     pad_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, cu::stream(c)>>>(
         reinterpret_cast<const float4*>(dy), reinterpret_cast<float4*>(dx), total / 4, s[1], s[2], C / 4, p);
   else
@@ -500,7 +490,7 @@ void cuda_crop2d(KernelCtx& c) {
   const int64_t t = c.ai(0), l = c.ai(1), h = c.ai(2), w = c.ai(3), C = s[3];
   const float* x = c.in[0].f();
   float* y = c.out[0].f();
-  if (C % 4 == 0 && al16(x) && al16(y))
+  if (C % 4 == 0 && aligned16(x) && aligned16(y))
     crop_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, cu::stream(c)>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), total / 4, s[1], s[2], C / 4, t, l, h, w);
   else
@@ -515,7 +505,7 @@ void cuda_subsample2d(KernelCtx& c) {
   const int64_t r = c.ai(0), off = c.ai(1), C = s[3];
   const float* x = c.in[0].f();
   float* y = c.out[0].f();
-  if (C % 4 == 0 && al16(x) && al16(y))
+  if (C % 4 == 0 && aligned16(x) && aligned16(y))
     subsample_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, cu::stream(c)>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), total / 4, s[1], s[2], C / 4, r, off);
   else
@@ -530,7 +520,7 @@ void cuda_subsample2d_backward(KernelCtx& c) {
   const int64_t r = c.ai(0), off = c.ai(1), C = s[3];
   const float* dy = c.in[0].f();
   float* dx = c.out[0].f();
-  if (C % 4 == 0 && al16(dy) && al16(dx))
+  if (C % 4 == 0 && aligned16(dy) && aligned16(dx))
     subsample_back_k<float4><<<cu::blocks_for(total / 4), kThreads, 0, cu::stream(c)>>>(
         reinterpret_cast<const float4*>(dy), reinterpret_cast<float4*>(dx), total / 4, s[1], s[2], C / 4, r, off);
   else
