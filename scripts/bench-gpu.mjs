@@ -8,7 +8,8 @@
 //             every op submission and transfer; excludes cuBLAS/cuDNN workspaces and op scratch, like PyTorch's
 //             max_memory_allocated excludes cuDNN's own workspace caches) and the process's memory in nvidia-smi;
 //   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
-// Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300).
+// Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300);
+// BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -135,6 +136,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls  host ${(p.hostMs ?? 0).toFixed(2)} ms`);
       const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
       log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
+      const byShape = (native.profileShapes?.() ?? []).sort((a, b) => b.ms - a.ms).slice(0, 40);
+      ours.profile.byShape = byShape;
+      log('  by op and shape (top 40):');
+      for (const p of byShape) log(`  ${p.ms.toFixed(2).padStart(8)} ms ${String(p.calls).padStart(5)}×  ${(1000 * p.ms / p.calls).toFixed(1).padStart(7)} µs  ${p.op}`);
     }
     trainer.dispose();
     net.dispose?.();
@@ -207,8 +212,11 @@ export async function runBench({
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
   const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 } };
 
+  // Which PyTorch references run: BENCH_PYTORCH=nafnet,restormer,maxim (default all) limits them in short runs.
+  const refs = (process.env.BENCH_PYTORCH ?? 'nafnet,restormer,maxim').split(',');
+  const wantRef = (family) => pytorch && refs.includes(family);
   // PyTorch first (bounded, known cost), so its numbers exist even if ours run out of time.
-  if (pytorch) {
+  if (wantRef('nafnet')) {
     log('pytorch: python3 scripts/pytorch/constyle_nafnet.py ...');
     // It needs about 60 s on the H100 (model build, cuDNN autotuning, 23 steps, inference); a shorter limit kills it.
     result.pytorch = await runPyTorch(Math.min(240, Math.max(90, left() * 0.6)), log, pytorchArgs);
@@ -220,10 +228,10 @@ export async function runBench({
   // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows.
   result.others = [];
   if (device === 'cuda' && model === 'constyle-nafnet') {
-    for (const [m, b, script] of [['constyle-restormer', 8, 'constyle_restormer.py'], ['constyle-maxim', 16, 'constyle_maxim.py']]) {
+    for (const [m, b, script, family] of [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]) {
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
       let pt = null;
-      if (pytorch && script && left() > 150) {
+      if (wantRef(family) && left() > 150) {
         log(`pytorch: python3 scripts/pytorch/${script} ...`);
         pt = await runPyTorch(Math.min(180, Math.max(90, left() * 0.4)), log, [], script);
         log(`pytorch: ${JSON.stringify(pt)}`);

@@ -10,8 +10,11 @@ export interface OpTime {
   hostMs: number;
 }
 
-/** Runs fn (awaited) with kernel timing on and returns the per-op totals, largest first. */
-export async function profileOps(fn: () => Promise<void>): Promise<OpTime[]> {
+/**
+ * Runs fn (awaited) with kernel timing on and returns the per-op totals, largest first. With `byShape` the rows are
+ * split by shapes: `op` reads "name [input 0 shape] -> [output 0 shape]" (hostMs is 0 there).
+ */
+export async function profileOps(fn: () => Promise<void>, opts: { byShape?: boolean } = {}): Promise<OpTime[]> {
   await native.sync();
   native.profile(true);
   try {
@@ -20,7 +23,8 @@ export async function profileOps(fn: () => Promise<void>): Promise<OpTime[]> {
   } finally {
     native.profile(false);
   }
-  return (native.profile() ?? []).filter((r) => r.calls > 0).sort((a, b) => b.ms - a.ms);
+  const rows = opts.byShape ? native.profileShapes().map((r) => ({ ...r, hostMs: 0 })) : (native.profile() ?? []);
+  return rows.filter((r) => r.calls > 0).sort((a, b) => b.ms - a.ms);
 }
 
 /** A fixed-width table of an op profile. */

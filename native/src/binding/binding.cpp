@@ -341,6 +341,21 @@ Napi::Value OpCounts(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// profileShapes() returns [{op, ms, calls}] of the last profile split by op and shapes ("op [in0] -> [out0]").
+Napi::Value ProfileShapes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (auto& r : shape_profile()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("op", r.key);
+    o.Set("ms", static_cast<double>(r.ns) / 1e6);
+    o.Set("calls", static_cast<double>(r.calls));
+    a.Set(k++, o);
+  }
+  return a;
+}
+
 // profile(true|false) switches kernel timing on (resetting it) or off; profile() returns
 // [{op, ms, calls}] for every op that ran while it was on.
 Napi::Value Profile(const Napi::CallbackInfo& info) {
@@ -413,6 +428,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("trim", Napi::Function::New(env, Trim));
   exports.Set("profile", Napi::Function::New(env, Profile));
+  exports.Set("profileShapes", Napi::Function::New(env, ProfileShapes));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   return exports;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -33,8 +34,26 @@ struct CudaTiming {
   int id;
   void* start;
   void* end;
+  std::string key;
 };
 std::vector<CudaTiming> g_cuda_pending;
+// The same totals split by op and shapes ("op [in0] -> [out0]"), written by the JS thread (CUDA) or the queue
+// thread (CPU) while profiling.
+std::mutex g_shape_mu;
+std::map<std::string, std::pair<uint64_t, uint64_t>> g_shape_prof;
+
+std::string shape_key(const char* name, const std::vector<TensorP>& in, const std::vector<TensorP>& out) {
+  std::string k = name;
+  if (!in.empty()) k += " " + shape_str(in[0]->shape);
+  if (!out.empty()) k += " -> " + shape_str(out[0]->shape);
+  return k;
+}
+void add_shape_time(const std::string& key, uint64_t ns) {
+  std::lock_guard<std::mutex> lk(g_shape_mu);
+  auto& e = g_shape_prof[key];
+  e.first += ns;
+  e.second++;
+}
 
 void resolve_cuda_timings() {
   for (auto& t : g_cuda_pending) {
@@ -42,6 +61,7 @@ void resolve_cuda_timings() {
     if (ms < 0) continue;
     g_prof_ns[t.id] += static_cast<uint64_t>(ms * 1e6);
     g_prof_calls[t.id]++;
+    add_shape_time(t.key, static_cast<uint64_t>(ms * 1e6));
   }
   g_cuda_pending.clear();
 }
@@ -86,8 +106,11 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
     op.cpu(ctx);
     if (prof) {
       int id = static_cast<int>(&op - op_entry(0));
-      g_prof_ns[id] += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+      const uint64_t ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+      g_prof_ns[id] += ns;
       g_prof_calls[id]++;
+      add_shape_time(shape_key(op.name, in, out), ns);
     }
   } catch (const OpError& e) {
     err = e.code + ": " + e.msg;
@@ -136,6 +159,8 @@ void set_profiling(bool on) {
     resolve_cuda_timings();
     for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = g_host_ns[i] = 0;
     g_dispose_ns = 0;
+    std::lock_guard<std::mutex> lk(g_shape_mu);
+    g_shape_prof.clear();
   }
   g_profile = on;
 }
@@ -147,6 +172,14 @@ void op_profile(int id, uint64_t& ns, uint64_t& calls, uint64_t& host_ns) {
   ns = id >= 0 && id < 512 ? g_prof_ns[id].load() : 0;
   calls = id >= 0 && id < 512 ? g_prof_calls[id].load() : 0;
   host_ns = id >= 0 && id < 512 ? g_host_ns[id].load() : 0;
+}
+
+std::vector<ShapeTime> shape_profile() {
+  if (!g_cuda_pending.empty()) resolve_cuda_timings();
+  std::lock_guard<std::mutex> lk(g_shape_mu);
+  std::vector<ShapeTime> rows;
+  for (auto& [k, v] : g_shape_prof) rows.push_back({k, v.first, v.second});
+  return rows;
 }
 
 uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }
@@ -203,7 +236,8 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
     if (g_profile.load(std::memory_order_relaxed)) {
       void* start = cudev::timing_event();
       op.cuda(ctx);
-      g_cuda_pending.push_back({static_cast<int>(&op - op_entry(0)), start, cudev::timing_event()});
+      g_cuda_pending.push_back(
+          {static_cast<int>(&op - op_entry(0)), start, cudev::timing_event(), shape_key(op.name, inputs, outs)});
     } else {
       op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
     }

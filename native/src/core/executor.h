@@ -34,5 +34,11 @@ bool profiling();
 void op_profile(int id, uint64_t& ns, uint64_t& calls, uint64_t& host_ns);
 void profile_dispose(uint64_t ns);
 uint64_t dispose_ns();
+// The kernel time split by op and shapes: key "op [in0 shape] -> [out0 shape]".
+struct ShapeTime {
+  std::string key;
+  uint64_t ns, calls;
+};
+std::vector<ShapeTime> shape_profile();
 
 }  // namespace irc
