@@ -93,7 +93,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     const times = [];
     let losses = null;
     for (let it = 0; it < steps + 3; it++) {
-      if (it >= 4 && left() < 30 + 2 * median(times)) break;
+      if (it >= 4 && left() < 30 + 2 * median(times)) {
+        log(`ours ${model}: stopping after ${times.length} timed steps (${left().toFixed(0)} s of the budget left)`);
+        break;
+      }
       await lib.sync();
       const t0 = performance.now();
       losses = await trainer.step(lq, gt);
@@ -210,6 +213,7 @@ export async function runBench({
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const info = lib.backendInfo();
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
+  log(`bench: ${budgetS} s budget`);
   const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 } };
 
   // Which PyTorch references run: BENCH_PYTORCH=nafnet,restormer,maxim (default all) limits them in short runs.

@@ -8,7 +8,8 @@
 //      remains; d2. per-op GPU times at the training shapes (scripts/bench-gpu-ops.mjs)
 //   e. a short table last; full logs and result.json under $OUT (default ./device-out)
 // Every part runs in child processes (restarted after a crash, a hang or a poisoned CUDA context), so one bad
-// kernel never aborts the run. Whole run < 8 min (DEVICE_CHECK_BUDGET_S, default 450 s).
+// kernel never aborts the run. Whole run < 8 min (DEVICE_CHECK_BUDGET_S, default 450 s). --no-bench skips d,
+// --no-op-bench skips d2 (a short kernel check: `--no-bench` alone runs b, c and d2).
 //
 // Here (no GPU):  node scripts/device-check.mjs                 -> reports CUDA unavailable, skips b/c/d, exit 0
 //                 node scripts/device-check.mjs --cpu-selftest  -> part b (and c) CPU against CPU: the harness
@@ -383,7 +384,7 @@ async function main() {
 
   // ---- d2. per-op GPU times at the training shapes (where the step's time goes, op by op)
   let opBench = null;
-  if (!skipReason && !selftest && !flag('--no-bench') && left() > 30) {
+  if (!skipReason && !selftest && !flag('--no-op-bench') && left() > 30) {
     say(`\n== d2. op bench (scripts/bench-gpu-ops.mjs)`);
     const r = await runWorkers({
       mode: '--opbench-worker', extra: [], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda' },

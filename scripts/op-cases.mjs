@@ -47,6 +47,8 @@ export function opCases() {
   add('add_', 'f32 [2,32,32,48]', [f([2, 32, 32, 48]), f([2, 32, 32, 48])], [], { mutates: [0] });
   add('add_', 'f32 [7,13]', [f([7, 13]), f([7, 13])], [], { mutates: [0] });
   add('add_', 'view [5,3]', [view(f([5, 3]), 7, 2), f([5, 3])], [], { mutates: [0] });
+  add('add_n_', '3 pairs incl. a view and an empty', [f([2, 32, 32, 48]), f([2, 32, 32, 48]), view(f([5, 3]), 7, 2), f([5, 3]), f([0, 4]), f([0, 4])], [], { mutates: [0, 2] });
+  add('add_n_', '40 pairs (two launches)', Array.from({ length: 80 }, (_, i) => f([3 + (i >> 1), 5])), [], { mutates: Array.from({ length: 40 }, (_, i) => 2 * i) });
   add('fill_', 'f32 [7,13]', [f([7, 13])], [2.5], { mutates: [0] });
   add('fill_', 'i32 [5]', [i32([5])], [-3], { mutates: [0] });
   add('fill_', 'view [3,5]', [view(f([3, 5]), 4, 6)], [0], { mutates: [0] });

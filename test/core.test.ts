@@ -122,3 +122,33 @@ describe('native core', () => {
     expect(v).toBeInstanceOf(Tensor);
   });
 });
+
+describe('gradient accumulation into existing .grad (add_n_)', () => {
+  it('add_n_ adds every pair in place and checks its inputs', async () => {
+    const d1 = tensor([1, 2, 3], [3]), s1 = tensor([10, 20, 30], [3]);
+    const d2 = tensor([0.5, 0.25], [1, 2]), s2 = tensor([1, 1], [1, 2]);
+    runOp('add_n_', [d1, s1, d2, s2]);
+    expect(Array.from(await d1.data())).toEqual([11, 22, 33]);
+    expect(Array.from(await d2.data())).toEqual([1.5, 1.25]);
+    expect(() => runOp('add_n_', [d1, s1, d2])).toThrowError(expect.objectContaining({ code: 'E_ARITY' }));
+    expect(() => runOp('add_n_', [d1, s2])).toThrowError(expect.objectContaining({ code: 'E_SHAPE', message: expect.stringMatching(/src 0/) }));
+    for (const t of [d1, s1, d2, s2]) t.dispose();
+  });
+
+  it('backward adds into preset .grad tensors, a leaf used twice included, and frees what it batched', async () => {
+    const { backward } = await import('../lib/autograd/tape.js');
+    const { mul, add, sum } = await import('../lib/ops/elementwise.js');
+    const x = tensor([1, 2, 3], [3]), y = tensor([4, 5, 6], [3]);
+    x.requiresGrad = y.requiresGrad = true;
+    x.grad = tensor([100, 100, 100], [3]);
+    y.grad = tensor([0, 0, 0], [3]);
+    const before = memoryStats().tensors;
+    const loss = tidy(() => sum(add(mul(x, y), mul(x, x)))); // d/dx = y + 2x, d/dy = x
+    backward(loss);
+    expect(Array.from(await x.grad.data())).toEqual([106, 109, 112]);
+    expect(Array.from(await y.grad.data())).toEqual([1, 2, 3]);
+    loss.dispose();
+    expect(memoryStats().tensors).toBe(before);
+    for (const t of [x.grad, y.grad, x, y]) t.dispose();
+  });
+});

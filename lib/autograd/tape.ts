@@ -105,6 +105,7 @@ function run(loss: Tensor, seed?: Tensor): void {
     for (const t of n.inputs) if (t?._node && !nodes.has(t._node)) stack.push(t._node);
   }
   const order = [...nodes].sort((a, b) => b.seq - a.seq);
+  const leafAdds = new LeafAdds();
   // grads[node] = per-output gradient tensors (owned here).
   const grads = new Map<GradNode, (Tensor | null)[]>();
   const seedT = seed
@@ -145,20 +146,53 @@ function run(loss: Tensor, seed?: Tensor): void {
           }
           grads.set(x._node, slot);
         } else {
-          accumulateLeaf(x, g);
+          accumulateLeaf(x, g, leafAdds);
         }
       });
     }
+    leafAdds.flush();
   } finally {
+    leafAdds.drop();
     for (const gs of grads.values()) for (const g of gs) g?.dispose();
     for (const n of nodes) freeNode(n);
   }
 }
 
-function accumulateLeaf(x: Tensor, g: Tensor): void {
+/**
+ * Gradients added into existing leaf .grad tensors (the trainer's arena views: one per parameter, hundreds per
+ * step), submitted as add_n_ batches of up to 128 pairs instead of one add_ each. A dst already in the batch
+ * flushes it first (add_n_ needs distinct destinations).
+ */
+class LeafAdds {
+  private ids: number[] = [];
+  private dsts = new Set<number>();
+  private srcs: Tensor[] = [];
+
+  add(dst: Tensor, src: Tensor): void {
+    if (this.dsts.has(dst.id)) this.flush();
+    this.ids.push(dst.id, src.id);
+    this.dsts.add(dst.id);
+    this.srcs.push(src);
+    if (this.srcs.length >= 128) this.flush();
+  }
+
+  flush(): void {
+    if (this.srcs.length) native.run(OP_ID.add_n_, this.ids, []);
+    this.drop();
+  }
+
+  /** Releases the batched sources (after a flush, or unsubmitted after an error). */
+  drop(): void {
+    for (const t of this.srcs) t.dispose();
+    this.ids = [];
+    this.dsts.clear();
+    this.srcs = [];
+  }
+}
+
+function accumulateLeaf(x: Tensor, g: Tensor, adds: LeafAdds): void {
   if (x.grad && !x.grad.isDisposed) {
-    native.run(OP_ID.add_, [x.grad.id, g.id], []);
-    g.dispose();
+    adds.add(x.grad, g);
   } else {
     x.grad = g.shape.length === x.shape.length && g.shape.every((d, i) => d === x.shape[i]) ? g : reshapeOwned(g, x.shape);
   }

@@ -25,6 +25,12 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "add_n_",
+    "minIn": 2,
+    "maxIn": 256,
+    "differentiable": false
+  },
+  {
     "name": "fill_",
     "minIn": 1,
     "maxIn": 1,

@@ -14,14 +14,17 @@
 
 namespace irc {
 
-// Whether p may be read / written as float4.
+// Whether p may be read / written as float4 (aligned16) or float2 (aligned8).
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
-// Zero of a kernel's vector type (float or float4).
+// Zero of a kernel's vector type (float, float2 or float4).
 template <class V>
 __device__ __forceinline__ V vzero();
 template <>
 __device__ __forceinline__ float vzero<float>() { return 0.f; }
+template <>
+__device__ __forceinline__ float2 vzero<float2>() { return make_float2(0.f, 0.f); }
 template <>
 __device__ __forceinline__ float4 vzero<float4>() { return make_float4(0.f, 0.f, 0.f, 0.f); }
 

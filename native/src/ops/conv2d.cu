@@ -1,8 +1,8 @@
 // CUDA conv2d / conv2d_backward (ops.def; math in conv2d.h). x NHWC, w [KH, KW, Ci/G, Co], optional bias.
 // Paths:
-//  - depthwise (G == Ci == Co, G > 1): own NHWC kernels, float4 over channels when C % 4 == 0. Backward of a 3x3
-//    stride-1 pad-1 depthwise conv: one pass over dy for dx and the dw / db partials (depthwise3x3.h, shared with
-//    dwconv_gate); other depthwise convs: dx as the transposed stencil (a gather, no atomics), dw / db as a
+//  - depthwise (G == Ci == Co, G > 1): own NHWC kernels. 3x3 stride-1 pad-1 (depthwise3x3.h, shared with
+//    dwconv_gate): a sliding-window forward, and for the backward one pass over dy for dx and the dw / db
+//    partials. Other depthwise convs: float4 over channels when C % 4 == 0; backward dx as the transposed stencil (a gather, no atomics), dw / db as a
 //    fixed-geometry two-pass reduction over the pixels;
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
 //    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
@@ -191,6 +191,9 @@ __global__ void dw_dwdb_final_k(const float* __restrict__ part, int parts, int64
 }
 
 void depthwise_forward(const KernelCtx& k, const Geo& g, const float* x, const float* w, const float* b, float* y) {
+  // 3x3, stride 1, padding 1 (Restormer's and NAFNet's depthwise convs): the sliding-window kernel of nafnet.cu.
+  if (g.KH == 3 && g.KW == 3 && g.S == 1 && g.P == 1 && depthwise3x3_forward(k, g.N, g.H, g.W, g.Ci, x, w, b, y))
+    return;
   const cudaStream_t s = cu::stream(k);
   const bool v4 = g.Co % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(y) && (!b || aligned16(b));
   const int64_t n = g.N * g.Ho * g.Wo * g.Co;

@@ -3,6 +3,7 @@
 //   clone    x -> bitwise copy of x (any dtype)
 //   copy_    (dst, src) same numel and dtype; dst <- src in place (reshaping copy)
 //   add_     (dst, src) same shape, f32; dst += src in place
+//   add_n_   (dst1, src1, dst2, src2, ...): add_ for every pair (the dst distinct)
 //   permute  x, attrs [perm...] -> y, y.shape[i] = x.shape[perm[i]] (any dtype; both dtypes are 4 bytes)
 #include <algorithm>
 #include <cmath>
@@ -175,6 +176,27 @@ void cpu_add_(KernelCtx& c) {
   parallel_for(c.in[0].n, kCopyGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) d[i] += s[i];
   });
+}
+
+void infer_add_n_(InferCtx& c) {
+  if (c.in.size() % 2)
+    op_fail("E_ARITY", "add_n_: expected (dst, src) pairs, got an odd count of " + std::to_string(c.in.size()) + " inputs");
+  for (size_t i = 0; i < c.in.size(); i += 2) {
+    c.need_f32(i);
+    c.need_f32(i + 1);
+    if (c.in[i].shape != c.in[i + 1].shape)
+      op_fail("E_SHAPE", "add_n_: src " + std::to_string(i / 2) + " must have the shape of its dst " +
+                             shape_str(c.in[i].shape) + ", got " + shape_str(c.in[i + 1].shape));
+  }
+}
+void cpu_add_n_(KernelCtx& c) {
+  for (size_t i = 0; i < c.in.size(); i += 2) {
+    float* d = c.in[i].f();
+    const float* s = c.in[i + 1].f();
+    parallel_for(c.in[i].n, kCopyGrain, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) d[k] += s[k];
+    });
+  }
 }
 
 // ---- permute ----------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 //   fill, fill_   constant fill of 4-byte words (memset when the bit pattern is 0), uint4 stores when aligned
 //   clone, copy_  cudaMemcpyAsync device-to-device
 //   add_          dst += src in place, float4 when both are 16-byte aligned
+//   add_n_        every pair in one launch per 32 pairs (blockIdx.y = pair), grid-stride over each pair
 //   permute       dims are merged as on the CPU; a 32x32 shared-memory tile transpose when the output's
 //                 innermost dim is strided in the input (and both transposed dims are >= 16), otherwise an
 //                 index-decomposition gather (32-bit index math when the tensor has < 2^31 elements)
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -79,6 +81,20 @@ __global__ void k_add_inplace4(float4* d, const float4* s, int64_t n4, float* dt
 
 __global__ void k_add_inplace(float* d, const float* s, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) d[i] += s[i];
+}
+
+// Up to kPairs (dst, src, n) per launch, passed by value (a kernel parameter block of ~800 bytes).
+constexpr int kPairs = 32;
+struct AddPairs {
+  float* d[kPairs];
+  const float* s[kPairs];
+  int64_t n[kPairs];
+};
+__global__ void k_add_pairs(AddPairs p) {
+  float* d = p.d[blockIdx.y];
+  const float* s = p.s[blockIdx.y];
+  const int64_t n = p.n[blockIdx.y], stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) d[i] += s[i];
 }
 
@@ -199,6 +215,31 @@ void cuda_add_(KernelCtx& c) {
     k_add_inplace<<<cu::blocks_for(n, kThreads), kThreads, 0, st>>>(d, s, n);
   }
   cu::check_launch(c);
+}
+
+void cuda_add_n_(KernelCtx& c) {
+  cudaStream_t st = cu::stream(c);
+  AddPairs p{};
+  int k = 0;
+  int64_t most = 0;
+  const size_t pairs = c.in.size() / 2;
+  for (size_t i = 0; i < pairs; ++i) {
+    if (c.in[2 * i].n > 0) {
+      p.d[k] = c.in[2 * i].f();
+      p.s[k] = c.in[2 * i + 1].f();
+      p.n[k] = c.in[2 * i].n;
+      most = p.n[k] > most ? p.n[k] : most;
+      ++k;
+    }
+    if (k == kPairs || (i + 1 == pairs && k > 0)) {
+      // enough blocks for the largest pair (at most 256 per pair; grid-stride beyond)
+      const unsigned bx = static_cast<unsigned>(std::min<int64_t>((most + kThreads - 1) / kThreads, 256));
+      k_add_pairs<<<dim3(bx, static_cast<unsigned>(k)), kThreads, 0, st>>>(p);
+      cu::check_launch(c);
+      k = 0;
+      most = 0;
+    }
+  }
 }
 
 // ---- permute ----------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@
 //       C <= 512: the warp kernel accumulates them per lane in double over a fixed row range per block, the 8 warps
 //       of a block are combined in warp order through shared memory into one partial per block; C > 512: a separate
 //       column pass (32 channels x 8 row lanes per block, fixed row ranges). Pass 2: one warp per channel sums the
-//       partials (fixed lane assignment + shuffle tree).
+//       partials (fixed lane assignment + shuffle tree). C % 4 == 0 and C <= 512 (every NAFNet / Restormer /
+//       MAXIM width): LPR = 1..32 lanes per row, float4 loads, both passes (ln_fwd_sub, ln_bwd_sub; the dw / db
+//       partials per block added in group order).
+#include <climits>
 #include <cmath>
 #include <cstdint>
 
@@ -418,6 +421,201 @@ __global__ void finish_cols_k(const double* __restrict__ part, int64_t G, int NK
   }
 }
 
+// ---- LayerNorm, rows of C % 4 == 0 and C <= 512: LPR lanes per row ---------------------------------------
+// A warp holds 32 / LPR rows; each lane holds NV float4 of its row (slots j = sub + LPR k), so a row's sums take
+// log2(LPR) shuffles instead of a warp's five, and a row of 48 channels uses 4 lanes instead of 64 lane slots.
+// Lane partial sums in float (at most 16 values), across lanes in double. Loops are uniform per warp (rows past
+// the end load zeros and store nothing) so the shuffles always have all 32 lanes.
+__device__ __forceinline__ double sub_sum(double v, int LPR) {
+  for (int o = LPR >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float hsum(float4 v) { return (v.x + v.y) + (v.z + v.w); }
+__device__ __forceinline__ float4 f4(float a) { return make_float4(a, a, a, a); }
+__device__ __forceinline__ float4 operator-(float4 a, float4 b) { return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w); }
+__device__ __forceinline__ float4 operator*(float4 a, float4 b) { return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w); }
+__device__ __forceinline__ float4 operator+(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+
+// Rows per block iteration and the iteration's first row for this thread's group.
+struct SubRows {
+  int LPR, sub, group, rpb;
+  __device__ SubRows(int lpr) : LPR(lpr), sub(threadIdx.x & (lpr - 1)), group(threadIdx.x / lpr), rpb(kThreads / lpr) {}
+};
+
+template <int NV, bool BF>
+__global__ void __launch_bounds__(kThreads) ln_fwd_sub(const float4* __restrict__ x, const float4* __restrict__ w,
+                                                       const float4* __restrict__ b, float4* __restrict__ y,
+                                                       float* __restrict__ mean, float* __restrict__ rstd,
+                                                       int64_t rows, int C4, int LPR, double eps) {
+  const SubRows R(LPR);
+  const int warp_first = (threadIdx.x >> 5) * (32 / LPR);  // the first group of this warp
+  float4 wv[NV], bv[NV];
+#pragma unroll
+  for (int k = 0; k < NV; ++k) {
+    const int j = R.sub + LPR * k;
+    wv[k] = j < C4 ? w[j] : f4(0.f);
+    bv[k] = !BF && j < C4 ? b[j] : f4(0.f);
+  }
+  const double C = 4.0 * C4;
+  for (int64_t base = blockIdx.x * static_cast<int64_t>(R.rpb); base + warp_first < rows;
+       base += static_cast<int64_t>(gridDim.x) * R.rpb) {
+    const int64_t r = base + R.group;
+    const bool live = r < rows;
+    float4 v[NV];
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; ++k) {
+      const int j = R.sub + LPR * k;
+      v[k] = live && j < C4 ? x[r * C4 + j] : f4(0.f);
+      s += hsum(v[k]);
+    }
+    const double mu = sub_sum(static_cast<double>(s), LPR) / C;
+    const float m = static_cast<float>(mu);
+    float q = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; ++k)
+      if (R.sub + LPR * k < C4) {
+        const float4 d = v[k] - f4(m);
+        q += hsum(d * d);
+      }
+    const double var = sub_sum(static_cast<double>(q), LPR) / C;
+    const float rf = static_cast<float>(1.0 / sqrt(var + eps));
+    if (!live) continue;
+    if (R.sub == 0) {
+      if (!BF) mean[r] = m;
+      rstd[r] = rf;
+    }
+#pragma unroll
+    for (int k = 0; k < NV; ++k) {
+      const int j = R.sub + LPR * k;
+      if (j < C4) y[r * C4 + j] = BF ? v[k] * f4(rf) * wv[k] : (v[k] - f4(m)) * f4(rf) * wv[k] + bv[k];
+    }
+  }
+}
+
+// Backward with the dw (/ db) partials: block b owns rows [rows b / G, rows (b + 1) / G); each thread
+// accumulates its slots in float over its rows, the block's groups are added in group order (double) into
+// part[(b NK + k) C + c].
+template <int NV, bool BF>
+__global__ void __launch_bounds__(kThreads) ln_bwd_sub(const float4* __restrict__ dy, const float4* __restrict__ x,
+                                                       const float4* __restrict__ w, const float* __restrict__ mean,
+                                                       const float* __restrict__ rstd, float4* __restrict__ dx,
+                                                       double* __restrict__ part, int64_t rows, int C4, int LPR) {
+  constexpr int NK = BF ? 1 : 2;
+  __shared__ float4 red[kThreads * NV * NK];  // [group][k][slot] in float4 slots of the row
+  const SubRows R(LPR);
+  const int warp_first = (threadIdx.x >> 5) * (32 / LPR);
+  float4 wv[NV], aw[NV], ab[NV];
+#pragma unroll
+  for (int k = 0; k < NV; ++k) {
+    const int j = R.sub + LPR * k;
+    wv[k] = j < C4 ? w[j] : f4(0.f);
+    aw[k] = ab[k] = f4(0.f);
+  }
+  const double C = 4.0 * C4;
+  const int64_t r0 = rows * blockIdx.x / gridDim.x, r1 = rows * (blockIdx.x + 1) / gridDim.x;
+  for (int64_t base = r0; base + warp_first < r1; base += R.rpb) {
+    const int64_t r = base + R.group;
+    const bool live = r < r1;
+    float4 v[NV], d[NV];
+#pragma unroll
+    for (int k = 0; k < NV; ++k) {
+      const int j = R.sub + LPR * k;
+      const bool in = live && j < C4;
+      v[k] = in ? x[r * C4 + j] : f4(0.f);
+      d[k] = in ? dy[r * C4 + j] : f4(0.f);
+    }
+    const float rs = live ? rstd[r] : 0.f;
+    if (!BF) {
+      const float m = live ? mean[r] : 0.f;
+      float sg = 0.f, sx = 0.f;
+#pragma unroll
+      for (int k = 0; k < NV; ++k)
+        if (R.sub + LPR * k < C4) {
+          const float4 xh = (v[k] - f4(m)) * f4(rs), g = d[k] * wv[k];
+          sg += hsum(g);
+          sx += hsum(g * xh);
+        }
+      const float a = static_cast<float>(sub_sum(static_cast<double>(sg), LPR) / C);
+      const float bm = static_cast<float>(sub_sum(static_cast<double>(sx), LPR) / C);
+      if (!live) continue;
+#pragma unroll
+      for (int k = 0; k < NV; ++k) {
+        const int j = R.sub + LPR * k;
+        if (j < C4) {
+          const float4 xh = (v[k] - f4(m)) * f4(rs);
+          dx[r * C4 + j] = f4(rs) * (d[k] * wv[k] - f4(a) - xh * f4(bm));
+          aw[k] = aw[k] + d[k] * xh;
+          ab[k] = ab[k] + d[k];
+        }
+      }
+    } else {
+      float sm = 0.f, sd = 0.f;
+#pragma unroll
+      for (int k = 0; k < NV; ++k) {  // slots outside the row hold zeros: they add nothing
+        sm += hsum(v[k]);
+        sd += hsum(d[k] * wv[k] * v[k]);
+      }
+      const double rsd = rs;
+      const float m = static_cast<float>(sub_sum(static_cast<double>(sm), LPR) / C);
+      const float bb = static_cast<float>(rsd * rsd * rsd * sub_sum(static_cast<double>(sd), LPR) / C);
+      if (!live) continue;
+#pragma unroll
+      for (int k = 0; k < NV; ++k) {
+        const int j = R.sub + LPR * k;
+        if (j < C4) {
+          dx[r * C4 + j] = f4(rs) * d[k] * wv[k] - (v[k] - f4(m)) * f4(bb);
+          aw[k] = aw[k] + d[k] * (v[k] * f4(rs));
+        }
+      }
+    }
+  }
+  // per-thread slots to shared, then one thread per (k, float4 slot) adds the groups in order
+#pragma unroll
+  for (int k = 0; k < NV; ++k) {
+    const int j = R.sub + LPR * k;
+    if (j < C4) {
+      red[(R.group * NK + 0) * C4 + j] = aw[k];
+      if constexpr (!BF) red[(R.group * NK + 1) * C4 + j] = ab[k];
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < NK * C4; e += kThreads) {
+    const int kk = e / C4, j = e % C4;
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    for (int gi = 0; gi < R.rpb; ++gi) {
+      const float4 u = red[(gi * NK + kk) * C4 + j];
+      t0 += u.x;
+      t1 += u.y;
+      t2 += u.z;
+      t3 += u.w;
+    }
+    double* o = part + (blockIdx.x * static_cast<int64_t>(NK) + kk) * (4 * C4) + 4 * j;
+    o[0] = t0;
+    o[1] = t1;
+    o[2] = t2;
+    o[3] = t3;
+  }
+}
+
+// Lanes per row for the sub-warp kernels: the fewest (a power of two) that hold a row in at most 4 float4 each.
+int lanes_per_row(int64_t C4) {
+  int l = 1;
+  while (l < 32 && (C4 + l - 1) / l > 4) l <<= 1;
+  return l;
+}
+bool sub_rows_ok(int64_t C, int64_t rows, const void* a, const void* b, const void* c2, const void* d) {
+  return C % 4 == 0 && C > 0 && C <= 512 && rows < INT_MAX && aligned16(a) && aligned16(b) && (!c2 || aligned16(c2)) &&
+         aligned16(d);
+}
+#define IRC_NV_SWITCH(nv, KERN, ...)            \
+  switch (nv) {                                 \
+    case 1: KERN<1, BF>__VA_ARGS__; break;      \
+    case 2: KERN<2, BF>__VA_ARGS__; break;      \
+    case 3: KERN<3, BF>__VA_ARGS__; break;      \
+    default: KERN<4, BF>__VA_ARGS__; break;     \
+  }
+
 // ---- launchers --------------------------------------------------------------------------------------------
 template <bool BF>
 void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float* rstd) {
@@ -428,6 +626,16 @@ void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float
   const float* x = X.f();
   float* y = c.out[0].f();
   cudaStream_t s = cu::stream(c);
+  if (sub_rows_ok(C, rows, x, w, b, y)) {
+    const int C4 = static_cast<int>(C / 4), L = lanes_per_row(C4), nv = (C4 + L - 1) / L;
+    const unsigned grid = cu::blocks_for(rows, kThreads / L);
+    const float4 *x4 = reinterpret_cast<const float4*>(x), *w4 = reinterpret_cast<const float4*>(w),
+                 *b4 = reinterpret_cast<const float4*>(b);
+    float4* y4 = reinterpret_cast<float4*>(y);
+    IRC_NV_SWITCH(nv, ln_fwd_sub, <<<grid, kThreads, 0, s>>>(x4, w4, b4, y4, mean, rstd, rows, C4, L, eps))
+    cu::check_launch(c);
+    return;
+  }
   const unsigned grid = cu::blocks_for(rows, kWarps);
   const int Ci = static_cast<int>(C);
   if (C <= 32) ln_fwd_warp<1, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
@@ -465,7 +673,19 @@ void ln_backward(KernelCtx& c, const float* mean, const float* rstd, float* dw, 
   const int Ci = static_cast<int>(C);
   int64_t G;
   double* part;
-  if (C <= 512) {
+  if (sub_rows_ok(C, rows, dy, x, w, dx)) {
+    const int C4 = static_cast<int>(C / 4), L = lanes_per_row(C4), nv = (C4 + L - 1) / L;
+    // each group of lanes takes at least 4 rows; at most 2048 blocks
+    G = rows / (int64_t(kThreads / L) * 4);
+    if (G > 2048) G = 2048;
+    if (G < 1) G = 1;
+    part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * NK * C, 0));
+    const float4 *dy4 = reinterpret_cast<const float4*>(dy), *x4 = reinterpret_cast<const float4*>(x),
+                 *w4 = reinterpret_cast<const float4*>(w);
+    float4* dx4 = reinterpret_cast<float4*>(dx);
+    const unsigned grid = static_cast<unsigned>(G);
+    IRC_NV_SWITCH(nv, ln_bwd_sub, <<<grid, kThreads, 0, s>>>(dy4, x4, w4, mean, rstd, dx4, part, rows, C4, L))
+  } else if (C <= 512) {
     G = fused_groups(rows);
     part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * NK * C, 0));
     const unsigned grid = static_cast<unsigned>(G);
