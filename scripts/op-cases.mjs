@@ -115,6 +115,8 @@ export function opCases() {
     ['depthwise [2,13,7,96]', [2, 13, 7, 96], [3, 3, 1, 96], true, 1, 1, 96],
     ['depthwise [2,40,40,192]', [2, 40, 40, 192], [3, 3, 1, 192], true, 1, 1, 192],
     ['depthwise odd C [1,9,11,6]', [1, 9, 11, 6], [3, 3, 1, 6], true, 1, 1, 6],
+    ['depthwise odd C [1,9,11,5]', [1, 9, 11, 5], [3, 3, 1, 5], true, 1, 1, 5],
+    ['depthwise W=1 [2,6,1,4]', [2, 6, 1, 4], [3, 3, 1, 4], false, 1, 1, 4],
     ['depthwise s2 [1,13,7,8]', [1, 13, 7, 8], [3, 3, 1, 8], true, 2, 1, 8],
     ['depthwise p0 [1,9,9,8]', [1, 9, 9, 8], [3, 3, 1, 8], false, 1, 0, 8],
     ['5x5 s3 p0 [1,13,13,4]->5', [1, 13, 13, 4], [5, 5, 4, 5], true, 3, 0, 1],
@@ -148,7 +150,8 @@ export function opCases() {
     for (const tr of [1, 0])
       add('batch_norm1d_backward', `${tr ? 'train' : 'eval'} ${name}`, [f([N, Cc]), f([N, Cc], -2, 3), pos([Cc], 0.5, 1.5), f([Cc]), pos([Cc], 0.5, 2)], [tr], red);
   }
-  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [3, 5], [2, 16, 16, 192]]) {
+  // C % 4 == 0 and C <= 512 take the lanes-per-row kernels (1, 2, 4, 16, 32 lanes below), the others the warp ones
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [3, 5], [2, 16, 16, 192], [1, 7, 13, 16], [5, 7, 32], [2, 3, 3, 4], [1, 5, 7, 384], [2, 9, 9, 288]]) {
     const Cc = sh[sh.length - 1], rows = numel(sh) / Cc;
     add('layer_norm2d', `[${sh}]`, [f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([Cc])], [1e-6], red);
     add('layer_norm2d_backward', `[${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([rows], -0.5, 0.5), pos([rows], 0.5, 2)], [], red);
