@@ -93,7 +93,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     const times = [];
     let losses = null;
     for (let it = 0; it < steps + 3; it++) {
-      if (it >= 4 && left() < 30 + 2 * median(times)) {
+      if (it >= 4 && left() < 30 + (2 * median(times)) / 1000) { // left() is in seconds, step times in ms
         log(`ours ${model}: stopping after ${times.length} timed steps (${left().toFixed(0)} s of the budget left)`);
         break;
       }

@@ -27,13 +27,15 @@ export async function profileOps(fn: () => Promise<void>, opts: { byShape?: bool
   return rows.filter((r) => r.calls > 0).sort((a, b) => b.ms - a.ms);
 }
 
-/** A fixed-width table of an op profile. */
+/** A fixed-width table of an op profile (host times when the rows have them; by-shape rows have none). */
 export function formatProfile(rows: OpTime[]): string {
   const total = rows.reduce((a, r) => a + r.ms, 0);
+  const width = Math.max(26, ...rows.map((r) => r.op.length));
+  const host = rows.some((r) => r.hostMs > 0);
   const lines = rows.map(
     (r) =>
-      `  ${r.op.padEnd(26)} ${r.ms.toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${String(r.calls).padStart(6)} calls` +
-      `  host ${r.hostMs.toFixed(1).padStart(7)} ms`,
+      `  ${r.op.padEnd(width)} ${r.ms.toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${String(r.calls).padStart(6)} calls` +
+      (host ? `  host ${r.hostMs.toFixed(1).padStart(7)} ms` : ''),
   );
-  return [...lines, `  ${'total kernel time'.padEnd(26)} ${total.toFixed(1).padStart(9)} ms`].join('\n');
+  return [...lines, `  ${'total kernel time'.padEnd(width)} ${total.toFixed(1).padStart(9)} ms`].join('\n');
 }
