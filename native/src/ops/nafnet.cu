@@ -393,8 +393,8 @@ int64_t dw_groups(int64_t Q, int64_t tiles) {
 
 // ---- sliding-window 3x3 depthwise kernels (stride 1, padding 1) ------------------------------------------------
 // A thread owns one channel vector and a segment of up to kSeg consecutive pixels of one row. The 3x3 window of
-// its input slides along the row in registers: per output pixel it loads one new column (3 values; two columns
-// are loaded ahead per step) and does 9 multiply-adds; the weights stay in registers and the index math is done once per segment. Out-of-image taps
+// its input slides along the row in registers: per output pixel it loads one new column (3 values) and does 9
+// multiply-adds; the weights stay in registers and the index math is done once per segment. Out-of-image taps
 // are zeros (they add nothing). Index math in 32 bits: the callers check N H W C < 2^31.
 constexpr int kSeg = 8;
 
@@ -453,44 +453,35 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
         win[h][a][1] = c1[a];
       }
     }
-    // two output pixels per step: both new columns are loaded before either is used (more loads in flight)
-    for (int ow = ow0; ow < ow1; ow += 2) {
-      V nx[NH][2][3];
+    for (int ow = ow0; ow < ow1; ++ow) {
+      V z[NH];
 #pragma unroll
       for (int h = 0; h < NH; ++h) {
-        load_col(x, g, base, oh, ow + 1, cv + h * g.Co, nx[h][0]);
-        load_col(x, g, base, oh, ow + 2, cv + h * g.Co, nx[h][1]);  // zeros past the image
+        V c2[3];
+        load_col(x, g, base, oh, ow + 1, cv + h * g.Co, c2);
+#pragma unroll
+        for (int a = 0; a < 3; ++a) win[h][a][2] = c2[a];
+        V acc = bias[h];
+#pragma unroll
+        for (int kh = 0; kh < 3; ++kh)
+#pragma unroll
+          for (int kw = 0; kw < 3; ++kw) acc = mac(acc, win[h][kh][kw], wv[h][kh * 3 + kw]);
+        z[h] = acc;
+#pragma unroll
+        for (int a = 0; a < 3; ++a) {
+          win[h][a][0] = win[h][a][1];
+          win[h][a][1] = win[h][a][2];
+        }
       }
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        if (u == 1 && ow + 1 >= ow1) break;
-        V z[NH];
-#pragma unroll
-        for (int h = 0; h < NH; ++h) {
-#pragma unroll
-          for (int a = 0; a < 3; ++a) win[h][a][2] = nx[h][u][a];
-          V acc = bias[h];
-#pragma unroll
-          for (int kh = 0; kh < 3; ++kh)
-#pragma unroll
-            for (int kw = 0; kw < 3; ++kw) acc = mac(acc, win[h][kh][kw], wv[h][kh * 3 + kw]);
-          z[h] = acc;
-#pragma unroll
-          for (int a = 0; a < 3; ++a) {
-            win[h][a][0] = win[h][a][1];
-            win[h][a][1] = win[h][a][2];
-          }
-        }
-        const int q = r * g.W + ow + u;
-        if constexpr (MODE == kPlain) {
-          out[q * g.Co + cv] = z[0];
-        } else if constexpr (MODE == kGate) {
-          out[q * g.Co + cv] = z[0] * z[NH - 1];
-        } else {
-          const V d = dy[q * g.Co + cv];
-          out[q * 2 * g.Co + cv] = d * z[NH - 1];
-          out[q * 2 * g.Co + g.Co + cv] = d * z[0];
-        }
+      const int q = r * g.W + ow;
+      if constexpr (MODE == kPlain) {
+        out[q * g.Co + cv] = z[0];
+      } else if constexpr (MODE == kGate) {
+        out[q * g.Co + cv] = z[0] * z[NH - 1];
+      } else {
+        const V d = dy[q * g.Co + cv];
+        out[q * 2 * g.Co + cv] = d * z[NH - 1];
+        out[q * 2 * g.Co + g.Co + cv] = d * z[0];
       }
     }
   }
@@ -504,7 +495,7 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
 //   acc[9] += dzw[1][1]                                   (db)
 // part[(gq 10 + t) C + c] = the group's sums, lanes added in order (double), as finish_parts_k expects.
 template <class V>
-__global__ void __launch_bounds__(256, 3) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
+__global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
                                                     const V* __restrict__ w, V* __restrict__ dx,
                                                     double* __restrict__ part, int items, int CB, int L, int G) {
   constexpr int VW = VecW<V>::n;
@@ -532,35 +523,28 @@ __global__ void __launch_bounds__(256, 3) slide3_bwd_k(Slide g, const V* __restr
         win[a][0] = c0[a];
         win[a][1] = c1[a];
       }
-      // two pixels per step, as in the forward: both new dz columns and both x values loaded first
-      for (int iw = iw0; iw < iw1; iw += 2) {
-        V nz[2][3], xv[2];
-        load_col(dz, g, base, ih, iw + 1, cv, nz[0]);
-        load_col(dz, g, base, ih, iw + 2, cv, nz[1]);  // zeros past the image
+      for (int iw = iw0; iw < iw1; ++iw) {
+        V c2[3];
+        load_col(dz, g, base, ih, iw + 1, cv, c2);
+#pragma unroll
+        for (int a = 0; a < 3; ++a) win[a][2] = c2[a];
         const int p = (r * g.W + iw) * g.Cx + cv;
-        xv[0] = x[p];
-        xv[1] = iw + 1 < iw1 ? x[p + g.Cx] : vzero<V>();
+        const V xv = x[p];
+        V d = vzero<V>();
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          if (u == 1 && iw + 1 >= iw1) break;
+        for (int kh = 0; kh < 3; ++kh)
 #pragma unroll
-          for (int a = 0; a < 3; ++a) win[a][2] = nz[u][a];
-          V d = vzero<V>();
-#pragma unroll
-          for (int kh = 0; kh < 3; ++kh)
-#pragma unroll
-            for (int kw = 0; kw < 3; ++kw) {
-              const V z = win[2 - kh][2 - kw];
-              d = mac(d, z, wv[kh * 3 + kw]);
-              acc[kh * 3 + kw] = mac(acc[kh * 3 + kw], z, xv[u]);
-            }
-          acc[9] = acc[9] + win[1][1];
-          dx[p + u * g.Cx] = d;
-#pragma unroll
-          for (int a = 0; a < 3; ++a) {
-            win[a][0] = win[a][1];
-            win[a][1] = win[a][2];
+          for (int kw = 0; kw < 3; ++kw) {
+            const V z = win[2 - kh][2 - kw];
+            d = mac(d, z, wv[kh * 3 + kw]);
+            acc[kh * 3 + kw] = mac(acc[kh * 3 + kw], z, xv);
           }
+        acc[9] = acc[9] + win[1][1];
+        dx[p] = d;
+#pragma unroll
+        for (int a = 0; a < 3; ++a) {
+          win[a][0] = win[a][1];
+          win[a][1] = win[a][2];
         }
       }
     }
