@@ -2,8 +2,8 @@
 // Paths:
 //  - depthwise (G == Ci == Co, G > 1): own NHWC kernels. 3x3 stride-1 pad-1 (depthwise3x3.h, shared with
 //    dwconv_gate): a sliding-window forward, and for the backward one pass over dy for dx and the dw / db
-//    partials. Other depthwise convs: float4 over channels when C % 4 == 0; backward dx as the transposed stencil (a gather, no atomics), dw / db as a
-//    fixed-geometry two-pass reduction over the pixels;
+//    partials. Other depthwise convs: float4 over channels when C % 4 == 0; backward dx as the transposed
+//    stencil (a gather, no atomics), dw / db as a fixed-geometry two-pass reduction over the pixels;
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
 //    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
 //    cuBLAS GEMMs, db as column sums of dy;

@@ -432,14 +432,21 @@ __device__ __forceinline__ double sub_sum(double v, int LPR) {
 }
 __device__ __forceinline__ float hsum(float4 v) { return (v.x + v.y) + (v.z + v.w); }
 __device__ __forceinline__ float4 f4(float a) { return make_float4(a, a, a, a); }
-__device__ __forceinline__ float4 operator-(float4 a, float4 b) { return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w); }
-__device__ __forceinline__ float4 operator*(float4 a, float4 b) { return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w); }
-__device__ __forceinline__ float4 operator+(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+__device__ __forceinline__ float4 operator-(float4 a, float4 b) {
+  return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w);
+}
+__device__ __forceinline__ float4 operator*(float4 a, float4 b) {
+  return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
+}
+__device__ __forceinline__ float4 operator+(float4 a, float4 b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
 
-// Rows per block iteration and the iteration's first row for this thread's group.
+// A thread's place in its block: lane `sub` of row group `group`; rpb row groups (rows per step) per block.
 struct SubRows {
   int LPR, sub, group, rpb;
-  __device__ SubRows(int lpr) : LPR(lpr), sub(threadIdx.x & (lpr - 1)), group(threadIdx.x / lpr), rpb(kThreads / lpr) {}
+  __device__ SubRows(int lpr)
+      : LPR(lpr), sub(threadIdx.x & (lpr - 1)), group(threadIdx.x / lpr), rpb(kThreads / lpr) {}
 };
 
 template <int NV, bool BF>
