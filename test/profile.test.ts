@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { profileOps, formatProfile } from '../lib/native/profile.js';
 import { conv2d } from '../lib/ops/conv.js';
+import { native } from '../lib/native/loader.js';
 import { randTensor } from './helpers.js';
 
 describe('profileOps', () => {
@@ -17,6 +18,7 @@ describe('profileOps', () => {
     const perOp = await profileOps(run);
     expect(perOp.find((r) => r.op === 'conv2d')?.calls).toBe(3);
     expect(formatProfile(perOp)).toContain('conv2d');
+    expect(native.profileShapes()).toEqual([]); // shape keys only when asked for (they cost host time per op)
     const byShape = await profileOps(run, { byShape: true });
     const conv = byShape.filter((r) => r.op.startsWith('conv2d '));
     expect(conv.map((r) => [r.op, r.calls]).sort()).toEqual([

@@ -50,8 +50,8 @@ export interface NativeBinding {
   opCounts(): number[];
   /** profile(on) starts (resetting) or stops kernel timing; profile() returns the per-op totals (kernel ms, host
    * submission ms) and a '(dispose)' row with the host time spent releasing tensors. */
-  profile(on?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
-  /** The last profile's kernel time split by op and shapes: op is "name [in0 shape] -> [out0 shape]". */
+  profile(on?: boolean, byShape?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
+  /** Kernel time split by op and shapes of the last profile(true, true): op is "name [in0 shape] -> [out0 shape]". */
   profileShapes(): { op: string; ms: number; calls: number }[];
   /** Measured FMA peak of the CPU thread pool, GFLOP/s. */
   fmaPeak(): Promise<number>;

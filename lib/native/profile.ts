@@ -16,7 +16,7 @@ export interface OpTime {
  */
 export async function profileOps(fn: () => Promise<void>, opts: { byShape?: boolean } = {}): Promise<OpTime[]> {
   await native.sync();
-  native.profile(true);
+  native.profile(true, opts.byShape ?? false);
   try {
     await fn();
     await native.sync();

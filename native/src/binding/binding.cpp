@@ -341,7 +341,8 @@ Napi::Value OpCounts(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// profileShapes() returns [{op, ms, calls}] of the last profile split by op and shapes ("op [in0] -> [out0]").
+// profileShapes() returns [{op, ms, calls}] of the last profile started with profile(true, true), split by op and
+// shapes ("op [in0] -> [out0]").
 Napi::Value ProfileShapes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array a = Napi::Array::New(env);
@@ -361,7 +362,7 @@ Napi::Value ProfileShapes(const Napi::CallbackInfo& info) {
 Napi::Value Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsBoolean()) {
-    set_profiling(info[0].As<Napi::Boolean>().Value());
+    set_profiling(info[0].As<Napi::Boolean>().Value(), info.Length() > 1 && info[1].ToBoolean().Value());
     return env.Undefined();
   }
   Napi::Array a = Napi::Array::New(env);

@@ -28,6 +28,7 @@ Queue* g_q = nullptr;
 std::atomic<uint64_t> g_submissions[512];
 // Per-op kernel time in nanoseconds and call counts, collected while profiling is on.
 std::atomic<bool> g_profile{false};
+std::atomic<bool> g_profile_shapes{false};  // also split by shapes (formats a key per op: extra host time)
 std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512], g_host_ns[512], g_dispose_ns{0};
 // CUDA ops are timed with a pair of events around their launches (JS thread only); resolved when read.
 struct CudaTiming {
@@ -49,6 +50,7 @@ std::string shape_key(const char* name, const std::vector<TensorP>& in, const st
   return k;
 }
 void add_shape_time(const std::string& key, uint64_t ns) {
+  if (key.empty()) return;
   std::lock_guard<std::mutex> lk(g_shape_mu);
   auto& e = g_shape_prof[key];
   e.first += ns;
@@ -110,7 +112,7 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
           std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
       g_prof_ns[id] += ns;
       g_prof_calls[id]++;
-      add_shape_time(shape_key(op.name, in, out), ns);
+      if (g_profile_shapes.load(std::memory_order_relaxed)) add_shape_time(shape_key(op.name, in, out), ns);
     }
   } catch (const OpError& e) {
     err = e.code + ": " + e.msg;
@@ -154,7 +156,8 @@ void enqueue(std::function<void()> task) {
   g_q->cv.notify_one();
 }
 
-void set_profiling(bool on) {
+void set_profiling(bool on, bool shapes) {
+  g_profile_shapes = on && shapes;
   if (on) {
     resolve_cuda_timings();
     for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = g_host_ns[i] = 0;
@@ -237,7 +240,8 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
       void* start = cudev::timing_event();
       op.cuda(ctx);
       g_cuda_pending.push_back(
-          {static_cast<int>(&op - op_entry(0)), start, cudev::timing_event(), shape_key(op.name, inputs, outs)});
+          {static_cast<int>(&op - op_entry(0)), start, cudev::timing_event(),
+           g_profile_shapes.load(std::memory_order_relaxed) ? shape_key(op.name, inputs, outs) : std::string()});
     } else {
       op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
     }

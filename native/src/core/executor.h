@@ -29,7 +29,8 @@ uint64_t op_submissions(int id);
 // Kernel-time profiling per op (off by default). Turning it on resets the counters.
 // Also host time: host_ns = time spent submitting the op (shape inference, output allocation, and for CUDA the
 // kernel launches); dispose time of tensor handles is collected apart (profile_dispose / dispose_ns).
-void set_profiling(bool on);
+// shapes: also collect the split by shapes (shape_profile), which costs host time per op while on.
+void set_profiling(bool on, bool shapes = false);
 bool profiling();
 void op_profile(int id, uint64_t& ns, uint64_t& calls, uint64_t& host_ns);
 void profile_dispose(uint64_t ns);
