@@ -1,6 +1,6 @@
 // A 3x3 depthwise convolution with padding 1 and stride 1 over x [N, H, W, C] (weight [3, 3, 1, C]), by
-// sliding-window kernels (defined in nafnet.cu, where dwconv_gate uses the same kernels; conv2d.cu uses them for
-// its depthwise 3x3 convolutions):
+// sliding-window kernels (defined in depthwise3x3.cu; nafnet.cu uses them for dwconv_gate, conv2d.cu for its
+// depthwise 3x3 convolutions):
 //   depthwise3x3_forward: y (optional bias);
 //   depthwise3x3_backward: dx, dw, db given dz, the gradient of its output (same shape as x): one pass over dz
 //     that serves both the dx gather and the dw / db sums, then the partial sums added in a fixed order
@@ -15,6 +15,12 @@
 namespace irc {
 bool depthwise3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
                           const float* w, const float* b, float* y);
+// dwconv_gate with a 3x3 kernel and padding 1 (x [N, H, W, 2C], weight [3, 3, 1, 2C]): y [N, H, W, C] = z1 z2,
+// and the gate's backward into dz [N, H, W, 2C] = [dy z2, dy z1] (z recomputed).
+bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
+                       const float* w, const float* b, float* y);
+bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x, const float* w,
+                  const float* b, const float* dy, float* dz);
 bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* dz,
                            const float* x, const float* w, float* dx, float* dw, float* db);
 }  // namespace irc
