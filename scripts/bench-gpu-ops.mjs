@@ -53,6 +53,9 @@ export function opBenchCases(smoke = false) {
     // ConStyle Restormer's depthwise 3x3 convs (qkv: 3 C = 144 at level 1 of batch 8; GDFN: 2 floor(2.66 C) = 510)
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2), f([510])], attrs: [1, 1, 510] },
     { op: 'conv2d_backward', name: 'conv2d_backward dw3x3 Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1, 510] },
+    // ConStyle Restormer's GDFN gate at level 1 (batch 8): depthwise 3x3 on 2 x 127 channels, GELU(z1) z2
+    { op: 'dwconv_gate', name: 'dwconv_gate gelu Restormer [8,128,128,254]', inputs: [f([8, 128, 128, 254]), f([3, 3, 1, 254], -0.2, 0.2)], attrs: [1, 1] },
+    { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer [8,128,128,254]', inputs: [f([8, 128, 128, 127]), f([8, 128, 128, 254]), f([3, 3, 1, 254], -0.2, 0.2)], attrs: [1, 1] },
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },
     { op: 'conv2d_backward', name: 'conv2d_backward 2x2 s2 48->96 down', inputs: [f([16, 64, 64, 96]), f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2)], attrs: [2, 0, 1] },
   ];

@@ -185,14 +185,20 @@ export function opCases() {
     ['3x3 p1 bias [3,40,40,96]', [3, 40, 40, 96], 3, 1, true],
     ['3x3 p1 bias [1,4,5,2056]', [1, 4, 5, 2056], 3, 1, true],
     ['3x3 p1 [1,6,5,14]', [1, 6, 5, 14], 3, 1, false],
+    // GELU gate (act 1, Restormer's GDFN: half widths 127 and 255 are odd)
+    ['gelu 3x3 p1 [2,16,16,254]', [2, 16, 16, 254], 3, 1, false, 1],
+    ['gelu 3x3 p1 bias [1,9,7,510]', [1, 9, 7, 510], 3, 1, true, 1],
+    ['gelu 3x3 p1 [1,5,1,8]', [1, 5, 1, 8], 3, 1, false, 1],
+    ['gelu 5x5 p2 bias [1,13,7,6]', [1, 13, 7, 6], 5, 2, true, 1],
+    ['gelu 3x3 p0 [1,9,9,4]', [1, 9, 9, 4], 3, 0, false, 1],
   ];
-  for (const [name, xs, k, p, bias] of dws) {
+  for (const [name, xs, k, p, bias, act = 0] of dws) {
     const C2 = xs[3];
     const ys = [xs[0], xs[1] + 2 * p - k + 1, xs[2] + 2 * p - k + 1, C2 / 2];
     const ins = [f(xs), f([k, k, 1, C2], -0.5, 0.5)];
     if (bias) ins.push(f([C2]));
-    add('dwconv_gate', name, ins, [p], red);
-    add('dwconv_gate_backward', name, [f(ys), ...ins], [p], red);
+    add('dwconv_gate', name, ins, [p, act], red);
+    add('dwconv_gate_backward', name, [f(ys), ...ins], [p, act], red);
   }
   for (const [sh, r] of [[[2, 16, 16, 192], 2], [[1, 7, 13, 12], 2], [[1, 3, 5, 18], 3]])
     add('pixel_shuffle', `[${sh}] r${r}`, [f(sh)], [r]);

@@ -111,3 +111,26 @@ export async function gradcheck(
   Rt.dispose();
   y.dispose();
 }
+
+/** erf in float64 (series, then continued fraction), accurate to ~1e-15. */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 2.5) {
+    let term = ax, s = ax;
+    for (let n = 1; n < 60; ++n) {
+      term *= (-ax * ax) / n;
+      s += term / (2 * n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * s;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; --n) f = (n / 2) / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+/** Exact GELU and its derivative in float64. */
+export function gelu64(v: number): { y: number; dy: number } {
+  const cdf = 0.5 * (1 + erf(v / Math.SQRT2));
+  return { y: v * cdf, dy: cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI) };
+}

@@ -5,24 +5,7 @@ import { leakyRelu, prelu, gelu } from '../lib/ops/activation.js';
 import { batchNorm1d, layerNorm2d } from '../lib/ops/norm.js';
 import { simpleGate, globalAvgPool, channelScale } from '../lib/ops/nafnet.js';
 import { runOp } from '../lib/ops/run.js';
-import { randArray, expectClose, gradcheck } from './helpers.js';
-
-function erf(x: number): number {
-  // series / continued fraction in float64, accurate to ~1e-15
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let term = ax, s = ax;
-    for (let n = 1; n < 60; ++n) {
-      term *= (-ax * ax) / n;
-      s += term / (2 * n + 1);
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * s;
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; --n) f = (n / 2) / (ax + f);
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
-  return Math.sign(x) * (1 - erfc);
-}
+import { randArray, expectClose, gradcheck, erf } from './helpers.js';
 
 describe('activations', () => {
   it('leakyRelu / prelu / gelu forward', async () => {

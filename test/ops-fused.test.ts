@@ -1,14 +1,17 @@
-// Fused NAFBlock ops: scaled_add (a + b·s) and dwconv_gate (SimpleGate(depthwise conv + b)), forward and backward
+// Fused block ops: scaled_add (a + b·s) and dwconv_gate (act(z1)·z2 of a depthwise conv z = conv + b, with act
+// the identity — NAFNet's SimpleGate — or GELU — Restormer's GDFN), forward and backward
 // against float64 references and against the unfused compositions, finite-difference gradient checks,
 // determinism and shape validation. Channel counts cover the vector paths and their tails (odd C included).
 import { describe, expect, it } from 'vitest';
-import { tensor } from '../lib/tensor/tensor.js';
+import { tensor, type Tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
 import { add, mul } from '../lib/ops/elementwise.js';
+import { gelu } from '../lib/ops/activation.js';
+import { split } from '../lib/ops/shape.js';
 import { conv2d } from '../lib/ops/conv.js';
 import { simpleGate } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate } from '../lib/ops/fused.js';
-import { randArray, expectClose, gradcheck } from './helpers.js';
+import { randArray, expectClose, gradcheck, gelu64 } from './helpers.js';
 
 describe('scaled_add', () => {
   const shapes: [number[], number[]][] = [
@@ -73,9 +76,11 @@ describe('scaled_add', () => {
 
 interface DgCase {
   N: number; H: number; W: number; C: number; K: number; P: number;
+  /** GELU on the first half (act 1). */
+  gelu?: boolean;
 }
 
-/** z = depthwise conv(x, w) + b over 2C channels, then y = z[:C] * z[C:]; also returns z. */
+/** z = depthwise conv(x, w) + b over 2C channels, then y = act(z[:C]) * z[C:]; also returns z. */
 function dgRef(c: DgCase, x: Float32Array, w: Float32Array, b: Float32Array | null) {
   const { N, H, W, C, K, P } = c;
   const C2 = 2 * C, Ho = H + 2 * P - K + 1, Wo = W + 2 * P - K + 1;
@@ -97,7 +102,8 @@ function dgRef(c: DgCase, x: Float32Array, w: Float32Array, b: Float32Array | nu
           z[((n * Ho + oh) * Wo + ow) * C2 + ch] = s;
         }
   const y = new Float64Array(N * Ho * Wo * C);
-  for (let p = 0; p < N * Ho * Wo; ++p) for (let j = 0; j < C; ++j) y[p * C + j] = z[p * C2 + j]! * z[p * C2 + C + j]!;
+  const act = (v: number) => (c.gelu ? gelu64(v).y : v);
+  for (let p = 0; p < N * Ho * Wo; ++p) for (let j = 0; j < C; ++j) y[p * C + j] = act(z[p * C2 + j]!) * z[p * C2 + C + j]!;
   return { z, y, Ho, Wo };
 }
 
@@ -112,8 +118,9 @@ function dgBackRef(c: DgCase, dy: Float32Array, x: Float32Array, w: Float32Array
       for (let ow = 0; ow < Wo; ++ow) {
         const p = (n * Ho + oh) * Wo + ow;
         for (let ch = 0; ch < C2; ++ch) {
-          const j = ch % C;
-          const dz = dy[p * C + j]! * z[p * C2 + (ch < C ? C + j : j)]!;
+          const j = ch % C, z1 = z[p * C2 + j]!, z2 = z[p * C2 + C + j]!, d = dy[p * C + j]!;
+          const g = c.gelu ? gelu64(z1) : { y: z1, dy: 1 };
+          const dz = ch < C ? d * z2 * g.dy : d * g.y;
           db[ch] += dz;
           for (let kh = 0; kh < K; ++kh) {
             const ih = oh - P + kh;
@@ -141,11 +148,25 @@ const dgCases: DgCase[] = [
   { N: 1, H: 6, W: 5, C: 17, K: 1, P: 0 },
   { N: 1, H: 4, W: 3, C: 16, K: 3, P: 2 },
   { N: 1, H: 40, W: 33, C: 48, K: 3, P: 1 },
+  // GELU gate (Restormer's GDFN: odd hidden widths such as 127)
+  { N: 1, H: 5, W: 7, C: 3, K: 3, P: 1, gelu: true },
+  { N: 2, H: 9, W: 6, C: 20, K: 3, P: 1, gelu: true },
+  { N: 1, H: 8, W: 11, C: 127, K: 3, P: 1, gelu: true },
+  { N: 1, H: 7, W: 8, C: 5, K: 5, P: 2, gelu: true },
+  { N: 2, H: 7, W: 5, C: 3, K: 3, P: 0, gelu: true },
 ];
-const dgName = (c: DgCase) => `N${c.N} ${c.H}x${c.W}x${2 * c.C} k${c.K} p${c.P}`;
+const dgName = (c: DgCase) => `N${c.N} ${c.H}x${c.W}x${2 * c.C} k${c.K} p${c.P}${c.gelu ? ' gelu' : ''}`;
+const dgAct = (c: DgCase) => (c.gelu ? 'gelu' : 'none');
+/** The unfused forward: act(z1) · z2 of z = conv2d(x, w, b, {groups: 2C}). */
+function dgUnfused(c: DgCase, xt: Tensor, wt: Tensor, bt: Tensor | null): Tensor {
+  const z = conv2d(xt, wt, bt, { groups: 2 * c.C, pad: c.P });
+  if (!c.gelu) return simpleGate(z);
+  const [z1, z2] = split(z, [c.C, c.C]);
+  return mul(gelu(z1!), z2!);
+}
 
 describe('dwconv_gate', () => {
-  it('matches float64 and simpleGate(conv2d(x, w, b, {groups: 2C}))', async () => {
+  it('matches float64 and the unfused act(z1)·z2 of conv2d(x, w, b, {groups: 2C})', async () => {
     let seed = 200;
     for (const c of dgCases) {
       const C2 = 2 * c.C;
@@ -153,11 +174,11 @@ describe('dwconv_gate', () => {
       for (const withBias of [true, false]) {
         const xt = tensor(x, [c.N, c.H, c.W, C2]), wt = tensor(w, [c.K, c.K, 1, C2]);
         const bt = withBias ? tensor(b, [C2]) : null;
-        const y = dwconvGate(xt, wt, bt, c.P);
+        const y = dwconvGate(xt, wt, bt, c.P, dgAct(c));
         const { y: ref, Ho, Wo } = dgRef(c, x, w, withBias ? b : null);
         expect(y.shape).toEqual([c.N, Ho, Wo, c.C]);
         await expectClose(y, ref, 1e-6, dgName(c));
-        const u = (await simpleGate(conv2d(xt, wt, bt, { groups: C2, pad: c.P })).data()) as Float32Array;
+        const u = (await dgUnfused(c, xt, wt, bt).data()) as Float32Array;
         await expectClose(y, u, 1e-6, `${dgName(c)} vs unfused`);
       }
     }
@@ -175,16 +196,24 @@ describe('dwconv_gate', () => {
         const ref = dgBackRef(c, dy, x, w, bb);
         const ins = [tensor(dy, [c.N, Ho, Wo, c.C]), tensor(x, [c.N, c.H, c.W, C2]), tensor(w, [c.K, c.K, 1, C2])];
         if (bb) ins.push(tensor(bb, [C2]));
-        const [dx, dw, db] = runOp('dwconv_gate_backward', ins, [c.P]);
+        const [dx, dw, db] = runOp('dwconv_gate_backward', ins, [c.P, c.gelu ? 1 : 0]);
         expect(dx!.shape).toEqual([c.N, c.H, c.W, C2]);
         expect(dw!.shape).toEqual([c.K, c.K, 1, C2]);
         expect(db!.shape).toEqual([C2]);
         await expectClose(dx!, ref.dx, 1e-6, `dx ${dgName(c)}`);
         await expectClose(dw!, ref.dw, 1e-6, `dw ${dgName(c)}`);
         await expectClose(db!, ref.db, 1e-6, `db ${dgName(c)}`);
-        // unfused: dz from simple_gate_backward on z, then conv2d_backward
+        // unfused: dz from the gate's backward on z, then conv2d_backward
         const z = runOp('conv2d', bb ? [ins[1]!, ins[2]!, ins[3]!] : [ins[1]!, ins[2]!], [1, c.P, C2])[0]!;
-        const dz = runOp('simple_gate_backward', [ins[0]!, z])[0]!;
+        let dz: Tensor;
+        if (!c.gelu) {
+          dz = runOp('simple_gate_backward', [ins[0]!, z])[0]!;
+        } else {
+          const [z1, z2] = runOp('split', [z], [c.C, c.C]);
+          const [a] = runOp('gelu', [z1!]);
+          const dz1 = runOp('gelu_backward', [runOp('mul', [ins[0]!, z2!])[0]!, z1!])[0]!;
+          dz = runOp('concat', [dz1, runOp('mul', [ins[0]!, a!])[0]!])[0]!;
+        }
         const [ux, uw, ub] = runOp('conv2d_backward', [dz, ins[1]!, ins[2]!], [1, c.P, C2]);
         await expectClose(dx!, (await ux!.data()) as Float32Array, 1e-6, `dx vs unfused ${dgName(c)}`);
         await expectClose(dw!, (await uw!.data()) as Float32Array, 1e-6, `dw vs unfused ${dgName(c)}`);
@@ -203,6 +232,12 @@ describe('dwconv_gate', () => {
       { data: randArray(2 * 4 * 5 * 20, 404), shape: [2, 4, 5, 20] },
       { data: randArray(9 * 20, 405), shape: [3, 3, 1, 20] },
       { data: randArray(20, 406), shape: [20] },
+    ]);
+    // GELU gate: 3x3 padding 1 (the GDFN case, odd half width) and a 5x5 kernel
+    await gradcheck((xx, ww, bb) => dwconvGate(xx, ww, bb!, 1, 'gelu'), [x, w, { data: randArray(6, 407), shape: [6] }]);
+    await gradcheck((xx, ww) => dwconvGate(xx, ww, null, 2, 'gelu'), [
+      { data: randArray(1 * 6 * 5 * 10, 408), shape: [1, 6, 5, 10] },
+      { data: randArray(25 * 10, 409), shape: [5, 5, 1, 10] },
     ]);
   });
 
@@ -225,6 +260,7 @@ describe('dwconv_gate', () => {
     expect(() => dwconvGate(x, tensor(randArray(9 * 8, 1), [3, 3, 1, 8]), null, 1)).toThrowError(/w must have shape \[KH, KW, 1, 16\]/);
     expect(() => dwconvGate(x, w, tensor(randArray(8, 1), [8]), 1)).toThrowError(/b must have shape \[16\]/);
     expect(() => dwconvGate(x, w, null, -1)).toThrowError(/pad must be >= 0/);
+    expect(() => runOp('dwconv_gate', [x, w], [1, 2])).toThrowError(/act must be 0 \(product\) or 1 \(GELU on the first half\), got 2/);
     expect(() => dwconvGate(tensor(randArray(16, 1), [1, 1, 1, 16]), w, null, 0)).toThrowError(/does not fit/);
   });
 });

@@ -6,8 +6,8 @@ import { Module } from '../nn/module.js';
 import { Conv2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add, mul } from '../ops/elementwise.js';
-import { gelu } from '../ops/activation.js';
 import { softmax, l2Normalize } from '../ops/activation2.js';
+import { dwconvGate } from '../ops/fused.js';
 import { layerNorm2d } from '../ops/norm.js';
 import { layerNormBiasFree } from '../ops/norm2.js';
 import { matmul } from '../ops/conv.js';
@@ -92,8 +92,9 @@ export class FeedForward extends Module {
     this.projectOut = this.child('project_out', new Conv2d(hd, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    const [x1, x2] = split(this.dwconv.forward(this.projectIn.forward(x)), [this.hidden, this.hidden]);
-    return this.projectOut.forward(mul(gelu(x1!), x2!));
+    // dwconv, chunk, GELU(x1)·x2 as one fused op (the 3×3 depthwise conv's output is recomputed in the backward)
+    const d = this.dwconv;
+    return this.projectOut.forward(dwconvGate(this.projectIn.forward(x), d.P.weight!, d.P.bias ?? null, 1, 'gelu'));
   }
 }
 

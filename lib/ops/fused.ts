@@ -1,5 +1,6 @@
-// Fused NAFBlock ops with backward rules: scaledAdd (the β/γ skip a + b·s) and dwconvGate (depthwise conv2 +
-// SimpleGate in one pass; its backward recomputes the conv output instead of saving it).
+// Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s) and dwconvGate (a depthwise conv
+// and a gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv
+// output instead of saving it).
 import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
@@ -21,19 +22,24 @@ export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
   return y!;
 }
 
+/** The gate's activation on the first half: none (NAFNet's SimpleGate) or exact GELU (Restormer's GDFN). */
+export type GateActivation = 'none' | 'gelu';
+
 /**
- * SimpleGate(depthwise_conv(x, w) + b): x[N, H, W, 2C], w[KH, KW, 1, 2C], b[2C] or null, stride 1, zero padding
- * `pad` -> [N, Ho, Wo, C] = z[..., :C] * z[..., C:].
+ * A gated depthwise conv: x[N, H, W, 2C], w[KH, KW, 1, 2C], b[2C] or null, stride 1, zero padding `pad`;
+ * z = depthwise_conv(x, w) + b -> [N, Ho, Wo, C] = act(z[..., :C]) * z[..., C:]. With act 'none' it is NAFNet's
+ * conv2 + SimpleGate, with 'gelu' the depthwise conv, chunk, GELU and product of Restormer's GDFN.
  */
-export function dwconvGate(x: Tensor, w: Tensor, b: Tensor | null, pad: number): Tensor {
-  const [y] = runOp('dwconv_gate', b ? [x, w, b] : [x, w], [pad]);
+export function dwconvGate(x: Tensor, w: Tensor, b: Tensor | null, pad: number, act: GateActivation = 'none'): Tensor {
+  const attrs = [pad, act === 'gelu' ? 1 : 0];
+  const [y] = runOp('dwconv_gate', b ? [x, w, b] : [x, w], attrs);
   record({
     name: 'dwconv_gate',
     inputs: b ? [x, w, b] : [x, w],
     outputs: [y!],
     save: b ? [x, w, b] : [x, w],
     backward: ([gy], saved) => {
-      const [dx, dw, db] = runOp('dwconv_gate_backward', [gy!, ...saved.map((t) => t!)], [pad]);
+      const [dx, dw, db] = runOp('dwconv_gate_backward', [gy!, ...saved.map((t) => t!)], attrs);
       if (!b) {
         db!.dispose();
         return [dx!, dw!];

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "../cuda/common.cuh"
+#include "../cuda/gelu.cuh"
 
 namespace irc {
 namespace {
@@ -23,9 +24,6 @@ __device__ __forceinline__ int64_t gtid() { return static_cast<int64_t>(blockIdx
 __device__ __forceinline__ int64_t gstride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // ---- functors ---------------------------------------------------------------------------------------------
-constexpr float kRsqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
-
 struct LeakyF {
   float s;
   __device__ float operator()(float x) const { return x > 0.f ? x : x * s; }
@@ -35,14 +33,13 @@ struct LeakyB {
   __device__ float operator()(float dy, float x) const { return x > 0.f ? dy : dy * s; }
 };
 struct GeluF {
-  // 1 + erf(z) = erfc(-z): accurate in the left tail too (the CPU kernel is)
-  __device__ float operator()(float x) const { return 0.5f * x * erfcf(-x * kRsqrt2); }
+  __device__ float operator()(float x) const { return gelu_f(x); }
 };
 struct GeluB {
   __device__ float operator()(float dy, float x) const {
-    const float cdf = 0.5f * erfcf(-x * kRsqrt2);
-    const float pdf = expf(-0.5f * x * x) * kInvSqrt2Pi;
-    return dy * (cdf + x * pdf);
+    float dg;
+    gelu_d_f(x, dg);
+    return dy * dg;
   }
 };
 struct ReluF {  // NaN propagates (x < 0 is false for NaN), as torch.relu

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../cuda/common.cuh"
+#include "../cuda/gelu.cuh"
 #include "depthwise3x3.h"
 #include "partials.cuh"
 
@@ -46,9 +47,10 @@ enum SlideMode { kPlain = 0, kGate = 1, kGateDz = 2 };
 // Forward over work items e = ((row r) S + segment) Co + cv, r = n H + oh:
 //   z_h = b[c_h] + Σ_{kh, kw} x[oh - 1 + kh, ow - 1 + kw, c_h] w[kh, kw, c_h]   (kh outer, kw inner, as the CPU)
 //   kPlain:  y[q, cv] = z_0                                   (c_0 = cv)
-//   kGate:   y[q, cv] = z_0 z_1                               (c_1 = cv + Co)
-//   kGateDz: out[q, cv] = dy[q, cv] z_1, out[q, Co + cv] = dy[q, cv] z_0   (the gate's backward into dz)
-template <int MODE, class V>
+//   kGate:   y[q, cv] = a(z_0) z_1                            (c_1 = cv + Co)
+//   kGateDz: out[q, cv] = dy[q, cv] z_1 a'(z_0), out[q, Co + cv] = dy[q, cv] a(z_0)   (the gate's backward into dz)
+// with a = identity, or GELU when GELU (gate modes only; they take floats).
+template <int MODE, bool GELU, class V>
 __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict__ x, const V* __restrict__ w,
                                                     const V* __restrict__ b, const V* __restrict__ dy,
                                                     V* __restrict__ out, int items) {
@@ -96,6 +98,16 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
       const int q = r * g.W + ow;
       if constexpr (MODE == kPlain) {
         out[q * g.Co + cv] = z[0];
+      } else if constexpr (GELU) {
+        float da;
+        const float a = gelu_d_f(z[0], da);
+        if constexpr (MODE == kGate) {
+          out[q * g.Co + cv] = a * z[NH - 1];
+        } else {
+          const float d = dy[q * g.Co + cv];
+          out[q * 2 * g.Co + cv] = d * z[NH - 1] * da;
+          out[q * 2 * g.Co + g.Co + cv] = d * a;
+        }
       } else if constexpr (MODE == kGate) {
         out[q * g.Co + cv] = z[0] * z[NH - 1];
       } else {
@@ -182,10 +194,10 @@ __global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict
 // Whether a tensor of n floats may take the sliding kernels (32-bit index math).
 bool slide_fits(int64_t n) { return n > 0 && n < INT_MAX; }
 
-// Launches slide3_fwd_k<MODE>. C: channels per work item (plain: of x; gate: of one half). The plain conv takes
-// float2 vectors when the channels and pointers allow it (58 registers); the gate modes hold two windows and
+// Launches slide3_fwd_k<MODE, GELU>. C: channels per work item (plain: of x; gate: of one half). The plain conv
+// takes float2 vectors when the channels and pointers allow it (58 registers); the gate modes hold two windows and
 // two weight sets, so they stay with floats (64 registers; float2 would need 98 and halve the occupancy).
-template <int MODE>
+template <int MODE, bool GELU = false>
 void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, const float* x, const float* w,
                     const float* b, const float* dy, float* out) {
   const int64_t halves = MODE == kPlain ? 1 : 2;
@@ -193,7 +205,7 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
     if (C % 2 == 0 && aligned8(x) && aligned8(w) && (!b || aligned8(b)) && aligned8(out)) {
       const Slide g = slide_of(H, W, C / 2, C / 2);
       const int items = static_cast<int>(N * H * g.S * (C / 2));
-      slide3_fwd_k<MODE, float2><<<cu::blocks_for(items), kThreads, 0, s>>>(
+      slide3_fwd_k<MODE, false, float2><<<cu::blocks_for(items), kThreads, 0, s>>>(
           g, reinterpret_cast<const float2*>(x), reinterpret_cast<const float2*>(w),
           reinterpret_cast<const float2*>(b), nullptr, reinterpret_cast<float2*>(out), items);
       return;
@@ -201,24 +213,25 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
   }
   const Slide g = slide_of(H, W, halves * C, C);
   const int items = static_cast<int>(N * H * g.S * C);
-  slide3_fwd_k<MODE, float><<<cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
+  slide3_fwd_k<MODE, GELU, float><<<cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
 }
 
 }  // namespace
 
 // ---- dwconv_gate 3x3, padding 1 (nafnet.cu) -------------------------------------------------------------------
-bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
+bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
                        const float* w, const float* b, float* y) {
   if (!slide_fits(N * H * W * 2 * C)) return false;
-  slide3_forward<kGate>(cu::stream(c), N, H, W, C, x, w, b, nullptr, y);
+  (gelu ? slide3_forward<kGate, true> : slide3_forward<kGate, false>)(cu::stream(c), N, H, W, C, x, w, b, nullptr, y);
   cu::check_launch(c);
   return true;
 }
 
-bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x, const float* w,
-                  const float* b, const float* dy, float* dz) {
+bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
+                  const float* w, const float* b, const float* dy, float* dz) {
   if (!slide_fits(N * H * W * 2 * C)) return false;
-  slide3_forward<kGateDz>(cu::stream(c), N, H, W, C, x, w, b, dy, dz);
+  (gelu ? slide3_forward<kGateDz, true> : slide3_forward<kGateDz, false>)(cu::stream(c), N, H, W, C, x, w, b, dy,
+                                                                          dz);
   cu::check_launch(c);
   return true;
 }

@@ -15,12 +15,13 @@
 namespace irc {
 bool depthwise3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
                           const float* w, const float* b, float* y);
-// dwconv_gate with a 3x3 kernel and padding 1 (x [N, H, W, 2C], weight [3, 3, 1, 2C]): y [N, H, W, C] = z1 z2,
-// and the gate's backward into dz [N, H, W, 2C] = [dy z2, dy z1] (z recomputed).
-bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
+// dwconv_gate with a 3x3 kernel and padding 1 (x [N, H, W, 2C], weight [3, 3, 1, 2C]): y [N, H, W, C] = a(z1) z2,
+// and the gate's backward into dz [N, H, W, 2C] = [dy z2 a'(z1), dy a(z1)] (z recomputed); a = GELU when gelu,
+// else the identity.
+bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
                        const float* w, const float* b, float* y);
-bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* x, const float* w,
-                  const float* b, const float* dy, float* dz);
+bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
+                  const float* w, const float* b, const float* dy, float* dz);
 bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* dz,
                            const float* x, const float* w, float* dx, float* dw, float* db);
 }  // namespace irc

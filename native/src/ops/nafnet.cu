@@ -5,10 +5,12 @@
 //       blocks of 256 threads as (row lanes x channel vectors), each block summing a fixed row range in double into
 //       a partial; pass 2, one warp per output, sums the partials in a fixed order (deterministic). dx / db are
 //       written by pass 1 on the way.
-//   dwconv_gate: 3x3 with padding 1 by the sliding-window kernel of depthwise3x3.cu (a thread slides a 3x3
-//       register window along a row segment, both halves at once); other kernels: one thread per output pixel and channel (vector)
-//       computes z for both halves, as z_pix on the CPU.
-//   dwconv_gate_backward: (1) dz = [dy z2, dy z1] into scratch, z recomputed (3x3 padding 1: the sliding kernel);
+//   dwconv_gate (act 0: z1 z2, NAFNet; act 1: GELU(z1) z2, Restormer's GDFN): 3x3 with padding 1 by the
+//       sliding-window kernel of depthwise3x3.cu (a thread slides a 3x3 register window along a row segment, both
+//       halves at once); other kernels: one thread per output pixel and channel (vector) computes z for both
+//       halves, as z_pix on the CPU (floats with GELU).
+//   dwconv_gate_backward: (1) dz = [dy z2 a'(z1), dy a(z1)] into scratch, z recomputed (3x3 padding 1: the
+//       sliding kernel);
 //       (2) for 3x3 kernels with padding 1, one sliding pass over dz gathers dx and accumulates the dw / db
 //       partials (depthwise3x3_backward, also used by conv2d.cu); other kernels: a dw / db partial pass, one tap
 //       per block row, then dx gathers dz through the flipped taps; (3) the partials are summed in a fixed order.
@@ -17,6 +19,7 @@
 #include <string>
 
 #include "../cuda/common.cuh"
+#include "../cuda/gelu.cuh"
 #include "depthwise3x3.h"
 #include "partials.cuh"
 
@@ -208,8 +211,8 @@ __device__ __forceinline__ void split_q(const DG& g, I e, I Cv, I& q, I& n, I& o
   oh = r - n * I(g.Ho);
 }
 
-// Forward: y[q, c] = z(c) z(c + C); C in units of V.
-template <int K, class V, class I>
+// Forward: y[q, c] = a(z(c)) z(c + C); C in units of V; a = GELU when GELU (V = float), else the identity.
+template <int K, bool GELU, class V, class I>
 __global__ void dwgate_fwd_k(DG g, const V* __restrict__ x, const V* __restrict__ w, const V* __restrict__ b,
                              V* __restrict__ y, I total, I Cv) {
   IRC_LOOP(I, e, total) {
@@ -217,12 +220,15 @@ __global__ void dwgate_fwd_k(DG g, const V* __restrict__ x, const V* __restrict_
     split_q<I>(g, e, Cv, q, n, oh, ow, c);
     const V z1 = z_at<K, V>(g, x, w, b, n, oh, ow, c, 2 * Cv);
     const V z2 = z_at<K, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
-    y[e] = z1 * z2;
+    if constexpr (GELU)
+      y[e] = gelu_f(z1) * z2;
+    else
+      y[e] = z1 * z2;
   }
 }
 
-// Backward step 1: dz[q, c] = dy z2, dz[q, C + c] = dy z1 (z recomputed).
-template <int K, class V, class I>
+// Backward step 1: dz[q, c] = dy z2 a'(z1), dz[q, C + c] = dy a(z1) (z recomputed).
+template <int K, bool GELU, class V, class I>
 __global__ void dwgate_dz_k(DG g, const V* __restrict__ dy, const V* __restrict__ x, const V* __restrict__ w,
                             const V* __restrict__ b, V* __restrict__ dz, I total, I Cv) {
   IRC_LOOP(I, e, total) {
@@ -232,8 +238,15 @@ __global__ void dwgate_dz_k(DG g, const V* __restrict__ dy, const V* __restrict_
     const V z2 = z_at<K, V>(g, x, w, b, n, oh, ow, c + Cv, 2 * Cv);
     const V d = dy[e];
     V* out = dz + int64_t(q) * 2 * Cv + c;
-    out[0] = d * z2;
-    out[Cv] = d * z1;
+    if constexpr (GELU) {
+      float da;
+      const float a = gelu_d_f(z1, da);
+      out[0] = d * z2 * da;
+      out[Cv] = d * a;
+    } else {
+      out[0] = d * z2;
+      out[Cv] = d * z1;
+    }
   }
 }
 
@@ -301,6 +314,9 @@ __global__ void dwgate_dx_k(DG g, const V* __restrict__ dz, const V* __restrict_
     dx[e] = acc;
   }
 }
+
+// dwconv_gate's act attribute: 1 = GELU on the first half (absent: 0, the product).
+bool gelu_act(const KernelCtx& c) { return c.attrs.size() > 1 && c.ai(1) == 1; }
 
 // Pixel groups for the generic dw / db partials (shape only).
 int64_t dw_groups(int64_t Q, int64_t tiles) {
@@ -419,11 +435,11 @@ void dwgate_forward(const DG& g, const V* x, const V* w, const V* b, V* y, int64
                     cudaStream_t s) {
   const unsigned nb = cu::blocks_for(total);
   if (small_index(total))
-    (k3 ? dwgate_fwd_k<3, V, int> : dwgate_fwd_k<0, V, int>)<<<nb, kThreads, 0, s>>>(g, x, w, b, y, int(total),
-                                                                                       int(Cv));
+    (k3 ? dwgate_fwd_k<3, false, V, int> : dwgate_fwd_k<0, false, V, int>)<<<nb, kThreads, 0, s>>>(
+        g, x, w, b, y, int(total), int(Cv));
   else
-    (k3 ? dwgate_fwd_k<3, V, int64_t> : dwgate_fwd_k<0, V, int64_t>)<<<nb, kThreads, 0, s>>>(g, x, w, b, y, total,
-                                                                                               Cv);
+    (k3 ? dwgate_fwd_k<3, false, V, int64_t> : dwgate_fwd_k<0, false, V, int64_t>)<<<nb, kThreads, 0, s>>>(
+        g, x, w, b, y, total, Cv);
 }
 
 void cuda_dwconv_gate(KernelCtx& c) {
@@ -433,9 +449,14 @@ void cuda_dwconv_gate(KernelCtx& c) {
   float* y = c.out[0].f();
   const int64_t total = c.out[0].n;
   cudaStream_t s = cu::stream(c);
-  if (g.KH == 3 && g.KW == 3 && g.P == 1 && dwgate3x3_forward(c, g.N, g.H, g.W, g.C, x, w, b, y)) return;
+  const bool gelu = gelu_act(c);
+  if (g.KH == 3 && g.KW == 3 && g.P == 1 && dwgate3x3_forward(c, g.N, g.H, g.W, g.C, gelu, x, w, b, y)) return;
   const bool k3 = g.KH == 3 && g.KW == 3;
-  if (g.C % 4 == 0 && aligned16(x) && aligned16(w) && (!b || aligned16(b)) && aligned16(y))
+  if (gelu)  // other kernels with GELU (no model uses them): floats, 64-bit indices
+    (k3 ? dwgate_fwd_k<3, true, float, int64_t> : dwgate_fwd_k<0, true, float, int64_t>)<<<cu::blocks_for(total),
+                                                                                             kThreads, 0, s>>>(
+        g, x, w, b, y, total, g.C);
+  else if (g.C % 4 == 0 && aligned16(x) && aligned16(w) && (!b || aligned16(b)) && aligned16(y))
     dwgate_forward<float4>(g, reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w),
                            reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(y), total / 4, g.C / 4, k3, s);
   else
@@ -448,11 +469,11 @@ void dwgate_dz(const DG& g, const V* dy, const V* x, const V* w, const V* b, V* 
                bool k3, cudaStream_t s) {
   const unsigned nb = cu::blocks_for(total);
   if (small_index(total))
-    (k3 ? dwgate_dz_k<3, V, int> : dwgate_dz_k<0, V, int>)<<<nb, kThreads, 0, s>>>(g, dy, x, w, b, dz, int(total),
-                                                                                     int(Cv));
+    (k3 ? dwgate_dz_k<3, false, V, int> : dwgate_dz_k<0, false, V, int>)<<<nb, kThreads, 0, s>>>(
+        g, dy, x, w, b, dz, int(total), int(Cv));
   else
-    (k3 ? dwgate_dz_k<3, V, int64_t> : dwgate_dz_k<0, V, int64_t>)<<<nb, kThreads, 0, s>>>(g, dy, x, w, b, dz,
-                                                                                             total, Cv);
+    (k3 ? dwgate_dz_k<3, false, V, int64_t> : dwgate_dz_k<0, false, V, int64_t>)<<<nb, kThreads, 0, s>>>(
+        g, dy, x, w, b, dz, total, Cv);
 }
 
 void cuda_dwconv_gate_backward(KernelCtx& c) {
@@ -472,13 +493,18 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
   float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
   // 3x3, padding 1: (1) dz by the sliding forward, (2) dx and the dw / db partials in one sliding pass over dz,
   // (3) the partials summed in order
-  if (g.KH == 3 && g.KW == 3 && g.P == 1 && dwgate3x3_dz(c, g.N, g.H, g.W, g.C, x, w, b, dy, dz) &&
+  const bool gelu = gelu_act(c);
+  if (g.KH == 3 && g.KW == 3 && g.P == 1 && dwgate3x3_dz(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dz) &&
       depthwise3x3_backward(c, g.N, g.H, g.W, g.C2, dz, x, w, dx, dw, db))
     return;
   const bool k3 = g.KH == 3 && g.KW == 3;
   const bool vec = g.C % 4 == 0 && aligned16(dy) && aligned16(x) && aligned16(w) && (!b || aligned16(b)) && aligned16(dx);
   // (1) dz, z recomputed
-  if (vec)
+  if (gelu)
+    (k3 ? dwgate_dz_k<3, true, float, int64_t> : dwgate_dz_k<0, true, float, int64_t>)<<<cu::blocks_for(Q * g.C),
+                                                                                           kThreads, 0, s>>>(
+        g, dy, x, w, b, dz, Q * g.C, g.C);
+  else if (vec)
     dwgate_dz<float4>(g, reinterpret_cast<const float4*>(dy), reinterpret_cast<const float4*>(x),
                       reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b),
                       reinterpret_cast<float4*>(dz), Q * g.C / 4, g.C / 4, k3, s);

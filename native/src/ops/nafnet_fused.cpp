@@ -1,8 +1,10 @@
 // Fused NAFBlock ops (ops.def), NHWC:
 //   scaled_add            (a, b, s[C]) -> y = a + b * s                        (NAFBlock β / γ skip)
 //   scaled_add_backward   (dy, b, s) -> db = dy * s, ds = Σ_rows dy * b
-//   dwconv_gate           (x[N,H,W,2C], w[KH,KW,1,2C], b?) -> y = z[..,:C] * z[..,C:], z = dwconv(x, w) + b (stride 1)
-//   dwconv_gate_backward  (dy, x, w, b?) -> dx, dw, db, with dz = [dy * z2, dy * z1] and z recomputed.
+//   dwconv_gate           (x[N,H,W,2C], w[KH,KW,1,2C], b?), attrs [pad, act] -> y = a(z[..,:C]) * z[..,C:],
+//                         z = dwconv(x, w) + b (stride 1); a = identity (act 0, NAFNet) or exact GELU (act 1,
+//                         Restormer's GDFN)
+//   dwconv_gate_backward  (dy, x, w, b?) -> dx, dw, db, with dz = [dy z2 a'(z1), dy a(z1)] and z recomputed.
 // Kernels are vectorised over channels with GCC vector extensions, instantiated for AVX-512 (16 floats),
 // AVX2+FMA (8) and the baseline (4) through target attributes and picked at run time (IRCONSTYLE_GEMM_ISA=avx2 |
 // scalar forces a lower one, as for conv2d); leftover channels use the same templates with plain floats.
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/gelu_math.h"
 #include "../cpu/simd.h"
 #include "op_api.h"
 
@@ -32,10 +35,11 @@ IRC_INL V vzero() {
 
 struct DG {
   int64_t N, H, W, C2, C, KH, KW, P, Ho, Wo;
+  bool gelu;  // act 1: GELU on the first half
 };
 
-DG dg_of(const Shape& x, const Shape& w, int64_t pad) {
-  DG g{x[0], x[1], x[2], x[3], x[3] / 2, w[0], w[1], pad, 0, 0};
+DG dg_of(const Shape& x, const Shape& w, int64_t pad, int64_t act) {
+  DG g{x[0], x[1], x[2], x[3], x[3] / 2, w[0], w[1], pad, 0, 0, act == 1};
   g.Ho = g.H + 2 * pad - g.KH + 1;
   g.Wo = g.W + 2 * pad - g.KW + 1;
   return g;
@@ -83,16 +87,28 @@ IRC_INL V z_pix(const DG& g, const float* x, const float* w, const float* b, int
   return acc;
 }
 
-// Stores the gate result of pixel ow for channel block c: forward y[ow, c] = z1 z2; backward (BWD) the pair
-// dz[ow, c] = dy z2, dz[ow, C + c] = dy z1.
+// gelu(z) (gelu_math.h), with its derivative in dg; floats take the vf4 path.
+template <class V>
+IRC_INL V gelu_any(const V& z, V& dg) {
+  if constexpr (std::is_same_v<V, float>) {
+    return gelu_d_1(z, dg);
+  } else {
+    return gelu_d<V>(z, dg);
+  }
+}
+
+// Stores the gate result of pixel ow for channel block c: forward y[ow, c] = a(z1) z2; backward (BWD) the pair
+// dz[ow, c] = dy z2 a'(z1), dz[ow, C + c] = dy a(z1) (a: identity, or GELU when g.gelu).
 template <class V, bool BWD>
 IRC_INL void put(const DG& g, const V& z1, const V& z2, const float* dyr, float* out, int64_t ow, int64_t c) {
+  V a = z1, da{};
+  if (g.gelu) a = gelu_any<V>(z1, da);
   if (!BWD) {
-    st<V>(out + ow * g.C + c, z1 * z2);
+    st<V>(out + ow * g.C + c, a * z2);
   } else {
     const V d = ld<V>(dyr + ow * g.C + c);
-    st<V>(out + ow * g.C2 + c, d * z2);
-    st<V>(out + ow * g.C2 + g.C + c, d * z1);
+    st<V>(out + ow * g.C2 + c, g.gelu ? d * z2 * da : d * z2);
+    st<V>(out + ow * g.C2 + g.C + c, d * a);
   }
 }
 
@@ -418,8 +434,13 @@ const float* zero_row(const DG& g) {
   return z;
 }
 
+int64_t act_of(const std::vector<double>& attrs) { return attrs.size() > 1 ? static_cast<int64_t>(attrs[1]) : 0; }
+
 DG check_dg(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   c.need_attrs(1);
+  if (c.attrs.size() > 1 && c.ai(1) != 0 && c.ai(1) != 1)
+    op_fail("E_ATTR", std::string(c.op) + ": act must be 0 (product) or 1 (GELU on the first half), got " +
+                          std::to_string(c.ai(1)));
   c.need_f32(xi);
   c.need_f32(wi);
   c.need_rank(xi, 4);
@@ -437,7 +458,7 @@ DG check_dg(InferCtx& c, size_t xi, size_t wi, size_t bi) {
     if (c.in[bi].shape != Shape{x[3]})
       op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(x[3]) + "], got " + shape_str(c.in[bi].shape));
   }
-  DG g = dg_of(x, w, pad);
+  DG g = dg_of(x, w, pad, act_of(c.attrs));
   if (g.Ho < 1 || g.Wo < 1)
     op_fail("E_SHAPE", op + ": kernel " + shape_str(w) + " with pad " + std::to_string(pad) +
                            " does not fit x " + shape_str(x));
@@ -516,7 +537,7 @@ void infer_dwconv_gate(InferCtx& c) {
 }
 
 void cpu_dwconv_gate(KernelCtx& c) {
-  const DG g = dg_of(c.in[0].shape, c.in[1].shape, c.ai(0));
+  const DG g = dg_of(c.in[0].shape, c.in[1].shape, c.ai(0), act_of(c.attrs));
   if (g.C == 0 || g.N == 0) return;
   const float *x = c.in[0].f(), *w = c.in[1].f(), *b = c.in.size() > 2 ? c.in[2].f() : nullptr;
   float* y = c.out[0].f();
@@ -541,7 +562,7 @@ void infer_dwconv_gate_backward(InferCtx& c) {
 }
 
 void cpu_dwconv_gate_backward(KernelCtx& c) {
-  const DG g = dg_of(c.in[1].shape, c.in[2].shape, c.ai(0));
+  const DG g = dg_of(c.in[1].shape, c.in[2].shape, c.ai(0), act_of(c.attrs));
   const float *dy = c.in[0].f(), *x = c.in[1].f(), *w = c.in[2].f(), *b = c.in.size() > 3 ? c.in[3].f() : nullptr;
   float *dx = c.out[0].f(), *dw = c.out[1].f(), *db = c.out[2].f();
   const int64_t wsz = g.KH * g.KW * g.C2, psz = wsz + g.C2;
