@@ -5,14 +5,12 @@ import type { Tensor } from '../tensor/tensor.js';
 import { Module } from '../nn/module.js';
 import { Conv2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
-import { add, mul } from '../ops/elementwise.js';
-import { softmax, l2Normalize } from '../ops/activation2.js';
+import { add } from '../ops/elementwise.js';
+import { channelAttention } from '../ops/attention.js';
 import { dwconvGate } from '../ops/fused.js';
 import { layerNorm2d } from '../ops/norm.js';
 import { layerNormBiasFree } from '../ops/norm2.js';
-import { matmul } from '../ops/conv.js';
-import { permute } from '../ops/memory.js';
-import { concat, split, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
+import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
 import { Blocks } from './nafnet.js';
 import { ConStyleUNet, type Level, type UNetConfig } from './unet.js';
 
@@ -65,16 +63,9 @@ export class Attention extends Module {
     this.projectOut = this.child('project_out', new Conv2d(c, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    const [n, h, w, c] = x.shape as [number, number, number, number];
-    const heads = this.heads, ch = c / heads;
-    const [q, k, v] = split(this.qkvDwconv.forward(this.qkv.forward(x)), [c, c, c]);
-    // [N, H, W, C] -> [N, HW, heads, c] -> [N, heads, c, HW]
-    const toHeads = (t: Tensor) => permute(t.reshape([n, h * w, heads, ch]), [0, 2, 3, 1]);
-    const qn = l2Normalize(toHeads(q!), 1e-12);
-    const kn = l2Normalize(toHeads(k!), 1e-12);
-    const attn = softmax(mul(matmul(qn, kn, { transB: true }), this.P.temperature!)); // [N, heads, c, c]
-    const out = matmul(attn, toHeads(v!)); // [N, heads, c, HW]
-    return this.projectOut.forward(permute(out, [0, 3, 1, 2]).reshape([n, h, w, c]));
+    // softmax(normalize(q) normalize(k)ᵀ · temperature) v per head, on the NHWC qkv directly (one fused op)
+    const qkv = this.qkvDwconv.forward(this.qkv.forward(x));
+    return this.projectOut.forward(channelAttention(qkv, this.P.temperature!, this.heads));
   }
 }
 

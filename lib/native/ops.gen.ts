@@ -157,6 +157,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "channel_attention",
+    "minIn": 2,
+    "maxIn": 2,
+    "differentiable": true
+  },
+  {
+    "name": "channel_attention_backward",
+    "minIn": 5,
+    "maxIn": 5,
+    "differentiable": false
+  },
+  {
     "name": "conv2d",
     "minIn": 2,
     "maxIn": 3,
