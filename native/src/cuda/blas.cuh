@@ -11,6 +11,11 @@ const gpu::Cublas& bind(const KernelCtx& k, bool tf32);
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
 void gemm(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// For i < batch: C_i = op(A_i) op(B_i) + beta C_i with A_i = A + i sA (likewise B, C), one strided-batched call
+// per 65,535 matrices.
+void gemm_batched(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M, int64_t N, int64_t K,
+                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, float* C,
+                  int64_t ldc, int64_t sC, int64_t batch, float beta);
 // y[r, :] = bias for every row.
 void fill_rows(const KernelCtx& k, float* y, int64_t rows, int64_t cols, const float* bias);
 // out[c] = sum over rows of x[r, c] (deterministic two-pass), temporaries in scratch `slot`.

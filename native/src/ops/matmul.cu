@@ -127,14 +127,16 @@ void gemm(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M,
 
 void gemm_batched(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M, int64_t N, int64_t K,
                   const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, float* C,
-                  int64_t ldc, int64_t sC, int64_t batch) {
+                  int64_t ldc, int64_t sC, int64_t batch, float beta) {
   if (M == 0 || N == 0 || batch == 0) return;
-  if (K == 0) {  // C is contiguous [batch, M, ldc]
-    zero_rows_k<<<cu::blocks_for(batch * M * N), 256, 0, cu::stream(k)>>>(C, batch * M, N, ldc);
-    cu::check_launch(k);
+  if (K == 0) {  // C = beta C: with beta 0, C must be contiguous [batch, M, ldc] (sC = M ldc)
+    if (beta == 0.f) {
+      zero_rows_k<<<cu::blocks_for(batch * M * N), 256, 0, cu::stream(k)>>>(C, batch * M, N, ldc);
+      cu::check_launch(k);
+    }
     return;
   }
-  const float one = 1.f, zero = 0.f;
+  const float one = 1.f;
   const int64_t chunk = 65535;
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
     const int64_t nb = batch - b0 < chunk ? batch - b0 : chunk;
@@ -142,7 +144,7 @@ void gemm_batched(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, in
            b.SgemmStridedBatched(b.handle, tB ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N,
                                  tA ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N, as_int(k, N, "N"), as_int(k, M, "M"),
                                  as_int(k, K, "K"), &one, B + b0 * sB, as_int(k, ldb, "ldb"), sB, A + b0 * sA,
-                                 as_int(k, lda, "lda"), sA, &zero, C + b0 * sC, as_int(k, ldc, "ldc"), sC,
+                                 as_int(k, lda, "lda"), sA, &beta, C + b0 * sC, as_int(k, ldc, "ldc"), sC,
                                  static_cast<int>(nb)),
            "cublasSgemmStridedBatched");
   }
@@ -387,7 +389,7 @@ void cuda_matmul(KernelCtx& k) {
     blas::gemm(k, cb, tA, tB, batch * M, N, K, 1.f, a, lda, b, ldb, 0.f, y, N);
     return;
   }
-  blas::gemm_batched(k, cb, tA, tB, M, N, K, a, lda, M * K, b, ldb, shared_b ? 0 : K * N, y, N, M * N, batch);
+  blas::gemm_batched(k, cb, tA, tB, M, N, K, a, lda, M * K, b, ldb, shared_b ? 0 : K * N, y, N, M * N, batch, 0.f);
 }
 
 }  // namespace irc

@@ -1,0 +1,272 @@
+// CUDA channel_attention (Restormer's MDTA core; the math and its backward are written out in attention.cpp).
+// Forward: (1) the q / k column norms over the pixels (block partials in double, summed in a fixed order);
+// (2) per head, the Gram Q^T K by cuBLAS straight from the NHWC qkv (rows 3C apart) into the cos output; (3) a warp
+// per row of c normalises it into cosines and takes softmax(t cos) into scratch; (4) y = V A^T by cuBLAS into the
+// head's channels of y. Backward: dA = dY^T V (cuBLAS); a warp per row recomputes A and forms dS, dC = t dS, α and
+// the row's dt term; a thread per column forms β and scales its column of dC into M; dt summed in a fixed order;
+// dQ, dK = α Q, β K, then += K M^T and Q M, and dV = dY A (cuBLAS, FP32 as matmul). The per-head GEMMs are strided
+// batches over the samples, or over the heads when there are more heads than samples (one call at batch 1).
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "../cuda/blas.cuh"
+#include "../cuda/common.cuh"
+
+namespace irc {
+namespace {
+
+struct CA {
+  int64_t N, P, C, heads, c;
+  double eps;
+};
+
+CA ca_of(const Shape& qkv, const std::vector<double>& attrs) {
+  CA g{qkv[0], qkv[1] * qkv[2], qkv[3] / 3, static_cast<int64_t>(attrs[0]), 0, attrs[1]};
+  g.c = g.C / g.heads;
+  return g;
+}
+
+__device__ __forceinline__ double clamped(float n, double eps) { return fmax(static_cast<double>(n), eps); }
+__device__ __forceinline__ double norm_grad(float n, double eps) {
+  return static_cast<double>(n) >= eps && n > 0.f ? -1.0 / (static_cast<double>(n) * n) : 0.0;
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// part[(n G + g) C2 + a] = Σ_{p in part g} qkv[n, p, a]^2 for a < C2 = 2C: block (32 channels, 8 row lanes),
+// grid (channel chunks, G, N); the lanes are added in order.
+__global__ void __launch_bounds__(256) colsq_k(const float* __restrict__ qkv, int64_t P, int64_t C3, int64_t C2, int G,
+                                               double* __restrict__ part) {
+  __shared__ double sh[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y, g = blockIdx.y, n = blockIdx.z;
+  const int64_t a = blockIdx.x * int64_t(32) + tx;
+  const int64_t p0 = P * g / G, p1 = P * (g + 1) / G;
+  double s = 0.0;
+  if (a < C2)
+    for (int64_t p = p0 + ty; p < p1; p += 8) {
+      const double v = qkv[(n * P + p) * C3 + a];
+      s += v * v;
+    }
+  sh[ty][tx] = s;
+  __syncthreads();
+  if (ty == 0 && a < C2) {
+    double t = sh[0][tx];
+    for (int k = 1; k < 8; ++k) t += sh[k][tx];
+    part[(int64_t(n) * G + g) * C2 + a] = t;
+  }
+}
+
+__global__ void norms_finish_k(const double* __restrict__ part, int64_t N, int G, int64_t C2, float* __restrict__ norms) {
+  IRC_GRID_LOOP(e, N * C2) {
+    const int64_t n = e / C2, a = e % C2;
+    double t = 0.0;
+    for (int g = 0; g < G; ++g) t += part[(n * G + g) * C2 + a];
+    norms[e] = static_cast<float>(sqrt(t));
+  }
+}
+
+// Softmax of t cos over one row of c held by a warp (lane j takes j, j + 32, ...): writes A[j]; returns nothing.
+__device__ __forceinline__ void softmax_row(const float* __restrict__ cr, float t, int c, float* __restrict__ ar,
+                                            int lane) {
+  float m = -INFINITY;
+  for (int j = lane; j < c; j += 32) m = fmaxf(m, t * cr[j]);
+  m = warp_max(m);
+  double s = 0.0;
+  for (int j = lane; j < c; j += 32) {
+    const float e = expf(t * cr[j] - m);
+    ar[j] = e;
+    s += e;
+  }
+  const float inv = static_cast<float>(1.0 / warp_sum(s));
+  __syncwarp();
+  for (int j = lane; j < c; j += 32) ar[j] *= inv;
+}
+
+// Forward rows r = (n heads + h) c + i, a warp each: cos[r, :] (the raw Gram on entry) /= q̂_i k̂_j; A = softmax.
+__global__ void fwd_rows_k(CA g, const float* __restrict__ t, const float* __restrict__ norms, float* __restrict__ cos,
+                           float* __restrict__ A, int64_t rows) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t r = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; r < rows; r += warps) {
+    const int64_t n = r / (g.heads * g.c), h = (r / g.c) % g.heads, i = r % g.c;
+    const double qi = clamped(norms[n * 2 * g.C + h * g.c + i], g.eps);
+    const float* nk = norms + n * 2 * g.C + g.C + h * g.c;
+    float* cr = cos + r * g.c;
+    for (int j = lane; j < g.c; j += 32) cr[j] = static_cast<float>(cr[j] / (qi * clamped(nk[j], g.eps)));
+    __syncwarp();
+    softmax_row(cr, t[h], static_cast<int>(g.c), A + r * g.c, lane);
+  }
+}
+
+// Backward rows, a warp each: A (recomputed), dS = A (dA - Σ dA A), rowdt[r] = Σ dS cos, M[r, :] = dC = t dS,
+// ab[n, h c + i] = α_i = Σ_j dC cos · norm_grad(nq_i).
+__global__ void bwd_rows_k(CA g, const float* __restrict__ t, const float* __restrict__ norms,
+                           const float* __restrict__ cos, const float* __restrict__ dA, float* __restrict__ A,
+                           float* __restrict__ M, double* __restrict__ rowdt, float* __restrict__ ab, int64_t rows) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t r = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; r < rows; r += warps) {
+    const int64_t n = r / (g.heads * g.c), h = (r / g.c) % g.heads, i = r % g.c;
+    const float *cr = cos + r * g.c, *dr = dA + r * g.c;
+    float *ar = A + r * g.c, *mr = M + r * g.c;
+    const float th = t[h];
+    softmax_row(cr, th, static_cast<int>(g.c), ar, lane);
+    __syncwarp();
+    double s = 0.0;
+    for (int j = lane; j < g.c; j += 32) s += static_cast<double>(dr[j]) * ar[j];
+    const float sf = static_cast<float>(warp_sum(s));
+    double sdt = 0.0, sa = 0.0;
+    for (int j = lane; j < g.c; j += 32) {
+      const float dS = ar[j] * (dr[j] - sf);
+      sdt += static_cast<double>(dS) * cr[j];
+      const float dc = dS * th;
+      mr[j] = dc;
+      sa += static_cast<double>(dc) * cr[j];
+    }
+    sdt = warp_sum(sdt);
+    sa = warp_sum(sa);
+    if (lane == 0) {
+      rowdt[r] = sdt;
+      const int64_t a = n * 2 * g.C + h * g.c + i;
+      ab[a] = static_cast<float>(sa * norm_grad(norms[a], g.eps));
+    }
+  }
+}
+
+// Backward columns, a thread each (n, h, j): β_j = Σ_i dC_ij cos_ij · norm_grad(nk_j) into ab[n, C + h c + j], then
+// M[:, j] = dC[:, j] / (q̂_i k̂_j) (the thread owns its column).
+__global__ void bwd_cols_k(CA g, const float* __restrict__ norms, const float* __restrict__ cos, float* __restrict__ M,
+                           float* __restrict__ ab) {
+  IRC_GRID_LOOP(e, g.N * g.heads * g.c) {
+    const int64_t u = e / g.c, j = e % g.c, n = u / g.heads, h = u % g.heads;
+    const float* nq = norms + n * 2 * g.C + h * g.c;
+    const float nkj = nq[g.C + j];
+    float* mb = M + u * g.c * g.c + j;
+    const float* cb = cos + u * g.c * g.c + j;
+    double s = 0.0;
+    for (int64_t i = 0; i < g.c; ++i) s += static_cast<double>(mb[i * g.c]) * cb[i * g.c];
+    ab[n * 2 * g.C + g.C + h * g.c + j] = static_cast<float>(s * norm_grad(nkj, g.eps));
+    const double kj = clamped(nkj, g.eps);
+    for (int64_t i = 0; i < g.c; ++i) mb[i * g.c] = static_cast<float>(mb[i * g.c] / (clamped(nq[i], g.eps) * kj));
+  }
+}
+
+// dt[h] = Σ_n Σ_i rowdt[(n heads + h) c + i], in that order.
+__global__ void dt_finish_k(CA g, const double* __restrict__ rowdt, float* __restrict__ dt) {
+  IRC_GRID_LOOP(h, g.heads) {
+    double s = 0.0;
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t i = 0; i < g.c; ++i) s += rowdt[(n * g.heads + h) * g.c + i];
+    dt[h] = static_cast<float>(s);
+  }
+}
+
+// dqkv[n, p, a] = ab[n, a] qkv[n, p, a] for a < 2C (the q / k thirds; V's third is written by a GEMM).
+template <class I>
+__global__ void scale_qk_k(const float* __restrict__ qkv, const float* __restrict__ ab, float* __restrict__ dqkv,
+                           I total, I P, I C2, I C3) {
+  for (I e = blockIdx.x * I(blockDim.x) + threadIdx.x; e < total; e += I(gridDim.x) * I(blockDim.x)) {
+    const I row = e / C2, a = e - row * C2;
+    const I o = row * C3 + a;
+    dqkv[o] = ab[(row / P) * C2 + a] * qkv[o];
+  }
+}
+
+// One operand of the per-head GEMMs: base pointer, row stride, stride between samples and between heads.
+struct HM {
+  const float* p;
+  int64_t ld, sn, sh;
+};
+
+// For every (n, h): C[n, h] = op(A[n, h]) op(B[n, h]) + beta C[n, h], as strided batches over the samples (one call
+// per head) or, with more heads than samples, over the heads (one call per sample).
+void head_gemms(const KernelCtx& k, const gpu::Cublas& cb, const CA& g, bool tA, bool tB, int64_t M, int64_t N,
+                int64_t K, const HM& A, const HM& B, float beta, float* C, int64_t ldc, int64_t sCn, int64_t sCh) {
+  if (g.heads <= g.N) {
+    for (int64_t h = 0; h < g.heads; ++h)
+      blas::gemm_batched(k, cb, tA, tB, M, N, K, A.p + h * A.sh, A.ld, A.sn, B.p + h * B.sh, B.ld, B.sn, C + h * sCh,
+                         ldc, sCn, g.N, beta);
+  } else {
+    for (int64_t n = 0; n < g.N; ++n)
+      blas::gemm_batched(k, cb, tA, tB, M, N, K, A.p + n * A.sn, A.ld, A.sh, B.p + n * B.sn, B.ld, B.sh, C + n * sCn,
+                         ldc, sCh, g.heads, beta);
+  }
+}
+
+unsigned warp_blocks(int64_t rows) { return cu::blocks_for(rows * 32); }
+
+}  // namespace
+
+void cuda_channel_attention(KernelCtx& k) {
+  const CA g = ca_of(k.in[0].shape, k.attrs);
+  const float *qkv = k.in[0].f(), *t = k.in[1].f();
+  float *y = k.out[0].f(), *cos = k.out[1].f(), *norms = k.out[2].f();
+  if (g.N == 0) return;
+  cudaStream_t s = cu::stream(k);
+  const int64_t C = g.C, c = g.c, C2 = 2 * C, C3 = 3 * C, hc2 = g.heads * c * c, rows = g.N * g.heads * c;
+  // (1) norms: about 4 blocks per SM of an H100, at least 32 rows per block
+  const int64_t chunks = (C2 + 31) / 32;
+  int64_t G = 528 / (g.N * chunks);
+  if (G > g.P / 32) G = g.P / 32;
+  if (G < 1) G = 1;
+  double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * g.N * G * C2, 1));
+  colsq_k<<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(G), static_cast<unsigned>(g.N)), dim3(32, 8), 0,
+            s>>>(qkv, g.P, C3, C2, static_cast<int>(G), part);
+  norms_finish_k<<<cu::blocks_for(g.N * C2), 256, 0, s>>>(part, g.N, static_cast<int>(G), C2, norms);
+  cu::check_launch(k);
+  // (2) the raw Gram into cos, (3) cosines and A, (4) y
+  const gpu::Cublas& cb = blas::bind(k, false);
+  const int64_t sq = g.P * C3;
+  if (g.P > 0)
+    head_gemms(k, cb, g, true, false, c, c, g.P, {qkv, C3, sq, c}, {qkv + C, C3, sq, c}, 0.f, cos, c, hc2, c * c);
+  else
+    cu::check(cudaMemsetAsync(cos, 0, sizeof(float) * g.N * hc2, s), k.op, "memset cos");
+  float* A = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * hc2, 0));
+  fwd_rows_k<<<warp_blocks(rows), 256, 0, s>>>(g, t, norms, cos, A, rows);
+  cu::check_launch(k);
+  head_gemms(k, cb, g, false, true, g.P, c, c, {qkv + 2 * C, C3, sq, c}, {A, c, hc2, c * c}, 0.f, y, C, g.P * C, c);
+}
+
+void cuda_channel_attention_backward(KernelCtx& k) {
+  const CA g = ca_of(k.in[1].shape, k.attrs);
+  const float *dy = k.in[0].f(), *qkv = k.in[1].f(), *t = k.in[2].f(), *cos = k.in[3].f(), *norms = k.in[4].f();
+  float *dqkv = k.out[0].f(), *dt = k.out[1].f();
+  cudaStream_t s = cu::stream(k);
+  if (g.N == 0 || g.P == 0) {
+    cu::check(cudaMemsetAsync(dt, 0, sizeof(float) * g.heads, s), k.op, "memset dt");
+    return;
+  }
+  const int64_t C = g.C, c = g.c, C2 = 2 * C, C3 = 3 * C, hc2 = g.heads * c * c, rows = g.N * g.heads * c;
+  const int64_t sq = g.P * C3, sy = g.P * C;
+  float* A = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * hc2, 0));
+  float* dA = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * hc2, 1));
+  float* M = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * hc2, 2));
+  float* ab = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * C2, 3));
+  double* rowdt = static_cast<double*>(cu::scratch(s, sizeof(double) * rows, 4));
+  const gpu::Cublas& cb = blas::bind(k, false);
+  head_gemms(k, cb, g, true, false, c, c, g.P, {dy, C, sy, c}, {qkv + 2 * C, C3, sq, c}, 0.f, dA, c, hc2, c * c);
+  bwd_rows_k<<<warp_blocks(rows), 256, 0, s>>>(g, t, norms, cos, dA, A, M, rowdt, ab, rows);
+  bwd_cols_k<<<cu::blocks_for(rows), 256, 0, s>>>(g, norms, cos, M, ab);
+  dt_finish_k<<<1, 32, 0, s>>>(g, rowdt, dt);
+  const int64_t total = g.N * g.P * C2;
+  if (total < (int64_t(1) << 30))
+    scale_qk_k<int><<<cu::blocks_for(total), 256, 0, s>>>(qkv, ab, dqkv, int(total), int(g.P), int(C2), int(C3));
+  else
+    scale_qk_k<int64_t><<<cu::blocks_for(total), 256, 0, s>>>(qkv, ab, dqkv, total, g.P, C2, C3);
+  cu::check_launch(k);
+  head_gemms(k, cb, g, false, true, g.P, c, c, {qkv + C, C3, sq, c}, {M, c, hc2, c * c}, 1.f, dqkv, C3, sq, c);
+  head_gemms(k, cb, g, false, false, g.P, c, c, {qkv, C3, sq, c}, {M, c, hc2, c * c}, 1.f, dqkv + C, C3, sq, c);
+  head_gemms(k, cb, g, false, false, g.P, c, c, {dy, C, sy, c}, {A, c, hc2, c * c}, 0.f, dqkv + 2 * C, C3, sq, c);
+}
+
+}  // namespace irc
