@@ -1,5 +1,5 @@
 // Model structure: official parameter counts (spec §4.8), state-dict names, layouts, size rules, leaks.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { constyleNAFNet } from '../lib/models/constyle_nafnet.js';
 import { NAFNet } from '../lib/models/nafnet.js';
 import { ConStyle } from '../lib/models/constyle.js';
@@ -11,7 +11,7 @@ import { noGrad } from '../lib/autograd/node.js';
 import { tidy } from '../lib/tensor/scope.js';
 import { randArray } from './helpers.js';
 import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,14 +75,16 @@ describe('model API', () => {
   it('checkpoints round-trip (same outputs) and a corrupt one is rejected without touching the model', async () => {
     const cfg = { dim: 8, left: [1, 1, 1] as [number, number, number], bottom: 1, right: [1, 1, 1] as [number, number, number], constyle: 'inference' as const };
     const a = constyleNAFNet(cfg).eval();
-    const path = join(mkdtempSync(join(tmpdir(), 'irc-ckpt-')), 'model.safetensors');
+    const dir = mkdtempSync(join(tmpdir(), 'irc-ckpt-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'model.safetensors');
     await saveCheckpoint(path, a, { note: 'test' });
     const b = constyleNAFNet(cfg).eval();
     expect(loadCheckpoint(path, b).note).toBe('test');
     const x = tensor(randArray(1 * 16 * 16 * 3, 3, 0, 1), [1, 16, 16, 3]);
     const [ya, yb] = noGrad(() => tidy(() => [a.forward(x), b.forward(x)]));
     expect(Array.from(await yb!.data())).toEqual(Array.from(await ya!.data()));
-    const bad = join(mkdtempSync(join(tmpdir(), 'irc-ckpt-')), 'bad.safetensors');
+    const bad = join(dir, 'bad.safetensors');
     writeFileSync(bad, new Uint8Array([1, 2, 3]));
     expect(() => loadCheckpoint(bad, b)).toThrowError(expect.objectContaining({ code: 'E_FORMAT' }));
     const yb2 = noGrad(() => tidy(() => b.forward(x)));

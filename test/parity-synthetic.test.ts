@@ -1,8 +1,8 @@
 // The parity tool is driven only by fixture metadata: fixtures of other sizes, batch sizes, seeds and block
 // configurations (written here in the official format from a reference run of this engine) pass, and a
 // perturbed one fails.
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type StWriteEntry } from '../lib/io/safetensors.js';
@@ -65,11 +65,13 @@ async function makeFixture(model: string, config: Record<string, unknown>, N: nu
   for (const t of [y, loss, lq, gt, ...extra]) t.dispose();
   m.dispose();
   const meta = { config: JSON.stringify({ kind: 'restoration_train_step', model, config, N, H, W, seed }) };
-  const dir = mkdtempSync(join(tmpdir(), 'irc-parity-'));
-  const path = join(dir, `${model}-${seed}.safetensors`);
+  const path = join(fixtureDir, `${model}-${seed}.safetensors`);
   writeFileSync(path, writeSafetensors(e, meta));
   return path;
 }
+
+const fixtureDir = mkdtempSync(join(tmpdir(), 'irc-parity-'));
+afterAll(() => rmSync(fixtureDir, { recursive: true, force: true }));
 
 describe('parity tool on unseen fixtures', () => {
   it('NAFNet with another width, depth, batch and an odd size passes; a perturbed output fails', async () => {
