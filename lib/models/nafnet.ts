@@ -6,7 +6,7 @@ import { Conv2d, LayerNorm2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
 import { simpleGate, globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { scaledAdd, dwconvGate } from '../ops/fused.js';
+import { conv1x1Add, dwconvGate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 import { checkpoint } from '../autograd/checkpoint.js';
 
@@ -48,13 +48,14 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    // conv2 (depthwise 3×3) + SimpleGate fused; the β / γ skips a + b·s fused
+    // conv2 (depthwise 3×3) + SimpleGate fused; conv3 / conv5 fused with the β / γ skips (inp + conv·β)
     let x = this.conv1.forward(this.norm1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
-    x = this.conv3.forward(this.sca.forward(x));
-    const y = scaledAdd(inp, x, this.P.beta!);
-    x = this.conv5.forward(simpleGate(this.conv4.forward(this.norm2.forward(y))));
-    return scaledAdd(y, x, this.P.gamma!);
+    const c3 = this.conv3.P;
+    const y = conv1x1Add(this.sca.forward(x), c3.weight!, inp, c3.bias ?? null, this.P.beta!);
+    x = simpleGate(this.conv4.forward(this.norm2.forward(y)));
+    const c5 = this.conv5.P;
+    return conv1x1Add(x, c5.weight!, y, c5.bias ?? null, this.P.gamma!);
   }
 }
 

@@ -7,7 +7,7 @@ import { Conv2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
 import { channelAttention } from '../ops/attention.js';
-import { dwconvGate } from '../ops/fused.js';
+import { conv1x1Add, dwconvGate } from '../ops/fused.js';
 import { layerNorm2d } from '../ops/norm.js';
 import { layerNormBiasFree } from '../ops/norm2.js';
 import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
@@ -63,9 +63,16 @@ export class Attention extends Module {
     this.projectOut = this.child('project_out', new Conv2d(c, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    // softmax(normalize(q) normalize(k)ᵀ · temperature) v per head, on the NHWC qkv directly (one fused op)
+    return this.projectOut.forward(this.core(x));
+  }
+  /** r + MDTA(x), with project_out and the add in one op. */
+  forwardAdd(x: Tensor, r: Tensor): Tensor {
+    return conv1x1Add(this.core(x), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
+  }
+  /** softmax(normalize(q) normalize(k)ᵀ · temperature) v per head, on the NHWC qkv directly (one fused op). */
+  private core(x: Tensor): Tensor {
     const qkv = this.qkvDwconv.forward(this.qkv.forward(x));
-    return this.projectOut.forward(channelAttention(qkv, this.P.temperature!, this.heads));
+    return channelAttention(qkv, this.P.temperature!, this.heads);
   }
 }
 
@@ -83,9 +90,16 @@ export class FeedForward extends Module {
     this.projectOut = this.child('project_out', new Conv2d(hd, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    // dwconv, chunk, GELU(x1)·x2 as one fused op (the 3×3 depthwise conv's output is recomputed in the backward)
+    return this.projectOut.forward(this.gate(x));
+  }
+  /** r + GDFN(x), with project_out and the add in one op. */
+  forwardAdd(x: Tensor, r: Tensor): Tensor {
+    return conv1x1Add(this.gate(x), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
+  }
+  /** project_in, then dwconv, chunk, GELU(x1)·x2 as one fused op (the dwconv output is recomputed in the backward). */
+  private gate(x: Tensor): Tensor {
     const d = this.dwconv;
-    return this.projectOut.forward(dwconvGate(this.projectIn.forward(x), d.P.weight!, d.P.bias ?? null, 1, 'gelu'));
+    return dwconvGate(this.projectIn.forward(x), d.P.weight!, d.P.bias ?? null, 1, 'gelu');
   }
 }
 
@@ -104,8 +118,8 @@ export class TransformerBlock extends Module {
     this.ffn = this.child('ffn', new FeedForward(c, opts.ffn ?? 2.66, bias));
   }
   forward(x: Tensor): Tensor {
-    const y = add(x, this.attn.forward(this.norm1.forward(x)));
-    return add(y, this.ffn.forward(this.norm2.forward(y)));
+    const y = this.attn.forwardAdd(this.norm1.forward(x), x);
+    return this.ffn.forwardAdd(this.norm2.forward(y), y);
   }
 }
 

@@ -181,6 +181,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "conv1x1_add",
+    "minIn": 3,
+    "maxIn": 5,
+    "differentiable": true
+  },
+  {
+    "name": "conv1x1_add_backward",
+    "minIn": 3,
+    "maxIn": 5,
+    "differentiable": false
+  },
+  {
     "name": "linear",
     "minIn": 2,
     "maxIn": 3,

@@ -1,9 +1,10 @@
-// Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s) and dwconvGate (a depthwise conv
-// and a gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv
-// output instead of saving it).
+// Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s), dwconvGate (a depthwise conv and a
+// gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
+// instead of saving it) and conv1x1Add (a pointwise conv, scaled and added to a residual in one pass).
 import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
+import { conv2d } from './conv.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -45,6 +46,29 @@ export function dwconvGate(x: Tensor, w: Tensor, b: Tensor | null, pad: number, 
         return [dx!, dw!];
       }
       return [dx!, dw!, db!];
+    },
+  });
+  return y!;
+}
+
+/**
+ * r + (x·w + b) ⊙ s for a pointwise conv weight w[1, 1, Ci, Co] over x[..., Ci]: the conv, its bias, the per-channel
+ * scale and the residual add in one pass (NAFBlock's conv3/conv5 with the β/γ skips, Restormer's project_out with
+ * its skip). b and s may be null; s without b takes the unfused path.
+ */
+export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s: Tensor | null): Tensor {
+  if (s && !b) return scaledAdd(r, conv2d(x, w, null), s);
+  const inputs = [x, w, r, ...(b ? [b] : []), ...(s ? [s] : [])];
+  const [y] = runOp('conv1x1_add', inputs);
+  const rs = r.shape;
+  record({
+    name: 'conv1x1_add',
+    inputs,
+    outputs: [y!],
+    save: [x, w, ...(b ? [b] : []), ...(s ? [s] : [])],
+    backward: ([gy], saved) => {
+      const [dx, dw, ...rest] = runOp('conv1x1_add_backward', [gy!, ...saved.map((t) => t!)]);
+      return [dx!, dw!, gy!.reshape(rs), ...rest]; // dr = dy (a view)
     },
   });
   return y!;

@@ -9,6 +9,7 @@ export * from './nafnet.js';
 export * from './norm.js';
 export * from './norm2.js';
 export * from './fused.js';
+export * from './attention.js';
 export * from './optim.js';
 export * from './shape.js';
 export * from './resample.js';

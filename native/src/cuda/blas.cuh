@@ -29,5 +29,10 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + bias[N] (every row), beta = 0.
 bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
                int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc);
+// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + bias[N] (every row; bias may be null) + R[M,N] (R stored as C, ldc;
+// read, not written: beta = 1 with cuBLASLt's separate C and D matrices).
+bool gemm_bias_add(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, const float* bias, const float* R, float* C,
+                   int64_t ldc);
 }  // namespace blas
 }  // namespace irc

@@ -6,6 +6,7 @@
 // ld, so C = op(A) op(B) (row-major) is computed as C^T = op(B)^T op(A)^T (column-major) by swapping the operands.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cstdint>
@@ -183,17 +184,19 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
   }
 }
 
-// ---- cuBLASLt: GEMM + bias epilogue ----------------------------------------------------------------
+// ---- cuBLASLt: GEMM + bias epilogue (+ residual) ---------------------------------------------------------------
 // Mapping. A row-major [r, c] matrix with leading dim ld is the column-major [c, r] one with the same ld, so the
 // row-major C = op(A) op(B) is the column-major D = C^T = op(B)^T op(A)^T: cuBLAS's A is our B (same transpose
 // flag), its B is our A, m = N, n = M, k = K; D's rows are C's columns.
 //  - gemm_bias: bias[N] lies along D's rows (length m) and is broadcast over D's columns (C's rows):
 //    CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D rows").
+//  - gemm_bias_add: the same (or EPILOGUE_DEFAULT without a bias) with beta = 1 and a C matrix R apart from D:
+//    the residual is read by the GEMM's epilogue instead of a separate add pass (conv1x1_add).
 //  - The bias-gradient epilogues (BGRADA / BGRADB) were tried for dW = X^T dY with db = sums of dY and measured
 //    slower on an H100 than a plain GEMM + column_sums (a 1x1 conv backward at [16,128,128,48]: 258-317 us against
 //    182-188 us; BENCHMARKS.md), so they are not used.
 // Plans: matmul descriptor, the three layouts (C and D share one), the algorithm and its workspace size, built once
-// per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments) and never freed; the heuristic is
+// per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments, residual or not) and never freed; the heuristic is
 // asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
 // as the MIN_ALIGNMENT prefs (their default, 256, would let it pick algorithms that reject less aligned buffers);
 // the bias pointer's alignment reaches the heuristic through BIAS_POINTER, which it reads without dereferencing.
@@ -210,7 +213,8 @@ namespace {
 constexpr int kLtSlot = 7;
 constexpr uint64_t kLtMaxWorkspace = uint64_t(32) << 20;
 
-// One column-major cublasLtMatmul: D[m, n] = op(A)[m, k] op(B)[k, n], beta = 0 (C = D), then the epilogue.
+// One column-major cublasLtMatmul: D[m, n] = op(A)[m, k] op(B)[k, n] (+ R[m, n], stored as D, when R is given:
+// beta = 1 with C = R; else beta = 0), then the epilogue (bias, or none).
 struct LtCall {
   int epilogue;
   bool ta, tb;
@@ -223,6 +227,7 @@ struct LtCall {
   int64_t ldd;
   const void* bias;  // read by the BIAS epilogue
   bool tf32;
+  const float* R = nullptr;  // the C matrix of beta = 1
 };
 
 struct LtPlan {
@@ -233,7 +238,7 @@ struct LtPlan {
   size_t ws = 0;
 };
 
-using LtKey = std::array<int64_t, 14>;
+using LtKey = std::array<int64_t, 16>;
 std::mutex g_lt_mu;
 std::map<LtKey, LtPlan>* g_lt_plans = new std::map<LtKey, LtPlan>();  // never freed
 
@@ -247,6 +252,7 @@ uint32_t align_of(const void* p) {
 // "BIAS m=96 n=262144 k=48 opA=N opB=N tf32" (for the report of a fallback).
 std::string describe(const LtCall& c) {
   return std::string(c.epilogue == gpu::CUBLASLT_EPILOGUE_BIAS ? "BIAS" : "epilogue " + std::to_string(c.epilogue)) +
+         (c.R ? "+C" : "") +
          " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
          " k=" + std::to_string(c.k) + " opA=" + (c.ta ? "T" : "N") + " opB=" + (c.tb ? "T" : "N") +
          (c.tf32 ? " tf32" : " fp32");
@@ -280,14 +286,15 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
   const int32_t bias_type = gpu::CUDA_R_32F;
   const uint64_t cap = kLtMaxWorkspace;
   const uint32_t al_a = align_of(c.A), al_b = align_of(c.B), al_d = align_of(c.D);
+  const uint32_t al_c = c.R ? std::min(al_d, align_of(c.R)) : al_d;
   void* op = nullptr;
   const int st_op = lt.MatmulDescCreate(&op, compute, gpu::CUDA_R_32F);
   if (st_op == 0) pl.op = op;
   bool good = step(st_op, "cublasLtMatmulDescCreate") && dset(gpu::CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) &&
               dset(gpu::CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) &&
               dset(gpu::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue) &&
-              dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) &&
-              dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
+              (!c.bias || (dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) &&
+                           dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type)));
   // Layouts of the matrices as stored: op(A) is [m, k], so a transposed A is stored [k, m]; likewise B.
   good = good && layout(&pl.la, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda) &&
          layout(&pl.lb, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb) && layout(&pl.ld, c.m, c.n, c.ldd);
@@ -300,7 +307,7 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
   good = good && pset(gpu::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cap, sizeof cap) &&
          pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a) &&
          pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b) &&
-         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d) &&
+         pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c) &&
          pset(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d);
   constexpr int kAsk = 8;
   gpu::CublasLtHeuristicResult res[kAsk] = {};
@@ -326,13 +333,14 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
 
 // Enqueues the call on the op's stream; false (nothing enqueued) when cuBLASLt cannot take it.
 bool run_lt(const KernelCtx& k, const LtCall& c) {
-  if (c.m <= 0 || c.n <= 0 || c.k <= 0 || !c.bias) return false;
+  if (c.m <= 0 || c.n <= 0 || c.k <= 0 || (!c.bias && c.epilogue == gpu::CUBLASLT_EPILOGUE_BIAS)) return false;
   for (int64_t v : {c.m, c.n, c.k, c.lda, c.ldb, c.ldd})
     if (v > INT_MAX) return false;
   const gpu::CublasLt* lt = gpu::cublaslt();
   if (!lt) return false;
   const LtKey key{c.epilogue, c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.tf32,
-                  align_of(c.A), align_of(c.B), align_of(c.D), align_of(c.bias)};
+                  align_of(c.A), align_of(c.B), align_of(c.D), align_of(c.bias), c.R != nullptr,
+                  c.R ? align_of(c.R) : 0};
   std::lock_guard<std::mutex> lock(g_lt_mu);
   auto it = g_lt_plans->find(key);
   if (it == g_lt_plans->end()) {
@@ -343,14 +351,14 @@ bool run_lt(const KernelCtx& k, const LtCall& c) {
   LtPlan& pl = it->second;
   if (!pl.ok) return false;
   // The descriptor is shared by every call with this key: point it at this call's bias (under the lock).
-  const int st_bias = lt->MatmulDescSetAttribute(pl.op, gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias,
-                                                 sizeof c.bias);
+  const int st_bias =
+      c.bias ? lt->MatmulDescSetAttribute(pl.op, gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) : 0;
   int st = st_bias;
   if (st == 0) {
     void* ws = pl.ws ? cu::scratch(cu::stream(k), pl.ws, kLtSlot) : nullptr;
-    const float one = 1.f, zero = 0.f;
-    st = lt->Matmul(lt->handle, pl.op, &one, c.A, pl.la, c.B, pl.lb, &zero, c.D, pl.ld, c.D, pl.ld, &pl.algo, ws,
-                    pl.ws, k.stream);
+    const float one = 1.f, beta = c.R ? 1.f : 0.f;
+    st = lt->Matmul(lt->handle, pl.op, &one, c.A, pl.la, c.B, pl.lb, &beta, c.R ? c.R : c.D, pl.ld, c.D, pl.ld,
+                    &pl.algo, ws, pl.ws, k.stream);
   }
   if (st != 0) {  // this key keeps the fallback from now on
     pl.ok = false;
@@ -368,6 +376,13 @@ bool run_lt(const KernelCtx& k, const LtCall& c) {
 bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
                int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc) {
   return run_lt(k, LtCall{gpu::CUBLASLT_EPILOGUE_BIAS, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32});
+}
+
+bool gemm_bias_add(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, const float* bias, const float* R, float* C,
+                   int64_t ldc) {
+  const int epi = bias ? gpu::CUBLASLT_EPILOGUE_BIAS : gpu::CUBLASLT_EPILOGUE_DEFAULT;
+  return run_lt(k, LtCall{epi, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32, R});
 }
 
 }  // namespace blas
