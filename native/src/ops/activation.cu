@@ -12,6 +12,7 @@
 
 #include "../cuda/common.cuh"
 #include "../cuda/gelu.cuh"
+#include "../cuda/warp.cuh"
 
 namespace irc {
 namespace {
@@ -120,16 +121,6 @@ void map2(KernelCtx& c, F f) {
 }
 
 // ---- reductions -------------------------------------------------------------------------------------------
-__device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 // Block-wide reductions (blockDim.x a multiple of 32, <= 1024); every thread gets the result. The leading
 // __syncthreads protects sh from the readers of a previous call.
 __device__ __forceinline__ double block_sum(double v, double* sh) {

@@ -20,23 +20,13 @@
 #include <vector>
 
 #include "../cpu/gemm.h"
+#include "attention.h"
 #include "op_api.h"
 
 namespace irc {
 namespace {
 
-struct CA {
-  int64_t N, P, C, heads, c;
-  double eps;
-};
-
-CA ca_of(const Shape& qkv, const std::vector<double>& attrs) {
-  CA g{qkv[0], qkv[1] * qkv[2], qkv[3] / 3, static_cast<int64_t>(attrs[0]), 0, attrs[1]};
-  g.c = g.C / g.heads;
-  return g;
-}
-
-CA check_ca(InferCtx& c, size_t qi, size_t ti) {
+AttnGeom check_ca(InferCtx& c, size_t qi, size_t ti) {
   const std::string op = c.op;
   c.need_attrs(2);
   c.need_f32(qi);
@@ -53,11 +43,11 @@ CA check_ca(InferCtx& c, size_t qi, size_t ti) {
   if (numel(c.in[ti].shape) != heads)
     op_fail("E_SHAPE", op + ": t must have " + std::to_string(heads) + " elements (one temperature per head), got " +
                            shape_str(c.in[ti].shape));
-  return ca_of(x, c.attrs);
+  return attn_geom(x, c.attrs);
 }
 
 // norms[n, a] = |qkv[n, :, a]| for a < 2C, in double over fixed row parts added in order.
-void column_norms(const CA& g, const float* qkv, float* norms) {
+void column_norms(const AttnGeom& g, const float* qkv, float* norms) {
   const int64_t C2 = 2 * g.C, C3 = 3 * g.C;
   const int64_t parts = std::clamp<int64_t>(g.P / 512, 1, 16), units = g.N * parts;
   std::vector<double> part(static_cast<size_t>(units * C2), 0.0);
@@ -104,7 +94,7 @@ struct Mat {
   int64_t ld, sample;  // row stride, stride between samples
   int64_t head;        // offset between heads
 };
-void head_gemms(const CA& g, bool tA, bool tB, int64_t M, int64_t Nn, int64_t K, const Mat& A, const Mat& B, float beta,
+void head_gemms(const AttnGeom& g, bool tA, bool tB, int64_t M, int64_t Nn, int64_t K, const Mat& A, const Mat& B, float beta,
                 float* C, int64_t ldc, int64_t sC, int64_t hC) {
   for (int64_t h = 0; h < g.heads; ++h)
     sgemm_batched(g.N, tA, tB, M, Nn, K, 1.f, A.p + h * A.head, A.ld, A.sample, B.p + h * B.head, B.ld, B.sample, beta,
@@ -116,7 +106,7 @@ void head_gemms(const CA& g, bool tA, bool tB, int64_t M, int64_t Nn, int64_t K,
 // ---- channel_attention ------------------------------------------------------------------------------------------
 void infer_channel_attention(InferCtx& c) {
   c.op = "channel_attention";
-  const CA g = check_ca(c, 0, 1);
+  const AttnGeom g = check_ca(c, 0, 1);
   const Shape& x = c.in[0].shape;
   c.add_out({x[0], x[1], x[2], g.C});
   c.add_out({g.N, g.heads, g.c, g.c});
@@ -124,7 +114,7 @@ void infer_channel_attention(InferCtx& c) {
 }
 
 void cpu_channel_attention(KernelCtx& k) {
-  const CA g = ca_of(k.in[0].shape, k.attrs);
+  const AttnGeom g = attn_geom(k.in[0].shape, k.attrs);
   const float *qkv = k.in[0].f(), *t = k.in[1].f();
   float *y = k.out[0].f(), *cos = k.out[1].f(), *norms = k.out[2].f();
   const int64_t C = g.C, c = g.c, hc2 = g.heads * c * c, rows = g.N * g.heads * c;
@@ -155,7 +145,7 @@ void cpu_channel_attention(KernelCtx& k) {
 
 void infer_channel_attention_backward(InferCtx& c) {
   c.op = "channel_attention_backward";
-  const CA g = check_ca(c, 1, 2);
+  const AttnGeom g = check_ca(c, 1, 2);
   for (size_t i : {0, 3, 4}) c.need_f32(i);
   const Shape& x = c.in[1].shape;
   const Shape wants[3] = {{x[0], x[1], x[2], g.C}, {g.N, g.heads, g.c, g.c}, {g.N, 2 * g.C}};
@@ -170,7 +160,7 @@ void infer_channel_attention_backward(InferCtx& c) {
 }
 
 void cpu_channel_attention_backward(KernelCtx& k) {
-  const CA g = ca_of(k.in[1].shape, k.attrs);
+  const AttnGeom g = attn_geom(k.in[1].shape, k.attrs);
   const float *dy = k.in[0].f(), *qkv = k.in[1].f(), *t = k.in[2].f(), *cos = k.in[3].f(), *norms = k.in[4].f();
   float *dqkv = k.out[0].f(), *dt = k.out[1].f();
   const int64_t C = g.C, c = g.c, hc2 = g.heads * c * c, rows = g.N * g.heads * c, C3 = 3 * C;

@@ -12,35 +12,15 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "../cuda/warp.cuh"
+#include "attention.h"
 
 namespace irc {
 namespace {
 
-struct CA {
-  int64_t N, P, C, heads, c;
-  double eps;
-};
-
-CA ca_of(const Shape& qkv, const std::vector<double>& attrs) {
-  CA g{qkv[0], qkv[1] * qkv[2], qkv[3] / 3, static_cast<int64_t>(attrs[0]), 0, attrs[1]};
-  g.c = g.C / g.heads;
-  return g;
-}
-
 __device__ __forceinline__ double clamped(float n, double eps) { return fmax(static_cast<double>(n), eps); }
 __device__ __forceinline__ double norm_grad(float n, double eps) {
   return static_cast<double>(n) >= eps && n > 0.f ? -1.0 / (static_cast<double>(n) * n) : 0.0;
-}
-
-__device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
 }
 
 // part[(n G + g) C2 + a] = Σ_{p in part g} qkv[n, p, a]^2 for a < C2 = 2C: block (32 channels, 8 row lanes),
@@ -93,7 +73,7 @@ __device__ __forceinline__ void softmax_row(const float* __restrict__ cr, float 
 }
 
 // Forward rows r = (n heads + h) c + i, a warp each: cos[r, :] (the raw Gram on entry) /= q̂_i k̂_j; A = softmax.
-__global__ void fwd_rows_k(CA g, const float* __restrict__ t, const float* __restrict__ norms, float* __restrict__ cos,
+__global__ void fwd_rows_k(AttnGeom g, const float* __restrict__ t, const float* __restrict__ norms, float* __restrict__ cos,
                            float* __restrict__ A, int64_t rows) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
@@ -110,7 +90,7 @@ __global__ void fwd_rows_k(CA g, const float* __restrict__ t, const float* __res
 
 // Backward rows, a warp each: A (recomputed), dS = A (dA - Σ dA A), rowdt[r] = Σ dS cos, M[r, :] = dC = t dS,
 // ab[n, h c + i] = α_i = Σ_j dC cos · norm_grad(nq_i).
-__global__ void bwd_rows_k(CA g, const float* __restrict__ t, const float* __restrict__ norms,
+__global__ void bwd_rows_k(AttnGeom g, const float* __restrict__ t, const float* __restrict__ norms,
                            const float* __restrict__ cos, const float* __restrict__ dA, float* __restrict__ A,
                            float* __restrict__ M, double* __restrict__ rowdt, float* __restrict__ ab, int64_t rows) {
   const int lane = threadIdx.x & 31;
@@ -145,7 +125,7 @@ __global__ void bwd_rows_k(CA g, const float* __restrict__ t, const float* __res
 
 // Backward columns, a thread each (n, h, j): β_j = Σ_i dC_ij cos_ij · norm_grad(nk_j) into ab[n, C + h c + j], then
 // M[:, j] = dC[:, j] / (q̂_i k̂_j) (the thread owns its column).
-__global__ void bwd_cols_k(CA g, const float* __restrict__ norms, const float* __restrict__ cos, float* __restrict__ M,
+__global__ void bwd_cols_k(AttnGeom g, const float* __restrict__ norms, const float* __restrict__ cos, float* __restrict__ M,
                            float* __restrict__ ab) {
   IRC_GRID_LOOP(e, g.N * g.heads * g.c) {
     const int64_t u = e / g.c, j = e % g.c, n = u / g.heads, h = u % g.heads;
@@ -162,7 +142,7 @@ __global__ void bwd_cols_k(CA g, const float* __restrict__ norms, const float* _
 }
 
 // dt[h] = Σ_n Σ_i rowdt[(n heads + h) c + i], in that order.
-__global__ void dt_finish_k(CA g, const double* __restrict__ rowdt, float* __restrict__ dt) {
+__global__ void dt_finish_k(AttnGeom g, const double* __restrict__ rowdt, float* __restrict__ dt) {
   IRC_GRID_LOOP(h, g.heads) {
     double s = 0.0;
     for (int64_t n = 0; n < g.N; ++n)
@@ -190,7 +170,7 @@ struct HM {
 
 // For every (n, h): C[n, h] = op(A[n, h]) op(B[n, h]) + beta C[n, h], as strided batches over the samples (one call
 // per head) or, with more heads than samples, over the heads (one call per sample).
-void head_gemms(const KernelCtx& k, const gpu::Cublas& cb, const CA& g, bool tA, bool tB, int64_t M, int64_t N,
+void head_gemms(const KernelCtx& k, const gpu::Cublas& cb, const AttnGeom& g, bool tA, bool tB, int64_t M, int64_t N,
                 int64_t K, const HM& A, const HM& B, float beta, float* C, int64_t ldc, int64_t sCn, int64_t sCh) {
   if (g.heads <= g.N) {
     for (int64_t h = 0; h < g.heads; ++h)
@@ -208,7 +188,7 @@ unsigned warp_blocks(int64_t rows) { return cu::blocks_for(rows * 32); }
 }  // namespace
 
 void cuda_channel_attention(KernelCtx& k) {
-  const CA g = ca_of(k.in[0].shape, k.attrs);
+  const AttnGeom g = attn_geom(k.in[0].shape, k.attrs);
   const float *qkv = k.in[0].f(), *t = k.in[1].f();
   float *y = k.out[0].f(), *cos = k.out[1].f(), *norms = k.out[2].f();
   if (g.N == 0) return;
@@ -238,7 +218,7 @@ void cuda_channel_attention(KernelCtx& k) {
 }
 
 void cuda_channel_attention_backward(KernelCtx& k) {
-  const CA g = ca_of(k.in[1].shape, k.attrs);
+  const AttnGeom g = attn_geom(k.in[1].shape, k.attrs);
   const float *dy = k.in[0].f(), *qkv = k.in[1].f(), *t = k.in[2].f(), *cos = k.in[3].f(), *norms = k.in[4].f();
   float *dqkv = k.out[0].f(), *dt = k.out[1].f();
   cudaStream_t s = cu::stream(k);

@@ -12,23 +12,14 @@
 #include <vector>
 
 #include "../cpu/gemm.h"
+#include "conv1x1_add.h"
 #include "op_api.h"
 
 namespace irc {
 namespace {
 
-struct PW {
-  int64_t rows, Ci, Co;
-};
-
-PW pw_of(const Shape& x, const Shape& w) {
-  int64_t rows = 1;
-  for (size_t i = 0; i + 1 < x.size(); ++i) rows *= x[i];
-  return {rows, w[2], w[3]};
-}
-
 // Checks x, w and the optional b (at bi) and s (at bi + 1; only with b) of either op; returns the geometry.
-PW check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
+PwGeom check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   const std::string op = c.op;
   c.need_f32(xi);
   c.need_f32(wi);
@@ -50,7 +41,7 @@ PW check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
       op_fail("E_SHAPE", op + ": s must have " + std::to_string(Co) + " elements (one per output channel), got " +
                              shape_str(c.in[bi + 1].shape));
   }
-  return pw_of(x, w);
+  return pw_geom(x, w);
 }
 
 // out[c] = Σ_rows a[r, c] in double over fixed row parts added in order.
@@ -70,7 +61,7 @@ void column_sums(const float* a, int64_t rows, int64_t C, double* out) {
 }
 
 // w s (columns scaled), or w itself without s.
-const float* scaled_weight(const PW& g, const float* w, const float* s, std::vector<float>& buf) {
+const float* scaled_weight(const PwGeom& g, const float* w, const float* s, std::vector<float>& buf) {
   if (!s) return w;
   buf.resize(static_cast<size_t>(g.Ci * g.Co));
   for (int64_t k = 0; k < g.Ci; ++k)
@@ -82,7 +73,7 @@ const float* scaled_weight(const PW& g, const float* w, const float* s, std::vec
 
 void infer_conv1x1_add(InferCtx& c) {
   c.op = "conv1x1_add";
-  const PW g = check_pw(c, 0, 1, 3);
+  const PwGeom g = check_pw(c, 0, 1, 3);
   c.need_f32(2);
   Shape want = c.in[0].shape;
   want.back() = g.Co;
@@ -93,7 +84,7 @@ void infer_conv1x1_add(InferCtx& c) {
 }
 
 void cpu_conv1x1_add(KernelCtx& k) {
-  const PW g = pw_of(k.in[0].shape, k.in[1].shape);
+  const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
   const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
   const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
@@ -111,7 +102,7 @@ void cpu_conv1x1_add(KernelCtx& k) {
 
 void infer_conv1x1_add_backward(InferCtx& c) {
   c.op = "conv1x1_add_backward";
-  const PW g = check_pw(c, 1, 2, 3);
+  const PwGeom g = check_pw(c, 1, 2, 3);
   c.need_f32(0);
   Shape want = c.in[1].shape;
   want.back() = g.Co;
@@ -125,7 +116,7 @@ void infer_conv1x1_add_backward(InferCtx& c) {
 }
 
 void cpu_conv1x1_add_backward(KernelCtx& k) {
-  const PW g = pw_of(k.in[1].shape, k.in[2].shape);
+  const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
   const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;

@@ -8,19 +8,10 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "conv1x1_add.h"
 
 namespace irc {
 namespace {
-
-struct PW {
-  int64_t rows, Ci, Co;
-};
-
-PW pw_of(const Shape& x, const Shape& w) {
-  int64_t rows = 1;
-  for (size_t i = 0; i + 1 < x.size(); ++i) rows *= x[i];
-  return {rows, w[2], w[3]};
-}
 
 // ws[k, c] = w[k, c] s[c]; bs[c] = b[c] s[c] (b may be null: bs untouched).
 __global__ void scale_wb_k(const float* __restrict__ w, const float* __restrict__ b, const float* __restrict__ s,
@@ -61,7 +52,7 @@ __global__ void scale_cols_k(float* __restrict__ G, const float* __restrict__ s,
 }  // namespace
 
 void cuda_conv1x1_add(KernelCtx& k) {
-  const PW g = pw_of(k.in[0].shape, k.in[1].shape);
+  const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
   const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
   const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
@@ -92,7 +83,7 @@ void cuda_conv1x1_add(KernelCtx& k) {
 }
 
 void cuda_conv1x1_add_backward(KernelCtx& k) {
-  const PW g = pw_of(k.in[1].shape, k.in[2].shape);
+  const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
   const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
