@@ -55,12 +55,15 @@ export function opBenchCases(smoke = false) {
     // ConStyle Restormer's depthwise 3x3 convs (qkv: 3 C = 144 at level 1 of batch 8; GDFN: 2 floor(2.66 C) = 510)
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2), f([510])], attrs: [1, 1, 510] },
     { op: 'conv2d_backward', name: 'conv2d_backward dw3x3 Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1, 510] },
-    // ConStyle Restormer's GDFN gate at level 1 (batch 8): depthwise 3x3 on 2 x 127 channels, GELU(z1) z2
-    { op: 'dwconv_gate', name: 'dwconv_gate gelu Restormer [8,128,128,254]', inputs: [f([8, 128, 128, 254]), f([3, 3, 1, 254], -0.2, 0.2)], attrs: [1, 1] },
-    { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer [8,128,128,254]', inputs: [f([8, 128, 128, 127]), f([8, 128, 128, 254]), f([3, 3, 1, 254], -0.2, 0.2)], attrs: [1, 1] },
-    // ConStyle Restormer's attention core at level 1 (1 head) and level 4 (8 heads, 16x16), batch 8
-    { op: 'channel_attention', name: 'channel_attention Restormer L1 [8,128,128,144]', inputs: [f([8, 128, 128, 144]), pos([1])], attrs: [1, 1e-12] },
-    { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L1', inputs: [f([8, 128, 128, 48]), f([8, 128, 128, 144]), pos([1]), f([8, 1, 48, 48]), pos([8, 96])], attrs: [1, 1e-12] },
+    // ConStyle Restormer's GDFN gate in its level-1 decoder and refinement blocks (C = 96, batch 8): depthwise 3x3
+    // on 2 x 255 channels, GELU(z1) z2
+    { op: 'dwconv_gate', name: 'dwconv_gate gelu Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1] },
+    { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1] },
+    // ConStyle Restormer's attention core at level 1 (decoder and refinement: C = 96, 1 head; run 7 spent 490 us
+    // on the Gram matmul [8, 1, 96, 16384] -> [8, 1, 96, 96] alone) and level 4 (8 heads, 16x16), batch 8
+    { op: 'channel_attention', name: 'channel_attention Restormer L1 [8,128,128,288]', inputs: [f([8, 128, 128, 288]), pos([1])], attrs: [1, 1e-12] },
+    { op: 'matmul', name: 'matmul Gram of the old MDTA path [8,1,96,16384] x T', inputs: [f([8, 1, 96, 16384]), f([8, 1, 96, 16384])], attrs: [0, 1] },
+    { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L1', inputs: [f([8, 128, 128, 96]), f([8, 128, 128, 288]), pos([1]), f([8, 1, 96, 96]), pos([8, 192])], attrs: [1, 1e-12] },
     { op: 'channel_attention', name: 'channel_attention Restormer L4 [8,16,16,1152]', inputs: [f([8, 16, 16, 1152]), pos([8])], attrs: [8, 1e-12] },
     { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L4', inputs: [f([8, 16, 16, 384]), f([8, 16, 16, 1152]), pos([8]), f([8, 8, 48, 48]), pos([8, 768])], attrs: [8, 1e-12] },
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },

@@ -104,7 +104,9 @@ export function opCases() {
   add('l2_normalize', 'zero rows [3,4]', [f([3, 4], 0, 0)], [1e-12], red);
   // channel_attention: heads <= N (GEMMs batched over samples) and heads > N (over heads); C = 48 per head as in
   // ConStyle Restormer, odd pixel counts, one pixel. Backward inputs: cosines in [-1, 1], norms in [0.5, 2].
-  for (const [sh, heads] of [[[2, 16, 16, 144], 1], [[3, 5, 7, 24], 2], [[1, 9, 7, 36], 4], [[2, 8, 8, 1152], 8], [[1, 1, 1, 9], 3]]) {
+  // (P = H W >= 512 and even: the Gram split over pixel chunks on CUDA)
+  for (const [sh, heads] of [[[2, 16, 16, 144], 1], [[3, 5, 7, 24], 2], [[1, 9, 7, 36], 4], [[2, 8, 8, 1152], 8], [[1, 1, 1, 9], 3],
+    [[2, 32, 32, 48], 2], [[1, 64, 64, 144], 1], [[1, 33, 31, 24], 2]]) {
     const C = sh[3] / 3, c = C / heads;
     const name = `[${sh}] heads ${heads}`;
     add('channel_attention', name, [f(sh), pos([heads], 0.5, 2)], [heads, 1e-12], red);

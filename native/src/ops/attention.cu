@@ -1,6 +1,7 @@
 // CUDA channel_attention (Restormer's MDTA core; the math and its backward are written out in attention.cpp).
 // Forward: (1) the q / k column norms over the pixels (block partials in double, summed in a fixed order);
-// (2) per head, the Gram Q^T K by cuBLAS straight from the NHWC qkv (rows 3C apart) into the cos output; (3) a warp
+// (2) per head, the Gram Q^T K by cuBLAS straight from the NHWC qkv (rows 3C apart) into the cos output, split over
+// pixel chunks (pixel_gram); (3) a warp
 // per row of c normalises it into cosines and takes softmax(t cos) into scratch; (4) y = V A^T by cuBLAS into the
 // head's channels of y. Backward: dA = dY^T V (cuBLAS); a warp per row recomputes A and forms dS, dC = t dS, α and
 // the row's dt term; a thread per column forms β and scales its column of dC into M; dt summed in a fixed order;
@@ -183,6 +184,42 @@ void head_gemms(const KernelCtx& k, const gpu::Cublas& cb, const AttnGeom& g, bo
   }
 }
 
+// C[n, h c c] += the S partial Grams part[(h N + n) S + s] in order (double), the split-K finish of pixel_gram.
+__global__ void sum_gram_parts_k(const float* __restrict__ part, AttnGeom g, int64_t S, float* __restrict__ C,
+                                 int64_t ldc, int64_t sCn, int64_t sCh) {
+  const int64_t cc = g.c * g.c;
+  IRC_GRID_LOOP(e, g.heads * g.N * cc) {
+    const int64_t u = e / cc, ij = e % cc, h = u / g.N, n = u % g.N;
+    const float* p = part + u * S * cc + ij;
+    double t = 0.0;
+    for (int64_t q = 0; q < S; ++q) t += p[q * cc];
+    C[n * sCn + h * sCh + (ij / g.c) * ldc + ij % g.c] = static_cast<float>(t);
+  }
+}
+
+// C[n, h] = A[n, h]^T B[n, h]: the c x c sums over the P pixel rows (the Gram Q^T K, and dA = dY^T V). cuBLAS gives
+// such products (c ~ 48-96 outputs a side, K = P in the tens of thousands) a handful of thread blocks: in run 7 the
+// equivalent matmul [8, 1, 96, 16384] -> [8, 1, 96, 96] took 490 us. Here the rows are split into S chunks of
+// R = P / S rows (S a power of two dividing P, R >= 256, at most 256 GEMMs per head), one strided batch per head
+// over (sample, chunk) — a uniform stride R ld since P ld = S R ld — and the partials are summed in a fixed order.
+void pixel_gram(const KernelCtx& k, const gpu::Cublas& cb, const AttnGeom& g, const HM& A, const HM& B, float* C,
+                int64_t ldc, int64_t sCn, int64_t sCh) {
+  int64_t S = 1;
+  while (g.P % (2 * S) == 0 && g.P / (2 * S) >= 256 && g.N * 2 * S <= 256) S *= 2;
+  if (S == 1) {
+    head_gemms(k, cb, g, true, false, g.c, g.c, g.P, A, B, 0.f, C, ldc, sCn, sCh);
+    return;
+  }
+  const int64_t R = g.P / S, cc = g.c * g.c;
+  cudaStream_t s = cu::stream(k);
+  float* part = static_cast<float*>(cu::scratch(s, sizeof(float) * g.heads * g.N * S * cc, 5));
+  for (int64_t h = 0; h < g.heads; ++h)
+    blas::gemm_batched(k, cb, true, false, g.c, g.c, R, A.p + h * A.sh, A.ld, R * A.ld, B.p + h * B.sh, B.ld,
+                       R * B.ld, part + h * g.N * S * cc, g.c, cc, g.N * S, 0.f);
+  sum_gram_parts_k<<<cu::blocks_for(g.heads * g.N * cc), 256, 0, s>>>(part, g, S, C, ldc, sCn, sCh);
+  cu::check_launch(k);
+}
+
 unsigned warp_blocks(int64_t rows) { return cu::blocks_for(rows * 32); }
 
 }  // namespace
@@ -208,7 +245,7 @@ void cuda_channel_attention(KernelCtx& k) {
   const gpu::Cublas& cb = blas::bind(k, false);
   const int64_t sq = g.P * C3;
   if (g.P > 0)
-    head_gemms(k, cb, g, true, false, c, c, g.P, {qkv, C3, sq, c}, {qkv + C, C3, sq, c}, 0.f, cos, c, hc2, c * c);
+    pixel_gram(k, cb, g, {qkv, C3, sq, c}, {qkv + C, C3, sq, c}, cos, c, hc2, c * c);
   else
     cu::check(cudaMemsetAsync(cos, 0, sizeof(float) * g.N * hc2, s), k.op, "memset cos");
   float* A = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * hc2, 0));
@@ -234,7 +271,7 @@ void cuda_channel_attention_backward(KernelCtx& k) {
   float* ab = static_cast<float*>(cu::scratch(s, sizeof(float) * g.N * C2, 3));
   double* rowdt = static_cast<double*>(cu::scratch(s, sizeof(double) * rows, 4));
   const gpu::Cublas& cb = blas::bind(k, false);
-  head_gemms(k, cb, g, true, false, c, c, g.P, {dy, C, sy, c}, {qkv + 2 * C, C3, sq, c}, 0.f, dA, c, hc2, c * c);
+  pixel_gram(k, cb, g, {dy, C, sy, c}, {qkv + 2 * C, C3, sq, c}, dA, c, hc2, c * c);
   bwd_rows_k<<<warp_blocks(rows), 256, 0, s>>>(g, t, norms, cos, dA, A, M, rowdt, ab, rows);
   bwd_cols_k<<<cu::blocks_for(rows), 256, 0, s>>>(g, norms, cos, M, ab);
   dt_finish_k<<<1, 32, 0, s>>>(g, rowdt, dt);
