@@ -9,7 +9,7 @@ import { add, mul } from '../lib/ops/elementwise.js';
 import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
 import { conv2d } from '../lib/ops/conv.js';
-import { simpleGate } from '../lib/ops/nafnet.js';
+import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate, conv1x1Add } from '../lib/ops/fused.js';
 import { randArray, expectClose, gradcheck, gelu64 } from './helpers.js';
 
@@ -268,35 +268,43 @@ describe('dwconv_gate', () => {
 describe('conv1x1_add', () => {
   interface PwCase {
     shape: number[]; Co: number; bias: boolean; scale: boolean;
+    /** a per-sample input scale (NAFBlock's SCA weights) */
+    inScale?: boolean;
   }
   const pwCases: PwCase[] = [
     { shape: [2, 5, 7, 6], Co: 4, bias: true, scale: true },
+    { shape: [3, 5, 7, 6], Co: 4, bias: true, scale: true, inScale: true },
+    { shape: [2, 9, 11, 48], Co: 48, bias: true, scale: true, inScale: true },
     { shape: [1, 9, 11, 48], Co: 48, bias: true, scale: true },
     { shape: [1, 3, 4, 8], Co: 13, bias: true, scale: false },
     { shape: [2, 4, 3, 5], Co: 5, bias: false, scale: false },
     { shape: [7, 3], Co: 2, bias: true, scale: true },
   ];
-  const pwName = (c: PwCase) => `[${c.shape}] -> ${c.Co}${c.bias ? ' +b' : ''}${c.scale ? ' ·s' : ''}`;
+  const pwName = (c: PwCase) => `[${c.shape}] -> ${c.Co}${c.bias ? ' +b' : ''}${c.scale ? ' ·s' : ''}${c.inScale ? ' x·a' : ''}`;
 
-  /** y = r + (x w + b) s and the gradients of Σ y ⊙ dy, in float64. */
-  function pwRef(c: PwCase, x: Float32Array, w: Float32Array, r: Float32Array, b: Float32Array, s: Float32Array, dy: Float32Array) {
-    const Ci = c.shape[c.shape.length - 1]!, Co = c.Co, rows = x.length / Ci;
+  /** y = r + ((x a) w + b) s and the gradients of Σ y ⊙ dy, in float64. */
+  function pwRef(c: PwCase, x: Float32Array, w: Float32Array, r: Float32Array, b: Float32Array, s: Float32Array, a: Float32Array, dy: Float32Array) {
+    const Ci = c.shape[c.shape.length - 1]!, Co = c.Co, rows = x.length / Ci, perSample = rows / c.shape[0]!;
     const y = new Float64Array(rows * Co), dx = new Float64Array(x.length), dw = new Float64Array(w.length);
-    const db = new Float64Array(Co), ds = new Float64Array(Co);
-    for (let p = 0; p < rows; ++p)
+    const db = new Float64Array(Co), ds = new Float64Array(Co), da = new Float64Array(c.shape[0]! * Ci);
+    for (let p = 0; p < rows; ++p) {
+      const n = Math.floor(p / perSample);
+      const av = (k: number) => (c.inScale ? a[n * Ci + k]! : 1);
       for (let o = 0; o < Co; ++o) {
         let z = c.bias ? b[o]! : 0;
-        for (let k = 0; k < Ci; ++k) z += x[p * Ci + k]! * w[k * Co + o]!;
+        for (let k = 0; k < Ci; ++k) z += x[p * Ci + k]! * av(k) * w[k * Co + o]!;
         const sc = c.scale ? s[o]! : 1, d = dy[p * Co + o]!;
         y[p * Co + o] = r[p * Co + o]! + z * sc;
         ds[o] += d * z;
         db[o] += d * sc;
         for (let k = 0; k < Ci; ++k) {
-          dx[p * Ci + k] += d * sc * w[k * Co + o]!;
-          dw[k * Co + o] += d * sc * x[p * Ci + k]!;
+          dx[p * Ci + k] += d * sc * w[k * Co + o]! * av(k);
+          dw[k * Co + o] += d * sc * x[p * Ci + k]! * av(k);
+          da[n * Ci + k] += d * sc * w[k * Co + o]! * x[p * Ci + k]!;
         }
       }
-    return { y, dx, dw, db, ds };
+    }
+    return { y, dx, dw, db, ds, da };
   }
 
   it('forward and backward match float64 and the unfused conv2d + scaled add', async () => {
@@ -306,25 +314,31 @@ describe('conv1x1_add', () => {
       const ys = [...c.shape.slice(0, -1), c.Co];
       const x = randArray(rows * Ci, seed++), w = randArray(Ci * c.Co, seed++), r = randArray(rows * c.Co, seed++);
       const b = randArray(c.Co, seed++), s = randArray(c.Co, seed++), dy = randArray(rows * c.Co, seed++);
-      const ref = pwRef(c, x, w, r, b, s, dy);
+      const a = randArray(c.shape[0]! * Ci, seed++);
+      const ref = pwRef(c, x, w, r, b, s, a, dy);
       const xt = tensor(x, c.shape), wt = tensor(w, [1, 1, Ci, c.Co]), rt = tensor(r, ys);
       const bt = c.bias ? tensor(b, [c.Co]) : null, st = c.scale ? tensor(s, [1, 1, 1, c.Co]) : null;
-      const y = conv1x1Add(xt, wt, rt, bt, st);
+      const at = c.inScale ? tensor(a, [c.shape[0]!, 1, 1, Ci]) : null;
+      const y = conv1x1Add(xt, wt, rt, bt, st, at);
       expect(y.shape).toEqual(ys);
       await expectClose(y, ref.y, 1e-6, pwName(c));
       if (c.shape.length === 4) {
-        const z = conv2d(xt, wt, bt);
+        const z = conv2d(at ? channelScale(xt, at) : xt, wt, bt);
         const u = st ? scaledAdd(rt, z, st) : add(rt, z);
         await expectClose(y, (await u.data()) as Float32Array, 1e-6, `${pwName(c)} vs unfused`);
       }
-      const outs = runOp('conv1x1_add_backward', [tensor(dy, ys), xt, wt, ...(bt ? [bt] : []), ...(st ? [st] : [])]);
-      expect(outs.length).toBe(2 + (c.bias ? 1 : 0) + (c.scale ? 1 : 0));
+      const outs = runOp('conv1x1_add_backward', [tensor(dy, ys), xt, wt, ...(bt ? [bt] : []), ...(st ? [st] : []), ...(at ? [at] : [])]);
+      expect(outs.length).toBe(2 + (c.bias ? 1 : 0) + (c.scale ? 1 : 0) + (c.inScale ? 1 : 0));
       await expectClose(outs[0]!, ref.dx, 1e-6, `dx ${pwName(c)}`);
       await expectClose(outs[1]!, ref.dw, 1e-6, `dw ${pwName(c)}`);
       if (c.bias) await expectClose(outs[2]!, ref.db, 1e-6, `db ${pwName(c)}`);
       if (c.scale) {
         expect(outs[3]!.shape).toEqual([1, 1, 1, c.Co]);
         await expectClose(outs[3]!, ref.ds, 1e-6, `ds ${pwName(c)}`);
+      }
+      if (c.inScale) {
+        expect(outs[4]!.shape).toEqual([c.shape[0]!, 1, 1, Ci]);
+        await expectClose(outs[4]!, ref.da, 1e-6, `da ${pwName(c)}`);
       }
     }
   });
@@ -335,6 +349,9 @@ describe('conv1x1_add', () => {
     const r = { data: randArray(2 * 3 * 4 * 5, 603), shape: [2, 3, 4, 5] };
     const b = { data: randArray(5, 604), shape: [5] };
     await gradcheck((xx, ww, rr, bb, ss) => conv1x1Add(xx, ww, rr, bb!, ss!), [x, w, r, b, { data: randArray(5, 605), shape: [1, 1, 1, 5] }]);
+    await gradcheck((xx, ww, rr, bb, ss, aa) => conv1x1Add(xx, ww, rr, bb!, ss!, aa!), [
+      x, w, r, b, { data: randArray(5, 606), shape: [1, 1, 1, 5] }, { data: randArray(12, 607), shape: [2, 1, 1, 6] },
+    ]);
     await gradcheck((xx, ww, rr, bb) => conv1x1Add(xx, ww, rr, bb!, null), [x, w, r, b]);
     await gradcheck((xx, ww, rr) => conv1x1Add(xx, ww, rr, null, null), [x, w, r]);
   });
@@ -346,5 +363,7 @@ describe('conv1x1_add', () => {
     expect(() => conv1x1Add(x, w, tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), null, null)).toThrowError(/r must have shape \[2, 4, 4, 3\]/);
     expect(() => conv1x1Add(x, w, r, tensor(randArray(4, 1), [4]), null)).toThrowError(/b must have shape \[3\]/);
     expect(() => conv1x1Add(x, w, r, tensor(randArray(3, 1), [3]), tensor(randArray(2, 1), [2]))).toThrowError(/s must have 3 elements/);
+    const b3 = tensor(randArray(3, 1), [3]);
+    expect(() => conv1x1Add(x, w, r, b3, b3, tensor(randArray(6, 1), [1, 1, 1, 6]))).toThrowError(/a must have N x Ci = 2 x 6 elements/);
   });
 });

@@ -18,7 +18,11 @@ class SCA extends Module {
     this.conv = this.child('1', new Conv2d(c, c, 1));
   }
   forward(x: Tensor): Tensor {
-    return channelScale(x, this.conv.forward(globalAvgPool(x)));
+    return channelScale(x, this.weights(x));
+  }
+  /** The per-sample channel weights [N, 1, 1, C] that forward multiplies x by. */
+  weights(x: Tensor): Tensor {
+    return this.conv.forward(globalAvgPool(x));
   }
 }
 
@@ -48,11 +52,12 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    // conv2 (depthwise 3×3) + SimpleGate fused; conv3 / conv5 fused with the β / γ skips (inp + conv·β)
+    // conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and the β skip fused (inp + conv3(x·sca)·β);
+    // conv5 and the γ skip fused
     let x = this.conv1.forward(this.norm1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
-    const y = conv1x1Add(this.sca.forward(x), c3.weight!, inp, c3.bias ?? null, this.P.beta!);
+    const y = conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x));
     x = simpleGate(this.conv4.forward(this.norm2.forward(y)));
     const c5 = this.conv5.P;
     return conv1x1Add(x, c5.weight!, y, c5.bias ?? null, this.P.gamma!);

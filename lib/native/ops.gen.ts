@@ -183,13 +183,13 @@ export const OPS = [
   {
     "name": "conv1x1_add",
     "minIn": 3,
-    "maxIn": 5,
+    "maxIn": 6,
     "differentiable": true
   },
   {
     "name": "conv1x1_add_backward",
     "minIn": 3,
-    "maxIn": 5,
+    "maxIn": 6,
     "differentiable": false
   },
   {

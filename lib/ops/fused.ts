@@ -5,6 +5,7 @@ import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
 import { conv2d } from './conv.js';
+import { channelScale } from './nafnet.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -52,20 +53,22 @@ export function dwconvGate(x: Tensor, w: Tensor, b: Tensor | null, pad: number, 
 }
 
 /**
- * r + (x·w + b) ⊙ s for a pointwise conv weight w[1, 1, Ci, Co] over x[..., Ci]: the conv, its bias, the per-channel
- * scale and the residual add in one pass (NAFBlock's conv3/conv5 with the β/γ skips, Restormer's project_out with
- * its skip). b and s may be null; s without b takes the unfused path.
+ * r + ((x ⊙ a)·w + b) ⊙ s for a pointwise conv weight w[1, 1, Ci, Co] over x[N, ..., Ci]: the per-sample input scale
+ * a (N·Ci elements, e.g. [N, 1, 1, Ci]), the conv, its bias, the per-channel scale s and the residual add in one op
+ * (NAFBlock's SCA scale + conv3 + β skip and conv5 + γ skip, Restormer's project_out with its skip). b, s and a may
+ * be null; s without b, or a without b and s, take the unfused path.
  */
-export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s: Tensor | null): Tensor {
+export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s: Tensor | null, a: Tensor | null = null): Tensor {
+  if (a && (!b || !s)) return conv1x1Add(channelScale(x, a), w, r, b, s);
   if (s && !b) return scaledAdd(r, conv2d(x, w, null), s);
-  const inputs = [x, w, r, ...(b ? [b] : []), ...(s ? [s] : [])];
-  const [y] = runOp('conv1x1_add', inputs);
+  const opt = [...(b ? [b] : []), ...(s ? [s] : []), ...(a ? [a] : [])];
+  const [y] = runOp('conv1x1_add', [x, w, r, ...opt]);
   const rs = r.shape;
   record({
     name: 'conv1x1_add',
-    inputs,
+    inputs: [x, w, r, ...opt],
     outputs: [y!],
-    save: [x, w, ...(b ? [b] : []), ...(s ? [s] : [])],
+    save: [x, w, ...opt],
     backward: ([gy], saved) => {
       const [dx, dw, ...rest] = runOp('conv1x1_add_backward', [gy!, ...saved.map((t) => t!)]);
       return [dx!, dw!, gy!.reshape(rs), ...rest]; // dr = dy (a view)

@@ -1,12 +1,16 @@
 // A pointwise convolution added to a residual in the same pass (ops.def), NHWC / any [..., C] rows, on the CPU:
-//   conv1x1_add           (x[..., Ci], w[1,1,Ci,Co], r[..., Co], b?[Co], s?[Co]) -> y = r + (x w + b) s
-//   conv1x1_add_backward  (dy, x, w, b?, s?) -> dx, dw, then db if b, then ds if s   (dr = dy)
-// NAFBlock's conv3 + β skip and conv5 + γ skip (s = β, γ), Restormer's project_out + residual (no b, no s).
-// Forward: y = r + b s (one pass), then the GEMM x (w s) accumulates into it, with w s = w scaled per output column.
-// Backward, with G = x^T dy and S = Σ_rows dy (G and S are what a plain conv's dw and db would be):
-//   dw = G s,  db = S s,  ds_c = Σ_k w_kc G_kc + b_c S_c,  dx = dy (w s)^T
-// so the scaled output (x w + b), never stored, is not needed. Sums over rows in double over fixed parts
-// (deterministic for any thread count).
+//   conv1x1_add           (x[N, ..., Ci], w[1,1,Ci,Co], r[..., Co], b?[Co], s?[Co], a?[N, Ci])
+//                         -> y = r + ((x a) w + b) s, a a per-sample input scale
+//   conv1x1_add_backward  (dy, x, w, b?, s?, a?) -> dx, dw, then db if b, ds if s, da if a   (dr = dy)
+// NAFBlock's SCA channel scale + conv3 + β skip (a = the SCA weights, s = β) and conv5 + γ skip, Restormer's
+// project_out + residual (no b, s or a). s needs b, a needs b and s (inputs are positional).
+// Forward: y = r + b s (one pass), then per sample group (all rows when there is no a) the GEMM x W_g accumulates
+// into it, with W_g = diag(a_g) w diag(s).
+// Backward, with G_g = x_g^T dy_g per group and S = Σ_rows dy (a plain conv's dw and db):
+//   dw = Σ_g diag(a_g) G_g diag(s)   db = S s   ds_c = Σ_g Σ_k a_gk w_kc G_gkc + b_c S_c
+//   da_gk = Σ_c w_kc s_c G_gkc       dx_g = dy_g W_g^T
+// so neither the scaled input x a nor the conv output is stored. Sums over rows and groups in double in a fixed
+// order (deterministic for any thread count).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -18,7 +22,7 @@
 namespace irc {
 namespace {
 
-// Checks x, w and the optional b (at bi) and s (at bi + 1; only with b) of either op; returns the geometry.
+// Checks x, w and the optional b (at bi), s (bi + 1) and a (bi + 2) of either op; returns the geometry.
 PwGeom check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   const std::string op = c.op;
   c.need_f32(xi);
@@ -41,6 +45,14 @@ PwGeom check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
       op_fail("E_SHAPE", op + ": s must have " + std::to_string(Co) + " elements (one per output channel), got " +
                              shape_str(c.in[bi + 1].shape));
   }
+  if (bi + 2 < c.in.size()) {
+    c.need_f32(bi + 2);
+    c.need_min_rank(xi, 2);
+    if (numel(c.in[bi + 2].shape) != x[0] * x.back())
+      op_fail("E_SHAPE", op + ": a must have N x Ci = " + std::to_string(x[0]) + " x " + std::to_string(x.back()) +
+                             " elements (one input scale per sample and channel, e.g. [N, 1, 1, Ci]), got " +
+                             shape_str(c.in[bi + 2].shape));
+  }
   return pw_geom(x, w);
 }
 
@@ -60,12 +72,34 @@ void column_sums(const float* a, int64_t rows, int64_t C, double* out) {
     for (int64_t c = 0; c < C; ++c) out[c] += part[q * C + c];
 }
 
-// w s (columns scaled), or w itself without s.
-const float* scaled_weight(const PwGeom& g, const float* w, const float* s, std::vector<float>& buf) {
-  if (!s) return w;
+// The optional inputs from position bi on, and the sample groups (one per sample with a, else one).
+struct Opt {
+  const float *b = nullptr, *s = nullptr, *a = nullptr;
+  int64_t groups = 1;
+};
+Opt opt_of(const KernelCtx& k, size_t bi, const Shape& x) {
+  Opt o;
+  if (k.in.size() > bi) o.b = k.in[bi].f();
+  if (k.in.size() > bi + 1) o.s = k.in[bi + 1].f();
+  if (k.in.size() > bi + 2) {
+    o.a = k.in[bi + 2].f();
+    o.groups = x[0];
+  }
+  return o;
+}
+
+// W_g = diag(a_g) w diag(s) into buf (w itself without a and s).
+const float* group_weight(const PwGeom& g, const float* w, const Opt& o, int64_t grp, std::vector<float>& buf) {
+  if (!o.a && !o.s) return w;
   buf.resize(static_cast<size_t>(g.Ci * g.Co));
+  const float* ag = o.a ? o.a + grp * g.Ci : nullptr;
   for (int64_t k = 0; k < g.Ci; ++k)
-    for (int64_t c = 0; c < g.Co; ++c) buf[k * g.Co + c] = w[k * g.Co + c] * s[c];
+    for (int64_t c = 0; c < g.Co; ++c) {
+      float v = w[k * g.Co + c];
+      if (ag) v *= ag[k];
+      if (o.s) v *= o.s[c];
+      buf[k * g.Co + c] = v;
+    }
   return buf.data();
 }
 
@@ -86,18 +120,20 @@ void infer_conv1x1_add(InferCtx& c) {
 void cpu_conv1x1_add(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
-  const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  const Opt o = opt_of(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
   if (g.rows == 0 || g.Co == 0) return;
   std::vector<float> bs(static_cast<size_t>(g.Co), 0.f), wbuf;
-  if (b)
-    for (int64_t c = 0; c < g.Co; ++c) bs[c] = s ? b[c] * s[c] : b[c];
+  if (o.b)
+    for (int64_t c = 0; c < g.Co; ++c) bs[c] = o.s ? o.b[c] * o.s[c] : o.b[c];
   parallel_for(g.rows, std::max<int64_t>(1, 16384 / g.Co), [&](int64_t r0, int64_t r1) {
     for (int64_t q = r0; q < r1; ++q)
       for (int64_t c = 0; c < g.Co; ++c) y[q * g.Co + c] = r[q * g.Co + c] + bs[c];
   });
-  if (g.Ci > 0) sgemm(false, false, g.rows, g.Co, g.Ci, 1.f, x, g.Ci, scaled_weight(g, w, s, wbuf), g.Co, 1.f, y, g.Co);
+  const int64_t rg = g.rows / o.groups;
+  for (int64_t grp = 0; g.Ci > 0 && grp < o.groups; ++grp)
+    sgemm(false, false, rg, g.Co, g.Ci, 1.f, x + grp * rg * g.Ci, g.Ci, group_weight(g, w, o, grp, wbuf), g.Co, 1.f,
+          y + grp * rg * g.Co, g.Co);
 }
 
 void infer_conv1x1_add_backward(InferCtx& c) {
@@ -113,41 +149,54 @@ void infer_conv1x1_add_backward(InferCtx& c) {
   c.add_out(c.in[2].shape);
   if (c.in.size() > 3) c.add_out({g.Co});
   if (c.in.size() > 4) c.add_out(c.in[4].shape);
+  if (c.in.size() > 5) c.add_out(c.in[5].shape);
 }
 
 void cpu_conv1x1_add_backward(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
-  const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  const Opt o = opt_of(k, 3, k.in[1].shape);
   float *dx = k.out[0].f(), *dw = k.out[1].f();
-  float* db = b ? k.out[2].f() : nullptr;
-  float* ds = s ? k.out[3].f() : nullptr;
-  const int64_t wsz = g.Ci * g.Co;
-  // G = x^T dy (into dw, scaled below)
-  if (g.rows > 0 && wsz > 0) {
-    sgemm(true, false, g.Ci, g.Co, g.rows, 1.f, x, g.Ci, dy, g.Co, 0.f, dw, g.Co);
-  } else {
-    std::fill(dw, dw + wsz, 0.f);
-  }
+  float* db = o.b ? k.out[2].f() : nullptr;
+  float* ds = o.s ? k.out[3].f() : nullptr;
+  float* da = o.a ? k.out[4].f() : nullptr;
+  const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  // G_g = x_g^T dy_g (zeros without rows)
+  std::vector<float> G(static_cast<size_t>(o.groups * wsz), 0.f);
+  for (int64_t grp = 0; rg > 0 && wsz > 0 && grp < o.groups; ++grp)
+    sgemm(true, false, g.Ci, g.Co, rg, 1.f, x + grp * rg * g.Ci, g.Ci, dy + grp * rg * g.Co, g.Co, 0.f,
+          G.data() + grp * wsz, g.Co);
   std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
-  if (b) column_sums(dy, g.rows, g.Co, S.data());
-  for (int64_t c = 0; s && c < g.Co; ++c) {
-    double t = static_cast<double>(b[c]) * S[c];
-    for (int64_t q = 0; q < g.Ci; ++q) t += static_cast<double>(w[q * g.Co + c]) * dw[q * g.Co + c];
+  if (o.b) column_sums(dy, g.rows, g.Co, S.data());
+  const auto ak = [&](int64_t grp, int64_t q) { return o.a ? static_cast<double>(o.a[grp * g.Ci + q]) : 1.0; };
+  for (int64_t c = 0; o.s && c < g.Co; ++c) {
+    double t = static_cast<double>(o.b[c]) * S[c];
+    for (int64_t grp = 0; grp < o.groups; ++grp)
+      for (int64_t q = 0; q < g.Ci; ++q) t += ak(grp, q) * w[q * g.Co + c] * G[grp * wsz + q * g.Co + c];
     ds[c] = static_cast<float>(t);
   }
+  for (int64_t grp = 0; da && grp < o.groups; ++grp)
+    for (int64_t q = 0; q < g.Ci; ++q) {
+      double t = 0.0;
+      for (int64_t c = 0; c < g.Co; ++c)
+        t += static_cast<double>(w[q * g.Co + c]) * o.s[c] * G[grp * wsz + q * g.Co + c];
+      da[grp * g.Ci + q] = static_cast<float>(t);
+    }
+  for (int64_t e = 0; e < wsz; ++e) {
+    const int64_t q = e / std::max<int64_t>(g.Co, 1), c = e - q * g.Co;
+    double t = 0.0;
+    for (int64_t grp = 0; grp < o.groups; ++grp) t += ak(grp, q) * G[grp * wsz + e];
+    dw[e] = static_cast<float>(o.s ? t * o.s[c] : t);
+  }
+  for (int64_t c = 0; o.b && c < g.Co; ++c) db[c] = static_cast<float>(o.s ? S[c] * o.s[c] : S[c]);
   std::vector<float> wbuf;
-  const float* ws = scaled_weight(g, w, s, wbuf);
-  if (s)
-    for (int64_t q = 0; q < g.Ci; ++q)
-      for (int64_t c = 0; c < g.Co; ++c) dw[q * g.Co + c] *= s[c];
-  for (int64_t c = 0; b && c < g.Co; ++c) db[c] = static_cast<float>(s ? S[c] * s[c] : S[c]);
-  if (g.rows > 0 && g.Ci > 0) {
+  for (int64_t grp = 0; rg > 0 && g.Ci > 0 && grp < o.groups; ++grp) {
+    float* dxg = dx + grp * rg * g.Ci;
     if (g.Co > 0) {
-      sgemm(false, true, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, ws, g.Co, 0.f, dx, g.Ci);
+      sgemm(false, true, rg, g.Ci, g.Co, 1.f, dy + grp * rg * g.Co, g.Co, group_weight(g, w, o, grp, wbuf), g.Co, 0.f,
+            dxg, g.Ci);
     } else {
-      std::fill(dx, dx + g.rows * g.Ci, 0.f);
+      std::fill(dxg, dxg + rg * g.Ci, 0.f);
     }
   }
 }

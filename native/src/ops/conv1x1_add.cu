@@ -1,9 +1,10 @@
-// CUDA conv1x1_add (the math and its backward are written out in conv1x1_add.cpp). Forward: with a scale s, the
-// weight columns and bias are scaled first (a tiny kernel into scratch); then one cuBLASLt GEMM reads the residual
-// r as its C matrix (beta 1, D = y apart from it) with the bias epilogue: no pass over y besides the GEMM's. Without
-// cuBLASLt: y = r + b s by a row kernel, then a cuBLAS GEMM accumulating into y. Backward: G = x^T dy into dw and
-// S = column sums of dy (the plain conv's dW GEMM and bias sums), then per output channel ds = Σ_k w G + b S,
-// db = S s and dw = G s (small kernels), and dx = dy (w s)^T. TF32 as conv2d's (IRCONSTYLE_TF32).
+// CUDA conv1x1_add (the math and its backward are written out in conv1x1_add.cpp). Forward: the group weights
+// W_g = diag(a_g) w diag(s) and the bias b s are formed by a tiny kernel into scratch (w and b themselves when there
+// is no a or s); then per sample group (all rows without a) one cuBLASLt GEMM reads the residual r as its C matrix
+// (beta 1, D = y apart from it) with the bias epilogue: no pass over y besides the GEMM's. Without cuBLASLt:
+// y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
+// G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
+// them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32).
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
@@ -13,14 +14,38 @@
 namespace irc {
 namespace {
 
-// ws[k, c] = w[k, c] s[c]; bs[c] = b[c] s[c] (b may be null: bs untouched).
-__global__ void scale_wb_k(const float* __restrict__ w, const float* __restrict__ b, const float* __restrict__ s,
-                           float* __restrict__ ws, float* __restrict__ bs, int64_t Ci, int64_t Co) {
-  IRC_GRID_LOOP(e, Ci * Co) {
-    const int64_t c = e % Co;
-    ws[e] = w[e] * s[c];
-    if (b && e < Co) bs[e] = b[e] * s[e];
+// The optional inputs from position bi on (b, s, a) and the sample groups (one per sample with a, else one).
+struct Opt {
+  const float *b = nullptr, *s = nullptr, *a = nullptr;
+  int64_t groups = 1;
+};
+Opt opt_of(const KernelCtx& k, size_t bi, const Shape& x) {
+  Opt o;
+  if (k.in.size() > bi) o.b = k.in[bi].f();
+  if (k.in.size() > bi + 1) o.s = k.in[bi + 1].f();
+  if (k.in.size() > bi + 2) {
+    o.a = k.in[bi + 2].f();
+    o.groups = x[0];
   }
+  return o;
+}
+
+// W[g, k, c] = w[k, c] a[g, k] s[c] (a, s may be null: factor 1) for g < groups.
+__global__ void group_w_k(const float* __restrict__ w, const float* __restrict__ a, const float* __restrict__ s,
+                          float* __restrict__ W, int64_t groups, int64_t Ci, int64_t Co) {
+  IRC_GRID_LOOP(e, groups * Ci * Co) {
+    const int64_t c = e % Co, kk = (e / Co) % Ci, g = e / (Ci * Co);
+    float v = w[kk * Co + c];
+    if (a) v *= a[g * Ci + kk];
+    if (s) v *= s[c];
+    W[e] = v;
+  }
+}
+
+// bs[c] = b[c] s[c].
+__global__ void bias_scale_k(const float* __restrict__ b, const float* __restrict__ s, float* __restrict__ bs,
+                             int64_t Co) {
+  IRC_GRID_LOOP(c, Co) bs[c] = b[c] * s[c];
 }
 
 // y[r, c] = res[r, c] + b[c] (b may be null: a copy).
@@ -29,24 +54,48 @@ __global__ void add_rows_k(const float* __restrict__ res, const float* __restric
   IRC_GRID_LOOP(e, n) y[e] = b ? res[e] + b[e % Co] : res[e];
 }
 
-// Per output channel c (G = the unscaled dw, S = column sums of dy): ds[c] = Σ_k w[k, c] G[k, c] + b[c] S[c] in
-// double (with s), db[c] = S[c] s[c] (with b; S[c] without s).
-__global__ void channel_grads_k(const float* __restrict__ w, const float* __restrict__ G, const float* __restrict__ b,
-                                const float* __restrict__ S, const float* __restrict__ s, float* __restrict__ db,
-                                float* __restrict__ ds, int64_t Ci, int64_t Co) {
+// Per output channel c, from G [groups, Ci, Co] and S (the column sums of dy): ds[c] = Σ_g Σ_k a_gk w_kc G_gkc +
+// b_c S_c in double (with s), db[c] = S_c s_c (S_c without s).
+__global__ void channel_grads_k(const float* __restrict__ w, const float* __restrict__ G, const float* __restrict__ a,
+                                const float* __restrict__ b, const float* __restrict__ S, const float* __restrict__ s,
+                                float* __restrict__ db, float* __restrict__ ds, int64_t groups, int64_t Ci,
+                                int64_t Co) {
   IRC_GRID_LOOP(c, Co) {
     if (s) {
       double t = static_cast<double>(b[c]) * S[c];
-      for (int64_t k = 0; k < Ci; ++k) t += static_cast<double>(w[k * Co + c]) * G[k * Co + c];
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t kk = 0; kk < Ci; ++kk) {
+          const double av = a ? static_cast<double>(a[g * Ci + kk]) : 1.0;
+          t += av * w[kk * Co + c] * G[(g * Ci + kk) * Co + c];
+        }
       ds[c] = static_cast<float>(t);
     }
     db[c] = s ? S[c] * s[c] : S[c];
   }
 }
 
-// G[k, c] *= s[c].
-__global__ void scale_cols_k(float* __restrict__ G, const float* __restrict__ s, int64_t Ci, int64_t Co) {
-  IRC_GRID_LOOP(e, Ci * Co) G[e] *= s[e % Co];
+// da[g, k] = Σ_c w_kc s_c G_gkc (double).
+__global__ void input_scale_grads_k(const float* __restrict__ w, const float* __restrict__ G,
+                                    const float* __restrict__ s, float* __restrict__ da, int64_t groups, int64_t Ci,
+                                    int64_t Co) {
+  IRC_GRID_LOOP(e, groups * Ci) {
+    const int64_t kk = e % Ci;
+    const float* Gr = G + e * Co;
+    double t = 0.0;
+    for (int64_t c = 0; c < Co; ++c) t += static_cast<double>(w[kk * Co + c]) * s[c] * Gr[c];
+    da[e] = static_cast<float>(t);
+  }
+}
+
+// dw[k, c] = Σ_g a_gk G_gkc s_c (double over the groups; a, s may be null).
+__global__ void weight_grads_k(const float* __restrict__ G, const float* __restrict__ a, const float* __restrict__ s,
+                               float* __restrict__ dw, int64_t groups, int64_t Ci, int64_t Co) {
+  IRC_GRID_LOOP(e, Ci * Co) {
+    const int64_t c = e % Co, kk = e / Co;
+    double t = 0.0;
+    for (int64_t g = 0; g < groups; ++g) t += (a ? static_cast<double>(a[g * Ci + kk]) : 1.0) * G[g * Ci * Co + e];
+    dw[e] = static_cast<float>(s ? t * s[c] : t);
+  }
 }
 
 }  // namespace
@@ -54,68 +103,92 @@ __global__ void scale_cols_k(float* __restrict__ G, const float* __restrict__ s,
 void cuda_conv1x1_add(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
-  const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  const Opt o = opt_of(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
-  const int64_t n = g.rows * g.Co;
+  const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = g.rows / o.groups;
   if (n == 0) return;
   cudaStream_t st = cu::stream(k);
-  const float *wv = w, *bv = b;
-  if (s && g.Ci * g.Co > 0) {
-    float* ws = static_cast<float*>(cu::scratch(st, sizeof(float) * (g.Ci * g.Co + g.Co), 0));
-    scale_wb_k<<<cu::blocks_for(g.Ci * g.Co), 256, 0, st>>>(w, b, s, ws, ws + g.Ci * g.Co, g.Ci, g.Co);
-    cu::check_launch(k);
-    wv = ws;
-    bv = b ? ws + g.Ci * g.Co : nullptr;
-  } else if (s && b) {  // Ci == 0: y = r + b s
-    float* bs = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 0));
-    scale_wb_k<<<1, 256, 0, st>>>(b, b, s, bs, bs, 1, g.Co);  // bs = b s (the weight part rewrites the same values)
-    cu::check_launch(k);
-    bv = bs;
+  // W_g (or w) and b s (or b)
+  const float *W = w, *bs = o.b;
+  if ((o.a || o.s) && wsz > 0) {
+    float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));
+    group_w_k<<<cu::blocks_for(o.groups * wsz), 256, 0, st>>>(w, o.a, o.s, Ws, o.groups, g.Ci, g.Co);
+    W = Ws;
   }
-  const bool tf32 = cu::tf32_convolutions();
-  if (g.Ci > 0 &&
-      blas::gemm_bias_add(k, tf32, false, false, g.rows, g.Co, g.Ci, x, g.Ci, wv, g.Co, bv, r, y, g.Co))
-    return;
-  add_rows_k<<<cu::blocks_for(n), 256, 0, st>>>(r, bv, y, n, g.Co);
+  if (o.b && o.s) {
+    float* b2 = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 1));
+    bias_scale_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(o.b, o.s, b2, g.Co);
+    bs = b2;
+  }
   cu::check_launch(k);
-  if (g.Ci > 0) blas::gemm(k, blas::bind(k, tf32), false, false, g.rows, g.Co, g.Ci, 1.f, x, g.Ci, wv, g.Co, 1.f, y, g.Co);
+  const bool tf32 = cu::tf32_convolutions();
+  // cuBLASLt, group by group (the residual read by the GEMM); a group it cannot take gets the fallback below
+  bool lt = g.Ci > 0 && rg > 0;
+  for (int64_t grp = 0; lt && grp < o.groups; ++grp) {
+    const float* Wg = W == w ? w : W + grp * wsz;
+    if (blas::gemm_bias_add(k, tf32, false, false, rg, g.Co, g.Ci, x + grp * rg * g.Ci, g.Ci, Wg, g.Co, bs,
+                            r + grp * rg * g.Co, y + grp * rg * g.Co, g.Co))
+      continue;
+    if (grp == 0) {
+      lt = false;  // no plan for this shape: every group takes the fallback
+      break;
+    }
+    add_rows_k<<<cu::blocks_for(rg * g.Co), 256, 0, st>>>(r + grp * rg * g.Co, bs, y + grp * rg * g.Co, rg * g.Co,
+                                                          g.Co);
+    cu::check_launch(k);
+    blas::gemm(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, 1.f, x + grp * rg * g.Ci, g.Ci, Wg, g.Co, 1.f,
+               y + grp * rg * g.Co, g.Co);
+  }
+  if (lt) return;
+  add_rows_k<<<cu::blocks_for(n), 256, 0, st>>>(r, bs, y, n, g.Co);
+  cu::check_launch(k);
+  if (g.Ci > 0 && rg > 0)
+    blas::gemm_batched(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co,
+                       W == w ? 0 : wsz, y, g.Co, rg * g.Co, o.groups, 1.f);
 }
 
 void cuda_conv1x1_add_backward(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
-  const float* b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  const float* s = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  const Opt o = opt_of(k, 3, k.in[1].shape);
   float *dx = k.out[0].f(), *dw = k.out[1].f();
-  float* db = b ? k.out[2].f() : nullptr;
-  float* ds = s ? k.out[3].f() : nullptr;
+  float* db = o.b ? k.out[2].f() : nullptr;
+  float* ds = o.s ? k.out[3].f() : nullptr;
+  float* da = o.a ? k.out[4].f() : nullptr;
   cudaStream_t st = cu::stream(k);
-  const int64_t wsz = g.Ci * g.Co;
+  const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
   const bool tf32 = cu::tf32_convolutions();
   const gpu::Cublas& cb = blas::bind(k, tf32);
-  // G = x^T dy into dw (zeros without rows); S = column sums of dy (zeros without rows)
-  if (wsz > 0) blas::gemm(k, cb, true, false, g.Ci, g.Co, g.rows, 1.f, x, g.Ci, dy, g.Co, 0.f, dw, g.Co);
-  if (b) {
+  // G_g = x_g^T dy_g (zeros without rows: K = 0); straight into dw when it is the answer (no a, no s)
+  const bool direct = !o.a && !o.s;
+  float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 1));
+  if (wsz > 0)
+    blas::gemm_batched(k, cb, true, false, g.Ci, g.Co, rg, x, g.Ci, rg * g.Ci, dy, g.Co, rg * g.Co, G, g.Co, wsz,
+                       o.groups, 0.f);
+  if (o.b) {
     float* S = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 2));
     if (g.rows > 0) {
       blas::column_sums(k, dy, g.rows, g.Co, S, 4);
     } else {
       cu::check(cudaMemsetAsync(S, 0, sizeof(float) * g.Co, st), k.op, "memset S");
     }
-    if (g.Co > 0) channel_grads_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(w, dw, b, S, s, db, ds, g.Ci, g.Co);
-    cu::check_launch(k);
+    if (g.Co > 0)
+      channel_grads_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(w, G, o.a, o.b, S, o.s, db, ds, o.groups, g.Ci, g.Co);
   }
-  const float* wv = w;
-  if (s && wsz > 0) {
-    scale_cols_k<<<cu::blocks_for(wsz), 256, 0, st>>>(dw, s, g.Ci, g.Co);
-    float* ws = static_cast<float*>(cu::scratch(st, sizeof(float) * wsz, 0));
-    scale_wb_k<<<cu::blocks_for(wsz), 256, 0, st>>>(w, nullptr, s, ws, nullptr, g.Ci, g.Co);
+  if (o.a && g.Ci > 0)
+    input_scale_grads_k<<<cu::blocks_for(o.groups * g.Ci), 256, 0, st>>>(w, G, o.s, da, o.groups, g.Ci, g.Co);
+  if (!direct && wsz > 0) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, o.a, o.s, dw, o.groups, g.Ci, g.Co);
+  cu::check_launch(k);
+  if (rg == 0 || g.Ci == 0) return;
+  const float* W = w;
+  if (!direct && wsz > 0) {
+    float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));
+    group_w_k<<<cu::blocks_for(o.groups * wsz), 256, 0, st>>>(w, o.a, o.s, Ws, o.groups, g.Ci, g.Co);
     cu::check_launch(k);
-    wv = ws;
+    W = Ws;
   }
-  if (g.rows > 0 && g.Ci > 0)
-    blas::gemm(k, cb, false, true, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, wv, g.Co, 0.f, dx, g.Ci);
+  blas::gemm_batched(k, cb, false, true, rg, g.Ci, g.Co, dy, g.Co, rg * g.Co, W, g.Co, W == w ? 0 : wsz, dx, g.Ci,
+                     rg * g.Ci, o.groups, 0.f);
 }
 
 }  // namespace irc
