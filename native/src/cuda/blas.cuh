@@ -29,10 +29,11 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + bias[N] (every row), beta = 0.
 bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
                int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc);
-// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + bias[N] (every row; bias may be null) + R[M,N] (R stored as C, ldc;
-// read, not written: beta = 1 with cuBLASLt's separate C and D matrices).
+// For i < batch, row-major C_i[M,N] = op(A_i)[M,K] op(B_i)[K,N] + bias[N] (every row; bias may be null) + R_i[M,N]
+// (R stored as C, ldc; read, not written: beta = 1 with cuBLASLt's separate C and D matrices), with A_i = A + i sA,
+// B_i = B + i sB, C_i = C + i sC, R_i = R + i sC.
 bool gemm_bias_add(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, const float* bias, const float* R, float* C,
-                   int64_t ldc);
+                   int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, const float* bias,
+                   const float* R, float* C, int64_t ldc, int64_t sC, int64_t batch);
 }  // namespace blas
 }  // namespace irc

@@ -212,6 +212,7 @@ void load_cublaslt() {
   sym(o.lib, "cublasLtMatmulDescSetAttribute", a.MatmulDescSetAttribute, m);
   sym(o.lib, "cublasLtMatrixLayoutCreate", a.MatrixLayoutCreate, m);
   sym(o.lib, "cublasLtMatrixLayoutDestroy", a.MatrixLayoutDestroy, m);
+  sym(o.lib, "cublasLtMatrixLayoutSetAttribute", a.MatrixLayoutSetAttribute, m);
   sym(o.lib, "cublasLtMatmulPreferenceCreate", a.MatmulPreferenceCreate, m);
   sym(o.lib, "cublasLtMatmulPreferenceSetAttribute", a.MatmulPreferenceSetAttribute, m);
   sym(o.lib, "cublasLtMatmulPreferenceDestroy", a.MatmulPreferenceDestroy, m);

@@ -57,6 +57,10 @@ enum : int {  // cublasLtEpilogue_t
   CUBLASLT_EPILOGUE_BGRADA = 256,  // bias gradient = sums of op(A) over k; length = rows of D
   CUBLASLT_EPILOGUE_BGRADB = 512   // bias gradient = sums of op(B) over k; length = columns of D
 };
+enum : int {                                  // cublasLtMatrixLayoutAttribute_t
+  CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5,     // int32_t, default 1
+  CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6  // int64_t, elements between the batch's matrices
+};
 enum : int {  // cublasLtMatmulPreferenceAttributes_t
   CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,  // uint64_t
   CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,  // uint32_t, default 256
@@ -87,6 +91,7 @@ struct CublasLt {
   cublasStatus_t (*MatrixLayoutCreate)(cublasLtMatrixLayout_t*, int type, uint64_t rows, uint64_t cols,
                                        int64_t ld) = nullptr;
   cublasStatus_t (*MatrixLayoutDestroy)(cublasLtMatrixLayout_t) = nullptr;
+  cublasStatus_t (*MatrixLayoutSetAttribute)(cublasLtMatrixLayout_t, int attr, const void* buf, size_t bytes) = nullptr;
   cublasStatus_t (*MatmulPreferenceCreate)(cublasLtMatmulPreference_t*) = nullptr;
   cublasStatus_t (*MatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t, int attr, const void* buf,
                                                  size_t bytes) = nullptr;

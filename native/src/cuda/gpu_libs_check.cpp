@@ -117,6 +117,9 @@ static_assert(eq(gpu::CUBLASLT_EPILOGUE_DEFAULT, ::CUBLASLT_EPILOGUE_DEFAULT) &&
                   eq(gpu::CUBLASLT_EPILOGUE_BGRADA, ::CUBLASLT_EPILOGUE_BGRADA) &&
                   eq(gpu::CUBLASLT_EPILOGUE_BGRADB, ::CUBLASLT_EPILOGUE_BGRADB),
               "cublasLtEpilogue_t");
+static_assert(eq(gpu::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, ::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT) &&
+                  eq(gpu::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, ::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET),
+              "cublasLtMatrixLayoutAttribute_t values");
 static_assert(eq(gpu::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) &&
                   eq(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, ::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES) &&
                   eq(gpu::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, ::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES) &&
@@ -198,6 +201,7 @@ IRC_SIG(CublasLt, MatmulDescDestroy, cublasLtMatmulDescDestroy);
 IRC_SIG(CublasLt, MatmulDescSetAttribute, cublasLtMatmulDescSetAttribute);
 IRC_SIG(CublasLt, MatrixLayoutCreate, cublasLtMatrixLayoutCreate);
 IRC_SIG(CublasLt, MatrixLayoutDestroy, cublasLtMatrixLayoutDestroy);
+IRC_SIG(CublasLt, MatrixLayoutSetAttribute, cublasLtMatrixLayoutSetAttribute);
 IRC_SIG(CublasLt, MatmulPreferenceCreate, cublasLtMatmulPreferenceCreate);
 IRC_SIG(CublasLt, MatmulPreferenceSetAttribute, cublasLtMatmulPreferenceSetAttribute);
 IRC_SIG(CublasLt, MatmulPreferenceDestroy, cublasLtMatmulPreferenceDestroy);

@@ -1,7 +1,8 @@
 // CUDA conv1x1_add (the math and its backward are written out in conv1x1_add.cpp). Forward: the group weights
 // W_g = diag(a_g) w diag(s) and the bias b s are formed by a tiny kernel into scratch (w and b themselves when there
-// is no a or s); then per sample group (all rows without a) one cuBLASLt GEMM reads the residual r as its C matrix
-// (beta 1, D = y apart from it) with the bias epilogue: no pass over y besides the GEMM's. Without cuBLASLt:
+// is no a or s); then one cuBLASLt GEMM, a strided batch over the sample groups (one group of all rows without a),
+// reads the residual r as its C matrix (beta 1, D = y apart from it) with the bias epilogue: no pass over y besides
+// the GEMM's. Without cuBLASLt:
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
 // them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32).
@@ -122,29 +123,17 @@ void cuda_conv1x1_add(KernelCtx& k) {
   }
   cu::check_launch(k);
   const bool tf32 = cu::tf32_convolutions();
-  // cuBLASLt, group by group (the residual read by the GEMM); a group it cannot take gets the fallback below
-  bool lt = g.Ci > 0 && rg > 0;
-  for (int64_t grp = 0; lt && grp < o.groups; ++grp) {
-    const float* Wg = W == w ? w : W + grp * wsz;
-    if (blas::gemm_bias_add(k, tf32, false, false, rg, g.Co, g.Ci, x + grp * rg * g.Ci, g.Ci, Wg, g.Co, bs,
-                            r + grp * rg * g.Co, y + grp * rg * g.Co, g.Co))
-      continue;
-    if (grp == 0) {
-      lt = false;  // no plan for this shape: every group takes the fallback
-      break;
-    }
-    add_rows_k<<<cu::blocks_for(rg * g.Co), 256, 0, st>>>(r + grp * rg * g.Co, bs, y + grp * rg * g.Co, rg * g.Co,
-                                                          g.Co);
-    cu::check_launch(k);
-    blas::gemm(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, 1.f, x + grp * rg * g.Ci, g.Ci, Wg, g.Co, 1.f,
-               y + grp * rg * g.Co, g.Co);
-  }
-  if (lt) return;
+  // one cuBLASLt call over the groups (the residual read by the GEMM), else a row pass and a cuBLAS batch
+  const int64_t sW = W == w ? 0 : wsz;
+  if (g.Ci > 0 && rg > 0 &&
+      blas::gemm_bias_add(k, tf32, false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co, sW, bs, r, y, g.Co,
+                          rg * g.Co, o.groups))
+    return;
   add_rows_k<<<cu::blocks_for(n), 256, 0, st>>>(r, bs, y, n, g.Co);
   cu::check_launch(k);
   if (g.Ci > 0 && rg > 0)
-    blas::gemm_batched(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co,
-                       W == w ? 0 : wsz, y, g.Co, rg * g.Co, o.groups, 1.f);
+    blas::gemm_batched(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co, sW, y, g.Co,
+                       rg * g.Co, o.groups, 1.f);
 }
 
 void cuda_conv1x1_add_backward(KernelCtx& k) {

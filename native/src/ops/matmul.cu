@@ -191,12 +191,15 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 //  - gemm_bias: bias[N] lies along D's rows (length m) and is broadcast over D's columns (C's rows):
 //    CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D rows").
 //  - gemm_bias_add: the same (or EPILOGUE_DEFAULT without a bias) with beta = 1 and a C matrix R apart from D:
-//    the residual is read by the GEMM's epilogue instead of a separate add pass (conv1x1_add).
+//    the residual is read by the GEMM's epilogue instead of a separate add pass (conv1x1_add); optionally a strided
+//    batch (BATCH_COUNT / STRIDED_BATCH_OFFSET on the three layouts; C shares D's; the bias, batch stride 0 by
+//    default, is the same for every matrix of the batch).
 //  - The bias-gradient epilogues (BGRADA / BGRADB) were tried for dW = X^T dY with db = sums of dY and measured
 //    slower on an H100 than a plain GEMM + column_sums (a 1x1 conv backward at [16,128,128,48]: 258-317 us against
 //    182-188 us; BENCHMARKS.md), so they are not used.
 // Plans: matmul descriptor, the three layouts (C and D share one), the algorithm and its workspace size, built once
-// per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments, residual or not) and never freed; the heuristic is
+// per key (epilogue, transposes, m, n, k, leading dims, tf32, pointer alignments, residual or not, batch and
+// strides) and never freed; the heuristic is
 // asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
 // as the MIN_ALIGNMENT prefs (their default, 256, would let it pick algorithms that reject less aligned buffers);
 // the bias pointer's alignment reaches the heuristic through BIAS_POINTER, which it reads without dereferencing.
@@ -228,6 +231,8 @@ struct LtCall {
   const void* bias;  // read by the BIAS epilogue
   bool tf32;
   const float* R = nullptr;  // the C matrix of beta = 1
+  int64_t batch = 1;          // a strided batch: A + i sA, B + i sB, D (and R) + i sD
+  int64_t sA = 0, sB = 0, sD = 0;
 };
 
 struct LtPlan {
@@ -238,7 +243,7 @@ struct LtPlan {
   size_t ws = 0;
 };
 
-using LtKey = std::array<int64_t, 16>;
+using LtKey = std::array<int64_t, 20>;
 std::mutex g_lt_mu;
 std::map<LtKey, LtPlan>* g_lt_plans = new std::map<LtKey, LtPlan>();  // never freed
 
@@ -267,12 +272,19 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
     if (st != 0 && why.empty()) why = std::string(what) + " returned status " + std::to_string(st);
     return st == 0;
   };
-  auto layout = [&](void** out, int64_t rows, int64_t cols, int64_t ld) {
+  auto layout = [&](void** out, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
     void* l = nullptr;
     const int st = lt.MatrixLayoutCreate(&l, gpu::CUDA_R_32F, static_cast<uint64_t>(rows),
                                          static_cast<uint64_t>(cols), ld);
     if (st == 0) *out = l;
-    return step(st, "cublasLtMatrixLayoutCreate");
+    if (!step(st, "cublasLtMatrixLayoutCreate")) return false;
+    if (c.batch == 1) return true;
+    const int32_t count = static_cast<int32_t>(c.batch);
+    return step(lt.MatrixLayoutSetAttribute(l, gpu::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
+                "cublasLtMatrixLayoutSetAttribute") &&
+           step(lt.MatrixLayoutSetAttribute(l, gpu::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                            sizeof stride),
+                "cublasLtMatrixLayoutSetAttribute");
   };
   auto dset = [&](int attr, const void* v, size_t bytes) {
     return step(lt.MatmulDescSetAttribute(pl.op, attr, v, bytes), "cublasLtMatmulDescSetAttribute");
@@ -296,8 +308,8 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
               (!c.bias || (dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) &&
                            dset(gpu::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type)));
   // Layouts of the matrices as stored: op(A) is [m, k], so a transposed A is stored [k, m]; likewise B.
-  good = good && layout(&pl.la, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda) &&
-         layout(&pl.lb, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb) && layout(&pl.ld, c.m, c.n, c.ldd);
+  good = good && layout(&pl.la, c.ta ? c.k : c.m, c.ta ? c.m : c.k, c.lda, c.sA) &&
+         layout(&pl.lb, c.tb ? c.n : c.k, c.tb ? c.k : c.n, c.ldb, c.sB) && layout(&pl.ld, c.m, c.n, c.ldd, c.sD);
   if (good) {
     void* p = nullptr;
     const int st = lt.MatmulPreferenceCreate(&p);
@@ -333,14 +345,15 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
 
 // Enqueues the call on the op's stream; false (nothing enqueued) when cuBLASLt cannot take it.
 bool run_lt(const KernelCtx& k, const LtCall& c) {
-  if (c.m <= 0 || c.n <= 0 || c.k <= 0 || (!c.bias && c.epilogue == gpu::CUBLASLT_EPILOGUE_BIAS)) return false;
-  for (int64_t v : {c.m, c.n, c.k, c.lda, c.ldb, c.ldd})
+  if (c.m <= 0 || c.n <= 0 || c.k <= 0 || c.batch < 1 || (!c.bias && c.epilogue == gpu::CUBLASLT_EPILOGUE_BIAS))
+    return false;
+  for (int64_t v : {c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.batch})
     if (v > INT_MAX) return false;
   const gpu::CublasLt* lt = gpu::cublaslt();
   if (!lt) return false;
   const LtKey key{c.epilogue, c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.tf32,
                   align_of(c.A), align_of(c.B), align_of(c.D), align_of(c.bias), c.R != nullptr,
-                  c.R ? align_of(c.R) : 0};
+                  c.R ? align_of(c.R) : 0, c.batch, c.sA, c.sB, c.sD};
   std::lock_guard<std::mutex> lock(g_lt_mu);
   auto it = g_lt_plans->find(key);
   if (it == g_lt_plans->end()) {
@@ -379,10 +392,10 @@ bool gemm_bias(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64
 }
 
 bool gemm_bias_add(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, const float* bias, const float* R, float* C,
-                   int64_t ldc) {
+                   int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, const float* bias,
+                   const float* R, float* C, int64_t ldc, int64_t sC, int64_t batch) {
   const int epi = bias ? gpu::CUBLASLT_EPILOGUE_BIAS : gpu::CUBLASLT_EPILOGUE_DEFAULT;
-  return run_lt(k, LtCall{epi, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32, R});
+  return run_lt(k, LtCall{epi, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32, R, batch, sB, sA, sC});
 }
 
 }  // namespace blas
