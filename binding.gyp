@@ -6,7 +6,7 @@
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wno-psabi"],
     "libraries": ["-lpthread", "-ldl"]
   }]
 }

@@ -184,6 +184,12 @@ export function opCases() {
     add('layer_norm_bias_free', `[${sh}]`, [f(sh, -2, 3), pos([Cc], 0.5, 1.5)], [1e-5], red);
     add('layer_norm_bias_free_backward', `[${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), pos([rows], 0.5, 2)], [], red);
   }
+  // with the accumulation input (a pending gradient added to dx): the lanes-per-row, warp and block kernels
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [2, 3, 600], [1, 3, 1100]]) {
+    const Cc = sh[sh.length - 1], rows = numel(sh) / Cc;
+    add('layer_norm2d_backward', `acc [${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([rows], -0.5, 0.5), pos([rows], 0.5, 2), f(sh)], [], red);
+    add('layer_norm_bias_free_backward', `acc [${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), pos([rows], 0.5, 2), f(sh)], [], red);
+  }
 
   // --- NAFNet pieces
   for (const sh of [[2, 32, 32, 96], [1, 7, 13, 10], [3, 2]]) {
@@ -194,6 +200,7 @@ export function opCases() {
   for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [16, 8, 8, 256], [2, 9, 7, 1032]]) {
     add('global_avg_pool', `[${sh}]`, [f(sh)], [], red);
     add('global_avg_pool_backward', `[${sh}]`, [f([sh[0], 1, 1, sh[3]]), f(sh)]);
+    add('global_avg_pool_backward', `acc [${sh}]`, [f([sh[0], 1, 1, sh[3]]), f(sh), f(sh)]);
     add('channel_scale', `[${sh}]`, [f(sh), f([sh[0], 1, 1, sh[3]])]);
     add('channel_scale_backward', `[${sh}]`, [f(sh), f(sh), f([sh[0], 1, 1, sh[3]])], [], red);
   }

@@ -9,7 +9,12 @@ export interface GradNode {
   nOutputs: number;
   /** Retained tensors (views sharing storage) handed back to backward. Freed after backward. */
   saved: Tensor[];
-  backward: (gys: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[];
+  backward: (gys: (Tensor | null)[], saved: Tensor[], acc: (Tensor | null)[]) => (Tensor | null)[];
+  /**
+   * Inputs whose gradient the backward rule can fold a pending gradient into (acc[i]: the sum so far from the
+   * input's other consumers; the rule's gradient for i must then include it), saving an add pass.
+   */
+  accumulate?: number[];
   /** Set for ops without a backward: reaching the node in backward() throws. */
   notDifferentiable?: boolean;
   /** Monotonic creation index: a node is always created after the nodes of its inputs. */

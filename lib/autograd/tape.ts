@@ -13,7 +13,13 @@ export interface RecordSpec {
   inputs: (Tensor | null)[];
   outputs: Tensor[];
   save?: Tensor[];
-  backward: (gys: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[];
+  /**
+   * gys: the outputs' gradients; acc[i] (for the inputs listed in `accumulate`): the gradient input i has already
+   * received from consumers processed before this node, or null. A rule given acc[i] must return a gradient for i
+   * that includes it (e.g. a kernel that adds it on its store).
+   */
+  backward: (gys: (Tensor | null)[], saved: Tensor[], acc: (Tensor | null)[]) => (Tensor | null)[];
+  accumulate?: number[];
 }
 
 let observer: ((name: string) => void) | null = null;
@@ -36,6 +42,7 @@ export function record(spec: RecordSpec): void {
     nOutputs: spec.outputs.length,
     saved,
     backward: spec.backward,
+    ...(spec.accumulate ? { accumulate: spec.accumulate } : {}),
     seq: nextSeq(),
   });
 }
@@ -72,6 +79,25 @@ function attach(outputs: Tensor[], node: GradNode): void {
     t._node = node;
     t._outIndex = i;
   });
+}
+
+/**
+ * For a node whose rule folds pending gradients in (`accumulate`), removes each listed input's pending gradient
+ * from `grads` and returns them by input index (null where there is none; an input listed twice gets it once).
+ * The rule's result for that input then replaces the slot instead of being added to it.
+ */
+function takePending(node: GradNode, grads: Map<GradNode, (Tensor | null)[]>): (Tensor | null)[] {
+  const acc: (Tensor | null)[] = [];
+  for (const i of node.accumulate ?? []) {
+    const x = node.inputs[i];
+    if (!x?.requiresGrad || !x._node) continue;
+    const slot = grads.get(x._node);
+    const prev = slot?.[x._outIndex] ?? null;
+    if (!prev || prev.size !== x.size) continue;
+    slot![x._outIndex] = null;
+    acc[i] = prev;
+  }
+  return acc;
 }
 
 function addTensors(a: Tensor, b: Tensor): Tensor {
@@ -123,12 +149,19 @@ function run(loss: Tensor, seed?: Tensor): void {
       if (node.notDifferentiable) {
         throw new IrcError('E_NO_GRAD', `backward: a gradient must pass through '${node.name}', which is not differentiable`);
       }
-      const gxs = node.backward(gys, node.saved);
+      const acc = takePending(node, grads);
+      let gxs: (Tensor | null)[];
+      try {
+        gxs = node.backward(gys, node.saved, acc);
+      } finally {
+        for (const a of acc) a?.dispose();
+      }
       observer?.(node.name);
       for (const g of gys) g?.dispose();
       freeNode(node);
       node.inputs.forEach((x, i) => {
         const g = gxs[i] ?? null;
+        if (acc[i] && !g) throw new IrcError('E_INTERNAL', `backward of ${node.name}: took input ${i}'s pending gradient and returned none`);
         if (!g) return;
         if (!x || !x.requiresGrad) {
           g.dispose();

@@ -231,7 +231,7 @@ export const OPS = [
   {
     "name": "layer_norm2d_backward",
     "minIn": 5,
-    "maxIn": 5,
+    "maxIn": 6,
     "differentiable": false
   },
   {
@@ -243,7 +243,7 @@ export const OPS = [
   {
     "name": "layer_norm_bias_free_backward",
     "minIn": 4,
-    "maxIn": 4,
+    "maxIn": 5,
     "differentiable": false
   },
   {
@@ -267,7 +267,7 @@ export const OPS = [
   {
     "name": "global_avg_pool_backward",
     "minIn": 2,
-    "maxIn": 2,
+    "maxIn": 3,
     "differentiable": false
   },
   {

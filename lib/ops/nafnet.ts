@@ -24,7 +24,8 @@ export function globalAvgPool(x: Tensor): Tensor {
     inputs: [x],
     outputs: [y!],
     save: [x],
-    backward: ([gy], [xs]) => [runOp('global_avg_pool_backward', [gy!, xs!])[0]!],
+    accumulate: [0],
+    backward: ([gy], [xs], [acc]) => [runOp('global_avg_pool_backward', [gy!, xs!, ...(acc ? [acc] : [])])[0]!],
   });
   return y!;
 }

@@ -51,8 +51,9 @@ export function layerNorm2d(x: Tensor, w: Tensor, b: Tensor, eps = 1e-6): Tensor
     inputs: [x, w, b],
     outputs: [y!],
     save: [x, w, mean!, rstd!],
-    backward: ([gy], [xs, ws, m, r]) => {
-      const [dx, dw, db] = runOp('layer_norm2d_backward', [gy!, xs!, ws!, m!, r!]);
+    accumulate: [0], // x's pending gradient (e.g. from a residual skip) is added by the backward kernel
+    backward: ([gy], [xs, ws, m, r], [acc]) => {
+      const [dx, dw, db] = runOp('layer_norm2d_backward', [gy!, xs!, ws!, m!, r!, ...(acc ? [acc] : [])]);
       return [dx!, dw!, db!];
     },
   });

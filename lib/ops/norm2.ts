@@ -14,8 +14,9 @@ export function layerNormBiasFree(x: Tensor, w: Tensor, eps = 1e-5): Tensor {
     inputs: [x, w],
     outputs: [y!],
     save: [x, w, rstd!],
-    backward: ([gy], [xs, ws, r]) => {
-      const [dx, dw] = runOp('layer_norm_bias_free_backward', [gy!, xs!, ws!, r!]);
+    accumulate: [0],
+    backward: ([gy], [xs, ws, r], [acc]) => {
+      const [dx, dw] = runOp('layer_norm_bias_free_backward', [gy!, xs!, ws!, r!, ...(acc ? [acc] : [])]);
       return [dx!, dw!];
     },
   });

@@ -76,4 +76,12 @@ void InferCtx::need_dim(size_t i, int64_t axis, int64_t value, const char* what)
                            " = " + std::to_string(value) + ", got shape " + shape_str(s));
 }
 
+void InferCtx::need_acc(size_t i, size_t xi) const {
+  if (i >= in.size()) return;
+  need_f32(i);
+  if (numel(in[i].shape) != numel(in[xi].shape))
+    op_fail("E_SHAPE", where(op) + "acc must have the " + std::to_string(numel(in[xi].shape)) + " elements of x " +
+                           shape_str(in[xi].shape) + ", got " + shape_str(in[i].shape));
+}
+
 }  // namespace irc

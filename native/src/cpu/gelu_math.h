@@ -11,7 +11,6 @@
 // Written once over a vector type V of float lanes (vf4 baseline SSE2, vf8 AVX2+FMA, vf16 AVX-512): every lane
 // takes the same branch-free path, so results never depend on how a span is split across threads.
 #pragma once
-#pragma GCC diagnostic ignored "-Wpsabi"  // vector helpers are always inlined into their ISA variants
 #include <cstdint>
 
 #include "simd.h"

@@ -1,7 +1,8 @@
 // LayerNorm2d of NAFNet in NHWC: normalise each pixel over its channels (the last axis).
 //   layer_norm2d  (x[...,C], w[C], b[C]), attrs [eps] -> y, mean[rows], rstd[rows]   (rows = numel / C)
 //     mu = mean_c x, var = mean_c (x - mu)^2 (biased), rstd = 1/sqrt(var + eps), y = (x - mu) rstd w + b
-//   layer_norm2d_backward  (dy, x, w, mean, rstd) -> dx, dw, db
+//   layer_norm2d_backward  (dy, x, w, mean, rstd, acc?) -> dx (+ acc: a gradient of x from elsewhere, added in the
+//                          same pass), dw, db
 //     xh = (x - mu) rstd, g = dy w:  dx = rstd (g - mean_c g - xh mean_c(g xh));  dw = sum_rows dy xh; db = sum_rows dy
 // Row statistics use double accumulators in 8 fixed lanes (vectorisable, order fixed). dw/db use fixed row
 // blocks with double partials combined in block order, so results never depend on the thread count.
@@ -47,8 +48,9 @@ void ln_rows(const float* __restrict x, const float* __restrict w, const float* 
 
 IRC_CLONES
 void ln_back_rows(const float* __restrict dy, const float* __restrict x, const float* __restrict w,
-                  const float* __restrict mean, const float* __restrict rstd, float* __restrict dx,
-                  double* __restrict dw, double* __restrict db, int64_t C, int64_t r0, int64_t r1) {
+                  const float* __restrict mean, const float* __restrict rstd, const float* __restrict acc,
+                  float* __restrict dx, double* __restrict dw, double* __restrict db, int64_t C, int64_t r0,
+                  int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     const float *xr = x + r * C, *dr = dy + r * C;
     float* o = dx + r * C;
@@ -71,7 +73,8 @@ void ln_back_rows(const float* __restrict dy, const float* __restrict x, const f
     const float a = static_cast<float>(lane_sum(sg) / C), bm = static_cast<float>(lane_sum(sx) / C);
     for (j = 0; j < C; ++j) {
       const float xh = (xr[j] - m) * rs;
-      o[j] = rs * (dr[j] * w[j] - a - xh * bm);
+      const float v = rs * (dr[j] * w[j] - a - xh * bm);
+      o[j] = acc ? v + acc[r * C + j] : v;
       dw[j] += static_cast<double>(dr[j]) * xh;
       db[j] += dr[j];
     }
@@ -116,7 +119,7 @@ void cpu_layer_norm2d(KernelCtx& c) {
 
 void infer_layer_norm2d_backward(InferCtx& c) {
   c.op = "layer_norm2d_backward";
-  for (size_t i = 0; i < 5; ++i) c.need_f32(i);
+  for (size_t i = 0; i < c.in.size(); ++i) c.need_f32(i);
   c.need_min_rank(1, 1);
   if (c.in[0].shape != c.in[1].shape)
     op_fail("E_SHAPE", "layer_norm2d_backward: dy must have the shape of x " + shape_str(c.in[1].shape) + ", got " +
@@ -130,6 +133,7 @@ void infer_layer_norm2d_backward(InferCtx& c) {
       op_fail("E_SHAPE", std::string("layer_norm2d_backward: ") + names[i] + " must have shape [" +
                              std::to_string(rows) + "] (rows of x " + shape_str(c.in[1].shape) + "), got " +
                              shape_str(c.in[i].shape));
+  c.need_acc(5, 1);
   c.add_out(c.in[1].shape);
   c.add_out({C});
   c.add_out({C});
@@ -139,12 +143,13 @@ void cpu_layer_norm2d_backward(KernelCtx& c) {
   const TArg& X = c.in[1];
   const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
   const float *dy = c.in[0].f(), *x = X.f(), *w = c.in[2].f(), *mu = c.in[3].f(), *rs = c.in[4].f();
+  const float* acc = c.in.size() > 5 ? c.in[5].f() : nullptr;
   float *dx = c.out[0].f(), *dw = c.out[1].f(), *db = c.out[2].f();
   const int64_t G = std::max<int64_t>(1, std::min<int64_t>({std::max<int64_t>(1, X.n / 32768), 64, rows}));
   std::vector<double> part(static_cast<size_t>(2 * G * C), 0.0);
   parallel_for(G, 1, [&](int64_t gb, int64_t ge) {
     for (int64_t g = gb; g < ge; ++g)
-      ln_back_rows(dy, x, w, mu, rs, dx, part.data() + 2 * g * C, part.data() + (2 * g + 1) * C, C, rows * g / G,
+      ln_back_rows(dy, x, w, mu, rs, acc, dx, part.data() + 2 * g * C, part.data() + (2 * g + 1) * C, C, rows * g / G,
                    rows * (g + 1) / G);
   });
   for (int64_t j = 0; j < C; ++j) {

@@ -2,7 +2,8 @@
 //   simple_gate               x[...,2C] -> y[...,C] = x[..., :C] * x[..., C:]
 //   simple_gate_backward      (dy, x) -> dx = [dy * x2, dy * x1]
 //   global_avg_pool           x[N,H,W,C] -> y[N,1,1,C] = mean over H, W
-//   global_avg_pool_backward  (dy[N,1,1,C], x) -> dx[n,h,w,c] = dy[n,c] / (H W)   (x only supplies the shape)
+//   global_avg_pool_backward  (dy[N,1,1,C], x, acc?) -> dx[n,h,w,c] = dy[n,c] / (H W) (+ acc[n,h,w,c], added in
+//                             the same pass)   (x only supplies the shape)
 //   channel_scale             (x[N,H,W,C], s[N,1,1,C]) -> y = x * s   (simplified channel attention)
 //   channel_scale_backward    (dy, x, s) -> dx = dy * s, ds[n,c] = sum_hw dy * x
 // Pixel reductions use fixed blocks of pixels with double partials, combined in block order (deterministic).
@@ -169,6 +170,7 @@ void infer_global_avg_pool_backward(InferCtx& c) {
   c.op = "global_avg_pool_backward";
   need_nhwc(c, 1, "x");
   need_pooled(c, 0, "dy", 1);
+  c.need_acc(2, 1);
   c.add_out(c.in[1].shape);
 }
 
@@ -177,13 +179,19 @@ void cpu_global_avg_pool_backward(KernelCtx& c) {
   const int64_t N = s[0], P = s[1] * s[2], C = s[3];
   if (P == 0 || C == 0) return;
   const float* dy = c.in[0].f();
+  const float* acc = c.in.size() > 2 ? c.in[2].f() : nullptr;
   float* dx = c.out[0].f();
   const float inv = static_cast<float>(1.0 / static_cast<double>(P));
   parallel_for(N * P, std::max<int64_t>(1, kGrain / C), [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       const float* d = dy + (p / P) * C;
       float* o = dx + p * C;
-      for (int64_t j = 0; j < C; ++j) o[j] = d[j] * inv;
+      if (acc) {
+        const float* a = acc + p * C;
+        for (int64_t j = 0; j < C; ++j) o[j] = d[j] * inv + a[j];
+      } else {
+        for (int64_t j = 0; j < C; ++j) o[j] = d[j] * inv;
+      }
     }
   });
 }

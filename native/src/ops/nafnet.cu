@@ -82,11 +82,14 @@ __global__ void bcast_mul_k(const V* __restrict__ x, const V* __restrict__ s, V*
   }
 }
 
+// dx = dy[n, c] / P (+ acc, the gradient of x from elsewhere, when given).
 template <class V, class I>
-__global__ void gap_back_k(const V* __restrict__ dy, V* __restrict__ dx, I total, I P, I C, float inv) {
+__global__ void gap_back_k(const V* __restrict__ dy, const V* __restrict__ acc, V* __restrict__ dx, I total, I P, I C,
+                           float inv) {
   IRC_LOOP(I, e, total) {
     const I c = e % C, n = e / (P * C);
-    dx[e] = dy[n * C + c] * inv;
+    const V g = dy[n * C + c] * inv;
+    dx[e] = acc ? g + acc[e] : g;
   }
 }
 
@@ -371,14 +374,15 @@ void cuda_global_avg_pool_backward(KernelCtx& c) {
   const int64_t P = s[1] * s[2], C = s[3], total = c.out[0].n;
   if (P == 0 || C == 0 || total == 0) return;
   const float* dy = c.in[0].f();
+  const float* acc = c.in.size() > 2 ? c.in[2].f() : nullptr;
   float* dx = c.out[0].f();
   const float inv = static_cast<float>(1.0 / static_cast<double>(P));
   cudaStream_t st = cu::stream(c);
-  if (C % 4 == 0 && aligned16(dy) && aligned16(dx))
+  if (C % 4 == 0 && aligned16(dy) && aligned16(dx) && (!acc || aligned16(acc)))
     IRC_LAUNCH_VI(gap_back_k, float4, total / 4, st, reinterpret_cast<const float4*>(dy),
-                  reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
+                  reinterpret_cast<const float4*>(acc), reinterpret_cast<float4*>(dx), total / 4, P, C / 4, inv);
   else
-    IRC_LAUNCH_VI(gap_back_k, float, total, st, dy, dx, total, P, C, inv);
+    IRC_LAUNCH_VI(gap_back_k, float, total, st, dy, acc, dx, total, P, C, inv);
   cu::check_launch(c);
 }
 

@@ -223,8 +223,9 @@ __global__ void __launch_bounds__(kThreads) ln_fwd_block(const float* __restrict
 template <int VPT, bool BF, bool FUSE>
 __global__ void __launch_bounds__(kThreads) ln_bwd_warp(const float* __restrict__ dy, const float* __restrict__ x,
                                                         const float* __restrict__ w, const float* __restrict__ mean,
-                                                        const float* __restrict__ rstd, float* __restrict__ dx,
-                                                        double* __restrict__ part, int64_t rows, int C) {
+                                                        const float* __restrict__ rstd, const float* __restrict__ acc,
+                                                        float* __restrict__ dx, double* __restrict__ part,
+                                                        int64_t rows, int C) {
   constexpr int NK = BF ? 1 : 2;
   __shared__ double red[FUSE ? NK * VPT * 32 : 1];
   constexpr bool CACHE = VPT <= 8;  // w in registers (wider rows read it per row, from L1)
@@ -278,7 +279,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_warp(const float* __restrict_
         const int j = lane + 32 * k;
         if (j < C) {
           const float xh = (v[k] - m) * rs;
-          o[j] = rs * (d[k] * IRC_WV(k) - a - xh * bm);
+          const float g = rs * (d[k] * IRC_WV(k) - a - xh * bm);
+          o[j] = acc ? g + acc[r * C + j] : g;
           if constexpr (FUSE) {
             aw[k] += static_cast<double>(d[k]) * static_cast<double>(xh);
             ab[k] += static_cast<double>(d[k]);
@@ -299,7 +301,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_warp(const float* __restrict_
       for (int k = 0; k < VPT; ++k) {
         const int j = lane + 32 * k;
         if (j < C) {
-          o[j] = rs * d[k] * IRC_WV(k) - (v[k] - m) * bb;
+          const float g = rs * d[k] * IRC_WV(k) - (v[k] - m) * bb;
+          o[j] = acc ? g + acc[r * C + j] : g;
           if constexpr (FUSE) aw[k] += static_cast<double>(d[k]) * static_cast<double>(v[k] * rs);
         }
       }
@@ -332,8 +335,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_warp(const float* __restrict_
 template <bool BF>
 __global__ void __launch_bounds__(kThreads) ln_bwd_block(const float* __restrict__ dy, const float* __restrict__ x,
                                                          const float* __restrict__ w, const float* __restrict__ mean,
-                                                         const float* __restrict__ rstd, float* __restrict__ dx,
-                                                         int64_t rows, int64_t C) {
+                                                         const float* __restrict__ rstd, const float* __restrict__ acc,
+                                                         float* __restrict__ dx, int64_t rows, int64_t C) {
   __shared__ double sh[kWarps];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float *xr = x + r * C, *dr = dy + r * C;
@@ -352,7 +355,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_block(const float* __restrict
       const float bm = static_cast<float>(block_sum(sx, sh) / C);
       for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
         const float xh = (xr[j] - m) * rs;
-        o[j] = rs * (dr[j] * w[j] - a - xh * bm);
+        const float g = rs * (dr[j] * w[j] - a - xh * bm);
+        o[j] = acc ? g + acc[r * C + j] : g;
       }
     } else {
       double sm = 0.0, s = 0.0;
@@ -363,7 +367,10 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_block(const float* __restrict
       const double rsd = rs;
       const float m = static_cast<float>(block_sum(sm, sh) / C);
       const float bb = static_cast<float>(rsd * rsd * rsd * block_sum(s, sh) / C);
-      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) o[j] = rs * dr[j] * w[j] - (xr[j] - m) * bb;
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+        const float g = rs * dr[j] * w[j] - (xr[j] - m) * bb;
+        o[j] = acc ? g + acc[r * C + j] : g;
+      }
     }
   }
 }
@@ -506,8 +513,9 @@ __global__ void __launch_bounds__(kThreads) ln_fwd_sub(const float4* __restrict_
 template <int NV, bool BF>
 __global__ void __launch_bounds__(kThreads) ln_bwd_sub(const float4* __restrict__ dy, const float4* __restrict__ x,
                                                        const float4* __restrict__ w, const float* __restrict__ mean,
-                                                       const float* __restrict__ rstd, float4* __restrict__ dx,
-                                                       double* __restrict__ part, int64_t rows, int C4, int LPR) {
+                                                       const float* __restrict__ rstd, const float4* __restrict__ acc,
+                                                       float4* __restrict__ dx, double* __restrict__ part,
+                                                       int64_t rows, int C4, int LPR) {
   constexpr int NK = BF ? 1 : 2;
   __shared__ float4 red[kThreads * NV * NK];  // [group][k][slot] in float4 slots of the row
   const SubRows R(LPR);
@@ -551,7 +559,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_sub(const float4* __restrict_
         const int j = R.sub + LPR * k;
         if (j < C4) {
           const float4 xh = (v[k] - f4(m)) * f4(rs);
-          dx[r * C4 + j] = f4(rs) * (d[k] * wv[k] - f4(a) - xh * f4(bm));
+          const float4 g = f4(rs) * (d[k] * wv[k] - f4(a) - xh * f4(bm));
+          dx[r * C4 + j] = acc ? g + acc[r * C4 + j] : g;
           aw[k] = aw[k] + d[k] * xh;
           ab[k] = ab[k] + d[k];
         }
@@ -571,7 +580,8 @@ __global__ void __launch_bounds__(kThreads) ln_bwd_sub(const float4* __restrict_
       for (int k = 0; k < NV; ++k) {
         const int j = R.sub + LPR * k;
         if (j < C4) {
-          dx[r * C4 + j] = f4(rs) * d[k] * wv[k] - (v[k] - f4(m)) * f4(bb);
+          const float4 g = f4(rs) * d[k] * wv[k] - (v[k] - f4(m)) * f4(bb);
+          dx[r * C4 + j] = acc ? g + acc[r * C4 + j] : g;
           aw[k] = aw[k] + d[k] * (v[k] * f4(rs));
         }
       }
@@ -663,8 +673,9 @@ int64_t fused_groups(int64_t rows) {
   return g;
 }
 
+// acc: the optional gradient of x from elsewhere, added to dx in the same pass (null: none).
 template <bool BF>
-void ln_backward(KernelCtx& c, const float* mean, const float* rstd, float* dw, float* db) {
+void ln_backward(KernelCtx& c, const float* mean, const float* rstd, const float* acc, float* dw, float* db) {
   const TArg& X = c.in[1];
   const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
   if (C == 0) return;
@@ -680,7 +691,7 @@ void ln_backward(KernelCtx& c, const float* mean, const float* rstd, float* dw, 
   const int Ci = static_cast<int>(C);
   int64_t G;
   double* part;
-  if (sub_rows_ok(C, rows, dy, x, w, dx)) {
+  if (sub_rows_ok(C, rows, dy, x, w, dx) && (!acc || aligned16(acc))) {
     const int C4 = static_cast<int>(C / 4), L = lanes_per_row(C4), nv = (C4 + L - 1) / L;
     // each group of lanes takes at least 4 rows; at most 2048 blocks
     G = rows / (int64_t(kThreads / L) * 4);
@@ -690,23 +701,24 @@ void ln_backward(KernelCtx& c, const float* mean, const float* rstd, float* dw, 
     const float4 *dy4 = reinterpret_cast<const float4*>(dy), *x4 = reinterpret_cast<const float4*>(x),
                  *w4 = reinterpret_cast<const float4*>(w);
     float4* dx4 = reinterpret_cast<float4*>(dx);
+    const float4* acc4 = reinterpret_cast<const float4*>(acc);
     const unsigned grid = static_cast<unsigned>(G);
-    IRC_NV_SWITCH(nv, ln_bwd_sub, <<<grid, kThreads, 0, s>>>(dy4, x4, w4, mean, rstd, dx4, part, rows, C4, L))
+    IRC_NV_SWITCH(nv, ln_bwd_sub, <<<grid, kThreads, 0, s>>>(dy4, x4, w4, mean, rstd, acc4, dx4, part, rows, C4, L))
   } else if (C <= 512) {
     G = fused_groups(rows);
     part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * NK * C, 0));
     const unsigned grid = static_cast<unsigned>(G);
-    if (C <= 32) ln_bwd_warp<1, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
-    else if (C <= 64) ln_bwd_warp<2, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
-    else if (C <= 128) ln_bwd_warp<4, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
-    else if (C <= 256) ln_bwd_warp<8, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
-    else ln_bwd_warp<16, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, part, rows, Ci);
+    if (C <= 32) ln_bwd_warp<1, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, part, rows, Ci);
+    else if (C <= 64) ln_bwd_warp<2, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, part, rows, Ci);
+    else if (C <= 128) ln_bwd_warp<4, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, part, rows, Ci);
+    else if (C <= 256) ln_bwd_warp<8, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, part, rows, Ci);
+    else ln_bwd_warp<16, BF, true><<<grid, kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, part, rows, Ci);
   } else {
     if (C <= 1024)
-      ln_bwd_warp<32, BF, false><<<cu::blocks_for(rows, kWarps), kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, nullptr,
-                                                                                   rows, Ci);
+      ln_bwd_warp<32, BF, false><<<cu::blocks_for(rows, kWarps), kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx,
+                                                                                   nullptr, rows, Ci);
     else
-      ln_bwd_block<BF><<<cu::blocks_for(rows, 1), kThreads, 0, s>>>(dy, x, w, mean, rstd, dx, rows, C);
+      ln_bwd_block<BF><<<cu::blocks_for(rows, 1), kThreads, 0, s>>>(dy, x, w, mean, rstd, acc, dx, rows, C);
     const int64_t tiles = (C + 31) / 32;
     G = (1024 + tiles - 1) / tiles;
     if (G > (rows + 63) / 64) G = (rows + 63) / 64;
@@ -747,14 +759,15 @@ void cuda_batch_norm1d_backward(KernelCtx& c) {
 void cuda_layer_norm2d(KernelCtx& c) { ln_forward<false>(c, c.in[1].f(), c.in[2].f(), c.out[1].f(), c.out[2].f()); }
 
 void cuda_layer_norm2d_backward(KernelCtx& c) {
-  ln_backward<false>(c, c.in[3].f(), c.in[4].f(), c.out[1].f(), c.out[2].f());
+  ln_backward<false>(c, c.in[3].f(), c.in[4].f(), c.in.size() > 5 ? c.in[5].f() : nullptr, c.out[1].f(),
+                     c.out[2].f());
 }
 
 // ---- layer_norm_bias_free ---------------------------------------------------------------------------------
 void cuda_layer_norm_bias_free(KernelCtx& c) { ln_forward<true>(c, c.in[1].f(), nullptr, nullptr, c.out[1].f()); }
 
 void cuda_layer_norm_bias_free_backward(KernelCtx& c) {
-  ln_backward<true>(c, nullptr, c.in[3].f(), c.out[1].f(), nullptr);
+  ln_backward<true>(c, nullptr, c.in[3].f(), c.in.size() > 4 ? c.in[4].f() : nullptr, c.out[1].f(), nullptr);
 }
 
 }  // namespace irc

@@ -1,7 +1,7 @@
 // Restormer's BiasFree_LayerNorm over the last axis (channels of NHWC).
 //   layer_norm_bias_free  (x[...,C], w[C]), attrs [eps] -> y, rstd[rows]   (rows = numel / C)
 //     mu = mean_c x, var = mean_c (x - mu)^2 (biased), r = 1/sqrt(var + eps), y = x r w   (numerator NOT centred)
-//   layer_norm_bias_free_backward  (dy, x, w, rstd) -> dx, dw
+//   layer_norm_bias_free_backward  (dy, x, w, rstd, acc?) -> dx (+ acc, added in the same pass), dw
 //     g = dy w:  dx = r g - r^3 (x - mu) / C * sum_c(g x);   dw = sum_rows dy x r
 // Row statistics use double accumulators in 8 fixed lanes (vectorisable, fixed order). dw uses fixed row blocks
 // with double partials combined in block order, so results never depend on the thread count.
@@ -51,8 +51,8 @@ void lnbf_rows(const float* __restrict x, const float* __restrict w, float* __re
 
 IRC_CLONES
 void lnbf_back_rows(const float* __restrict dy, const float* __restrict x, const float* __restrict w,
-                    const float* __restrict rstd, float* __restrict dx, double* __restrict dw, int64_t C, int64_t r0,
-                    int64_t r1) {
+                    const float* __restrict rstd, const float* __restrict acc, float* __restrict dx,
+                    double* __restrict dw, int64_t C, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     const float *xr = x + r * C, *dr = dy + r * C;
     float* o = dx + r * C;
@@ -67,7 +67,8 @@ void lnbf_back_rows(const float* __restrict dy, const float* __restrict x, const
     const float b = static_cast<float>(rsd * rsd * rsd * lane_sum(s) / C);
     const float m = static_cast<float>(mu);
     for (j = 0; j < C; ++j) {
-      o[j] = rs * dr[j] * w[j] - (xr[j] - m) * b;
+      const float v = rs * dr[j] * w[j] - (xr[j] - m) * b;
+      o[j] = acc ? v + acc[r * C + j] : v;
       dw[j] += static_cast<double>(dr[j]) * (xr[j] * rs);
     }
   }
@@ -112,6 +113,7 @@ void cpu_layer_norm_bias_free(KernelCtx& c) {
 void infer_layer_norm_bias_free_backward(InferCtx& c) {
   c.op = "layer_norm_bias_free_backward";
   for (size_t i = 0; i < 4; ++i) c.need_f32(i);
+  c.need_acc(4, 1);
   c.need_min_rank(1, 1);
   if (c.in[0].shape != c.in[1].shape)
     op_fail("E_SHAPE", "layer_norm_bias_free_backward: dy must have the shape of x " + shape_str(c.in[1].shape) +
@@ -133,13 +135,14 @@ void cpu_layer_norm_bias_free_backward(KernelCtx& c) {
   const TArg& X = c.in[1];
   const int64_t C = X.shape.back(), rows = X.n / C;
   const float *dy = c.in[0].f(), *x = X.f(), *w = c.in[2].f(), *rs = c.in[3].f();
+  const float* acc = c.in.size() > 4 ? c.in[4].f() : nullptr;
   float *dx = c.out[0].f(), *dw = c.out[1].f();
   // Fixed number of row blocks (depends only on the shape), one double partial of dw per block.
   const int64_t G = std::max<int64_t>(1, std::min<int64_t>({std::max<int64_t>(1, X.n / 32768), 64, rows}));
   std::vector<double> part(static_cast<size_t>(G * C), 0.0);
   parallel_for(G, 1, [&](int64_t gb, int64_t ge) {
     for (int64_t g = gb; g < ge; ++g)
-      lnbf_back_rows(dy, x, w, rs, dx, part.data() + g * C, C, rows * g / G, rows * (g + 1) / G);
+      lnbf_back_rows(dy, x, w, rs, acc, dx, part.data() + g * C, C, rows * g / G, rows * (g + 1) / G);
   });
   for (int64_t j = 0; j < C; ++j) {
     double sw = 0;
