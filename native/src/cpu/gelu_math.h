@@ -120,8 +120,7 @@ IRC_INL V gelu_d(V x, V& dg) {
   return x * cdf;
 }
 
-// One float through the vf4 path (the same lane math as the vector variants' lanes).
-IRC_INL float gelu_1(float x) { return gelu_v<vf4>(vf4{} + x)[0]; }
+// gelu_d for one float, through the vf4 path (the same lane math as the vector variants' lanes).
 IRC_INL float gelu_d_1(float x, float& dg) {
   vf4 d;
   const vf4 y = gelu_d<vf4>(vf4{} + x, d);
