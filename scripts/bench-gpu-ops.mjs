@@ -51,6 +51,8 @@ export function opBenchCases(smoke = false) {
     ...blockCases(16, 16, 16, 384, 'bottom [16,16,16,384]'),
     { op: 'conv2d', name: 'conv2d 3x3 3->48 +b intro [16,128,128,3]', inputs: [f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2), f([48])], attrs: [1, 1, 1] },
     { op: 'conv2d_backward', name: 'conv2d_backward 3x3 3->48 intro', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2)], attrs: [1, 1, 1] },
+    { op: 'conv2d', name: 'conv2d 3x3 48->3 +b ending [16,128,128,48]', inputs: [f([16, 128, 128, 48]), f([3, 3, 48, 3], -0.2, 0.2), f([3])], attrs: [1, 1, 1] },
+    { op: 'conv2d_backward', name: 'conv2d_backward 3x3 48->3 ending', inputs: [f([16, 128, 128, 3]), f([16, 128, 128, 48]), f([3, 3, 48, 3], -0.2, 0.2)], attrs: [1, 1, 1] },
     { op: 'conv2d', name: 'conv2d 2x2 s2 48->96 down', inputs: [f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2), f([96])], attrs: [2, 0, 1] },
     // ConStyle Restormer's depthwise 3x3 convs (qkv: 3 C = 144 at level 1 of batch 8; GDFN: 2 floor(2.66 C) = 510)
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2), f([510])], attrs: [1, 1, 510] },

@@ -4,6 +4,8 @@
 //    dwconv_gate): a sliding-window forward, and for the backward one pass over dy for dx and the dw / db
 //    partials. Other depthwise convs: float4 over channels when C % 4 == 0; backward dx as the transposed
 //    stencil (a gather, no atomics), dw / db as a fixed-geometry two-pass reduction over the pixels;
+//  - 3x3 stride 1 pad 1 groups 1 with at most 4 input or output channels (the image convs): direct kernels
+//    (conv_thin.h);
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
 //    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
 //    cuBLAS GEMMs, db as column sums of dy;
@@ -25,6 +27,7 @@
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
+#include "conv_thin.h"
 #include "depthwise3x3.h"
 
 namespace irc {
@@ -44,6 +47,10 @@ Geo geo_of(const Shape& x, const Shape& w, const KernelCtx& k) {
 }
 bool is_depthwise(const Geo& g) { return g.G > 1 && g.cig == 1 && g.cog == 1; }
 bool is_pointwise(const Geo& g) { return g.G == 1 && g.KH == 1 && g.KW == 1 && g.S == 1 && g.P == 0; }
+// A dense 3x3 stride-1 padding-1 conv with at most 4 input or output channels: the direct kernels of conv_thin.cu.
+bool is_thin3x3(const Geo& g) {
+  return g.G == 1 && g.KH == 3 && g.KW == 3 && g.S == 1 && g.P == 1 && (g.Ci <= 4 || g.Co <= 4);
+}
 
 // V floats at p (V = 1 or 4; p 16-byte aligned when V = 4).
 template <int V>
@@ -563,6 +570,7 @@ void cuda_conv2d(KernelCtx& k) {
   if (k.out[0].n == 0) return;
   if (is_depthwise(g)) return depthwise_forward(k, g, x, w, b, y);
   if (is_pointwise(g) && gpu::cublas()) return gemm_forward(k, g, x, w, b, y);
+  if (is_thin3x3(g) && thin_conv_forward(k, g.N, g.H, g.W, g.Ci, g.Co, x, w, b, y)) return;
   const Plan* pl = plan_for(g);
   if (pl && pl->ok[FWD]) {
     const gpu::Cudnn& d = *gpu::cudnn();
@@ -594,6 +602,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     return;
   }
   if (is_depthwise(g)) return depthwise_backward(k, g, dy, x, w, dx, dw, db);
+  if (is_thin3x3(g) && thin_conv_backward(k, g.N, g.H, g.W, g.Ci, g.Co, dy, x, w, dx, dw, db)) return;
   const bool pointwise_blas = is_pointwise(g) && gpu::cublas();
   const Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];
