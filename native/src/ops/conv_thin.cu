@@ -10,6 +10,8 @@
 // order in double (deterministic). The summation order differs from cuDNN's, within float rounding.
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "../cuda/common.cuh"
 #include "conv_thin.h"
@@ -196,6 +198,11 @@ void thin_conv(cudaStream_t s, int N, int H, int W, int Cin, int Cout, int Ci, i
 }  // namespace
 
 bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co) {
+  static const bool off = [] {
+    const char* v = std::getenv("IRCONSTYLE_THIN_CONV");
+    return v && std::strcmp(v, "0") == 0;
+  }();
+  if (off) return false;
   if (Ci < 1 || Co < 1 || (Ci > 4 && Co > 4) || 9 * Ci * Co > kMaxWeights || 9 * Ci * Co + Co > kMaxOut * 256)
     return false;
   // shared memory of the dw tile (under the 48 KiB default) and 32-bit index math

@@ -4,7 +4,8 @@
 //   thin_conv_forward: y = conv(x, w) + b;
 //   thin_conv_backward: dx as the convolution of dy with the flipped, transposed kernel (the same two kernels),
 //     dw and db as per-block partial sums over pixel tiles, added in a fixed order (deterministic).
-// Both return false, having enqueued nothing, when the shape is not theirs (thin_conv_fits).
+// Both return false, having enqueued nothing, when the shape is not theirs (thin_conv_fits), or when
+// IRCONSTYLE_THIN_CONV=0 sends these convs back to cuDNN.
 #pragma once
 #include <cstdint>
 
