@@ -9,13 +9,15 @@
 //             max_memory_allocated excludes cuDNN's own workspace caches) and the process's memory in nvidia-smi;
 //   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
 // Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300);
-// BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all).
+// BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
+// training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { unfusedBlocks } from './unfused-blocks.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -110,6 +112,25 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     ours.peakCudaMiB = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
     ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
+    if (process.env.BENCH_AB && left() > 30) {
+      // A/B in the same process: the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
+      const ab = await unfusedBlocks(ROOT);
+      const uts = [];
+      ab.patch();
+      try {
+        for (let it = 0; it < 5; it++) {
+          await lib.sync();
+          const t0 = performance.now();
+          const l = await trainer.step(lq, gt);
+          await lib.sync();
+          if (it >= 2) uts.push(performance.now() - t0);
+          if (it === 4) ours.unfused = { msStep: median(uts), totalLoss: l.total };
+        }
+      } finally {
+        ab.restore();
+      }
+      log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} fused`);
+    }
     if (profile && left() > 20) {
       // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
       // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission

@@ -1,0 +1,57 @@
+// The block forwards as they were composed before the fused block ops (dwconv_gate's GELU gate, conv1x1_add,
+// channel_attention), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
+// parameters and the same math through the separate ops. Not part of the library.
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** Loads the compiled modules from `root`/dist and returns { patch(), restore() } over the block prototypes. */
+export async function unfusedBlocks(root) {
+  const m = async (p) => import(pathToFileURL(join(root, 'dist', 'lib', p)).href);
+  const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf] = await Promise.all([
+    m('models/nafnet.js'), m('models/restormer.js'), m('ops/elementwise.js'), m('ops/activation.js'),
+    m('ops/activation2.js'), m('ops/conv.js'), m('ops/memory.js'), m('ops/shape.js'), m('ops/fused.js'), m('ops/nafnet.js'),
+  ]);
+  const { TransformerBlock, Attention, FeedForward } = R;
+  const saved = [
+    [NAFBlock.prototype, 'forward', NAFBlock.prototype.forward],
+    [TransformerBlock.prototype, 'forward', TransformerBlock.prototype.forward],
+    [Attention.prototype, 'forward', Attention.prototype.forward],
+    [FeedForward.prototype, 'forward', FeedForward.prototype.forward],
+  ];
+  function nafBlock(inp) {
+    let x = this.conv1.forward(this.norm1.forward(inp));
+    x = fused.dwconvGate(x, this.conv2.P.weight, this.conv2.P.bias ?? null, 1);
+    x = this.conv3.forward(naf.channelScale(x, this.sca.weights(x)));
+    const y = fused.scaledAdd(inp, x, this.P.beta);
+    x = this.conv5.forward(naf.simpleGate(this.conv4.forward(this.norm2.forward(y))));
+    return fused.scaledAdd(y, x, this.P.gamma);
+  }
+  function attention(x) {
+    const [n, h, w, c] = x.shape;
+    const heads = this.heads, ch = c / heads;
+    const [q, k, v] = shape.split(this.qkvDwconv.forward(this.qkv.forward(x)), [c, c, c]);
+    const toHeads = (t) => mem.permute(t.reshape([n, h * w, heads, ch]), [0, 2, 3, 1]);
+    const s = conv.matmul(act2.l2Normalize(toHeads(q), 1e-12), act2.l2Normalize(toHeads(k), 1e-12), { transB: true });
+    const out = conv.matmul(act2.softmax(el.mul(s, this.P.temperature)), toHeads(v));
+    return this.projectOut.forward(mem.permute(out, [0, 3, 1, 2]).reshape([n, h, w, c]));
+  }
+  function feedForward(x) {
+    const [x1, x2] = shape.split(this.dwconv.forward(this.projectIn.forward(x)), [this.hidden, this.hidden]);
+    return this.projectOut.forward(el.mul(act.gelu(x1), x2));
+  }
+  function transformerBlock(x) {
+    const y = el.add(x, this.attn.forward(this.norm1.forward(x)));
+    return el.add(y, this.ffn.forward(this.norm2.forward(y)));
+  }
+  return {
+    patch() {
+      NAFBlock.prototype.forward = nafBlock;
+      TransformerBlock.prototype.forward = transformerBlock;
+      Attention.prototype.forward = attention;
+      FeedForward.prototype.forward = feedForward;
+    },
+    restore() {
+      for (const [proto, k, f] of saved) proto[k] = f;
+    },
+  };
+}
