@@ -150,7 +150,7 @@ export function opCases() {
     add('conv2d_backward', name, [f(ys), f(xs), f(ws, -0.3, 0.3)], [s, p, g], { ...red, conv: true });
   }
   // conv1x1_add: r + ((x a) w + b) s with every optional-input combination; NAFBlock level-1 and bottom shapes
-  for (const [name, xs, Co, nb] of [
+  for (const [name, xs, Co, nb, lin = false] of [
     ['b s [2,32,32,48]->48', [2, 32, 32, 48], 48, 2],
     ['b s a [2,32,32,48]->48', [2, 32, 32, 48], 48, 3],
     ['b s a [3,8,8,384]->384', [3, 8, 8, 384], 384, 3],
@@ -159,8 +159,11 @@ export function opCases() {
     ['b [1,7,13,5]->3', [1, 7, 13, 5], 3, 1],
     ['[2,9,7,48]->48', [2, 9, 7, 48], 48, 0],
     ['b s [3,17]->6', [3, 17], 6, 2],
+    ['lin b [2,32,32,64]->32', [2, 32, 32, 64], 32, 1, true],
+    ['lin [3,7,13]->5', [3, 7, 13], 5, 0, true],
   ]) {
-    const Ci = xs[xs.length - 1], ys = [...xs.slice(0, -1), Co], w = f([1, 1, Ci, Co], -0.3, 0.3);
+    const Ci = xs[xs.length - 1], ys = [...xs.slice(0, -1), Co];
+    const w = f(lin ? [Co, Ci] : [1, 1, Ci, Co], -0.3, 0.3);  // lin: a Linear's weight [Co, Ci]
     const opt = [f([Co]), f([1, 1, 1, Co]), f([xs[0], 1, 1, Ci])].slice(0, nb);
     add('conv1x1_add', name, [f(xs), w, f(ys), ...opt], [], { ...red, conv: true });
     add('conv1x1_add_backward', name, [f(ys), f(xs), w, ...opt], [], { ...red, conv: true });

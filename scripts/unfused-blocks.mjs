@@ -1,5 +1,5 @@
 // The block forwards as they were composed before the fused block ops (dwconv_gate's GELU gate, conv1x1_add,
-// channel_attention), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
+// channel_attention; MAXIM's Linear + residual), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
 // parameters and the same math through the separate ops. Not part of the library.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -7,9 +7,10 @@ import { pathToFileURL } from 'node:url';
 /** Loads the compiled modules from `root`/dist and returns { patch(), restore() } over the block prototypes. */
 export async function unfusedBlocks(root) {
   const m = async (p) => import(pathToFileURL(join(root, 'dist', 'lib', p)).href);
-  const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf] = await Promise.all([
+  const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf, { Linear }] = await Promise.all([
     m('models/nafnet.js'), m('models/restormer.js'), m('ops/elementwise.js'), m('ops/activation.js'),
     m('ops/activation2.js'), m('ops/conv.js'), m('ops/memory.js'), m('ops/shape.js'), m('ops/fused.js'), m('ops/nafnet.js'),
+    m('nn/layers.js'),
   ]);
   const { TransformerBlock, Attention, FeedForward } = R;
   const saved = [
@@ -17,6 +18,7 @@ export async function unfusedBlocks(root) {
     [TransformerBlock.prototype, 'forward', TransformerBlock.prototype.forward],
     [Attention.prototype, 'forward', Attention.prototype.forward],
     [FeedForward.prototype, 'forward', FeedForward.prototype.forward],
+    [Linear.prototype, 'forwardAdd', Linear.prototype.forwardAdd],
   ];
   function nafBlock(inp) {
     let x = this.conv1.forward(this.norm1.forward(inp));
@@ -49,6 +51,7 @@ export async function unfusedBlocks(root) {
       TransformerBlock.prototype.forward = transformerBlock;
       Attention.prototype.forward = attention;
       FeedForward.prototype.forward = feedForward;
+      Linear.prototype.forwardAdd = function (x, r) { return el.add(this.forward(x), r); }; // MAXIM's residuals
     },
     restore() {
       for (const [proto, k, f] of saved) proto[k] = f;

@@ -8,7 +8,7 @@ import { runOp } from '../lib/ops/run.js';
 import { add, mul } from '../lib/ops/elementwise.js';
 import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
-import { conv2d } from '../lib/ops/conv.js';
+import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate, conv1x1Add } from '../lib/ops/fused.js';
 import { randArray, expectClose, gradcheck, gelu64 } from './helpers.js';
@@ -341,6 +341,32 @@ describe('conv1x1_add', () => {
         await expectClose(outs[4]!, ref.da, 1e-6, `da ${pwName(c)}`);
       }
     }
+  });
+
+  it("takes a Linear's weight [Co, Ci] too: r + x·wᵀ + b, against linear + add, forward and backward", async () => {
+    let seed = 700;
+    for (const [shape, Co, bias] of [[[2, 5, 7, 6], 4, true], [[3, 17], 9, false], [[1, 4, 4, 64], 32, true]] as const) {
+      const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), Co];
+      const xt = tensor(randArray(rows * Ci, seed++), [...shape]), wt = tensor(randArray(Co * Ci, seed++), [Co, Ci]);
+      const rt = tensor(randArray(rows * Co, seed++), ys), bt = bias ? tensor(randArray(Co, seed++), [Co]) : null;
+      const dy = tensor(randArray(rows * Co, seed++), ys);
+      const y = conv1x1Add(xt, wt, rt, bt, null);
+      await expectClose(y, (await add(rt, linear(xt, wt, bt)).data()) as Float32Array, 1e-6, `linear layout [${shape}]`);
+      const outs = runOp('conv1x1_add_backward', [dy, xt, wt, ...(bt ? [bt] : [])]);
+      const ref = runOp('linear_backward', [dy, xt, wt]);
+      expect(outs[1]!.shape).toEqual([Co, Ci]);
+      for (const i of bias ? [0, 1, 2] : [0, 1]) await expectClose(outs[i]!, (await ref[i]!.data()) as Float32Array, 1e-6, `grad ${i} [${shape}]`);
+    }
+    await gradcheck((xx, ww, rr, bb) => conv1x1Add(xx, ww, rr, bb!, null), [
+      { data: randArray(2 * 3 * 5, 710), shape: [2, 3, 5] },
+      { data: randArray(4 * 5, 711), shape: [4, 5] },
+      { data: randArray(2 * 3 * 4, 712), shape: [2, 3, 4] },
+      { data: randArray(4, 713), shape: [4] },
+    ]);
+    const x = tensor(randArray(12, 1), [2, 6]), w = tensor(randArray(18, 2), [3, 6]), r = tensor(randArray(6, 3), [2, 3]);
+    const b = tensor(randArray(3, 4), [3]);
+    expect(() => runOp('conv1x1_add', [x, w, r, b, b])).toThrowError(/s and a need the conv weight layout \[1, 1, Ci, Co\]/);
+    expect(() => runOp('conv1x1_add', [x, tensor(randArray(18, 2), [6, 3]), r])).toThrowError(/w must have shape \[1, 1, 6, Co\] .* or \[Co, 6\]/);
   });
 
   it('gradients', async () => {

@@ -133,7 +133,7 @@ export class GmlpLayer extends Module {
       throw new IrcError('E_SHAPE', `MAXIM ${this.kind} gMLP: a ${h}×${w} map does not split into a ${this.size[0]}×${this.size[1]} ${this.kind} (pad the image to the model's size multiple)`);
     const patch: Size2 = this.kind === 'grid' ? [h / this.size[0], w / this.size[1]] : this.size;
     const y = gelu(this.in_project.forward(this.LayerNorm.forward(x)));
-    return add(x, this.out_project.forward(this.gate.forward(y, patch)));
+    return this.out_project.forwardAdd(this.gate.forward(y, patch), x); // x + out_project(…) in one op
   }
 }
 
@@ -158,7 +158,7 @@ export class MultiAxisGmlpLayer extends Module {
     const h = y.shape[3]! / 2;
     const [u, v] = split(y, [h, h]) as [Tensor, Tensor];
     const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
-    return add(this.out_project.forward(z), x);
+    return this.out_project.forwardAdd(z, x);
   }
 }
 

@@ -48,8 +48,8 @@ export class CrossGatingBlock extends Module {
     const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
     const yg = gelu(this.in_project_y.forward(this.LayerNorm_y.forward(sy)));
     const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
-    const yo = add(this.out_project_y.forward(mul(yg, gx)), sy);
-    const xo = add(add(this.out_project_x.forward(mul(xg, gy)), yo), sx);
+    const yo = this.out_project_y.forwardAdd(mul(yg, gx), sy);
+    const xo = this.out_project_x.forwardAdd(mul(xg, gy), add(yo, sx));
     return [xo, yo];
   }
 }

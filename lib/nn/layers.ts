@@ -5,6 +5,7 @@ import { constant, kaimingUniform } from './init.js';
 import { conv2d, linear } from '../ops/conv.js';
 import { batchNorm1d, layerNorm2d } from '../ops/norm.js';
 import { prelu } from '../ops/activation.js';
+import { conv1x1Add } from '../ops/fused.js';
 
 export interface Conv2dOptions {
   stride?: number;
@@ -41,6 +42,10 @@ export class Linear extends Module {
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.P.weight!, this.P.bias ?? null);
+  }
+  /** r + this(x), the residual added by the GEMM (one op, conv1x1_add with the Linear weight layout). */
+  forwardAdd(x: Tensor, r: Tensor): Tensor {
+    return conv1x1Add(x, this.P.weight!, r, this.P.bias ?? null, null);
   }
 }
 

@@ -1,9 +1,11 @@
 // A pointwise convolution added to a residual in the same pass (ops.def), NHWC / any [..., C] rows, on the CPU:
 //   conv1x1_add           (x[N, ..., Ci], w[1,1,Ci,Co], r[..., Co], b?[Co], s?[Co], a?[N, Ci])
-//                         -> y = r + ((x a) w + b) s, a a per-sample input scale
+//                         -> y = r + ((x a) w + b) s, a a per-sample input scale; or w[Co, Ci] (a Linear's weight,
+//                         without s and a): y = r + x w^T + b
 //   conv1x1_add_backward  (dy, x, w, b?, s?, a?) -> dx, dw, then db if b, ds if s, da if a   (dr = dy)
 // NAFBlock's SCA channel scale + conv3 + β skip (a = the SCA weights, s = β) and conv5 + γ skip, Restormer's
-// project_out + residual (no b, s or a). s needs b, a needs b and s (inputs are positional).
+// project_out + residual (no b, s or a), MAXIM's out_project Linear + residual (w [Co, Ci]). s needs b, a needs b
+// and s (inputs are positional).
 // Forward: y = r + b s (one pass), then per sample group (all rows when there is no a) the GEMM x W_g accumulates
 // into it, with W_g = diag(a_g) w diag(s).
 // Backward, with G_g = x_g^T dy_g per group and S = Σ_rows dy (a plain conv's dw and db):
@@ -28,12 +30,15 @@ PwGeom check_pw(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   c.need_f32(xi);
   c.need_f32(wi);
   c.need_min_rank(xi, 1);
-  c.need_rank(wi, 4);
   const Shape &x = c.in[xi].shape, &w = c.in[wi].shape;
-  if (w[0] != 1 || w[1] != 1 || w[2] != x.back())
+  const bool conv = w.size() == 4 && w[0] == 1 && w[1] == 1 && w[2] == x.back();
+  const bool lin = w.size() == 2 && w[1] == x.back();
+  if (!conv && !lin)
     op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(x.back()) + ", Co] (a pointwise conv over x " +
-                           shape_str(x) + "), got " + shape_str(w));
-  const int64_t Co = w[3];
+                           shape_str(x) + ") or [Co, " + std::to_string(x.back()) + "] (a Linear), got " + shape_str(w));
+  if (lin && bi + 1 < c.in.size())
+    op_fail("E_ARG", op + ": s and a need the conv weight layout [1, 1, Ci, Co], got a Linear weight " + shape_str(w));
+  const int64_t Co = lin ? w[0] : w[3];
   if (bi < c.in.size()) {
     c.need_f32(bi);
     if (c.in[bi].shape != Shape{Co})
@@ -130,6 +135,10 @@ void cpu_conv1x1_add(KernelCtx& k) {
     for (int64_t q = r0; q < r1; ++q)
       for (int64_t c = 0; c < g.Co; ++c) y[q * g.Co + c] = r[q * g.Co + c] + bs[c];
   });
+  if (g.lin) {  // y += x w^T
+    if (g.Ci > 0) sgemm(false, true, g.rows, g.Co, g.Ci, 1.f, x, g.Ci, w, g.Ci, 1.f, y, g.Co);
+    return;
+  }
   const int64_t rg = g.rows / o.groups;
   for (int64_t grp = 0; g.Ci > 0 && grp < o.groups; ++grp)
     sgemm(false, false, rg, g.Co, g.Ci, 1.f, x + grp * rg * g.Ci, g.Ci, group_weight(g, w, o, grp, wbuf), g.Co, 1.f,
@@ -161,6 +170,28 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
   float* ds = o.s ? k.out[3].f() : nullptr;
   float* da = o.a ? k.out[4].f() : nullptr;
   const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  if (g.lin) {  // w [Co, Ci]: dw = dy^T x, db = Σ dy, dx = dy w
+    if (wsz > 0) {
+      if (g.rows > 0) {
+        sgemm(true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);
+      } else {
+        std::fill(dw, dw + wsz, 0.f);
+      }
+    }
+    if (o.b) {
+      std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
+      column_sums(dy, g.rows, g.Co, S.data());
+      for (int64_t c = 0; c < g.Co; ++c) db[c] = static_cast<float>(S[c]);
+    }
+    if (g.rows > 0 && g.Ci > 0) {
+      if (g.Co > 0) {
+        sgemm(false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
+      } else {
+        std::fill(dx, dx + g.rows * g.Ci, 0.f);
+      }
+    }
+    return;
+  }
   // G_g = x_g^T dy_g (zeros without rows)
   std::vector<float> G(static_cast<size_t>(o.groups * wsz), 0.f);
   for (int64_t grp = 0; rg > 0 && wsz > 0 && grp < o.groups; ++grp)

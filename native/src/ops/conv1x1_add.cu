@@ -5,7 +5,8 @@
 // the GEMM's. Without cuBLASLt:
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
-// them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32).
+// them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
+// [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as PyTorch's matmul.
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
@@ -122,17 +123,19 @@ void cuda_conv1x1_add(KernelCtx& k) {
     bs = b2;
   }
   cu::check_launch(k);
-  const bool tf32 = cu::tf32_convolutions();
+  // TF32 as conv2d's for the conv layout; a Linear's weight (w^T in the GEMM) stays FP32, as PyTorch's matmul
+  const bool tf32 = !g.lin && cu::tf32_convolutions();
+  const int64_t ldw = g.lin ? g.Ci : g.Co;
   // one cuBLASLt call over the groups (the residual read by the GEMM), else a row pass and a cuBLAS batch
   const int64_t sW = W == w ? 0 : wsz;
   if (g.Ci > 0 && rg > 0 &&
-      blas::gemm_bias_add(k, tf32, false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co, sW, bs, r, y, g.Co,
+      blas::gemm_bias_add(k, tf32, false, g.lin, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, ldw, sW, bs, r, y, g.Co,
                           rg * g.Co, o.groups))
     return;
   add_rows_k<<<cu::blocks_for(n), 256, 0, st>>>(r, bs, y, n, g.Co);
   cu::check_launch(k);
   if (g.Ci > 0 && rg > 0)
-    blas::gemm_batched(k, blas::bind(k, tf32), false, false, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, g.Co, sW, y, g.Co,
+    blas::gemm_batched(k, blas::bind(k, tf32), false, g.lin, rg, g.Co, g.Ci, x, g.Ci, rg * g.Ci, W, ldw, sW, y, g.Co,
                        rg * g.Co, o.groups, 1.f);
 }
 
@@ -146,6 +149,19 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   float* da = o.a ? k.out[4].f() : nullptr;
   cudaStream_t st = cu::stream(k);
   const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32
+    const gpu::Cublas& cb = blas::bind(k, false);
+    if (wsz > 0) blas::gemm(k, cb, true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);
+    if (o.b && g.Co > 0) {
+      if (g.rows > 0) {
+        blas::column_sums(k, dy, g.rows, g.Co, db, 4);
+      } else {
+        cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.Co, st), k.op, "memset db");
+      }
+    }
+    if (g.rows > 0 && g.Ci > 0) blas::gemm(k, cb, false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
+    return;
+  }
   const bool tf32 = cu::tf32_convolutions();
   const gpu::Cublas& cb = blas::bind(k, tf32);
   // G_g = x_g^T dy_g (zeros without rows: K = 0); straight into dw when it is the answer (no a, no s)
