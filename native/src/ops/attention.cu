@@ -1,9 +1,8 @@
 // CUDA channel_attention (Restormer's MDTA core; the math and its backward are written out in attention.cpp).
 // Forward: (1) the q / k column norms over the pixels (block partials in double, summed in a fixed order);
 // (2) per head, the Gram Q^T K by cuBLAS straight from the NHWC qkv (rows 3C apart) into the cos output, split over
-// pixel chunks (pixel_gram); (3) a warp
-// per row of c normalises it into cosines and takes softmax(t cos) into scratch; (4) y = V A^T by cuBLAS into the
-// head's channels of y. Backward: dA = dY^T V (cuBLAS); a warp per row recomputes A and forms dS, dC = t dS, α and
+// pixel chunks (pixel_gram); (3) a warp per row of c normalises it into cosines and takes softmax(t cos) into
+// scratch; (4) y = V A^T by cuBLAS into the head's channels of y. Backward: dA = dY^T V (cuBLAS); a warp per row recomputes A and forms dS, dC = t dS, α and
 // the row's dt term; a thread per column forms β and scales its column of dC into M; dt summed in a fixed order;
 // dQ, dK = α Q, β K, then += K M^T and Q M, and dV = dY A (cuBLAS, FP32 as matmul). The per-head GEMMs are strided
 // batches over the samples, or over the heads when there are more heads than samples (one call at batch 1).
