@@ -77,24 +77,8 @@ void column_sums(const float* a, int64_t rows, int64_t C, double* out) {
     for (int64_t c = 0; c < C; ++c) out[c] += part[q * C + c];
 }
 
-// The optional inputs from position bi on, and the sample groups (one per sample with a, else one).
-struct Opt {
-  const float *b = nullptr, *s = nullptr, *a = nullptr;
-  int64_t groups = 1;
-};
-Opt opt_of(const KernelCtx& k, size_t bi, const Shape& x) {
-  Opt o;
-  if (k.in.size() > bi) o.b = k.in[bi].f();
-  if (k.in.size() > bi + 1) o.s = k.in[bi + 1].f();
-  if (k.in.size() > bi + 2) {
-    o.a = k.in[bi + 2].f();
-    o.groups = x[0];
-  }
-  return o;
-}
-
 // W_g = diag(a_g) w diag(s) into buf (w itself without a and s).
-const float* group_weight(const PwGeom& g, const float* w, const Opt& o, int64_t grp, std::vector<float>& buf) {
+const float* group_weight(const PwGeom& g, const float* w, const PwOpts& o, int64_t grp, std::vector<float>& buf) {
   if (!o.a && !o.s) return w;
   buf.resize(static_cast<size_t>(g.Ci * g.Co));
   const float* ag = o.a ? o.a + grp * g.Ci : nullptr;
@@ -125,7 +109,7 @@ void infer_conv1x1_add(InferCtx& c) {
 void cpu_conv1x1_add(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
-  const Opt o = opt_of(k, 3, k.in[0].shape);
+  const PwOpts o = pw_opts(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
   if (g.rows == 0 || g.Co == 0) return;
   std::vector<float> bs(static_cast<size_t>(g.Co), 0.f), wbuf;
@@ -164,7 +148,7 @@ void infer_conv1x1_add_backward(InferCtx& c) {
 void cpu_conv1x1_add_backward(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
-  const Opt o = opt_of(k, 3, k.in[1].shape);
+  const PwOpts o = pw_opts(k, 3, k.in[1].shape);
   float *dx = k.out[0].f(), *dw = k.out[1].f();
   float* db = o.b ? k.out[2].f() : nullptr;
   float* ds = o.s ? k.out[3].f() : nullptr;

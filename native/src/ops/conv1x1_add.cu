@@ -16,22 +16,6 @@
 namespace irc {
 namespace {
 
-// The optional inputs from position bi on (b, s, a) and the sample groups (one per sample with a, else one).
-struct Opt {
-  const float *b = nullptr, *s = nullptr, *a = nullptr;
-  int64_t groups = 1;
-};
-Opt opt_of(const KernelCtx& k, size_t bi, const Shape& x) {
-  Opt o;
-  if (k.in.size() > bi) o.b = k.in[bi].f();
-  if (k.in.size() > bi + 1) o.s = k.in[bi + 1].f();
-  if (k.in.size() > bi + 2) {
-    o.a = k.in[bi + 2].f();
-    o.groups = x[0];
-  }
-  return o;
-}
-
 // W[g, k, c] = w[k, c] a[g, k] s[c] (a, s may be null: factor 1) for g < groups.
 __global__ void group_w_k(const float* __restrict__ w, const float* __restrict__ a, const float* __restrict__ s,
                           float* __restrict__ W, int64_t groups, int64_t Ci, int64_t Co) {
@@ -105,7 +89,7 @@ __global__ void weight_grads_k(const float* __restrict__ G, const float* __restr
 void cuda_conv1x1_add(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[0].shape, k.in[1].shape);
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
-  const Opt o = opt_of(k, 3, k.in[0].shape);
+  const PwOpts o = pw_opts(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
   const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = g.rows / o.groups;
   if (n == 0) return;
@@ -142,7 +126,7 @@ void cuda_conv1x1_add(KernelCtx& k) {
 void cuda_conv1x1_add_backward(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
-  const Opt o = opt_of(k, 3, k.in[1].shape);
+  const PwOpts o = pw_opts(k, 3, k.in[1].shape);
   float *dx = k.out[0].f(), *dw = k.out[1].f();
   float* db = o.b ? k.out[2].f() : nullptr;
   float* ds = o.s ? k.out[3].f() : nullptr;

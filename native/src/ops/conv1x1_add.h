@@ -18,4 +18,22 @@ inline PwGeom pw_geom(const Shape& x, const Shape& w) {
   return w.size() == 2 ? PwGeom{rows, w[1], w[0], true} : PwGeom{rows, w[2], w[3], false};
 }
 
+// The optional inputs from position bi on (b, s, a; null when absent) and the sample groups of the GEMMs: one per
+// sample with a (its per-sample scale), else one.
+struct PwOpts {
+  const float *b = nullptr, *s = nullptr, *a = nullptr;
+  int64_t groups = 1;
+};
+
+inline PwOpts pw_opts(const KernelCtx& k, size_t bi, const Shape& x) {
+  PwOpts o;
+  if (k.in.size() > bi) o.b = k.in[bi].f();
+  if (k.in.size() > bi + 1) o.s = k.in[bi + 1].f();
+  if (k.in.size() > bi + 2) {
+    o.a = k.in[bi + 2].f();
+    o.groups = x[0];
+  }
+  return o;
+}
+
 }  // namespace irc
