@@ -4,9 +4,13 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** Loads the compiled modules from `root`/dist and returns { patch(), restore() } over the block prototypes. */
-export async function unfusedBlocks(root) {
-  const m = async (p) => import(pathToFileURL(join(root, 'dist', 'lib', p)).href);
+/**
+ * Loads the library's modules (by default the compiled ones under `root`/dist/lib; `load` maps a path like
+ * 'models/nafnet.js' to a module, e.g. the TypeScript sources under vitest) and returns { patch(), restore() } over
+ * the block prototypes.
+ */
+export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(join(root, 'dist', 'lib', p)).href)) {
+  const m = load;
   const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf, { Linear }] = await Promise.all([
     m('models/nafnet.js'), m('models/restormer.js'), m('ops/elementwise.js'), m('ops/activation.js'),
     m('ops/activation2.js'), m('ops/conv.js'), m('ops/memory.js'), m('ops/shape.js'), m('ops/fused.js'), m('ops/nafnet.js'),

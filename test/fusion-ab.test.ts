@@ -1,0 +1,58 @@
+// The fused block ops against the block forwards composed of separate ops (scripts/unfused-blocks.mjs, the A/B
+// patch bench:gpu uses): whole tiny models give the same outputs and parameter gradients either way.
+import { describe, expect, it } from 'vitest';
+import { tensor, type Tensor } from '../lib/tensor/tensor.js';
+import { createModel } from '../lib/models/catalog.js';
+import { setInitSeed } from '../lib/nn/init.js';
+import { runOp } from '../lib/ops/run.js';
+import { mean } from '../lib/ops/elementwise.js';
+import { backward } from '../lib/autograd/tape.js';
+import type { Module } from '../lib/nn/module.js';
+import { relErr } from './helpers.js';
+
+// the A/B patch of scripts/unfused-blocks.mjs (a plain ESM script), loading the library's TypeScript sources
+type AB = { patch(): void; restore(): void };
+const { unfusedBlocks } = (await import('../scripts/unfused-blocks.mjs' as string)) as {
+  unfusedBlocks(root: string, load: (p: string) => Promise<unknown>): Promise<AB>;
+};
+
+type Net = Module & { forward(...x: Tensor[]): Tensor };
+
+async function run(name: string): Promise<{ y: Float32Array; grads: Map<string, Float32Array> }> {
+  setInitSeed(5);
+  const m = createModel(name, { constyle: 'inference' }) as Net;
+  // non-zero β / γ so that every NAFBlock branch counts
+  for (const [k, p] of m.namedParameters()) if (/(^|\\.)(beta|gamma)$/.test(k)) runOp('fill_', [p], [0.25]);
+  for (const p of m.parameters()) p.requiresGrad = true;
+  const x = tensor(new Float32Array(2 * 32 * 32 * 3).map((_, i) => Math.sin(0.37 * i) * 0.5 + 0.5), [2, 32, 32, 3]);
+  const y = m.forward(x);
+  const out = (await y.data()) as Float32Array;
+  backward(mean(y));
+  const grads = new Map<string, Float32Array>();
+  for (const [k, p] of m.namedParameters()) if (p.grad) grads.set(k, Float32Array.from((await p.grad.data()) as Float32Array));
+  m.dispose();
+  return { y: Float32Array.from(out), grads };
+}
+
+describe('fused block ops vs the separate-op block forwards', () => {
+  for (const name of ['constyle-nafnet-tiny', 'constyle-restormer-tiny', 'constyle-maxim-tiny']) {
+    it(`${name}: same outputs and gradients`, async () => {
+      const ab = await unfusedBlocks('..', (p: string) => import(`../lib/${p}`));
+      const fused = await run(name);
+      ab.patch();
+      let plain;
+      try {
+        plain = await run(name);
+      } finally {
+        ab.restore();
+      }
+      expect(relErr(fused.y, plain.y)).toBeLessThanOrEqual(1e-5);
+      expect([...fused.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
+      // a gradient that is zero in exact arithmetic (a Linear bias before a train-mode BatchNorm) is rounding noise
+      // on both sides: relative to the largest gradient, not to itself
+      const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
+      const scale = [...plain.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
+      for (const [k, g] of fused.grads) expect(relErr(g, plain.grads.get(k)!, 1e-4 * scale), k).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});
