@@ -86,9 +86,12 @@ function attach(outputs: Tensor[], node: GradNode): void {
  * from `grads` and returns them by input index (null where there is none; an input listed twice gets it once).
  * The rule's result for that input then replaces the slot instead of being added to it.
  */
+const NO_PENDING: readonly (Tensor | null)[] = Object.freeze([]);
+
 function takePending(node: GradNode, grads: Map<GradNode, (Tensor | null)[]>): (Tensor | null)[] {
+  if (!node.accumulate) return NO_PENDING as (Tensor | null)[]; // most nodes: no array per node
   const acc: (Tensor | null)[] = [];
-  for (const i of node.accumulate ?? []) {
+  for (const i of node.accumulate) {
     const x = node.inputs[i];
     if (!x?.requiresGrad || !x._node) continue;
     const slot = grads.get(x._node);

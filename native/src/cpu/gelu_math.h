@@ -104,20 +104,19 @@ IRC_INL V gelu_v(V x) {
   V e;
   return x * norm_cdf(x, e);
 }
-template <class V>
-IRC_INL V gelu_grad_v(V dy, V x) {
-  V e;
-  const V cdf = norm_cdf(x, e);
-  return dy * (cdf + x * (e * kInvSqrt2Pi));
-}
-
-// gelu(x), with d gelu / dx in dg (gelu_grad_v(dy, x) = dy dg).
+// gelu(x), with d gelu / dx = Phi(x) + x phi(x) in dg.
 template <class V>
 IRC_INL V gelu_d(V x, V& dg) {
   V e;
   const V cdf = norm_cdf(x, e);
   dg = cdf + x * (e * kInvSqrt2Pi);
   return x * cdf;
+}
+template <class V>
+IRC_INL V gelu_grad_v(V dy, V x) {
+  V dg;
+  gelu_d(x, dg);  // the unused gelu(x) is dropped by the compiler
+  return dy * dg;
 }
 
 // gelu_d for one float, through the vf4 path (the same lane math as the vector variants' lanes).
