@@ -10,11 +10,14 @@ export type IrcErrorCode =
   | 'E_IO'
   | 'E_NO_GRAD'
   | 'E_INTERNAL'
-  | 'E_OOM';
+  | 'E_OOM'
+  | 'E_DEVICE'
+  | 'E_CUDA'
+  | 'E_CAPTURE';
 
 export const IRC_ERROR_CODES: readonly IrcErrorCode[] = [
   'E_SHAPE', 'E_DTYPE', 'E_ATTR', 'E_ARITY', 'E_DISPOSED', 'E_ARG',
-  'E_FORMAT', 'E_IO', 'E_NO_GRAD', 'E_INTERNAL', 'E_OOM',
+  'E_FORMAT', 'E_IO', 'E_NO_GRAD', 'E_INTERNAL', 'E_OOM', 'E_DEVICE', 'E_CUDA', 'E_CAPTURE',
 ];
 
 /** The one error type thrown by irconstyle; `code` is machine-readable. */

@@ -27,6 +27,7 @@ export { ConvBlock } from './models/conv_block.js';
 export { Restormer, TransformerBlock, constyleRestormer, type RestormerConfig, type ConStyleRestormerConfig } from './models/restormer.js';
 export { ConStyleMaxim, Maxim, type ConStyleMaximConfig, type MaximConfig } from './models/maxim.js';
 export { padToMultiple, forwardAnySize, type SizedNetwork } from './infer/pad.js';
+export { captureForward, type CapturedForward, type CaptureOptions } from './infer/graph.js';
 export * from './losses/index.js';
 export { IRConStyleTrainer, type TrainerOptions, type StepLosses } from './train/irconstyle.js';
 export { psnr } from './metrics/psnr.js';

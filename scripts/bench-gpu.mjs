@@ -80,6 +80,39 @@ async function peakBytes(native, fn, key = 'cudaBytes') {
   return peak;
 }
 
+/** Latency of `inf.forward(img)` through captureForward (a CUDA graph when it captures), and its output against the
+ * op-by-op forward's. */
+async function benchGraphed(lib, inf, img, reps, left) {
+  const t0 = performance.now();
+  const cf = await lib.captureForward((x) => inf.forward(x), img);
+  await lib.sync();
+  const out = { graphed: cf.graphed, capturable: cf.capturable, reason: cf.reason, captureMs: performance.now() - t0 };
+  try {
+    const a = cf.run(img), b = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
+    const [ya, yb] = [await a.data(), await b.data()];
+    a.dispose();
+    b.dispose();
+    let num = 0, den = 0;
+    for (let i = 0; i < ya.length; i++) { num += (ya[i] - yb[i]) ** 2; den += yb[i] ** 2; }
+    out.relErr = Math.sqrt(num / Math.max(den, 1e-30));
+    const ts = [];
+    for (let it = 0; it < reps + 3; it++) {
+      if (it >= 6 && left() < 8) break;
+      await lib.sync();
+      const t1 = performance.now();
+      const y = cf.run(img);
+      await lib.sync();
+      if (it >= 3) ts.push(performance.now() - t1);
+      y.dispose();
+    }
+    out.ms = median(ts);
+    out.runs = ts.length;
+  } finally {
+    cf.dispose();
+  }
+  return out;
+}
+
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
 async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20 }) {
   const ours = {};
@@ -215,6 +248,13 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
       ours[k ? 'infer512SubmitMs' : 'infer256SubmitMs'] = median(submit);
       log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
+      // The same forward replayed as one CUDA graph (captureForward), checked against the op-by-op output.
+      if (left() > 10) {
+        const g = await benchGraphed(lib, inf, img, inferReps, left);
+        ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
+        log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
+          `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}`);
+      }
       img.dispose();
     }
     inf.dispose?.();
@@ -297,13 +337,16 @@ export async function runBench({
     row('train img/s (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
+    row('  as a CUDA graph: 256² ms', ours.infer256Graph?.ms, pt?.infer_256_ms, r(ours.infer256Graph?.ms, pt?.infer_256_ms), 2),
+    row('  as a CUDA graph: 512² ms', ours.infer512Graph?.ms, pt?.infer_512_ms, r(ours.infer512Graph?.ms, pt?.infer_512_ms), 2),
+    ...[ours.infer256Graph, ours.infer512Graph].filter((g) => g && !g.graphed).slice(0, 1).map((g) => `  (not graphed: ${g.reason.slice(0, 160)})`),
     `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
-    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms`}` +
+    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',

@@ -4,6 +4,7 @@
 //   b. every case of scripts/op-cases.mjs on the CPU and on CUDA with identical inputs, every output and every
 //      input after the op compared (IRCONSTYLE_TF32=0); the conv/GEMM cases again with TF32 allowed (reported)
 //   c. golden parity on CUDA: runParity on every test/fixtures/*.safetensors (IRCONSTYLE_BACKEND=cuda child)
+//   c2. CUDA graphs: inference forwards recorded by captureForward and replayed, against op by op
 //   d. benchmarks (scripts/bench-gpu.mjs: our training steps and inference beside the PyTorch references), if time
 //      remains; d2. per-op GPU times at the training shapes (scripts/bench-gpu-ops.mjs)
 //   e. a short table last; full logs and result.json under $OUT (default ./device-out)
@@ -179,6 +180,54 @@ async function parityWorker() {
       emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures });
     } catch (e) {
       emit({ i, file: basename(files[i]), ok: false, s: (Date.now() - t0) / 1000, error: errMsg(e) });
+      if (target === 'cuda' && !(await healthy(L, target))) process.exit(3);
+    }
+  }
+  emit({ done: true });
+}
+
+// ------------------------------------------------------------------------------------------ graph worker (c2)
+// captureForward on the target device: each case's inference forward recorded as one CUDA graph and replayed on
+// fresh inputs, against the same forward op by op; then a capture that breaks the rules (host data inside) must
+// fall back with a reason and leave the stream usable.
+const GRAPH_CASES = [
+  ['constyle-nafnet-tiny', [1, 64, 64, 3]], ['nafnet-tiny', [2, 48, 80, 3]], ['constyle-restormer-tiny', [1, 64, 64, 3]],
+  ['constyle-maxim-tiny', [1, 64, 64, 3]], ['constyle-nafnet', [1, 256, 256, 3]],
+];
+async function graphWorker() {
+  const L = await loadLib();
+  const target = opt('--target', 'cuda');
+  const from = Number(opt('--from', '0'));
+  const img = (shape, seed) => L.tensor(new Float32Array(shape.reduce((a, b) => a * b)).map((_, i) => Math.sin(seed * i) * 0.5 + 0.5), shape).to(target);
+  const diff = (a, b) => { let n = 0, d = 0; for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; } return Math.sqrt(n / Math.max(d, 1e-30)); };
+  for (let i = from; i < GRAPH_CASES.length + 1; i++) {
+    const t0 = Date.now();
+    try {
+      if (i === GRAPH_CASES.length) {  // the failure path
+        const x = img([1, 8, 8, 3], 0.3);
+        const cf = await L.captureForward((t) => L.ops.add(t, L.tensor(new Float32Array(192).fill(1), [1, 8, 8, 3]).to(target)), x);
+        const y = await cf.run(x).data();
+        const ok = !cf.graphed && /host data|transfer/.test(cf.reason) && Math.abs(y[0] - 1.5) < 1e-6;
+        emit({ i, name: 'a capture that breaks the rules falls back', ok, reason: cf.reason, s: (Date.now() - t0) / 1000 });
+        cf.dispose();
+        continue;
+      }
+      const [name, shape] = GRAPH_CASES[i];
+      L.setInitSeed(4);
+      const m = L.createModel(name, { constyle: 'inference' }).eval().to(target);
+      const cf = await L.captureForward((t) => m.forward(t), img(shape, 0.37));
+      let err = 0;
+      for (const seed of [0.11, 0.23, 0.71]) {  // replays on new inputs, against op by op
+        const x = img(shape, seed);
+        const a = cf.run(x), b = L.noGrad(() => L.tidy(() => m.forward(x)));
+        err = Math.max(err, diff(await a.data(), await b.data()));
+        for (const t of [a, b, x]) t.dispose();
+      }
+      emit({ i, name: `${name} ${JSON.stringify(shape)}`, ok: (target === 'cuda' ? cf.graphed : cf.capturable) && err <= 1e-6, graphed: cf.graphed, reason: cf.reason, err, s: (Date.now() - t0) / 1000 });
+      cf.dispose();
+      m.dispose();
+    } catch (e) {
+      emit({ i, name: GRAPH_CASES[i]?.[0] ?? 'fallback', ok: false, error: errMsg(e), s: (Date.now() - t0) / 1000 });
       if (target === 'cuda' && !(await healthy(L, target))) process.exit(3);
     }
   }
@@ -366,6 +415,21 @@ async function main() {
     save();
   }
 
+  // ---- c2. CUDA graphs (captureForward)
+  let graphs = [];
+  if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
+  else {
+    const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
+    say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 1} cases`);
+    graphs = await runWorkers({
+      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({}), n: GRAPH_CASES.length + 1, deadline, stallS: 60,
+      log: join(OUT, 'graphs.log'),
+      label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.name ?? o.i}  ${o.error ?? (o.err !== undefined ? `replay vs op by op ${fmtE(o.err)}` : '')}${o.graphed === false || o.reason ? ` (${o.graphed ? 'graphed' : `not graphed: ${o.reason}`})` : ''}`),
+    });
+    result.graphs = graphs;
+    save();
+  }
+
   // ---- d. benchmarks
   let bench = null;
   if (flag('--no-bench')) say('\n== d. bench: skipped (--no-bench)');
@@ -429,6 +493,10 @@ async function main() {
       say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file.padEnd(34)} ${worst}`);
     }
   }
+  if (graphs.length) {
+    failed += graphs.filter((o) => !o.ok).length;
+    say(`graphs: ${graphs.filter((o) => o.ok).length}/${graphs.length} pass${selftest ? ' (CPU self-test: the capture rules checked, nothing graphed)' : ''}`);
+  }
   if (bench) {
     if (bench.skipped) say(`bench: skipped (${bench.skipped})`);
     else if (bench.error) say(`bench: ERROR ${bench.error}`);
@@ -445,6 +513,7 @@ async function main() {
 
 if (flag('--op-worker')) await opWorker();
 else if (flag('--parity-worker')) await parityWorker();
+else if (flag('--graph-worker')) await graphWorker();
 else if (flag('--bench-worker')) await benchWorker();
 else if (flag('--opbench-worker')) await opBenchWorker();
 else await main();

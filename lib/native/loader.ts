@@ -53,6 +53,14 @@ export interface NativeBinding {
   profile(on?: boolean, byShape?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
   /** Kernel time split by op and shapes of the last profile(true, true): op is "name [in0 shape] -> [out0 shape]". */
   profileShapes(): { op: string; ms: number; calls: number }[];
+  /** Opens a graph capture on device (0 cpu, 1 cuda); see native/src/core/executor.h for the rules. */
+  captureBegin(device: number): void;
+  /** Closes it: keep → the CUDA graph (null on the CPU) or throws E_CAPTURE; !keep → discards it, null. */
+  captureEnd(keep: boolean): unknown;
+  /** Enqueues one replay of a graph from captureEnd. */
+  graphLaunch(graph: unknown): void;
+  /** Frees a graph now (a replay in flight completes). */
+  graphDestroy(graph: unknown): void;
   /** Measured FMA peak of the CPU thread pool, GFLOP/s. */
   fmaPeak(): Promise<number>;
 }

@@ -156,6 +156,7 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
   Device dev = read_device(info, 2);
   const char* src = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
   TensorP t = guarded(env, nullptr, [&] {
+    refuse_in_capture("making a tensor from host data");
     TensorP r = new_tensor(s, dt, dev);
     if (dev == Device::cuda) cudev::upload(r->ptr(), src, r->bytes());
     else if (r->bytes()) std::memcpy(r->ptr(), src, r->bytes());
@@ -230,6 +231,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance& I = inst(env);
   TensorP t = get_tensor(I, env, info[0]);
+  guarded(env, nullptr, [] { refuse_in_capture("reading a tensor"); });
   uint64_t pid;
   Napi::Promise p = new_promise(env, pid);
   Napi::ThreadSafeFunction tsfn = I.tsfn;
@@ -256,6 +258,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  guarded(env, nullptr, [] { refuse_in_capture("sync()"); });
   uint64_t pid;
   Napi::Promise p = new_promise(env, pid);
   Napi::ThreadSafeFunction tsfn = inst(env).tsfn;
@@ -362,6 +365,7 @@ Napi::Value ProfileShapes(const Napi::CallbackInfo& info) {
 Napi::Value Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsBoolean()) {
+    if (info[0].As<Napi::Boolean>().Value()) guarded(env, nullptr, [] { refuse_in_capture("profiling"); });
     set_profiling(info[0].As<Napi::Boolean>().Value(), info.Length() > 1 && info[1].ToBoolean().Value());
     return env.Undefined();
   }
@@ -403,6 +407,53 @@ Napi::Value Trim(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// captureBegin(device): opens a graph capture (see executor.h).
+Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
+  Device dev = read_device(info, 0);
+  guarded(info.Env(), nullptr, [&] { capture_begin(dev); });
+  return info.Env().Undefined();
+}
+
+struct Graph {
+  void* exec = nullptr;
+};
+
+// captureEnd(keep): closes the capture. With keep: a graph handle (CUDA), null (CPU), or throws E_CAPTURE.
+Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool keep = info.Length() > 0 && info[0].ToBoolean().Value();
+  void* exec = guarded(env, nullptr, [&] { return capture_end(keep); });
+  if (!exec) return env.Null();
+  return Napi::External<Graph>::New(env, new Graph{exec}, [](Napi::Env, Graph* g) {
+    cudev::graph_destroy(g->exec);
+    delete g;
+  });
+}
+
+Graph* get_graph(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw make_error(info.Env(), "E_ARG", "expected a graph handle");
+  return info[0].As<Napi::External<Graph>>().Data();
+}
+
+// graphLaunch(graph): enqueues one replay on the stream.
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  Graph* g = get_graph(info);
+  if (!g->exec) throw make_error(info.Env(), "E_DISPOSED", "the graph was destroyed");
+  guarded(info.Env(), nullptr, [&] {
+    refuse_in_capture("replaying a graph");
+    cudev::graph_launch(g->exec);
+  });
+  return info.Env().Undefined();
+}
+
+// graphDestroy(graph): frees it now rather than at garbage collection (a replay in flight still completes).
+Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
+  Graph* g = get_graph(info);
+  cudev::graph_destroy(g->exec);
+  g->exec = nullptr;
+  return info.Env().Undefined();
+}
+
 }  // namespace
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* I = new Instance();
@@ -432,6 +483,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("profileShapes", Napi::Function::New(env, ProfileShapes));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
+  exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));
+  exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd));
+  exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch));
+  exports.Set("graphDestroy", Napi::Function::New(env, GraphDestroy));
   return exports;
 }
 

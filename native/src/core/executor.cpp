@@ -185,6 +185,53 @@ std::vector<ShapeTime> shape_profile() {
   return rows;
 }
 
+namespace {
+Device g_capture_device = Device::cpu;
+uint64_t g_capture_count = 0;
+std::string g_capture_broken;  // the first rule broken during the open capture (JS thread only)
+
+[[noreturn]] void capture_fail(const std::string& msg) {
+  if (g_capture_broken.empty()) g_capture_broken = msg;  // fails the capture even if the caller swallows the error
+  op_fail("E_CAPTURE", msg);
+}
+}  // namespace
+
+void refuse_in_capture(const char* what) {
+  if (capture_open())
+    capture_fail(std::string(what) + " is not allowed while a graph capture is open (only ops on the captured "
+                                     "device are recorded; make constants and read results outside)");
+}
+
+void capture_begin(Device device) {
+  if (capture_open()) op_fail("E_CAPTURE", "a graph capture is already open");
+  if (profiling()) op_fail("E_CAPTURE", "cannot capture while profiling is on");
+  if (device == Device::cuda) cudev::capture_begin();
+  g_capture_device = device;
+  g_capture_broken.clear();
+  set_capture_open(++g_capture_count);
+}
+
+void* capture_end(bool keep) {
+  if (!capture_open()) op_fail("E_CAPTURE", "no graph capture is open");
+  if (g_capture_device == Device::cpu) {
+    // CPU storages are released by the executor thread once their tasks have run: wait for it to count them.
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> f = done->get_future();
+    enqueue([done]() { done->set_value(); });
+    f.wait();
+  }
+  const int64_t alive = capture_live_storages();
+  set_capture_open(0);
+  const bool ok = keep && alive == 0 && g_capture_broken.empty();
+  void* graph = g_capture_device == Device::cuda ? cudev::capture_end(ok) : nullptr;
+  if (keep && !g_capture_broken.empty()) op_fail("E_CAPTURE", g_capture_broken);
+  if (keep && alive)
+    op_fail("E_CAPTURE", std::to_string(alive) + " tensor" + (alive == 1 ? "" : "s") +
+                             " made during the capture " + (alive == 1 ? "is" : "are") +
+                             " still alive: everything made inside must be disposed before the capture ends");
+  return graph;
+}
+
 uint64_t op_submissions(int id) { return id >= 0 && id < 512 ? g_submissions[id].load() : 0; }
 
 namespace {
@@ -216,6 +263,9 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
                               " (move it with .to(device))");
   if (device == Device::cuda && !op.cuda)
     op_fail("E_CUDA", std::string(op.name) + ": this op has no CUDA kernel yet");
+  if (capture_open() && device != g_capture_device)
+    capture_fail(std::string(op.name) + ": an op on " + device_name(device) + " inside a graph capture on " +
+                             device_name(g_capture_device));
   InferCtx ic;
   ic.op = op.name;
   ic.attrs = attrs;
@@ -253,6 +303,7 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
 }
 
 TensorP copy_to_device(const TensorP& t, Device device) {
+  if (t->device() != device) refuse_in_capture("a transfer between devices");
   TensorP out = new_tensor(t->shape, t->dtype, device);
   const size_t bytes = t->bytes();
   if (t->device() == device) {

@@ -23,6 +23,17 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
 // Copy of t on another device, ordered after everything queued on both devices that writes t.
 TensorP copy_to_device(const TensorP& t, Device device);
 
+// Graph capture (lib/infer/graph.ts). While a capture is open, ops are recorded on `device` and must stay there;
+// host data, reads, syncs and transfers are refused (E_CAPTURE) so that what is recorded is exactly the device
+// work. On CUDA the stream is captured into a graph; on the CPU nothing is recorded, but the same rules are
+// checked, so a function that captures on the CPU captures on CUDA. capture_end(keep): closes it; with keep, fails
+// (E_CAPTURE) if tensors made inside are still alive, and returns the instantiated CUDA graph (nullptr on the CPU,
+// after waiting for the CPU executor to finish the recorded work). Without keep, discards it.
+void capture_begin(Device device);
+void* capture_end(bool keep);
+// Throws E_CAPTURE naming `what` while a capture is open.
+void refuse_in_capture(const char* what);
+
 // How many times each op id was submitted (for the test-coverage check).
 uint64_t op_submissions(int id);
 

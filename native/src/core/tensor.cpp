@@ -2,6 +2,7 @@
 
 #include "../cuda/device.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -67,20 +68,34 @@ void pool_release(void* ptr, size_t bytes) {
   }
 }
 
+std::atomic<uint64_t> g_capture{0};
+std::atomic<int64_t> g_capture_live{0};
+
 }  // namespace
+
+uint64_t capture_open() { return g_capture.load(); }
+void set_capture_open(uint64_t number) {
+  g_capture_live = 0;
+  g_capture = number;
+}
+int64_t capture_live_storages() { return g_capture_live.load(); }
 
 size_t dtype_size(DType) { return 4; }
 
 const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
-Storage::Storage(size_t b, Device d) : bytes(b), device(d) {
+Storage::Storage(size_t b, Device d) : bytes(b), device(d), capture(g_capture.load()) {
   if (d == Device::cuda) data_ = cudev::alloc(b);
+  if (capture) g_capture_live++;  // counted once constructed (an allocation that throws leaves no storage)
 }
 void* Storage::allocate() { return device == Device::cuda ? cudev::alloc(bytes) : pool_alloc(bytes); }
 Storage::~Storage() {
+  const bool open = capture && capture == g_capture.load();
+  if (open) g_capture_live--;
   if (!data_) return;
-  if (device == Device::cuda) cudev::release(data_, bytes);
-  else pool_release(data_, bytes);
+  if (device != Device::cuda) pool_release(data_, bytes);
+  else if (!capture || open) cudev::release(data_, bytes, capture != 0);  // inside the capture: part of the graph
+  else cudev::forget(bytes);  // made in a capture that ended without a graph: its address was never backed
 }
 
 TensorP new_tensor(const Shape& shape, DType dtype, Device device) {

@@ -23,6 +23,8 @@ struct Storage {
   // Set (on the executor thread only) when the op that produced this storage failed; later ops that read it
   // fail with the same message, and reads reject with it.
   std::string error;
+  // Non-zero when made while a graph capture was open (its number): on CUDA its memory then belongs to that graph.
+  const uint64_t capture = 0;
   Storage(size_t bytes, Device device);
   void* data() {
     if (!data_) data_ = allocate();
@@ -57,6 +59,12 @@ struct MemStats {
   int64_t live_storages, live_bytes, cached_bytes, peak_bytes;
 };
 MemStats mem_stats();
+
+// Graph-capture bookkeeping (captures are opened and closed by executor.cpp): the number of the open capture
+// (0: none), and how many storages made during it are still alive.
+uint64_t capture_open();
+void set_capture_open(uint64_t number);
+int64_t capture_live_storages();
 void pool_trim();  // release cached blocks
 void reset_peak();  // peak_bytes <- live_bytes
 

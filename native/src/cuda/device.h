@@ -15,7 +15,10 @@ void* stream();
 
 // Stream-ordered device memory (cudaMallocAsync pool with a high release threshold, i.e. a caching allocator).
 void* alloc(size_t bytes);  // throws OpError E_OOM / E_CUDA
-void release(void* p, size_t bytes);  // cudaFreeAsync on the stream; never throws
+// cudaFreeAsync on the stream; never throws. While a capture is open, memory made before it is freed once the
+// capture has ended (a free inside would become part of the graph); in_graph: made inside the open capture.
+void release(void* p, size_t bytes, bool in_graph = false);
+void forget(size_t bytes);  // memory of a capture that ended without a graph: nothing to free, only counted
 size_t live_bytes();
 
 // JS thread: copies host bytes into new device memory at dst (the host buffer may be reused on return).
@@ -44,6 +47,15 @@ std::string wait_event(void* ev);  // destroys the event; "" or the CUDA error t
 // between the two and destroys both (negative when the stream failed).
 void* timing_event();
 float elapsed_ms(void* start, void* end);
+
+// Graph capture of the stream (JS thread). While open, everything enqueued is recorded, not run; allocations
+// and frees inside become the graph's own memory. capture_end(true) instantiates the graph (throws E_CAPTURE
+// when the capture failed) and returns it; capture_end(false) discards it and returns nullptr.
+void capture_begin();
+void* capture_end(bool keep);
+bool capturing();
+void graph_launch(void* graph);  // enqueues one replay on the stream
+void graph_destroy(void* graph);  // safe while a replay is still running
 
 }  // namespace cudev
 }  // namespace irc

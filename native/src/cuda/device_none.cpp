@@ -13,7 +13,8 @@ bool available() { return false; }
 std::string why() { return "built without CUDA (nvcc was not found at build time)"; }
 void* stream() { return nullptr; }
 void* alloc(size_t) { none(); }
-void release(void*, size_t) {}
+void release(void*, size_t, bool) {}
+void forget(size_t) {}
 size_t live_bytes() { return 0; }
 void upload(void*, const void*, size_t) { none(); }
 void download(const void*, size_t, std::function<void(const char*, size_t, const std::string&)>) { none(); }
@@ -28,6 +29,11 @@ void* record_event() { none(); }
 std::string wait_event(void*) { return ""; }
 void* timing_event() { none(); }
 float elapsed_ms(void*, void*) { return -1.f; }
+void capture_begin() { none(); }
+void* capture_end(bool) { return nullptr; }
+bool capturing() { return false; }
+void graph_launch(void*) { none(); }
+void graph_destroy(void*) {}
 }  // namespace cudev
 }  // namespace irc
 #endif

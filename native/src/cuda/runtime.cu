@@ -25,6 +25,7 @@ struct State {
   std::mutex mu;
   std::vector<void*> pinned_to_free;  // freed on the next JS-thread entry (host funcs may not call CUDA)
   std::vector<void*> device_to_free;  // storages released inside a stream callback, freed likewise
+  std::atomic<bool> capturing{false};  // set by the JS thread
   void* scratch[8] = {};
   size_t scratch_cap[8] = {};
 };
@@ -77,7 +78,7 @@ void drain_deferred() {
 
 void need() {
   if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
-  drain_deferred();
+  if (!st().capturing) drain_deferred();  // a free inside a capture would join the graph
 }
 
 // Stream callbacks through cudaStreamAddCallback rather than cudaLaunchHostFunc: the latter is never called once
@@ -138,16 +139,19 @@ void* alloc(size_t bytes) {
   return p;
 }
 
-void release(void* p, size_t bytes) {
+void release(void* p, size_t bytes, bool in_graph) {
   if (!p || !st().ok) return;
   st().live -= bytes;
-  if (t_in_callback) {  // e.g. the last reference to a tensor captured by a read's callback
+  if (t_in_callback || (st().capturing && !in_graph)) {  // e.g. the last reference to a tensor captured by a
+                                                         // read's callback, or memory made before a capture
     std::lock_guard<std::mutex> lk(st().mu);
     st().device_to_free.push_back(p);
     return;
   }
   cudaFreeAsync(p, st().stream);  // errors at teardown are ignored
 }
+
+void forget(size_t bytes) { st().live -= bytes; }
 
 size_t live_bytes() { return st().live.load(); }
 
@@ -246,6 +250,47 @@ float elapsed_ms(void* start, void* end) {
   return ms;
 }
 
+void capture_begin() {
+  need();
+  // Thread-local mode: a call on this thread that cannot be captured (a synchronising copy, cudaMalloc) fails the
+  // capture instead of running; other threads (CUDA callbacks, the CPU executor) are not affected.
+  cudaError_t e = cudaStreamBeginCapture(st().stream, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess) op_fail("E_CAPTURE", "cudaStreamBeginCapture: " + err(e));
+  st().capturing = true;
+}
+
+void* capture_end(bool keep) {
+  State& s = st();
+  if (!s.capturing) return nullptr;
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(s.stream, &g);
+  s.capturing = false;
+  cudaGetLastError();  // a failed capture leaves its error for the next check_launch otherwise
+  drain_deferred();
+  if (!keep || e != cudaSuccess || !g) {
+    if (g) cudaGraphDestroy(g);
+    if (keep) op_fail("E_CAPTURE", "the capture failed: " + err(e) + " (an op made a call that cannot be captured)");
+    return nullptr;
+  }
+  cudaGraphExec_t x = nullptr;
+  e = cudaGraphInstantiate(&x, g, 0);
+  cudaGraphDestroy(g);
+  if (e != cudaSuccess) op_fail("E_CAPTURE", "cudaGraphInstantiate: " + err(e));
+  return x;
+}
+
+bool capturing() { return st().capturing; }
+
+void graph_launch(void* graph) {
+  need();
+  cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), st().stream);
+  if (e != cudaSuccess) op_fail("E_CUDA", "cudaGraphLaunch: " + err(e));
+}
+
+void graph_destroy(void* graph) {
+  if (graph) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph));
+}
+
 }  // namespace cudev
 
 namespace cu {
@@ -258,6 +303,9 @@ void* scratch(cudaStream_t s, size_t bytes, int slot) {
   State& g = st();
   slot &= 7;
   if (bytes > g.scratch_cap[slot]) {
+    if (g.capturing)  // growing would free memory made before the capture and make the new block the graph's
+      op_fail("E_CAPTURE", "scratch slot " + std::to_string(slot) + " must grow to " + std::to_string(bytes) +
+                               " bytes inside a capture (run the same work once before capturing)");
     if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
     size_t want = bytes + bytes / 4;
     cudaError_t e = cudaMallocAsync(&g.scratch[slot], want, s);
