@@ -164,6 +164,27 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       }
       log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} fused`);
     }
+    if (left() > 40) {
+      // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
+      // then replays.
+      trainer.graph = true;
+      const gts = [];
+      for (let it = 0; it < Math.max(5, steps) + 2; it++) {
+        if (it >= 4 && left() < 25) break;
+        await lib.sync();
+        const t0 = performance.now();
+        const l = await trainer.step(lq, gt);
+        await lib.sync();
+        if (it >= 2) gts.push(performance.now() - t0);
+        if (it === 1) ours.graphState = trainer.graphState;
+        ours.graphLoss = l.total;
+      }
+      ours.graph = { msStep: median(gts), imgPerS: (batch * 1000) / median(gts), steps: gts.length, graphed: ours.graphState?.[0]?.graphed ?? false,
+        reason: ours.graphState?.[0]?.reason ?? '', graphMiB: native.memoryStats().cudaGraphBytes / MiB };
+      log(`ours ${model} in graph mode: ${ours.graph.graphed ? `${ours.graph.msStep.toFixed(1)} ms/step (${gts.length} replays), ${ours.graph.graphMiB.toFixed(0)} MiB reserved by the graph, total loss ${ours.graphLoss.toFixed(4)}`
+        : `not graphed (${ours.graph.reason}); ${ours.graph.msStep.toFixed(1)} ms/step op by op`}`);
+      trainer.graph = false;
+    }
     if (profile && left() > 20) {
       // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
       // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission
@@ -335,6 +356,8 @@ export async function runBench({
     `  ${''.padEnd(26)} ${'ours'.padStart(9)} ${'PyTorch'.padStart(9)} ${'ratio'.padStart(7)}`,
     row(`train ms/step (b${batch} ${size}²)`, ours.msStep, pt?.train_ms_per_step, result.ratios?.msStep),
     row('train img/s (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
+    row('  as a CUDA graph: img/s', ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s, r(ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s)),
+    ...(ours.graph && !ours.graph.graphed ? [`  (training step not graphed: ${String(ours.graph.reason).slice(0, 160)})`] : []),
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
     row('  as a CUDA graph: 256² ms', ours.infer256Graph?.ms, pt?.infer_256_ms, r(ours.infer256Graph?.ms, pt?.infer_256_ms), 2),
@@ -346,7 +369,7 @@ export async function runBench({
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
-    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms`}` +
+    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',

@@ -189,7 +189,7 @@ async function parityWorker() {
 // ------------------------------------------------------------------------------------------ graph worker (c2)
 // captureForward on the target device: each case's inference forward recorded as one CUDA graph and replayed on
 // fresh inputs, against the same forward op by op; then a capture that breaks the rules (host data inside) must
-// fall back with a reason and leave the stream usable.
+// fall back with a reason and leave the stream usable; last, the trainer's graph mode against op by op.
 const GRAPH_CASES = [
   ['constyle-nafnet-tiny', [1, 64, 64, 3]], ['nafnet-tiny', [2, 48, 80, 3]], ['constyle-restormer-tiny', [1, 64, 64, 3]],
   ['constyle-maxim-tiny', [1, 64, 64, 3]], ['constyle-nafnet', [1, 256, 256, 3]],
@@ -200,9 +200,35 @@ async function graphWorker() {
   const from = Number(opt('--from', '0'));
   const img = (shape, seed) => L.tensor(new Float32Array(shape.reduce((a, b) => a * b)).map((_, i) => Math.sin(seed * i) * 0.5 + 0.5), shape).to(target);
   const diff = (a, b) => { let n = 0, d = 0; for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; } return Math.sqrt(n / Math.max(d, 1e-30)); };
-  for (let i = from; i < GRAPH_CASES.length + 1; i++) {
+  // The trainer's graph mode against op by op: same init and data, 5 steps across the ConStyle freeze.
+  const trainRun = async (graph) => {
+    L.setInitSeed(8);
+    const net = L.createModel('constyle-nafnet-tiny', { constyle: 'train', K: 32 }).to(target);
+    const tr = new L.IRConStyleTrainer(net, { graph, constyleIter: 3 });
+    const losses = [];
+    for (let k = 0; k < 5; k++) {
+      const lq = img([4, 64, 64, 3], 0.1 + k), gt = img([4, 64, 64, 3], 0.5 + k);
+      losses.push(Object.values(await tr.step(lq, gt)));
+      lq.dispose();
+      gt.dispose();
+    }
+    const out = { losses: losses.flat(), params: await tr.arena.params.data(), state: tr.graphState, graphMiB: L.native.memoryStats().cudaGraphBytes / 2 ** 20 };
+    tr.dispose();
+    net.dispose();
+    return out;
+  };
+  const N = GRAPH_CASES.length + 2;
+  for (let i = from; i < N; i++) {
     const t0 = Date.now();
     try {
+      if (i === GRAPH_CASES.length + 1) {
+        const a = await trainRun(false), b = await trainRun(true);
+        const err = Math.max(diff(b.losses, a.losses), diff(b.params, a.params));
+        const good = b.state.length === 2 && b.state.every((s) => (target === 'cuda' ? s.graphed : s.capturable));
+        emit({ i, name: 'trainer graph mode vs op by op (constyle-nafnet-tiny b4 64², 5 steps)', ok: good && err <= 1e-5, err,
+          graphed: b.state.length === 2 && b.state.every((s) => s.graphed), reason: b.state.map((s) => s.reason).filter(Boolean).join('; '), graphMiB: b.graphMiB, s: (Date.now() - t0) / 1000 });
+        continue;
+      }
       if (i === GRAPH_CASES.length) {  // the failure path
         const x = img([1, 8, 8, 3], 0.3);
         const cf = await L.captureForward((t) => L.ops.add(t, L.tensor(new Float32Array(192).fill(1), [1, 8, 8, 3]).to(target)), x);
@@ -420,9 +446,9 @@ async function main() {
   if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
   else {
     const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
-    say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 1} cases`);
+    say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 2} cases`);
     graphs = await runWorkers({
-      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({}), n: GRAPH_CASES.length + 1, deadline, stallS: 60,
+      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({}), n: GRAPH_CASES.length + 2, deadline, stallS: 60,
       log: join(OUT, 'graphs.log'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.name ?? o.i}  ${o.error ?? (o.err !== undefined ? `replay vs op by op ${fmtE(o.err)}` : '')}${o.graphed === false || o.reason ? ` (${o.graphed ? 'graphed' : `not graphed: ${o.reason}`})` : ''}`),
     });

@@ -313,6 +313,12 @@ export function opCases() {
   for (const [name, sh, m] of [['[1190832] 0.999', [1190832], 0.999], ['[7,13] 0.5', [7, 13], 0.5], ['[5] m 0', [5], 0], ['[5] m 1', [5], 1]])
     add('momentum_update', name, [f(sh), f(sh)], [m], { mutates: [0] });
   add('momentum_update', 'view [333] 0.999', [view(f([333]), 17, 4), f([333])], [0.999], { mutates: [0] });
+  // the per-step factors read on the device ([1 - lr wd, -lr / bc1, sqrt(bc2)]; attrs lr and step then unused)
+  add('adamw_step', '[4099] device factors', [f([4099]), f([4099], -0.01, 0.01), f([4099], -0.01, 0.01), f([4099], 0, 1e-4),
+    f([3], 0.05, 1)], adam(5), { mutates: [0, 2, 3] });
+  // the MoCo queue step, pointer on the device: wrap of the next block, K == n, the paper's dim with a batch of 16
+  for (const [name, K, D, n, p] of [['K 12 n 4 p 8', 12, 5, 4, 8], ['K = n = 4', 4, 3, 4, 0], ['[2048,128] n 16 p 1024', 2048, 128, 16, 1024]])
+    add('queue_swap', name, [f([K, D]), f([n, D]), i32([1], p, p + 1)], [], { mutates: [0] });
   return C;
 }
 

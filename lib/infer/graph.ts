@@ -117,8 +117,9 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   };
 }
 
-/** Runs body inside a capture on device; returns '' or why the capture failed (then nothing is kept). */
-function captured(device: Device, body: () => void, keep?: (graph: unknown) => void): string {
+/** @internal Runs body inside a capture on device; returns '' or why the capture failed (then nothing is kept).
+ * On CUDA body is recorded, not run, and `keep` receives the graph; on the CPU body runs (under the rules). */
+export function captured(device: Device, body: () => void, keep?: (graph: unknown) => void): string {
   try {
     native.captureBegin(deviceCode(device));
   } catch (e) {

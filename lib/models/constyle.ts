@@ -13,7 +13,7 @@ import { concat } from '../ops/shape.js';
 import { mul, scale, sumTo } from '../ops/elementwise.js';
 import { matmul } from '../ops/conv.js';
 import { runOp } from '../ops/run.js';
-import { momentumUpdate } from '../ops/optim.js';
+import { momentumUpdate, queueSwap } from '../ops/optim.js';
 
 /** Conv (no bias) + LeakyReLU(0.1); the conv is child `0`. */
 class ConvAct extends Module {
@@ -152,8 +152,12 @@ export class ConStyle extends Module {
     return this.encoder_q.forward(lq);
   }
 
-  /** One MoCo training forward (official train_forward): im_q = degraded lq, im_k = clean gt (NHWC). */
-  trainForward(lq: Tensor, gt: Tensor): ConStyleTrainOutput {
+  /**
+   * One MoCo training forward (official train_forward): im_q = degraded lq, im_k = clean gt (NHWC). The queue
+   * pointer is queue_ptr, advanced here; or, given `ptr` (int32 [1] on the device holding queue_ptr), read on the
+   * device and left for the caller to advance (advanceQueue), so that a recorded graph can replay the step.
+   */
+  trainForward(lq: Tensor, gt: Tensor, ptr?: Tensor): ConStyleTrainOutput {
     const kEnc = this.encoder_k;
     const queue = this.B.queue;
     if (!kEnc || !queue) throw new IrcError('E_ARG', 'ConStyle.trainForward needs a ConStyle built with train: true');
@@ -171,14 +175,19 @@ export class ConStyle extends Module {
     const lNeg = matmul(q.q1, snapshot, { transB: true });
     const logits = scale(concat([lPos, lNeg]), 1 / this.T);
     const labels = zeros([n], 'int32', lq.device);
-    const neg = noGrad(() => this.#swapQueue(queue, q.q1, n));
+    const neg = noGrad((): [Tensor, Tensor] => (ptr ? queueSwap(queue, q.q1, ptr) : this.#swapQueue(queue, q.q1, n)));
     return { ...q, k, neg, logits, labels };
+  }
+
+  /** queue_ptr after a step of batch n whose pointer was read on the device. */
+  advanceQueue(n: number): void {
+    this.S.queue_ptr = (this.S.queue_ptr! + n) % this.K;
   }
 
   /** Returns [next-oldest slice, oldest slice] (copies) and writes q1 over the oldest slice. */
   #swapQueue(queue: Tensor, q1: Tensor, n: number): [Tensor, Tensor] {
     const p = this.S.queue_ptr!;
-    const p2 = (p + n) % this.K;
+    const p2 = (p + n) % this.K;  // next block
     const rows = (at: number) => untracked(() => viewOf(queue, at * this.dim, [n, this.dim]));
     const oldView = rows(p);
     const nextView = rows(p2);
@@ -187,7 +196,7 @@ export class ConStyle extends Module {
     runOp('copy_', [oldView, q1]);
     oldView.dispose();
     nextView.dispose();
-    this.S.queue_ptr = p2;
+    this.advanceQueue(n);
     return [neg0, neg1];
   }
 }

@@ -24,6 +24,8 @@ export interface NativeMemoryStats {
   peakBytes: number;
   /** Live CUDA device memory held by tensors. */
   cudaBytes: number;
+  /** CUDA device memory reserved by recorded graphs (captureForward, the trainer's graph mode). */
+  cudaGraphBytes: number;
 }
 export interface NativeBinding {
   /** device: 0 cpu (default), 1 cuda. */

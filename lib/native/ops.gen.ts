@@ -411,13 +411,19 @@ export const OPS = [
   {
     "name": "adamw_step",
     "minIn": 4,
-    "maxIn": 4,
+    "maxIn": 5,
     "differentiable": false
   },
   {
     "name": "momentum_update",
     "minIn": 2,
     "maxIn": 2,
+    "differentiable": false
+  },
+  {
+    "name": "queue_swap",
+    "minIn": 3,
+    "maxIn": 3,
     "differentiable": false
   }
 ] as const;

@@ -2,12 +2,16 @@
 // L1 + CE + content + style while ConStyle trains (iteration <= constyleIter), then L1 only with encoder_q
 // frozen (skipped by the optimizer, as PyTorch >= 2 does). AdamW over one flat arena.
 import { IrcError } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
-import { tidy, disposeAll } from '../tensor/scope.js';
+import { tensor, type Tensor } from '../tensor/tensor.js';
+import { tidy, disposeAll, untracked } from '../tensor/scope.js';
+import { zeros, fillInPlace } from '../tensor/create.js';
+import { clone, copyInto } from '../ops/memory.js';
+import { captured } from '../infer/graph.js';
+import { native } from '../native/loader.js';
 import { noGrad } from '../autograd/node.js';
 import { backward } from '../autograd/tape.js';
 import { viewOf } from '../tensor/tensor.js';
-import { adamwStep } from '../ops/optim.js';
+import { adamwStep, type AdamWStepOptions } from '../ops/optim.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import { ConStyleUNet } from '../models/unet.js';
@@ -22,6 +26,14 @@ export interface TrainerOptions extends AdamWOptions {
    * runs again there. Much less memory for one more forward of the blocks; same losses and gradients (default off).
    */
   checkpoint?: boolean;
+  /**
+   * Record the step as a CUDA graph and replay it (default off). The first step of each kind (batch shapes, and
+   * whether ConStyle still trains) runs op by op; the next one is recorded and every later one is a single launch
+   * plus a few tiny copies: no per-op host cost, and the step's memory is planned once. Losses, parameters and
+   * optimizer state are the same as op by op. On the CPU nothing is graphed, but the recorded step is checked
+   * against the capture rules (`graphState`).
+   */
+  graph?: boolean;
 }
 
 export interface StepLosses {
@@ -32,23 +44,60 @@ export interface StepLosses {
   total: number;
 }
 
+const LOSS_KEYS = ['pix', 'ce', 'content', 'style', 'total'] as const;
+
+/** A recorded step: its static inputs and loss buffers (named by keys), and the CUDA graph (null on the CPU). */
+interface Recorded {
+  lq: Tensor;
+  gt: Tensor;
+  keys: readonly string[];
+  losses: Tensor[];
+  graph: unknown;
+}
+
 export class IRConStyleTrainer {
   readonly arena: ParamArena;
   readonly optimizer: AdamW;
   readonly constyleIter: number;
   iteration = 0;
+  #graph: boolean;
+  /** Per step kind: 'warm' after its op-by-op step, then the recording (or why it failed). */
+  readonly #kinds = new Map<string, 'warm' | Recorded | string>();
+  /** Device-side per-step values, written before each step (graph mode). */
+  #factors: Tensor | null = null;
+  #ptr: Tensor | null = null;
 
   constructor(readonly model: ConStyleUNet, opts: TrainerOptions = {}) {
     if (!model.ConStyle?.encoder_k) throw new IrcError('E_ARG', 'IRConStyleTrainer needs a model built with constyle: "train"');
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
+    this.#graph = opts.graph ?? false;
     if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
   }
 
+  /** Graph mode (TrainerOptions.graph); may be switched between steps. Switching it off frees the recordings. */
+  get graph(): boolean {
+    return this.#graph;
+  }
+  set graph(on: boolean) {
+    this.#graph = on;
+    if (!on) this.#freeRecordings();
+  }
+
   get constyleActive(): boolean {
     return this.iteration <= this.constyleIter;
+  }
+
+  /**
+   * Graph mode: per step kind, whether its step is replayed as a CUDA graph (`graphed`), obeyed the capture rules
+   * (`capturable`; checked on the CPU too), or why not (`reason`). Empty before the second step of a kind.
+   */
+  get graphState(): { kind: string; graphed: boolean; capturable: boolean; reason: string }[] {
+    return [...this.#kinds].filter(([, v]) => v !== 'warm').map(([kind, v]) => typeof v === 'string'
+      ? { kind, graphed: false, capturable: false, reason: v }
+      : { kind, graphed: v.graph !== null, capturable: true, reason: v.graph !== null ? '' : 'the CPU backend replays op by op (CUDA graphs need a GPU)' });
   }
 
   /** Runs one iteration on NHWC batches lq/gt [N,H,W,3]; resolves with the losses. */
@@ -57,31 +106,112 @@ export class IRConStyleTrainer {
     const cs = this.model.ConStyle!;
     const active = this.constyleActive;
     if (!active) for (const t of cs.encoder_q.parameters()) t.requiresGrad = false;
+    let losses: Record<string, Tensor>;
+    if (!this.#graph) {
+      losses = this.#body(lq, gt, active, null, null);
+    } else {
+      const kind = `${active ? 'constyle' : 'frozen'} [${lq.shape.join(',')}] [${gt.shape.join(',')}] ${lq.device}`;
+      this.#writeStepValues(lq.device, active);
+      const rec = this.#kinds.get(kind);
+      if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
+        const r = this.#record(lq, gt, active);
+        this.#kinds.set(kind, r);
+        losses = typeof r === 'string' ? this.#body(lq, gt, active, this.#factors, this.#ptr) : this.#replay(r, lq, gt);
+      } else if (typeof rec === 'object' && rec.graph !== null) {
+        losses = this.#replay(rec, lq, gt);
+      } else {  // the first step of its kind, or nothing to replay (the CPU, or the recording failed)
+        losses = this.#body(lq, gt, active, this.#factors, this.#ptr);
+        if (rec === undefined) this.#kinds.set(kind, 'warm');
+      }
+      this.optimizer.step += 1;
+      if (active) cs.advanceQueue(lq.shape[0]!);
+    }
+    const out: StepLosses = { pix: 0, ce: 0, content: 0, style: 0, total: 0 };
+    for (const [k, t] of Object.entries(losses)) out[k as keyof StepLosses] = await t.item();
+    disposeAll(losses);
+    return out;
+  }
+
+  /** The step's device work: losses, backward, update. With factors / ptr (graph mode) the per-step values are
+   * read on the device and the caller advances the optimizer step and the queue pointer. */
+  #body(lq: Tensor, gt: Tensor, active: boolean, factors: Tensor | null, ptr: Tensor | null): Record<string, Tensor> {
+    const cs = this.model.ConStyle!;
     this.arena.zeroGrad();
-    const l = tidy(() => {
+    const l = tidy((): Record<string, Tensor> => {
       if (active) {
-        const o = cs.trainForward(lq, gt);
+        const o = cs.trainForward(lq, gt, ptr ?? undefined);
         const restored = this.model.restore(lq, o.q1, o.feas);
-        return irconstyleLoss(restored, gt, o);
+        return { ...irconstyleLoss(restored, gt, o) };
       }
       const enc = noGrad(() => cs.encode(lq));
       const pix = pixelLoss(this.model.restore(lq, enc.q1, enc.feas), gt);
       return { pix, total: pix };
     });
-    backward(l.total);
-    if (active) this.optimizer.update();
-    else this.#updateRestorationOnly();
-    const out: StepLosses = { pix: 0, ce: 0, content: 0, style: 0, total: 0 };
-    for (const [k, t] of Object.entries(l)) out[k as keyof StepLosses] = await (t as Tensor).item();
-    disposeAll(l);
+    backward(l.total!);
+    const o = this.optimizer;
+    if (factors) {  // graph mode: the step's values are read on the device; the caller counts the step
+      const opts = { ...o.stepOptions(), step: o.step + 1 };
+      if (active) noGrad(() => adamwStep(this.arena.params, this.arena.grads, o.m, o.v, opts, factors));
+      else this.#updateRestorationOnly(opts, factors);
+    } else if (active) {
+      o.update();
+    } else {
+      o.step += 1;
+      this.#updateRestorationOnly(o.stepOptions(), null);
+    }
+    return l;
+  }
+
+  /** Graph mode: the AdamW factors of the coming step and the queue pointer, written on the device. */
+  #writeStepValues(device: Tensor['device'], active: boolean): void {
+    const o = this.optimizer;
+    o.step += 1;
+    const f = o.factors();
+    o.step -= 1;
+    untracked(() => {
+      this.#factors ??= zeros([3], 'float32', device);
+      this.#ptr ??= zeros([1], 'int32', device);
+      const src = tensor(f, [3], { device });
+      copyInto(this.#factors, src);
+      src.dispose();
+      if (active) fillInPlace(this.#ptr, this.model.ConStyle!.S.queue_ptr!);
+    });
+  }
+
+  /** Records the step (on CUDA: not run; on the CPU: run under the capture rules) into static buffers. */
+  #record(lq: Tensor, gt: Tensor, active: boolean): Recorded | string {
+    const keys = active ? LOSS_KEYS : (['pix', 'total'] as const);
+    const rec: Recorded = untracked(() => ({
+      lq: clone(lq), gt: clone(gt), keys, graph: null, losses: keys.map(() => zeros([], 'float32', lq.device)),
+    }));
+    const why = captured(lq.device, () => {
+      const l = this.#body(rec.lq, rec.gt, active, this.#factors, this.#ptr);
+      keys.forEach((k, i) => copyInto(rec.losses[i]!, l[k]!));
+      disposeAll(l);
+    }, (g) => (rec.graph = g));
+    if (why) {
+      disposeAll([rec.lq, rec.gt, rec.losses]);
+      return `capture failed: ${why}`;
+    }
+    return rec;
+  }
+
+  /** The losses of a recorded step: after one replay on CUDA; on the CPU, of the recording itself, which ran. */
+  #replay(rec: Recorded, lq: Tensor, gt: Tensor): Record<string, Tensor> {
+    if (rec.graph !== null) {
+      copyInto(rec.lq, lq);
+      copyInto(rec.gt, gt);
+      native.graphLaunch(rec.graph);
+    }
+    const out = Object.fromEntries(rec.keys.map((k, i) => [k, clone(rec.losses[i]!)]));
+    if (rec.graph === null) disposeAll([rec.lq, rec.gt, rec.losses]);  // never replayed
     return out;
   }
 
   /** AdamW over the arena minus ConStyle's range (frozen encoders are skipped, not decayed). */
-  #updateRestorationOnly(): void {
+  #updateRestorationOnly(opts: AdamWStepOptions, factors: Tensor | null): void {
     const { offset, size } = this.arena.range('ConStyle.');
     const o = this.optimizer;
-    o.step += 1;
     const end = offset + size;
     const parts: [number, number][] = [[0, offset], [end, this.arena.size - end]];
     noGrad(() => {
@@ -89,13 +219,26 @@ export class IRConStyleTrainer {
         if (!n) continue;
         const v = (t: Tensor) => viewOf(t, at, [n], false);
         const views = [v(this.arena.params), v(this.arena.grads), v(o.m), v(o.v)] as const;
-        adamwStep(views[0], views[1], views[2], views[3], { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, wd: o.weightDecay, step: o.step });
+        adamwStep(views[0], views[1], views[2], views[3], opts, factors ?? undefined);
         for (const t of views) t.dispose();
       }
     });
   }
 
+  #freeRecordings(): void {
+    for (const r of this.#kinds.values()) {
+      if (typeof r !== 'object' || r.graph === null) continue;
+      native.graphDestroy(r.graph);
+      disposeAll([r.lq, r.gt, r.losses]);
+    }
+    this.#kinds.clear();
+    this.#factors?.dispose();
+    this.#ptr?.dispose();
+    this.#factors = this.#ptr = null;
+  }
+
   dispose(): void {
+    this.#freeRecordings();
     this.optimizer.dispose();
     this.arena.dispose();
   }

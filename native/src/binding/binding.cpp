@@ -305,6 +305,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   o.Set("cachedBytes", static_cast<double>(m.cached_bytes));
   o.Set("peakBytes", static_cast<double>(m.peak_bytes));
   o.Set("cudaBytes", static_cast<double>(cudev::live_bytes()));
+  o.Set("cudaGraphBytes", static_cast<double>(cudev::graph_bytes()));
   return o;
 }
 

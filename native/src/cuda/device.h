@@ -54,6 +54,7 @@ float elapsed_ms(void* start, void* end);
 void capture_begin();
 void* capture_end(bool keep);
 bool capturing();
+size_t graph_bytes();  // device memory reserved by instantiated graphs (their planned allocations)
 void graph_launch(void* graph);  // enqueues one replay on the stream
 void graph_destroy(void* graph);  // safe while a replay is still running
 

@@ -32,6 +32,7 @@ float elapsed_ms(void*, void*) { return -1.f; }
 void capture_begin() { none(); }
 void* capture_end(bool) { return nullptr; }
 bool capturing() { return false; }
+size_t graph_bytes() { return 0; }
 void graph_launch(void*) { none(); }
 void graph_destroy(void*) {}
 }  // namespace cudev

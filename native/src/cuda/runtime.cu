@@ -276,10 +276,21 @@ void* capture_end(bool keep) {
   e = cudaGraphInstantiate(&x, g, 0);
   cudaGraphDestroy(g);
   if (e != cudaSuccess) op_fail("E_CAPTURE", "cudaGraphInstantiate: " + err(e));
+  // The graph plans its own memory (reserved at its first launch); blocks the op-by-op runs left cached in the
+  // stream-ordered pool would otherwise be held twice.
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
   return x;
 }
 
 bool capturing() { return st().capturing; }
+
+size_t graph_bytes() {
+  if (!st().ok) return 0;
+  uint64_t v = 0;
+  if (cudaDeviceGetGraphMemAttribute(0, cudaGraphMemAttrReservedMemCurrent, &v) != cudaSuccess) return 0;
+  return static_cast<size_t>(v);
+}
 
 void graph_launch(void* graph) {
   need();

@@ -2,7 +2,11 @@
 //   adamw_step       (param, grad, m, v), attrs [lr, beta1, beta2, eps, wd, step]: torch.optim.AdamW in torch's
 //                    operation order; the scalar factors are computed on the host in double and applied in float,
 //                    exactly as cpu_adamw_step does.
+//                    With the optional factors input the kernels read [1 - lr wd, -lr / bc1, sqrt(bc2)] from it.
 //   momentum_update  (target, src), attrs [m]: target = target m + src (1 - m)
+//   queue_swap       (queue [K,D], q [n,D], ptr i32 [1]) -> next, old: one thread per element of the n×D block
+//                    (reads its queue elements, then writes q over the old one: no element is read by two threads
+//                    after being written, also when K == n and next and old are the same rows).
 // Elementwise grid-stride kernels; float4 when every pointer is 16-byte aligned (the tail is done by scalars).
 #include <cmath>
 #include <cstdint>
@@ -14,7 +18,18 @@ namespace {
 
 struct AdamConsts {
   float decay, w1, fb2, w2, neg_step, bc2s, eps;
+  const float* factors;  // device [decay, neg_step, bc2s] overriding those three, or nullptr
 };
+
+// The per-step factors from the device when given (one load per thread, cached).
+__device__ __forceinline__ AdamConsts with_factors(AdamConsts k) {
+  if (k.factors) {
+    k.decay = __ldg(k.factors);
+    k.neg_step = __ldg(k.factors + 1);
+    k.bc2s = __ldg(k.factors + 2);
+  }
+  return k;
+}
 
 __device__ __forceinline__ void adam_one(float& p, float g, float& m, float& v, const AdamConsts& k) {
   const float pi = p * k.decay;
@@ -27,7 +42,8 @@ __device__ __forceinline__ void adam_one(float& p, float g, float& m, float& v, 
 }
 
 __global__ void adamw_vec4(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ m,
-                           float4* __restrict__ v, int64_t n4, AdamConsts k) {
+                           float4* __restrict__ v, int64_t n4, AdamConsts k0) {
+  const AdamConsts k = with_factors(k0);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float4 pp = p[i], mm = m[i], vv = v[i];
@@ -43,7 +59,8 @@ __global__ void adamw_vec4(float4* __restrict__ p, const float4* __restrict__ g,
 }
 
 __global__ void adamw_scalar(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                             float* __restrict__ v, int64_t i0, int64_t n, AdamConsts k) {
+                             float* __restrict__ v, int64_t i0, int64_t n, AdamConsts k0) {
+  const AdamConsts k = with_factors(k0);
   for (int64_t i = i0 + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float pp = p[i], mm = m[i], vv = v[i];
@@ -74,8 +91,29 @@ __global__ void momentum_scalar(float* __restrict__ t, const float* __restrict__
     t[i] = t[i] * mo + s[i] * w;
 }
 
+__global__ void queue_swap_k(float* __restrict__ queue, const float* __restrict__ q, const int32_t* __restrict__ ptr,
+                             float* __restrict__ next, float* __restrict__ old, int64_t K, int64_t D, int64_t n) {
+  const int64_t p = ((static_cast<int64_t>(*ptr) % K) + K) % K;  // out-of-range pointers wrap instead of faulting
+  const int64_t total = n * D;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / D, col = i - r * D;
+    const int64_t at = ((p + r) % K) * D + col;
+    next[i] = queue[((p + n + r) % K) * D + col];
+    old[i] = queue[at];
+    queue[at] = q[i];
+  }
+}
 
 }  // namespace
+
+void cuda_queue_swap(KernelCtx& c) {
+  const int64_t K = c.in[0].shape[0], D = c.in[0].shape[1], n = c.in[1].shape[0];
+  if (n * D == 0) return;
+  queue_swap_k<<<cu::blocks_for(n * D), 256, 0, cu::stream(c)>>>(c.in[0].f(), c.in[1].f(), c.in[2].i(), c.out[0].f(),
+                                                                  c.out[1].f(), K, D, n);
+  cu::check_launch(c);
+}
 
 void cuda_adamw_step(KernelCtx& c) {
   const int64_t n = c.in[0].n;
@@ -91,6 +129,7 @@ void cuda_adamw_step(KernelCtx& c) {
   k.neg_step = static_cast<float>(-(lr / bc1));
   k.bc2s = static_cast<float>(std::sqrt(bc2));
   k.eps = static_cast<float>(eps);
+  k.factors = c.in.size() == 5 ? c.in[4].f() : nullptr;
   float *p = c.in[0].f(), *m = c.in[2].f(), *v = c.in[3].f();
   const float* g = c.in[1].f();
   cudaStream_t s = cu::stream(c);

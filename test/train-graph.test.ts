@@ -1,0 +1,92 @@
+// The trainer's graph mode: the recorded step reads its per-step values (AdamW factors, queue pointer) on the
+// device, obeys the capture rules, and gives the same losses, parameters, optimizer state and queue as the
+// op-by-op trainer, across the ConStyle freeze (two step kinds). On the CPU the recording runs the step.
+import { describe, expect, it } from 'vitest';
+import { createModel } from '../lib/models/catalog.js';
+import { setInitSeed } from '../lib/nn/init.js';
+import { IRConStyleTrainer, type StepLosses } from '../lib/train/irconstyle.js';
+import { ConStyle } from '../lib/models/constyle.js';
+import { adamwFactors, adamwStep, queueSwap } from '../lib/ops/optim.js';
+import { tensor } from '../lib/tensor/tensor.js';
+import { randArray } from './helpers.js';
+
+async function train(graph: boolean, steps: number) {
+  setInitSeed(21);
+  const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 });
+  const tr = new IRConStyleTrainer(net, { graph, constyleIter: 3 });
+  const losses: StepLosses[] = [];
+  for (let i = 0; i < steps; i++) {
+    const lq = tensor(randArray(2 * 32 * 32 * 3, 10 + i, 0, 1), [2, 32, 32, 3]);
+    const gt = tensor(randArray(2 * 32 * 32 * 3, 50 + i, 0, 1), [2, 32, 32, 3]);
+    losses.push(await tr.step(lq, gt));
+    lq.dispose();
+    gt.dispose();
+  }
+  const cs = net.ConStyle!;
+  const out = {
+    losses,
+    params: (await tr.arena.params.data()) as Float32Array,
+    m: (await tr.optimizer.m.data()) as Float32Array,
+    v: (await tr.optimizer.v.data()) as Float32Array,
+    queue: (await cs.B.queue!.data()) as Float32Array,
+    ptr: cs.S.queue_ptr,
+    step: tr.optimizer.step,
+    state: tr.graphState,
+  };
+  tr.dispose();
+  net.dispose();
+  return out;
+}
+
+describe('IRConStyleTrainer graph mode', () => {
+  it('same losses, parameters, optimizer state and queue as op by op, across the ConStyle freeze', async () => {
+    const steps = 7; // constyle kind: steps 1 (op by op), 2 (recorded), 3; frozen kind: 4, 5 (recorded), 6, 7
+    const plain = await train(false, steps);
+    const graph = await train(true, steps);
+    expect(graph.losses).toEqual(plain.losses);
+    expect(graph.params).toEqual(plain.params);
+    expect(graph.m).toEqual(plain.m);
+    expect(graph.v).toEqual(plain.v);
+    expect(graph.queue).toEqual(plain.queue);
+    expect([graph.ptr, graph.step]).toEqual([plain.ptr, plain.step]);
+    expect(plain.ptr).toBe((3 * 2) % 16);
+    expect(graph.state.map((s) => [s.kind.split(' ')[0], s.capturable, s.graphed])).toEqual([['constyle', true, false], ['frozen', true, false]]);
+    expect(graph.state[0]!.reason).toMatch(/CPU/);
+    expect(plain.state).toEqual([]);
+    expect(plain.losses[6]!.ce).toBe(0); // frozen: L1 only
+  });
+
+  it('adamw_step with device factors equals the attribute path; queue_swap equals the host-pointer swap', async () => {
+    const n = 1000;
+    const mk = (seed: number) => tensor(randArray(n, seed, -1, 1), [n]);
+    const o = { lr: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd: 1e-4, step: 7 };
+    const a = [mk(1), mk(2), mk(3), mk(4)], b = [mk(1), mk(2), mk(3), mk(4)];
+    b[3] = tensor(randArray(n, 4, 0, 1), [n]);
+    a[3] = tensor(randArray(n, 4, 0, 1), [n]);
+    adamwStep(a[0]!, a[1]!, a[2]!, a[3]!, o);
+    adamwStep(b[0]!, b[1]!, b[2]!, b[3]!, { ...o, step: 1, lr: 0 }, tensor(adamwFactors(o), [3]));
+    for (const i of [0, 2, 3]) expect(await b[i]!.data()).toEqual(await a[i]!.data());
+    expect(() => adamwStep(a[0]!, a[1]!, a[2]!, a[3]!, o, tensor(new Float32Array(2), [2]))).toThrow(/factors must have shape \[3\]/);
+
+    // the MoCo step: device pointer against the host pointer, at every position including the wrap
+    setInitSeed(3);
+    const A = new ConStyle({ K: 12 });
+    setInitSeed(3);
+    const B = new ConStyle({ K: 12 });
+    const lq = tensor(randArray(4 * 16 * 16 * 3, 5, 0, 1), [4, 16, 16, 3]);
+    const gt = tensor(randArray(4 * 16 * 16 * 3, 6, 0, 1), [4, 16, 16, 3]);
+    for (let it = 0; it < 4; it++) {
+      const ptr = tensor(Int32Array.of(B.S.queue_ptr!), [1]);
+      const ha = A.trainForward(lq, gt);
+      const hb = B.trainForward(lq, gt, ptr);
+      expect(B.S.queue_ptr).toBe((A.S.queue_ptr! + 12 - 4) % 12); // not advanced yet
+      B.advanceQueue(4);
+      for (const i of [0, 1]) expect(await hb.neg[i]!.data()).toEqual(await ha.neg[i]!.data());
+      expect(await hb.logits.data()).toEqual(await ha.logits.data());
+      expect(await B.B.queue!.data()).toEqual(await A.B.queue!.data());
+      expect(B.S.queue_ptr).toBe(A.S.queue_ptr);
+    }
+    const bad = tensor(Int32Array.of(2), [1]);
+    await expect(queueSwap(B.B.queue!, tensor(new Float32Array(4 * 128), [4, 128]), bad)[0].data()).rejects.toThrow(/multiple of 4/);
+  });
+});
