@@ -26,6 +26,11 @@ struct State {
   std::vector<void*> pinned_to_free;  // freed on the next JS-thread entry (host funcs may not call CUDA)
   std::vector<void*> device_to_free;  // storages released inside a stream callback, freed likewise
   std::atomic<bool> capturing{false};  // set by the JS thread
+  // JS thread only: instantiated graphs alive; graphs destroyed while a capture was open (destroyed after it);
+  // scratch blocks replaced while graphs were alive (a graph may have their addresses baked in: freed when none is).
+  int graphs = 0;
+  std::vector<void*> graphs_to_destroy;
+  std::vector<void*> retired_scratch;
   void* scratch[8] = {};
   size_t scratch_cap[8] = {};
 };
@@ -64,8 +69,23 @@ void init() {
 // whose last reference drops there must not call cudaFreeAsync (callbacks may not call the CUDA API).
 thread_local bool t_in_callback = false;
 
+void destroy_graph(void* x) {
+  State& s = st();
+  cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(x));  // a replay still in flight completes first
+  if (--s.graphs == 0) {
+    std::lock_guard<std::mutex> lk(s.mu);
+    s.device_to_free.insert(s.device_to_free.end(), s.retired_scratch.begin(), s.retired_scratch.end());
+    s.retired_scratch.clear();
+  }
+}
+
 void drain_deferred() {
   State& s = st();
+  if (!s.capturing) {
+    std::vector<void*> gs;
+    gs.swap(s.graphs_to_destroy);
+    for (void* x : gs) destroy_graph(x);
+  }
   std::vector<void*> pinned, dev;
   {
     std::lock_guard<std::mutex> lk(s.mu);
@@ -276,6 +296,7 @@ void* capture_end(bool keep) {
   e = cudaGraphInstantiate(&x, g, 0);
   cudaGraphDestroy(g);
   if (e != cudaSuccess) op_fail("E_CAPTURE", "cudaGraphInstantiate: " + err(e));
+  s.graphs++;
   // The graph plans its own memory (reserved at its first launch); blocks the op-by-op runs left cached in the
   // stream-ordered pool would otherwise be held twice.
   cudaMemPool_t pool;
@@ -299,7 +320,9 @@ void graph_launch(void* graph) {
 }
 
 void graph_destroy(void* graph) {
-  if (graph) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph));
+  if (!graph || !st().ok) return;
+  if (st().capturing) st().graphs_to_destroy.push_back(graph);  // e.g. from a finalizer during a capture
+  else destroy_graph(graph);
 }
 
 }  // namespace cudev
@@ -317,7 +340,8 @@ void* scratch(cudaStream_t s, size_t bytes, int slot) {
     if (g.capturing)  // growing would free memory made before the capture and make the new block the graph's
       op_fail("E_CAPTURE", "scratch slot " + std::to_string(slot) + " must grow to " + std::to_string(bytes) +
                                " bytes inside a capture (run the same work once before capturing)");
-    if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
+    if (g.scratch[slot] && g.graphs > 0) g.retired_scratch.push_back(g.scratch[slot]);  // graphs may use it
+    else if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
     size_t want = bytes + bytes / 4;
     cudaError_t e = cudaMallocAsync(&g.scratch[slot], want, s);
     if (e != cudaSuccess) {
