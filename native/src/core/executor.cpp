@@ -292,6 +292,12 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
       g_cuda_pending.push_back(
           {static_cast<int>(&op - op_entry(0)), start, cudev::timing_event(),
            g_profile_shapes.load(std::memory_order_relaxed) ? shape_key(op.name, inputs, outs) : std::string()});
+    } else if (capture_open()) {
+      try {
+        op.cuda(ctx);
+      } catch (const OpError& e) {  // nothing was recorded for this op: the capture must not succeed
+        capture_fail(e.code + ": " + op.name + ": " + e.msg);
+      }
     } else {
       op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
     }
