@@ -6,7 +6,7 @@ import { native } from '../native/loader.js';
 import { deviceCode, type Device } from '../native/backend.js';
 import { clone, copyInto } from '../ops/memory.js';
 import { zeros } from '../tensor/create.js';
-import { tidy } from '../tensor/scope.js';
+import { tidy, untracked } from '../tensor/scope.js';
 import { Tensor, shapeStr, toIrcError, type Shape } from '../tensor/tensor.js';
 import { sync } from '../tensor/memory.js';
 
@@ -69,9 +69,9 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   if (device === 'cpu') reason = checked ? `capture failed: ${checked}` : 'the CPU backend replays op by op (CUDA graphs need a GPU)';
   else if (opts.graph === false) reason = 'graphs turned off (graph: false)';
   else {
-    staticIn = clone(example);
-    staticOut = zeros(outputShape!, 'float32', device);
-    const si = staticIn, so = staticOut;
+    const [si, so] = untracked(() => [clone(example), zeros(outputShape!, 'float32', device)] as const);  // owned here
+    staticIn = si;
+    staticOut = so;
     let result: unknown = null;
     checked = captured(device, () => noGrad(() => tidy(() => copyInto(so, call(si)))), (g) => (result = g));
     if (checked || !result) {
