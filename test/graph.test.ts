@@ -75,6 +75,17 @@ describe('captureForward', () => {
     }
     expect(() => native.captureEnd(true)).toThrow(/no graph capture is open/);
     expect(((await x.data()) as Float32Array).length).toBe(12); // reads work again
+
+    // sealed (CPU): the rules end at once, what was made inside is still counted once the executor has run it
+    native.captureBegin(0);
+    const kept = add(x, x);
+    native.captureSeal();
+    expect(() => native.captureBegin(0)).toThrow(/already open/);
+    const after = tensor(new Float32Array(1), [1]); // host data is fine after the seal, and not counted
+    await native.sync(0);
+    expect(() => native.captureEnd(true)).toThrow(/1 tensor made during the capture is still alive/);
+    kept.dispose();
+    after.dispose();
   });
 
   it('run() checks its input and refuses after dispose; no memory is left behind', async () => {

@@ -59,7 +59,7 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   // The first call: under the capture rules on the CPU (where nothing else is recorded), eager on CUDA.
   let checked = '';
   const first = (): void => tidy(() => void (outputShape = call(example).shape));
-  if (device === 'cpu') checked = captured(device, () => noGrad(first));
+  if (device === 'cpu') checked = await captured(device, () => noGrad(first));
   if (!outputShape) noGrad(first);  // on CUDA; or again op by op when the CPU check failed (fn's own errors throw)
   await sync();
 
@@ -73,7 +73,7 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
     staticIn = si;
     staticOut = so;
     let result: unknown = null;
-    checked = captured(device, () => noGrad(() => tidy(() => copyInto(so, call(si)))), (g) => (result = g));
+    checked = await captured(device, () => noGrad(() => tidy(() => copyInto(so, call(si)))), (g) => (result = g));
     if (checked || !result) {
       reason = `capture failed: ${checked || 'no graph was made'}`;
       staticIn.dispose();
@@ -117,9 +117,10 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   };
 }
 
-/** @internal Runs body inside a capture on device; returns '' or why the capture failed (then nothing is kept).
- * On CUDA body is recorded, not run, and `keep` receives the graph; on the CPU body runs (under the rules). */
-export function captured(device: Device, body: () => void, keep?: (graph: unknown) => void): string {
+/** @internal Runs body inside a capture on device; resolves with '' or why the capture failed (then nothing is
+ * kept). On CUDA body is recorded, not run, and `keep` receives the graph; on the CPU body runs (under the rules),
+ * and the executor is awaited before the check of what body left alive. */
+export async function captured(device: Device, body: () => void, keep?: (graph: unknown) => void): Promise<string> {
   try {
     native.captureBegin(deviceCode(device));
   } catch (e) {
@@ -132,6 +133,10 @@ export function captured(device: Device, body: () => void, keep?: (graph: unknow
     return toIrcError(e).message;
   }
   try {
+    if (device === 'cpu') {
+      native.captureSeal();
+      await native.sync(0);
+    }
     const g = native.captureEnd(true);
     keep?.(g);
     return '';

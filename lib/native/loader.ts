@@ -59,6 +59,8 @@ export interface NativeBinding {
   captureBegin(device: number): void;
   /** Closes it: keep → the CUDA graph (null on the CPU) or throws E_CAPTURE; !keep → discards it, null. */
   captureEnd(keep: boolean): unknown;
+  /** CPU captures: ends the rules without waiting, so that the executor can be awaited before captureEnd. */
+  captureSeal(): void;
   /** Enqueues one replay of a graph from captureEnd. */
   graphLaunch(graph: unknown): void;
   /** Frees a graph now (a replay in flight completes). */

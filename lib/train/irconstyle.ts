@@ -114,7 +114,7 @@ export class IRConStyleTrainer {
       this.#writeStepValues(lq.device, active);
       const rec = this.#kinds.get(kind);
       if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
-        const r = this.#record(lq, gt, active);
+        const r = await this.#record(lq, gt, active);
         this.#kinds.set(kind, r);
         losses = typeof r === 'string' ? this.#body(lq, gt, active, this.#factors, this.#ptr) : this.#replay(r, lq, gt);
       } else if (typeof rec === 'object' && rec.graph !== null) {
@@ -179,12 +179,12 @@ export class IRConStyleTrainer {
   }
 
   /** Records the step (on CUDA: not run; on the CPU: run under the capture rules) into static buffers. */
-  #record(lq: Tensor, gt: Tensor, active: boolean): Recorded | string {
+  async #record(lq: Tensor, gt: Tensor, active: boolean): Promise<Recorded | string> {
     const keys = active ? LOSS_KEYS : (['pix', 'total'] as const);
     const rec: Recorded = untracked(() => ({
       lq: clone(lq), gt: clone(gt), keys, graph: null, losses: keys.map(() => zeros([], 'float32', lq.device)),
     }));
-    const why = captured(lq.device, () => {
+    const why = await captured(lq.device, () => {
       const l = this.#body(rec.lq, rec.gt, active, this.#factors, this.#ptr);
       keys.forEach((k, i) => copyInto(rec.losses[i]!, l[k]!));
       disposeAll(l);

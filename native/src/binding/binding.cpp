@@ -415,6 +415,12 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// captureSeal(): CPU captures only; see executor.h.
+Napi::Value CaptureSeal(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), nullptr, [] { capture_seal(); });
+  return info.Env().Undefined();
+}
+
 struct Graph {
   void* exec = nullptr;
 };
@@ -486,6 +492,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));
   exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd));
+  exports.Set("captureSeal", Napi::Function::New(env, CaptureSeal));
   exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch));
   exports.Set("graphDestroy", Napi::Function::New(env, GraphDestroy));
   return exports;

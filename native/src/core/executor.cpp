@@ -203,7 +203,7 @@ void refuse_in_capture(const char* what) {
 }
 
 void capture_begin(Device device) {
-  if (capture_open()) op_fail("E_CAPTURE", "a graph capture is already open");
+  if (capture_counting()) op_fail("E_CAPTURE", "a graph capture is already open");
   if (profiling()) op_fail("E_CAPTURE", "cannot capture while profiling is on");
   if (device == Device::cuda) cudev::capture_begin();
   g_capture_device = device;
@@ -211,10 +211,17 @@ void capture_begin(Device device) {
   set_capture_open(++g_capture_count);
 }
 
-void* capture_end(bool keep) {
+void capture_seal() {
   if (!capture_open()) op_fail("E_CAPTURE", "no graph capture is open");
-  if (g_capture_device == Device::cpu) {
-    // CPU storages are released by the executor thread once their tasks have run: wait for it to count them.
+  if (g_capture_device != Device::cpu) op_fail("E_CAPTURE", "only CPU captures are sealed (a CUDA stream records until the end)");
+  seal_capture();
+}
+
+void* capture_end(bool keep) {
+  if (!capture_counting()) op_fail("E_CAPTURE", "no graph capture is open");
+  if (keep && g_capture_device == Device::cpu && capture_open()) {
+    // CPU storages are released by the executor thread once their tasks have run: wait for it to count them
+    // (a sealed capture's caller has awaited the executor already).
     auto done = std::make_shared<std::promise<void>>();
     std::future<void> f = done->get_future();
     enqueue([done]() { done->set_value(); });

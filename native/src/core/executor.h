@@ -31,6 +31,9 @@ TensorP copy_to_device(const TensorP& t, Device device);
 // after waiting for the CPU executor to finish the recorded work). Without keep, discards it.
 void capture_begin(Device device);
 void* capture_end(bool keep);
+// CPU captures: closes the recording without waiting (the rules end; storages made inside are still counted), so
+// that the caller can await the executor instead of capture_end blocking on it.
+void capture_seal();
 // Throws E_CAPTURE naming `what` while a capture is open.
 void refuse_in_capture(const char* what);
 

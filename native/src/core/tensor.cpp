@@ -68,16 +68,20 @@ void pool_release(void* ptr, size_t bytes) {
   }
 }
 
-std::atomic<uint64_t> g_capture{0};
+std::atomic<uint64_t> g_capture{0};   // the open capture: new storages are tagged with it (0: none, or sealed)
+std::atomic<uint64_t> g_counting{0};  // the capture whose storages are counted (until it ends)
 std::atomic<int64_t> g_capture_live{0};
 
 }  // namespace
 
 uint64_t capture_open() { return g_capture.load(); }
+uint64_t capture_counting() { return g_counting.load(); }
 void set_capture_open(uint64_t number) {
   g_capture_live = 0;
   g_capture = number;
+  g_counting = number;
 }
+void seal_capture() { g_capture = 0; }
 int64_t capture_live_storages() { return g_capture_live.load(); }
 
 size_t dtype_size(DType) { return 4; }
@@ -90,7 +94,7 @@ Storage::Storage(size_t b, Device d) : bytes(b), device(d), capture(g_capture.lo
 }
 void* Storage::allocate() { return device == Device::cuda ? cudev::alloc(bytes) : pool_alloc(bytes); }
 Storage::~Storage() {
-  const bool open = capture && capture == g_capture.load();
+  const bool open = capture && capture == g_counting.load();
   if (open) g_capture_live--;
   if (!data_) return;
   if (device != Device::cuda) pool_release(data_, bytes);

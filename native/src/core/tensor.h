@@ -61,9 +61,11 @@ struct MemStats {
 MemStats mem_stats();
 
 // Graph-capture bookkeeping (captures are opened and closed by executor.cpp): the number of the open capture
-// (0: none), and how many storages made during it are still alive.
+// (0: none, or sealed), the capture whose storages are counted (until it ends), how many of them are alive.
 uint64_t capture_open();
-void set_capture_open(uint64_t number);
+uint64_t capture_counting();
+void set_capture_open(uint64_t number);  // 0 ends it
+void seal_capture();  // stops tagging (and the rules) but keeps counting
 int64_t capture_live_storages();
 void pool_trim();  // release cached blocks
 void reset_peak();  // peak_bytes <- live_bytes
