@@ -7,12 +7,19 @@ import { setInitSeed } from '../lib/nn/init.js';
 import { IRConStyleTrainer, type StepLosses } from '../lib/train/irconstyle.js';
 import { ConStyle } from '../lib/models/constyle.js';
 import { adamwFactors, adamwStep, queueSwap } from '../lib/ops/optim.js';
-import { tensor } from '../lib/tensor/tensor.js';
+import { tensor, type Tensor } from '../lib/tensor/tensor.js';
+import { keep } from '../lib/tensor/scope.js';
+import { add, scale } from '../lib/ops/elementwise.js';
+import type { ConStyleUNet } from '../lib/models/unet.js';
 import { randArray } from './helpers.js';
 
-async function train(graph: boolean, steps: number) {
+async function train(graph: boolean, steps: number, wrapRestore?: (y: Tensor) => Tensor) {
   setInitSeed(21);
-  const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 });
+  const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+  if (wrapRestore) {
+    const restore = net.restore.bind(net);
+    net.restore = (...a: Parameters<ConStyleUNet['restore']>) => wrapRestore(restore(...a));
+  }
   const tr = new IRConStyleTrainer(net, { graph, constyleIter: 3 });
   const losses: StepLosses[] = [];
   for (let i = 0; i < steps; i++) {
@@ -54,6 +61,18 @@ describe('IRConStyleTrainer graph mode', () => {
     expect(graph.state[0]!.reason).toMatch(/CPU/);
     expect(plain.state).toEqual([]);
     expect(plain.losses[6]!.ce).toBe(0); // frozen: L1 only
+  });
+
+  it('a step that breaks the capture rules: reported, and the CPU never applies a step twice', async () => {
+    const plain = await train(false, 3);
+    // leaves a tensor alive: the whole step ran, only the final check fails; its losses are used
+    const leaky = await train(true, 3, (y) => { keep(scale(y, 1, 0)); return y; });
+    expect(leaky.losses).toEqual(plain.losses);
+    expect(leaky.params).toEqual(plain.params);
+    expect(leaky.state[0]!.capturable).toBe(false);
+    expect(leaky.state[0]!.reason).toMatch(/still alive/);
+    // makes a tensor from host data part way: the step is refused with the reason
+    await expect(train(true, 3, (y) => add(y, tensor(new Float32Array(1), [1])))).rejects.toThrow(/breaks the capture rules.*host data/);
   });
 
   it('adamw_step with device factors equals the attribute path; queue_swap equals the host-pointer swap', async () => {

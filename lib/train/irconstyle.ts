@@ -115,8 +115,12 @@ export class IRConStyleTrainer {
       const rec = this.#kinds.get(kind);
       if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
         const r = await this.#record(lq, gt, active);
-        this.#kinds.set(kind, r);
-        losses = typeof r === 'string' ? this.#body(lq, gt, active, this.#factors, this.#ptr) : this.#replay(r, lq, gt);
+        this.#kinds.set(kind, r.rec ?? r.why);
+        if (r.rec) losses = this.#replay(r.rec, lq, gt);
+        else if (lq.device !== 'cpu') losses = this.#body(lq, gt, active, this.#factors, this.#ptr);  // nothing ran
+        else if (r.losses) losses = r.losses;  // the CPU ran the whole step; only the final check failed
+        else throw new IrcError('E_CAPTURE', `graph mode: the step breaks the capture rules and stopped part way on the CPU ` +
+          `(its updates are partly applied; later steps of this kind run op by op): ${r.why}`);
       } else if (typeof rec === 'object' && rec.graph !== null) {
         losses = this.#replay(rec, lq, gt);
       } else {  // the first step of its kind, or nothing to replay (the CPU, or the recording failed)
@@ -178,22 +182,26 @@ export class IRConStyleTrainer {
     });
   }
 
-  /** Records the step (on CUDA: not run; on the CPU: run under the capture rules) into static buffers. */
-  async #record(lq: Tensor, gt: Tensor, active: boolean): Promise<Recorded | string> {
+  /**
+   * Records the step (on CUDA: not run; on the CPU: run under the capture rules) into static buffers. On failure,
+   * `why`, and on the CPU the losses when the step ran to the end (only the final check failed).
+   */
+  async #record(lq: Tensor, gt: Tensor, active: boolean): Promise<{ rec?: Recorded; why: string; losses?: Record<string, Tensor> }> {
     const keys = active ? LOSS_KEYS : (['pix', 'total'] as const);
     const rec: Recorded = untracked(() => ({
       lq: clone(lq), gt: clone(gt), keys, graph: null, losses: keys.map(() => zeros([], 'float32', lq.device)),
     }));
+    let ran = false;
     const why = await captured(lq.device, () => {
       const l = this.#body(rec.lq, rec.gt, active, this.#factors, this.#ptr);
       keys.forEach((k, i) => copyInto(rec.losses[i]!, l[k]!));
       disposeAll(l);
+      ran = true;
     }, (g) => (rec.graph = g));
-    if (why) {
-      disposeAll([rec.lq, rec.gt, rec.losses]);
-      return `capture failed: ${why}`;
-    }
-    return rec;
+    if (!why) return { rec, why };
+    const losses = ran && lq.device === 'cpu' ? this.#replay(rec, lq, gt) : undefined;  // frees rec on the CPU
+    if (!losses) disposeAll([rec.lq, rec.gt, rec.losses]);
+    return { why: `capture failed: ${why}`, losses };
   }
 
   /** The losses of a recorded step: after one replay on CUDA; on the CPU, of the recording itself, which ran. */
