@@ -77,11 +77,10 @@ describe('IRConStyleTrainer graph mode', () => {
 
   it('adamw_step with device factors equals the attribute path; queue_swap equals the host-pointer swap', async () => {
     const n = 1000;
-    const mk = (seed: number) => tensor(randArray(n, seed, -1, 1), [n]);
+    // param, grad, m in [-1, 1); v in [0, 1)
+    const mk = () => [1, 2, 3, 4].map((seed) => tensor(randArray(n, seed, seed === 4 ? 0 : -1, 1), [n]));
     const o = { lr: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd: 1e-4, step: 7 };
-    const a = [mk(1), mk(2), mk(3), mk(4)], b = [mk(1), mk(2), mk(3), mk(4)];
-    b[3] = tensor(randArray(n, 4, 0, 1), [n]);
-    a[3] = tensor(randArray(n, 4, 0, 1), [n]);
+    const a = mk(), b = mk();
     adamwStep(a[0]!, a[1]!, a[2]!, a[3]!, o);
     adamwStep(b[0]!, b[1]!, b[2]!, b[3]!, { ...o, step: 1, lr: 0 }, tensor(adamwFactors(o), [3]));
     for (const i of [0, 2, 3]) expect(await b[i]!.data()).toEqual(await a[i]!.data());
