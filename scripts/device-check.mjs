@@ -199,7 +199,6 @@ async function graphWorker() {
   const target = opt('--target', 'cuda');
   const from = Number(opt('--from', '0'));
   const img = (shape, seed) => L.tensor(new Float32Array(shape.reduce((a, b) => a * b)).map((_, i) => Math.sin(seed * i) * 0.5 + 0.5), shape).to(target);
-  const diff = (a, b) => { let n = 0, d = 0; for (let i = 0; i < a.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; } return Math.sqrt(n / Math.max(d, 1e-30)); };
   // The trainer's graph mode against op by op: same init and data, 5 steps across the ConStyle freeze.
   const trainRun = async (graph) => {
     L.setInitSeed(8);
@@ -223,7 +222,7 @@ async function graphWorker() {
     try {
       if (i === GRAPH_CASES.length + 1) {
         const a = await trainRun(false), b = await trainRun(true);
-        const err = Math.max(diff(b.losses, a.losses), diff(b.params, a.params));
+        const err = Math.max(relErr(a.losses, b.losses), relErr(a.params, b.params));
         const good = b.state.length === 2 && b.state.every((s) => (target === 'cuda' ? s.graphed : s.capturable));
         emit({ i, name: 'trainer graph mode vs op by op (constyle-nafnet-tiny b4 64², 5 steps)', ok: good && err <= 1e-5, err,
           graphed: b.state.length === 2 && b.state.every((s) => s.graphed), reason: b.state.map((s) => s.reason).filter(Boolean).join('; '), graphMiB: b.graphMiB, s: (Date.now() - t0) / 1000 });
@@ -246,7 +245,7 @@ async function graphWorker() {
       for (const seed of [0.11, 0.23, 0.71]) {  // replays on new inputs, against op by op
         const x = img(shape, seed);
         const a = cf.run(x), b = L.noGrad(() => L.tidy(() => m.forward(x)));
-        err = Math.max(err, diff(await a.data(), await b.data()));
+        err = Math.max(err, relErr(await b.data(), await a.data()));
         for (const t of [a, b, x]) t.dispose();
       }
       emit({ i, name: `${name} ${JSON.stringify(shape)}`, ok: (target === 'cuda' ? cf.graphed : cf.capturable) && err <= 1e-6, graphed: cf.graphed, reason: cf.reason, err, s: (Date.now() - t0) / 1000 });

@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { zeros } from '../tensor/create.js';
 import { untracked } from '../tensor/scope.js';
 import { noGrad } from '../autograd/node.js';
-import { adamwFactors, adamwStep, type AdamWStepOptions } from '../ops/optim.js';
+import { adamwStep, type AdamWStepOptions } from '../ops/optim.js';
 import type { ParamArena } from '../nn/arena.js';
 
 export interface AdamWOptions {
@@ -48,14 +48,9 @@ export class AdamW {
     return { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, wd: this.weightDecay, step: this.step };
   }
 
-  /** The per-step factors of the current step count (see adamwFactors). */
-  factors(): Float32Array {
-    return adamwFactors(this.stepOptions());
-  }
-
   /**
    * One update of every parameter of the arena from its gradient (queued). With `factors` (float32 [3] on the
-   * arena's device, holding factors() of the new step count) the kernel reads the per-step values from there.
+   * arena's device, holding adamwFactors of the new step count) the kernel reads the per-step values from there.
    */
   update(factors?: Tensor): void {
     this.step += 1;

@@ -11,7 +11,7 @@ import { native } from '../native/loader.js';
 import { noGrad } from '../autograd/node.js';
 import { backward } from '../autograd/tape.js';
 import { viewOf } from '../tensor/tensor.js';
-import { adamwStep, type AdamWStepOptions } from '../ops/optim.js';
+import { adamwFactors, adamwStep, type AdamWStepOptions } from '../ops/optim.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import { ConStyleUNet } from '../models/unet.js';
@@ -154,7 +154,7 @@ export class IRConStyleTrainer {
     backward(l.total!);
     const o = this.optimizer;
     if (factors) {  // graph mode: the step's values are read on the device; the caller counts the step
-      const opts = { ...o.stepOptions(), step: o.step + 1 };
+      const opts = this.#nextStep();
       if (active) noGrad(() => adamwStep(this.arena.params, this.arena.grads, o.m, o.v, opts, factors));
       else this.#updateRestorationOnly(opts, factors);
     } else if (active) {
@@ -166,12 +166,14 @@ export class IRConStyleTrainer {
     return l;
   }
 
+  /** The optimizer's options for the step about to be taken (graph mode counts it after the step). */
+  #nextStep(): AdamWStepOptions {
+    return { ...this.optimizer.stepOptions(), step: this.optimizer.step + 1 };
+  }
+
   /** Graph mode: the AdamW factors of the coming step and the queue pointer, written on the device. */
   #writeStepValues(device: Tensor['device'], active: boolean): void {
-    const o = this.optimizer;
-    o.step += 1;
-    const f = o.factors();
-    o.step -= 1;
+    const f = adamwFactors(this.#nextStep());
     untracked(() => {
       this.#factors ??= zeros([3], 'float32', device);
       this.#ptr ??= zeros([1], 'int32', device);

@@ -127,10 +127,7 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   const PwGeom g = pw_geom(k.in[1].shape, k.in[2].shape);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   const PwOpts o = pw_opts(k, 3, k.in[1].shape);
-  float *dx = k.out[0].f(), *dw = k.out[1].f();
-  float* db = o.b ? k.out[2].f() : nullptr;
-  float* ds = o.s ? k.out[3].f() : nullptr;
-  float* da = o.a ? k.out[4].f() : nullptr;
+  const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   cudaStream_t st = cu::stream(k);
   const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
   if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32

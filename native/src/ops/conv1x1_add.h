@@ -36,4 +36,14 @@ inline PwOpts pw_opts(const KernelCtx& k, size_t bi, const Shape& x) {
   return o;
 }
 
+// The backward's outputs: dx, dw, then db / ds / da where the forward had b / s / a.
+struct PwGrads {
+  float *dx, *dw, *db, *ds, *da;
+};
+
+inline PwGrads pw_grads(const KernelCtx& k, const PwOpts& o) {
+  return {k.out[0].f(), k.out[1].f(), o.b ? k.out[2].f() : nullptr, o.s ? k.out[3].f() : nullptr,
+          o.a ? k.out[4].f() : nullptr};
+}
+
 }  // namespace irc
