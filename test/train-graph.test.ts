@@ -104,6 +104,10 @@ describe('IRConStyleTrainer graph mode', () => {
       expect(await B.B.queue!.data()).toEqual(await A.B.queue!.data());
       expect(B.S.queue_ptr).toBe(A.S.queue_ptr);
     }
+    const q4 = tensor(new Float32Array(4 * 128), [4, 128]);
+    expect(() => queueSwap(B.B.queue!, q4, tensor(Float32Array.of(0), [1]))).toThrow(/ptr must be an int32 tensor of shape \[1\]/);
+    expect(() => queueSwap(B.B.queue!, tensor(new Float32Array(5 * 128), [5, 128]), tensor(Int32Array.of(0), [1])))
+      .toThrow(/q must be \[n, 128\] with n >= 1 dividing the queue's 12 rows, got \[5, 128\]/);
     const bad = tensor(Int32Array.of(2), [1]);
     await expect(queueSwap(B.B.queue!, tensor(new Float32Array(4 * 128), [4, 128]), bad)[0].data()).rejects.toThrow(/multiple of 4/);
   });
