@@ -168,6 +168,23 @@ export function opCases() {
     add('conv1x1_add', name, [f(xs), w, f(ys), ...opt], [], { ...red, conv: true });
     add('conv1x1_add_backward', name, [f(ys), f(xs), w, ...opt], [], { ...red, conv: true });
   }
+  // conv1x1_gate: z1·z2 of z = x w + b. With TF32 (the conv pass) the tensor-core kernel takes Ci % 8 == 0, Ci <= 344,
+  // C % 16 == 0 (the first four: NAFNet widths, Ci 192 above 48 KiB of shared memory, a row tail); the rest take the
+  // cuBLAS + elementwise path in both passes.
+  for (const [name, xs, C, bias] of [
+    ['b [2,32,32,48]->2·48', [2, 32, 32, 48], 48, true],
+    ['b [2,16,16,96]->2·96', [2, 16, 16, 96], 96, true],
+    ['b [1,8,8,192]->2·192', [1, 8, 8, 192], 192, true],
+    ['[3,17,48]->2·48 (row tail)', [3, 17, 48], 48, false],
+    ['b [1,5,7,24]->2·24', [1, 5, 7, 24], 24, true],
+    ['[1,7,13,5]->2·3', [1, 7, 13, 5], 3, false],
+    ['b [1,4,4,352]->2·16', [1, 4, 4, 352], 16, true],
+  ]) {
+    const Ci = xs[xs.length - 1], ys = [...xs.slice(0, -1), C];
+    const ins = [f(xs), f([1, 1, Ci, 2 * C], -0.3, 0.3), ...(bias ? [f([2 * C])] : [])];
+    add('conv1x1_gate', name, ins, [], { ...red, conv: true });
+    add('conv1x1_gate_backward', name, [f(ys), ...ins], [], { ...red, conv: true });
+  }
   add('linear', '[16,256]->128 bias', [f([16, 256]), f([128, 256], -0.1, 0.1), f([128])], [], { ...red, conv: true });
   add('linear', '[2,7,13,5]->3', [f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
   add('linear', '[16,128]->192 bias', [f([16, 128]), f([192, 128], -0.1, 0.1), f([192])], [], { ...red, conv: true });

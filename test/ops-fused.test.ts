@@ -1,4 +1,4 @@
-// Fused block ops: scaled_add (a + b·s), conv1x1_add (r + (x·w + b)·s) and dwconv_gate (act(z1)·z2 of a depthwise conv z = conv + b, with act
+// Fused block ops: scaled_add (a + b·s), conv1x1_add (r + (x·w + b)·s), conv1x1_gate (z1·z2 of z = x·w + b) and dwconv_gate (act(z1)·z2 of a depthwise conv z = conv + b, with act
 // the identity — NAFNet's SimpleGate — or GELU — Restormer's GDFN), forward and backward
 // against float64 references and against the unfused compositions, finite-difference gradient checks,
 // determinism and shape validation. Channel counts cover the vector paths and their tails (odd C included).
@@ -10,7 +10,7 @@ import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
 import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
-import { scaledAdd, dwconvGate, conv1x1Add } from '../lib/ops/fused.js';
+import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate } from '../lib/ops/fused.js';
 import { randArray, expectClose, gradcheck, gelu64 } from './helpers.js';
 
 describe('scaled_add', () => {
@@ -391,5 +391,94 @@ describe('conv1x1_add', () => {
     expect(() => conv1x1Add(x, w, r, tensor(randArray(3, 1), [3]), tensor(randArray(2, 1), [2]))).toThrowError(/s must have 3 elements/);
     const b3 = tensor(randArray(3, 1), [3]);
     expect(() => conv1x1Add(x, w, r, b3, b3, tensor(randArray(6, 1), [1, 1, 1, 6]))).toThrowError(/a must have N x Ci = 2 x 6 elements/);
+  });
+});
+
+describe('conv1x1_gate', () => {
+  // [x shape, C (half of the conv's output channels), bias]; the last case crosses the CPU's row chunks of z.
+  const gateCases: [number[], number, boolean][] = [
+    [[2, 5, 7, 6], 3, true],
+    [[1, 9, 11, 48], 48, true],
+    [[2, 4, 3, 5], 8, false],
+    [[7, 3], 1, true],
+    [[3, 50, 2], 4096, true],
+  ];
+  const gName = ([shape, C, bias]: [number[], number, boolean]) => `[${shape}] -> 2·${C}${bias ? ' +b' : ''}`;
+
+  /** y = z1·z2 of z = x·w + b and the gradients of Σ y ⊙ dy, in float64. */
+  function gateRef(Ci: number, C: number, x: Float32Array, w: Float32Array, b: Float32Array | null, dy: Float32Array) {
+    const rows = x.length / Ci, C2 = 2 * C;
+    const y = new Float64Array(rows * C), dx = new Float64Array(x.length), dw = new Float64Array(w.length), db = new Float64Array(C2);
+    const z = new Float64Array(C2);
+    for (let p = 0; p < rows; ++p) {
+      for (let o = 0; o < C2; ++o) {
+        let t = b ? b[o]! : 0;
+        for (let k = 0; k < Ci; ++k) t += x[p * Ci + k]! * w[k * C2 + o]!;
+        z[o] = t;
+      }
+      for (let c = 0; c < C; ++c) {
+        const d = dy[p * C + c]!;
+        y[p * C + c] = z[c]! * z[C + c]!;
+        for (const [o, dz] of [[c, d * z[C + c]!], [C + c, d * z[c]!]] as const) {
+          db[o] += dz;
+          for (let k = 0; k < Ci; ++k) {
+            dx[p * Ci + k] += dz * w[k * C2 + o]!;
+            dw[k * C2 + o] += dz * x[p * Ci + k]!;
+          }
+        }
+      }
+    }
+    return { y, dx, dw, db };
+  }
+
+  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let n = a.length === b.length ? 0 : Infinity;
+    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
+    return n;
+  };
+
+  it('forward and backward match float64 and equal simple_gate(conv2d(x, w, b)) and its backward bit for bit', async () => {
+    let seed = 900;
+    for (const c of gateCases) {
+      const [shape, C, bias] = c;
+      const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), C];
+      const x = randArray(rows * Ci, seed++), w = randArray(Ci * 2 * C, seed++), b = bias ? randArray(2 * C, seed++) : null;
+      const dy = randArray(rows * C, seed++);
+      const xt = tensor(x, shape), wt = tensor(w, [1, 1, Ci, 2 * C]), bt = b ? tensor(b, [2 * C]) : null, dyt = tensor(dy, ys);
+      const y = conv1x1Gate(xt, wt, bt);
+      expect(y.shape).toEqual(ys);
+      const outs = runOp('conv1x1_gate_backward', [dyt, xt, wt, ...(bt ? [bt] : [])]);
+      expect(outs.map((t) => t.shape)).toEqual([shape, [1, 1, Ci, 2 * C], [2 * C]]);
+      if (rows * Ci * C < 2e6) {
+        const ref = gateRef(Ci, C, x, w, b, dy);
+        await expectClose(y, ref.y, 1e-6, gName(c));
+        for (const [i, r] of [ref.dx, ref.dw, ref.db].entries()) await expectClose(outs[i]!, r, 1e-6, `grad ${i} ${gName(c)}`);
+      }
+      // the composition it replaces: conv2d (a 4-D x; rows otherwise) and simple_gate, then their backwards
+      const x4 = xt.reshape([1, 1, rows, Ci]);
+      const z = conv2d(x4, wt, bt);
+      const u = simpleGate(z);
+      expect(differing(await y.data(), await u.data()), `forward ${gName(c)}`).toBe(0);
+      const [dz] = runOp('simple_gate_backward', [dyt.reshape([1, 1, rows, C]), z]);
+      const ref = runOp('conv2d_backward', [dz!, x4, wt], [1, 0, 1]);
+      for (let i = 0; i < 3; ++i) expect(differing(await outs[i]!.data(), await ref[i]!.data()), `grad ${i} ${gName(c)}`).toBe(0);
+    }
+  });
+
+  it('gradients', async () => {
+    const x = { data: randArray(2 * 3 * 4 * 6, 951), shape: [2, 3, 4, 6] };
+    const w = { data: randArray(6 * 10, 952), shape: [1, 1, 6, 10] };
+    await gradcheck((xx, ww, bb) => conv1x1Gate(xx, ww, bb!), [x, w, { data: randArray(10, 953), shape: [10] }]);
+    await gradcheck((xx, ww) => conv1x1Gate(xx, ww, null), [x, w]);
+  });
+
+  it('validates shapes', () => {
+    const x = tensor(randArray(2 * 4 * 4 * 6, 1), [2, 4, 4, 6]), w = tensor(randArray(6 * 8, 1), [1, 1, 6, 8]);
+    expect(() => conv1x1Gate(x, tensor(randArray(6 * 7, 1), [1, 1, 6, 7]), null)).toThrowError(/w must have shape \[1, 1, 6, 2C\] .* got \[1, 1, 6, 7\]/);
+    expect(() => conv1x1Gate(x, tensor(randArray(9 * 6 * 8, 1), [3, 3, 6, 8]), null)).toThrowError(/w must have shape \[1, 1, 6, 2C\]/);
+    expect(() => conv1x1Gate(x, tensor(randArray(5 * 8, 1), [1, 1, 5, 8]), null)).toThrowError(/w must have shape \[1, 1, 6, 2C\]/);
+    expect(() => conv1x1Gate(x, w, tensor(randArray(4, 1), [4]))).toThrowError(/b must have shape \[8\], got \[4\]/);
+    expect(() => runOp('conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 8, 1), [2, 4, 4, 8]), x, w])).toThrowError(
+      /dy must have shape \[2, 4, 4, 4\], got \[2, 4, 4, 8\]/);
   });
 });

@@ -295,6 +295,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "conv1x1_gate",
+    "minIn": 2,
+    "maxIn": 3,
+    "differentiable": true
+  },
+  {
+    "name": "conv1x1_gate_backward",
+    "minIn": 3,
+    "maxIn": 4,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

@@ -1,6 +1,7 @@
 // Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s), dwconvGate (a depthwise conv and a
 // gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
-// instead of saving it) and conv1x1Add (a pointwise conv, scaled and added to a residual in one pass).
+// instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass) and conv1x1Gate (a
+// pointwise conv and a SimpleGate, the conv output never stored).
 import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
@@ -72,6 +73,31 @@ export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s:
     backward: ([gy], saved) => {
       const [dx, dw, ...rest] = runOp('conv1x1_add_backward', [gy!, ...saved.map((t) => t!)]);
       return [dx!, dw!, gy!.reshape(rs), ...rest]; // dr = dy (a view)
+    },
+  });
+  return y!;
+}
+
+/**
+ * z[..., :C] · z[..., C:] of the pointwise conv z = x·w + b, w[1, 1, Ci, 2C], over x[..., Ci]: NAFBlock's conv4 and
+ * SimpleGate in one op. z is not stored (on CUDA not even written: the gate runs on each tile of the conv); the
+ * backward recomputes it.
+ */
+export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const ins = b ? [x, w, b] : [x, w];
+  const [y] = runOp('conv1x1_gate', ins);
+  record({
+    name: 'conv1x1_gate',
+    inputs: ins,
+    outputs: [y!],
+    save: ins,
+    backward: ([gy], saved) => {
+      const [dx, dw, db] = runOp('conv1x1_gate_backward', [gy!, ...saved.map((t) => t!)]);
+      if (!b) {
+        db!.dispose();
+        return [dx!, dw!];
+      }
+      return [dx!, dw!, db!];
     },
   });
   return y!;

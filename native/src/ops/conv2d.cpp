@@ -534,4 +534,23 @@ void cpu_conv2d_backward(KernelCtx& k) {
   backward_dw_db(g, dy, x, dw, db);
 }
 
+// The 1x1 stride-1 convolution over `pix` rows (conv2d.h): the same calls as conv2d's, so the same sums.
+namespace conv {
+namespace {
+Geom pointwise_geom(int64_t pix, int64_t Ci, int64_t Co) { return {pix, 1, 1, Ci, 1, 1, Co, 1, 0, 1, 1, 1, Ci, Co}; }
+}  // namespace
+
+void pointwise_forward(int64_t pix, int64_t Ci, int64_t Co, const float* x, const float* w, const float* b,
+                       float* y) {
+  forward_dense(pointwise_geom(pix, Ci, Co), x, w, b, y);
+}
+
+void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, const float* x, const float* w,
+                        float* dx, float* dw, float* db) {
+  const Geom g = pointwise_geom(pix, Ci, Co);
+  backward_dx(g, dy, w, dx);
+  backward_dw_db(g, dy, x, dw, db);
+}
+}  // namespace conv
+
 }  // namespace irc

@@ -28,5 +28,12 @@ void depthwise_forward(const Geom& g, const float* x, const float* w, const floa
 void depthwise_backward(const Geom& g, const float* dy, const float* x, const float* w, float* dx, float* dw,
                         float* db);
 
+// A 1x1 stride-1 conv (weight [Ci, Co]) over `pix` rows of x[pix, Ci], by exactly conv2d's CPU path (same sums):
+// y = x w + b (b may be null); the backward's dx, dw and db (db summed as conv2d's).
+void pointwise_forward(int64_t pix, int64_t Ci, int64_t Co, const float* x, const float* w, const float* b,
+                       float* y);
+void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, const float* x, const float* w,
+                        float* dx, float* dw, float* db);
+
 }  // namespace conv
 }  // namespace irc

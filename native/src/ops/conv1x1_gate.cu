@@ -1,0 +1,220 @@
+// CUDA conv1x1_gate (the math in conv1x1_gate.cpp): y = z[:, :C] * z[:, C:] with z = x w + b over rows of x[rows, Ci],
+// w [Ci, 2C] (row-major view of [1, 1, Ci, 2C]).
+//
+// With TF32 allowed (convolutions, as conv2d: IRCONSTYLE_TF32) and a shape the tensor-core kernel takes (Ci % 8 == 0,
+// Ci <= 344, C % 16 == 0, x / w / dy 32-byte aligned), one kernel computes each 64-row tile of z with WMMA
+// (m16n16k8 TF32, FP32 accumulation) and applies the gate in its epilogue: z never reaches memory.
+//   block: 4 warps, rows [64 b, 64 b + 64); the x tile (rounded to TF32) stays in shared memory; for each 16-column
+//   block j of y, warp v accumulates z1 = x[16 rows] w[:, j] and z2 = x[16 rows] w[:, C + j] over Ci in steps of 8
+//   (w's fragments from global memory: it is small and stays in L1 / L2), stores both 16x16 tiles to its own
+//   shared staging, and its lanes add the bias and write y = z1 z2 (forward) or dz = (dy z2, dy z1) (backward).
+// Otherwise: z = x w by cuBLAS (TF32 or FP32 as conv2d's 1x1 path) into scratch, then one elementwise pass.
+// Backward: dz [rows, 2C] in scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
+// dw = x^T dz by cuBLAS and db = column sums of dz (fixed two-pass): conv2d's 1x1 backward on dz, without z or dz
+// ever being activations.
+#include <mma.h>
+
+#include <cstdint>
+
+#include "../cuda/blas.cuh"
+#include "../cuda/common.cuh"
+
+namespace irc {
+namespace {
+
+using namespace nvcuda;
+
+constexpr int kRows = 64;     // rows per block (4 warps x 16)
+constexpr int kMaxCi = 344;   // shared memory: 64 (Ci + 4) + 4 x 512 floats <= 96 KiB
+constexpr int kThreads = 128;
+
+size_t smem_bytes(int Ci) { return sizeof(float) * (static_cast<size_t>(kRows) * (Ci + 4) + 4 * 512); }
+
+// MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C].
+template <int MODE>
+__global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, const float* __restrict__ w,
+                                                        const float* __restrict__ b, const float* __restrict__ dy,
+                                                        float* __restrict__ out, int64_t rows, int Ci, int C) {
+  extern __shared__ __align__(128) float sm[];
+  const int ldx = Ci + 4, C2 = 2 * C;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* xs = sm;
+  float* st = sm + kRows * ldx + warp * 512;  // this warp's two 16x16 staging tiles
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRows;
+  // the x tile, rounded to TF32 once (rows past the end read as zeros)
+  const int c4 = Ci / 4;
+  for (int e = threadIdx.x; e < kRows * c4; e += kThreads) {
+    const int r = e / c4, q = e - r * c4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r0 + r < rows) v = reinterpret_cast<const float4*>(x + (r0 + r) * Ci)[q];
+    v.x = wmma::__float_to_tf32(v.x);
+    v.y = wmma::__float_to_tf32(v.y);
+    v.z = wmma::__float_to_tf32(v.z);
+    v.w = wmma::__float_to_tf32(v.w);
+    *reinterpret_cast<float4*>(xs + r * ldx + 4 * q) = v;
+  }
+  __syncthreads();
+  const float* xw = xs + warp * 16 * ldx;
+  for (int j = 0; j < C; j += 16) {
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc1, acc2;
+    wmma::fill_fragment(acc1, 0.f);
+    wmma::fill_fragment(acc2, 0.f);
+    for (int kk = 0; kk < Ci; kk += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b1, b2;
+      wmma::load_matrix_sync(a, xw + kk, ldx);
+      wmma::load_matrix_sync(b1, w + static_cast<int64_t>(kk) * C2 + j, C2);
+      wmma::load_matrix_sync(b2, w + static_cast<int64_t>(kk) * C2 + C + j, C2);
+#pragma unroll
+      for (int i = 0; i < b1.num_elements; ++i) {
+        b1.x[i] = wmma::__float_to_tf32(b1.x[i]);
+        b2.x[i] = wmma::__float_to_tf32(b2.x[i]);
+      }
+      wmma::mma_sync(acc1, a, b1, acc1);
+      wmma::mma_sync(acc2, a, b2, acc2);
+    }
+    wmma::store_matrix_sync(st, acc1, 16, wmma::mem_row_major);
+    wmma::store_matrix_sync(st + 256, acc2, 16, wmma::mem_row_major);
+    __syncwarp();
+#pragma unroll
+    for (int e = lane; e < 256; e += 32) {
+      const int64_t row = r0 + warp * 16 + (e >> 4);
+      const int col = j + (e & 15);
+      if (row < rows) {
+        float z1 = st[e], z2 = st[256 + e];
+        if (b) {
+          z1 += b[col];
+          z2 += b[C + col];
+        }
+        if (MODE == 0) {
+          out[row * C + col] = z1 * z2;
+        } else {
+          const float g = dy[row * C + col];
+          out[row * C2 + col] = g * z2;
+          out[row * C2 + C + col] = g * z1;
+        }
+      }
+    }
+    __syncwarp();
+  }
+}
+
+// The cuBLAS path's elementwise pass over z [rows, 2C] (without the bias): MODE 0 y = (z1 + b1)(z2 + b2);
+// MODE 1 z <- dz = (dy (z2 + b2), dy (z1 + b1)) in place.
+template <int MODE>
+__global__ void gate_rows_k(float* __restrict__ z, const float* __restrict__ b, const float* __restrict__ dy,
+                            float* __restrict__ y, int64_t rows, int64_t C) {
+  IRC_GRID_LOOP(e, rows * C) {
+    const int64_t r = e / C, c = e - r * C;
+    float* zr = z + r * 2 * C;
+    float z1 = zr[c], z2 = zr[C + c];
+    if (b) {
+      z1 += b[c];
+      z2 += b[C + c];
+    }
+    if (MODE == 0) {
+      y[e] = z1 * z2;
+    } else {
+      const float g = dy[e];
+      zr[c] = g * z2;
+      zr[C + c] = g * z1;
+    }
+  }
+}
+
+bool aligned32(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 31u) == 0; }
+
+// Above the default 48 KiB of shared memory a kernel must opt in: once per instantiation, to the largest size it
+// may use. False (and the error cleared, so no later launch check reports it) where the device refuses.
+template <int MODE>
+bool smem_ready(size_t bytes) {
+  static const bool ok = [] {
+    const cudaError_t e = cudaFuncSetAttribute(gate_wmma_k<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem_bytes(kMaxCi)));
+    if (e != cudaSuccess) cudaGetLastError();
+    return e == cudaSuccess;
+  }();
+  return bytes <= 48 * 1024 || ok;
+}
+
+// Whether the tensor-core kernel takes this call.
+template <int MODE>
+bool wmma_ok(int64_t Ci, int64_t C, const float* x, const float* w, const float* dy) {
+  return cu::tf32_convolutions() && Ci > 0 && Ci % 8 == 0 && Ci <= kMaxCi && C > 0 && C % 16 == 0 && aligned32(x) &&
+         aligned32(w) && (!dy || aligned32(dy)) && smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
+}
+
+template <int MODE>
+void launch_wmma(const KernelCtx& k, const float* x, const float* w, const float* b, const float* dy, float* out,
+                 int64_t rows, int64_t Ci, int64_t C) {
+  const int64_t blocks = (rows + kRows - 1) / kRows;
+  gate_wmma_k<MODE><<<static_cast<unsigned>(blocks), kThreads, smem_bytes(static_cast<int>(Ci)), cu::stream(k)>>>(
+      x, w, b, dy, out, rows, static_cast<int>(Ci), static_cast<int>(C));
+  cu::check_launch(k);
+}
+
+// z = x w (no bias) by cuBLAS into z [rows, 2C].
+void gemm_z(const KernelCtx& k, const float* x, const float* w, float* z, int64_t rows, int64_t Ci, int64_t C2) {
+  if (Ci == 0) {
+    cu::check(cudaMemsetAsync(z, 0, sizeof(float) * rows * C2, cu::stream(k)), k.op, "memset z");
+    return;
+  }
+  blas::gemm(k, blas::bind(k, cu::tf32_convolutions()), false, false, rows, C2, Ci, 1.f, x, Ci, w, C2, 0.f, z, C2);
+}
+
+struct Geo {
+  int64_t rows, Ci, C;
+};
+
+Geo geo_of(const Shape& x, const Shape& w) {
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < x.size(); ++i) rows *= x[i];
+  return {rows, w[2], w[3] / 2};
+}
+
+}  // namespace
+
+void cuda_conv1x1_gate(KernelCtx& k) {
+  const Geo g = geo_of(k.in[0].shape, k.in[1].shape);
+  const float *x = k.in[0].f(), *w = k.in[1].f(), *b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  float* y = k.out[0].f();
+  if (g.rows == 0) return;
+  if (wmma_ok<0>(g.Ci, g.C, x, w, nullptr)) {
+    launch_wmma<0>(k, x, w, b, nullptr, y, g.rows, g.Ci, g.C);
+    return;
+  }
+  cudaStream_t st = cu::stream(k);
+  float* z = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * 2 * g.C, 6));
+  gemm_z(k, x, w, z, g.rows, g.Ci, 2 * g.C);
+  gate_rows_k<0><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(z, b, nullptr, y, g.rows, g.C);
+  cu::check_launch(k);
+}
+
+void cuda_conv1x1_gate_backward(KernelCtx& k) {
+  const Geo g = geo_of(k.in[1].shape, k.in[2].shape);
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f(), *b = k.in.size() > 3 ? k.in[3].f() : nullptr;
+  float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  const int64_t C2 = 2 * g.C;
+  cudaStream_t st = cu::stream(k);
+  if (g.rows == 0) {
+    cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * g.Ci * C2, st), k.op, "memset dw");
+    cu::check(cudaMemsetAsync(db, 0, sizeof(float) * C2, st), k.op, "memset db");
+    return;
+  }
+  float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
+  if (wmma_ok<1>(g.Ci, g.C, x, w, dy)) {
+    launch_wmma<1>(k, x, w, b, dy, dz, g.rows, g.Ci, g.C);
+  } else {
+    gemm_z(k, x, w, dz, g.rows, g.Ci, C2);
+    gate_rows_k<1><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(dz, b, dy, nullptr, g.rows, g.C);
+    cu::check_launch(k);
+  }
+  const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
+  if (g.Ci > 0) {
+    blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
+    blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
+  }
+  blas::column_sums(k, dz, g.rows, C2, db, 4);
+}
+
+}  // namespace irc
