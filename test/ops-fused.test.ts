@@ -465,11 +465,22 @@ describe('conv1x1_gate', () => {
     }
   });
 
-  it('gradients', async () => {
+  it('gradients, z recomputed (the fused backward) and z kept (the CPU default when training)', async () => {
     const x = { data: randArray(2 * 3 * 4 * 6, 951), shape: [2, 3, 4, 6] };
-    const w = { data: randArray(6 * 10, 952), shape: [1, 1, 6, 10] };
-    await gradcheck((xx, ww, bb) => conv1x1Gate(xx, ww, bb!), [x, w, { data: randArray(10, 953), shape: [10] }]);
-    await gradcheck((xx, ww) => conv1x1Gate(xx, ww, null), [x, w]);
+    const w = { data: randArray(6 * 10, 952), shape: [1, 1, 6, 10] }, b = { data: randArray(10, 953), shape: [10] };
+    await gradcheck((xx, ww, bb) => conv1x1Gate(xx, ww, bb!, { keepZ: false }), [x, w, b]);
+    await gradcheck((xx, ww) => conv1x1Gate(xx, ww, null, { keepZ: false }), [x, w]);
+    await gradcheck((xx, ww, bb) => conv1x1Gate(xx, ww, bb!), [{ data: x.data, shape: [4, 6, 6] }, w, b]);
+    // which path records: the fused op only when z is not kept
+    const recorded = (keepZ?: boolean) => {
+      const xt = tensor(x.data, x.shape);
+      xt.requiresGrad = true;
+      const y = conv1x1Gate(xt, tensor(w.data, w.shape), tensor(b.data, b.shape), keepZ === undefined ? {} : { keepZ });
+      return y._node?.name;
+    };
+    expect(recorded(false)).toBe('conv1x1_gate');
+    expect(recorded(true)).toBe('simple_gate');
+    expect(recorded()).toBe('simple_gate'); // the CPU default
   });
 
   it('validates shapes', () => {

@@ -28,7 +28,8 @@ export function setBackwardObserver(fn: ((name: string) => void) | null): void {
   observer = fn;
 }
 
-function needsGrad(inputs: (Tensor | null)[]): boolean {
+/** Whether an op on these inputs is recorded: grad mode is on and one of them requires grad. */
+export function needsGrad(inputs: (Tensor | null)[]): boolean {
   return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
 }
 

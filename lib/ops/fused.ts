@@ -2,11 +2,11 @@
 // gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
 // instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass) and conv1x1Gate (a
 // pointwise conv and a SimpleGate, the conv output never stored).
-import { record } from '../autograd/tape.js';
+import { needsGrad, record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
 import { conv2d } from './conv.js';
-import { channelScale } from './nafnet.js';
+import { channelScale, simpleGate } from './nafnet.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -81,10 +81,19 @@ export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s:
 /**
  * z[..., :C] · z[..., C:] of the pointwise conv z = x·w + b, w[1, 1, Ci, 2C], over x[..., Ci]: NAFBlock's conv4 and
  * SimpleGate in one op. z is not stored (on CUDA not even written: the gate runs on each tile of the conv); the
- * backward recomputes it.
+ * backward recomputes it. `keepZ` trades that back when gradients are recorded: z is kept for the backward (the
+ * separate conv2d and simpleGate) instead of recomputed. Default: on the CPU, where the step is bound by arithmetic
+ * and the recompute costs more than the memory traffic it saves (a ConStyle NAFNet training step 6 % slower,
+ * BENCHMARKS.md); not on CUDA, where the step is bound by memory traffic. Without gradients the fused op runs always.
  */
-export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keepZ?: boolean } = {}): Tensor {
   const ins = b ? [x, w, b] : [x, w];
+  if ((opts.keepZ ?? x.device === 'cpu') && needsGrad(ins)) {
+    if (x.rank === 4) return simpleGate(conv2d(x, w, b));
+    const rows = x.size / x.shape[x.rank - 1]!;
+    const y = simpleGate(conv2d(x.reshape([1, 1, rows, x.shape[x.rank - 1]!]), w, b));
+    return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
+  }
   const [y] = runOp('conv1x1_gate', ins);
   record({
     name: 'conv1x1_gate',
