@@ -10,8 +10,9 @@
 //   shared staging, and its lanes add the bias and write y = z1 z2 (forward) or dz = (dy z2, dy z1) (backward).
 // Otherwise: z = x w by cuBLAS (TF32 or FP32 as conv2d's 1x1 path) into scratch, then one elementwise pass.
 // Backward: dz [rows, 2C] in scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
-// dw = x^T dz by cuBLAS and db = column sums of dz (fixed two-pass): conv2d's 1x1 backward on dz, without z or dz
-// ever being activations.
+// dw = x^T dz by cuBLAS: conv2d's 1x1 backward on dz, without z or dz ever being activations. db: the kernel also
+// writes the column sums of dz per warp (16 rows; lanes l and l + 16 of a column joined by one shuffle), which a
+// fixed two-pass column sum finishes (the fallback sums dz itself): one pass fewer over dz.
 #include <mma.h>
 
 #include <cstdint>
@@ -30,11 +31,13 @@ constexpr int kThreads = 128;
 
 size_t smem_bytes(int Ci) { return sizeof(float) * (static_cast<size_t>(kRows) * (Ci + 4) + 4 * 512); }
 
-// MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C].
+// MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C], and dbp [4 gridDim.x, 2C] the column
+// sums of dz per warp (its 16 rows).
 template <int MODE>
 __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, const float* __restrict__ w,
                                                         const float* __restrict__ b, const float* __restrict__ dy,
-                                                        float* __restrict__ out, int64_t rows, int Ci, int C) {
+                                                        float* __restrict__ out, float* __restrict__ dbp, int64_t rows,
+                                                        int Ci, int C) {
   extern __shared__ __align__(128) float sm[];
   const int ldx = Ci + 4, C2 = 2 * C;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -76,6 +79,7 @@ __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict_
     wmma::store_matrix_sync(st, acc1, 16, wmma::mem_row_major);
     wmma::store_matrix_sync(st + 256, acc2, 16, wmma::mem_row_major);
     __syncwarp();
+    float s1 = 0.f, s2 = 0.f;  // MODE 1: this lane's sums of dz in column j + (lane & 15), over its 8 rows
 #pragma unroll
     for (int e = lane; e < 256; e += 32) {
       const int64_t row = r0 + warp * 16 + (e >> 4);
@@ -89,10 +93,21 @@ __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict_
         if (MODE == 0) {
           out[row * C + col] = z1 * z2;
         } else {
-          const float g = dy[row * C + col];
-          out[row * C2 + col] = g * z2;
-          out[row * C2 + C + col] = g * z1;
+          const float g = dy[row * C + col], d1 = g * z2, d2 = g * z1;
+          out[row * C2 + col] = d1;
+          out[row * C2 + C + col] = d2;
+          s1 += d1;
+          s2 += d2;
         }
+      }
+    }
+    if (MODE == 1) {  // lanes l and l + 16 hold the same column
+      s1 += __shfl_down_sync(0xffffffffu, s1, 16);
+      s2 += __shfl_down_sync(0xffffffffu, s2, 16);
+      if (lane < 16) {
+        float* p = dbp + (static_cast<int64_t>(blockIdx.x) * 4 + warp) * C2;
+        p[j + lane] = s1;
+        p[C + j + lane] = s2;
       }
     }
     __syncwarp();
@@ -144,12 +159,13 @@ bool wmma_ok(int64_t Ci, int64_t C, const float* x, const float* w, const float*
          aligned32(w) && (!dy || aligned32(dy)) && smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
 }
 
+int64_t wmma_blocks(int64_t rows) { return (rows + kRows - 1) / kRows; }
+
 template <int MODE>
 void launch_wmma(const KernelCtx& k, const float* x, const float* w, const float* b, const float* dy, float* out,
-                 int64_t rows, int64_t Ci, int64_t C) {
-  const int64_t blocks = (rows + kRows - 1) / kRows;
-  gate_wmma_k<MODE><<<static_cast<unsigned>(blocks), kThreads, smem_bytes(static_cast<int>(Ci)), cu::stream(k)>>>(
-      x, w, b, dy, out, rows, static_cast<int>(Ci), static_cast<int>(C));
+                 float* dbp, int64_t rows, int64_t Ci, int64_t C) {
+  gate_wmma_k<MODE><<<static_cast<unsigned>(wmma_blocks(rows)), kThreads, smem_bytes(static_cast<int>(Ci)),
+                      cu::stream(k)>>>(x, w, b, dy, out, dbp, rows, static_cast<int>(Ci), static_cast<int>(C));
   cu::check_launch(k);
 }
 
@@ -180,7 +196,7 @@ void cuda_conv1x1_gate(KernelCtx& k) {
   float* y = k.out[0].f();
   if (g.rows == 0) return;
   if (wmma_ok<0>(g.Ci, g.C, x, w, nullptr)) {
-    launch_wmma<0>(k, x, w, b, nullptr, y, g.rows, g.Ci, g.C);
+    launch_wmma<0>(k, x, w, b, nullptr, y, nullptr, g.rows, g.Ci, g.C);
     return;
   }
   cudaStream_t st = cu::stream(k);
@@ -202,19 +218,22 @@ void cuda_conv1x1_gate_backward(KernelCtx& k) {
     return;
   }
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
-  if (wmma_ok<1>(g.Ci, g.C, x, w, dy)) {
-    launch_wmma<1>(k, x, w, b, dy, dz, g.rows, g.Ci, g.C);
+  if (wmma_ok<1>(g.Ci, g.C, x, w, dy)) {  // dz and its per-warp column sums, then db from those
+    const int64_t parts = 4 * wmma_blocks(g.rows);
+    float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 7));
+    launch_wmma<1>(k, x, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);
+    blas::column_sums(k, dbp, parts, C2, db, 4);
   } else {
     gemm_z(k, x, w, dz, g.rows, g.Ci, C2);
     gate_rows_k<1><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(dz, b, dy, nullptr, g.rows, g.C);
     cu::check_launch(k);
+    blas::column_sums(k, dz, g.rows, C2, db, 4);
   }
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
   if (g.Ci > 0) {
     blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
     blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
   }
-  blas::column_sums(k, dz, g.rows, C2, db, 4);
 }
 
 }  // namespace irc
