@@ -30,13 +30,13 @@ function blockCases(N, H, W, C, tag) {
     ['scaled_add', [f(x), f(x), f([1, 1, 1, C])], []],
     ['conv1x1_add', [f(x), w11(C, C), f(x), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s +r'],
     ['simple_gate', [f(x2)], []],
-    ['conv1x1_gate', [f(x), w11(C, 2 * C), f([2 * C])], [], 'C->2C +b (conv2d 1x1 C->2C + simple_gate)'],
+    ['conv1x1_gate', [f(x), w11(C, 2 * C), f([2 * C])], [], 'C->2C +b'], // conv2d 1x1 C->2C + simple_gate in one,
     ['scaled_add_backward', [f(x), f(x), f([1, 1, 1, C])], []],
     ['conv1x1_add_backward', [f(x), f(x), w11(C, C), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s'],
     ['conv2d_backward', [f(x), f(x), w11(C, C)], [1, 0, 1], '1x1 C->C'],
     ['simple_gate_backward', [f(x), f(x2)], []],
     ['conv2d_backward', [f(x2), f(x), w11(C, 2 * C)], [1, 0, 1], '1x1 C->2C'],
-    ['conv1x1_gate_backward', [f(x), f(x), w11(C, 2 * C), f([2 * C])], [], 'C->2C +b (both lines above)'],
+    ['conv1x1_gate_backward', [f(x), f(x), w11(C, 2 * C), f([2 * C])], [], 'C->2C +b'], // both lines above in one,
     ['channel_scale_backward', [f(x), f(x), f(v)], []],
     ['global_avg_pool_backward', [f(v), f(x)], []],
     ['dwconv_gate_backward', [f(x), f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
@@ -63,6 +63,9 @@ export function opBenchCases(smoke = false) {
     // on 2 x 255 channels, GELU(z1) z2
     { op: 'dwconv_gate', name: 'dwconv_gate gelu Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1] },
     { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1] },
+    // the gate's backward by its earlier two passes (dz written, then read by the dx / dw pass), for the A/B
+    { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer, two-pass', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1], env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' } },
+    { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward L1 [16,128,128,48], two-pass', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 96]), f([3, 3, 1, 96]), f([96])], attrs: [1], env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' } },
     // ConStyle Restormer's attention core at level 1 (decoder and refinement: C = 96, 1 head; run 7 spent 490 us
     // on the Gram matmul [8, 1, 96, 16384] -> [8, 1, 96, 96] alone) and level 4 (8 heads, 16x16), batch 8
     { op: 'channel_attention', name: 'channel_attention Restormer L1 [8,128,128,288]', inputs: [f([8, 128, 128, 288]), pos([1])], attrs: [1, 1e-12] },
@@ -106,6 +109,8 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   const rows = [];
   for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name))) {
     const { inputs } = buildInputs(lib, c, 1, device);
+    const envBefore = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, c.env ?? {});  // a case may pick a kernel path (read by the native side per call)
     try {
       const times = [];
       let bytes = inputs.reduce((a, t) => a + 4 * numel(t.shape), 0);
@@ -127,6 +132,7 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
       rows.push({ name: c.name, error: String(e?.message ?? e).split('\n')[0] });
     } finally {
       for (const t of inputs) t.dispose();
+      for (const [k, v] of Object.entries(envBefore)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
     }
   }
   const table = [`op GPU time (median of ${reps}; bandwidth = inputs + outputs once, peak ${peakGBs} GB/s)`,

@@ -132,7 +132,14 @@ async function opWorker() {
       if (fault === 'hang') await new Promise(() => setInterval(() => {}, 1e6));
       if (fault === 'throw') throw new Error('injected fault: no CUDA kernel yet');
       if (fault === 'poison') { emit({ ...r, ok: false, error: 'injected fault: context poisoned' }); process.exit(3); }
-      const got = await runOn(L, c, target);
+      const envBefore = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, c.env ?? {});  // a case may pick a kernel path on the target (read per call)
+      let got;
+      try {
+        got = await runOn(L, c, target);
+      } finally {
+        for (const [k, v] of Object.entries(envBefore)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      }
       if (fault === 'perturb') (got.outs[0] ?? got.ins[0]).data[0] += 1;
       Object.assign(r, compare(c, ref, got, target), { msCpu: +ref.ms.toFixed(2), msTarget: +got.ms.toFixed(2) });
       emit(r);

@@ -1,7 +1,7 @@
 // Test cases for EVERY op of native/src/ops/ops.def, used by scripts/device-check.mjs to compare the CUDA backend
 // with the CPU backend on identical inputs. Plain ESM, no dependencies.
 //
-// A case: { op, name, inputs: [spec...], attrs, tol, mutates?: [input indices], conv?: true }
+// A case: { op, name, inputs: [spec...], attrs, tol, mutates?: [input indices], conv?: true, env? }
 //   spec: { shape, dtype: 'float32'|'int32', lo, hi }   uniform values in [lo, hi) (int32: integers)
 //         + labels: K                                   int32 class labels in [0, K)
 //         + view: [before, after]                       the input is a view at offset `before` into a flat base of
@@ -10,6 +10,7 @@
 //         (1e-5 for ops without reductions over large axes, 1e-4 for reductions, conv, matmul, backward rules)
 //   mutates: in-place ops; these inputs are expected to change (all inputs are compared after the op anyway)
 //   conv: convolution/GEMM cases, rerun with TF32 allowed (IRCONSTYLE_TF32 unset) and reported separately
+//   env:  environment variables set while the target runs the case (a kernel path chosen per call)
 //
 // buildInputs(lib, c, seed, device) makes the inputs deterministically from (seed, case name): host arrays ->
 // CPU tensors -> `.to('cuda')` when device is 'cuda' (views are taken on the device copy of their base).
@@ -262,6 +263,12 @@ export function opCases() {
     if (bias) ins.push(f([C2]));
     add('dwconv_gate', name, ins, [p, act], red);
     add('dwconv_gate_backward', name, [f(ys), ...ins], [p, act], red);
+  }
+  // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
+  for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
+    const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];
+    add('dwconv_gate_backward', `two-pass ${name}`, [f([...xs.slice(0, 3), xs[3] / 2]), ...ins], [1, act],
+      { ...red, env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' } });
   }
   for (const [sh, r] of [[[2, 16, 16, 192], 2], [[1, 7, 13, 12], 2], [[1, 3, 5, 18], 3]])
     add('pixel_shuffle', `[${sh}] r${r}`, [f(sh)], [r]);

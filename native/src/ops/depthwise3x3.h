@@ -22,6 +22,9 @@ bool dwgate3x3_forward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int6
                        const float* w, const float* b, float* y);
 bool dwgate3x3_dz(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
                   const float* w, const float* b, const float* dy, float* dz);
+// dwconv_gate's backward in one pass: dx, dw, db with dz computed where it is needed (never stored).
+bool dwgate3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, bool gelu, const float* x,
+                        const float* w, const float* b, const float* dy, float* dx, float* dw, float* db);
 bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int64_t C, const float* dz,
                            const float* x, const float* w, float* dx, float* dw, float* db);
 }  // namespace irc

@@ -9,13 +9,17 @@
 //       sliding-window kernel of depthwise3x3.cu (a thread slides a 3x3 register window along a row segment, both
 //       halves at once); other kernels: one thread per output pixel and channel (vector) computes z for both
 //       halves, as z_pix on the CPU (floats with GELU).
-//   dwconv_gate_backward: (1) dz = [dy z2 a'(z1), dy a(z1)] into scratch, z recomputed (3x3 padding 1: the
-//       sliding kernel);
-//       (2) for 3x3 kernels with padding 1, one sliding pass over dz gathers dx and accumulates the dw / db
-//       partials (depthwise3x3_backward, also used by conv2d.cu); other kernels: a dw / db partial pass, one tap
-//       per block row, then dx gathers dz through the flipped taps; (3) the partials are summed in a fixed order.
+//   dwconv_gate_backward: 3x3 with padding 1: one sliding pass (dwgate3x3_backward) that computes dz =
+//       [dy z2 a'(z1), dy a(z1)] where it needs it, z recomputed, gathers dx and accumulates the dw / db partials;
+//       then the partials are summed in a fixed order. Other kernels (and IRCONSTYLE_DWGATE_BWD=two-pass for 3x3):
+//       (1) dz into scratch (3x3 padding 1: the sliding kernel); (2) for 3x3 with padding 1, one sliding pass over
+//       dz gathers dx and accumulates the partials (depthwise3x3_backward, also used by conv2d.cu); other kernels:
+//       a dw / db partial pass, one tap per block row, then dx gathers dz through the flipped taps; (3) the
+//       partials are summed in a fixed order.
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../cuda/common.cuh"
@@ -494,11 +498,15 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
     return;
   }
   const int64_t Q = g.N * g.Ho * g.Wo;
+  const bool gelu = gelu_act(c), k3p1 = g.KH == 3 && g.KW == 3 && g.P == 1;
+  // 3x3, padding 1: one sliding pass computing dz where it is needed (dx and the dw / db partials), then the
+  // partials summed in order. IRCONSTYLE_DWGATE_BWD=two-pass takes the earlier path instead (for A/B timing):
+  // (1) dz by the sliding forward, (2) dx and the partials in one sliding pass over dz.
+  const char* path = std::getenv("IRCONSTYLE_DWGATE_BWD");
+  const bool two_pass = path && std::strcmp(path, "two-pass") == 0;
+  if (k3p1 && !two_pass && dwgate3x3_backward(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dx, dw, db)) return;
   float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
-  // 3x3, padding 1: (1) dz by the sliding forward, (2) dx and the dw / db partials in one sliding pass over dz,
-  // (3) the partials summed in order
-  const bool gelu = gelu_act(c);
-  if (g.KH == 3 && g.KW == 3 && g.P == 1 && dwgate3x3_dz(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dz) &&
+  if (k3p1 && dwgate3x3_dz(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dz) &&
       depthwise3x3_backward(c, g.N, g.H, g.W, g.C2, dz, x, w, dx, dw, db))
     return;
   const bool k3 = g.KH == 3 && g.KW == 3;
