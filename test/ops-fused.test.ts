@@ -222,6 +222,40 @@ describe('dwconv_gate', () => {
     }
   });
 
+  it("the CUDA one-pass backward's per-thread code (3x3, padding 1), run on the host, matches float64", async () => {
+    // IRCONSTYLE_EMULATE=dwgate_bwd runs every work item of the CUDA kernel slide3_gate_bwd_k through its own code
+    // (native/src/ops/dwgate_slide.h) on the CPU: row segments of 8 with tails, image borders, both activations
+    const cases: DgCase[] = [
+      ...dgCases.filter((c) => c.K === 3 && c.P === 1),
+      { N: 2, H: 1, W: 1, C: 4, K: 3, P: 1 },
+      { N: 1, H: 3, W: 17, C: 2, K: 3, P: 1, gelu: true },
+      { N: 1, H: 9, W: 16, C: 7, K: 3, P: 1 },
+    ];
+    let seed = 880;
+    for (const c of cases) {
+      const C2 = 2 * c.C;
+      const x = randArray(c.N * c.H * c.W * C2, seed++), w = randArray(9 * C2, seed++), b = randArray(C2, seed++);
+      const dy = randArray(c.N * c.H * c.W * c.C, seed++);
+      const ref = dgBackRef(c, dy, x, w, b);
+      const ins = [tensor(dy, [c.N, c.H, c.W, c.C]), tensor(x, [c.N, c.H, c.W, C2]), tensor(w, [3, 3, 1, C2]), tensor(b, [C2])];
+      process.env.IRCONSTYLE_EMULATE = 'dwgate_bwd';
+      let outs: Tensor[];
+      try {
+        outs = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);
+        await outs[0]!.data(); // the kernel ran (the env is read when it runs)
+      } finally {
+        delete process.env.IRCONSTYLE_EMULATE;
+      }
+      for (const [i, r] of [ref.dx, ref.dw, ref.db].entries()) await expectClose(outs[i]!, r, 1e-6, `emulated grad ${i} ${dgName(c)}`);
+      // and the switch is real: the CPU's own path gives (slightly) different sums on the larger cases
+      if (c.H * c.W >= 100) {
+        const own = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);
+        const [a, e] = [await own[1]!.data(), await outs[1]!.data()];
+        expect(a.some((v, i) => v !== e[i]), `emulation ran for ${dgName(c)}`).toBe(true);
+      }
+    }
+  });
+
   it('gradients', async () => {
     const c = { N: 1, H: 5, W: 7, C: 3 };
     const x = { data: randArray(c.N * c.H * c.W * 6, 401), shape: [c.N, c.H, c.W, 6] };

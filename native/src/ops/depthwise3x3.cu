@@ -7,6 +7,7 @@
 #include "../cuda/common.cuh"
 #include "../cuda/gelu.cuh"
 #include "depthwise3x3.h"
+#include "dwgate_slide.h"
 #include "partials.cuh"
 
 namespace irc {
@@ -191,18 +192,12 @@ __global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict
   }
 }
 
-// dwconv_gate's backward in one pass (3x3, padding 1; x [N, H, W, 2C], dy [N, H, W, C]): dz is computed where it is
-// needed instead of being written by one pass and read by the next. A thread owns gate channel cv (x's channels cv
-// and cv + C: the two halves h = 0, 1) and a row segment, as slide3_bwd_k. For input pixel p = (ih, iw) it needs
-// dz in the 3x3 window around p; dz at (r, cc) needs z of both halves there, i.e. x in the 3x3 window around
-// (r, cc). So an x window of 5 rows (ih - 2 .. ih + 2) and 3 columns slides along the row (5 new values per half per
-// pixel), and gives one new dz column (rows ih - 1 .. ih + 1) per pixel:
-//   z_h = b_h + Σ_{kh, kw} x[r - 1 + kh, cc - 1 + kw, c_h] w[kh, kw, c_h]   (kh outer, kw inner: slide3_fwd_k's order)
-//   dz_0 = dy z_1 a'(z_0), dz_1 = dy a(z_0)   (0 outside the image)
-// then dx, dw and db exactly as slide3_bwd_k (the same sums in the same order). Memory: x and dy read, dx written,
-// against dz written and read twice more by the two-pass path.
+// dwconv_gate's backward in one pass (3x3, padding 1): dz computed where it is needed instead of written by one pass
+// and read by the next. Threads and work items as slide3_bwd_k (gate channel cv: both halves); each item's work is
+// dwslide::gate_bwd_item (dwgate_slide.h, shared with the CPU emulation that tests it). Memory: x and dy read, dx
+// written, against dz written and read twice more by the two-pass path.
 template <bool GELU>
-__global__ void __launch_bounds__(256) slide3_gate_bwd_k(Slide g, const float* __restrict__ x,
+__global__ void __launch_bounds__(256) slide3_gate_bwd_k(dwslide::Geo g, const float* __restrict__ x,
                                                          const float* __restrict__ w, const float* __restrict__ b,
                                                          const float* __restrict__ dy, float* __restrict__ dx,
                                                          double* __restrict__ part, int items, int CB, int L, int G) {
@@ -224,97 +219,7 @@ __global__ void __launch_bounds__(256) slide3_gate_bwd_k(Slide g, const float* _
       for (int k = 0; k < 9; ++k) wv[h][k] = w[k * g.Cx + cv + h * g.Co];
       bias[h] = b ? b[cv + h * g.Co] : 0.f;
     }
-    for (int i = i0 + lane; i < i1; i += L) {
-      const int seg = i % g.S, r = i / g.S;
-      const int ih = r % g.H, base = r - ih;
-      const int iw0 = seg * kSeg, iw1 = min(iw0 + kSeg, g.W);
-      float xw[2][5][3], dzw[2][3][3];
-      // x column iw into window column j (rows ih - 2 .. ih + 2, zeros outside the image)
-      auto load_x = [&](int iw, int j) {
-        const bool in_w = iw >= 0 && iw < g.W;
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int a = 0; a < 5; ++a) {
-            const int row = ih - 2 + a;
-            xw[h][a][j] = in_w && row >= 0 && row < g.H ? x[((base + row) * g.W + iw) * g.Cx + cv + h * g.Co] : 0.f;
-          }
-      };
-      auto shift_x = [&]() {
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int a = 0; a < 5; ++a) {
-            xw[h][a][0] = xw[h][a][1];
-            xw[h][a][1] = xw[h][a][2];
-          }
-      };
-      // dz column cc (x window on columns cc - 1 .. cc + 1) into dz window column j
-      auto dz_col = [&](int cc, int j) {
-#pragma unroll
-        for (int a = 0; a < 3; ++a) {
-          const int row = ih - 1 + a;
-          float d0 = 0.f, d1 = 0.f;
-          if (row >= 0 && row < g.H && cc >= 0 && cc < g.W) {
-            float z[2];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              float s = bias[h];
-#pragma unroll
-              for (int kh = 0; kh < 3; ++kh)
-#pragma unroll
-                for (int kw = 0; kw < 3; ++kw) s = mac(s, xw[h][a + kh][kw], wv[h][kh * 3 + kw]);
-              z[h] = s;
-            }
-            const float d = dy[((base + row) * g.W + cc) * g.Co + cv];
-            if constexpr (GELU) {
-              float da;
-              const float av = gelu_d_f(z[0], da);
-              d0 = d * z[1] * da;
-              d1 = d * av;
-            } else {
-              d0 = d * z[1];
-              d1 = d * z[0];
-            }
-          }
-          dzw[0][a][j] = d0;
-          dzw[1][a][j] = d1;
-        }
-      };
-      load_x(iw0 - 2, 0);
-      load_x(iw0 - 1, 1);
-      load_x(iw0, 2);
-      dz_col(iw0 - 1, 0);
-      shift_x();
-      load_x(iw0 + 1, 2);
-      dz_col(iw0, 1);
-      for (int iw = iw0; iw < iw1; ++iw) {
-        shift_x();
-        load_x(iw + 2, 2);  // the x window is now on columns iw .. iw + 2
-        dz_col(iw + 1, 2);
-        const int p = (r * g.W + iw) * g.Cx + cv;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float xv = xw[h][2][0];  // x at (ih, iw)
-          float d = 0.f;
-#pragma unroll
-          for (int kh = 0; kh < 3; ++kh)
-#pragma unroll
-            for (int kw = 0; kw < 3; ++kw) {
-              const float z = dzw[h][2 - kh][2 - kw];
-              d = mac(d, z, wv[h][kh * 3 + kw]);
-              acc[h][kh * 3 + kw] = mac(acc[h][kh * 3 + kw], z, xv);
-            }
-          acc[h][9] = acc[h][9] + dzw[h][1][1];
-          dx[p + h * g.Co] = d;
-#pragma unroll
-          for (int a = 0; a < 3; ++a) {
-            dzw[h][a][0] = dzw[h][a][1];
-            dzw[h][a][1] = dzw[h][a][2];
-          }
-        }
-      }
-    }
+    for (int i = i0 + lane; i < i1; i += L) dwslide::gate_bwd_item<GELU>(g, i, cv, wv, bias, x, dy, dx, acc);
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -383,7 +288,9 @@ bool dwgate3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int
   constexpr int64_t T = 10;
   if (!slide_fits(N * H * W * 2 * C)) return false;
   cudaStream_t s = cu::stream(c);
-  const Slide g = slide_of(H, W, 2 * C, C);
+  const dwslide::Geo g{static_cast<int>(H), static_cast<int>(W),
+                       static_cast<int>((W + dwslide::kSeg - 1) / dwslide::kSeg),
+                       static_cast<int>(2 * C), static_cast<int>(C)};
   const int64_t items = N * H * g.S;
   const Lanes l = lanes_of(C);
   const int64_t G = slide_groups(items, l);

@@ -21,6 +21,7 @@
 
 #include "../cpu/gelu_math.h"
 #include "../cpu/simd.h"
+#include "dwgate_slide.h"
 #include "op_api.h"
 
 namespace irc {
@@ -561,6 +562,48 @@ void infer_dwconv_gate_backward(InferCtx& c) {
   c.add_out({g.C2});
 }
 
+namespace {
+
+// IRCONSTYLE_EMULATE=dwgate_bwd: the CUDA one-pass backward (3x3, padding 1) run on the host, every work item of
+// the kernel through the same per-thread code (dwgate_slide.h); the taps summed per channel in double. For the tests
+// of that kernel's logic (test/ops-fused.test.ts), not for speed.
+bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const float* w, const float* b, float* dx,
+                           float* dw, float* db) {
+  const char* e = std::getenv("IRCONSTYLE_EMULATE");
+  if (!e || std::strcmp(e, "dwgate_bwd") != 0 || g.KH != 3 || g.KW != 3 || g.P != 1) return false;
+  const dwslide::Geo geo{static_cast<int>(g.H), static_cast<int>(g.W),
+                         static_cast<int>((g.W + dwslide::kSeg - 1) / dwslide::kSeg), static_cast<int>(g.C2),
+                         static_cast<int>(g.C)};
+  const int items = static_cast<int>(g.N * g.H * geo.S);
+  parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t cv = c0; cv < c1; ++cv) {
+      float wv[2][9], bias[2];
+      for (int h = 0; h < 2; ++h) {
+        for (int k = 0; k < 9; ++k) wv[h][k] = w[k * g.C2 + cv + h * g.C];
+        bias[h] = b ? b[cv + h * g.C] : 0.f;
+      }
+      double tot[2][10] = {};
+      for (int i = 0; i < items; ++i) {
+        float acc[2][10] = {};
+        if (g.gelu) {
+          dwslide::gate_bwd_item<true>(geo, i, static_cast<int>(cv), wv, bias, x, dy, dx, acc);
+        } else {
+          dwslide::gate_bwd_item<false>(geo, i, static_cast<int>(cv), wv, bias, x, dy, dx, acc);
+        }
+        for (int h = 0; h < 2; ++h)
+          for (int k = 0; k < 10; ++k) tot[h][k] += acc[h][k];
+      }
+      for (int h = 0; h < 2; ++h) {
+        for (int k = 0; k < 9; ++k) dw[k * g.C2 + cv + h * g.C] = static_cast<float>(tot[h][k]);
+        db[cv + h * g.C] = static_cast<float>(tot[h][9]);
+      }
+    }
+  });
+  return true;
+}
+
+}  // namespace
+
 void cpu_dwconv_gate_backward(KernelCtx& c) {
   const DG g = dg_of(c.in[1].shape, c.in[2].shape, c.ai(0), act_of(c.attrs));
   const float *dy = c.in[0].f(), *x = c.in[1].f(), *w = c.in[2].f(), *b = c.in.size() > 3 ? c.in[3].f() : nullptr;
@@ -569,6 +612,7 @@ void cpu_dwconv_gate_backward(KernelCtx& c) {
   std::fill(dw, dw + wsz, 0.f);
   std::fill(db, db + g.C2, 0.f);
   if (g.C == 0 || g.N == 0) return;
+  if (emulate_cuda_backward(g, dy, x, w, b, dx, dw, db)) return;
   // Bands of about Ho/16 rows (4..32) per sample; band j owns output rows [Ho j/nb, Ho (j+1)/nb) for dw/db and
   // input rows [H j/nb, H (j+1)/nb) for dx.
   const int64_t B = std::clamp<int64_t>((g.Ho + 15) / 16, 4, 32), nb = (g.Ho + B - 1) / B, units = g.N * nb;
