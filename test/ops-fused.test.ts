@@ -11,7 +11,7 @@ import { split } from '../lib/ops/shape.js';
 import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate } from '../lib/ops/fused.js';
-import { randArray, expectClose, gradcheck, gelu64 } from './helpers.js';
+import { randArray, expectClose, gradcheck, gelu64, relErr } from './helpers.js';
 
 describe('scaled_add', () => {
   const shapes: [number[], number[]][] = [
@@ -496,6 +496,43 @@ describe('conv1x1_gate', () => {
       const [dz] = runOp('simple_gate_backward', [dyt.reshape([1, 1, rows, C]), z]);
       const ref = runOp('conv2d_backward', [dz!, x4, wt], [1, 0, 1]);
       for (let i = 0; i < 3; ++i) expect(differing(await outs[i]!.data(), await ref[i]!.data()), `grad ${i} ${gName(c)}`).toBe(0);
+    }
+  });
+
+  it("the CUDA tensor-core kernel's phases, run on the host with a model of its WMMA calls, match float64", async () => {
+    // IRCONSTYLE_EMULATE=pw_gate_fp32 runs the kernel's own code (native/src/ops/pw_gate_tile.h) block by block, warp
+    // by warp, lane by lane, with exact operands; pw_gate rounds them to TF32 as the GPU does
+    const cases: [number[], number, boolean][] = [
+      [[3, 50, 48], 16, true], // 150 rows: a partial last block
+      [[1, 9, 11, 96], 48, true],
+      [[2, 4, 4, 8], 32, false],
+      [[1, 2, 3, 344], 16, true], // the largest Ci the kernel takes
+    ];
+    let seed = 990;
+    for (const c of cases) {
+      const [shape, C, bias] = c;
+      const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), C];
+      const x = randArray(rows * Ci, seed++), w = randArray(Ci * 2 * C, seed++), b = bias ? randArray(2 * C, seed++) : null;
+      const dy = randArray(rows * C, seed++);
+      const ref = gateRef(Ci, C, x, w, b, dy);
+      const ins = [tensor(x, shape), tensor(w, [1, 1, Ci, 2 * C]), ...(b ? [tensor(b, [2 * C])] : [])];
+      const run = async (mode: string) => {
+        process.env.IRCONSTYLE_EMULATE = mode;
+        try {
+          const [y] = runOp('conv1x1_gate', ins);
+          const grads = runOp('conv1x1_gate_backward', [tensor(dy, ys), ...ins]);
+          return await Promise.all([y!, ...grads].map((t) => t.data())); // read while the switch is on
+        } finally {
+          delete process.env.IRCONSTYLE_EMULATE;
+        }
+      };
+      const exact = await run('pw_gate_fp32'), tf32 = await run('pw_gate');
+      const refs = [ref.y, ref.dx, ref.dw, ref.db];
+      for (let i = 0; i < 4; ++i) {
+        expect(relErr(exact[i]!, refs[i]!), `exact ${i} ${gName(c)}`).toBeLessThanOrEqual(1e-5);
+        expect(relErr(tf32[i]!, refs[i]!), `tf32 ${i} ${gName(c)}`).toBeLessThanOrEqual(5e-3);
+      }
+      expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds ${gName(c)}`).toBeGreaterThan(0);
     }
   });
 

@@ -2,12 +2,13 @@
 // w [Ci, 2C] (row-major view of [1, 1, Ci, 2C]).
 //
 // With TF32 allowed (convolutions, as conv2d: IRCONSTYLE_TF32) and a shape the tensor-core kernel takes (Ci % 8 == 0,
-// Ci <= 344, C % 16 == 0, x / w / dy 32-byte aligned), one kernel computes each 64-row tile of z with WMMA
-// (m16n16k8 TF32, FP32 accumulation) and applies the gate in its epilogue: z never reaches memory.
-//   block: 4 warps, rows [64 b, 64 b + 64); the x tile (rounded to TF32) stays in shared memory; for each 16-column
-//   block j of y, warp v accumulates z1 = x[16 rows] w[:, j] and z2 = x[16 rows] w[:, C + j] over Ci in steps of 8
-//   (w's fragments from global memory: it is small and stays in L1 / L2), stores both 16x16 tiles to its own
-//   shared staging, and its lanes add the bias and write y = z1 z2 (forward) or dz = (dy z2, dy z1) (backward).
+// Ci <= 344, C % 16 == 0, w 32-byte aligned), one kernel computes each 64-row tile of z with WMMA (m16n16k8 TF32,
+// FP32 accumulation) and applies the gate in its epilogue: z never reaches memory. Its phases are in
+// pw_gate_tile.h, shared with a host model that the CPU tests run (IRCONSTYLE_EMULATE=pw_gate): the x tile (rounded
+// to TF32) stays in shared memory; for each 16-column block j of y, each warp accumulates z1 and z2 of its 16 rows
+// over Ci in steps of 8 (w's fragments from global memory: it is small and stays in L1 / L2), stores both 16x16
+// tiles to its own staging, and its lanes add the bias and write y = z1 z2 (forward) or dz = (dy z2, dy z1)
+// (backward).
 // Otherwise: z = x w by cuBLAS (TF32 or FP32 as conv2d's 1x1 path) into scratch, then one elementwise pass.
 // Backward: dz [rows, 2C] in scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
 // dw = x^T dz by cuBLAS: conv2d's 1x1 backward on dz, without z or dz ever being activations. db: the kernel also
@@ -19,96 +20,59 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "pw_gate_tile.h"
 
 namespace irc {
 namespace {
 
 using namespace nvcuda;
+using pwgate::kMaxCi;
+using pwgate::kRows;
+using pwgate::kThreads;
 
-constexpr int kRows = 64;     // rows per block (4 warps x 16)
-constexpr int kMaxCi = 344;   // shared memory: 64 (Ci + 4) + 4 x 512 floats <= 96 KiB
-constexpr int kThreads = 128;
+size_t smem_bytes(int Ci) { return sizeof(float) * pwgate::smem_floats(Ci); }
 
-size_t smem_bytes(int Ci) { return sizeof(float) * (static_cast<size_t>(kRows) * (Ci + 4) + 4 * 512); }
+// The WMMA calls of pwgate::z_tiles on the device (m16n16k8 TF32, FP32 accumulation).
+struct DeviceWmma {
+  using A = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+  using B = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+  using Acc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+  static __device__ __forceinline__ float to_tf32(float v) { return wmma::__float_to_tf32(v); }
+  static __device__ __forceinline__ void fill(Acc& c) { wmma::fill_fragment(c, 0.f); }
+  static __device__ __forceinline__ void load_a(A& a, const float* p, int ld) { wmma::load_matrix_sync(a, p, ld); }
+  static __device__ __forceinline__ void load_b(B& b, const float* p, int ld) {
+    wmma::load_matrix_sync(b, p, ld);
+#pragma unroll
+    for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
+  }
+  static __device__ __forceinline__ void mma(Acc& c, const A& a, const B& b) { wmma::mma_sync(c, a, b, c); }
+  static __device__ __forceinline__ void store(float* p, const Acc& c, int ld) {
+    wmma::store_matrix_sync(p, c, ld, wmma::mem_row_major);
+  }
+};
 
 // MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C], and dbp [4 gridDim.x, 2C] the column
-// sums of dz per warp (its 16 rows).
+// sums of dz per warp (its 16 rows). The phases are pwgate's (pw_gate_tile.h).
 template <int MODE>
 __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, const float* __restrict__ w,
                                                         const float* __restrict__ b, const float* __restrict__ dy,
                                                         float* __restrict__ out, float* __restrict__ dbp, int64_t rows,
                                                         int Ci, int C) {
   extern __shared__ __align__(128) float sm[];
-  const int ldx = Ci + 4, C2 = 2 * C;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  float* xs = sm;
-  float* st = sm + kRows * ldx + warp * 512;  // this warp's two 16x16 staging tiles
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRows;
-  // the x tile, rounded to TF32 once (rows past the end read as zeros)
-  const int c4 = Ci / 4;
-  for (int e = threadIdx.x; e < kRows * c4; e += kThreads) {
-    const int r = e / c4, q = e - r * c4;
-    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r0 + r < rows) v = reinterpret_cast<const float4*>(x + (r0 + r) * Ci)[q];
-    v.x = wmma::__float_to_tf32(v.x);
-    v.y = wmma::__float_to_tf32(v.y);
-    v.z = wmma::__float_to_tf32(v.z);
-    v.w = wmma::__float_to_tf32(v.w);
-    *reinterpret_cast<float4*>(xs + r * ldx + 4 * q) = v;
-  }
+  pwgate::load_x_tile<DeviceWmma>(threadIdx.x, x, rows, r0, Ci, sm);
   __syncthreads();
-  const float* xw = xs + warp * 16 * ldx;
+  float* st = sm + kRows * pwgate::ldx_of(Ci) + warp * 512;  // this warp's two 16x16 staging tiles
   for (int j = 0; j < C; j += 16) {
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc1, acc2;
-    wmma::fill_fragment(acc1, 0.f);
-    wmma::fill_fragment(acc2, 0.f);
-    for (int kk = 0; kk < Ci; kk += 8) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
-      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b1, b2;
-      wmma::load_matrix_sync(a, xw + kk, ldx);
-      wmma::load_matrix_sync(b1, w + static_cast<int64_t>(kk) * C2 + j, C2);
-      wmma::load_matrix_sync(b2, w + static_cast<int64_t>(kk) * C2 + C + j, C2);
-#pragma unroll
-      for (int i = 0; i < b1.num_elements; ++i) {
-        b1.x[i] = wmma::__float_to_tf32(b1.x[i]);
-        b2.x[i] = wmma::__float_to_tf32(b2.x[i]);
-      }
-      wmma::mma_sync(acc1, a, b1, acc1);
-      wmma::mma_sync(acc2, a, b2, acc2);
-    }
-    wmma::store_matrix_sync(st, acc1, 16, wmma::mem_row_major);
-    wmma::store_matrix_sync(st + 256, acc2, 16, wmma::mem_row_major);
+    pwgate::z_tiles<DeviceWmma>(sm, Ci, warp, w, C, j, st);
     __syncwarp();
-    float s1 = 0.f, s2 = 0.f;  // MODE 1: this lane's sums of dz in column j + (lane & 15), over its 8 rows
-#pragma unroll
-    for (int e = lane; e < 256; e += 32) {
-      const int64_t row = r0 + warp * 16 + (e >> 4);
-      const int col = j + (e & 15);
-      if (row < rows) {
-        float z1 = st[e], z2 = st[256 + e];
-        if (b) {
-          z1 += b[col];
-          z2 += b[C + col];
-        }
-        if (MODE == 0) {
-          out[row * C + col] = z1 * z2;
-        } else {
-          const float g = dy[row * C + col], d1 = g * z2, d2 = g * z1;
-          out[row * C2 + col] = d1;
-          out[row * C2 + C + col] = d2;
-          s1 += d1;
-          s2 += d2;
-        }
-      }
-    }
+    float s1 = 0.f, s2 = 0.f;
+    pwgate::epilogue<MODE>(lane, warp, j, r0, rows, C, st, b, dy, out, s1, s2);
     if (MODE == 1) {  // lanes l and l + 16 hold the same column
       s1 += __shfl_down_sync(0xffffffffu, s1, 16);
       s2 += __shfl_down_sync(0xffffffffu, s2, 16);
-      if (lane < 16) {
-        float* p = dbp + (static_cast<int64_t>(blockIdx.x) * 4 + warp) * C2;
-        p[j + lane] = s1;
-        p[C + j + lane] = s2;
-      }
+      if (lane < 16) pwgate::write_db_partials(lane, warp, blockIdx.x, j, C, s1, s2, dbp);
     }
     __syncwarp();
   }
@@ -152,11 +116,11 @@ bool smem_ready(size_t bytes) {
   return bytes <= 48 * 1024 || ok;
 }
 
-// Whether the tensor-core kernel takes this call.
+// Whether the tensor-core kernel takes this call (w's fragments are loaded from global memory: 32-byte aligned).
 template <int MODE>
-bool wmma_ok(int64_t Ci, int64_t C, const float* x, const float* w, const float* dy) {
-  return cu::tf32_convolutions() && Ci > 0 && Ci % 8 == 0 && Ci <= kMaxCi && C > 0 && C % 16 == 0 && aligned32(x) &&
-         aligned32(w) && (!dy || aligned32(dy)) && smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
+bool wmma_ok(int64_t Ci, int64_t C, const float* w) {
+  return cu::tf32_convolutions() && Ci > 0 && Ci % 8 == 0 && Ci <= kMaxCi && C > 0 && C % 16 == 0 && aligned32(w) &&
+         smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
 }
 
 int64_t wmma_blocks(int64_t rows) { return (rows + kRows - 1) / kRows; }
@@ -195,7 +159,7 @@ void cuda_conv1x1_gate(KernelCtx& k) {
   const float *x = k.in[0].f(), *w = k.in[1].f(), *b = k.in.size() > 2 ? k.in[2].f() : nullptr;
   float* y = k.out[0].f();
   if (g.rows == 0) return;
-  if (wmma_ok<0>(g.Ci, g.C, x, w, nullptr)) {
+  if (wmma_ok<0>(g.Ci, g.C, w)) {
     launch_wmma<0>(k, x, w, b, nullptr, y, nullptr, g.rows, g.Ci, g.C);
     return;
   }
@@ -218,7 +182,7 @@ void cuda_conv1x1_gate_backward(KernelCtx& k) {
     return;
   }
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
-  if (wmma_ok<1>(g.Ci, g.C, x, w, dy)) {  // dz and its per-warp column sums, then db from those
+  if (wmma_ok<1>(g.Ci, g.C, w)) {  // dz and its per-warp column sums, then db from those
     const int64_t parts = 4 * wmma_blocks(g.rows);
     float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 7));
     launch_wmma<1>(k, x, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);

@@ -1,0 +1,174 @@
+// The phases of conv1x1_gate's tensor-core kernel (gate_wmma_k in conv1x1_gate.cu), written once for the device and
+// the host: the CUDA kernel runs them with nvcuda::wmma, and the CPU backend runs them with a host model of the WMMA
+// calls (HostWmma below: the documented semantics of load_matrix_sync / mma_sync / store_matrix_sync, including
+// their pointer-alignment and leading-dimension rules) when IRCONSTYLE_EMULATE=pw_gate (conv1x1_gate.cpp), so the
+// kernel's tiling, pointer and epilogue arithmetic is checked by the CPU tests without a GPU.
+//
+// x [rows, Ci], w [Ci, 2C] (row-major view of [1, 1, Ci, 2C]), z = x w + b. A block of kThreads = 128 threads
+// (4 warps) owns rows [64 blockIdx, + 64):
+//   load_x_tile (every thread): the x tile into shared memory xs [64][Ci + 4], rounded to TF32, zeros past the end;
+//   z_tiles (every warp, for each 16-column block j of the C gate channels): z1 = x[16 rows] w[:, j .. j + 16) and
+//     z2 = x[16 rows] w[:, C + j ..) by m16n16k8 TF32 products over Ci in steps of 8, stored to the warp's staging
+//     st [2][16][16];
+//   epilogue (every lane, elements lane, lane + 32, .. of the 16x16 tiles): the bias, then y = z1 z2 (MODE 0) or
+//     dz = (dy z2, dy z1) (MODE 1) with the lane's sums of dz over its rows (column j + (lane & 15));
+//   MODE 1 then adds lane l + 16's sums into lane l (one shuffle) and lanes 0..15 write the warp's column sums of dz
+//     to dbp [4 blockIdx + warp][2C] (write_db_partials).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "op_api.h"
+
+#ifdef __CUDACC__
+#define IRC_HD __host__ __device__ __forceinline__
+#define IRC_UNROLL _Pragma("unroll")
+#else
+#define IRC_HD inline
+#define IRC_UNROLL
+#endif
+
+namespace irc {
+namespace pwgate {
+
+constexpr int kRows = 64;     // rows per block (4 warps x 16)
+constexpr int kThreads = 128;
+constexpr int kMaxCi = 344;   // shared memory: 64 (Ci + 4) + 4 x 512 floats <= 96 KiB
+
+IRC_HD int ldx_of(int Ci) { return Ci + 4; }
+inline size_t smem_floats(int Ci) { return static_cast<size_t>(kRows) * ldx_of(Ci) + 4 * 512; }
+
+// Round to TF32 (10-bit mantissa), to nearest with ties away from zero, as cvt.rna.tf32.f32.
+IRC_HD float tf32_host(float v) {
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;  // finite: round the 13 dropped bits
+  memcpy(&v, &u, 4);
+  return v;
+}
+
+// Phase 1, thread tid of the block.
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void load_x_tile(int tid, const float* __restrict__ x, int64_t rows, int64_t r0, int Ci, float* xs) {
+  const int ldx = ldx_of(Ci);
+  for (int e = tid; e < kRows * Ci; e += kThreads) {
+    const int r = e / Ci, q = e - r * Ci;
+    xs[r * ldx + q] = W::to_tf32(r0 + r < rows ? x[(r0 + r) * Ci + q] : 0.f);
+  }
+}
+
+// Phase 2, warp `warp`: its staging st [512] gets z1 (st[0..256)) and z2 (st[256..512)) of columns j .. j + 16,
+// row-major 16 x 16 (without the bias).
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void z_tiles(const float* xs, int Ci, int warp, const float* __restrict__ w, int C, int j, float* st) {
+  const int ldx = ldx_of(Ci), C2 = 2 * C;
+  typename W::Acc acc1, acc2;
+  W::fill(acc1);
+  W::fill(acc2);
+  const float* xw = xs + warp * 16 * ldx;
+  for (int kk = 0; kk < Ci; kk += 8) {
+    typename W::A a;
+    typename W::B b1, b2;
+    W::load_a(a, xw + kk, ldx);
+    W::load_b(b1, w + static_cast<int64_t>(kk) * C2 + j, C2);
+    W::load_b(b2, w + static_cast<int64_t>(kk) * C2 + C + j, C2);
+    W::mma(acc1, a, b1);
+    W::mma(acc2, a, b2);
+  }
+  W::store(st, acc1, 16);
+  W::store(st + 256, acc2, 16);
+}
+
+// Phase 3, lane `lane` of warp `warp`. MODE 1: s1, s2 += this lane's dz in columns j + (lane & 15) and C + j + ...
+template <int MODE>
+IRC_HD void epilogue(int lane, int warp, int j, int64_t r0, int64_t rows, int C, const float* st,
+                     const float* __restrict__ b, const float* __restrict__ dy, float* __restrict__ out, float& s1,
+                     float& s2) {
+  const int C2 = 2 * C;
+  IRC_UNROLL
+  for (int e = lane; e < 256; e += 32) {
+    const int64_t row = r0 + warp * 16 + (e >> 4);
+    const int col = j + (e & 15);
+    if (row < rows) {
+      float z1 = st[e], z2 = st[256 + e];
+      if (b) {
+        z1 += b[col];
+        z2 += b[C + col];
+      }
+      if (MODE == 0) {
+        out[row * C + col] = z1 * z2;
+      } else {
+        const float g = dy[row * C + col], d1 = g * z2, d2 = g * z1;
+        out[row * C2 + col] = d1;
+        out[row * C2 + C + col] = d2;
+        s1 += d1;
+        s2 += d2;
+      }
+    }
+  }
+}
+
+// Phase 4 (MODE 1), lane < 16 after the shuffle: the warp's column sums of dz for columns j + lane and C + j + lane.
+IRC_HD void write_db_partials(int lane, int warp, int64_t block, int j, int C, float s1, float s2, float* dbp) {
+  float* p = dbp + (block * 4 + warp) * (2 * C);
+  p[j + lane] = s1;
+  p[C + j + lane] = s2;
+}
+
+#ifndef __CUDACC__
+// The host model of the WMMA calls of z_tiles: one call stands for the whole warp's collective operation. ROUND:
+// operands rounded to TF32 as on the device (else exact FP32, for tight comparisons of the arithmetic around them).
+template <bool ROUND>
+struct HostWmma {
+  struct A {
+    float m[16][8];
+  };
+  struct B {
+    float m[8][16];
+  };
+  struct Acc {
+    float m[16][16];
+  };
+  // load_matrix_sync / store_matrix_sync require a 256-bit aligned pointer and a leading dimension that is a
+  // multiple of 16 bytes; a violation is a kernel bug, reported as one.
+  static void check(const float* p, int ld, const char* what) {
+    if ((reinterpret_cast<uintptr_t>(p) & 31u) != 0 || ld % 4 != 0)
+      op_fail("E_INTERNAL", std::string("conv1x1_gate emulation: ") + what + " breaks the WMMA pointer or ldm rule");
+  }
+  static float to_tf32(float v) { return ROUND ? tf32_host(v) : v; }
+  static void fill(Acc& c) { std::memset(c.m, 0, sizeof c.m); }
+  static void load_a(A& a, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(a)");
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 8; ++k) a.m[r][k] = p[r * ld + k];
+  }
+  static void load_b(B& b, const float* p, int ld) {  // with the kernel's conversion to TF32 after the load
+    check(p, ld, "load_matrix_sync(b)");
+    for (int k = 0; k < 8; ++k)
+      for (int c = 0; c < 16; ++c) b.m[k][c] = to_tf32(p[k * ld + c]);
+  }
+  static void mma(Acc& c, const A& a, const B& b) {
+    for (int r = 0; r < 16; ++r)
+      for (int n = 0; n < 16; ++n) {
+        float s = c.m[r][n];
+        for (int k = 0; k < 8; ++k) s += a.m[r][k] * b.m[k][n];
+        c.m[r][n] = s;
+      }
+  }
+  static void store(float* p, const Acc& c, int ld) {
+    check(p, ld, "store_matrix_sync");
+    for (int r = 0; r < 16; ++r)
+      for (int n = 0; n < 16; ++n) p[r * ld + n] = c.m[r][n];
+  }
+};
+#endif
+
+}  // namespace pwgate
+}  // namespace irc
