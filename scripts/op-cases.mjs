@@ -150,6 +150,19 @@ export function opCases() {
     add('conv2d', name, ins, [s, p, g], { ...red, conv: true });
     add('conv2d_backward', name, [f(ys), f(xs), f(ws, -0.3, 0.3)], [s, p, g], { ...red, conv: true });
   }
+  // 1x1 backwards of the one-pass tensor-core kernel (pw_bwd.h; TF32 pass): chunk and block tails, several passes of
+  // dw tiles (192 -> 384), 768 output channels; 24 output channels and IRCONSTYLE_PW_BWD=cublas take cuBLAS
+  for (const [name, xs, Co, env] of [
+    ['pw [2,16,16,48]->96', [2, 16, 16, 48], 96],
+    ['pw tails [1,5,7,192]->384', [1, 5, 7, 192], 384],
+    ['pw [3,9,9,32]->768', [3, 9, 9, 32], 768],
+    ['pw [2,40,40,96]->96', [2, 40, 40, 96], 96],
+    ['pw [1,6,6,32]->24 (cuBLAS)', [1, 6, 6, 32], 24],
+    ['pw [2,16,16,48]->96 IRCONSTYLE_PW_BWD=cublas', [2, 16, 16, 48], 96, { IRCONSTYLE_PW_BWD: 'cublas' }],
+  ]) {
+    add('conv2d_backward', name, [f([...xs.slice(0, 3), Co]), f(xs), f([1, 1, xs[3], Co], -0.3, 0.3)], [1, 0, 1],
+      { ...red, conv: true, ...(env ? { env } : {}) });
+  }
   // conv1x1_add: r + ((x a) w + b) s with every optional-input combination; NAFBlock level-1 and bottom shapes
   for (const [name, xs, Co, nb, lin = false] of [
     ['b s [2,32,32,48]->48', [2, 32, 32, 48], 48, 2],

@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { tensor } from '../lib/tensor/tensor.js';
 import { conv2d, linear, matmul } from '../lib/ops/conv.js';
 import { backward } from '../lib/autograd/tape.js';
-import { randArray, expectClose, gradcheck } from './helpers.js';
+import { randArray, expectClose, gradcheck, relErr } from './helpers.js';
+import { runOp } from '../lib/ops/run.js';
 
 interface ConvCase {
   N: number; H: number; W: number; Ci: number; KH: number; KW: number; Co: number; S: number; P: number; G: number;
@@ -146,6 +147,46 @@ describe('conv2d', () => {
     await expectClose(x.grad!, dx, 1e-6, 'depthwise C=510 dx');
     await expectClose(w.grad!, dw, 1e-6, 'depthwise C=510 dw');
     await expectClose(b.grad!, db, 1e-6, 'depthwise C=510 db');
+  });
+
+  it("the CUDA one-pass 1x1 backward's phases, run on the host with a model of its WMMA calls, match float64", async () => {
+    // IRCONSTYLE_EMULATE=pw_bwd_fp32 runs the kernel's own code (native/src/ops/pw_bwd_tile.h) block by block, pass by
+    // pass, chunk by chunk, warp by warp and thread by thread, with exact operands; pw_bwd rounds them to TF32 as the
+    // GPU does. Shapes: chunk and block tails, several passes of dw tiles (192 -> 384), 768 columns (3 db sums each).
+    const shapes: [number[], number][] = [
+      [[2, 5, 7, 16], 32], [[1, 40, 40, 48], 96], [[1, 3, 5, 96], 192], [[1, 4, 4, 192], 384], [[3, 10, 10, 32], 16],
+      [[1, 2, 3, 128], 768],
+    ];
+    let seed = 1200;
+    for (const [xs, Co] of shapes) {
+      const Ci = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), Co];
+      const x = randArray(rows * Ci, seed++), w = randArray(Ci * Co, seed++), dy = randArray(rows * Co, seed++);
+      const dx = new Float64Array(rows * Ci), dw = new Float64Array(Ci * Co), db = new Float64Array(Co);
+      for (let r = 0; r < rows; ++r)
+        for (let o = 0; o < Co; ++o) {
+          const d = dy[r * Co + o]!;
+          db[o] += d;
+          for (let i = 0; i < Ci; ++i) {
+            dx[r * Ci + i] += d * w[i * Co + o]!;
+            dw[i * Co + o] += d * x[r * Ci + i]!;
+          }
+        }
+      const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [1, 1, Ci, Co])];
+      const run = async (mode: string) => {
+        process.env.IRCONSTYLE_EMULATE = mode;
+        try {
+          return await Promise.all(runOp('conv2d_backward', ins, [1, 0, 1]).map((t) => t.data()));
+        } finally {
+          delete process.env.IRCONSTYLE_EMULATE;
+        }
+      };
+      const [exact, tf32, own] = [await run('pw_bwd_fp32'), await run('pw_bwd'), await run('')];
+      for (const [i, ref] of [dx, dw, db].entries()) {
+        expect(relErr(exact[i]!, ref), `exact grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(1e-5);
+        expect(relErr(tf32[i]!, ref), `tf32 grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(5e-3);
+      }
+      expect(tf32[1]!.some((v, i) => v !== own[1]![i]), `the emulation ran for [${xs}] -> ${Co}`).toBe(true);
+    }
   });
 
   it('validates shapes and attributes', () => {

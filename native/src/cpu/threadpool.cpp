@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -26,15 +27,23 @@ struct Pool {
   uint64_t generation = 0;
   int pending = 0;
   bool stop = false;
+  std::exception_ptr error;  // the first exception a chunk threw in this call (rethrown by parallel_for)
 };
 
 Pool* g_pool = nullptr;
 thread_local bool t_in_parallel = false;
 
+// Runs chunk c. An exception (an OpError from a kernel body, an allocation failure) must not escape a worker
+// thread, which would terminate the process: the first one is kept and rethrown on the calling thread.
 void run_chunk(Pool& p, int c) {
   int64_t b = c * p.chunk, e = b + p.chunk;
   if (e > p.n) e = p.n;
-  if (b < e) (*p.fn)(b, e);
+  try {
+    if (b < e) (*p.fn)(b, e);
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(p.mu);
+    if (!p.error) p.error = std::current_exception();
+  }
 }
 
 void worker_main(Pool* p, int id) {
@@ -107,6 +116,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   t_in_parallel = false;
   std::unique_lock<std::mutex> lk(p.mu);
   p.cv_done.wait(lk, [&] { return p.pending == 0; });
+  if (p.error) {  // every chunk has finished (fn is no longer used): report the failure here
+    std::exception_ptr e = p.error;
+    p.error = nullptr;
+    lk.unlock();
+    std::rethrow_exception(e);
+  }
 }
 
 float* scratch(size_t floats, int slot) {

@@ -11,45 +11,26 @@
 // (backward).
 // Otherwise: z = x w by cuBLAS (TF32 or FP32 as conv2d's 1x1 path) into scratch, then one elementwise pass.
 // Backward: dz [rows, 2C] in scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
-// dw = x^T dz by cuBLAS: conv2d's 1x1 backward on dz, without z or dz ever being activations. db: the kernel also
+// dw = x^T dz in one pass over dz and x on tensor cores (pw_bwd.h) or by cuBLAS: conv2d's 1x1 backward on dz,
+// without z or dz ever being activations. db: the kernel also
 // writes the column sums of dz per warp (16 rows; lanes l and l + 16 of a column joined by one shuffle), which a
 // fixed two-pass column sum finishes (the fallback sums dz itself): one pass fewer over dz.
-#include <mma.h>
-
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "../cuda/wmma_tf32.cuh"
+#include "pw_bwd.h"
 #include "pw_gate_tile.h"
 
 namespace irc {
 namespace {
 
-using namespace nvcuda;
 using pwgate::kMaxCi;
 using pwgate::kRows;
 using pwgate::kThreads;
 
 size_t smem_bytes(int Ci) { return sizeof(float) * pwgate::smem_floats(Ci); }
-
-// The WMMA calls of pwgate::z_tiles on the device (m16n16k8 TF32, FP32 accumulation).
-struct DeviceWmma {
-  using A = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-  using B = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-  using Acc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-  static __device__ __forceinline__ float to_tf32(float v) { return wmma::__float_to_tf32(v); }
-  static __device__ __forceinline__ void fill(Acc& c) { wmma::fill_fragment(c, 0.f); }
-  static __device__ __forceinline__ void load_a(A& a, const float* p, int ld) { wmma::load_matrix_sync(a, p, ld); }
-  static __device__ __forceinline__ void load_b(B& b, const float* p, int ld) {
-    wmma::load_matrix_sync(b, p, ld);
-#pragma unroll
-    for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
-  }
-  static __device__ __forceinline__ void mma(Acc& c, const A& a, const B& b) { wmma::mma_sync(c, a, b, c); }
-  static __device__ __forceinline__ void store(float* p, const Acc& c, int ld) {
-    wmma::store_matrix_sync(p, c, ld, wmma::mem_row_major);
-  }
-};
 
 // MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C], and dbp [4 gridDim.x, 2C] the column
 // sums of dz per warp (its 16 rows). The phases are pwgate's (pw_gate_tile.h).
@@ -184,7 +165,7 @@ void cuda_conv1x1_gate_backward(KernelCtx& k) {
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
   if (wmma_ok<1>(g.Ci, g.C, w)) {  // dz and its per-warp column sums, then db from those
     const int64_t parts = 4 * wmma_blocks(g.rows);
-    float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 7));
+    float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 5));
     launch_wmma<1>(k, x, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);
     blas::column_sums(k, dbp, parts, C2, db, 4);
   } else {
@@ -193,6 +174,7 @@ void cuda_conv1x1_gate_backward(KernelCtx& k) {
     cu::check_launch(k);
     blas::column_sums(k, dz, g.rows, C2, db, 4);
   }
+  if (pw_backward(k, x, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return;  // dx and dw in one pass over dz
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
   if (g.Ci > 0) {
     blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T

@@ -5,11 +5,14 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../cpu/gemm.h"
 #include "../cpu/simd.h"
+#include "pw_bwd_tile.h"
 
 namespace irc {
 namespace {
@@ -522,10 +525,95 @@ void infer_conv2d_backward(InferCtx& c) {
   c.add_out({g.Co});
 }
 
+namespace {
+
+// IRCONSTYLE_EMULATE=pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward by the
+// CUDA one-pass kernel's phases (pw_bwd_tile.h) on the host, block by block, pass by pass, chunk by chunk, warp by
+// warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
+// (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
+template <class W>
+void emulate_pw_backward(const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
+                         int64_t rows, int Ci, int Co) {
+  using namespace pwbwd;
+  const int64_t rpb = rows_per_block(rows), blocks = (rows + rpb - 1) / rpb;
+  // the partials as the device's scratch: aligned for the WMMA stores
+  const size_t pbytes = (sizeof(float) * blocks * Ci * Co + 63) / 64 * 64;
+  std::unique_ptr<float, decltype(&std::free)> dwp_mem(static_cast<float*>(std::aligned_alloc(64, pbytes)), &std::free);
+  float* dwp = dwp_mem.get();
+  std::vector<float> dbp(static_cast<size_t>(blocks * Co));
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    const size_t bytes = (sizeof(float) * smem_floats(Ci, Co) + 63) / 64 * 64;
+    std::unique_ptr<float, decltype(&std::free)> smem(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+    float* xs = smem.get();
+    float* dys = xs + kChunk * ldx_of(Ci);
+    float* stage_base = dys + kChunk * ldd_of(Co);
+    std::vector<typename W::Acc> acc(kWarps * kTilesPerWarp);
+    std::vector<float> dbacc(kThreads * 3);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t rb0 = blk * rpb, rb1 = std::min(rows, rb0 + rpb);
+      for (int pass = 0; pass < passes(Ci, Co); ++pass) {
+        for (auto& a : acc) W::fill(a);
+        std::fill(dbacc.begin(), dbacc.end(), 0.f);
+        auto warp_acc = [&](int warp) -> typename W::Acc(&)[kTilesPerWarp] {
+          return *reinterpret_cast<typename W::Acc(*)[kTilesPerWarp]>(acc.data() + warp * kTilesPerWarp);
+        };
+        auto thread_db = [&](int tid) -> float(&)[3] { return *reinterpret_cast<float(*)[3]>(dbacc.data() + tid * 3); };
+        for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
+          for (int tid = 0; tid < kThreads; ++tid) {
+            if (pass == 0) stage<W, true>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, thread_db(tid));
+            else stage<W, false>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, thread_db(tid));
+          }
+          for (int warp = 0; warp < kWarps; ++warp) {
+            float* st = stage_base + warp * 256;
+            if (pass == 0)
+              for (int ti = warp; ti < Ci / 16; ti += kWarps) {
+                dx_tile<W>(dys, Co, w, ti, st);
+                for (int lane = 0; lane < 32; ++lane) copy_dx(lane, st, ti, r0, rb1, Ci, dx);
+              }
+            dw_tiles<W>(xs, dys, Ci, Co, warp, pass, warp_acc(warp));
+          }
+        }
+        for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Ci, Co, warp_acc(warp), dwp);
+        if (pass == 0)
+          for (int tid = 0; tid < kThreads; ++tid) write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
+      }
+    }
+  });
+  for (int64_t e = 0; e < int64_t(Ci) * Co; ++e) {
+    double t = 0.0;
+    for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Ci * Co + e];
+    dw[e] = static_cast<float>(t);
+  }
+  for (int64_t c = 0; c < Co; ++c) {
+    double t = 0.0;
+    for (int64_t q = 0; q < blocks; ++q) t += dbp[q * Co + c];
+    db[c] = static_cast<float>(t);
+  }
+}
+
+bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x, const float* w, float* dx,
+                                  float* dw, float* db) {
+  const char* e = std::getenv("IRCONSTYLE_EMULATE");
+  if (!e || (std::strcmp(e, "pw_bwd") != 0 && std::strcmp(e, "pw_bwd_fp32") != 0) || !is_pointwise(g)) return false;
+  const int64_t rows = g.N * g.Ho * g.Wo;
+  if (rows < 1 || g.Ci < 16 || g.Ci % 16 != 0 || g.Co < 16 || g.Co % 16 != 0 || g.Co > pwbwd::kMaxCo ||
+      sizeof(float) * pwbwd::smem_floats(static_cast<int>(g.Ci), static_cast<int>(g.Co)) > 96 * 1024 ||
+      (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
+    return false;
+  if (std::strcmp(e, "pw_bwd") == 0)
+    emulate_pw_backward<pwgate::HostWmma<true>>(x, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
+  else
+    emulate_pw_backward<pwgate::HostWmma<false>>(x, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
+  return true;
+}
+
+}  // namespace
+
 void cpu_conv2d_backward(KernelCtx& k) {
   const Geom g = geom_of(k.in[1].shape, k.in[2].shape, k);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  if (emulate_pw_backward_if_asked(g, dy, x, w, dx, dw, db)) return;
   if (is_depthwise(g)) {
     conv::depthwise_backward(g, dy, x, w, dx, dw, db);
     return;

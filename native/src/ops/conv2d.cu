@@ -7,8 +7,9 @@
 //  - 3x3 stride 1 pad 1 groups 1 with at most 4 input or output channels (the image convs): direct kernels
 //    (conv_thin.h);
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
-//    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
-//    cuBLAS GEMMs, db as column sums of dy;
+//    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: with TF32
+//    allowed and a shape that fits, one pass on tensor cores for dx, dW and db (pw_bwd.h); else dx and dW as cuBLAS
+//    GEMMs, db as column sums of dy;
 //  - otherwise cuDNN's legacy API on NHWC tensors with KRSC filters (our RSCK weight is transposed to KRSC in
 //    scratch, the filter gradient transposed back); deterministic algorithms picked once per shape with the _v7
 //    heuristics; bias added by a kernel. Without cuDNN (or when it finds no algorithm): im2col + cuBLAS.
@@ -29,6 +30,7 @@
 #include "../cuda/gpu_libs.h"
 #include "conv_thin.h"
 #include "depthwise3x3.h"
+#include "pw_bwd.h"
 
 namespace irc {
 namespace {
@@ -603,6 +605,8 @@ void cuda_conv2d_backward(KernelCtx& k) {
   }
   if (is_depthwise(g)) return depthwise_backward(k, g, dy, x, w, dx, dw, db);
   if (is_thin3x3(g) && thin_conv_backward(k, g.N, g.H, g.W, g.Ci, g.Co, dy, x, w, dx, dw, db)) return;
+  // 1x1: dx, dw and db in one pass on tensor cores (TF32 allowed, shapes that fit), else cuBLAS below
+  if (is_pointwise(g) && pw_backward(k, x, dy, w, dx, dw, db, pix, g.Ci, g.Co)) return;
   const bool pointwise_blas = is_pointwise(g) && gpu::cublas();
   const Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];

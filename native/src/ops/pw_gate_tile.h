@@ -140,7 +140,7 @@ struct HostWmma {
   // multiple of 16 bytes; a violation is a kernel bug, reported as one.
   static void check(const float* p, int ld, const char* what) {
     if ((reinterpret_cast<uintptr_t>(p) & 31u) != 0 || ld % 4 != 0)
-      op_fail("E_INTERNAL", std::string("conv1x1_gate emulation: ") + what + " breaks the WMMA pointer or ldm rule");
+      op_fail("E_INTERNAL", std::string("WMMA host model: ") + what + " breaks the pointer (32-byte) or ldm rule");
   }
   static float to_tf32(float v) { return ROUND ? tf32_host(v) : v; }
   static void fill(Acc& c) { std::memset(c.m, 0, sizeof c.m); }
@@ -154,6 +154,21 @@ struct HostWmma {
     for (int k = 0; k < 8; ++k)
       for (int c = 0; c < 16; ++c) b.m[k][c] = to_tf32(p[k * ld + c]);
   }
+  // column-major operands (pw_bwd_tile.h): element (i, k) of a at p[k ld + i], (k, n) of b at p[n ld + k]
+  using Ac = A;
+  using Bc = B;
+  static void load_ac(Ac& a, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(a, col_major)");
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 8; ++k) a.m[r][k] = p[k * ld + r];
+  }
+  static void load_bc(Bc& b, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(b, col_major)");
+    for (int k = 0; k < 8; ++k)
+      for (int c = 0; c < 16; ++c) b.m[k][c] = to_tf32(p[c * ld + k]);
+  }
+  static void mma_c(Acc& c, const A& a, const Bc& b) { mma(c, a, b); }
+  static void mma_t(Acc& c, const Ac& a, const B& b) { mma(c, a, b); }
   static void mma(Acc& c, const A& a, const B& b) {
     for (int r = 0; r < 16; ++r)
       for (int n = 0; n < 16; ++n) {

@@ -1,0 +1,46 @@
+// The WMMA calls of the tensor-core tile phases (ops/pw_gate_tile.h, ops/pw_bwd_tile.h) on the device: m16n16k8
+// TF32 fragments with FP32 accumulation. Their host model, with the same names, is pwgate::HostWmma.
+#pragma once
+#include <mma.h>
+
+namespace irc {
+
+struct DeviceWmma {
+  using A = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 8, nvcuda::wmma::precision::tf32,
+                                   nvcuda::wmma::row_major>;
+  using Ac = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 8, nvcuda::wmma::precision::tf32,
+                                    nvcuda::wmma::col_major>;
+  using B = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 8, nvcuda::wmma::precision::tf32,
+                                   nvcuda::wmma::row_major>;
+  using Bc = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 8, nvcuda::wmma::precision::tf32,
+                                    nvcuda::wmma::col_major>;
+  using Acc = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float>;
+  static __device__ __forceinline__ float to_tf32(float v) { return nvcuda::wmma::__float_to_tf32(v); }
+  static __device__ __forceinline__ void fill(Acc& c) { nvcuda::wmma::fill_fragment(c, 0.f); }
+  // A operands come from shared memory already rounded to TF32; B operands are rounded after the load.
+  static __device__ __forceinline__ void load_a(A& a, const float* p, int ld) { nvcuda::wmma::load_matrix_sync(a, p, ld); }
+  static __device__ __forceinline__ void load_ac(Ac& a, const float* p, int ld) {
+    nvcuda::wmma::load_matrix_sync(a, p, ld);
+  }
+  template <class F>
+  static __device__ __forceinline__ void round_(F& f) {
+#pragma unroll
+    for (int i = 0; i < f.num_elements; ++i) f.x[i] = nvcuda::wmma::__float_to_tf32(f.x[i]);
+  }
+  static __device__ __forceinline__ void load_b(B& b, const float* p, int ld) {
+    nvcuda::wmma::load_matrix_sync(b, p, ld);
+    round_(b);
+  }
+  static __device__ __forceinline__ void load_bc(Bc& b, const float* p, int ld) {
+    nvcuda::wmma::load_matrix_sync(b, p, ld);
+    round_(b);
+  }
+  static __device__ __forceinline__ void mma(Acc& c, const A& a, const B& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
+  static __device__ __forceinline__ void mma_c(Acc& c, const A& a, const Bc& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
+  static __device__ __forceinline__ void mma_t(Acc& c, const Ac& a, const B& b) { nvcuda::wmma::mma_sync(c, a, b, c); }
+  static __device__ __forceinline__ void store(float* p, const Acc& c, int ld) {
+    nvcuda::wmma::store_matrix_sync(p, c, ld, nvcuda::wmma::mem_row_major);
+  }
+};
+
+}  // namespace irc

@@ -1,0 +1,107 @@
+// pw_backward (pw_bwd.h): one kernel walks each block's rows once for dx, the dw partials and the db partials
+// (phases in pw_bwd_tile.h, shared with the host model the CPU tests run), then fixed-order column sums of the
+// partials give dw and db (deterministic).
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "../cuda/blas.cuh"
+#include "../cuda/common.cuh"
+#include "../cuda/wmma_tf32.cuh"
+#include "pw_bwd.h"
+#include "pw_bwd_tile.h"
+
+namespace irc {
+namespace {
+
+using namespace pwbwd;
+
+constexpr size_t kMaxSmem = 96 * 1024;
+
+template <bool DX, bool DB>
+__global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, const float* __restrict__ dy,
+                                                     const float* __restrict__ w, float* __restrict__ dx,
+                                                     float* __restrict__ dwp, float* __restrict__ dbp, int64_t rows,
+                                                     int64_t rows_per_block, int Ci, int Co) {
+  extern __shared__ __align__(128) float sm[];
+  float* xs = sm;
+  float* dys = xs + kChunk * ldx_of(Ci);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  float* st = dys + kChunk * ldd_of(Co) + warp * 256;
+  const int64_t blk = blockIdx.x, rb0 = blk * rows_per_block;
+  const int64_t rb1 = rb0 + rows_per_block < rows ? rb0 + rows_per_block : rows;
+  const int np = passes(Ci, Co), Ti = Ci / 16;
+  for (int pass = 0; pass < np; ++pass) {
+    DeviceWmma::Acc acc[kTilesPerWarp];
+#pragma unroll
+    for (int s = 0; s < kTilesPerWarp; ++s) DeviceWmma::fill(acc[s]);
+    float dbacc[3] = {0.f, 0.f, 0.f};
+    for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
+      __syncthreads();  // the previous chunk's shared memory is no longer read
+      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, dbacc);
+      else stage<DeviceWmma, false>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, dbacc);
+      __syncthreads();
+      if (DX && pass == 0) {
+        for (int ti = warp; ti < Ti; ti += kWarps) {
+          dx_tile<DeviceWmma>(dys, Co, w, ti, st);
+          __syncwarp();
+          copy_dx(lane, st, ti, r0, rb1, Ci, dx);
+          __syncwarp();
+        }
+      }
+      dw_tiles<DeviceWmma>(xs, dys, Ci, Co, warp, pass, acc);
+    }
+    write_dw_partials<DeviceWmma>(warp, pass, blk, Ci, Co, acc, dwp);
+    if (DB && pass == 0) write_db_partials(tid, blk, Co, dbacc, dbp);
+  }
+}
+
+template <bool DX, bool DB>
+bool smem_ready() {
+  static const bool ok = [] {
+    const cudaError_t e =
+        cudaFuncSetAttribute(pw_bwd_k<DX, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
+    if (e != cudaSuccess) cudaGetLastError();
+    return e == cudaSuccess;
+  }();
+  return ok;
+}
+
+template <bool DX, bool DB>
+bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dwp, float* dbp,
+            int64_t rows, int64_t rpb, int64_t blocks, int Ci, int Co) {
+  const size_t bytes = sizeof(float) * smem_floats(Ci, Co);
+  if (bytes > 48 * 1024 && !smem_ready<DX, DB>()) return false;
+  pw_bwd_k<DX, DB><<<static_cast<unsigned>(blocks), kThreads, bytes, cu::stream(k)>>>(x, dy, w, dx, dwp, dbp, rows,
+                                                                                     rpb, Ci, Co);
+  return true;
+}
+
+}  // namespace
+
+bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
+                 int64_t rows, int64_t Ci, int64_t Co) {
+  const char* env = std::getenv("IRCONSTYLE_PW_BWD");
+  if (env && std::strcmp(env, "cublas") == 0) return false;
+  if (!cu::tf32_convolutions() || rows < 1 || Ci < 16 || Ci % 16 != 0 || Co < 16 || Co % 16 != 0 || Co > kMaxCo ||
+      sizeof(float) * smem_floats(static_cast<int>(Ci), static_cast<int>(Co)) > kMaxSmem ||
+      (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
+    return false;
+  const int64_t rpb = rows_per_block(rows), blocks = (rows + rpb - 1) / rpb;
+  cudaStream_t s = cu::stream(k);
+  float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Ci * Co, 3));
+  float* dbp = db ? static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Co, 2)) : nullptr;
+  const int ci = static_cast<int>(Ci), co = static_cast<int>(Co);
+  bool ok;
+  if (dx && db) ok = launch<true, true>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
+  else if (dx) ok = launch<true, false>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
+  else if (db) ok = launch<false, true>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
+  else ok = launch<false, false>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
+  if (!ok) return false;
+  cu::check_launch(k);
+  blas::column_sums(k, dwp, blocks, Ci * Co, dw, 4);
+  if (db) blas::column_sums(k, dbp, blocks, Co, db, 4);
+  return true;
+}
+
+}  // namespace irc
