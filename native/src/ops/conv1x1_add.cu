@@ -5,13 +5,15 @@
 // the GEMM's. Without cuBLASLt:
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
-// them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
+// them, and dx_g = dy_g W_g^T (one strided batch); with one group (no a) and a shape it takes, the one-pass tensor-core
+// backward (pw_bwd.h) gives dx, G and S instead of the three cuBLAS passes. TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
 // [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as PyTorch's matmul.
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "conv1x1_add.h"
+#include "pw_bwd.h"
 
 namespace irc {
 namespace {
@@ -144,9 +146,28 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
     return;
   }
   const bool tf32 = cu::tf32_convolutions();
+  const bool direct = !o.a && !o.s;
+  if (o.groups == 1 && rg > 0 && g.Ci > 0) {
+    // One group (no a): dx = dy W^T with W = w diag(s), G = x^T dy and S = column sums of dy from one pass over dy
+    // and x on tensor cores (pw_bwd.h), where it takes the shape; then the small kernels below.
+    const float* W = w;
+    if (!direct) {
+      float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * wsz, 0));
+      group_w_k<<<cu::blocks_for(wsz), 256, 0, st>>>(w, nullptr, o.s, Ws, 1, g.Ci, g.Co);
+      cu::check_launch(k);
+      W = Ws;
+    }
+    float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * wsz, 1));
+    float* S = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 6)) : nullptr;  // pw_bwd uses 2-4
+    if (pw_backward(k, x, dy, W, dx, G, S, g.rows, g.Ci, g.Co)) {
+      if (o.b) channel_grads_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(w, G, nullptr, o.b, S, o.s, db, ds, 1, g.Ci, g.Co);
+      if (!direct) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, nullptr, o.s, dw, 1, g.Ci, g.Co);
+      cu::check_launch(k);
+      return;
+    }
+  }
   const gpu::Cublas& cb = blas::bind(k, tf32);
   // G_g = x_g^T dy_g (zeros without rows: K = 0); straight into dw when it is the answer (no a, no s)
-  const bool direct = !o.a && !o.s;
   float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 1));
   if (wsz > 0)
     blas::gemm_batched(k, cb, true, false, g.Ci, g.Co, rg, x, g.Ci, rg * g.Ci, dy, g.Co, rg * g.Co, G, g.Co, wsz,
