@@ -535,7 +535,7 @@ template <class W>
 void emulate_pw_backward(const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                          int64_t rows, int Ci, int Co) {
   using namespace pwbwd;
-  const int64_t rpb = rows_per_block(rows), blocks = (rows + rpb - 1) / rpb;
+  const int64_t rpb = rows_per_block(rows, Ci, Co), blocks = (rows + rpb - 1) / rpb;
   // the partials as the device's scratch: aligned for the WMMA stores
   const size_t pbytes = (sizeof(float) * blocks * Ci * Co + 63) / 64 * 64;
   std::unique_ptr<float, decltype(&std::free)> dwp_mem(static_cast<float*>(std::aligned_alloc(64, pbytes)), &std::free);

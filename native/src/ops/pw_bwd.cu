@@ -22,14 +22,14 @@ template <bool DX, bool DB>
 __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, const float* __restrict__ dy,
                                                      const float* __restrict__ w, float* __restrict__ dx,
                                                      float* __restrict__ dwp, float* __restrict__ dbp, int64_t rows,
-                                                     int64_t rows_per_block, int Ci, int Co) {
+                                                     int64_t rpb, int Ci, int Co) {
   extern __shared__ __align__(128) float sm[];
   float* xs = sm;
   float* dys = xs + kChunk * ldx_of(Ci);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   float* st = dys + kChunk * ldd_of(Co) + warp * 256;
-  const int64_t blk = blockIdx.x, rb0 = blk * rows_per_block;
-  const int64_t rb1 = rb0 + rows_per_block < rows ? rb0 + rows_per_block : rows;
+  const int64_t blk = blockIdx.x, rb0 = blk * rpb;
+  const int64_t rb1 = rb0 + rpb < rows ? rb0 + rpb : rows;
   const int np = passes(Ci, Co), Ti = Ci / 16;
   for (int pass = 0; pass < np; ++pass) {
     DeviceWmma::Acc acc[kTilesPerWarp];
@@ -87,7 +87,7 @@ bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const floa
       sizeof(float) * smem_floats(static_cast<int>(Ci), static_cast<int>(Co)) > kMaxSmem ||
       (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
     return false;
-  const int64_t rpb = rows_per_block(rows), blocks = (rows + rpb - 1) / rpb;
+  const int64_t rpb = rows_per_block(rows, Ci, Co), blocks = (rows + rpb - 1) / rpb;
   cudaStream_t s = cu::stream(k);
   float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Ci * Co, 3));
   float* dbp = db ? static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Co, 2)) : nullptr;

@@ -36,9 +36,12 @@ IRC_HD int ldd_of(int Co) { return Co + 4; }
 inline size_t smem_floats(int Ci, int Co) {
   return static_cast<size_t>(kChunk) * (ldx_of(Ci) + ldd_of(Co)) + static_cast<size_t>(kWarps) * 256;
 }
-// Rows per block: about two blocks per SM of an H100 (264 blocks), a whole number of chunks.
-inline int64_t rows_per_block(int64_t rows) {
-  const int64_t r = (rows + 263) / 264;
+// Rows per block, a whole number of chunks: about two blocks per SM of an H100 (264 blocks), but no more blocks than
+// keep the dW partials (blocks x Ci x Co) within a quarter of the inputs' size (few rows, wide channels).
+inline int64_t rows_per_block(int64_t rows, int64_t Ci, int64_t Co) {
+  int64_t blocks = rows * (Ci + Co) / (4 * Ci * Co);
+  blocks = blocks < 1 ? 1 : blocks > 264 ? 264 : blocks;
+  const int64_t r = (rows + blocks - 1) / blocks;
   return (r + kChunk - 1) / kChunk * kChunk;
 }
 IRC_HD int passes(int Ci, int Co) { return ((Ci / 16) * (Co / 16) + kTilesPerPass - 1) / kTilesPerPass; }
