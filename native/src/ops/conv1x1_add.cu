@@ -5,8 +5,8 @@
 // the GEMM's. Without cuBLASLt:
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
-// them, and dx_g = dy_g W_g^T (one strided batch); with one group (no a) and a shape it takes, the one-pass tensor-core
-// backward (pw_bwd.h) gives dx, G and S instead of the three cuBLAS passes. TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
+// them, and dx_g = dy_g W_g^T (one strided batch); where it takes the shape, the one-pass tensor-core backward
+// (pw_bwd.h) gives dx_g, G_g and the per-group column sums instead of the three cuBLAS passes. TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
 // [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as PyTorch's matmul.
 #include <cstdint>
 
@@ -147,21 +147,29 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   }
   const bool tf32 = cu::tf32_convolutions();
   const bool direct = !o.a && !o.s;
-  if (o.groups == 1 && rg > 0 && g.Ci > 0) {
-    // One group (no a): dx = dy W^T with W = w diag(s), G = x^T dy and S = column sums of dy from one pass over dy
+  if (rg > 0 && pw_backward_takes(g.Ci, g.Co)) {
+    // dx_g = dy_g W_g^T, G_g = x_g^T dy_g and the column sums S_g of dy_g for every sample group in one pass over dy
     // and x on tensor cores (pw_bwd.h), where it takes the shape; then the small kernels below.
     const float* W = w;
     if (!direct) {
-      float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * wsz, 0));
-      group_w_k<<<cu::blocks_for(wsz), 256, 0, st>>>(w, nullptr, o.s, Ws, 1, g.Ci, g.Co);
+      float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));
+      group_w_k<<<cu::blocks_for(o.groups * wsz), 256, 0, st>>>(w, o.a, o.s, Ws, o.groups, g.Ci, g.Co);
       cu::check_launch(k);
       W = Ws;
     }
-    float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * wsz, 1));
-    float* S = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 6)) : nullptr;  // pw_bwd uses 2-4
-    if (pw_backward(k, x, dy, W, dx, G, S, g.rows, g.Ci, g.Co)) {
-      if (o.b) channel_grads_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(w, G, nullptr, o.b, S, o.s, db, ds, 1, g.Ci, g.Co);
-      if (!direct) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, nullptr, o.s, dw, 1, g.Ci, g.Co);
+    float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 1));
+    float* Sg = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * g.Co, 6)) : nullptr;  // pw: 2-4
+    if (pw_backward_groups(k, x, dy, W, W == w ? 0 : wsz, dx, G, Sg, rg, g.Ci, g.Co, o.groups)) {
+      float* S = Sg;
+      if (o.b && o.groups > 1) {  // S = Σ_g S_g
+        S = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 7));
+        blas::column_sums(k, Sg, o.groups, g.Co, S, 4);
+      }
+      if (o.b)
+        channel_grads_k<<<cu::blocks_for(g.Co), 256, 0, st>>>(w, G, o.a, o.b, S, o.s, db, ds, o.groups, g.Ci, g.Co);
+      if (o.a)
+        input_scale_grads_k<<<cu::blocks_for(o.groups * g.Ci), 256, 0, st>>>(w, G, o.s, da, o.groups, g.Ci, g.Co);
+      if (!direct) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, o.a, o.s, dw, o.groups, g.Ci, g.Co);
       cu::check_launch(k);
       return;
     }

@@ -18,16 +18,24 @@ using namespace pwbwd;
 
 constexpr size_t kMaxSmem = 96 * 1024;
 
+// blockIdx.y: the group (rows [g rows, (g + 1) rows) of x, dy and dx; weight w + g wstride); the partials of block b
+// of group g at index b groups + g ([blocks][groups][..]: one column sum over the blocks gives every group's sums).
 template <bool DX, bool DB>
 __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, const float* __restrict__ dy,
-                                                     const float* __restrict__ w, float* __restrict__ dx,
-                                                     float* __restrict__ dwp, float* __restrict__ dbp, int64_t rows,
-                                                     int64_t rpb, int Ci, int Co) {
+                                                     const float* __restrict__ w, int64_t wstride,
+                                                     float* __restrict__ dx, float* __restrict__ dwp,
+                                                     float* __restrict__ dbp, int64_t rows, int64_t rpb, int Ci,
+                                                     int Co) {
   extern __shared__ __align__(128) float sm[];
   float* xs = sm;
   float* dys = xs + kChunk * ldx_of(Ci);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   float* st = dys + kChunk * ldd_of(Co) + warp * 256;
+  const int64_t grp = blockIdx.y, part = static_cast<int64_t>(blockIdx.x) * gridDim.y + grp;
+  x += grp * rows * Ci;
+  dy += grp * rows * Co;
+  if (DX) dx += grp * rows * Ci;
+  w += grp * wstride;
   const int64_t blk = blockIdx.x, rb0 = blk * rpb;
   const int64_t rb1 = rb0 + rpb < rows ? rb0 + rpb : rows;
   const int np = passes(Ci, Co), Ti = Ci / 16;
@@ -51,8 +59,8 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
       }
       dw_tiles<DeviceWmma>(xs, dys, Ci, Co, warp, pass, acc);
     }
-    write_dw_partials<DeviceWmma>(warp, pass, blk, Ci, Co, acc, dwp);
-    if (DB && pass == 0) write_db_partials(tid, blk, Co, dbacc, dbp);
+    write_dw_partials<DeviceWmma>(warp, pass, part, Ci, Co, acc, dwp);
+    if (DB && pass == 0) write_db_partials(tid, part, Co, dbacc, dbp);
   }
 }
 
@@ -68,12 +76,12 @@ bool smem_ready() {
 }
 
 template <bool DX, bool DB>
-bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dwp, float* dbp,
-            int64_t rows, int64_t rpb, int64_t blocks, int Ci, int Co) {
+bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride, float* dx,
+            float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks, int64_t groups, int Ci, int Co) {
   const size_t bytes = sizeof(float) * smem_floats(Ci, Co);
   if (bytes > 48 * 1024 && !smem_ready<DX, DB>()) return false;
-  pw_bwd_k<DX, DB><<<static_cast<unsigned>(blocks), kThreads, bytes, cu::stream(k)>>>(x, dy, w, dx, dwp, dbp, rows,
-                                                                                     rpb, Ci, Co);
+  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
+  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co);
   return true;
 }
 
@@ -81,26 +89,36 @@ bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w,
 
 bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                  int64_t rows, int64_t Ci, int64_t Co) {
+  return pw_backward_groups(k, x, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+}
+
+bool pw_backward_takes(int64_t Ci, int64_t Co) {
   const char* env = std::getenv("IRCONSTYLE_PW_BWD");
-  if (env && std::strcmp(env, "cublas") == 0) return false;
-  if (!cu::tf32_convolutions() || rows < 1 || Ci < 16 || Ci % 16 != 0 || Co < 16 || Co % 16 != 0 || Co > kMaxCo ||
-      sizeof(float) * smem_floats(static_cast<int>(Ci), static_cast<int>(Co)) > kMaxSmem ||
-      (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
+  return !(env && std::strcmp(env, "cublas") == 0) && cu::tf32_convolutions() && Ci >= 16 && Ci % 16 == 0 &&
+         Co >= 16 && Co % 16 == 0 && Co <= kMaxCo &&
+         sizeof(float) * smem_floats(static_cast<int>(Ci), static_cast<int>(Co)) <= kMaxSmem;
+}
+
+bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
+                        float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups) {
+  // the weights of every group 32-byte aligned (wstride a multiple of 8 floats when there are several)
+  if (!pw_backward_takes(Ci, Co) || rows < 1 || groups < 1 || groups > 65535 ||
+      (reinterpret_cast<uintptr_t>(w) & 31u) != 0 || (groups > 1 && wstride % 8 != 0))
     return false;
   const int64_t rpb = rows_per_block(rows, Ci, Co), blocks = (rows + rpb - 1) / rpb;
   cudaStream_t s = cu::stream(k);
-  float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Ci * Co, 3));
-  float* dbp = db ? static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * Co, 2)) : nullptr;
+  float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * groups * Ci * Co, 3));
+  float* dbp = db ? static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * groups * Co, 2)) : nullptr;
   const int ci = static_cast<int>(Ci), co = static_cast<int>(Co);
   bool ok;
-  if (dx && db) ok = launch<true, true>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
-  else if (dx) ok = launch<true, false>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
-  else if (db) ok = launch<false, true>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
-  else ok = launch<false, false>(k, x, dy, w, dx, dwp, dbp, rows, rpb, blocks, ci, co);
+  if (dx && db) ok = launch<true, true>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
+  else if (dx) ok = launch<true, false>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
+  else if (db) ok = launch<false, true>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
+  else ok = launch<false, false>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
   if (!ok) return false;
   cu::check_launch(k);
-  blas::column_sums(k, dwp, blocks, Ci * Co, dw, 4);
-  if (db) blas::column_sums(k, dbp, blocks, Co, db, 4);
+  blas::column_sums(k, dwp, blocks, groups * Ci * Co, dw, 4);
+  if (db) blas::column_sums(k, dbp, blocks, groups * Co, db, 4);
   return true;
 }
 
