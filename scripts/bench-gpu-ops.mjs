@@ -65,6 +65,9 @@ export function opBenchCases(smoke = false) {
     { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer [8,128,128,510]', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1] },
     // the gate's backward by its earlier two passes (dz written, then read by the dx / dw pass), for the A/B
     { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer, two-pass', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1], env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' } },
+    // Restormer's GDFN project_in at level 1 (96 -> 510, padded to 512 by the one-pass kernel), both ways
+    { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1] },
+    { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1, cuBLAS', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'cublas' } },
     // 1x1 backwards by cuBLAS (dx GEMM, dW GEMM, column sums) against the one-pass kernel in the L1 rows above
     { op: 'conv2d_backward', name: 'conv2d_backward 1x1 C->2C L1, cuBLAS', inputs: [f([16, 128, 128, 96]), f([16, 128, 128, 48]), f([1, 1, 48, 96], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'cublas' } },
     { op: 'conv1x1_gate_backward', name: 'conv1x1_gate_backward L1, cuBLAS dx/dw', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 48]), f([1, 1, 48, 96], -0.2, 0.2), f([96])], attrs: [], env: { IRCONSTYLE_PW_BWD: 'cublas' } },

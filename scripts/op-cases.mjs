@@ -151,13 +151,17 @@ export function opCases() {
     add('conv2d_backward', name, [f(ys), f(xs), f(ws, -0.3, 0.3)], [s, p, g], { ...red, conv: true });
   }
   // 1x1 backwards of the one-pass tensor-core kernel (pw_bwd.h; TF32 pass): chunk and block tails, several passes of
-  // dw tiles (192 -> 384), 768 output channels; 24 output channels and IRCONSTYLE_PW_BWD=cublas take cuBLAS
+  // dw tiles (192 -> 384), 768 output channels, channel counts padded to 16 (Restormer's 510 and 255); 4 input
+  // channels and IRCONSTYLE_PW_BWD=cublas take cuBLAS
   for (const [name, xs, Co, env] of [
     ['pw [2,16,16,48]->96', [2, 16, 16, 48], 96],
     ['pw tails [1,5,7,192]->384', [1, 5, 7, 192], 384],
     ['pw [3,9,9,32]->768', [3, 9, 9, 32], 768],
     ['pw [2,40,40,96]->96', [2, 40, 40, 96], 96],
-    ['pw [1,6,6,32]->24 (cuBLAS)', [1, 6, 6, 32], 24],
+    ['pw padded [2,16,16,96]->510', [2, 16, 16, 96], 510],
+    ['pw padded [2,8,8,255]->96', [2, 8, 8, 255], 96],
+    ['pw padded [1,7,9,12]->20', [1, 7, 9, 12], 20],
+    ['pw [1,6,6,4]->24 (cuBLAS)', [1, 6, 6, 4], 24],
     ['pw [2,16,16,48]->96 IRCONSTYLE_PW_BWD=cublas', [2, 16, 16, 48], 96, { IRCONSTYLE_PW_BWD: 'cublas' }],
   ]) {
     add('conv2d_backward', name, [f([...xs.slice(0, 3), Co]), f(xs), f([1, 1, xs[3], Co], -0.3, 0.3)], [1, 0, 1],

@@ -152,10 +152,11 @@ describe('conv2d', () => {
   it("the CUDA one-pass 1x1 backward's phases, run on the host with a model of its WMMA calls, match float64", async () => {
     // IRCONSTYLE_EMULATE=pw_bwd_fp32 runs the kernel's own code (native/src/ops/pw_bwd_tile.h) block by block, pass by
     // pass, chunk by chunk, warp by warp and thread by thread, with exact operands; pw_bwd rounds them to TF32 as the
-    // GPU does. Shapes: chunk and block tails, several passes of dw tiles (192 -> 384), 768 columns (3 db sums each).
+    // GPU does. Shapes: chunk and block tails, several passes of dw tiles (192 -> 384), 768 columns (3 db sums each),
+    // channel counts padded to multiples of 16 (Restormer's 96 -> 510 and 255 -> 96, small odd ones).
     const shapes: [number[], number][] = [
       [[2, 5, 7, 16], 32], [[1, 40, 40, 48], 96], [[1, 3, 5, 96], 192], [[1, 4, 4, 192], 384], [[3, 10, 10, 32], 16],
-      [[1, 2, 3, 128], 768],
+      [[1, 2, 3, 128], 768], [[1, 8, 8, 96], 510], [[2, 5, 5, 255], 96], [[1, 7, 9, 12], 20], [[1, 3, 3, 8], 8],
     ];
     let seed = 1200;
     for (const [xs, Co] of shapes) {

@@ -535,23 +535,28 @@ template <class W>
 void emulate_pw_backward(const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                          int64_t rows, int Ci, int Co) {
   using namespace pwbwd;
-  const int64_t rpb = rows_per_block(rows, Ci, Co), blocks = (rows + rpb - 1) / rpb;
-  // the partials as the device's scratch: aligned for the WMMA stores
-  const size_t pbytes = (sizeof(float) * blocks * Ci * Co + 63) / 64 * 64;
-  std::unique_ptr<float, decltype(&std::free)> dwp_mem(static_cast<float*>(std::aligned_alloc(64, pbytes)), &std::free);
-  float* dwp = dwp_mem.get();
+  const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
+  const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
+  // the partials and the padded weight as the device's scratch: aligned for the WMMA loads and stores
+  auto aligned = [](size_t floats) {
+    return std::unique_ptr<float, decltype(&std::free)>(
+        static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * floats + 63) / 64 * 64)), &std::free);
+  };
+  auto dwp_mem = aligned(static_cast<size_t>(blocks) * Cip * Cop), wp_mem = aligned(static_cast<size_t>(Cip) * Cop);
+  float *dwp = dwp_mem.get(), *wp = wp_mem.get();
+  for (int i = 0; i < Cip; ++i)
+    for (int o = 0; o < Cop; ++o) wp[i * Cop + o] = i < Ci && o < Co ? w[i * Co + o] : 0.f;
   std::vector<float> dbp(static_cast<size_t>(blocks * Co));
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    const size_t bytes = (sizeof(float) * smem_floats(Ci, Co) + 63) / 64 * 64;
-    std::unique_ptr<float, decltype(&std::free)> smem(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+    auto smem = aligned(smem_floats(Cip, Cop));
     float* xs = smem.get();
-    float* dys = xs + kChunk * ldx_of(Ci);
-    float* stage_base = dys + kChunk * ldd_of(Co);
+    float* dys = xs + kChunk * ldx_of(Cip);
+    float* stage_base = dys + kChunk * ldd_of(Cop);
     std::vector<typename W::Acc> acc(kWarps * kTilesPerWarp);
     std::vector<float> dbacc(kThreads * 3);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t rb0 = blk * rpb, rb1 = std::min(rows, rb0 + rpb);
-      for (int pass = 0; pass < passes(Ci, Co); ++pass) {
+      for (int pass = 0; pass < passes(Cip, Cop); ++pass) {
         for (auto& a : acc) W::fill(a);
         std::fill(dbacc.begin(), dbacc.end(), 0.f);
         auto warp_acc = [&](int warp) -> typename W::Acc(&)[kTilesPerWarp] {
@@ -560,30 +565,31 @@ void emulate_pw_backward(const float* x, const float* dy, const float* w, float*
         auto thread_db = [&](int tid) -> float(&)[3] { return *reinterpret_cast<float(*)[3]>(dbacc.data() + tid * 3); };
         for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
           for (int tid = 0; tid < kThreads; ++tid) {
-            if (pass == 0) stage<W, true>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, thread_db(tid));
-            else stage<W, false>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, thread_db(tid));
+            if (pass == 0) stage<W, true>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+            else stage<W, false>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
           }
           for (int warp = 0; warp < kWarps; ++warp) {
             float* st = stage_base + warp * 256;
             if (pass == 0)
-              for (int ti = warp; ti < Ci / 16; ti += kWarps) {
-                dx_tile<W>(dys, Co, w, ti, st);
+              for (int ti = warp; ti < Cip / 16; ti += kWarps) {
+                dx_tile<W>(dys, Cop, wp, ti, st);
                 for (int lane = 0; lane < 32; ++lane) copy_dx(lane, st, ti, r0, rb1, Ci, dx);
               }
-            dw_tiles<W>(xs, dys, Ci, Co, warp, pass, warp_acc(warp));
+            dw_tiles<W>(xs, dys, Cip, Cop, warp, pass, warp_acc(warp));
           }
         }
-        for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Ci, Co, warp_acc(warp), dwp);
+        for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Cip, Cop, warp_acc(warp), dwp);
         if (pass == 0)
           for (int tid = 0; tid < kThreads; ++tid) write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
       }
     }
   });
-  for (int64_t e = 0; e < int64_t(Ci) * Co; ++e) {
-    double t = 0.0;
-    for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Ci * Co + e];
-    dw[e] = static_cast<float>(t);
-  }
+  for (int i = 0; i < Ci; ++i)
+    for (int o = 0; o < Co; ++o) {
+      double t = 0.0;
+      for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Cip * Cop + i * Cop + o];
+      dw[i * Co + o] = static_cast<float>(t);
+    }
   for (int64_t c = 0; c < Co; ++c) {
     double t = 0.0;
     for (int64_t q = 0; q < blocks; ++q) t += dbp[q * Co + c];
@@ -595,10 +601,12 @@ bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x
                                   float* dw, float* db) {
   const char* e = std::getenv("IRCONSTYLE_EMULATE");
   if (!e || (std::strcmp(e, "pw_bwd") != 0 && std::strcmp(e, "pw_bwd_fp32") != 0) || !is_pointwise(g)) return false;
-  const int64_t rows = g.N * g.Ho * g.Wo;
-  if (rows < 1 || g.Ci < 16 || g.Ci % 16 != 0 || g.Co < 16 || g.Co % 16 != 0 || g.Co > pwbwd::kMaxCo ||
-      sizeof(float) * pwbwd::smem_floats(static_cast<int>(g.Ci), static_cast<int>(g.Co)) > 96 * 1024 ||
-      (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
+  const int64_t rows = g.N * g.Ho * g.Wo, Cip = pwbwd::pad16(g.Ci), Cop = pwbwd::pad16(g.Co);
+  const bool padded = Cip != g.Ci || Cop != g.Co;
+  // the conditions of pw_backward (pw_bwd.cu)
+  if (rows < 1 || g.Ci < 8 || g.Co < 8 || Cop > pwbwd::kMaxCo ||
+      sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) > 96 * 1024 ||
+      (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0))
     return false;
   if (std::strcmp(e, "pw_bwd") == 0)
     emulate_pw_backward<pwgate::HostWmma<true>>(x, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));

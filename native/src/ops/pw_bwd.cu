@@ -25,12 +25,12 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
                                                      const float* __restrict__ w, int64_t wstride,
                                                      float* __restrict__ dx, float* __restrict__ dwp,
                                                      float* __restrict__ dbp, int64_t rows, int64_t rpb, int Ci,
-                                                     int Co) {
+                                                     int Co, int Cip, int Cop) {
   extern __shared__ __align__(128) float sm[];
   float* xs = sm;
-  float* dys = xs + kChunk * ldx_of(Ci);
+  float* dys = xs + kChunk * ldx_of(Cip);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  float* st = dys + kChunk * ldd_of(Co) + warp * 256;
+  float* st = dys + kChunk * ldd_of(Cop) + warp * 256;
   const int64_t grp = blockIdx.y, part = static_cast<int64_t>(blockIdx.x) * gridDim.y + grp;
   x += grp * rows * Ci;
   dy += grp * rows * Co;
@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
   w += grp * wstride;
   const int64_t blk = blockIdx.x, rb0 = blk * rpb;
   const int64_t rb1 = rb0 + rpb < rows ? rb0 + rpb : rows;
-  const int np = passes(Ci, Co), Ti = Ci / 16;
+  const int np = passes(Cip, Cop), Ti = Cip / 16;
   for (int pass = 0; pass < np; ++pass) {
     DeviceWmma::Acc acc[kTilesPerWarp];
 #pragma unroll
@@ -46,20 +46,20 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
     float dbacc[3] = {0.f, 0.f, 0.f};
     for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
       __syncthreads();  // the previous chunk's shared memory is no longer read
-      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, dbacc);
-      else stage<DeviceWmma, false>(tid, x, dy, r0, rb1, Ci, Co, xs, dys, dbacc);
+      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      else stage<DeviceWmma, false>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
       __syncthreads();
       if (DX && pass == 0) {
         for (int ti = warp; ti < Ti; ti += kWarps) {
-          dx_tile<DeviceWmma>(dys, Co, w, ti, st);
+          dx_tile<DeviceWmma>(dys, Cop, w, ti, st);
           __syncwarp();
           copy_dx(lane, st, ti, r0, rb1, Ci, dx);
           __syncwarp();
         }
       }
-      dw_tiles<DeviceWmma>(xs, dys, Ci, Co, warp, pass, acc);
+      dw_tiles<DeviceWmma>(xs, dys, Cip, Cop, warp, pass, acc);
     }
-    write_dw_partials<DeviceWmma>(warp, pass, part, Ci, Co, acc, dwp);
+    write_dw_partials<DeviceWmma>(warp, pass, part, Cip, Cop, acc, dwp);
     if (DB && pass == 0) write_db_partials(tid, part, Co, dbacc, dbp);
   }
 }
@@ -77,12 +77,29 @@ bool smem_ready() {
 
 template <bool DX, bool DB>
 bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride, float* dx,
-            float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks, int64_t groups, int Ci, int Co) {
-  const size_t bytes = sizeof(float) * smem_floats(Ci, Co);
+            float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks, int64_t groups, int Ci, int Co, int Cip,
+            int Cop) {
+  const size_t bytes = sizeof(float) * smem_floats(Cip, Cop);
   if (bytes > 48 * 1024 && !smem_ready<DX, DB>()) return false;
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
-  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co);
+  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co, Cip,
+                                                             Cop);
   return true;
+}
+
+// wp [Cip, Cop] = w [Ci, Co] with zeros around; and back for the weight gradient.
+__global__ void pad_k(const float* __restrict__ w, float* __restrict__ wp, int64_t Ci, int64_t Co, int64_t Cip,
+                      int64_t Cop) {
+  IRC_GRID_LOOP(e, Cip * Cop) {
+    const int64_t i = e / Cop, o = e - i * Cop;
+    wp[e] = i < Ci && o < Co ? w[i * Co + o] : 0.f;
+  }
+}
+__global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int64_t Ci, int64_t Co, int64_t Cop) {
+  IRC_GRID_LOOP(e, Ci * Co) {
+    const int64_t i = e / Co, o = e - i * Co;
+    w[e] = wp[i * Cop + o];
+  }
 }
 
 }  // namespace
@@ -94,30 +111,49 @@ bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const floa
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
   const char* env = std::getenv("IRCONSTYLE_PW_BWD");
-  return !(env && std::strcmp(env, "cublas") == 0) && cu::tf32_convolutions() && Ci >= 16 && Ci % 16 == 0 &&
-         Co >= 16 && Co % 16 == 0 && Co <= kMaxCo &&
-         sizeof(float) * smem_floats(static_cast<int>(Ci), static_cast<int>(Co)) <= kMaxSmem;
+  const int64_t Cip = pad16(Ci), Cop = pad16(Co);
+  return !(env && std::strcmp(env, "cublas") == 0) && cu::tf32_convolutions() && Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
+         sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= kMaxSmem;
 }
 
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
                         float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups) {
-  // the weights of every group 32-byte aligned (wstride a multiple of 8 floats when there are several)
-  if (!pw_backward_takes(Ci, Co) || rows < 1 || groups < 1 || groups > 65535 ||
-      (reinterpret_cast<uintptr_t>(w) & 31u) != 0 || (groups > 1 && wstride % 8 != 0))
+  const int64_t Cip = pad16(Ci), Cop = pad16(Co);
+  const bool padded = Cip != Ci || Cop != Co;
+  // the weights of every group 32-byte aligned (wstride a multiple of 8 floats when there are several); padded
+  // channel counts with one group only
+  if (!pw_backward_takes(Ci, Co) || rows < 1 || groups < 1 || groups > 65535 || (padded && groups > 1) ||
+      (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0) || (groups > 1 && wstride % 8 != 0))
     return false;
-  const int64_t rpb = rows_per_block(rows, Ci, Co), blocks = (rows + rpb - 1) / rpb;
+  const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
   cudaStream_t s = cu::stream(k);
-  float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * groups * Ci * Co, 3));
+  // slot 3: the dw partials, then (padded) the padded weight and its gradient
+  const int64_t np = blocks * groups * Cip * Cop;
+  float* dwp = static_cast<float*>(cu::scratch(s, sizeof(float) * (np + (padded ? 2 * Cip * Cop : 0)), 3));
   float* dbp = db ? static_cast<float*>(cu::scratch(s, sizeof(float) * blocks * groups * Co, 2)) : nullptr;
-  const int ci = static_cast<int>(Ci), co = static_cast<int>(Co);
+  const float* wk = w;
+  float *wp = nullptr, *dwpad = nullptr;
+  if (padded) {
+    wp = dwp + np;
+    dwpad = wp + Cip * Cop;
+    pad_k<<<cu::blocks_for(Cip * Cop), 256, 0, s>>>(w, wp, Ci, Co, Cip, Cop);
+    wk = wp;
+  }
+  const int ci = static_cast<int>(Ci), co = static_cast<int>(Co), cip = static_cast<int>(Cip), cop = static_cast<int>(Cop);
   bool ok;
-  if (dx && db) ok = launch<true, true>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
-  else if (dx) ok = launch<true, false>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
-  else if (db) ok = launch<false, true>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
-  else ok = launch<false, false>(k, x, dy, w, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co);
-  if (!ok) return false;
+  if (dx && db) ok = launch<true, true>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else if (dx) ok = launch<true, false>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else if (db) ok = launch<false, true>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else ok = launch<false, false>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  if (!ok) return false;  // (a padded weight was written to scratch for nothing: harmless)
   cu::check_launch(k);
-  blas::column_sums(k, dwp, blocks, groups * Ci * Co, dw, 4);
+  if (padded) {
+    blas::column_sums(k, dwp, blocks, Cip * Cop, dwpad, 4);
+    unpad_k<<<cu::blocks_for(Ci * Co), 256, 0, s>>>(dwpad, dw, Ci, Co, Cop);
+    cu::check_launch(k);
+  } else {
+    blas::column_sums(k, dwp, blocks, groups * Ci * Co, dw, 4);
+  }
   if (db) blas::column_sums(k, dbp, blocks, groups * Co, db, 4);
   return true;
 }

@@ -1,4 +1,4 @@
-// The phases of the pointwise-conv backward tensor-core kernel (pw_bwd_k in conv2d.cu): for y = x w + b over rows,
+// The phases of the pointwise-conv backward tensor-core kernel (pw_bwd_k in pw_bwd.cu): for y = x w + b over rows,
 // x [rows, Ci], w [Ci, Co], dy [rows, Co], in one pass over dy and x:
 //   dx = dy w^T [rows, Ci],   dw partials = x^T dy per block [Ci, Co],   db partials = column sums of dy per block,
 // instead of cuBLAS's three passes (dx GEMM, dw GEMM, column sums). Written once for the device and the host: the
@@ -6,17 +6,20 @@
 // pw_gate_tile.h) when IRCONSTYLE_EMULATE=pw_bwd or pw_bwd_fp32 (conv2d.cpp), so the CPU tests check the kernel's
 // arithmetic without a GPU.
 //
+// Channel counts that are not multiples of 16 are padded with zeros to Cip, Cop (multiples of 16): the tiles and the
+// shared-memory rows use the padded counts; the global reads and writes of x, dy and dx the true Ci, Co; the caller
+// passes w padded to [Cip, Cop] and takes dw from the padded partials.
 // A block of 256 threads (8 warps) owns rows [rb0, rb1) and walks them in chunks of 16:
-//   stage (every thread): the chunk's x and dy rows into shared memory xs [16][Ci + 4], dys [16][Co + 4], rounded to
+//   stage (every thread): the chunk's x and dy rows into shared memory xs [16][Cip + 4], dys [16][Cop + 4], rounded to
 //     TF32, zeros past the end; pass 0 also sums dy (unrounded) per column into the thread's db accumulators
 //     (columns tid, tid + 256, tid + 512);
-//   dx_tiles (pass 0, every warp): for the 16-column tiles ti = warp, warp + 8, .. of dx: dy[16 rows] w^T over Co in
+//   dx_tiles (pass 0, every warp): for the 16-column tiles ti = warp, warp + 8, .. of dx: dy[16 rows] w^T over Cop in
 //     steps of 8 (w^T read as a column-major matrix from global memory), staged in the warp's 16x16 tile and copied
-//     out by its lanes for the rows that exist (copy_dx);
-//   dw_tiles (every warp): the block's dw is Ti x To tiles of 16x16 (Ti = Ci / 16, To = Co / 16); pass p takes tiles
+//     out by its lanes for the rows and columns that exist (copy_dx);
+//   dw_tiles (every warp): the block's dw is Ti x To tiles of 16x16 (Ti = Cip / 16, To = Cop / 16); pass p takes tiles
 //     t = 72 p + warp + 8 s (s < 9), accumulated over the chunks in registers: x[16 rows]^T (column-major from xs)
 //     times dy[16 rows] (from dys), two steps of 8 rows;
-//   after the block's rows: write_dw_partials stores the pass's tiles to dwp [block][Ci][Co]; pass 0 writes the db
+//   after the block's rows: write_dw_partials stores the pass's tiles to dwp [block][Cip][Cop]; pass 0 writes the db
 //     accumulators to dbp [block][Co].
 // The partials are summed in a fixed order afterwards (deterministic).
 #pragma once
@@ -44,26 +47,28 @@ inline int64_t rows_per_block(int64_t rows, int64_t Ci, int64_t Co) {
   const int64_t r = (rows + blocks - 1) / blocks;
   return (r + kChunk - 1) / kChunk * kChunk;
 }
-IRC_HD int passes(int Ci, int Co) { return ((Ci / 16) * (Co / 16) + kTilesPerPass - 1) / kTilesPerPass; }
+IRC_HD int passes(int Cip, int Cop) { return ((Cip / 16) * (Cop / 16) + kTilesPerPass - 1) / kTilesPerPass; }
+inline int64_t pad16(int64_t c) { return (c + 15) / 16 * 16; }
 
-// Stage the chunk at r0 (rows < rb1 exist); with DB, dbacc[q] += dy[r, tid + 256 q] over the chunk's rows.
+// Stage the chunk at r0 (rows < rb1 exist) into xs [16][Cip + 4] and dys [16][Cop + 4], zeros in the padding; with
+// DB, dbacc[q] += dy[r, tid + 256 q] over the chunk's rows.
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
 template <class W, bool DB>
 IRC_HD void stage(int tid, const float* __restrict__ x, const float* __restrict__ dy, int64_t r0, int64_t rb1, int Ci,
-                  int Co, float* xs, float* dys, float (&dbacc)[3]) {
-  const int ldx = ldx_of(Ci), ldd = ldd_of(Co);
-  for (int e = tid; e < kChunk * Ci; e += kThreads) {
-    const int r = e / Ci, q = e - r * Ci;
-    xs[r * ldx + q] = W::to_tf32(r0 + r < rb1 ? x[(r0 + r) * Ci + q] : 0.f);
+                  int Co, int Cip, int Cop, float* xs, float* dys, float (&dbacc)[3]) {
+  const int ldx = ldx_of(Cip), ldd = ldd_of(Cop);
+  for (int e = tid; e < kChunk * Cip; e += kThreads) {
+    const int r = e / Cip, q = e - r * Cip;
+    xs[r * ldx + q] = W::to_tf32(r0 + r < rb1 && q < Ci ? x[(r0 + r) * Ci + q] : 0.f);
   }
   IRC_UNROLL
   for (int q = 0; q < 3; ++q) {
     const int co = tid + q * kThreads;
-    if (co < Co) {
+    if (co < Cop) {
       for (int r = 0; r < kChunk; ++r) {
-        const float v = r0 + r < rb1 ? dy[(r0 + r) * Co + co] : 0.f;
+        const float v = r0 + r < rb1 && co < Co ? dy[(r0 + r) * Co + co] : 0.f;
         dys[r * ldd + co] = W::to_tf32(v);
         if (DB) dbacc[q] += v;
       }
@@ -72,31 +77,33 @@ IRC_HD void stage(int tid, const float* __restrict__ x, const float* __restrict_
 }
 
 // dx tile ti of the chunk (warp `warp` takes ti = warp, warp + 8, ..) into the warp's staging st [256], row-major
-// 16 x 16; copy_dx then writes it out (on the device after a __syncwarp).
+// 16 x 16, from the padded weight wp [Cip, Cop]; copy_dx then writes it out (on the device after a __syncwarp).
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
 template <class W>
-IRC_HD void dx_tile(const float* dys, int Co, const float* __restrict__ w, int ti, float* st) {
-  const int ldd = ldd_of(Co);
+IRC_HD void dx_tile(const float* dys, int Cop, const float* __restrict__ w, int ti, float* st) {
+  const int ldd = ldd_of(Cop);
   typename W::Acc acc;
   W::fill(acc);
-  for (int k0 = 0; k0 < Co; k0 += 8) {
+  for (int k0 = 0; k0 < Cop; k0 += 8) {
     typename W::A a;
-    typename W::Bc b;  // w^T [Co, Ci] as column-major: element (k, n) = w[n Co + k]
+    typename W::Bc b;  // w^T [Cop, Cip] as column-major: element (k, n) = w[n Cop + k]
     W::load_a(a, dys + k0, ldd);
-    W::load_bc(b, w + static_cast<int64_t>(ti) * 16 * Co + k0, Co);
+    W::load_bc(b, w + static_cast<int64_t>(ti) * 16 * Cop + k0, Cop);
     W::mma_c(acc, a, b);
   }
   W::store(st, acc, 16);
 }
 
-// Lane `lane` copies its elements (lane, lane + 32, ..) of the staged dx tile ti to dx for the rows that exist.
+// Lane `lane` copies its elements (lane, lane + 32, ..) of the staged dx tile ti to dx [rows, Ci] for the rows and
+// columns that exist.
 IRC_HD void copy_dx(int lane, const float* st, int ti, int64_t r0, int64_t rb1, int Ci, float* __restrict__ dx) {
   IRC_UNROLL
   for (int e = lane; e < 256; e += 32) {
     const int64_t row = r0 + (e >> 4);
-    if (row < rb1) dx[row * Ci + ti * 16 + (e & 15)] = st[e];
+    const int col = ti * 16 + (e & 15);
+    if (row < rb1 && col < Ci) dx[row * Ci + col] = st[e];
   }
 }
 
@@ -105,9 +112,9 @@ IRC_HD void copy_dx(int lane, const float* st, int ti, int64_t r0, int64_t rb1, 
 #pragma nv_exec_check_disable
 #endif
 template <class W>
-IRC_HD void dw_tiles(const float* xs, const float* dys, int Ci, int Co, int warp, int pass,
+IRC_HD void dw_tiles(const float* xs, const float* dys, int Cip, int Cop, int warp, int pass,
                      typename W::Acc (&acc)[kTilesPerWarp]) {
-  const int ldx = ldx_of(Ci), ldd = ldd_of(Co), To = Co / 16, T = (Ci / 16) * To;
+  const int ldx = ldx_of(Cip), ldd = ldd_of(Cop), To = Cop / 16, T = (Cip / 16) * To;
   IRC_UNROLL
   for (int s = 0; s < kTilesPerWarp; ++s) {
     const int t = pass * kTilesPerPass + warp + kWarps * s;
@@ -115,7 +122,7 @@ IRC_HD void dw_tiles(const float* xs, const float* dys, int Ci, int Co, int warp
       const int ti = t / To, to = t - ti * To;
       IRC_UNROLL
       for (int k0 = 0; k0 < kChunk; k0 += 8) {
-        typename W::Ac a;  // x^T [Ci, rows] as column-major: element (i, k) = xs[k ldx + i]
+        typename W::Ac a;  // x^T [Cip, rows] as column-major: element (i, k) = xs[k ldx + i]
         typename W::B b;
         W::load_ac(a, xs + k0 * ldx + ti * 16, ldx);
         W::load_b(b, dys + k0 * ldd + to * 16, ldd);
@@ -129,15 +136,15 @@ IRC_HD void dw_tiles(const float* xs, const float* dys, int Ci, int Co, int warp
 #pragma nv_exec_check_disable
 #endif
 template <class W>
-IRC_HD void write_dw_partials(int warp, int pass, int64_t block, int Ci, int Co,
+IRC_HD void write_dw_partials(int warp, int pass, int64_t block, int Cip, int Cop,
                               const typename W::Acc (&acc)[kTilesPerWarp], float* __restrict__ dwp) {
-  const int To = Co / 16, T = (Ci / 16) * To;
+  const int To = Cop / 16, T = (Cip / 16) * To;
   IRC_UNROLL
   for (int s = 0; s < kTilesPerWarp; ++s) {
     const int t = pass * kTilesPerPass + warp + kWarps * s;
     if (t < T) {
       const int ti = t / To, to = t - ti * To;
-      W::store(dwp + block * Ci * Co + static_cast<int64_t>(ti) * 16 * Co + to * 16, acc[s], Co);
+      W::store(dwp + block * Cip * Cop + static_cast<int64_t>(ti) * 16 * Cop + to * 16, acc[s], Cop);
     }
   }
 }
