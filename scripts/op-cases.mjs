@@ -281,6 +281,21 @@ export function opCases() {
     add('dwconv_gate', name, ins, [p, act], red);
     add('dwconv_gate_backward', name, [f(ys), ...ins], [p, act], red);
   }
+  // ln_conv1x1_gate: conv1x1_gate behind a LayerNorm formed on the way in (the strict pass: the LayerNorm kernel and
+  // cuBLAS; the TF32 pass: the tensor-core kernels for the first three); the backward's statistics are inputs
+  for (const [name, xs, C, bias] of [
+    ['b [2,32,32,48]->2·48', [2, 32, 32, 48], 48, true],
+    ['b [1,8,8,192]->2·192', [1, 8, 8, 192], 192, true],
+    ['[3,17,48]->2·48 (row tail)', [3, 17, 48], 48, false],
+    ['b [1,5,7,24]->2·24', [1, 5, 7, 24], 24, true],
+    ['b [1,4,4,352]->2·16', [1, 4, 4, 352], 16, true],
+  ]) {
+    const Ci = xs[xs.length - 1], rows = numel(xs) / Ci, ys = [...xs.slice(0, -1), C];
+    const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([1, 1, Ci, 2 * C], -0.3, 0.3), b = bias ? [f([2 * C])] : [];
+    add('ln_conv1x1_gate', name, [f(xs, -2, 2), ...ln, w, ...b], [1e-6], { ...red, conv: true });
+    add('ln_conv1x1_gate_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2), ...b],
+      [1e-6], { ...red, conv: true });
+  }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
     const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];

@@ -10,7 +10,8 @@ import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
 import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
-import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate } from '../lib/ops/fused.js';
+import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate, lnConv1x1Gate } from '../lib/ops/fused.js';
+import { backward } from '../lib/autograd/tape.js';
 import { randArray, expectClose, gradcheck, gelu64, relErr } from './helpers.js';
 
 describe('scaled_add', () => {
@@ -562,5 +563,106 @@ describe('conv1x1_gate', () => {
     expect(() => conv1x1Gate(x, w, tensor(randArray(4, 1), [4]))).toThrowError(/b must have shape \[8\], got \[4\]/);
     expect(() => runOp('conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 8, 1), [2, 4, 4, 8]), x, w])).toThrowError(
       /dy must have shape \[2, 4, 4, 4\], got \[2, 4, 4, 8\]/);
+  });
+});
+
+describe('ln_conv1x1_gate', () => {
+  // [x shape, C, bias]
+  const cases: [number[], number, boolean][] = [
+    [[2, 5, 7, 6], 3, true],
+    [[1, 9, 11, 48], 48, true],
+    [[7, 3], 1, false],
+    [[3, 50, 16], 16, true],
+  ];
+  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let n = a.length === b.length ? 0 : Infinity;
+    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
+    return n;
+  };
+  const make = (shape: number[], C: number, bias: boolean, seed: number) => {
+    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
+    return {
+      Ci, rows,
+      x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
+      lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Ci * 2 * C, seed + 3), [1, 1, Ci, 2 * C]),
+      b: bias ? tensor(randArray(2 * C, seed + 4), [2 * C]) : null, dy: tensor(randArray(rows * C, seed + 5), [...shape.slice(0, -1), C]),
+    };
+  };
+
+  it('equals layer_norm2d then conv1x1_gate bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
+    let seed = 1500;
+    for (const [shape, C, bias] of cases) {
+      const t = make(shape, C, bias, (seed += 10));
+      const ins = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
+      const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
+      const [h, m2, r2] = runOp('layer_norm2d', [t.x, t.lw, t.lb], [1e-6]);
+      const [u] = runOp('conv1x1_gate', [h!, t.w, ...(t.b ? [t.b] : [])]);
+      expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
+      expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
+      expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
+      const got = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])], [1e-6]);
+      const ref = runOp('conv1x1_gate_backward', [t.dy, h!, t.w, ...(t.b ? [t.b] : [])]);
+      expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, 2 * C], [2 * C]]);
+      for (let i = 0; i < 3; ++i) expect(differing(await got[i]!.data(), await ref[i]!.data()), `grad ${i} [${shape}]`).toBe(0);
+    }
+  });
+
+  it('gradients through the tape: fused (z and h recomputed) against kept, and finite differences', async () => {
+    let seed = 1600;
+    for (const [shape, C, bias] of cases.slice(0, 3)) {
+      const grads = async (keepZ: boolean) => {
+        const t = make(shape, C, bias, seed);
+        const leaves = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
+        for (const l of leaves) l.requiresGrad = true;
+        const y = lnConv1x1Gate(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepZ });
+        expect(y._node?.name === 'ln_conv1x1_gate').toBe(!keepZ); // kept: the separate ops
+        backward(y, t.dy);
+        return Promise.all(leaves.map((l) => l.grad!.data()));
+      };
+      const [fused, kept] = [await grads(false), await grads(true)];
+      for (let i = 0; i < fused.length; ++i) expect(relErr(fused[i]!, kept[i]!), `grad ${i} [${shape}]`).toBeLessThanOrEqual(1e-6);
+      seed += 10;
+    }
+    await gradcheck((xx, a, c, ww, bb) => lnConv1x1Gate(xx, a, c, ww, bb!, 1e-6, { keepZ: false }), [
+      { data: randArray(2 * 3 * 4 * 6, 1651, -2, 2), shape: [2, 3, 4, 6] }, { data: randArray(6, 1652, 0.5, 1.5), shape: [6] },
+      { data: randArray(6, 1653), shape: [6] }, { data: randArray(6 * 8, 1654), shape: [1, 1, 6, 8] }, { data: randArray(8, 1655), shape: [8] },
+    ], { eps: 1e-3 });
+  });
+
+  it("the CUDA kernels with the LayerNorm formed on the way in, run on the host with the WMMA model, match", async () => {
+    // IRCONSTYLE_EMULATE=pw_gate[_fp32]: the gate kernel with its LayerNorm prologue (statistics computed forward,
+    // given backward) and the one-pass backward normalising x in its staging
+    let seed = 1700;
+    for (const [shape, C, bias] of [[[3, 50, 48], 16, true], [[1, 9, 11, 96], 48, false]] as [number[], number, boolean][]) {
+      const t = make(shape, C, bias, (seed += 10));
+      const ins = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
+      const run = async (mode: string) => {
+        process.env.IRCONSTYLE_EMULATE = mode;
+        try {
+          const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
+          const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])], [1e-6]);
+          return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
+        } finally {
+          delete process.env.IRCONSTYLE_EMULATE;
+        }
+      };
+      const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
+      for (let i = 0; i < own.length; ++i) {
+        expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
+        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
+      }
+      expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds [${shape}]`).toBeGreaterThan(0);
+    }
+  });
+
+  it('validates shapes', () => {
+    const x = tensor(randArray(2 * 4 * 4 * 6, 1), [2, 4, 4, 6]), v6 = tensor(randArray(6, 1), [6]);
+    const w = tensor(randArray(6 * 8, 1), [1, 1, 6, 8]);
+    expect(() => runOp('ln_conv1x1_gate', [x, tensor(randArray(5, 1), [5]), v6, w], [1e-6])).toThrowError(/LayerNorm's weight must have shape \[6\]/);
+    expect(() => runOp('ln_conv1x1_gate', [x, v6, v6, tensor(randArray(6 * 7, 1), [1, 1, 6, 7])], [1e-6])).toThrowError(/w must have shape \[1, 1, 6, 2C\]/);
+    expect(() => runOp('ln_conv1x1_gate', [x, v6, v6, w], [-1])).toThrowError(/eps must be >= 0/);
+    const m = tensor(randArray(32, 1), [32]);
+    expect(() => runOp('ln_conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, m, tensor(randArray(31, 1), [31])], [1e-6]))
+      .toThrowError(/rstd must have shape \[32\]/);
   });
 });

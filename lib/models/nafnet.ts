@@ -6,7 +6,7 @@ import { Conv2d, LayerNorm2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { conv1x1Add, conv1x1Gate, dwconvGate } from '../ops/fused.js';
+import { conv1x1Add, dwconvGate, lnConv1x1Gate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 import { checkpoint } from '../autograd/checkpoint.js';
 
@@ -53,13 +53,13 @@ export class NAFBlock extends Module {
   }
   forward(inp: Tensor): Tensor {
     // conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and the β skip fused (inp + conv3(x·sca)·β);
-    // conv4 + SimpleGate fused; conv5 and the γ skip fused
+    // norm2 + conv4 + SimpleGate fused; conv5 and the γ skip fused
     let x = this.conv1.forward(this.norm1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
     const y = conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x));
-    const c4 = this.conv4.P;
-    x = conv1x1Gate(this.norm2.forward(y), c4.weight!, c4.bias ?? null); // conv4 + SimpleGate, z not stored
+    const c4 = this.conv4.P, n2 = this.norm2;
+    x = lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps); // norm2 + conv4 + SimpleGate
     const c5 = this.conv5.P;
     return conv1x1Add(x, c5.weight!, y, c5.bias ?? null, this.P.gamma!);
   }

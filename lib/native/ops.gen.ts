@@ -307,6 +307,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "ln_conv1x1_gate",
+    "minIn": 4,
+    "maxIn": 5,
+    "differentiable": true
+  },
+  {
+    "name": "ln_conv1x1_gate_backward",
+    "minIn": 7,
+    "maxIn": 8,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

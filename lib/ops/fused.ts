@@ -1,12 +1,14 @@
 // Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s), dwconvGate (a depthwise conv and a
 // gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
-// instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass) and conv1x1Gate (a
-// pointwise conv and a SimpleGate, the conv output never stored).
+// instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass), conv1x1Gate (a
+// pointwise conv and a SimpleGate, the conv output never stored) and lnConv1x1Gate (the same behind a LayerNorm2d
+// whose output is never stored either).
 import { needsGrad, record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
 import { conv2d } from './conv.js';
 import { channelScale, simpleGate } from './nafnet.js';
+import { layerNorm2d } from './norm.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -109,5 +111,38 @@ export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keep
       return [dx!, dw!, db!];
     },
   });
+  return y!;
+}
+
+/**
+ * conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b) in one op: NAFBlock's norm2, conv4 and SimpleGate. Neither the
+ * normalised h nor the conv output z is stored (on CUDA h is formed inside the conv's tiles and z never written);
+ * the backward forms h again from the row statistics and ends with layer_norm2d's own backward. `keepZ` as
+ * conv1x1Gate's (default on the CPU: the separate layerNorm2d and conv1x1Gate when gradients are recorded).
+ */
+export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
+  opts: { keepZ?: boolean } = {}): Tensor {
+  const ins = [x, lw, lb, w, ...(b ? [b] : [])];
+  if ((opts.keepZ ?? x.device === 'cpu') && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
+  const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [eps]);
+  record({
+    name: 'ln_conv1x1_gate',
+    inputs: ins,
+    outputs: [y!],
+    save: [x, lw, lb, w, mean!, rstd!, ...(b ? [b] : [])],
+    accumulate: [0], // x's pending gradient (NAFBlock: the γ skip's) is added by layer_norm2d's backward kernel
+    backward: ([gy], [xs, lws, lbs, ws, m, r, bs], [acc]) => {
+      const [dh, dw, db] = runOp('ln_conv1x1_gate_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])], [eps]);
+      const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
+      dh!.dispose();
+      if (!b) {
+        db!.dispose();
+        return [dx!, dlw!, dlb!, dw!];
+      }
+      return [dx!, dlw!, dlb!, dw!, db!];
+    },
+  });
+  mean!.dispose();
+  rstd!.dispose();
   return y!;
 }

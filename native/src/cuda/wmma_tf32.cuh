@@ -16,6 +16,14 @@ struct DeviceWmma {
                                     nvcuda::wmma::col_major>;
   using Acc = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float>;
   static __device__ __forceinline__ float to_tf32(float v) { return nvcuda::wmma::__float_to_tf32(v); }
+  // warp-wide phases: every lane takes part
+  static constexpr int kLanes = 32;
+  static __device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+  }
+  static __device__ __forceinline__ void sync_warp() { __syncwarp(); }
   static __device__ __forceinline__ void fill(Acc& c) { nvcuda::wmma::fill_fragment(c, 0.f); }
   // A operands come from shared memory already rounded to TF32; B operands are rounded after the load.
   static __device__ __forceinline__ void load_a(A& a, const float* p, int ld) { nvcuda::wmma::load_matrix_sync(a, p, ld); }

@@ -14,6 +14,7 @@
 
 #include "../cpu/gemm.h"
 #include "conv2d.h"
+#include "layer_norm2d.h"
 #include "op_api.h"
 #include "pw_gate_tile.h"
 
@@ -65,8 +66,8 @@ int emulation(const GateGeom& g, const float* w) {
 
 // The kernel gate_wmma_k<MODE> over all blocks: out = y (MODE 0) or dz with the per-warp column sums dbp (MODE 1).
 template <int MODE, class W>
-void emulate_kernel(const GateGeom& g, const float* x, const float* w, const float* b, const float* dy, float* out,
-                    float* dbp) {
+void emulate_kernel(const GateGeom& g, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
+                    const float* dy, float* out, float* dbp) {
   using namespace pwgate;
   const int Ci = static_cast<int>(g.Ci), C = static_cast<int>(g.C);
   const int64_t blocks = (g.rows + kRows - 1) / kRows;
@@ -76,7 +77,9 @@ void emulate_kernel(const GateGeom& g, const float* x, const float* w, const flo
     float* sm = smem.get();
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * kRows;
-      for (int tid = 0; tid < kThreads; ++tid) load_x_tile<W>(tid, x, g.rows, r0, Ci, sm);  // then __syncthreads
+      for (int tid = 0; tid < kThreads; ++tid) load_x_tile<W>(tid, x, g.rows, r0, Ci, sm, !ln.w);  // __syncthreads
+      if (ln.w)
+        for (int warp = 0; warp < kThreads / 32; ++warp) ln_prologue<W>(warp, 0, sm, Ci, r0, g.rows, ln);
       for (int warp = 0; warp < kThreads / 32; ++warp) {
         float* st = sm + kRows * ldx_of(Ci) + warp * 512;
         for (int j = 0; j < C; j += 16) {
@@ -93,10 +96,93 @@ void emulate_kernel(const GateGeom& g, const float* x, const float* w, const flo
 }
 
 template <int MODE>
-void emulate(int mode, const GateGeom& g, const float* x, const float* w, const float* b, const float* dy, float* out,
-             float* dbp) {
-  if (mode == 1) emulate_kernel<MODE, pwgate::HostWmma<true>>(g, x, w, b, dy, out, dbp);
-  else emulate_kernel<MODE, pwgate::HostWmma<false>>(g, x, w, b, dy, out, dbp);
+void emulate(int mode, const GateGeom& g, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
+             const float* dy, float* out, float* dbp) {
+  if (mode == 1) emulate_kernel<MODE, pwgate::HostWmma<true>>(g, x, ln, w, b, dy, out, dbp);
+  else emulate_kernel<MODE, pwgate::HostWmma<false>>(g, x, ln, w, b, dy, out, dbp);
+}
+
+// The forward of both ops: y = gate(h w + b) with h = x, or h = LN(x) with ln (its statistics written to ln's
+// mean_out / rstd_out), over row chunks of z (and h) in the thread's scratch.
+void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, double eps, const float* w,
+                  const float* b, float* y) {
+  if (g.rows == 0) return;
+  if (const int mode = emulation(g, w)) {
+    emulate<0>(mode, g, x, ln ? *ln : pwgate::LnArgs{}, w, b, nullptr, y, nullptr);
+    return;
+  }
+  const int64_t C2 = 2 * g.C, R = std::max<int64_t>(64, (int64_t(1) << 20) / C2);  // ~4 MiB of z per chunk
+  float* z = scratch(static_cast<size_t>(std::min(R, g.rows) * C2), 0);  // kept by the thread: no page faults per call
+  float* h = ln ? scratch(static_cast<size_t>(std::min(R, g.rows) * g.Ci), 1) : nullptr;
+  for (int64_t r0 = 0; r0 < g.rows; r0 += R) {
+    const int64_t n = std::min(R, g.rows - r0);
+    const float* in = x + r0 * g.Ci;
+    if (ln) {  // layer_norm2d's own rows: the same h as the separate op
+      layer_norm_forward(in, ln->w, ln->b, h, ln->mean_out + r0, ln->rstd_out + r0, n, g.Ci, eps);
+      in = h;
+    }
+    conv::pointwise_forward(n, g.Ci, C2, in, w, b, z);
+    float* yc = y + r0 * g.C;
+    parallel_for(n, std::max<int64_t>(1, 16384 / C2), [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const float* zr = z + q * C2;
+        for (int64_t c = 0; c < g.C; ++c) yc[q * g.C + c] = zr[c] * zr[g.C + c];
+      }
+    });
+  }
+}
+
+// The backward of both ops: dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db.
+void gate_backward(const GateGeom& g, const float* dy, const float* x, const pwgate::LnArgs* ln, const float* w,
+                   const float* b, float* dx, float* dw, float* db) {
+  const int64_t C2 = 2 * g.C;
+  if (g.rows == 0) {
+    std::fill(dw, dw + g.Ci * C2, 0.f);
+    std::fill(db, db + C2, 0.f);
+    return;
+  }
+  float* dz = scratch(static_cast<size_t>(g.rows * C2), 0);
+  if (const int mode = emulation(g, w)) {  // the CUDA path: the kernel's dz and db, then the one-pass dx / dw
+    const pwgate::LnArgs lna = ln ? *ln : pwgate::LnArgs{};
+    const int64_t parts = 4 * ((g.rows + pwgate::kRows - 1) / pwgate::kRows);
+    std::vector<float> dbp(static_cast<size_t>(parts * C2));
+    emulate<1>(mode, g, x, lna, w, b, dy, dz, dbp.data());
+    for (int64_t c = 0; c < C2; ++c) {
+      double t = 0.0;
+      for (int64_t q = 0; q < parts; ++q) t += dbp[q * C2 + c];
+      db[c] = static_cast<float>(t);
+    }
+    if (g.Ci >= 8 && C2 >= 8) {
+      std::vector<float> unused(static_cast<size_t>(C2));
+      conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
+                              static_cast<int>(C2));
+      return;
+    }
+    if (ln) op_fail("E_INTERNAL", "ln_conv1x1_gate emulation: no one-pass backward for Ci < 8");
+    sgemm(false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
+    sgemm(true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
+    return;
+  }
+  const float* in = x;
+  if (ln) {  // h again from the given statistics, by layer_norm2d's own expression
+    float* h = scratch(static_cast<size_t>(g.rows * g.Ci), 1);
+    layer_norm_apply(x, ln->w, ln->b, ln->mean_in, ln->rstd_in, h, g.rows, g.Ci);
+    in = h;
+  }
+  // z, then dz = (dy z2, dy z1) in place, then conv2d's backward of the 1x1 conv on dz
+  conv::pointwise_forward(g.rows, g.Ci, C2, in, w, b, dz);
+  parallel_for(g.rows, std::max<int64_t>(1, 16384 / C2), [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      float* zr = dz + q * C2;
+      const float* d = dy + q * g.C;
+      for (int64_t c = 0; c < g.C; ++c) {
+        const float z1 = zr[c], z2 = zr[g.C + c];
+        zr[c] = d[c] * z2;
+        zr[g.C + c] = d[c] * z1;
+      }
+    }
+  });
+  conv::pointwise_backward(g.rows, g.Ci, C2, dz, in, w, dx, dw, db);
 }
 
 }  // namespace
@@ -110,27 +196,8 @@ void infer_conv1x1_gate(InferCtx& c) {
 }
 
 void cpu_conv1x1_gate(KernelCtx& k) {
-  const GateGeom g = gate_geom(k.in[0].shape, k.in[1].shape);
-  const float *x = k.in[0].f(), *w = k.in[1].f(), *b = k.in.size() > 2 ? k.in[2].f() : nullptr;
-  float* y = k.out[0].f();
-  if (g.rows == 0) return;
-  if (const int mode = emulation(g, w)) {
-    emulate<0>(mode, g, x, w, b, nullptr, y, nullptr);
-    return;
-  }
-  const int64_t C2 = 2 * g.C, R = std::max<int64_t>(64, (int64_t(1) << 20) / C2);  // ~4 MiB of z per chunk
-  float* z = scratch(static_cast<size_t>(std::min(R, g.rows) * C2), 0);  // kept by the thread: no page faults per call
-  for (int64_t r0 = 0; r0 < g.rows; r0 += R) {
-    const int64_t n = std::min(R, g.rows - r0);
-    conv::pointwise_forward(n, g.Ci, C2, x + r0 * g.Ci, w, b, z);
-    float* yc = y + r0 * g.C;
-    parallel_for(n, std::max<int64_t>(1, 16384 / C2), [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const float* zr = z + q * C2;
-        for (int64_t c = 0; c < g.C; ++c) yc[q * g.C + c] = zr[c] * zr[g.C + c];
-      }
-    });
-  }
+  gate_forward(gate_geom(k.in[0].shape, k.in[1].shape), k.in[0].f(), nullptr, 0.0, k.in[1].f(),
+               k.in.size() > 2 ? k.in[2].f() : nullptr, k.out[0].f());
 }
 
 void infer_conv1x1_gate_backward(InferCtx& c) {
@@ -148,43 +215,92 @@ void infer_conv1x1_gate_backward(InferCtx& c) {
 }
 
 void cpu_conv1x1_gate_backward(KernelCtx& k) {
-  const GateGeom g = gate_geom(k.in[1].shape, k.in[2].shape);
-  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f(), *b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
-  const int64_t C2 = 2 * g.C;
-  if (g.rows == 0) {
-    std::fill(dw, dw + g.Ci * C2, 0.f);
-    std::fill(db, db + C2, 0.f);
-    return;
+  gate_backward(gate_geom(k.in[1].shape, k.in[2].shape), k.in[0].f(), k.in[1].f(), nullptr, k.in[2].f(),
+                k.in.size() > 3 ? k.in[3].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+}
+
+// ---- ln_conv1x1_gate: the same with h = layer_norm2d(x, lw, lb) formed on the way in ----------------------------
+namespace {
+
+// Checks x (0), lw (1), lb (2) and w (3) and the optional b (4) of the forward's layout starting at xi; eps attr 0.
+GateGeom check_ln_gate(InferCtx& c, size_t xi, size_t wi, size_t bi) {
+  const std::string op = c.op;
+  c.need_f32(xi);
+  c.need_min_rank(xi, 1);
+  const int64_t Ci = c.in[xi].shape.back();
+  for (size_t i : {xi + 1, xi + 2}) {
+    c.need_f32(i);
+    if (c.in[i].shape != Shape{Ci})
+      op_fail("E_SHAPE", op + ": the LayerNorm's " + (i == xi + 1 ? "weight" : "bias") + " must have shape [" +
+                             std::to_string(Ci) + "] (x's channels), got " + shape_str(c.in[i].shape));
   }
-  float* dz = scratch(static_cast<size_t>(g.rows * C2), 0);
-  if (const int mode = emulation(g, w)) {  // the CUDA path: the kernel's dz and db, then the GEMMs cuBLAS does there
-    const int64_t parts = 4 * ((g.rows + pwgate::kRows - 1) / pwgate::kRows);
-    std::vector<float> dbp(static_cast<size_t>(parts * C2));
-    emulate<1>(mode, g, x, w, b, dy, dz, dbp.data());
-    for (int64_t c = 0; c < C2; ++c) {
-      double t = 0.0;
-      for (int64_t q = 0; q < parts; ++q) t += dbp[q * C2 + c];
-      db[c] = static_cast<float>(t);
-    }
-    sgemm(false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
-    sgemm(true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
-    return;
+  const double eps = c.af(0);
+  if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
+  const Shape &x = c.in[xi].shape, &w = c.in[wi].shape;
+  c.need_f32(wi);
+  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] % 2 != 0 || w[3] == 0)
+    op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + ", 2C] (a pointwise conv over x " +
+                           shape_str(x) + " to an even, non-zero channel count), got " + shape_str(w));
+  if (bi < c.in.size()) {
+    c.need_f32(bi);
+    if (c.in[bi].shape != Shape{w[3]})
+      op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(w[3]) + "], got " + shape_str(c.in[bi].shape));
   }
-  // z, then dz = (dy z2, dy z1) in place, then conv2d's backward of the 1x1 conv on dz
-  conv::pointwise_forward(g.rows, g.Ci, C2, x, w, b, dz);
-  parallel_for(g.rows, std::max<int64_t>(1, 16384 / C2), [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q) {
-      float* zr = dz + q * C2;
-      const float* d = dy + q * g.C;
-      for (int64_t c = 0; c < g.C; ++c) {
-        const float z1 = zr[c], z2 = zr[g.C + c];
-        zr[c] = d[c] * z2;
-        zr[g.C + c] = d[c] * z1;
-      }
-    }
-  });
-  conv::pointwise_backward(g.rows, g.Ci, C2, dz, x, w, dx, dw, db);
+  return gate_geom(x, w);
+}
+
+}  // namespace
+
+void infer_ln_conv1x1_gate(InferCtx& c) {
+  c.op = "ln_conv1x1_gate";
+  const GateGeom g = check_ln_gate(c, 0, 3, 4);
+  Shape y = c.in[0].shape;
+  y.back() = g.C;
+  c.add_out(y);
+  c.add_out({g.rows});
+  c.add_out({g.rows});
+}
+
+void cpu_ln_conv1x1_gate(KernelCtx& k) {
+  pwgate::LnArgs ln;
+  ln.w = k.in[1].f();
+  ln.b = k.in[2].f();
+  ln.mean_out = k.out[1].f();
+  ln.rstd_out = k.out[2].f();
+  ln.eps = static_cast<float>(k.af(0));
+  gate_forward(gate_geom(k.in[0].shape, k.in[3].shape), k.in[0].f(), &ln, k.af(0), k.in[3].f(),
+               k.in.size() > 4 ? k.in[4].f() : nullptr, k.out[0].f());
+}
+
+void infer_ln_conv1x1_gate_backward(InferCtx& c) {
+  c.op = "ln_conv1x1_gate_backward";
+  const GateGeom g = check_ln_gate(c, 1, 4, 7);
+  c.need_f32(0);
+  Shape want = c.in[1].shape;
+  want.back() = g.C;
+  if (c.in[0].shape != want)
+    op_fail("E_SHAPE", "ln_conv1x1_gate_backward: dy must have shape " + shape_str(want) + ", got " +
+                           shape_str(c.in[0].shape));
+  for (size_t i : {size_t(5), size_t(6)}) {
+    c.need_f32(i);
+    if (c.in[i].shape != Shape{g.rows})
+      op_fail("E_SHAPE", std::string("ln_conv1x1_gate_backward: ") + (i == 5 ? "mean" : "rstd") + " must have shape [" +
+                             std::to_string(g.rows) + "] (one per row of x), got " + shape_str(c.in[i].shape));
+  }
+  c.add_out(c.in[1].shape);
+  c.add_out(c.in[4].shape);
+  c.add_out({2 * g.C});
+}
+
+void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
+  pwgate::LnArgs ln;
+  ln.w = k.in[2].f();
+  ln.b = k.in[3].f();
+  ln.mean_in = k.in[5].f();
+  ln.rstd_in = k.in[6].f();
+  ln.eps = static_cast<float>(k.af(0));
+  gate_backward(gate_geom(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
+                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
 }
 
 }  // namespace irc

@@ -35,15 +35,16 @@ size_t smem_bytes(int Ci) { return sizeof(float) * pwgate::smem_floats(Ci); }
 // MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C], and dbp [4 gridDim.x, 2C] the column
 // sums of dz per warp (its 16 rows). The phases are pwgate's (pw_gate_tile.h).
 template <int MODE>
-__global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, const float* __restrict__ w,
-                                                        const float* __restrict__ b, const float* __restrict__ dy,
-                                                        float* __restrict__ out, float* __restrict__ dbp, int64_t rows,
-                                                        int Ci, int C) {
+__global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, pwgate::LnArgs ln,
+                                                        const float* __restrict__ w, const float* __restrict__ b,
+                                                        const float* __restrict__ dy, float* __restrict__ out,
+                                                        float* __restrict__ dbp, int64_t rows, int Ci, int C) {
   extern __shared__ __align__(128) float sm[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRows;
-  pwgate::load_x_tile<DeviceWmma>(threadIdx.x, x, rows, r0, Ci, sm);
+  pwgate::load_x_tile<DeviceWmma>(threadIdx.x, x, rows, r0, Ci, sm, !ln.w);
   __syncthreads();
+  if (ln.w) pwgate::ln_prologue<DeviceWmma>(warp, lane, sm, Ci, r0, rows, ln);  // the warp's own rows
   float* st = sm + kRows * pwgate::ldx_of(Ci) + warp * 512;  // this warp's two 16x16 staging tiles
   for (int j = 0; j < C; j += 16) {
     pwgate::z_tiles<DeviceWmma>(sm, Ci, warp, w, C, j, st);
@@ -107,10 +108,10 @@ bool wmma_ok(int64_t Ci, int64_t C, const float* w) {
 int64_t wmma_blocks(int64_t rows) { return (rows + kRows - 1) / kRows; }
 
 template <int MODE>
-void launch_wmma(const KernelCtx& k, const float* x, const float* w, const float* b, const float* dy, float* out,
-                 float* dbp, int64_t rows, int64_t Ci, int64_t C) {
+void launch_wmma(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
+                 const float* dy, float* out, float* dbp, int64_t rows, int64_t Ci, int64_t C) {
   gate_wmma_k<MODE><<<static_cast<unsigned>(wmma_blocks(rows)), kThreads, smem_bytes(static_cast<int>(Ci)),
-                      cu::stream(k)>>>(x, w, b, dy, out, dbp, rows, static_cast<int>(Ci), static_cast<int>(C));
+                      cu::stream(k)>>>(x, ln, w, b, dy, out, dbp, rows, static_cast<int>(Ci), static_cast<int>(C));
   cu::check_launch(k);
 }
 
@@ -133,28 +134,65 @@ Geo geo_of(const Shape& x, const Shape& w) {
   return {rows, w[2], w[3] / 2};
 }
 
-}  // namespace
+// h = LN(x) row by row (one warp per row; the statistics from ln.mean_in / rstd_in, or computed and written to
+// ln.mean_out / rstd_out): the fallbacks' input when the tensor-core kernels cannot form h on the way in.
+__global__ void ln_rows_k(const float* __restrict__ x, pwgate::LnArgs ln, float* __restrict__ h, int64_t rows,
+                          int Ci) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5; r < rows; r += warps) {
+    const float* xr = x + r * Ci;
+    float m, rs;
+    if (ln.mean_in) {
+      m = ln.mean_in[r];
+      rs = ln.rstd_in[r];
+    } else {
+      float sum = 0.f;
+      for (int q = lane; q < Ci; q += 32) sum += xr[q];
+      m = DeviceWmma::warp_sum(sum) / static_cast<float>(Ci);
+      float v = 0.f;
+      for (int q = lane; q < Ci; q += 32) {
+        const float d = xr[q] - m;
+        v += d * d;
+      }
+      rs = 1.f / sqrtf(DeviceWmma::warp_sum(v) / static_cast<float>(Ci) + ln.eps);
+      if (lane == 0) {
+        ln.mean_out[r] = m;
+        ln.rstd_out[r] = rs;
+      }
+    }
+    for (int q = lane; q < Ci; q += 32) h[r * Ci + q] = (xr[q] - m) * rs * ln.w[q] + ln.b[q];
+  }
+}
 
-void cuda_conv1x1_gate(KernelCtx& k) {
-  const Geo g = geo_of(k.in[0].shape, k.in[1].shape);
-  const float *x = k.in[0].f(), *w = k.in[1].f(), *b = k.in.size() > 2 ? k.in[2].f() : nullptr;
-  float* y = k.out[0].f();
+// h in scratch slot 7 (used by nothing else in these ops).
+const float* materialize_h(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const Geo& g) {
+  cudaStream_t st = cu::stream(k);
+  float* h = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * g.Ci, 7));
+  ln_rows_k<<<cu::blocks_for(g.rows * 32), 256, 0, st>>>(x, ln, h, g.rows, static_cast<int>(g.Ci));
+  cu::check_launch(k);
+  return h;
+}
+
+// y = gate(h w + b), h = x or LN(x) (ln: its statistics written).
+void gate_forward(const KernelCtx& k, const Geo& g, const float* x, const pwgate::LnArgs* ln, const float* w,
+                  const float* b, float* y) {
   if (g.rows == 0) return;
   if (wmma_ok<0>(g.Ci, g.C, w)) {
-    launch_wmma<0>(k, x, w, b, nullptr, y, nullptr, g.rows, g.Ci, g.C);
+    launch_wmma<0>(k, x, ln ? *ln : pwgate::LnArgs{}, w, b, nullptr, y, nullptr, g.rows, g.Ci, g.C);
     return;
   }
+  const float* h = ln ? materialize_h(k, x, *ln, g) : x;
   cudaStream_t st = cu::stream(k);
   float* z = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * 2 * g.C, 6));
-  gemm_z(k, x, w, z, g.rows, g.Ci, 2 * g.C);
+  gemm_z(k, h, w, z, g.rows, g.Ci, 2 * g.C);
   gate_rows_k<0><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(z, b, nullptr, y, g.rows, g.C);
   cu::check_launch(k);
 }
 
-void cuda_conv1x1_gate_backward(KernelCtx& k) {
-  const Geo g = geo_of(k.in[1].shape, k.in[2].shape);
-  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f(), *b = k.in.size() > 3 ? k.in[3].f() : nullptr;
-  float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+// dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db.
+void gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
+                   const float* w, const float* b, float* dx, float* dw, float* db) {
   const int64_t C2 = 2 * g.C;
   cudaStream_t st = cu::stream(k);
   if (g.rows == 0) {
@@ -163,23 +201,66 @@ void cuda_conv1x1_gate_backward(KernelCtx& k) {
     return;
   }
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
+  const float* h = nullptr;  // the conv's input, when it has to exist in memory
   if (wmma_ok<1>(g.Ci, g.C, w)) {  // dz and its per-warp column sums, then db from those
     const int64_t parts = 4 * wmma_blocks(g.rows);
     float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 5));
-    launch_wmma<1>(k, x, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);
+    launch_wmma<1>(k, x, ln ? *ln : pwgate::LnArgs{}, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);
     blas::column_sums(k, dbp, parts, C2, db, 4);
+    // dx and dw in one pass over dz (and x, normalised on the way in)
+    if (ln ? pw_backward_ln(k, x, *ln, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)
+           : pw_backward(k, x, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2))
+      return;
+    h = ln ? materialize_h(k, x, *ln, g) : x;
   } else {
-    gemm_z(k, x, w, dz, g.rows, g.Ci, C2);
+    h = ln ? materialize_h(k, x, *ln, g) : x;
+    gemm_z(k, h, w, dz, g.rows, g.Ci, C2);
     gate_rows_k<1><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(dz, b, dy, nullptr, g.rows, g.C);
     cu::check_launch(k);
     blas::column_sums(k, dz, g.rows, C2, db, 4);
+    if (pw_backward(k, h, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return;
   }
-  if (pw_backward(k, x, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return;  // dx and dw in one pass over dz
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
   if (g.Ci > 0) {
     blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
-    blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
+    blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, h, g.Ci, dz, C2, 0.f, dw, C2);  // dw = h^T dz
   }
+}
+
+pwgate::LnArgs ln_args(const KernelCtx& k, size_t wi, size_t bi) {
+  pwgate::LnArgs ln;
+  ln.w = k.in[wi].f();
+  ln.b = k.in[bi].f();
+  ln.eps = static_cast<float>(k.af(0));
+  return ln;
+}
+
+}  // namespace
+
+void cuda_conv1x1_gate(KernelCtx& k) {
+  gate_forward(k, geo_of(k.in[0].shape, k.in[1].shape), k.in[0].f(), nullptr, k.in[1].f(),
+               k.in.size() > 2 ? k.in[2].f() : nullptr, k.out[0].f());
+}
+
+void cuda_conv1x1_gate_backward(KernelCtx& k) {
+  gate_backward(k, geo_of(k.in[1].shape, k.in[2].shape), k.in[0].f(), k.in[1].f(), nullptr, k.in[2].f(),
+                k.in.size() > 3 ? k.in[3].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+}
+
+void cuda_ln_conv1x1_gate(KernelCtx& k) {
+  pwgate::LnArgs ln = ln_args(k, 1, 2);
+  ln.mean_out = k.out[1].f();
+  ln.rstd_out = k.out[2].f();
+  gate_forward(k, geo_of(k.in[0].shape, k.in[3].shape), k.in[0].f(), &ln, k.in[3].f(),
+               k.in.size() > 4 ? k.in[4].f() : nullptr, k.out[0].f());
+}
+
+void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
+  pwgate::LnArgs ln = ln_args(k, 2, 3);
+  ln.mean_in = k.in[5].f();
+  ln.rstd_in = k.in[6].f();
+  gate_backward(k, geo_of(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
+                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
 }
 
 }  // namespace irc

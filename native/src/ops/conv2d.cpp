@@ -532,8 +532,8 @@ namespace {
 // warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
 // (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
 template <class W>
-void emulate_pw_backward(const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
-                         int64_t rows, int Ci, int Co) {
+void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
+                         float* dw, float* db, int64_t rows, int Ci, int Co) {
   using namespace pwbwd;
   const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
@@ -565,8 +565,8 @@ void emulate_pw_backward(const float* x, const float* dy, const float* w, float*
         auto thread_db = [&](int tid) -> float(&)[3] { return *reinterpret_cast<float(*)[3]>(dbacc.data() + tid * 3); };
         for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
           for (int tid = 0; tid < kThreads; ++tid) {
-            if (pass == 0) stage<W, true>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
-            else stage<W, false>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+            if (pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+            else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
           }
           for (int warp = 0; warp < kWarps; ++warp) {
             float* st = stage_base + warp * 256;
@@ -609,9 +609,9 @@ bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x
       (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0))
     return false;
   if (std::strcmp(e, "pw_bwd") == 0)
-    emulate_pw_backward<pwgate::HostWmma<true>>(x, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
+    emulate_pw_backward<pwgate::HostWmma<true>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
   else
-    emulate_pw_backward<pwgate::HostWmma<false>>(x, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
+    emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
   return true;
 }
 
@@ -632,6 +632,12 @@ void cpu_conv2d_backward(KernelCtx& k) {
 
 // The 1x1 stride-1 convolution over `pix` rows (conv2d.h): the same calls as conv2d's, so the same sums.
 namespace conv {
+void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
+                       float* dw, float* db, int64_t rows, int Ci, int Co) {
+  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
+  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
+}
+
 namespace {
 Geom pointwise_geom(int64_t pix, int64_t Ci, int64_t Co) { return {pix, 1, 1, Ci, 1, 1, Co, 1, 0, 1, 1, 1, Ci, Co}; }
 }  // namespace

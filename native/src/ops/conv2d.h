@@ -15,6 +15,9 @@
 #include "op_api.h"
 
 namespace irc {
+namespace pwgate {
+struct LnArgs;
+}
 namespace conv {
 
 struct Geom {
@@ -34,6 +37,11 @@ void pointwise_forward(int64_t pix, int64_t Ci, int64_t Co, const float* x, cons
                        float* y);
 void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, const float* x, const float* w,
                         float* dx, float* dw, float* db);
+
+// The CUDA one-pass 1x1 backward (pw_bwd.cu) run on the host through its own phases (pw_bwd_tile.h) and the host
+// model of its WMMA calls, operands rounded to TF32 or exact: for the tests of that kernel (IRCONSTYLE_EMULATE).
+void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
+                       float* dw, float* db, int64_t rows, int Ci, int Co);
 
 }  // namespace conv
 }  // namespace irc

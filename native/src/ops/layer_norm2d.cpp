@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../cpu/simd.h"
+#include "layer_norm2d.h"
 #include "op_api.h"
 
 namespace irc {
@@ -43,6 +44,19 @@ void ln_rows(const float* __restrict x, const float* __restrict w, const float* 
     mean[r] = m;
     rstd[r] = rf;
     for (j = 0; j < C; ++j) yr[j] = (xr[j] - m) * rf * w[j] + b[j];
+  }
+}
+
+// y = (x - mean) rstd w + b from given statistics: ln_rows's last loop, the same expression.
+IRC_CLONES
+void ln_apply_rows(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                   const float* __restrict mean, const float* __restrict rstd, float* __restrict y, int64_t C,
+                   int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    const float m = mean[r], rf = rstd[r];
+    for (int64_t j = 0; j < C; ++j) yr[j] = (xr[j] - m) * rf * w[j] + b[j];
   }
 }
 
@@ -107,14 +121,22 @@ void infer_layer_norm2d(InferCtx& c) {
   c.add_out({rows});
 }
 
+void layer_norm_forward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
+                        int64_t rows, int64_t C, double eps) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / C),
+               [&](int64_t r0, int64_t r1) { ln_rows(x, w, b, y, mean, rstd, C, r0, r1, eps); });
+}
+
+void layer_norm_apply(const float* x, const float* w, const float* b, const float* mean, const float* rstd, float* y,
+                      int64_t rows, int64_t C) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / C),
+               [&](int64_t r0, int64_t r1) { ln_apply_rows(x, w, b, mean, rstd, y, C, r0, r1); });
+}
+
 void cpu_layer_norm2d(KernelCtx& c) {
   const TArg& X = c.in[0];
   const int64_t C = X.shape.back(), rows = X.n / C;
-  const double eps = c.af(0);
-  const float *x = X.f(), *w = c.in[1].f(), *b = c.in[2].f();
-  float *y = c.out[0].f(), *mu = c.out[1].f(), *rs = c.out[2].f();
-  parallel_for(rows, std::max<int64_t>(1, 16384 / C),
-               [&](int64_t r0, int64_t r1) { ln_rows(x, w, b, y, mu, rs, C, r0, r1, eps); });
+  layer_norm_forward(X.f(), c.in[1].f(), c.in[2].f(), c.out[0].f(), c.out[1].f(), c.out[2].f(), rows, C, c.af(0));
 }
 
 void infer_layer_norm2d_backward(InferCtx& c) {

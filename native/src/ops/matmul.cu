@@ -203,8 +203,8 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
 // as the MIN_ALIGNMENT prefs (their default, 256, would let it pick algorithms that reject less aligned buffers);
 // the bias pointer's alignment reaches the heuristic through BIAS_POINTER, which it reads without dereferencing.
-// Workspace: at most 32 MiB, from cu::scratch slot 7, which nothing else uses (conv2d uses 0-5 within one op,
-// nafnet 0-1, the other ops 0).
+// Workspace: at most 32 MiB, from cu::scratch slot 7 (conv1x1_add's column sums and conv1x1_gate's normalised input
+// also live there, in ops that call no cuBLASLt GEMM while they hold it; conv2d uses 0-5 within one op).
 // Determinism: the default reduction-scheme mask is kept. The cuBLAS docs state that its routines give bit-wise
 // identical results run to run on the same architecture and SM count (Results Reproducibility; multi-stream
 // workspace sharing is the documented exception, avoided here by passing our own workspace, which the docs name as

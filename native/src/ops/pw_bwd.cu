@@ -21,7 +21,8 @@ constexpr size_t kMaxSmem = 96 * 1024;
 // blockIdx.y: the group (rows [g rows, (g + 1) rows) of x, dy and dx; weight w + g wstride); the partials of block b
 // of group g at index b groups + g ([blocks][groups][..]: one column sum over the blocks gives every group's sums).
 template <bool DX, bool DB>
-__global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, const float* __restrict__ dy,
+__global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, pwgate::LnArgs ln,
+                                                     const float* __restrict__ dy,
                                                      const float* __restrict__ w, int64_t wstride,
                                                      float* __restrict__ dx, float* __restrict__ dwp,
                                                      float* __restrict__ dbp, int64_t rows, int64_t rpb, int Ci,
@@ -46,8 +47,8 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
     float dbacc[3] = {0.f, 0.f, 0.f};
     for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
       __syncthreads();  // the previous chunk's shared memory is no longer read
-      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
-      else stage<DeviceWmma, false>(tid, x, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      else stage<DeviceWmma, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
       __syncthreads();
       if (DX && pass == 0) {
         for (int ti = warp; ti < Ti; ti += kWarps) {
@@ -76,14 +77,14 @@ bool smem_ready() {
 }
 
 template <bool DX, bool DB>
-bool launch(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride, float* dx,
-            float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks, int64_t groups, int Ci, int Co, int Cip,
-            int Cop) {
+bool launch(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
+            int64_t wstride, float* dx, float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks,
+            int64_t groups, int Ci, int Co, int Cip, int Cop) {
   const size_t bytes = sizeof(float) * smem_floats(Cip, Cop);
   if (bytes > 48 * 1024 && !smem_ready<DX, DB>()) return false;
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
-  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co, Cip,
-                                                             Cop);
+  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co,
+                                                             Cip, Cop);
   return true;
 }
 
@@ -104,9 +105,25 @@ __global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int
 
 }  // namespace
 
+namespace {
+bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
+                      int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
+                      int64_t groups);
+}  // namespace
+
 bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                  int64_t rows, int64_t Ci, int64_t Co) {
-  return pw_backward_groups(k, x, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+}
+
+bool pw_backward_ln(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
+                    float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co) {
+  return pw_backward_impl(k, x, ln, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+}
+
+bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
+                        float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups) {
+  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, wstride, dx, dw, db, rows, Ci, Co, groups);
 }
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
@@ -116,8 +133,10 @@ bool pw_backward_takes(int64_t Ci, int64_t Co) {
          sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= kMaxSmem;
 }
 
-bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
-                        float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups) {
+namespace {
+bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
+                      int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
+                      int64_t groups) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
   const bool padded = Cip != Ci || Cop != Co;
   // the weights of every group 32-byte aligned (wstride a multiple of 8 floats when there are several); padded
@@ -141,10 +160,10 @@ bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, con
   }
   const int ci = static_cast<int>(Ci), co = static_cast<int>(Co), cip = static_cast<int>(Cip), cop = static_cast<int>(Cop);
   bool ok;
-  if (dx && db) ok = launch<true, true>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else if (dx) ok = launch<true, false>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else if (db) ok = launch<false, true>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else ok = launch<false, false>(k, x, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  if (dx && db) ok = launch<true, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else if (dx) ok = launch<true, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else if (db) ok = launch<false, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  else ok = launch<false, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
   if (!ok) return false;  // (a padded weight was written to scratch for nothing: harmless)
   cu::check_launch(k);
   if (padded) {
@@ -157,5 +176,6 @@ bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, con
   if (db) blas::column_sums(k, dbp, blocks, groups * Co, db, 4);
   return true;
 }
+}  // namespace
 
 }  // namespace irc

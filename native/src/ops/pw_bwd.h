@@ -8,12 +8,17 @@
 #include <cstdint>
 
 #include "op_api.h"
+#include "pw_gate_tile.h"
 
 namespace irc {
 // Whether the shape and the settings (TF32, IRCONSTYLE_PW_BWD) allow the kernel (then only w's alignment can refuse).
 bool pw_backward_takes(int64_t Ci, int64_t Co);
 bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                  int64_t rows, int64_t Ci, int64_t Co);
+// The same with x a LayerNorm's input: the conv's input is h = (x - mean) rstd w + b from ln's given statistics
+// (ln.mean_in, ln.rstd_in), formed on the way in; dx is then dh, the gradient of h.
+bool pw_backward_ln(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
+                    float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co);
 // The same for `groups` independent row groups of `rows` rows each (x, dy, dx consecutive groups; group g's weight
 // at w + g wstride, wstride 0 for a shared one): dw [groups, Ci, Co] and db [groups, Co] per group.
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,

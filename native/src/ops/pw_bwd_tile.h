@@ -50,18 +50,25 @@ inline int64_t rows_per_block(int64_t rows, int64_t Ci, int64_t Co) {
 IRC_HD int passes(int Cip, int Cop) { return ((Cip / 16) * (Cop / 16) + kTilesPerPass - 1) / kTilesPerPass; }
 inline int64_t pad16(int64_t c) { return (c + 15) / 16 * 16; }
 
-// Stage the chunk at r0 (rows < rb1 exist) into xs [16][Cip + 4] and dys [16][Cop + 4], zeros in the padding; with
-// DB, dbacc[q] += dy[r, tid + 256 q] over the chunk's rows.
+// Stage the chunk at r0 (rows < rb1 exist) into xs [16][Cip + 4] and dys [16][Cop + 4], zeros in the padding; with a
+// LayerNorm (ln.w), the conv's input is h = LN(x) from the given statistics; with DB, dbacc[q] += dy[r, tid + 256 q]
+// over the chunk's rows.
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
 template <class W, bool DB>
-IRC_HD void stage(int tid, const float* __restrict__ x, const float* __restrict__ dy, int64_t r0, int64_t rb1, int Ci,
-                  int Co, int Cip, int Cop, float* xs, float* dys, float (&dbacc)[3]) {
+IRC_HD void stage(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln, const float* __restrict__ dy,
+                  int64_t r0, int64_t rb1, int Ci, int Co, int Cip, int Cop, float* xs, float* dys, float (&dbacc)[3]) {
   const int ldx = ldx_of(Cip), ldd = ldd_of(Cop);
   for (int e = tid; e < kChunk * Cip; e += kThreads) {
     const int r = e / Cip, q = e - r * Cip;
-    xs[r * ldx + q] = W::to_tf32(r0 + r < rb1 && q < Ci ? x[(r0 + r) * Ci + q] : 0.f);
+    const int64_t row = r0 + r;
+    float v = 0.f;
+    if (row < rb1 && q < Ci) {
+      v = x[row * Ci + q];
+      if (ln.w) v = (v - ln.mean_in[row]) * ln.rstd_in[row] * ln.w[q] + ln.b[q];  // x is a LayerNorm's input
+    }
+    xs[r * ldx + q] = W::to_tf32(v);
   }
   IRC_UNROLL
   for (int q = 0; q < 3; ++q) {

@@ -16,6 +16,7 @@
 //     to dbp [4 blockIdx + warp][2C] (write_db_partials).
 #pragma once
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -48,17 +49,68 @@ IRC_HD float tf32_host(float v) {
   return v;
 }
 
-// Phase 1, thread tid of the block.
+// A LayerNorm over the channels of x applied on the way in (ln_conv1x1_gate: NAFBlock's norm2 before conv4):
+// h = (x - mean) rstd w + b per row. The statistics are computed (mean_out, rstd_out written) or given (mean_in,
+// rstd_in: the backward uses the forward's).
+struct LnArgs {
+  const float *w = nullptr, *b = nullptr;
+  const float *mean_in = nullptr, *rstd_in = nullptr;
+  float *mean_out = nullptr, *rstd_out = nullptr;
+  float eps = 0.f;
+};
+
+// Phase 1, thread tid of the block: the x tile, rounded to TF32 unless a LayerNorm follows (it rounds).
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
 template <class W>
-IRC_HD void load_x_tile(int tid, const float* __restrict__ x, int64_t rows, int64_t r0, int Ci, float* xs) {
+IRC_HD void load_x_tile(int tid, const float* __restrict__ x, int64_t rows, int64_t r0, int Ci, float* xs,
+                        bool round = true) {
   const int ldx = ldx_of(Ci);
   for (int e = tid; e < kRows * Ci; e += kThreads) {
     const int r = e / Ci, q = e - r * Ci;
-    xs[r * ldx + q] = W::to_tf32(r0 + r < rows ? x[(r0 + r) * Ci + q] : 0.f);
+    const float v = r0 + r < rows ? x[(r0 + r) * Ci + q] : 0.f;
+    xs[r * ldx + q] = round ? W::to_tf32(v) : v;
   }
+}
+
+// Phase 1b (with a LayerNorm), warp `warp` on its own 16 rows of the tile (lane `lane` of W::kLanes): the row
+// statistics (sums over the lanes' channels, then W::warp_sum), then h = (x - mean) rstd w + b rounded to TF32;
+// rows past the end become zeros. Float sums (at most 344 channels).
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void ln_prologue(int warp, int lane, float* xs, int Ci, int64_t r0, int64_t rows, const LnArgs& ln) {
+  const int ldx = ldx_of(Ci);
+  for (int i = 0; i < 16; ++i) {
+    const int r = warp * 16 + i;
+    const int64_t row = r0 + r;
+    float* xr = xs + r * ldx;
+    float m = 0.f, rs = 0.f;
+    if (ln.mean_in) {
+      if (row < rows) {
+        m = ln.mean_in[row];
+        rs = ln.rstd_in[row];
+      }
+    } else {
+      float s = 0.f;
+      for (int q = lane; q < Ci; q += W::kLanes) s += xr[q];
+      m = W::warp_sum(s) / static_cast<float>(Ci);
+      float v = 0.f;
+      for (int q = lane; q < Ci; q += W::kLanes) {
+        const float d = xr[q] - m;
+        v += d * d;
+      }
+      rs = 1.f / sqrtf(W::warp_sum(v) / static_cast<float>(Ci) + ln.eps);
+      if (lane == 0 && row < rows) {
+        ln.mean_out[row] = m;
+        ln.rstd_out[row] = rs;
+      }
+    }
+    for (int q = lane; q < Ci; q += W::kLanes) xr[q] = W::to_tf32(row < rows ? (xr[q] - m) * rs * ln.w[q] + ln.b[q] : 0.f);
+  }
+  W::sync_warp();
 }
 
 // Phase 2, warp `warp`: its staging st [512] gets z1 (st[0..256)) and z2 (st[256..512)) of columns j .. j + 16,
@@ -143,6 +195,10 @@ struct HostWmma {
       op_fail("E_INTERNAL", std::string("WMMA host model: ") + what + " breaks the pointer (32-byte) or ldm rule");
   }
   static float to_tf32(float v) { return ROUND ? tf32_host(v) : v; }
+  // warp-wide phases run once for the whole warp on the host
+  static constexpr int kLanes = 1;
+  static float warp_sum(float v) { return v; }
+  static void sync_warp() {}
   static void fill(Acc& c) { std::memset(c.m, 0, sizeof c.m); }
   static void load_a(A& a, const float* p, int ld) {
     check(p, ld, "load_matrix_sync(a)");
