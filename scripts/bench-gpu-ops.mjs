@@ -23,6 +23,7 @@ function blockCases(N, H, W, C, tag) {
   return [
     ['layer_norm2d', [f(x), pos([C]), f([C])], [1e-6]],
     ['conv2d', [f(x), w11(C, 2 * C), f([2 * C])], [1, 0, 1], '1x1 C->2C +b'],
+    ['ln_conv1x1', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'], // with layer_norm2d,
     ['dwconv_gate', [f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
     ['global_avg_pool', [f(x)], []],
     ['channel_scale', [f(x), f(v)], []],
@@ -37,8 +38,9 @@ function blockCases(N, H, W, C, tag) {
     ['conv2d_backward', [f(x), f(x), w11(C, C)], [1, 0, 1], '1x1 C->C'],
     ['simple_gate_backward', [f(x), f(x2)], []],
     ['conv2d_backward', [f(x2), f(x), w11(C, 2 * C)], [1, 0, 1], '1x1 C->2C'],
+    ['ln_conv1x1_backward', [f(x2), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows])], [], 'C->2C'],
     ['conv1x1_gate_backward', [f(x), f(x), w11(C, 2 * C), f([2 * C])], [], 'C->2C +b'], // both lines above in one,
-    ['ln_conv1x1_gate_backward', [f(x), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f([2 * C])], [1e-6], 'C->2C +b'],
+    ['ln_conv1x1_gate_backward', [f(x), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f([2 * C])], [], 'C->2C +b'],
     ['channel_scale_backward', [f(x), f(x), f(v)], []],
     ['global_avg_pool_backward', [f(v), f(x)], []],
     ['dwconv_gate_backward', [f(x), f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
@@ -70,6 +72,7 @@ export function opBenchCases(smoke = false) {
     // Restormer's GDFN project_in at level 1 (96 -> 510, padded to 512 by the one-pass kernel), both ways
     { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1] },
     { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1, cuBLAS', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'cublas' } },
+    { op: 'ln_conv1x1', name: 'ln_conv1x1 L1 C->2C +b, LayerNorm kernel + cuBLASLt', inputs: [f([16, 128, 128, 48]), pos([48]), f([48]), f([1, 1, 48, 96], -0.2, 0.2), f([96])], attrs: [1e-6], env: { IRCONSTYLE_PW_FWD: 'cublas' } },
     // 1x1 backwards by cuBLAS (dx GEMM, dW GEMM, column sums) against the one-pass kernel in the L1 rows above
     { op: 'conv2d_backward', name: 'conv2d_backward 1x1 C->2C L1, cuBLAS', inputs: [f([16, 128, 128, 96]), f([16, 128, 128, 48]), f([1, 1, 48, 96], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'cublas' } },
     { op: 'conv1x1_gate_backward', name: 'conv1x1_gate_backward L1, cuBLAS dx/dw', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 48]), f([1, 1, 48, 96], -0.2, 0.2), f([96])], attrs: [], env: { IRCONSTYLE_PW_BWD: 'cublas' } },

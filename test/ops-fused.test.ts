@@ -10,7 +10,7 @@ import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
 import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
-import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate, lnConv1x1Gate } from '../lib/ops/fused.js';
+import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate, lnConv1x1, lnConv1x1Gate } from '../lib/ops/fused.js';
 import { backward } from '../lib/autograd/tape.js';
 import { randArray, expectClose, gradcheck, gelu64, relErr } from './helpers.js';
 
@@ -600,7 +600,7 @@ describe('ln_conv1x1_gate', () => {
       expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
       expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
       expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
-      const got = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])], [1e-6]);
+      const got = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
       const ref = runOp('conv1x1_gate_backward', [t.dy, h!, t.w, ...(t.b ? [t.b] : [])]);
       expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, 2 * C], [2 * C]]);
       for (let i = 0; i < 3; ++i) expect(differing(await got[i]!.data(), await ref[i]!.data()), `grad ${i} [${shape}]`).toBe(0);
@@ -640,7 +640,7 @@ describe('ln_conv1x1_gate', () => {
         process.env.IRCONSTYLE_EMULATE = mode;
         try {
           const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
-          const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])], [1e-6]);
+          const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
           return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
         } finally {
           delete process.env.IRCONSTYLE_EMULATE;
@@ -662,7 +662,104 @@ describe('ln_conv1x1_gate', () => {
     expect(() => runOp('ln_conv1x1_gate', [x, v6, v6, tensor(randArray(6 * 7, 1), [1, 1, 6, 7])], [1e-6])).toThrowError(/w must have shape \[1, 1, 6, 2C\]/);
     expect(() => runOp('ln_conv1x1_gate', [x, v6, v6, w], [-1])).toThrowError(/eps must be >= 0/);
     const m = tensor(randArray(32, 1), [32]);
-    expect(() => runOp('ln_conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, m, tensor(randArray(31, 1), [31])], [1e-6]))
+    expect(() => runOp('ln_conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, m, tensor(randArray(31, 1), [31])]))
       .toThrowError(/rstd must have shape \[32\]/);
+  });
+});
+
+describe('ln_conv1x1', () => {
+  // [x shape, Co, bias]
+  const cases: [number[], number, boolean][] = [
+    [[2, 5, 7, 6], 5, true],
+    [[1, 9, 11, 48], 96, true],
+    [[7, 3], 4, false],
+    [[3, 50, 16], 32, true],
+  ];
+  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let n = a.length === b.length ? 0 : Infinity;
+    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
+    return n;
+  };
+  const make = (shape: number[], Co: number, bias: boolean, seed: number) => {
+    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
+    return {
+      Ci, rows,
+      x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
+      lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Ci * Co, seed + 3), [1, 1, Ci, Co]),
+      b: bias ? tensor(randArray(Co, seed + 4), [Co]) : null, dy: tensor(randArray(rows * Co, seed + 5), [...shape.slice(0, -1), Co]),
+    };
+  };
+
+  it('equals layer_norm2d then the 1x1 conv2d bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
+    let seed = 1800;
+    for (const [shape, Co, bias] of cases) {
+      const t = make(shape, Co, bias, (seed += 10));
+      const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
+      const [h, m2, r2] = runOp('layer_norm2d', [t.x, t.lw, t.lb], [1e-6]);
+      const h4 = h!.reshape([1, 1, t.rows, t.Ci]);
+      const [u] = runOp('conv2d', [h4, t.w, ...(t.b ? [t.b] : [])], [1, 0, 1]);
+      expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
+      expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
+      expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
+      const got = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
+      const ref = runOp('conv2d_backward', [t.dy.reshape([1, 1, t.rows, Co]), h4, t.w], [1, 0, 1]);
+      expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, Co], [Co]]);
+      for (let i = 0; i < 3; ++i) expect(differing(await got[i]!.data(), await ref[i]!.data()), `grad ${i} [${shape}]`).toBe(0);
+    }
+  });
+
+  it('gradients through the tape: fused (h recomputed) against kept, and finite differences', async () => {
+    let seed = 1900;
+    for (const [shape, Co, bias] of cases.slice(0, 3)) {
+      const grads = async (keepH: boolean) => {
+        const t = make(shape, Co, bias, seed);
+        const leaves = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
+        for (const l of leaves) l.requiresGrad = true;
+        const y = lnConv1x1(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepH });
+        expect(y._node?.name === 'ln_conv1x1').toBe(!keepH); // kept: the separate ops
+        backward(y, t.dy);
+        return Promise.all(leaves.map((l) => l.grad!.data()));
+      };
+      const [fused, kept] = [await grads(false), await grads(true)];
+      for (let i = 0; i < fused.length; ++i) expect(relErr(fused[i]!, kept[i]!), `grad ${i} [${shape}]`).toBeLessThanOrEqual(1e-6);
+      seed += 10;
+    }
+    await gradcheck((xx, a, c, ww, bb) => lnConv1x1(xx, a, c, ww, bb!, 1e-6, { keepH: false }), [
+      { data: randArray(2 * 3 * 4 * 6, 1951, -2, 2), shape: [2, 3, 4, 6] }, { data: randArray(6, 1952, 0.5, 1.5), shape: [6] },
+      { data: randArray(6, 1953), shape: [6] }, { data: randArray(6 * 5, 1954), shape: [1, 1, 6, 5] }, { data: randArray(5, 1955), shape: [5] },
+    ], { eps: 1e-3 });
+  });
+
+  it('the CUDA paths (the gate kernel writing z, the one-pass backward normalising x), run on the host, match', async () => {
+    let seed = 2000;
+    for (const [shape, Co, bias] of [[[3, 50, 48], 32, true], [[1, 9, 11, 96], 192, false]] as [number[], number, boolean][]) {
+      const t = make(shape, Co, bias, (seed += 10));
+      const run = async (mode: string) => {
+        process.env.IRCONSTYLE_EMULATE = mode;
+        try {
+          const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
+          const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
+          return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
+        } finally {
+          delete process.env.IRCONSTYLE_EMULATE;
+        }
+      };
+      const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
+      for (let i = 0; i < own.length; ++i) {
+        expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
+        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
+      }
+      expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds [${shape}]`).toBeGreaterThan(0);
+    }
+  });
+
+  it('validates shapes', () => {
+    const x = tensor(randArray(2 * 4 * 4 * 6, 1), [2, 4, 4, 6]), v6 = tensor(randArray(6, 1), [6]);
+    const w = tensor(randArray(6 * 5, 1), [1, 1, 6, 5]);
+    expect(() => runOp('ln_conv1x1', [x, v6, tensor(randArray(4, 1), [4]), w], [1e-6])).toThrowError(/LayerNorm's bias must have shape \[6\]/);
+    expect(() => runOp('ln_conv1x1', [x, v6, v6, tensor(randArray(9 * 6 * 5, 1), [3, 3, 6, 5])], [1e-6])).toThrowError(/w must have shape \[1, 1, 6, Co\]/);
+    expect(() => runOp('ln_conv1x1', [x, v6, v6, w, tensor(randArray(4, 1), [4])], [1e-6])).toThrowError(/b must have shape \[5\]/);
+    expect(() => runOp('ln_conv1x1_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, tensor(randArray(32, 1), [32]), tensor(randArray(32, 1), [32])]))
+      .toThrowError(/dy must have shape \[2, 4, 4, 5\], got \[2, 4, 4, 4\]/);
   });
 });

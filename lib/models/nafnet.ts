@@ -6,7 +6,7 @@ import { Conv2d, LayerNorm2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { conv1x1Add, dwconvGate, lnConv1x1Gate } from '../ops/fused.js';
+import { conv1x1Add, dwconvGate, lnConv1x1, lnConv1x1Gate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 import { checkpoint } from '../autograd/checkpoint.js';
 
@@ -52,9 +52,10 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    // conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and the β skip fused (inp + conv3(x·sca)·β);
-    // norm2 + conv4 + SimpleGate fused; conv5 and the γ skip fused
-    let x = this.conv1.forward(this.norm1.forward(inp));
+    // norm1 + conv1 fused; conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and the β skip fused
+    // (inp + conv3(x·sca)·β); norm2 + conv4 + SimpleGate fused; conv5 and the γ skip fused
+    const c1 = this.conv1.P, n1 = this.norm1;
+    let x = lnConv1x1(inp, n1.P.weight!, n1.P.bias!, c1.weight!, c1.bias ?? null, n1.eps); // norm1 + conv1
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
     const y = conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x));

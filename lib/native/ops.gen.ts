@@ -319,6 +319,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "ln_conv1x1",
+    "minIn": 4,
+    "maxIn": 5,
+    "differentiable": true
+  },
+  {
+    "name": "ln_conv1x1_backward",
+    "minIn": 7,
+    "maxIn": 7,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

@@ -1,8 +1,8 @@
 // Fused block ops with backward rules: scaledAdd (NAFBlock's β/γ skip a + b·s), dwconvGate (a depthwise conv and a
 // gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
 // instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass), conv1x1Gate (a
-// pointwise conv and a SimpleGate, the conv output never stored) and lnConv1x1Gate (the same behind a LayerNorm2d
-// whose output is never stored either).
+// pointwise conv and a SimpleGate, the conv output never stored), lnConv1x1Gate (the same behind a LayerNorm2d whose
+// output is never stored either) and lnConv1x1 (a pointwise conv behind a LayerNorm2d).
 import { needsGrad, record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
@@ -132,7 +132,46 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
     save: [x, lw, lb, w, mean!, rstd!, ...(b ? [b] : [])],
     accumulate: [0], // x's pending gradient (NAFBlock: the γ skip's) is added by layer_norm2d's backward kernel
     backward: ([gy], [xs, lws, lbs, ws, m, r, bs], [acc]) => {
-      const [dh, dw, db] = runOp('ln_conv1x1_gate_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])], [eps]);
+      const [dh, dw, db] = runOp('ln_conv1x1_gate_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])]);
+      const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
+      dh!.dispose();
+      if (!b) {
+        db!.dispose();
+        return [dx!, dlw!, dlb!, dw!];
+      }
+      return [dx!, dlw!, dlb!, dw!, db!];
+    },
+  });
+  mean!.dispose();
+  rstd!.dispose();
+  return y!;
+}
+
+/**
+ * conv2d(layerNorm2d(x, lw, lb, eps), w, b) for a pointwise w[1, 1, Ci, Co] in one op: NAFBlock's norm1 and conv1.
+ * The normalised h is not stored (on CUDA formed inside the conv's tiles); the backward forms it again from the row
+ * statistics and ends with layer_norm2d's own backward. `keepH`: keep h for the backward instead (the separate
+ * ops), the default on the CPU when gradients are recorded.
+ */
+export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
+  opts: { keepH?: boolean } = {}): Tensor {
+  const ins = [x, lw, lb, w, ...(b ? [b] : [])];
+  if ((opts.keepH ?? x.device === 'cpu') && needsGrad(ins)) {
+    const h = layerNorm2d(x, lw, lb, eps);
+    if (h.rank === 4) return conv2d(h, w, b);
+    const rows = h.size / h.shape[h.rank - 1]!;
+    const y = conv2d(h.reshape([1, 1, rows, h.shape[h.rank - 1]!]), w, b);
+    return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
+  }
+  const [y, mean, rstd] = runOp('ln_conv1x1', ins, [eps]);
+  record({
+    name: 'ln_conv1x1',
+    inputs: ins,
+    outputs: [y!],
+    save: [x, lw, lb, w, mean!, rstd!],
+    accumulate: [0], // x's pending gradient (NAFBlock: the β skip's) is added by layer_norm2d's backward kernel
+    backward: ([gy], [xs, lws, lbs, ws, m, r], [acc]) => {
+      const [dh, dw, db] = runOp('ln_conv1x1_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!]);
       const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
       dh!.dispose();
       if (!b) {

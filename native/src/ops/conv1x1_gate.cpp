@@ -234,8 +234,10 @@ GateGeom check_ln_gate(InferCtx& c, size_t xi, size_t wi, size_t bi) {
       op_fail("E_SHAPE", op + ": the LayerNorm's " + (i == xi + 1 ? "weight" : "bias") + " must have shape [" +
                              std::to_string(Ci) + "] (x's channels), got " + shape_str(c.in[i].shape));
   }
-  const double eps = c.af(0);
-  if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
+  if (op == "ln_conv1x1_gate") {  // the backward takes the statistics instead
+    const double eps = c.af(0);
+    if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
+  }
   const Shape &x = c.in[xi].shape, &w = c.in[wi].shape;
   c.need_f32(wi);
   if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] % 2 != 0 || w[3] == 0)
@@ -298,9 +300,133 @@ void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
   ln.b = k.in[3].f();
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
-  ln.eps = static_cast<float>(k.af(0));
   gate_backward(gate_geom(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
                 k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+}
+
+}  // namespace irc
+
+// ---- ln_conv1x1: a plain 1x1 conv behind a LayerNorm formed on the way in (NAFBlock's norm1 + conv1) -----------------
+namespace irc {
+namespace {
+
+struct PlainGeom {
+  int64_t rows, Ci, Co;
+};
+
+PlainGeom check_ln_plain(InferCtx& c, size_t xi, size_t wi, size_t bi) {
+  const std::string op = c.op;
+  c.need_f32(xi);
+  c.need_min_rank(xi, 1);
+  const Shape& x = c.in[xi].shape;
+  const int64_t Ci = x.back();
+  for (size_t i : {xi + 1, xi + 2}) {
+    c.need_f32(i);
+    if (c.in[i].shape != Shape{Ci})
+      op_fail("E_SHAPE", op + ": the LayerNorm's " + (i == xi + 1 ? "weight" : "bias") + " must have shape [" +
+                             std::to_string(Ci) + "] (x's channels), got " + shape_str(c.in[i].shape));
+  }
+  if (op == "ln_conv1x1") {
+    const double eps = c.af(0);
+    if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
+  }
+  c.need_f32(wi);
+  const Shape& w = c.in[wi].shape;
+  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] == 0)
+    op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + ", Co] (a pointwise conv over x " +
+                           shape_str(x) + "), got " + shape_str(w));
+  if (bi < c.in.size()) {
+    c.need_f32(bi);
+    if (c.in[bi].shape != Shape{w[3]})
+      op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(w[3]) + "], got " + shape_str(c.in[bi].shape));
+  }
+  return {numel(x) / std::max<int64_t>(Ci, 1), Ci, w[3]};
+}
+
+}  // namespace
+
+void infer_ln_conv1x1(InferCtx& c) {
+  c.op = "ln_conv1x1";
+  const PlainGeom g = check_ln_plain(c, 0, 3, 4);
+  Shape y = c.in[0].shape;
+  y.back() = g.Co;
+  c.add_out(y);
+  c.add_out({g.rows});
+  c.add_out({g.rows});
+}
+
+void cpu_ln_conv1x1(KernelCtx& k) {
+  const PlainGeom g{k.out[1].n, k.in[0].shape.back(), k.in[3].shape[3]};
+  const float *x = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f();
+  const float* b = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  float *y = k.out[0].f(), *mean = k.out[1].f(), *rstd = k.out[2].f();
+  if (g.rows == 0) return;
+  const GateGeom gg{g.rows, g.Ci, g.Co / 2};
+  if (g.Co % 2 == 0) {
+    if (const int mode = emulation(gg, w)) {  // the CUDA kernel's path (MODE 2: both halves of z written)
+      pwgate::LnArgs ln;
+      ln.w = lw;
+      ln.b = lb;
+      ln.mean_out = mean;
+      ln.rstd_out = rstd;
+      ln.eps = static_cast<float>(k.af(0));
+      emulate<2>(mode, gg, x, ln, w, b, nullptr, y, nullptr);
+      return;
+    }
+  }
+  // layer_norm2d's rows and conv2d's 1x1 path over row chunks: the same results as the separate ops
+  const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / std::max<int64_t>(g.Ci, 1));
+  float* h = scratch(static_cast<size_t>(std::min(R, g.rows) * g.Ci), 1);
+  for (int64_t r0 = 0; r0 < g.rows; r0 += R) {
+    const int64_t n = std::min(R, g.rows - r0);
+    layer_norm_forward(x + r0 * g.Ci, lw, lb, h, mean + r0, rstd + r0, n, g.Ci, k.af(0));
+    conv::pointwise_forward(n, g.Ci, g.Co, h, w, b, y + r0 * g.Co);
+  }
+}
+
+void infer_ln_conv1x1_backward(InferCtx& c) {
+  c.op = "ln_conv1x1_backward";
+  const PlainGeom g = check_ln_plain(c, 1, 4, 7);
+  c.need_f32(0);
+  Shape want = c.in[1].shape;
+  want.back() = g.Co;
+  if (c.in[0].shape != want)
+    op_fail("E_SHAPE", "ln_conv1x1_backward: dy must have shape " + shape_str(want) + ", got " + shape_str(c.in[0].shape));
+  for (size_t i : {size_t(5), size_t(6)}) {
+    c.need_f32(i);
+    if (c.in[i].shape != Shape{g.rows})
+      op_fail("E_SHAPE", std::string("ln_conv1x1_backward: ") + (i == 5 ? "mean" : "rstd") + " must have shape [" +
+                             std::to_string(g.rows) + "] (one per row of x), got " + shape_str(c.in[i].shape));
+  }
+  c.add_out(c.in[1].shape);
+  c.add_out(c.in[4].shape);
+  c.add_out({g.Co});
+}
+
+void cpu_ln_conv1x1_backward(KernelCtx& k) {
+  const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f();
+  const float *mean = k.in[5].f(), *rstd = k.in[6].f();
+  float *dh = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  if (rows == 0) {
+    std::fill(dw, dw + Ci * Co, 0.f);
+    std::fill(db, db + Co, 0.f);
+    return;
+  }
+  const char* e = std::getenv("IRCONSTYLE_EMULATE");
+  if (e && (std::strcmp(e, "pw_gate") == 0 || std::strcmp(e, "pw_gate_fp32") == 0) && Ci >= 8 && Co >= 8) {
+    pwgate::LnArgs ln;  // the CUDA path: the one-pass backward normalising x while staging
+    ln.w = lw;
+    ln.b = lb;
+    ln.mean_in = mean;
+    ln.rstd_in = rstd;
+    conv::pw_backward_model(std::strcmp(e, "pw_gate") == 0, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci),
+                            static_cast<int>(Co));
+    return;
+  }
+  float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
+  layer_norm_apply(x, lw, lb, mean, rstd, h, rows, Ci);
+  conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh, dw, db);
 }
 
 }  // namespace irc

@@ -16,6 +16,8 @@
 // writes the column sums of dz per warp (16 rows; lanes l and l + 16 of a column joined by one shuffle), which a
 // fixed two-pass column sum finishes (the fallback sums dz itself): one pass fewer over dz.
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
@@ -165,10 +167,10 @@ __global__ void ln_rows_k(const float* __restrict__ x, pwgate::LnArgs ln, float*
   }
 }
 
-// h in scratch slot 7 (used by nothing else in these ops).
-const float* materialize_h(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const Geo& g) {
+// h in scratch (slot 7 in the gate ops, which call no cuBLASLt GEMM; slot 6 in ln_conv1x1, whose bias GEMM may).
+const float* materialize_h(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const Geo& g, int slot = 7) {
   cudaStream_t st = cu::stream(k);
-  float* h = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * g.Ci, 7));
+  float* h = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * g.Ci, slot));
   ln_rows_k<<<cu::blocks_for(g.rows * 32), 256, 0, st>>>(x, ln, h, g.rows, static_cast<int>(g.Ci));
   cu::check_launch(k);
   return h;
@@ -231,8 +233,13 @@ pwgate::LnArgs ln_args(const KernelCtx& k, size_t wi, size_t bi) {
   pwgate::LnArgs ln;
   ln.w = k.in[wi].f();
   ln.b = k.in[bi].f();
-  ln.eps = static_cast<float>(k.af(0));
+  ln.eps = k.attrs.empty() ? 0.f : static_cast<float>(k.af(0));  // the backwards use the given statistics
   return ln;
+}
+
+bool pw_fwd_cublas() {
+  const char* e = std::getenv("IRCONSTYLE_PW_FWD");
+  return e && std::strcmp(e, "cublas") == 0;
 }
 
 }  // namespace
@@ -261,6 +268,51 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
   ln.rstd_in = k.in[6].f();
   gate_backward(k, geo_of(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
                 k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+}
+
+// ln_conv1x1: the gate kernel in MODE 2 (z itself, both halves of 2C = Co outputs) with the LayerNorm formed on the
+// way in; else h by the row kernel and a cuBLAS(Lt) GEMM with the bias. IRCONSTYLE_PW_FWD=cublas takes the latter
+// (A/B timing).
+void cuda_ln_conv1x1(KernelCtx& k) {
+  const int64_t Ci = k.in[0].shape.back(), Co = k.in[3].shape[3], rows = k.out[1].n;
+  const float *x = k.in[0].f(), *w = k.in[3].f(), *b = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  float* y = k.out[0].f();
+  if (rows == 0) return;
+  pwgate::LnArgs ln = ln_args(k, 1, 2);
+  ln.mean_out = k.out[1].f();
+  ln.rstd_out = k.out[2].f();
+  if (Co % 2 == 0 && !pw_fwd_cublas() && wmma_ok<2>(Ci, Co / 2, w)) {
+    launch_wmma<2>(k, x, ln, w, b, nullptr, y, nullptr, rows, Ci, Co / 2);
+    return;
+  }
+  const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
+  const bool tf32 = cu::tf32_convolutions();
+  if (b && blas::gemm_bias(k, tf32, false, false, rows, Co, Ci, h, Ci, w, Co, b, y, Co)) return;
+  const gpu::Cublas& cb = blas::bind(k, tf32);
+  if (b) blas::fill_rows(k, y, rows, Co, b);
+  blas::gemm(k, cb, false, false, rows, Co, Ci, 1.f, h, Ci, w, Co, b ? 1.f : 0.f, y, Co);
+}
+
+// The one-pass backward with x normalised while staging; else h by the row kernel and conv2d's cuBLAS passes.
+void cuda_ln_conv1x1_backward(KernelCtx& k) {
+  const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
+  float *dh = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  cudaStream_t st = cu::stream(k);
+  if (rows == 0) {
+    cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * Ci * Co, st), k.op, "memset dw");
+    cu::check(cudaMemsetAsync(db, 0, sizeof(float) * Co, st), k.op, "memset db");
+    return;
+  }
+  pwgate::LnArgs ln = ln_args(k, 2, 3);
+  ln.mean_in = k.in[5].f();
+  ln.rstd_in = k.in[6].f();
+  if (pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) return;
+  const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
+  const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
+  blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
+  blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
+  blas::column_sums(k, dy, rows, Co, db, 4);
 }
 
 }  // namespace irc

@@ -10,8 +10,9 @@
 //   z_tiles (every warp, for each 16-column block j of the C gate channels): z1 = x[16 rows] w[:, j .. j + 16) and
 //     z2 = x[16 rows] w[:, C + j ..) by m16n16k8 TF32 products over Ci in steps of 8, stored to the warp's staging
 //     st [2][16][16];
-//   epilogue (every lane, elements lane, lane + 32, .. of the 16x16 tiles): the bias, then y = z1 z2 (MODE 0) or
-//     dz = (dy z2, dy z1) (MODE 1) with the lane's sums of dz over its rows (column j + (lane & 15));
+//   epilogue (every lane, elements lane, lane + 32, .. of the 16x16 tiles): the bias, then y = z1 z2 (MODE 0),
+//     dz = (dy z2, dy z1) (MODE 1) with the lane's sums of dz over its rows (column j + (lane & 15)), or z itself
+//     (MODE 2: ln_conv1x1, a plain 1x1 conv of 2C outputs behind a LayerNorm);
 //   MODE 1 then adds lane l + 16's sums into lane l (one shuffle) and lanes 0..15 write the warp's column sums of dz
 //     to dbp [4 blockIdx + warp][2C] (write_db_partials).
 #pragma once
@@ -156,6 +157,9 @@ IRC_HD void epilogue(int lane, int warp, int j, int64_t r0, int64_t rows, int C,
       }
       if (MODE == 0) {
         out[row * C + col] = z1 * z2;
+      } else if (MODE == 2) {  // no gate: the conv itself, both halves of its 2C columns
+        out[row * C2 + col] = z1;
+        out[row * C2 + C + col] = z2;
       } else {
         const float g = dy[row * C + col], d1 = g * z2, d2 = g * z1;
         out[row * C2 + col] = d1;
