@@ -757,6 +757,8 @@ describe('ln_conv1x1', () => {
     const x = tensor(randArray(2 * 4 * 4 * 6, 1), [2, 4, 4, 6]), v6 = tensor(randArray(6, 1), [6]);
     const w = tensor(randArray(6 * 5, 1), [1, 1, 6, 5]);
     expect(() => runOp('ln_conv1x1', [x, v6, tensor(randArray(4, 1), [4]), w], [1e-6])).toThrowError(/LayerNorm's bias must have shape \[6\]/);
+    expect(() => runOp('ln_conv1x1', [tensor(new Float32Array(0), [2, 0]), tensor(new Float32Array(0), [0]), tensor(new Float32Array(0), [0]),
+      tensor(new Float32Array(0), [1, 1, 0, 4])], [1e-6])).toThrowError(/at least one channel/);
     expect(() => runOp('ln_conv1x1', [x, v6, v6, tensor(randArray(9 * 6 * 5, 1), [3, 3, 6, 5])], [1e-6])).toThrowError(/w must have shape \[1, 1, 6, Co\]/);
     expect(() => runOp('ln_conv1x1', [x, v6, v6, w, tensor(randArray(4, 1), [4])], [1e-6])).toThrowError(/b must have shape \[5\]/);
     expect(() => runOp('ln_conv1x1_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, tensor(randArray(32, 1), [32]), tensor(randArray(32, 1), [32])]))

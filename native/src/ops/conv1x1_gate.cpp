@@ -228,6 +228,7 @@ GateGeom check_ln_gate(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   c.need_f32(xi);
   c.need_min_rank(xi, 1);
   const int64_t Ci = c.in[xi].shape.back();
+  if (Ci == 0) op_fail("E_SHAPE", op + ": x must have at least one channel (the LayerNorm's), got " + shape_str(c.in[xi].shape));
   for (size_t i : {xi + 1, xi + 2}) {
     c.need_f32(i);
     if (c.in[i].shape != Shape{Ci})
@@ -320,6 +321,7 @@ PlainGeom check_ln_plain(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   c.need_min_rank(xi, 1);
   const Shape& x = c.in[xi].shape;
   const int64_t Ci = x.back();
+  if (Ci == 0) op_fail("E_SHAPE", op + ": x must have at least one channel (the LayerNorm's), got " + shape_str(x));
   for (size_t i : {xi + 1, xi + 2}) {
     c.need_f32(i);
     if (c.in[i].shape != Shape{Ci})
