@@ -7,7 +7,7 @@ import { Conv2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
 import { channelAttention } from '../ops/attention.js';
-import { conv1x1Add, dwconvGate } from '../ops/fused.js';
+import { conv1x1Add, dwconvGate, lnConv1x1 } from '../ops/fused.js';
 import { layerNorm2d } from '../ops/norm.js';
 import { layerNormBiasFree } from '../ops/norm2.js';
 import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
@@ -46,6 +46,12 @@ export class RestormerLayerNorm extends Module {
   forward(x: Tensor): Tensor {
     return this.body.forward(x);
   }
+  /** conv(this(x)) for a 1×1 conv: one op with the WithBias norm (its output is then never stored), else the two. */
+  pointwise(x: Tensor, conv: Conv2d): Tensor {
+    const b = this.body;
+    if (b.type === 'WithBias') return lnConv1x1(x, b.P.weight!, b.P.bias!, conv.P.weight!, conv.P.bias ?? null, 1e-5);
+    return conv.forward(this.forward(x));
+  }
 }
 
 /** MDTA: transposed (channel) attention per head, with a learned per-head temperature [heads, 1, 1] (init 1). */
@@ -63,16 +69,16 @@ export class Attention extends Module {
     this.projectOut = this.child('project_out', new Conv2d(c, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    return this.projectOut.forward(this.core(x));
+    return this.projectOut.forward(this.core(this.qkv.forward(x)));
   }
-  /** r + MDTA(x), with project_out and the add in one op. */
-  forwardAdd(x: Tensor, r: Tensor): Tensor {
-    return conv1x1Add(this.core(x), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
+  /** r + MDTA(x), with project_out and the add in one op; with `norm`, r + MDTA(norm(x)) (norm and qkv in one op). */
+  forwardAdd(x: Tensor, r: Tensor, norm?: RestormerLayerNorm): Tensor {
+    const qkv = norm ? norm.pointwise(x, this.qkv) : this.qkv.forward(x);
+    return conv1x1Add(this.core(qkv), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
   }
   /** softmax(normalize(q) normalize(k)ᵀ · temperature) v per head, on the NHWC qkv directly (one fused op). */
-  private core(x: Tensor): Tensor {
-    const qkv = this.qkvDwconv.forward(this.qkv.forward(x));
-    return channelAttention(qkv, this.P.temperature!, this.heads);
+  private core(qkv: Tensor): Tensor {
+    return channelAttention(this.qkvDwconv.forward(qkv), this.P.temperature!, this.heads);
   }
 }
 
@@ -90,16 +96,17 @@ export class FeedForward extends Module {
     this.projectOut = this.child('project_out', new Conv2d(hd, c, 1, { bias }));
   }
   forward(x: Tensor): Tensor {
-    return this.projectOut.forward(this.gate(x));
+    return this.projectOut.forward(this.gate(this.projectIn.forward(x)));
   }
-  /** r + GDFN(x), with project_out and the add in one op. */
-  forwardAdd(x: Tensor, r: Tensor): Tensor {
-    return conv1x1Add(this.gate(x), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
+  /** r + GDFN(x), with project_out and the add in one op; with `norm`, r + GDFN(norm(x)) (norm and project_in in one op). */
+  forwardAdd(x: Tensor, r: Tensor, norm?: RestormerLayerNorm): Tensor {
+    const p = norm ? norm.pointwise(x, this.projectIn) : this.projectIn.forward(x);
+    return conv1x1Add(this.gate(p), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
   }
-  /** project_in, then dwconv, chunk, GELU(x1)·x2 as one fused op (the dwconv output is recomputed in the backward). */
-  private gate(x: Tensor): Tensor {
+  /** dwconv, chunk, GELU(x1)·x2 of project_in's output as one fused op (the dwconv output is recomputed in the backward). */
+  private gate(p: Tensor): Tensor {
     const d = this.dwconv;
-    return dwconvGate(this.projectIn.forward(x), d.P.weight!, d.P.bias ?? null, 1, 'gelu');
+    return dwconvGate(p, d.P.weight!, d.P.bias ?? null, 1, 'gelu');
   }
 }
 
@@ -118,8 +125,8 @@ export class TransformerBlock extends Module {
     this.ffn = this.child('ffn', new FeedForward(c, opts.ffn ?? 2.66, bias));
   }
   forward(x: Tensor): Tensor {
-    const y = this.attn.forwardAdd(this.norm1.forward(x), x);
-    return this.ffn.forwardAdd(this.norm2.forward(y), y);
+    const y = this.attn.forwardAdd(x, x, this.norm1);
+    return this.ffn.forwardAdd(y, y, this.norm2);
   }
 }
 
