@@ -40,10 +40,13 @@ inline size_t smem_floats(int Ci, int Co) {
   return static_cast<size_t>(kChunk) * (ldx_of(Ci) + ldd_of(Co)) + static_cast<size_t>(kWarps) * 256;
 }
 // Rows per block, a whole number of chunks: about two blocks per SM of an H100 (264 blocks), but no more blocks than
-// keep the dW partials (blocks x Ci x Co) within a quarter of the inputs' size (few rows, wide channels).
+// keep the dW partials (blocks x Ci x Co) within an eighth of the inputs' size (few rows, wide channels), unless that
+// leaves fewer than 32 blocks (small tensors: their partials are small in absolute terms).
 inline int64_t rows_per_block(int64_t rows, int64_t Ci, int64_t Co) {
-  int64_t blocks = rows * (Ci + Co) / (4 * Ci * Co);
-  blocks = blocks < 1 ? 1 : blocks > 264 ? 264 : blocks;
+  int64_t blocks = rows * (Ci + Co) / (8 * Ci * Co);
+  const int64_t floor = rows / kChunk < 32 ? rows / kChunk : 32;
+  blocks = blocks < floor ? floor : blocks > 264 ? 264 : blocks;
+  if (blocks < 1) blocks = 1;
   const int64_t r = (rows + blocks - 1) / blocks;
   return (r + kChunk - 1) / kChunk * kChunk;
 }
