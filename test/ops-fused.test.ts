@@ -765,3 +765,24 @@ describe('ln_conv1x1', () => {
       .toThrowError(/dy must have shape \[2, 4, 4, 5\], got \[2, 4, 4, 4\]/);
   });
 });
+
+describe('LayerNorm + 1x1 ops under a residual (the pending gradient folded into the LayerNorm backward)', () => {
+  it('lnConv1x1Gate(x) + x and lnConv1x1(x) + x: fused gradients equal the separate ops', async () => {
+    for (const gate of [true, false]) {
+      const grads = async (fused: boolean) => {
+        const C = 8, shape = [2, 3, 5, C];
+        const x = tensor(randArray(2 * 3 * 5 * C, 2101, -2, 2), shape), lw = tensor(randArray(C, 2102, 0.5, 1.5), [C]);
+        const lb = tensor(randArray(C, 2103), [C]), w = tensor(randArray(C * (gate ? 2 * C : C), 2104), [1, 1, C, gate ? 2 * C : C]);
+        const b = tensor(randArray(gate ? 2 * C : C, 2105), [gate ? 2 * C : C]);
+        const leaves = [x, lw, lb, w, b];
+        for (const l of leaves) l.requiresGrad = true;
+        const xi = mul(x, tensor(new Float32Array([1.5]), [1])); // not a leaf: its pending gradient is folded in
+        const f = gate ? lnConv1x1Gate(xi, lw, lb, w, b, 1e-6, { keepZ: !fused }) : lnConv1x1(xi, lw, lb, w, b, 1e-6, { keepH: !fused });
+        backward(add(f, xi), tensor(randArray(2 * 3 * 5 * C, 2106), shape));
+        return Promise.all(leaves.map((l) => l.grad!.data()));
+      };
+      const [a, k] = [await grads(true), await grads(false)];
+      for (let i = 0; i < a.length; ++i) expect(relErr(a[i]!, k[i]!), `${gate ? 'gate' : 'plain'} grad ${i}`).toBeLessThanOrEqual(1e-6);
+    }
+  });
+});
