@@ -80,6 +80,19 @@ export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s:
   return y!;
 }
 
+let keepOnCpu = true;
+/**
+ * @internal Whether the fused ops that recompute in their backward (conv1x1Gate, lnConv1x1Gate, lnConv1x1) keep their
+ * intermediates instead on the CPU when gradients are recorded (default true; tests turn it off to run the CUDA
+ * paths' op structure on the CPU). Returns the previous setting.
+ */
+export function setKeepOnCpu(on: boolean): boolean {
+  const was = keepOnCpu;
+  keepOnCpu = on;
+  return was;
+}
+const keepDefault = (x: Tensor) => x.device === 'cpu' && keepOnCpu;
+
 /**
  * z[..., :C] · z[..., C:] of the pointwise conv z = x·w + b, w[1, 1, Ci, 2C], over x[..., Ci]: NAFBlock's conv4 and
  * SimpleGate in one op. z is not stored (on CUDA not even written: the gate runs on each tile of the conv); the
@@ -90,7 +103,7 @@ export function conv1x1Add(x: Tensor, w: Tensor, r: Tensor, b: Tensor | null, s:
  */
 export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keepZ?: boolean } = {}): Tensor {
   const ins = b ? [x, w, b] : [x, w];
-  if ((opts.keepZ ?? x.device === 'cpu') && needsGrad(ins)) {
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) {
     if (x.rank === 4) return simpleGate(conv2d(x, w, b));
     const rows = x.size / x.shape[x.rank - 1]!;
     const y = simpleGate(conv2d(x.reshape([1, 1, rows, x.shape[x.rank - 1]!]), w, b));
@@ -123,7 +136,7 @@ export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keep
 export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepZ?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, ...(b ? [b] : [])];
-  if ((opts.keepZ ?? x.device === 'cpu') && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
   const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [eps]);
   record({
     name: 'ln_conv1x1_gate',
@@ -156,7 +169,7 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
 export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, ...(b ? [b] : [])];
-  if ((opts.keepH ?? x.device === 'cpu') && needsGrad(ins)) {
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) {
     const h = layerNorm2d(x, lw, lb, eps);
     if (h.rank === 4) return conv2d(h, w, b);
     const rows = h.size / h.shape[h.rank - 1]!;
