@@ -47,19 +47,26 @@ describe('fused block ops vs the separate-op block forwards', () => {
       } finally {
         ab.restore();
       }
-      // and with the fused ops recomputing in their backward, as on CUDA (the CPU keeps their intermediates by default)
+      // and with the fused ops recomputing in their backward, as on CUDA (the CPU keeps their intermediates by
+      // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE, exact operands): the
+      // tensor-core gate and 1x1-backward kernels and the one-pass gate backward, wherever the shapes take them
       const was = setKeepOnCpu(false);
-      let recomputed;
+      let recomputed, emulated;
       try {
         recomputed = await run(name);
+        if (!name.includes('maxim')) {  // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv)
+          process.env.IRCONSTYLE_EMULATE = 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd';
+          emulated = await run(name);
+        }
       } finally {
+        delete process.env.IRCONSTYLE_EMULATE;
         setKeepOnCpu(was);
       }
       // a gradient that is zero in exact arithmetic (a Linear bias before a train-mode BatchNorm) is rounding noise
       // on both sides: relative to the largest gradient, not to itself
       const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
       const scale = [...plain.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
-      for (const r of [fused, recomputed]) {
+      for (const r of emulated ? [fused, recomputed, emulated] : [fused, recomputed]) {
         expect(relErr(r.y, plain.y)).toBeLessThanOrEqual(1e-5);
         expect([...r.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
         for (const [k, g] of r.grads) expect(relErr(g, plain.grads.get(k)!, 1e-4 * scale), k).toBeLessThanOrEqual(1e-4);

@@ -2,6 +2,8 @@
 #include "../ops/op_api.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <sstream>
 
 namespace irc {
@@ -82,6 +84,15 @@ void InferCtx::need_acc(size_t i, size_t xi) const {
   if (numel(in[i].shape) != numel(in[xi].shape))
     op_fail("E_SHAPE", where(op) + "acc must have the " + std::to_string(numel(in[xi].shape)) + " elements of x " +
                            shape_str(in[xi].shape) + ", got " + shape_str(in[i].shape));
+}
+
+int emulation_requested(const char* base) {
+  const char* e = std::getenv("IRCONSTYLE_EMULATE");
+  if (!e) return 0;
+  const std::string list = std::string(",") + e + ",", b = base;
+  if (list.find("," + b + ",") != std::string::npos) return 1;
+  if (list.find("," + b + "_fp32,") != std::string::npos) return 2;
+  return 0;
 }
 
 }  // namespace irc

@@ -51,17 +51,16 @@ GateGeom check_gate(InferCtx& c, size_t xi) {
   return gate_geom(x, w);
 }
 
-// IRCONSTYLE_EMULATE=pw_gate (TF32 rounding as the GPU) or pw_gate_fp32 (exact operands): the CUDA tensor-core
+// IRCONSTYLE_EMULATE lists pw_gate (TF32 rounding as the GPU) or pw_gate_fp32 (exact operands): the CUDA tensor-core
 // kernel's phases (pw_gate_tile.h) run on the host with the model of its WMMA calls, block by block, warp by warp
 // and lane by lane, for the shapes the device takes that path for. For the tests of that kernel's arithmetic
 // (test/ops-fused.test.ts), not for speed. 0: not asked for or not applicable; 1 rounding; 2 exact.
 int emulation(const GateGeom& g, const float* w) {
-  const char* e = std::getenv("IRCONSTYLE_EMULATE");
-  if (!e || (std::strcmp(e, "pw_gate") != 0 && std::strcmp(e, "pw_gate_fp32") != 0)) return 0;
-  if (g.Ci <= 0 || g.Ci % 8 != 0 || g.Ci > pwgate::kMaxCi || g.C <= 0 || g.C % 16 != 0 ||
+  const int mode = emulation_requested("pw_gate");
+  if (!mode || g.Ci <= 0 || g.Ci % 8 != 0 || g.Ci > pwgate::kMaxCi || g.C <= 0 || g.C % 16 != 0 ||
       (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
     return 0;
-  return std::strcmp(e, "pw_gate") == 0 ? 1 : 2;
+  return mode;
 }
 
 // The kernel gate_wmma_k<MODE> over all blocks: out = y (MODE 0) or dz with the per-warp column sums dbp (MODE 1).
@@ -415,14 +414,14 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     std::fill(db, db + Co, 0.f);
     return;
   }
-  const char* e = std::getenv("IRCONSTYLE_EMULATE");
-  if (e && (std::strcmp(e, "pw_gate") == 0 || std::strcmp(e, "pw_gate_fp32") == 0) && Ci >= 8 && Co >= 8) {
+  const int mode = emulation_requested("pw_gate");
+  if (mode && Ci >= 8 && Co >= 8) {
     pwgate::LnArgs ln;  // the CUDA path: the one-pass backward normalising x while staging
     ln.w = lw;
     ln.b = lb;
     ln.mean_in = mean;
     ln.rstd_in = rstd;
-    conv::pw_backward_model(std::strcmp(e, "pw_gate") == 0, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci),
+    conv::pw_backward_model(mode == 1, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci),
                             static_cast<int>(Co));
     return;
   }

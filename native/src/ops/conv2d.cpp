@@ -527,7 +527,7 @@ void infer_conv2d_backward(InferCtx& c) {
 
 namespace {
 
-// IRCONSTYLE_EMULATE=pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward by the
+// IRCONSTYLE_EMULATE lists pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward by the
 // CUDA one-pass kernel's phases (pw_bwd_tile.h) on the host, block by block, pass by pass, chunk by chunk, warp by
 // warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
 // (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
@@ -599,8 +599,8 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
 
 bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x, const float* w, float* dx,
                                   float* dw, float* db) {
-  const char* e = std::getenv("IRCONSTYLE_EMULATE");
-  if (!e || (std::strcmp(e, "pw_bwd") != 0 && std::strcmp(e, "pw_bwd_fp32") != 0) || !is_pointwise(g)) return false;
+  const int mode = emulation_requested("pw_bwd");
+  if (!mode || !is_pointwise(g)) return false;
   const int64_t rows = g.N * g.Ho * g.Wo, Cip = pwbwd::pad16(g.Ci), Cop = pwbwd::pad16(g.Co);
   const bool padded = Cip != g.Ci || Cop != g.Co;
   // the conditions of pw_backward (pw_bwd.cu)
@@ -608,7 +608,7 @@ bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x
       sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) > 96 * 1024 ||
       (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0))
     return false;
-  if (std::strcmp(e, "pw_bwd") == 0)
+  if (mode == 1)
     emulate_pw_backward<pwgate::HostWmma<true>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
   else
     emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));

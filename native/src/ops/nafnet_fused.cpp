@@ -564,13 +564,12 @@ void infer_dwconv_gate_backward(InferCtx& c) {
 
 namespace {
 
-// IRCONSTYLE_EMULATE=dwgate_bwd: the CUDA one-pass backward (3x3, padding 1) run on the host, every work item of
+// IRCONSTYLE_EMULATE lists dwgate_bwd: the CUDA one-pass backward (3x3, padding 1) run on the host, every work item of
 // the kernel through the same per-thread code (dwgate_slide.h); the taps summed per channel in double. For the tests
 // of that kernel's logic (test/ops-fused.test.ts), not for speed.
 bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const float* w, const float* b, float* dx,
                            float* dw, float* db) {
-  const char* e = std::getenv("IRCONSTYLE_EMULATE");
-  if (!e || std::strcmp(e, "dwgate_bwd") != 0 || g.KH != 3 || g.KW != 3 || g.P != 1) return false;
+  if (!emulation_requested("dwgate_bwd") || g.KH != 3 || g.KW != 3 || g.P != 1) return false;
   const dwslide::Geo geo{static_cast<int>(g.H), static_cast<int>(g.W),
                          static_cast<int>((g.W + dwslide::kSeg - 1) / dwslide::kSeg), static_cast<int>(g.C2),
                          static_cast<int>(g.C)};
