@@ -1,10 +1,13 @@
-// A pointwise convolution and a SimpleGate in one op (ops.def), NHWC / any [..., Ci] rows, on the CPU:
+// Pointwise convolutions fused with their neighbours (ops.def), NHWC / any [..., Ci] rows, on the CPU:
 //   conv1x1_gate           (x[..., Ci], w[1,1,Ci,2C], b?[2C]) -> y[..., C] = z[..., :C] * z[..., C:], z = x w + b
 //   conv1x1_gate_backward  (dy, x, w, b?) -> dx, dw, db[2C]   (z recomputed, not stored)
-// NAFBlock's conv4 + SimpleGate: the 2C-channel conv output z is neither written by the forward nor kept for the
-// backward (on CUDA the forward's tile of z lives in registers only). The CPU runs conv2d's own 1x1 path
-// (conv::pointwise_*), so its results are those of conv2d + simple_gate: the forward over row chunks of z, the
-// backward with dz = (dy z2, dy z1) and conv2d's backward on it.
+//   ln_conv1x1_gate (+ backward): the same of h = layer_norm2d(x) (the backward gives dh; layer_norm2d_backward
+//                          follows it in the autograd rule)
+//   ln_conv1x1 (+ backward): a plain 1x1 conv of h = layer_norm2d(x)
+// NAFBlock's conv4 + SimpleGate (with norm2), and conv1 (with norm1): the 2C-channel conv output z and the normalised
+// h are neither written by the CUDA forwards nor kept for the backward. The CPU runs layer_norm2d's and conv2d's own
+// code (layer_norm_forward / layer_norm_apply, conv::pointwise_*), so its results are those of the separate ops: the
+// forward over row chunks, the backward with dz = (dy z2, dy z1) and conv2d's backward on it.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -12,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/gemm.h"
 #include "conv2d.h"
 #include "layer_norm2d.h"
 #include "op_api.h"
@@ -151,15 +153,9 @@ void gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
       for (int64_t q = 0; q < parts; ++q) t += dbp[q * C2 + c];
       db[c] = static_cast<float>(t);
     }
-    if (g.Ci >= 8 && C2 >= 8) {
-      std::vector<float> unused(static_cast<size_t>(C2));
-      conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
-                              static_cast<int>(C2));
-      return;
-    }
-    if (ln) op_fail("E_INTERNAL", "ln_conv1x1_gate emulation: no one-pass backward for Ci < 8");
-    sgemm(false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
-    sgemm(true, false, g.Ci, C2, g.rows, 1.f, x, g.Ci, dz, C2, 0.f, dw, C2);  // dw = x^T dz
+    std::vector<float> unused(static_cast<size_t>(C2));  // (the emulated shapes have Ci, 2C >= 8: the one-pass path)
+    conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
+                            static_cast<int>(C2));
     return;
   }
   const float* in = x;
