@@ -527,9 +527,9 @@ void infer_conv2d_backward(InferCtx& c) {
 
 namespace {
 
-// IRCONSTYLE_EMULATE lists pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward by the
-// CUDA one-pass kernel's phases (pw_bwd_tile.h) on the host, block by block, pass by pass, chunk by chunk, warp by
-// warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
+// IRCONSTYLE_EMULATE lists pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward
+// by the CUDA one-pass kernel's phases (pw_bwd_tile.h) on the host, block by block, pass by pass, chunk by chunk, warp
+// by warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
 // (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
 template <class W>
 void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
@@ -608,10 +608,8 @@ bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x
       sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) > 96 * 1024 ||
       (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0))
     return false;
-  if (mode == 1)
-    emulate_pw_backward<pwgate::HostWmma<true>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
-  else
-    emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci), static_cast<int>(g.Co));
+  conv::pw_backward_model(mode == 1, x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci),
+                          static_cast<int>(g.Co));
   return true;
 }
 
