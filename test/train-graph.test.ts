@@ -12,6 +12,7 @@ import { keep } from '../lib/tensor/scope.js';
 import { add, scale } from '../lib/ops/elementwise.js';
 import type { ConStyleUNet } from '../lib/models/unet.js';
 import { randArray } from './helpers.js';
+import { setKeepOnCpu } from '../lib/ops/fused.js';
 
 async function train(graph: boolean, steps: number, wrapRestore?: (y: Tensor) => Tensor) {
   setInitSeed(21);
@@ -61,6 +62,19 @@ describe('IRConStyleTrainer graph mode', () => {
     expect(graph.state[0]!.reason).toMatch(/CPU/);
     expect(plain.state).toEqual([]);
     expect(plain.losses[6]!.ce).toBe(0); // frozen: L1 only
+  });
+
+  it('with the fused ops recomputing in their backward (as on CUDA): capturable, and the same step', async () => {
+    const was = setKeepOnCpu(false);
+    try {
+      const plain = await train(false, 3);
+      const graph = await train(true, 3);
+      expect(graph.losses).toEqual(plain.losses);
+      expect(graph.params).toEqual(plain.params);
+      expect(graph.state[0]!.capturable).toBe(true);
+    } finally {
+      setKeepOnCpu(was);
+    }
   });
 
   it('a step that breaks the capture rules: reported, and the CPU never applies a step twice', async () => {
