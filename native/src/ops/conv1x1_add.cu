@@ -6,8 +6,9 @@
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
 // them, and dx_g = dy_g W_g^T (one strided batch); where it takes the shape, the one-pass tensor-core backward
-// (pw_bwd.h) gives dx_g, G_g and the per-group column sums instead of the three cuBLAS passes. TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
-// [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as PyTorch's matmul.
+// (pw_bwd.h) gives dx_g, G_g and the per-group column sums instead of the three cuBLAS passes. TF32 as conv2d's
+// (IRCONSTYLE_TF32). With a Linear's weight [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as
+// PyTorch's matmul.
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
