@@ -8,7 +8,7 @@ import { runOp } from '../lib/ops/run.js';
 import { mean } from '../lib/ops/elementwise.js';
 import { backward } from '../lib/autograd/tape.js';
 import type { Module } from '../lib/nn/module.js';
-import { relErr } from './helpers.js';
+import { relErr, withEmulation } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
 
 // the A/B patch of scripts/unfused-blocks.mjs (a plain ESM script), loading the library's TypeScript sources
@@ -54,12 +54,9 @@ describe('fused block ops vs the separate-op block forwards', () => {
       let recomputed, emulated;
       try {
         recomputed = await run(name);
-        if (!name.includes('maxim')) {  // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv)
-          process.env.IRCONSTYLE_EMULATE = 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd';
-          emulated = await run(name);
-        }
+        // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv)
+        if (!name.includes('maxim')) emulated = await withEmulation('pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
       } finally {
-        delete process.env.IRCONSTYLE_EMULATE;
         setKeepOnCpu(was);
       }
       // a gradient that is zero in exact arithmetic (a Linear bias before a train-mode BatchNorm) is rounding noise

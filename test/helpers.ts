@@ -8,6 +8,26 @@ import { relErr } from '../lib/parity/fixture.js';
 
 export { relErr };
 
+/** How many elements of a and b differ (Infinity when the lengths do): 0 means bit-identical. */
+export function differing(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let n = a.length === b.length ? 0 : Infinity;
+  for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
+  return n;
+}
+
+/**
+ * Runs fn with IRCONSTYLE_EMULATE = mode (CUDA kernels' own code on the CPU backend; '' for none). fn must read its
+ * results before it returns: the native kernels read the variable when they run.
+ */
+export async function withEmulation<T>(mode: string, fn: () => Promise<T>): Promise<T> {
+  process.env.IRCONSTYLE_EMULATE = mode;
+  try {
+    return await fn();
+  } finally {
+    delete process.env.IRCONSTYLE_EMULATE;
+  }
+}
+
 /** Deterministic PRNG (mulberry32) for test data. */
 export function rng(seed = 1): () => number {
   let a = seed >>> 0;

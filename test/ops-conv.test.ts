@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { tensor } from '../lib/tensor/tensor.js';
 import { conv2d, linear, matmul } from '../lib/ops/conv.js';
 import { backward } from '../lib/autograd/tape.js';
-import { randArray, expectClose, gradcheck, relErr } from './helpers.js';
+import { randArray, expectClose, gradcheck, relErr, withEmulation } from './helpers.js';
 import { runOp } from '../lib/ops/run.js';
 
 interface ConvCase {
@@ -173,14 +173,7 @@ describe('conv2d', () => {
           }
         }
       const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [1, 1, Ci, Co])];
-      const run = async (mode: string) => {
-        process.env.IRCONSTYLE_EMULATE = mode;
-        try {
-          return await Promise.all(runOp('conv2d_backward', ins, [1, 0, 1]).map((t) => t.data()));
-        } finally {
-          delete process.env.IRCONSTYLE_EMULATE;
-        }
-      };
+      const run = (mode: string) => withEmulation(mode, () => Promise.all(runOp('conv2d_backward', ins, [1, 0, 1]).map((t) => t.data())));
       const [exact, tf32, own] = [await run('pw_bwd_fp32'), await run('pw_bwd'), await run('')];
       for (const [i, ref] of [dx, dw, db].entries()) {
         expect(relErr(exact[i]!, ref), `exact grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(1e-5);

@@ -12,7 +12,7 @@ import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate, lnConv1x1, lnConv1x1Gate } from '../lib/ops/fused.js';
 import { backward } from '../lib/autograd/tape.js';
-import { randArray, expectClose, gradcheck, gelu64, relErr } from './helpers.js';
+import { randArray, expectClose, gradcheck, gelu64, relErr, differing, withEmulation } from './helpers.js';
 
 describe('scaled_add', () => {
   const shapes: [number[], number[]][] = [
@@ -239,14 +239,11 @@ describe('dwconv_gate', () => {
       const dy = randArray(c.N * c.H * c.W * c.C, seed++);
       const ref = dgBackRef(c, dy, x, w, b);
       const ins = [tensor(dy, [c.N, c.H, c.W, c.C]), tensor(x, [c.N, c.H, c.W, C2]), tensor(w, [3, 3, 1, C2]), tensor(b, [C2])];
-      process.env.IRCONSTYLE_EMULATE = 'dwgate_bwd';
-      let outs: Tensor[];
-      try {
-        outs = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);
-        await outs[0]!.data(); // the kernel ran (the env is read when it runs)
-      } finally {
-        delete process.env.IRCONSTYLE_EMULATE;
-      }
+      const outs = await withEmulation('dwgate_bwd', async () => {
+        const o = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);
+        await o[0]!.data(); // the kernel ran (the env is read when it runs)
+        return o;
+      });
       for (const [i, r] of [ref.dx, ref.dw, ref.db].entries()) await expectClose(outs[i]!, r, 1e-6, `emulated grad ${i} ${dgName(c)}`);
       // and the switch is real: the CPU's own path gives (slightly) different sums on the larger cases
       if (c.H * c.W >= 100) {
@@ -466,11 +463,6 @@ describe('conv1x1_gate', () => {
     return { y, dx, dw, db };
   }
 
-  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let n = a.length === b.length ? 0 : Infinity;
-    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
-    return n;
-  };
 
   it('forward and backward match float64 and equal simple_gate(conv2d(x, w, b)) and its backward bit for bit', async () => {
     let seed = 900;
@@ -517,16 +509,11 @@ describe('conv1x1_gate', () => {
       const dy = randArray(rows * C, seed++);
       const ref = gateRef(Ci, C, x, w, b, dy);
       const ins = [tensor(x, shape), tensor(w, [1, 1, Ci, 2 * C]), ...(b ? [tensor(b, [2 * C])] : [])];
-      const run = async (mode: string) => {
-        process.env.IRCONSTYLE_EMULATE = mode;
-        try {
-          const [y] = runOp('conv1x1_gate', ins);
-          const grads = runOp('conv1x1_gate_backward', [tensor(dy, ys), ...ins]);
-          return await Promise.all([y!, ...grads].map((t) => t.data())); // read while the switch is on
-        } finally {
-          delete process.env.IRCONSTYLE_EMULATE;
-        }
-      };
+      const run = (mode: string) => withEmulation(mode, async () => {
+        const [y] = runOp('conv1x1_gate', ins);
+        const grads = runOp('conv1x1_gate_backward', [tensor(dy, ys), ...ins]);
+        return await Promise.all([y!, ...grads].map((t) => t.data())); // read while the switch is on
+      });
       const exact = await run('pw_gate_fp32'), tf32 = await run('pw_gate');
       const refs = [ref.y, ref.dx, ref.dw, ref.db];
       for (let i = 0; i < 4; ++i) {
@@ -566,6 +553,17 @@ describe('conv1x1_gate', () => {
   });
 });
 
+/** Inputs of the LayerNorm + 1x1 ops: x, the LayerNorm's lw / lb, w [1, 1, Ci, Co], b [Co] and dy with yC channels. */
+function lnCase(shape: number[], Co: number, yC: number, bias: boolean, seed: number) {
+  const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
+  return {
+    Ci, rows,
+    x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
+    lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Ci * Co, seed + 3), [1, 1, Ci, Co]),
+    b: bias ? tensor(randArray(Co, seed + 4), [Co]) : null, dy: tensor(randArray(rows * yC, seed + 5), [...shape.slice(0, -1), yC]),
+  };
+}
+
 describe('ln_conv1x1_gate', () => {
   // [x shape, C, bias]
   const cases: [number[], number, boolean][] = [
@@ -574,20 +572,7 @@ describe('ln_conv1x1_gate', () => {
     [[7, 3], 1, false],
     [[3, 50, 16], 16, true],
   ];
-  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let n = a.length === b.length ? 0 : Infinity;
-    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
-    return n;
-  };
-  const make = (shape: number[], C: number, bias: boolean, seed: number) => {
-    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
-    return {
-      Ci, rows,
-      x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
-      lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Ci * 2 * C, seed + 3), [1, 1, Ci, 2 * C]),
-      b: bias ? tensor(randArray(2 * C, seed + 4), [2 * C]) : null, dy: tensor(randArray(rows * C, seed + 5), [...shape.slice(0, -1), C]),
-    };
-  };
+  const make = (shape: number[], C: number, bias: boolean, seed: number) => lnCase(shape, 2 * C, C, bias, seed);
 
   it('equals layer_norm2d then conv1x1_gate bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
     let seed = 1500;
@@ -636,16 +621,11 @@ describe('ln_conv1x1_gate', () => {
     for (const [shape, C, bias] of [[[3, 50, 48], 16, true], [[1, 9, 11, 96], 48, false]] as [number[], number, boolean][]) {
       const t = make(shape, C, bias, (seed += 10));
       const ins = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
-      const run = async (mode: string) => {
-        process.env.IRCONSTYLE_EMULATE = mode;
-        try {
-          const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
-          const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
-          return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
-        } finally {
-          delete process.env.IRCONSTYLE_EMULATE;
-        }
-      };
+      const run = (mode: string) => withEmulation(mode, async () => {
+        const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
+        const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
+        return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
+      });
       const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
       for (let i = 0; i < own.length; ++i) {
         expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
@@ -675,20 +655,7 @@ describe('ln_conv1x1', () => {
     [[7, 3], 4, false],
     [[3, 50, 16], 32, true],
   ];
-  const differing = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let n = a.length === b.length ? 0 : Infinity;
-    for (let i = 0; i < a.length; ++i) if (a[i] !== b[i]) n++;
-    return n;
-  };
-  const make = (shape: number[], Co: number, bias: boolean, seed: number) => {
-    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
-    return {
-      Ci, rows,
-      x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
-      lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Ci * Co, seed + 3), [1, 1, Ci, Co]),
-      b: bias ? tensor(randArray(Co, seed + 4), [Co]) : null, dy: tensor(randArray(rows * Co, seed + 5), [...shape.slice(0, -1), Co]),
-    };
-  };
+  const make = (shape: number[], Co: number, bias: boolean, seed: number) => lnCase(shape, Co, Co, bias, seed);
 
   it('equals layer_norm2d then the 1x1 conv2d bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
     let seed = 1800;
@@ -734,16 +701,11 @@ describe('ln_conv1x1', () => {
     let seed = 2000;
     for (const [shape, Co, bias] of [[[3, 50, 48], 32, true], [[1, 9, 11, 96], 192, false]] as [number[], number, boolean][]) {
       const t = make(shape, Co, bias, (seed += 10));
-      const run = async (mode: string) => {
-        process.env.IRCONSTYLE_EMULATE = mode;
-        try {
-          const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
-          const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
-          return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
-        } finally {
-          delete process.env.IRCONSTYLE_EMULATE;
-        }
-      };
+      const run = (mode: string) => withEmulation(mode, async () => {
+        const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
+        const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
+        return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
+      });
       const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
       for (let i = 0; i < own.length; ++i) {
         expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
