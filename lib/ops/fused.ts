@@ -103,12 +103,7 @@ const keepDefault = (x: Tensor) => x.device === 'cpu' && keepOnCpu;
  */
 export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keepZ?: boolean } = {}): Tensor {
   const ins = b ? [x, w, b] : [x, w];
-  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) {
-    if (x.rank === 4) return simpleGate(conv2d(x, w, b));
-    const rows = x.size / x.shape[x.rank - 1]!;
-    const y = simpleGate(conv2d(x.reshape([1, 1, rows, x.shape[x.rank - 1]!]), w, b));
-    return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
-  }
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return simpleGate(pointwise(x, w, b));
   const [y] = runOp('conv1x1_gate', ins);
   record({
     name: 'conv1x1_gate',
@@ -135,17 +130,39 @@ export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keep
  */
 export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepZ?: boolean } = {}): Tensor {
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
+  return lnPointwise('ln_conv1x1_gate', x, lw, lb, w, b, eps, true);
+}
+
+/**
+ * conv2d(layerNorm2d(x, lw, lb, eps), w, b) for a pointwise w[1, 1, Ci, Co] in one op: NAFBlock's norm1 and conv1.
+ * The normalised h is not stored (on CUDA formed inside the conv's tiles); the backward forms it again from the row
+ * statistics and ends with layer_norm2d's own backward. `keepH`: keep h for the backward instead (the separate
+ * ops), the default on the CPU when gradients are recorded.
+ */
+export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
+  opts: { keepH?: boolean } = {}): Tensor {
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return pointwise(layerNorm2d(x, lw, lb, eps), w, b);
+  return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
+}
+
+/**
+ * The LayerNorm + 1×1 ops and their rule: `op` (x, lw, lb, w, b?) gives y, mean, rstd; its backward op (dy, x, lw,
+ * lb, w, mean, rstd, then b when `backwardTakesB`) gives dh, dw, db, and layer_norm2d's backward turns dh into dx,
+ * dlw, dlb with x's pending gradient (NAFBlock's skip) added in the same kernel.
+ */
+function lnPointwise(op: 'ln_conv1x1' | 'ln_conv1x1_gate', x: Tensor, lw: Tensor, lb: Tensor, w: Tensor,
+  b: Tensor | null, eps: number, backwardTakesB: boolean): Tensor {
   const ins = [x, lw, lb, w, ...(b ? [b] : [])];
-  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
-  const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [eps]);
+  const [y, mean, rstd] = runOp(op, ins, [eps]);
   record({
-    name: 'ln_conv1x1_gate',
+    name: op,
     inputs: ins,
     outputs: [y!],
-    save: [x, lw, lb, w, mean!, rstd!, ...(b ? [b] : [])],
-    accumulate: [0], // x's pending gradient (NAFBlock: the γ skip's) is added by layer_norm2d's backward kernel
+    save: [x, lw, lb, w, mean!, rstd!, ...(b && backwardTakesB ? [b] : [])],
+    accumulate: [0],
     backward: ([gy], [xs, lws, lbs, ws, m, r, bs], [acc]) => {
-      const [dh, dw, db] = runOp('ln_conv1x1_gate_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])]);
+      const [dh, dw, db] = runOp(`${op}_backward`, [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])]);
       const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
       dh!.dispose();
       if (!b) {
@@ -160,41 +177,10 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
   return y!;
 }
 
-/**
- * conv2d(layerNorm2d(x, lw, lb, eps), w, b) for a pointwise w[1, 1, Ci, Co] in one op: NAFBlock's norm1 and conv1.
- * The normalised h is not stored (on CUDA formed inside the conv's tiles); the backward forms it again from the row
- * statistics and ends with layer_norm2d's own backward. `keepH`: keep h for the backward instead (the separate
- * ops), the default on the CPU when gradients are recorded.
- */
-export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
-  opts: { keepH?: boolean } = {}): Tensor {
-  const ins = [x, lw, lb, w, ...(b ? [b] : [])];
-  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) {
-    const h = layerNorm2d(x, lw, lb, eps);
-    if (h.rank === 4) return conv2d(h, w, b);
-    const rows = h.size / h.shape[h.rank - 1]!;
-    const y = conv2d(h.reshape([1, 1, rows, h.shape[h.rank - 1]!]), w, b);
-    return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
-  }
-  const [y, mean, rstd] = runOp('ln_conv1x1', ins, [eps]);
-  record({
-    name: 'ln_conv1x1',
-    inputs: ins,
-    outputs: [y!],
-    save: [x, lw, lb, w, mean!, rstd!],
-    accumulate: [0], // x's pending gradient (NAFBlock: the β skip's) is added by layer_norm2d's backward kernel
-    backward: ([gy], [xs, lws, lbs, ws, m, r], [acc]) => {
-      const [dh, dw, db] = runOp('ln_conv1x1_backward', [gy!, xs!, lws!, lbs!, ws!, m!, r!]);
-      const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
-      dh!.dispose();
-      if (!b) {
-        db!.dispose();
-        return [dx!, dlw!, dlb!, dw!];
-      }
-      return [dx!, dlw!, dlb!, dw!, db!];
-    },
-  });
-  mean!.dispose();
-  rstd!.dispose();
-  return y!;
+/** conv2d of a pointwise w[1, 1, Ci, Co] over x[..., Ci] of any rank (4-D as it is, else as one row of pixels). */
+function pointwise(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  if (x.rank === 4) return conv2d(x, w, b);
+  const ci = x.shape[x.rank - 1]!;
+  const y = conv2d(x.reshape([1, 1, x.size / ci, ci]), w, b);
+  return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
 }
