@@ -214,103 +214,17 @@ void cpu_conv1x1_gate_backward(KernelCtx& k) {
                 k.in.size() > 3 ? k.in[3].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
 }
 
-// ---- ln_conv1x1_gate: the same with h = layer_norm2d(x, lw, lb) formed on the way in ----------------------------
+// ---- ln_conv1x1_gate and ln_conv1x1: the same with h = layer_norm2d(x, lw, lb) formed on the way in ------------
 namespace {
 
-// Checks x (0), lw (1), lb (2) and w (3) and the optional b (4) of the forward's layout starting at xi; eps attr 0.
-GateGeom check_ln_gate(InferCtx& c, size_t xi, size_t wi, size_t bi) {
-  const std::string op = c.op;
-  c.need_f32(xi);
-  c.need_min_rank(xi, 1);
-  const int64_t Ci = c.in[xi].shape.back();
-  if (Ci == 0) op_fail("E_SHAPE", op + ": x must have at least one channel (the LayerNorm's), got " + shape_str(c.in[xi].shape));
-  for (size_t i : {xi + 1, xi + 2}) {
-    c.need_f32(i);
-    if (c.in[i].shape != Shape{Ci})
-      op_fail("E_SHAPE", op + ": the LayerNorm's " + (i == xi + 1 ? "weight" : "bias") + " must have shape [" +
-                             std::to_string(Ci) + "] (x's channels), got " + shape_str(c.in[i].shape));
-  }
-  if (op == "ln_conv1x1_gate") {  // the backward takes the statistics instead
-    const double eps = c.af(0);
-    if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
-  }
-  const Shape &x = c.in[xi].shape, &w = c.in[wi].shape;
-  c.need_f32(wi);
-  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] % 2 != 0 || w[3] == 0)
-    op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + ", 2C] (a pointwise conv over x " +
-                           shape_str(x) + " to an even, non-zero channel count), got " + shape_str(w));
-  if (bi < c.in.size()) {
-    c.need_f32(bi);
-    if (c.in[bi].shape != Shape{w[3]})
-      op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(w[3]) + "], got " + shape_str(c.in[bi].shape));
-  }
-  return gate_geom(x, w);
-}
-
-}  // namespace
-
-void infer_ln_conv1x1_gate(InferCtx& c) {
-  c.op = "ln_conv1x1_gate";
-  const GateGeom g = check_ln_gate(c, 0, 3, 4);
-  Shape y = c.in[0].shape;
-  y.back() = g.C;
-  c.add_out(y);
-  c.add_out({g.rows});
-  c.add_out({g.rows});
-}
-
-void cpu_ln_conv1x1_gate(KernelCtx& k) {
-  pwgate::LnArgs ln;
-  ln.w = k.in[1].f();
-  ln.b = k.in[2].f();
-  ln.mean_out = k.out[1].f();
-  ln.rstd_out = k.out[2].f();
-  ln.eps = static_cast<float>(k.af(0));
-  gate_forward(gate_geom(k.in[0].shape, k.in[3].shape), k.in[0].f(), &ln, k.af(0), k.in[3].f(),
-               k.in.size() > 4 ? k.in[4].f() : nullptr, k.out[0].f());
-}
-
-void infer_ln_conv1x1_gate_backward(InferCtx& c) {
-  c.op = "ln_conv1x1_gate_backward";
-  const GateGeom g = check_ln_gate(c, 1, 4, 7);
-  c.need_f32(0);
-  Shape want = c.in[1].shape;
-  want.back() = g.C;
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "ln_conv1x1_gate_backward: dy must have shape " + shape_str(want) + ", got " +
-                           shape_str(c.in[0].shape));
-  for (size_t i : {size_t(5), size_t(6)}) {
-    c.need_f32(i);
-    if (c.in[i].shape != Shape{g.rows})
-      op_fail("E_SHAPE", std::string("ln_conv1x1_gate_backward: ") + (i == 5 ? "mean" : "rstd") + " must have shape [" +
-                             std::to_string(g.rows) + "] (one per row of x), got " + shape_str(c.in[i].shape));
-  }
-  c.add_out(c.in[1].shape);
-  c.add_out(c.in[4].shape);
-  c.add_out({2 * g.C});
-}
-
-void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
-  pwgate::LnArgs ln;
-  ln.w = k.in[2].f();
-  ln.b = k.in[3].f();
-  ln.mean_in = k.in[5].f();
-  ln.rstd_in = k.in[6].f();
-  gate_backward(gate_geom(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
-                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
-}
-
-}  // namespace irc
-
-// ---- ln_conv1x1: a plain 1x1 conv behind a LayerNorm formed on the way in (NAFBlock's norm1 + conv1) -----------------
-namespace irc {
-namespace {
-
-struct PlainGeom {
-  int64_t rows, Ci, Co;
+struct LnGeom {
+  int64_t rows, Ci, Co;  // Co: the conv's output channels (2C for the gate)
 };
 
-PlainGeom check_ln_plain(InferCtx& c, size_t xi, size_t wi, size_t bi) {
+// Checks x (xi), lw, lb (xi + 1, xi + 2), w (wi) and the optional b (bi) of both ops and both directions (the forward:
+// eps, attr 0; the gate: an even channel count). The backward (dy at 0, mean and rstd at 5 and 6) also checks those,
+// dy with yC channels: C for the gate, Co otherwise.
+LnGeom check_ln(InferCtx& c, size_t xi, size_t wi, size_t bi, bool gate, bool backward) {
   const std::string op = c.op;
   c.need_f32(xi);
   c.need_min_rank(xi, 1);
@@ -323,106 +237,143 @@ PlainGeom check_ln_plain(InferCtx& c, size_t xi, size_t wi, size_t bi) {
       op_fail("E_SHAPE", op + ": the LayerNorm's " + (i == xi + 1 ? "weight" : "bias") + " must have shape [" +
                              std::to_string(Ci) + "] (x's channels), got " + shape_str(c.in[i].shape));
   }
-  if (op == "ln_conv1x1") {
+  if (!backward) {  // the backward takes the statistics instead
     const double eps = c.af(0);
     if (!(eps >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(eps));
   }
   c.need_f32(wi);
   const Shape& w = c.in[wi].shape;
-  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] == 0)
-    op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + ", Co] (a pointwise conv over x " +
-                           shape_str(x) + "), got " + shape_str(w));
+  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] == 0 || (gate && w[3] % 2 != 0))
+    op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + (gate ? ", 2C]" : ", Co]") +
+                           " (a pointwise conv over x " + shape_str(x) +
+                           (gate ? " to an even, non-zero channel count" : "") + "), got " + shape_str(w));
   if (bi < c.in.size()) {
     c.need_f32(bi);
     if (c.in[bi].shape != Shape{w[3]})
       op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(w[3]) + "], got " + shape_str(c.in[bi].shape));
   }
-  return {numel(x) / std::max<int64_t>(Ci, 1), Ci, w[3]};
+  const LnGeom g{numel(x) / Ci, Ci, w[3]};
+  if (backward) {
+    c.need_f32(0);
+    Shape want = x;
+    want.back() = gate ? g.Co / 2 : g.Co;
+    if (c.in[0].shape != want)
+      op_fail("E_SHAPE", op + ": dy must have shape " + shape_str(want) + ", got " + shape_str(c.in[0].shape));
+    for (size_t i : {size_t(5), size_t(6)}) {
+      c.need_f32(i);
+      if (c.in[i].shape != Shape{g.rows})
+        op_fail("E_SHAPE", op + ": " + (i == 5 ? "mean" : "rstd") + " must have shape [" + std::to_string(g.rows) +
+                               "] (one per row of x), got " + shape_str(c.in[i].shape));
+    }
+  }
+  return g;
 }
 
-}  // namespace
-
-void infer_ln_conv1x1(InferCtx& c) {
-  c.op = "ln_conv1x1";
-  const PlainGeom g = check_ln_plain(c, 0, 3, 4);
-  Shape y = c.in[0].shape;
-  y.back() = g.Co;
+// The forward's outputs (y, mean, rstd) and the backward's (dh, dw, db).
+void add_ln_outs(InferCtx& c, const LnGeom& g, size_t xi, bool gate, bool backward) {
+  if (backward) {
+    c.add_out(c.in[xi].shape);
+    c.add_out({1, 1, g.Ci, g.Co});
+    c.add_out({g.Co});
+    return;
+  }
+  Shape y = c.in[xi].shape;
+  y.back() = gate ? g.Co / 2 : g.Co;
   c.add_out(y);
   c.add_out({g.rows});
   c.add_out({g.rows});
 }
 
+// The LayerNorm of inputs wi, bi; the forward's statistics out (with eps), or the backward's in (inputs 5, 6).
+pwgate::LnArgs ln_of(const KernelCtx& k, size_t wi, bool backward) {
+  pwgate::LnArgs ln;
+  ln.w = k.in[wi].f();
+  ln.b = k.in[wi + 1].f();
+  if (backward) {
+    ln.mean_in = k.in[5].f();
+    ln.rstd_in = k.in[6].f();
+  } else {
+    ln.mean_out = k.out[1].f();
+    ln.rstd_out = k.out[2].f();
+    ln.eps = static_cast<float>(k.af(0));
+  }
+  return ln;
+}
+
+}  // namespace
+
+void infer_ln_conv1x1_gate(InferCtx& c) {
+  c.op = "ln_conv1x1_gate";
+  add_ln_outs(c, check_ln(c, 0, 3, 4, true, false), 0, true, false);
+}
+
+void cpu_ln_conv1x1_gate(KernelCtx& k) {
+  const pwgate::LnArgs ln = ln_of(k, 1, false);
+  gate_forward(gate_geom(k.in[0].shape, k.in[3].shape), k.in[0].f(), &ln, k.af(0), k.in[3].f(),
+               k.in.size() > 4 ? k.in[4].f() : nullptr, k.out[0].f());
+}
+
+void infer_ln_conv1x1_gate_backward(InferCtx& c) {
+  c.op = "ln_conv1x1_gate_backward";
+  add_ln_outs(c, check_ln(c, 1, 4, 7, true, true), 1, true, true);
+}
+
+void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
+  const pwgate::LnArgs ln = ln_of(k, 2, true);
+  gate_backward(gate_geom(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
+                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+}
+
+void infer_ln_conv1x1(InferCtx& c) {
+  c.op = "ln_conv1x1";
+  add_ln_outs(c, check_ln(c, 0, 3, 4, false, false), 0, false, false);
+}
+
 void cpu_ln_conv1x1(KernelCtx& k) {
-  const PlainGeom g{k.out[1].n, k.in[0].shape.back(), k.in[3].shape[3]};
-  const float *x = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f();
-  const float* b = k.in.size() > 4 ? k.in[4].f() : nullptr;
-  float *y = k.out[0].f(), *mean = k.out[1].f(), *rstd = k.out[2].f();
-  if (g.rows == 0) return;
-  const GateGeom gg{g.rows, g.Ci, g.Co / 2};
-  if (g.Co % 2 == 0) {
+  const int64_t rows = k.out[1].n, Ci = k.in[0].shape.back(), Co = k.in[3].shape[3];
+  const float *x = k.in[0].f(), *w = k.in[3].f(), *b = k.in.size() > 4 ? k.in[4].f() : nullptr;
+  float* y = k.out[0].f();
+  if (rows == 0) return;
+  const pwgate::LnArgs ln = ln_of(k, 1, false);
+  const GateGeom gg{rows, Ci, Co / 2};
+  if (Co % 2 == 0) {
     if (const int mode = emulation(gg, w)) {  // the CUDA kernel's path (MODE 2: both halves of z written)
-      pwgate::LnArgs ln;
-      ln.w = lw;
-      ln.b = lb;
-      ln.mean_out = mean;
-      ln.rstd_out = rstd;
-      ln.eps = static_cast<float>(k.af(0));
       emulate<2>(mode, gg, x, ln, w, b, nullptr, y, nullptr);
       return;
     }
   }
   // layer_norm2d's rows and conv2d's 1x1 path over row chunks: the same results as the separate ops
-  const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / std::max<int64_t>(g.Ci, 1));
-  float* h = scratch(static_cast<size_t>(std::min(R, g.rows) * g.Ci), 1);
-  for (int64_t r0 = 0; r0 < g.rows; r0 += R) {
-    const int64_t n = std::min(R, g.rows - r0);
-    layer_norm_forward(x + r0 * g.Ci, lw, lb, h, mean + r0, rstd + r0, n, g.Ci, k.af(0));
-    conv::pointwise_forward(n, g.Ci, g.Co, h, w, b, y + r0 * g.Co);
+  const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / Ci);
+  float* h = scratch(static_cast<size_t>(std::min(R, rows) * Ci), 1);
+  for (int64_t r0 = 0; r0 < rows; r0 += R) {
+    const int64_t n = std::min(R, rows - r0);
+    layer_norm_forward(x + r0 * Ci, ln.w, ln.b, h, ln.mean_out + r0, ln.rstd_out + r0, n, Ci, k.af(0));
+    conv::pointwise_forward(n, Ci, Co, h, w, b, y + r0 * Co);
   }
 }
 
 void infer_ln_conv1x1_backward(InferCtx& c) {
   c.op = "ln_conv1x1_backward";
-  const PlainGeom g = check_ln_plain(c, 1, 4, 7);
-  c.need_f32(0);
-  Shape want = c.in[1].shape;
-  want.back() = g.Co;
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "ln_conv1x1_backward: dy must have shape " + shape_str(want) + ", got " + shape_str(c.in[0].shape));
-  for (size_t i : {size_t(5), size_t(6)}) {
-    c.need_f32(i);
-    if (c.in[i].shape != Shape{g.rows})
-      op_fail("E_SHAPE", std::string("ln_conv1x1_backward: ") + (i == 5 ? "mean" : "rstd") + " must have shape [" +
-                             std::to_string(g.rows) + "] (one per row of x), got " + shape_str(c.in[i].shape));
-  }
-  c.add_out(c.in[1].shape);
-  c.add_out(c.in[4].shape);
-  c.add_out({g.Co});
+  add_ln_outs(c, check_ln(c, 1, 4, 7, false, true), 1, false, true);
 }
 
 void cpu_ln_conv1x1_backward(KernelCtx& k) {
   const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
-  const float *dy = k.in[0].f(), *x = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f();
-  const float *mean = k.in[5].f(), *rstd = k.in[6].f();
+  const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
   float *dh = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
   if (rows == 0) {
     std::fill(dw, dw + Ci * Co, 0.f);
     std::fill(db, db + Co, 0.f);
     return;
   }
+  const pwgate::LnArgs ln = ln_of(k, 2, true);
   const int mode = emulation_requested("pw_gate");
-  if (mode && Ci >= 8 && Co >= 8) {
-    pwgate::LnArgs ln;  // the CUDA path: the one-pass backward normalising x while staging
-    ln.w = lw;
-    ln.b = lb;
-    ln.mean_in = mean;
-    ln.rstd_in = rstd;
-    conv::pw_backward_model(mode == 1, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci),
-                            static_cast<int>(Co));
+  if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging
+    conv::pw_backward_model(mode == 1, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));
     return;
   }
   float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
-  layer_norm_apply(x, lw, lb, mean, rstd, h, rows, Ci);
+  layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
   conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh, dw, db);
 }
 

@@ -14,15 +14,8 @@
 //   dx[p, c_h] = Σ_{kh, kw} dzw[2 - kh][2 - kw] w_h[kh, kw]
 //   acc[h][3 kh + kw] += dzw[2 - kh][2 - kw] x[p, c_h]   (dw)      acc[h][9] += dzw[1][1]   (db)
 #pragma once
-#include <cmath>
-
-#ifdef __CUDACC__
-#define IRC_HD __host__ __device__ __forceinline__
-#define IRC_UNROLL _Pragma("unroll")
-#else
-#define IRC_HD inline
-#define IRC_UNROLL
-#endif
+#include "../cuda/gelu.cuh"
+#include "host_device.h"
 
 namespace irc {
 namespace dwslide {
@@ -35,13 +28,6 @@ struct Geo {
   int Cx;  // x's channels (2C)
   int Co;  // gate channels (C)
 };
-
-// Exact-erf GELU and its derivative (the formula of cuda/gelu.cuh): returns gelu(v), dg = Phi(v) + v phi(v).
-IRC_HD float gelu_d(float v, float& dg) {
-  const float cdf = 0.5f * erfcf(-v * 0.70710678118654752440f);
-  dg = cdf + v * (expf(-0.5f * v * v) * 0.39894228040143267794f);
-  return v * cdf;
-}
 
 template <bool GELU>
 IRC_HD void gate_bwd_item(const Geo& g, int i, int cv, const float (&wv)[2][9], const float (&bias)[2],
@@ -91,7 +77,7 @@ IRC_UNROLL
         const float d = dy[((base + row) * g.W + cc) * g.Co + cv];
         if (GELU) {
           float da;
-          const float av = gelu_d(z[0], da);
+          const float av = gelu_d_f(z[0], da);
           d0 = d * z[1] * da;
           d1 = d * av;
         } else {

@@ -16,20 +16,13 @@
 //   MODE 1 then adds lane l + 16's sums into lane l (one shuffle) and lanes 0..15 write the warp's column sums of dz
 //     to dbp [4 blockIdx + warp][2C] (write_db_partials).
 #pragma once
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "host_device.h"
 #include "op_api.h"
-
-#ifdef __CUDACC__
-#define IRC_HD __host__ __device__ __forceinline__
-#define IRC_UNROLL _Pragma("unroll")
-#else
-#define IRC_HD inline
-#define IRC_UNROLL
-#endif
 
 namespace irc {
 namespace pwgate {
