@@ -564,6 +564,19 @@ function lnCase(shape: number[], Co: number, yC: number, bias: boolean, seed: nu
   };
 }
 
+/**
+ * The outputs of run('') (the CPU's own path) against run with the CUDA kernels' code on the host (pw_gate): exact
+ * operands within float32 rounding, TF32 operands within TF32 rounding, and the TF32 model really rounding.
+ */
+async function expectEmulationMatches(run: (mode: string) => Promise<ArrayLike<number>[]>, what: string) {
+  const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
+  for (let i = 0; i < own.length; ++i) {
+    expect(relErr(exact[i]!, own[i]!), `exact ${i} ${what}`).toBeLessThanOrEqual(2e-5);
+    expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} ${what}`).toBeLessThanOrEqual(5e-3);
+  }
+  expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds ${what}`).toBeGreaterThan(0);
+}
+
 describe('ln_conv1x1_gate', () => {
   // [x shape, C, bias]
   const cases: [number[], number, boolean][] = [
@@ -626,12 +639,7 @@ describe('ln_conv1x1_gate', () => {
         const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
         return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
       });
-      const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
-      for (let i = 0; i < own.length; ++i) {
-        expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
-        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
-      }
-      expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds [${shape}]`).toBeGreaterThan(0);
+      await expectEmulationMatches(run, `[${shape}]`);
     }
   });
 
@@ -706,12 +714,7 @@ describe('ln_conv1x1', () => {
         const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
         return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
       });
-      const [own, exact, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate')];
-      for (let i = 0; i < own.length; ++i) {
-        expect(relErr(exact[i]!, own[i]!), `exact ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
-        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
-      }
-      expect(differing(tf32[0]!, exact[0]!), `the TF32 model rounds [${shape}]`).toBeGreaterThan(0);
+      await expectEmulationMatches(run, `[${shape}]`);
     }
   });
 
