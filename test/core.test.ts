@@ -113,6 +113,25 @@ describe('native core', () => {
     expect(out.trim()).toMatch(backendInfo().cuda.devices ? /^cpu \(IRCONSTYLE_BACKEND=cpu\)$/ : /^cpu \(IRCONSTYLE_BACKEND=cuda requested, but: .+\)$/);
   });
 
+  it('IRCONSTYLE_CPU_QUEUE_DEPTH=1 holds CPU memory from submission to release, as CUDA does', () => {
+    // Eight 4 MiB intermediates, each read by one sum, released by JS only at the end: with depth 1 every one was
+    // allocated (its op ran) before the next op was submitted, so all eight are live together.
+    const script = `import { ones, tidy, sync, memoryStats, ops } from 'irconstyle';
+      const { add, sum } = ops;
+      const x = ones([1 << 20]);
+      await sync();
+      const base = memoryStats().peakBytes;
+      const s = tidy(() => { let acc = null; for (let i = 0; i < 8; i++) { const t = sum(add(x, x)); acc = acc ? add(acc, t) : t; } return acc; });
+      const v = (await s.data())[0];
+      console.log(JSON.stringify({ v, peakMiB: (memoryStats().peakBytes - base) / 2 ** 20 }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, IRCONSTYLE_BACKEND: 'cpu', IRCONSTYLE_CPU_QUEUE_DEPTH: '1' },
+      encoding: 'utf8',
+    }));
+    expect(out.v).toBe(8 * 2 * (1 << 20));
+    expect(out.peakMiB).toBeGreaterThanOrEqual(32);
+  });
+
   it('views share storage and keep it alive after the base is disposed', async () => {
     const t = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
     const v = t.reshape([3, 2]);
@@ -150,5 +169,20 @@ describe('gradient accumulation into existing .grad (add_n_)', () => {
     loss.dispose();
     expect(memoryStats().tensors).toBe(before);
     for (const t of [x.grad, y.grad, x, y]) t.dispose();
+  });
+  it('a .grad that shares storage with another gradient is never written in place (a later backward included)', async () => {
+    const { backward } = await import('../lib/autograd/tape.js');
+    const { add, sum } = await import('../lib/ops/elementwise.js');
+    const a = tensor([1, 2], [2]), b = tensor([3, 4], [2]);
+    a.requiresGrad = b.requiresGrad = true;
+    // add's rule hands both inputs views of one gradient: a.grad and b.grad start out as views of one storage
+    for (let i = 0; i < 2; i++) {
+      const loss = tidy(() => sum(add(a, b)));
+      backward(loss);
+      loss.dispose();
+    }
+    expect(Array.from(await a.grad!.data())).toEqual([2, 2]);
+    expect(Array.from(await b.grad!.data())).toEqual([2, 2]);
+    for (const t of [a.grad!, b.grad!, a, b]) t.dispose();
   });
 });

@@ -4,6 +4,7 @@
 // values, so outputs and gradients are identical to the plain path. The sub-network must be deterministic and
 // free of side effects (no BatchNorm running statistics, no dropout): NAFBlocks, Transformer blocks, MAXIM blocks.
 import type { Tensor } from '../tensor/tensor.js';
+import type { Module } from '../nn/module.js';
 import { viewOf } from '../tensor/tensor.js';
 import { tidy, tidyTracked } from '../tensor/scope.js';
 import { isGradEnabled, noGrad, withGrad } from './node.js';
@@ -43,4 +44,15 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
     },
   });
   return y;
+}
+
+/** A module whose chain of layers can run checkpointed (setCheckpointing turns `checkpoint` on). */
+export interface Checkpointable {
+  checkpoint: boolean;
+}
+
+/** x through each layer in turn; with `on`, each layer is a checkpoint (keeps only its input for backward). */
+export function chain(layers: readonly (Module & { forward(x: Tensor): Tensor })[], x: Tensor, on: boolean): Tensor {
+  for (const l of layers) x = on ? checkpoint((t) => l.forward(t), x, l.parameters()) : l.forward(x);
+  return x;
 }

@@ -227,11 +227,28 @@ class LeafAdds {
   }
 }
 
+/**
+ * A leaf's first gradient becomes its .grad as it is, and it may share storage with other gradients (add's rule
+ * passes views of its incoming gradient to both inputs; the seed of a nested backward is the caller's gradient).
+ * Such a .grad is not written in place while a view shares its storage: a later contribution, in this backward or a
+ * later one, replaces it with a fresh sum. A .grad the caller put there (the trainer's arena views, zeroed each
+ * step), or one no view shares, is added into in place (batched add_n_).
+ */
+const borrowed = new WeakSet<Tensor>();
+
 function accumulateLeaf(x: Tensor, g: Tensor, adds: LeafAdds): void {
   if (x.grad && !x.grad.isDisposed) {
-    adds.add(x.grad, g);
+    if (!borrowed.has(x.grad) || native.soleView(x.grad.id)) {
+      borrowed.delete(x.grad);
+      return adds.add(x.grad, g);
+    }
+    const sum = addTensors(x.grad, g);
+    x.grad.dispose();
+    g.dispose();
+    x.grad = sum;
   } else {
     x.grad = g.shape.length === x.shape.length && g.shape.every((d, i) => d === x.shape[i]) ? g : reshapeOwned(g, x.shape);
+    borrowed.add(x.grad);
   }
 }
 

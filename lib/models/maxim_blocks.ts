@@ -15,6 +15,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { permute } from '../ops/memory.js';
 import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
+import { tidy } from '../tensor/scope.js';
 
 export type Size2 = readonly [number, number];
 
@@ -103,12 +104,14 @@ export class GatingUnit extends Module {
   }
   /** patch: the (fh, fw) tiling of x's spatial dims. */
   forward(x: Tensor, patch: Size2): Tensor {
-    const c = x.shape[3]! / 2;
-    const [u, v] = split(x, [c, c]) as [Tensor, Tensor];
-    // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
-    const d = this.Dense_0;
-    const g = spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.P.weight!, scale(d.P.bias!, 1, 1));
-    return mul(u, g);
+    return tidy(() => {
+      const c = x.shape[3]! / 2;
+      const [u, v] = split(x, [c, c]) as [Tensor, Tensor];
+      // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
+      const d = this.Dense_0;
+      const g = spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.P.weight!, scale(d.P.bias!, 1, 1));
+      return mul(u, g);
+    });
   }
 }
 
@@ -132,8 +135,10 @@ export class GmlpLayer extends Module {
     if (h % this.size[0] || w % this.size[1])
       throw new IrcError('E_SHAPE', `MAXIM ${this.kind} gMLP: a ${h}×${w} map does not split into a ${this.size[0]}×${this.size[1]} ${this.kind} (pad the image to the model's size multiple)`);
     const patch: Size2 = this.kind === 'grid' ? [h / this.size[0], w / this.size[1]] : this.size;
-    const y = gelu(this.in_project.forward(this.LayerNorm.forward(x)));
-    return this.out_project.forwardAdd(this.gate.forward(y, patch), x); // x + out_project(…) in one op
+    return tidy(() => {
+      const y = gelu(this.in_project.forward(this.LayerNorm.forward(x)));
+      return this.out_project.forwardAdd(this.gate.forward(y, patch), x); // x + out_project(…) in one op
+    });
   }
 }
 
@@ -154,11 +159,13 @@ export class MultiAxisGmlpLayer extends Module {
     this.out_project = this.child('out_project', new Linear(c * factor, c, bias));
   }
   forward(x: Tensor): Tensor {
-    const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
-    const h = y.shape[3]! / 2;
-    const [u, v] = split(y, [h, h]) as [Tensor, Tensor];
-    const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
-    return this.out_project.forwardAdd(z, x);
+    return tidy(() => {
+      const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
+      const h = y.shape[3]! / 2;
+      const [u, v] = split(y, [h, h]) as [Tensor, Tensor];
+      const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
+      return this.out_project.forwardAdd(z, x);
+    });
   }
 }
 
@@ -191,8 +198,10 @@ export class RCAB extends Module {
     this.channel_attention = this.child('channel_attention', new CALayer(c, opts.reduction ?? 4, true));
   }
   forward(x: Tensor): Tensor {
-    const y = this.conv2.forward(leakyRelu(this.conv1.forward(this.LayerNorm.forward(x)), this.opts.lreluSlope ?? 0.2));
-    return add(this.channel_attention.forward(y), x);
+    return tidy(() => {
+      const y = this.conv2.forward(leakyRelu(this.conv1.forward(this.LayerNorm.forward(x)), this.opts.lreluSlope ?? 0.2));
+      return add(this.channel_attention.forward(y), x);
+    });
   }
 }
 
@@ -222,7 +231,7 @@ export class RDCAB extends Module {
     this.channel_attention = this.child('channel_attention', new CALayer(c, reduction, bias));
   }
   forward(x: Tensor): Tensor {
-    return add(x, this.channel_attention.forward(this.channel_mixing.forward(this.LayerNorm.forward(x))));
+    return tidy(() => add(x, this.channel_attention.forward(this.channel_mixing.forward(this.LayerNorm.forward(x)))));
   }
 }
 
@@ -244,12 +253,14 @@ export class SpatialGatingWeights extends Module {
   forward(x: Tensor): Tensor {
     const [, h, w] = dims(x);
     checkTiles('cross-gating grid', h, w, this.grid[0], this.grid[1]);
-    const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
-    const c = y.shape[3]! / 2;
-    const [u, v] = split(y, [c, c]) as [Tensor, Tensor];
-    const gu = spatialDense(u, [h / this.grid[0], w / this.grid[1]], 'grid', this.Dense_0.P.weight!, this.Dense_0.P.bias ?? null);
-    const gv = spatialDense(v, this.block, 'block', this.Dense_1.P.weight!, this.Dense_1.P.bias ?? null);
-    return this.out_project.forward(concat([gu, gv]));
+    return tidy(() => {
+      const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
+      const c = y.shape[3]! / 2;
+      const [u, v] = split(y, [c, c]) as [Tensor, Tensor];
+      const gu = spatialDense(u, [h / this.grid[0], w / this.grid[1]], 'grid', this.Dense_0.P.weight!, this.Dense_0.P.bias ?? null);
+      const gv = spatialDense(v, this.block, 'block', this.Dense_1.P.weight!, this.Dense_1.P.bias ?? null);
+      return this.out_project.forward(concat([gu, gv]));
+    });
   }
 }
 

@@ -6,6 +6,8 @@ import { Conv2d, Linear } from '../nn/layers.js';
 import { gelu } from '../ops/activation.js';
 import { add, mul } from '../ops/elementwise.js';
 import { concat } from '../ops/shape.js';
+import { tidy } from '../tensor/scope.js';
+import { chain, type Checkpointable } from '../autograd/checkpoint.js';
 import {
   ConvTranspose2x2, MaximLayerNorm, MultiAxisGmlpLayer, RCAB, RDCAB, SpatialGatingWeights, type MaximBlockOptions, type Size2,
 } from './maxim_blocks.js';
@@ -41,16 +43,18 @@ export class CrossGatingBlock extends Module {
     this.out_project_x = this.child('out_project_x', new Linear(c, c, bias));
   }
   forward(x: Tensor, y: Tensor): [Tensor, Tensor] {
-    if (this.ConvTranspose_0) y = this.ConvTranspose_0.forward(y);
-    const sx = this.Conv_0.forward(x);
-    const sy = this.Conv_1.forward(y);
-    const xg = gelu(this.in_project_x.forward(this.LayerNorm_x.forward(sx)));
-    const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
-    const yg = gelu(this.in_project_y.forward(this.LayerNorm_y.forward(sy)));
-    const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
-    const yo = this.out_project_y.forwardAdd(mul(yg, gx), sy);
-    const xo = this.out_project_x.forwardAdd(mul(xg, gy), add(yo, sx));
-    return [xo, yo];
+    return tidy((): [Tensor, Tensor] => {
+      if (this.ConvTranspose_0) y = this.ConvTranspose_0.forward(y);
+      const sx = this.Conv_0.forward(x);
+      const sy = this.Conv_1.forward(y);
+      const xg = gelu(this.in_project_x.forward(this.LayerNorm_x.forward(sx)));
+      const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
+      const yg = gelu(this.in_project_y.forward(this.LayerNorm_y.forward(sy)));
+      const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
+      const yo = this.out_project_y.forwardAdd(mul(yg, gx), sy);
+      const xo = this.out_project_x.forwardAdd(mul(xg, gy), add(yo, sx));
+      return [xo, yo];
+    });
   }
 }
 
@@ -63,7 +67,9 @@ export interface EncoderBlockOptions extends MaximBlockOptions {
  * UNetEncoderBlock(cin, C, block, grid): [concat skip] → Conv_0 1×1 → (MAB → RCAB) × 2 → + long shortcut.
  * It also owns the official never-executed `cross_gating_block` (parameters kept for checkpoints and counts, §9 #17).
  */
-export class UNetEncoderBlock extends Module {
+export class UNetEncoderBlock extends Module implements Checkpointable {
+  /** Activation checkpointing of its four layers (setCheckpointing). */
+  checkpoint = false;
   readonly Conv_0: Conv2d;
   readonly SplitHeadMultiAxisGmlpLayer_0: MultiAxisGmlpLayer;
   readonly SplitHeadMultiAxisGmlpLayer_1: MultiAxisGmlpLayer;
@@ -83,12 +89,11 @@ export class UNetEncoderBlock extends Module {
     this.Conv_1 = opts.downConv ? this.child('Conv_1', new Conv2d(c, c, 4, { stride: 2, pad: 1, bias: true })) : null;
   }
   forward(x: Tensor, skip?: Tensor): Tensor {
-    const s = this.Conv_0.forward(skip ? concat([x, skip]) : x);
-    let y = this.SplitHeadMultiAxisGmlpLayer_0.forward(s);
-    y = this.channel_attention_block_10.forward(y);
-    y = this.SplitHeadMultiAxisGmlpLayer_1.forward(y);
-    y = this.channel_attention_block_11.forward(y);
-    return add(y, s);
+    return tidy(() => {
+      const s = this.Conv_0.forward(skip ? concat([x, skip]) : x);
+      const layers = [this.SplitHeadMultiAxisGmlpLayer_0, this.channel_attention_block_10, this.SplitHeadMultiAxisGmlpLayer_1, this.channel_attention_block_11];
+      return add(chain(layers, s, this.checkpoint), s);
+    });
   }
   /** MAXIM-1S down-sampling (Conv_1, 4×4 stride 2, pad 1). */
   down(x: Tensor): Tensor {
@@ -119,7 +124,9 @@ export class UNetDecoderBlock extends Module {
 }
 
 /** BottleneckBlock(C): input_proj 1×1 (always with bias) → (MAB → RDCAB) × 2 → + long shortcut. */
-export class BottleneckBlock extends Module {
+export class BottleneckBlock extends Module implements Checkpointable {
+  /** Activation checkpointing of its four layers (setCheckpointing). */
+  checkpoint = false;
   readonly input_proj: Conv2d;
   readonly SplitHeadMultiAxisGmlpLayer_0: MultiAxisGmlpLayer;
   readonly SplitHeadMultiAxisGmlpLayer_1: MultiAxisGmlpLayer;
@@ -134,11 +141,10 @@ export class BottleneckBlock extends Module {
     this.channel_attention_block_1_1 = this.child('channel_attention_block_1_1', new RDCAB(c, bias));
   }
   forward(x: Tensor): Tensor {
-    const s = this.input_proj.forward(x);
-    let y = this.SplitHeadMultiAxisGmlpLayer_0.forward(s);
-    y = this.channel_attention_block_1_0.forward(y);
-    y = this.SplitHeadMultiAxisGmlpLayer_1.forward(y);
-    y = this.channel_attention_block_1_1.forward(y);
-    return add(y, s);
+    return tidy(() => {
+      const s = this.input_proj.forward(x);
+      const layers = [this.SplitHeadMultiAxisGmlpLayer_0, this.channel_attention_block_1_0, this.SplitHeadMultiAxisGmlpLayer_1, this.channel_attention_block_1_1];
+      return add(chain(layers, s, this.checkpoint), s);
+    });
   }
 }

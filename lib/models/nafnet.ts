@@ -8,7 +8,7 @@ import { add } from '../ops/elementwise.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
 import { conv1x1Add, dwconvGate, lnConv1x1, lnConv1x1Gate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
-import { checkpoint } from '../autograd/checkpoint.js';
+import { chain, type Checkpointable } from '../autograd/checkpoint.js';
 
 /** Simplified channel attention: `sca.1` is the 1×1 conv after global average pooling. */
 class SCA extends Module {
@@ -70,17 +70,19 @@ export class NAFBlock extends Module {
  * A sequence of blocks applied in order (nn.Sequential naming). With `checkpoint` on, each block keeps only its
  * input for backward and is recomputed there (activation checkpointing: much less memory, one more forward).
  */
-export class Blocks<M extends Module & { forward(x: Tensor): Tensor }> extends ModuleList<M> {
+export class Blocks<M extends Module & { forward(x: Tensor): Tensor }> extends ModuleList<M> implements Checkpointable {
   checkpoint = false;
   forward(x: Tensor): Tensor {
-    for (const b of this.items) x = this.checkpoint ? checkpoint((t) => b.forward(t), x, b.parameters()) : b.forward(x);
-    return x;
+    return chain(this.items, x, this.checkpoint);
   }
 }
 
-/** Turns activation checkpointing of every block sequence (Blocks) inside `model` on or off. */
+/**
+ * Turns activation checkpointing on or off in every block chain inside `model` (NAFNet / Restormer block sequences,
+ * MAXIM's encoder, decoder and bottleneck blocks: each of their layers then keeps only its input for backward).
+ */
 export function setCheckpointing(model: Module, on: boolean): void {
-  if (model instanceof Blocks) model.checkpoint = on;
+  if (typeof (model as Partial<Checkpointable>).checkpoint === 'boolean') (model as unknown as Checkpointable).checkpoint = on;
   for (const [, c] of model.children()) setCheckpointing(c, on);
 }
 

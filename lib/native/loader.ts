@@ -44,6 +44,8 @@ export interface NativeBinding {
   read(id: number): Promise<ArrayBuffer>;
   sync(device?: number): Promise<void>;
   dispose(id: number): boolean;
+  /** Whether no other tensor (a view) shares tensor id's storage. */
+  soleView(id: number): boolean;
   memoryStats(): NativeMemoryStats;
   info(): NativeInfo;
   /** Releases cached CPU blocks and resets peakBytes to the live bytes. */

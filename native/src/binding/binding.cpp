@@ -295,6 +295,14 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, erased);
 }
 
+// soleView(id): whether no other tensor (a view) shares the storage of tensor id; ops still queued that hold the
+// tensor itself do not count (they run before anything submitted later).
+Napi::Value SoleView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorP t = get_tensor(inst(env), env, info[0]);
+  return Napi::Boolean::New(env, t->storage.use_count() == 1);
+}
+
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MemStats m = mem_stats();
@@ -483,6 +491,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gpuLibs", Napi::Function::New(env, GpuLibs));
   exports.Set("sync", Napi::Function::New(env, Sync));
   exports.Set("dispose", Napi::Function::New(env, Dispose));
+  exports.Set("soleView", Napi::Function::New(env, SoleView));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("trim", Napi::Function::New(env, Trim));

@@ -1,8 +1,10 @@
 #include "executor.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <deque>
@@ -23,6 +25,12 @@ struct Queue {
   std::deque<std::function<void()>> tasks;
   bool stop = false;
   std::thread thread;
+  // IRCONSTYLE_CPU_QUEUE_DEPTH=n (n > 0): enqueue waits while n tasks are queued or running, so the JS thread stays
+  // at most n ops ahead. Default 0: unbounded. With n = 1 CPU memory is held over the same program-order intervals
+  // as on CUDA (allocated at submission, freed when JS releases it): a CPU model of the GPU's peak memory.
+  int depth = 0;
+  int pending = 0;  // queued + running (only counted when depth > 0)
+  std::condition_variable drained;
 };
 Queue* g_q = nullptr;
 std::atomic<uint64_t> g_submissions[512];
@@ -80,6 +88,12 @@ void queue_main(Queue* q) {
       q->tasks.pop_front();
     }
     task();  // tasks catch their own errors
+    task = nullptr;  // release the task's tensors before it counts as done
+    if (q->depth > 0) {
+      std::lock_guard<std::mutex> lk(q->mu);
+      q->pending--;
+      q->drained.notify_all();
+    }
   }
   threadpool_shutdown();
 }
@@ -132,6 +146,7 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
 void executor_start() {
   if (g_q) return;
   g_q = new Queue();
+  if (const char* d = std::getenv("IRCONSTYLE_CPU_QUEUE_DEPTH")) g_q->depth = std::max(0, std::atoi(d));
   g_q->thread = std::thread(queue_main, g_q);
 }
 
@@ -150,7 +165,11 @@ void executor_stop() {
 void enqueue(std::function<void()> task) {
   executor_start();
   {
-    std::lock_guard<std::mutex> lk(g_q->mu);
+    std::unique_lock<std::mutex> lk(g_q->mu);
+    if (g_q->depth > 0) {
+      g_q->drained.wait(lk, [] { return g_q->pending < g_q->depth; });
+      g_q->pending++;
+    }
     g_q->tasks.push_back(std::move(task));
   }
   g_q->cv.notify_one();

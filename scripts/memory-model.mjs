@@ -1,0 +1,87 @@
+// npm run mem:model [-- --models constyle-nafnet,constyle-maxim] [--size 128] [--no-checkpoint]
+//
+// Predicts the peak GPU memory of `bench:gpu`'s training steps on a machine without a GPU. On CUDA a tensor's
+// memory is held from the op's submission until JS releases it; on the CPU it is allocated when the kernel runs
+// and freed once both JS and the kernels are done with it, which can be much earlier (the JS thread runs ahead).
+// With IRCONSTYLE_CPU_QUEUE_DEPTH=1 the JS thread waits for each op, so CPU memory is held over the same intervals as
+// on CUDA, and the fused ops recompute in their backward as they do there (not keeping their intermediates, the
+// CPU's default). The peak of one step is measured at two batch sizes and extended linearly (fixed part: weights,
+// optimizer state, queue; per-image part: activations) to the benchmark's batch.
+// Checked against the H100 runs (runs 5–7, code of commit f5e8ff9): predicted 23,984 / 32,879 / 17,313 MiB for
+// ConStyle NAFNet b16 / Restormer b8 / MAXIM b16 against 23,767 / 32,787 / 17,099 MiB measured there.
+process.env.IRCONSTYLE_CPU_QUEUE_DEPTH = '1';
+process.env.IRCONSTYLE_BACKEND = 'cpu';
+const { join, dirname } = await import('node:path');
+const { fileURLToPath, pathToFileURL } = await import('node:url');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const load = (p) => import(pathToFileURL(join(ROOT, 'dist', 'lib', p)).href);
+const [lib, { native }, fused] = await Promise.all([load('index.js'), load('native/loader.js'), load('ops/fused.js')]);
+
+const MiB = 2 ** 20;
+// PyTorch on the H100 (../shared/anchors/README.md: fp32, peak allocated), the benchmark's batches.
+const MODELS = {
+  'constyle-nafnet': { batch: 16, pytorchMiB: 26990 },
+  'constyle-restormer': { batch: 8, pytorchMiB: 25655 },
+  'constyle-maxim': { batch: 16, pytorchMiB: 15111 },
+};
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const models = arg('models', Object.keys(MODELS).join(',')).split(',');
+const size = Number(arg('size', '128'));
+const modes = process.argv.includes('--no-checkpoint') ? [false] : [false, true];
+for (const m of models) if (!MODELS[m]) throw new Error(`unknown model '${m}' (one of ${Object.keys(MODELS).join(', ')})`);
+
+function images(n, seed) {
+  let a = seed >>> 0;
+  const data = new Float32Array(n * size * size * 3);
+  for (let i = 0; i < data.length; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    data[i] = a / 4294967296;
+  }
+  return lib.tensor(data, [n, size, size, 3]);
+}
+
+/** Peak live bytes of one training step (after a warm-up step) at batch n. */
+async function stepPeak(model, n, checkpoint) {
+  lib.setInitSeed(1);
+  const net = lib.createModel(model, { constyle: 'train', K: 65760 });
+  const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4, checkpoint });
+  const gt = images(n, 1), lq = images(n, 2);
+  try {
+    await trainer.step(lq, gt);
+    await lib.sync();
+    native.trim();
+    await trainer.step(lq, gt);
+    await lib.sync();
+    return native.memoryStats().peakBytes;
+  } finally {
+    trainer.dispose();
+    net.dispose();
+    gt.dispose();
+    lq.dispose();
+  }
+}
+
+const was = fused.setKeepOnCpu(false);
+const rows = [];
+try {
+  for (const model of models) {
+    const { batch, pytorchMiB } = MODELS[model];
+    for (const ck of modes) {
+      const t0 = performance.now();
+      const [p2, p4] = [await stepPeak(model, 2, ck), await stepPeak(model, 4, ck)];
+      const perImage = (p4 - p2) / 2, fixed = p2 - 2 * perImage;
+      const predicted = (fixed + batch * perImage) / MiB;
+      rows.push({ model, batch, checkpoint: ck, fixedMiB: fixed / MiB, perImageMiB: perImage / MiB, predictedMiB: predicted, pytorchMiB, ratio: predicted / pytorchMiB });
+      console.log(`${model}${ck ? ' (checkpoint)' : ''}: b2 ${(p2 / MiB).toFixed(0)} MiB, b4 ${(p4 / MiB).toFixed(0)} MiB → b${batch} ${predicted.toFixed(0)} MiB (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+  }
+} finally {
+  fused.setKeepOnCpu(was);
+}
+console.log(`\npredicted peak GPU memory of one training step at ${size}² (CPU model of CUDA's allocation intervals)`);
+console.log('  model               batch  checkpoint  fixed MiB  per image MiB  predicted MiB  PyTorch MiB (H100 anchor)  ratio');
+for (const r of rows)
+  console.log(`  ${r.model.padEnd(20)}${String(r.batch).padStart(5)}  ${(r.checkpoint ? 'yes' : 'no').padStart(10)}  ${r.fixedMiB.toFixed(0).padStart(9)}  ${r.perImageMiB.toFixed(1).padStart(13)}  ${r.predictedMiB.toFixed(0).padStart(13)}  ${String(r.pytorchMiB).padStart(25)}  ${r.ratio.toFixed(2).padStart(5)}`);
