@@ -7,8 +7,9 @@
 // on CUDA, and the fused ops recompute in their backward as they do there (not keeping their intermediates, the
 // CPU's default). The peak of one step is measured at two batch sizes and extended linearly (fixed part: weights,
 // optimizer state, queue; per-image part: activations) to the benchmark's batch.
-// Checked against the H100 runs (runs 5–7, code of commit f5e8ff9): predicted 23,984 / 32,879 / 17,313 MiB for
-// ConStyle NAFNet b16 / Restormer b8 / MAXIM b16 against 23,767 / 32,787 / 17,099 MiB measured there.
+// Checked against the H100 runs 5–7 with the code of commit f5e8ff9 (run 7): its activations at batch 2, scaled to
+// the benchmark's batch, give 23,984 / 32,879 / 17,313 MiB for ConStyle NAFNet b16 / Restormer b8 / MAXIM b16,
+// against 23,767 / 32,787 / 17,099 MiB measured there (without the queue depth of 1: 23,488 / 22,183 / 11,089).
 process.env.IRCONSTYLE_CPU_QUEUE_DEPTH = '1';
 process.env.IRCONSTYLE_BACKEND = 'cpu';
 const { join, dirname } = await import('node:path');

@@ -1,5 +1,6 @@
 // ConStyle (spec §3): the contrastive encoder MyBaseEncoder and its MoCo wrapper with the 128×K queue.
 import { IrcError } from '../errors.js';
+import { tidy } from '../tensor/scope.js';
 import { Tensor, viewOf } from '../tensor/tensor.js';
 import { zeros } from '../tensor/create.js';
 import { untracked } from '../tensor/scope.js';
@@ -167,9 +168,8 @@ export class ConStyle extends Module {
     const q = this.encoder_q.forward(lq);
     const { k, snapshot } = noGrad(() => {
       this.momentumStep();
-      const key = kEnc.forward(gt);
-      for (const t of [key.q0, ...key.feas]) t.dispose();
-      return { k: key.q1, snapshot: runOp('clone', [queue])[0]! };
+      // tidy: the key encoder's intermediates go at once (nothing keeps them for backward)
+      return { k: tidy(() => kEnc.forward(gt).q1), snapshot: runOp('clone', [queue])[0]! };
     });
     const lPos = sumTo(mul(q.q1, k), [n, 1]);
     const lNeg = matmul(q.q1, snapshot, { transB: true });
