@@ -22,8 +22,9 @@ export interface TrainerOptions extends AdamWOptions {
   /** Iterations (1-based) during which ConStyle's losses are used and encoder_q trains (default: forever). */
   constyleIter?: number;
   /**
-   * Activation checkpointing of the restoration network's blocks: each block keeps only its input for backward and
-   * runs again there. Much less memory for one more forward of the blocks; same losses and gradients (default off).
+   * Activation checkpointing of the restoration network's blocks (NAFNet / Restormer blocks, the layers of MAXIM's
+   * encoder, decoder and bottleneck blocks): each keeps only its input for backward and runs again there. Much less
+   * memory for one more forward of the blocks; same losses and gradients (default off).
    */
   checkpoint?: boolean;
   /**
