@@ -85,6 +85,12 @@ export function opBenchCases(smoke = false) {
     { op: 'channel_attention', name: 'channel_attention Restormer L4 [8,16,16,1152]', inputs: [f([8, 16, 16, 1152]), pos([8])], attrs: [8, 1e-12] },
     { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L4', inputs: [f([8, 16, 16, 384]), f([8, 16, 16, 1152]), pos([8]), f([8, 8, 48, 48]), pos([8, 768])], attrs: [8, 1e-12] },
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },
+    // ConStyle MAXIM's Linears (FP32 in PyTorch) at level 1 of batch 16: in_project 64 -> 128 and the spatial Dense
+    // over 256 positions; the split-TF32 one-pass backward against cuBLAS FP32 (IRCONSTYLE_LINEAR_BWD=cublas)
+    { op: 'linear_backward', name: 'linear_backward MAXIM in_project [16,128,128,64]->128', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [] },
+    { op: 'linear_backward', name: 'linear_backward MAXIM in_project, cuBLAS', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [], env: { IRCONSTYLE_LINEAR_BWD: 'cublas' } },
+    { op: 'linear_backward', name: 'linear_backward MAXIM spatial [16,8,8,32,256]->256', inputs: [f([16, 8, 8, 32, 256]), f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1)], attrs: [] },
+    { op: 'linear_backward', name: 'linear_backward MAXIM spatial, cuBLAS', inputs: [f([16, 8, 8, 32, 256]), f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1)], attrs: [], env: { IRCONSTYLE_LINEAR_BWD: 'cublas' } },
     { op: 'conv2d_backward', name: 'conv2d_backward 2x2 s2 48->96 down', inputs: [f([16, 64, 64, 96]), f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2)], attrs: [2, 0, 1] },
   ];
 }

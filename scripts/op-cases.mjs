@@ -208,6 +208,15 @@ export function opCases() {
   add('linear', '[16,128]->192 bias', [f([16, 128]), f([192, 128], -0.1, 0.1), f([192])], [], { ...red, conv: true });
   add('linear_backward', '[16,256]->128', [f([16, 128]), f([16, 256]), f([128, 256], -0.1, 0.1)], [], { ...red, conv: true });
   add('linear_backward', '[2,7,13,5]->3', [f([2, 7, 13, 3]), f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
+  // the split-TF32 one-pass kernel (pw_bwd.h) at MAXIM's shapes: channel Linears with row tails, the spatial Dense
+  // over 256 positions, padded channel counts; and cuBLAS FP32 on the same numbers
+  for (const [name, xs, O, env] of [
+    ['[2,9,7,64]->128', [2, 9, 7, 64], 128], ['[2,9,7,64]->128, cuBLAS', [2, 9, 7, 64], 128, { IRCONSTYLE_LINEAR_BWD: 'cublas' }],
+    ['[2,4,4,32,256]->256 spatial', [2, 4, 4, 32, 256], 256], ['[3,5,5,96]->40 padded', [3, 5, 5, 96], 40],
+  ]) {
+    const I = xs[xs.length - 1];
+    add('linear_backward', name, [f([...xs.slice(0, -1), O]), f(xs), f([O, I], -0.2, 0.2)], [], { ...red, conv: true, ...(env ? { env } : {}) });
+  }
   add('matmul', 'MoCo l_neg [16,128]x[65760,128]^T', [f([16, 128], -3, 3), f([65760, 128], -3, 3)], [0, 1], { ...red, conv: true });
   add('matmul', 'gram [16,128]x[16,128]^T', [f([16, 128]), f([16, 128])], [0, 1], { ...red, conv: true });
   add('matmul', 'batched [2,3,5,7]x[2,3,7,4]', [f([2, 3, 5, 7]), f([2, 3, 7, 4])], [0, 0], { ...red, conv: true });

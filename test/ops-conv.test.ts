@@ -234,6 +234,43 @@ describe('linear', () => {
       { data: randArray(7 * 6, 5), shape: [7, 6] },
     ]);
   });
+  it("the CUDA backward's split-TF32 one-pass kernel, run on the host, is as accurate as FP32 (TF32 would not be)", async () => {
+    // IRCONSTYLE_EMULATE=linear_bwd runs pw_bwd_tile.h's phases with the host model of DeviceWmma3 (each operand
+    // split into two TF32 parts, three products): errors at FP32's level, where the plain TF32 kernel (the 1x1 conv
+    // path on the same numbers, IRCONSTYLE_EMULATE=pw_bwd) is ~1e-3 off. Shapes: MAXIM's channel Linears, its
+    // spatial Dense over 256 positions, padded counts, several dw passes, chunk and block tails.
+    const shapes: [number[], number][] = [[[2, 9, 7, 64], 128], [[1, 8, 8, 256], 256], [[3, 5, 5, 96], 40], [[1, 7, 9, 12], 20], [[1, 30, 30, 32], 32]];
+    let seed = 1400;
+    for (const [xs, O] of shapes) {
+      const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];
+      const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), dy = randArray(rows * O, seed++);
+      const dx = new Float64Array(rows * I), dw = new Float64Array(O * I), db = new Float64Array(O);
+      for (let r = 0; r < rows; ++r)
+        for (let o = 0; o < O; ++o) {
+          const d = dy[r * O + o]!;
+          db[o] += d;
+          for (let i = 0; i < I; ++i) {
+            dx[r * I + i] += d * w[o * I + i]!;
+            dw[o * I + i] += d * x[r * I + i]!;
+          }
+        }
+      const wT = new Float32Array(I * O);
+      for (let o = 0; o < O; ++o) for (let i = 0; i < I; ++i) wT[i * O + o] = w[o * I + i]!;
+      const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [O, I])];
+      const lin = (mode: string) => withEmulation(mode, () => Promise.all(runOp('linear_backward', ins).map((t) => t.data())));
+      const [split, exact, own] = [await lin('linear_bwd'), await lin('linear_bwd_fp32'), await lin('')];
+      const tf32 = await withEmulation('pw_bwd', () => Promise.all(runOp('conv2d_backward', [ins[0]!, ins[1]!, tensor(wT, [1, 1, I, O])], [1, 0, 1]).map((t) => t.data())));
+      const dwT = (a: Float32Array) => Float32Array.from({ length: O * I }, (_, e) => a[(e % I) * O + Math.floor(e / I)]!);
+      for (const [i, ref] of [dx, dw, db].entries()) {
+        const what = `grad ${i} [${xs}] -> ${O}`;
+        expect(relErr(split[i]!, ref), `split ${what}`).toBeLessThanOrEqual(1e-6); // measured 0.8-4.9e-7
+        expect(relErr(exact[i]!, ref), `exact ${what}`).toBeLessThanOrEqual(2e-6);
+        expect(relErr(own[i]!, ref), `cpu ${what}`).toBeLessThanOrEqual(2e-6);
+        if (i < 2) expect(relErr(i === 1 ? dwT(tf32[1]! as Float32Array) : tf32[0]!, ref), `tf32 ${what}`).toBeGreaterThan(5e-5); // ~2.6e-4
+      }
+      expect(split[1]!.some((v, i) => v !== own[1]![i]), `the emulation ran for [${xs}] -> ${O}`).toBe(true);
+    }
+  });
 });
 
 function matmulRef(a: Float32Array, b: Float32Array, batch: number, M: number, K: number, N: number, tA: boolean, tB: boolean, sharedB: boolean): Float64Array {

@@ -533,7 +533,7 @@ namespace {
 // (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
 template <class W>
 void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
-                         float* dw, float* db, int64_t rows, int Ci, int Co) {
+                         float* dw, float* db, int64_t rows, int Ci, int Co, bool trans = false) {
   using namespace pwbwd;
   const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
@@ -545,7 +545,7 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
   auto dwp_mem = aligned(static_cast<size_t>(blocks) * Cip * Cop), wp_mem = aligned(static_cast<size_t>(Cip) * Cop);
   float *dwp = dwp_mem.get(), *wp = wp_mem.get();
   for (int i = 0; i < Cip; ++i)
-    for (int o = 0; o < Cop; ++o) wp[i * Cop + o] = i < Ci && o < Co ? w[i * Co + o] : 0.f;
+    for (int o = 0; o < Cop; ++o) wp[i * Cop + o] = i < Ci && o < Co ? w[trans ? o * Ci + i : i * Co + o] : 0.f;
   std::vector<float> dbp(static_cast<size_t>(blocks * Co));
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     auto smem = aligned(smem_floats(Cip, Cop));
@@ -588,7 +588,7 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
     for (int o = 0; o < Co; ++o) {
       double t = 0.0;
       for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Cip * Cop + i * Cop + o];
-      dw[i * Co + o] = static_cast<float>(t);
+      dw[trans ? o * Ci + i : i * Co + o] = static_cast<float>(t);
     }
   for (int64_t c = 0; c < Co; ++c) {
     double t = 0.0;
@@ -597,17 +597,20 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
   }
 }
 
+// The shape conditions of pw_backward (pw_bwd.cu).
+bool pw_shape_fits(int64_t rows, int64_t Ci, int64_t Co) {
+  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
+  return rows >= 1 && Ci >= 8 && Co >= 8 && Cop <= pwbwd::kMaxCo &&
+         sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= 96 * 1024;
+}
+
 bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x, const float* w, float* dx,
                                   float* dw, float* db) {
   const int mode = emulation_requested("pw_bwd");
   if (!mode || !is_pointwise(g)) return false;
-  const int64_t rows = g.N * g.Ho * g.Wo, Cip = pwbwd::pad16(g.Ci), Cop = pwbwd::pad16(g.Co);
-  const bool padded = Cip != g.Ci || Cop != g.Co;
-  // the conditions of pw_backward (pw_bwd.cu)
-  if (rows < 1 || g.Ci < 8 || g.Co < 8 || Cop > pwbwd::kMaxCo ||
-      sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) > 96 * 1024 ||
-      (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0))
-    return false;
+  const int64_t rows = g.N * g.Ho * g.Wo;
+  const bool padded = pwbwd::pad16(g.Ci) != g.Ci || pwbwd::pad16(g.Co) != g.Co;
+  if (!pw_shape_fits(rows, g.Ci, g.Co) || (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0)) return false;
   conv::pw_backward_model(mode == 1, x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci),
                           static_cast<int>(g.Co));
   return true;
@@ -634,6 +637,14 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
                        float* dw, float* db, int64_t rows, int Ci, int Co) {
   if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
+}
+
+bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                              float* db, int64_t rows, int I, int O) {
+  if (!pw_shape_fits(rows, I, O)) return false;
+  if (split) emulate_pw_backward<pwgate::HostWmma3<>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
+  else emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
+  return true;
 }
 
 namespace {

@@ -42,6 +42,10 @@ void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, co
 // model of its WMMA calls, operands rounded to TF32 or exact: for the tests of that kernel (IRCONSTYLE_EMULATE).
 void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
                        float* dw, float* db, int64_t rows, int Ci, int Co);
+// The same kernel as a Linear layer's backward (pw_backward_linear: w [O, I], split-TF32 products, or exact operands
+// when !split); false (nothing done) for the shapes the device does not take that path for.
+bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                              float* db, int64_t rows, int I, int O);
 
 }  // namespace conv
 }  // namespace irc

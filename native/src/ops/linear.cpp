@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "../cpu/gemm.h"
+#include "conv2d.h"
 #include "op_api.h"
 
 namespace irc {
@@ -78,6 +79,12 @@ void cpu_linear_backward(KernelCtx& k) {
   const int64_t I = k.in[2].shape[1], O = k.in[2].shape[0];
   const int64_t rows = numel(k.in[1].shape) / std::max<int64_t>(I, 1);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
+  // IRCONSTYLE_EMULATE=linear_bwd (split-TF32 as the GPU) or linear_bwd_fp32 (exact operands): the CUDA one-pass
+  // kernel's arithmetic on the host (pw_bwd_tile.h), for its tests
+  if (const int mode = emulation_requested("linear_bwd"))
+    if (conv::pw_backward_linear_model(mode == 1, x, dy, w, k.out[0].f(), k.out[1].f(), k.out[2].f(), rows,
+                                       static_cast<int>(I), static_cast<int>(O)))
+      return;
   sgemm(false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, k.out[0].f(), I);  // dx = dy . w
   sgemm(true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, k.out[1].f(), I);   // dw = dy^T . x
   column_sums(dy, rows, O, k.out[2].f());

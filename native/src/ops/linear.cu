@@ -1,13 +1,15 @@
 // CUDA linear / linear_backward (ops.def) in full FP32 (PyTorch's default for linear layers):
 // y = x . w^T + b over the rows of x[..., I], w[O, I]. With a bias, one cuBLASLt GEMM adds it in its epilogue;
 // where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS with the bias written
-// first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: dx and dw from cuBLAS, db as
-// column sums of dy (fixed two-pass reduction).
+// first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: the one-pass pointwise
+// kernel with split-TF32 products (pw_bwd.h: FP32-accurate; dx, dw and db from one read of dy and x) where the shape
+// fits, else dx and dw from cuBLAS and db as column sums of dy (fixed two-pass reduction).
 #include <cuda_runtime.h>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
+#include "pw_bwd.h"
 
 namespace irc {
 
@@ -29,6 +31,7 @@ void cuda_linear_backward(KernelCtx& k) {
   const int64_t rows = I ? k.in[1].n / I : (O ? k.in[0].n / O : 0);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  if (rows > 0 && pw_backward_linear(k, x, dy, w, dx, dw, db, rows, I, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   blas::gemm(k, cb, false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx[rows, I] = dy . w
   // dw[O, I] = dy^T . x (K = rows) and db[O] = sums of dy over the rows. (cuBLASLt's bias-gradient epilogue was

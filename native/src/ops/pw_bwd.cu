@@ -1,6 +1,7 @@
 // pw_backward (pw_bwd.h): one kernel walks each block's rows once for dx, the dw partials and the db partials
 // (phases in pw_bwd_tile.h, shared with the host model the CPU tests run), then fixed-order column sums of the
-// partials give dw and db (deterministic).
+// partials give dw and db (deterministic). TF32 products for convolutions (DeviceWmma), split-TF32 ones for Linear
+// layers (DeviceWmma3: FP32-accurate, as PyTorch's FP32 matmul).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,7 +21,7 @@ constexpr size_t kMaxSmem = 96 * 1024;
 
 // blockIdx.y: the group (rows [g rows, (g + 1) rows) of x, dy and dx; weight w + g wstride); the partials of block b
 // of group g at index b groups + g ([blocks][groups][..]: one column sum over the blocks gives every group's sums).
-template <bool DX, bool DB>
+template <class W, bool DX, bool DB>
 __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, pwgate::LnArgs ln,
                                                      const float* __restrict__ dy,
                                                      const float* __restrict__ w, int64_t wstride,
@@ -41,65 +42,66 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
   const int64_t rb1 = rb0 + rpb < rows ? rb0 + rpb : rows;
   const int np = passes(Cip, Cop), Ti = Cip / 16;
   for (int pass = 0; pass < np; ++pass) {
-    DeviceWmma::Acc acc[kTilesPerWarp];
+    typename W::Acc acc[kTilesPerWarp];
 #pragma unroll
-    for (int s = 0; s < kTilesPerWarp; ++s) DeviceWmma::fill(acc[s]);
+    for (int s = 0; s < kTilesPerWarp; ++s) W::fill(acc[s]);
     float dbacc[3] = {0.f, 0.f, 0.f};
     for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
       __syncthreads();  // the previous chunk's shared memory is no longer read
-      if (DB && pass == 0) stage<DeviceWmma, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
-      else stage<DeviceWmma, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      if (DB && pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
       __syncthreads();
       if (DX && pass == 0) {
         for (int ti = warp; ti < Ti; ti += kWarps) {
-          dx_tile<DeviceWmma>(dys, Cop, w, ti, st);
+          dx_tile<W>(dys, Cop, w, ti, st);
           __syncwarp();
           copy_dx(lane, st, ti, r0, rb1, Ci, dx);
           __syncwarp();
         }
       }
-      dw_tiles<DeviceWmma>(xs, dys, Cip, Cop, warp, pass, acc);
+      dw_tiles<W>(xs, dys, Cip, Cop, warp, pass, acc);
     }
-    write_dw_partials<DeviceWmma>(warp, pass, part, Cip, Cop, acc, dwp);
+    write_dw_partials<W>(warp, pass, part, Cip, Cop, acc, dwp);
     if (DB && pass == 0) write_db_partials(tid, part, Co, dbacc, dbp);
   }
 }
 
-template <bool DX, bool DB>
+template <class W, bool DX, bool DB>
 bool smem_ready() {
   static const bool ok = [] {
     const cudaError_t e =
-        cudaFuncSetAttribute(pw_bwd_k<DX, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
+        cudaFuncSetAttribute(pw_bwd_k<W, DX, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
     if (e != cudaSuccess) cudaGetLastError();
     return e == cudaSuccess;
   }();
   return ok;
 }
 
-template <bool DX, bool DB>
+template <class W, bool DX, bool DB>
 bool launch(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
             int64_t wstride, float* dx, float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks,
             int64_t groups, int Ci, int Co, int Cip, int Cop) {
   const size_t bytes = sizeof(float) * smem_floats(Cip, Cop);
-  if (bytes > 48 * 1024 && !smem_ready<DX, DB>()) return false;
+  if (bytes > 48 * 1024 && !smem_ready<W, DX, DB>()) return false;
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
-  pw_bwd_k<DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co,
+  pw_bwd_k<W, DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co,
                                                              Cip, Cop);
   return true;
 }
 
-// wp [Cip, Cop] = w [Ci, Co] with zeros around; and back for the weight gradient.
+// wp [Cip, Cop] = w [Ci, Co] (trans: a Linear's w [Co, Ci]) with zeros around; and back for the weight gradient.
 __global__ void pad_k(const float* __restrict__ w, float* __restrict__ wp, int64_t Ci, int64_t Co, int64_t Cip,
-                      int64_t Cop) {
+                      int64_t Cop, bool trans) {
   IRC_GRID_LOOP(e, Cip * Cop) {
     const int64_t i = e / Cop, o = e - i * Cop;
-    wp[e] = i < Ci && o < Co ? w[i * Co + o] : 0.f;
+    wp[e] = i < Ci && o < Co ? w[trans ? o * Ci + i : i * Co + o] : 0.f;
   }
 }
-__global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int64_t Ci, int64_t Co, int64_t Cop) {
+__global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int64_t Ci, int64_t Co, int64_t Cop,
+                        bool trans) {
   IRC_GRID_LOOP(e, Ci * Co) {
-    const int64_t i = e / Co, o = e - i * Co;
-    w[e] = wp[i * Cop + o];
+    const int64_t a = trans ? e / Ci : e / Co, b = trans ? e - a * Ci : e - a * Co;  // (o, i) or (i, o)
+    w[e] = trans ? wp[b * Cop + a] : wp[a * Cop + b];
   }
 }
 
@@ -108,41 +110,58 @@ __global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups);
+                      int64_t groups, bool linear);
+bool shape_fits(int64_t Ci, int64_t Co) {
+  const int64_t Cip = pad16(Ci), Cop = pad16(Co);
+  return Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
+         sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= kMaxSmem;
+}
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, value) == 0;
+}
 }  // namespace
 
 bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
                  int64_t rows, int64_t Ci, int64_t Co) {
-  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, Ci, Co, 1, false);
 }
 
 bool pw_backward_ln(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                     float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co) {
-  return pw_backward_impl(k, x, ln, dy, w, 0, dx, dw, db, rows, Ci, Co, 1);
+  return pw_backward_impl(k, x, ln, dy, w, 0, dx, dw, db, rows, Ci, Co, 1, false);
 }
 
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
                         float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups) {
-  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, wstride, dx, dw, db, rows, Ci, Co, groups);
+  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, wstride, dx, dw, db, rows, Ci, Co, groups, false);
+}
+
+bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                        float* db, int64_t rows, int64_t I, int64_t O) {
+  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
 }
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
-  const char* env = std::getenv("IRCONSTYLE_PW_BWD");
-  const int64_t Cip = pad16(Ci), Cop = pad16(Co);
-  return !(env && std::strcmp(env, "cublas") == 0) && cu::tf32_convolutions() && Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
-         sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= kMaxSmem;
+  return !env_is("IRCONSTYLE_PW_BWD", "cublas") && cu::tf32_convolutions() && shape_fits(Ci, Co);
+}
+
+bool pw_backward_linear_takes(int64_t I, int64_t O) {
+  return !env_is("IRCONSTYLE_LINEAR_BWD", "cublas") && shape_fits(I, O);
 }
 
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups) {
+                      int64_t groups, bool linear) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
-  const bool padded = Cip != Ci || Cop != Co;
+  // the kernel's weight [Cip, Cop] is a copy when padded, or transposed (a Linear's [O, I])
+  const bool padded = Cip != Ci || Cop != Co || linear;
   // the weights of every group 32-byte aligned (wstride a multiple of 8 floats when there are several); padded
   // channel counts with one group only
-  if (!pw_backward_takes(Ci, Co) || rows < 1 || groups < 1 || groups > 65535 || (padded && groups > 1) ||
-      (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0) || (groups > 1 && wstride % 8 != 0))
+  if (!(linear ? pw_backward_linear_takes(Ci, Co) : pw_backward_takes(Ci, Co)) || rows < 1 || groups < 1 ||
+      groups > 65535 || (padded && groups > 1) || (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0) ||
+      (groups > 1 && wstride % 8 != 0))
     return false;
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
   cudaStream_t s = cu::stream(k);
@@ -155,20 +174,28 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
   if (padded) {
     wp = dwp + np;
     dwpad = wp + Cip * Cop;
-    pad_k<<<cu::blocks_for(Cip * Cop), 256, 0, s>>>(w, wp, Ci, Co, Cip, Cop);
+    pad_k<<<cu::blocks_for(Cip * Cop), 256, 0, s>>>(w, wp, Ci, Co, Cip, Cop, linear);
     wk = wp;
   }
   const int ci = static_cast<int>(Ci), co = static_cast<int>(Co), cip = static_cast<int>(Cip), cop = static_cast<int>(Cop);
   bool ok;
-  if (dx && db) ok = launch<true, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else if (dx) ok = launch<true, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else if (db) ok = launch<false, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
-  else ok = launch<false, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  if (linear) {
+    if (!dx || !db) return false;  // (a Linear's backward computes all three)
+    ok = launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop);
+  } else if (dx && db) {
+    ok = launch<DeviceWmma, true, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  } else if (dx) {
+    ok = launch<DeviceWmma, true, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  } else if (db) {
+    ok = launch<DeviceWmma, false, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  } else {
+    ok = launch<DeviceWmma, false, false>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
+  }
   if (!ok) return false;  // (a padded weight was written to scratch for nothing: harmless)
   cu::check_launch(k);
   if (padded) {
     blas::column_sums(k, dwp, blocks, Cip * Cop, dwpad, 4);
-    unpad_k<<<cu::blocks_for(Ci * Co), 256, 0, s>>>(dwpad, dw, Ci, Co, Cop);
+    unpad_k<<<cu::blocks_for(Ci * Co), 256, 0, s>>>(dwpad, dw, Ci, Co, Cop, linear);
     cu::check_launch(k);
   } else {
     blas::column_sums(k, dwp, blocks, groups * Ci * Co, dw, 4);

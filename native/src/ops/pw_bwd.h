@@ -23,4 +23,10 @@ bool pw_backward_ln(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln
 // at w + g wstride, wstride 0 for a shared one): dw [groups, Ci, Co] and db [groups, Co] per group.
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
                         float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups);
+// A Linear layer's backward (y = x w^T + b, w [O, I]) with split-TF32 products (DeviceWmma3: FP32-accurate, as
+// PyTorch's FP32 matmul): dx [rows, I], dw [O, I], db [O], all three. Independent of IRCONSTYLE_TF32;
+// IRCONSTYLE_LINEAR_BWD=cublas turns it off (cuBLAS FP32 then, as for shapes it does not take).
+bool pw_backward_linear_takes(int64_t I, int64_t O);
+bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                        float* db, int64_t rows, int64_t I, int64_t O);
 }  // namespace irc

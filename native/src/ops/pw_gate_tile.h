@@ -236,6 +236,57 @@ struct HostWmma {
       for (int n = 0; n < 16; ++n) p[r * ld + n] = c.m[r][n];
   }
 };
+
+// The host model of DeviceWmma3 (split-TF32, wmma_tf32.cuh): operands loaded as hi = tf32(v), lo = tf32(v - hi);
+// each mma is the three products a_lo b_hi, a_hi b_lo, a_hi b_hi accumulated in that order. LO = false drops the
+// small terms (plain TF32 from FP32 staging: what the split is there to avoid; the tests show the difference).
+template <bool LO = true>
+struct HostWmma3 : HostWmma<false> {
+  struct A {
+    float hi[16][8], lo[16][8];
+  };
+  struct B {
+    float hi[8][16], lo[8][16];
+  };
+  using Ac = A;
+  using Bc = B;
+  static void split(float v, float& h, float& l) {
+    h = tf32_host(v);
+    l = LO ? tf32_host(v - h) : 0.f;
+  }
+  static void load_a(A& a, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(a)");
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 8; ++k) split(p[r * ld + k], a.hi[r][k], a.lo[r][k]);
+  }
+  static void load_ac(Ac& a, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(a, col_major)");
+    for (int r = 0; r < 16; ++r)
+      for (int k = 0; k < 8; ++k) split(p[k * ld + r], a.hi[r][k], a.lo[r][k]);
+  }
+  static void load_b(B& b, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(b)");
+    for (int k = 0; k < 8; ++k)
+      for (int c = 0; c < 16; ++c) split(p[k * ld + c], b.hi[k][c], b.lo[k][c]);
+  }
+  static void load_bc(Bc& b, const float* p, int ld) {
+    check(p, ld, "load_matrix_sync(b, col_major)");
+    for (int k = 0; k < 8; ++k)
+      for (int c = 0; c < 16; ++c) split(p[c * ld + k], b.hi[k][c], b.lo[k][c]);
+  }
+  static void mma(Acc& c, const A& a, const B& b) {
+    for (int r = 0; r < 16; ++r)
+      for (int n = 0; n < 16; ++n) {
+        float s = c.m[r][n];
+        for (int k = 0; k < 8; ++k) s += a.lo[r][k] * b.hi[k][n];
+        for (int k = 0; k < 8; ++k) s += a.hi[r][k] * b.lo[k][n];
+        for (int k = 0; k < 8; ++k) s += a.hi[r][k] * b.hi[k][n];
+        c.m[r][n] = s;
+      }
+  }
+  static void mma_c(Acc& c, const A& a, const Bc& b) { mma(c, a, b); }
+  static void mma_t(Acc& c, const Ac& a, const B& b) { mma(c, a, b); }
+};
 #endif
 
 }  // namespace pwgate
