@@ -87,6 +87,10 @@ export function opBenchCases(smoke = false) {
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },
     // ConStyle MAXIM's Linears (FP32 in PyTorch) at level 1 of batch 16: in_project 64 -> 128 and the spatial Dense
     // over 256 positions; the split-TF32 one-pass backward against cuBLAS FP32 (IRCONSTYLE_LINEAR_BWD=cublas)
+    { op: 'linear', name: 'linear MAXIM in_project [16,128,128,64]->128 +b', inputs: [f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2), f([128])], attrs: [] },
+    { op: 'linear', name: 'linear MAXIM in_project +b, cuBLASLt', inputs: [f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2), f([128])], attrs: [], env: { IRCONSTYLE_LINEAR_FWD: 'cublas' } },
+    { op: 'linear', name: 'linear MAXIM spatial [16,8,8,32,256]->256 +b', inputs: [f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], attrs: [] },
+    { op: 'linear', name: 'linear MAXIM spatial +b, cuBLASLt', inputs: [f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], attrs: [], env: { IRCONSTYLE_LINEAR_FWD: 'cublas' } },
     { op: 'linear_backward', name: 'linear_backward MAXIM in_project [16,128,128,64]->128', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [] },
     { op: 'linear_backward', name: 'linear_backward MAXIM in_project, cuBLAS', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [], env: { IRCONSTYLE_LINEAR_BWD: 'cublas' } },
     { op: 'linear_backward', name: 'linear_backward MAXIM spatial [16,8,8,32,256]->256', inputs: [f([16, 8, 8, 32, 256]), f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1)], attrs: [] },

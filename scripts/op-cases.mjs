@@ -208,11 +208,17 @@ export function opCases() {
   add('linear', '[16,128]->192 bias', [f([16, 128]), f([192, 128], -0.1, 0.1), f([192])], [], { ...red, conv: true });
   add('linear_backward', '[16,256]->128', [f([16, 128]), f([16, 256]), f([128, 256], -0.1, 0.1)], [], { ...red, conv: true });
   add('linear_backward', '[2,7,13,5]->3', [f([2, 7, 13, 3]), f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
+  // the split-TF32 forward (conv1x1_gate's kernel over w^T; calls of >= 1024 rows): row tails of its 64-row blocks,
+  // MAXIM's spatial Dense;
+  // and cuBLAS(Lt) FP32 on the same numbers
+  add('linear', '[5,13,17,64]->128 bias', [f([5, 13, 17, 64]), f([128, 64], -0.2, 0.2), f([128])], [], { ...red, conv: true });
+  add('linear', '[5,13,17,64]->128 bias, cuBLAS', [f([5, 13, 17, 64]), f([128, 64], -0.2, 0.2), f([128])], [], { ...red, conv: true, env: { IRCONSTYLE_LINEAR_FWD: 'cublas' } });
+  add('linear', '[2,4,4,32,256]->256 spatial', [f([2, 4, 4, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], [], { ...red, conv: true });
   // the split-TF32 one-pass kernel (pw_bwd.h) at MAXIM's shapes: channel Linears with row tails, the spatial Dense
   // over 256 positions, padded channel counts; and cuBLAS FP32 on the same numbers
   for (const [name, xs, O, env] of [
-    ['[2,9,7,64]->128', [2, 9, 7, 64], 128], ['[2,9,7,64]->128, cuBLAS', [2, 9, 7, 64], 128, { IRCONSTYLE_LINEAR_BWD: 'cublas' }],
-    ['[2,4,4,32,256]->256 spatial', [2, 4, 4, 32, 256], 256], ['[3,5,5,96]->40 padded', [3, 5, 5, 96], 40],
+    ['[5,13,17,64]->128', [5, 13, 17, 64], 128], ['[5,13,17,64]->128, cuBLAS', [5, 13, 17, 64], 128, { IRCONSTYLE_LINEAR_BWD: 'cublas' }],
+    ['[2,4,4,32,256]->256 spatial', [2, 4, 4, 32, 256], 256], ['[3,19,19,96]->40 padded', [3, 19, 19, 96], 40],
   ]) {
     const I = xs[xs.length - 1];
     add('linear_backward', name, [f([...xs.slice(0, -1), O]), f(xs), f([O, I], -0.2, 0.2)], [], { ...red, conv: true, ...(env ? { env } : {}) });

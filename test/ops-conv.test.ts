@@ -234,12 +234,31 @@ describe('linear', () => {
       { data: randArray(7 * 6, 5), shape: [7, 6] },
     ]);
   });
+  it("the CUDA forward's split-TF32 tensor-core kernel, run on the host, is as accurate as FP32", async () => {
+    // IRCONSTYLE_EMULATE=linear_fwd: conv1x1_gate's kernel in its plain mode (pw_gate_tile.h) over w^T, with the host
+    // model of DeviceWmma3; row tails of its 64-row blocks, MAXIM's channel and spatial shapes, with and without bias
+    // (at least 1024 rows: fewer keep cuBLAS)
+    let seed = 1500;
+    for (const [xs, O, bias] of [[[5, 13, 17, 64], 128, true], [[4, 16, 16, 256], 256, true], [[3, 19, 19, 96], 32, false], [[1, 33, 33, 32], 64, true]] as [number[], number, boolean][]) {
+      const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!;
+      const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), b = bias ? randArray(O, seed++) : null;
+      const ref = linearRef(x, rows, I, w, O, b);
+      const ins = [tensor(x, xs), tensor(w, [O, I]), ...(b ? [tensor(b, [O])] : [])];
+      const lin = (mode: string) => withEmulation(mode, () => runOp('linear', ins)[0]!.data());
+      const [split, exact, own] = [await lin('linear_fwd'), await lin('linear_fwd_fp32'), await lin('')];
+      expect(relErr(split, ref), `split [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
+      expect(relErr(exact, ref), `exact [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
+      expect(split.some((v, i) => v !== own[i]), `the emulation ran for [${xs}] -> ${O}`).toBe(true);
+    }
+  });
+
   it("the CUDA backward's split-TF32 one-pass kernel, run on the host, is as accurate as FP32 (TF32 would not be)", async () => {
     // IRCONSTYLE_EMULATE=linear_bwd runs pw_bwd_tile.h's phases with the host model of DeviceWmma3 (each operand
     // split into two TF32 parts, three products): errors at FP32's level, where the plain TF32 kernel (the 1x1 conv
     // path on the same numbers, IRCONSTYLE_EMULATE=pw_bwd) is ~1e-3 off. Shapes: MAXIM's channel Linears, its
     // spatial Dense over 256 positions, padded counts, several dw passes, chunk and block tails.
-    const shapes: [number[], number][] = [[[2, 9, 7, 64], 128], [[1, 8, 8, 256], 256], [[3, 5, 5, 96], 40], [[1, 7, 9, 12], 20], [[1, 30, 30, 32], 32]];
+    // (at least 1024 rows: fewer keep cuBLAS)
+    const shapes: [number[], number][] = [[[5, 13, 17, 64], 128], [[4, 16, 16, 256], 256], [[3, 19, 19, 96], 40], [[1, 33, 33, 12], 20], [[1, 32, 32, 32], 32]];
     let seed = 1400;
     for (const [xs, O] of shapes) {
       const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];

@@ -18,6 +18,7 @@
 #include "conv2d.h"
 #include "layer_norm2d.h"
 #include "op_api.h"
+#include "pw_bwd.h"
 #include "pw_gate_tile.h"
 
 namespace irc {
@@ -375,6 +376,21 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
   float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
   layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
   conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh, dw, db);
+}
+
+// A Linear layer's forward as the CUDA path takes it (linear_forward in conv1x1_gate.cu): the gate kernel's plain
+// mode over a transposed copy of w, split-TF32 products (or exact operands), for the shapes it takes.
+bool conv::linear_forward_model(bool split, const float* x, const float* w, const float* b, float* y, int64_t rows,
+                                int I, int O) {
+  if (rows < kLinearMinRows || I % 8 != 0 || I > pwgate::kMaxCi || O <= 0 || O % 32 != 0) return false;
+  std::unique_ptr<float, decltype(&std::free)> wt(
+      static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * I * O + 63) / 64 * 64)), &std::free);
+  for (int i = 0; i < I; ++i)
+    for (int o = 0; o < O; ++o) wt.get()[i * O + o] = w[o * I + i];
+  const GateGeom g{rows, I, O / 2};
+  if (split) emulate_kernel<2, pwgate::HostWmma3<>>(g, x, pwgate::LnArgs{}, wt.get(), b, nullptr, y, nullptr);
+  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, pwgate::LnArgs{}, wt.get(), b, nullptr, y, nullptr);
+  return true;
 }
 
 }  // namespace irc

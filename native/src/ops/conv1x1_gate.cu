@@ -35,8 +35,9 @@ using pwgate::kThreads;
 size_t smem_bytes(int Ci) { return sizeof(float) * pwgate::smem_floats(Ci); }
 
 // MODE 0: out = y [rows, C]; MODE 1: out = dz [rows, 2C] from dy [rows, C], and dbp [4 gridDim.x, 2C] the column
-// sums of dz per warp (its 16 rows). The phases are pwgate's (pw_gate_tile.h).
-template <int MODE>
+// sums of dz per warp (its 16 rows); MODE 2: out = z [rows, 2C]. The phases are pwgate's (pw_gate_tile.h); W is
+// DeviceWmma (TF32 products: convolutions) or DeviceWmma3 (split-TF32: Linear layers, MODE 2).
+template <class W, int MODE>
 __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict__ x, pwgate::LnArgs ln,
                                                         const float* __restrict__ w, const float* __restrict__ b,
                                                         const float* __restrict__ dy, float* __restrict__ out,
@@ -44,12 +45,12 @@ __global__ void __launch_bounds__(kThreads) gate_wmma_k(const float* __restrict_
   extern __shared__ __align__(128) float sm[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRows;
-  pwgate::load_x_tile<DeviceWmma>(threadIdx.x, x, rows, r0, Ci, sm, !ln.w);
+  pwgate::load_x_tile<W>(threadIdx.x, x, rows, r0, Ci, sm, !ln.w);
   __syncthreads();
-  if (ln.w) pwgate::ln_prologue<DeviceWmma>(warp, lane, sm, Ci, r0, rows, ln);  // the warp's own rows
+  if (ln.w) pwgate::ln_prologue<W>(warp, lane, sm, Ci, r0, rows, ln);  // the warp's own rows
   float* st = sm + kRows * pwgate::ldx_of(Ci) + warp * 512;  // this warp's two 16x16 staging tiles
   for (int j = 0; j < C; j += 16) {
-    pwgate::z_tiles<DeviceWmma>(sm, Ci, warp, w, C, j, st);
+    pwgate::z_tiles<W>(sm, Ci, warp, w, C, j, st);
     __syncwarp();
     float s1 = 0.f, s2 = 0.f;
     pwgate::epilogue<MODE>(lane, warp, j, r0, rows, C, st, b, dy, out, s1, s2);
@@ -89,10 +90,10 @@ bool aligned32(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 31u) ==
 
 // Above the default 48 KiB of shared memory a kernel must opt in: once per instantiation, to the largest size it
 // may use. False (and the error cleared, so no later launch check reports it) where the device refuses.
-template <int MODE>
+template <int MODE, class W = DeviceWmma>
 bool smem_ready(size_t bytes) {
   static const bool ok = [] {
-    const cudaError_t e = cudaFuncSetAttribute(gate_wmma_k<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const cudaError_t e = cudaFuncSetAttribute(gate_wmma_k<W, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(smem_bytes(kMaxCi)));
     if (e != cudaSuccess) cudaGetLastError();
     return e == cudaSuccess;
@@ -109,10 +110,10 @@ bool wmma_ok(int64_t Ci, int64_t C, const float* w) {
 
 int64_t wmma_blocks(int64_t rows) { return (rows + kRows - 1) / kRows; }
 
-template <int MODE>
+template <int MODE, class W = DeviceWmma>
 void launch_wmma(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
                  const float* dy, float* out, float* dbp, int64_t rows, int64_t Ci, int64_t C) {
-  gate_wmma_k<MODE><<<static_cast<unsigned>(wmma_blocks(rows)), kThreads, smem_bytes(static_cast<int>(Ci)),
+  gate_wmma_k<W, MODE><<<static_cast<unsigned>(wmma_blocks(rows)), kThreads, smem_bytes(static_cast<int>(Ci)),
                       cu::stream(k)>>>(x, ln, w, b, dy, out, dbp, rows, static_cast<int>(Ci), static_cast<int>(C));
   cu::check_launch(k);
 }
@@ -313,6 +314,32 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
   blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
   blas::column_sums(k, dy, rows, Co, db, 4);
+}
+
+namespace {
+__global__ void transpose_k(const float* __restrict__ w, float* __restrict__ wt, int64_t O, int64_t I) {
+  IRC_GRID_LOOP(e, O * I) {
+    const int64_t i = e / O, o = e - i * O;
+    wt[e] = w[o * I + i];  // wt [I, O] = w^T
+  }
+}
+}  // namespace
+
+bool linear_forward_takes(int64_t I, int64_t O) {
+  const char* e = std::getenv("IRCONSTYLE_LINEAR_FWD");
+  return !(e && std::strcmp(e, "cublas") == 0) && I > 0 && I % 8 == 0 && I <= kMaxCi && O > 0 && O % 32 == 0 &&
+         smem_ready<2, DeviceWmma3>(smem_bytes(static_cast<int>(I)));
+}
+
+bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, float* y, int64_t rows,
+                    int64_t I, int64_t O) {
+  if (rows < kLinearMinRows || !linear_forward_takes(I, O)) return false;
+  cudaStream_t st = cu::stream(k);
+  float* wt = static_cast<float*>(cu::scratch(st, sizeof(float) * I * O, 1));
+  transpose_k<<<cu::blocks_for(I * O), 256, 0, st>>>(w, wt, O, I);
+  cu::check_launch(k);
+  launch_wmma<2, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, nullptr, y, nullptr, rows, I, O / 2);
+  return true;
 }
 
 }  // namespace irc

@@ -46,6 +46,11 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
 // when !split); false (nothing done) for the shapes the device does not take that path for.
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
                               float* db, int64_t rows, int I, int O);
+// A Linear layer's forward by the CUDA tensor-core kernel of conv1x1_gate (its phases, pw_gate_tile.h) on the host:
+// split-TF32 products, or exact operands when !split; false for the shapes the device does not take that path for
+// (defined in conv1x1_gate.cpp).
+bool linear_forward_model(bool split, const float* x, const float* w, const float* b, float* y, int64_t rows, int I,
+                          int O);
 
 }  // namespace conv
 }  // namespace irc

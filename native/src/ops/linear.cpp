@@ -54,6 +54,10 @@ void cpu_linear(KernelCtx& k) {
   const int64_t rows = I ? k.in[0].n / I : numel(k.out[0].shape) / std::max<int64_t>(O, 1);
   float* y = k.out[0].f();
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  // IRCONSTYLE_EMULATE=linear_fwd (split-TF32 as the GPU) or linear_fwd_fp32: the CUDA kernel's arithmetic on the host
+  if (const int mode = emulation_requested("linear_fwd"))
+    if (conv::linear_forward_model(mode == 1, k.in[0].f(), k.in[1].f(), b, y, rows, static_cast<int>(I), static_cast<int>(O)))
+      return;
   if (b) {
     parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * O, b, sizeof(float) * O);

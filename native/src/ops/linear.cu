@@ -1,5 +1,6 @@
-// CUDA linear / linear_backward (ops.def) in full FP32 (PyTorch's default for linear layers):
-// y = x . w^T + b over the rows of x[..., I], w[O, I]. With a bias, one cuBLASLt GEMM adds it in its epilogue;
+// CUDA linear / linear_backward (ops.def) at FP32 accuracy (PyTorch's default for linear layers):
+// y = x . w^T + b over the rows of x[..., I], w[O, I]. Forward: the tensor-core kernel of conv1x1_gate.cu with
+// split-TF32 products where the shape fits (pw_bwd.h: linear_forward); else with a bias one cuBLASLt GEMM adds it in its epilogue;
 // where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS with the bias written
 // first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: the one-pass pointwise
 // kernel with split-TF32 products (pw_bwd.h: FP32-accurate; dx, dw and db from one read of dy and x) where the shape
@@ -20,6 +21,7 @@ void cuda_linear(KernelCtx& k) {
   float* y = k.out[0].f();
   const float *x = k.in[0].f(), *w = k.in[1].f();
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
+  if (linear_forward(k, x, w, b, y, rows, I, O)) return;
   if (b && blas::gemm_bias(k, false, false, true, rows, O, I, x, I, w, I, b, y, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   if (b) blas::fill_rows(k, y, rows, O, b);

@@ -139,7 +139,7 @@ bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, con
 
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                         float* db, int64_t rows, int64_t I, int64_t O) {
-  return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
+  return rows >= kLinearMinRows && pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
 }
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
