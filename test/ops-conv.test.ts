@@ -252,6 +252,28 @@ describe('linear', () => {
     }
   });
 
+  it("a Linear + residual (conv1x1_add with a Linear's weight) through the same kernels on the host", async () => {
+    // the forward kernel adds the residual in its epilogue (MODE 3); the backward runs with and without a bias
+    let seed = 1600;
+    for (const [xs, O, bias] of [[[5, 13, 17, 64], 32, true], [[4, 16, 16, 64], 64, false]] as [number[], number, boolean][]) {
+      const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];
+      const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), r = randArray(rows * O, seed++);
+      const b = bias ? randArray(O, seed++) : null, dy = randArray(rows * O, seed++);
+      const lin = linearRef(x, rows, I, w, O, b).map((v, i) => v + r[i]!);
+      const ins = [tensor(x, xs), tensor(w, [O, I]), tensor(r, ys), ...(b ? [tensor(b, [O])] : [])];
+      const fwd = (mode: string) => withEmulation(mode, () => runOp('conv1x1_add', ins)[0]!.data());
+      const [split, own] = [await fwd('linear_fwd'), await fwd('')];
+      expect(relErr(split, lin), `forward [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
+      expect(split.some((v, i) => v !== own[i]), 'the forward emulation ran').toBe(true);
+      const bins = [tensor(dy, ys), ins[0]!, ins[1]!, ...(b ? [ins[3]!] : [])];
+      const bwd = (mode: string) => withEmulation(mode, () => Promise.all(runOp('conv1x1_add_backward', bins).map((t) => t.data())));
+      const [gs, go] = [await bwd('linear_bwd'), await bwd('')];
+      expect(gs.length).toBe(bias ? 3 : 2);
+      for (let i = 0; i < gs.length; i++) expect(relErr(gs[i]!, go[i]!), `grad ${i} [${xs}] -> ${O}`).toBeLessThanOrEqual(2e-6);
+      expect(gs[1]!.some((v, i) => v !== go[1]![i]), 'the backward emulation ran').toBe(true);
+    }
+  });
+
   it("the CUDA backward's split-TF32 one-pass kernel, run on the host, is as accurate as FP32 (TF32 would not be)", async () => {
     // IRCONSTYLE_EMULATE=linear_bwd runs pw_bwd_tile.h's phases with the host model of DeviceWmma3 (each operand
     // split into two TF32 parts, three products): errors at FP32's level, where the plain TF32 kernel (the 1x1 conv

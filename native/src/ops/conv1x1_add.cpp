@@ -19,6 +19,7 @@
 
 #include "../cpu/gemm.h"
 #include "conv1x1_add.h"
+#include "conv2d.h"
 #include "op_api.h"
 
 namespace irc {
@@ -112,6 +113,10 @@ void cpu_conv1x1_add(KernelCtx& k) {
   const PwOpts o = pw_opts(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
   if (g.rows == 0 || g.Co == 0) return;
+  // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: a Linear's by the CUDA split-TF32 kernel's code (residual in its epilogue)
+  if (const int mode = g.lin ? emulation_requested("linear_fwd") : 0)
+    if (conv::linear_forward_model(mode == 1, x, w, o.b, r, y, g.rows, static_cast<int>(g.Ci), static_cast<int>(g.Co)))
+      return;
   std::vector<float> bs(static_cast<size_t>(g.Co), 0.f), wbuf;
   if (o.b)
     for (int64_t c = 0; c < g.Co; ++c) bs[c] = o.s ? o.b[c] * o.s[c] : o.b[c];
@@ -152,6 +157,10 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
   if (g.lin) {  // w [Co, Ci]: dw = dy^T x, db = Σ dy, dx = dy w
+    if (const int mode = emulation_requested("linear_bwd"))  // IRCONSTYLE_EMULATE: the CUDA split-TF32 kernel's code
+      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows,
+                                         static_cast<int>(g.Ci), static_cast<int>(g.Co)))
+        return;
     if (wsz > 0) {
       if (g.rows > 0) {
         sgemm(true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);

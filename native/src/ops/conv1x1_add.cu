@@ -7,8 +7,9 @@
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
 // them, and dx_g = dy_g W_g^T (one strided batch); where it takes the shape, the one-pass tensor-core backward
 // (pw_bwd.h) gives dx_g, G_g and the per-group column sums instead of the three cuBLAS passes. TF32 as conv2d's
-// (IRCONSTYLE_TF32). With a Linear's weight [Co, Ci] (no s, no a): the GEMMs take it transposed, in FP32 as
-// PyTorch's matmul.
+// (IRCONSTYLE_TF32). With a Linear's weight [Co, Ci] (no s, no a): the split-TF32 tensor-core kernels of a Linear
+// layer (pw_bwd.h; the residual added in the forward's epilogue) where they take the shape, else the GEMMs take it
+// transposed, in FP32 as PyTorch's matmul.
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
@@ -113,6 +114,8 @@ void cuda_conv1x1_add(KernelCtx& k) {
   // TF32 as conv2d's for the conv layout; a Linear's weight (w^T in the GEMM) stays FP32, as PyTorch's matmul
   const bool tf32 = !g.lin && cu::tf32_convolutions();
   const int64_t ldw = g.lin ? g.Ci : g.Co;
+  // a Linear's: the split-TF32 tensor-core kernel with the residual in its epilogue, where it takes the shape
+  if (g.lin && linear_forward(k, x, w, o.b, r, y, g.rows, g.Ci, g.Co)) return;
   // one cuBLASLt call over the groups (the residual read by the GEMM), else a row pass and a cuBLAS batch
   const int64_t sW = W == w ? 0 : wsz;
   if (g.Ci > 0 && rg > 0 &&
@@ -133,7 +136,8 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   cudaStream_t st = cu::stream(k);
   const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
-  if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32
+  if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32-accurate
+    if (pw_backward_linear(k, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows, g.Ci, g.Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);
     if (wsz > 0) blas::gemm(k, cb, true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);
     if (o.b && g.Co > 0) {

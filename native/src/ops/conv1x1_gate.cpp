@@ -379,17 +379,21 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
 }
 
 // A Linear layer's forward as the CUDA path takes it (linear_forward in conv1x1_gate.cu): the gate kernel's plain
-// mode over a transposed copy of w, split-TF32 products (or exact operands), for the shapes it takes.
-bool conv::linear_forward_model(bool split, const float* x, const float* w, const float* b, float* y, int64_t rows,
-                                int I, int O) {
+// mode (with a residual: MODE 3) over a transposed copy of w, split-TF32 products (or exact operands), for the
+// shapes it takes.
+bool conv::linear_forward_model(bool split, const float* x, const float* w, const float* b, const float* r, float* y,
+                                int64_t rows, int I, int O) {
   if (rows < kLinearMinRows || I % 8 != 0 || I > pwgate::kMaxCi || O <= 0 || O % 32 != 0) return false;
   std::unique_ptr<float, decltype(&std::free)> wt(
       static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * I * O + 63) / 64 * 64)), &std::free);
   for (int i = 0; i < I; ++i)
     for (int o = 0; o < O; ++o) wt.get()[i * O + o] = w[o * I + i];
   const GateGeom g{rows, I, O / 2};
-  if (split) emulate_kernel<2, pwgate::HostWmma3<>>(g, x, pwgate::LnArgs{}, wt.get(), b, nullptr, y, nullptr);
-  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, pwgate::LnArgs{}, wt.get(), b, nullptr, y, nullptr);
+  const pwgate::LnArgs none{};
+  if (r && split) emulate_kernel<3, pwgate::HostWmma3<>>(g, x, none, wt.get(), b, r, y, nullptr);
+  else if (r) emulate_kernel<3, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, r, y, nullptr);
+  else if (split) emulate_kernel<2, pwgate::HostWmma3<>>(g, x, none, wt.get(), b, nullptr, y, nullptr);
+  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, nullptr, y, nullptr);
   return true;
 }
 

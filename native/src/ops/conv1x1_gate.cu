@@ -331,14 +331,16 @@ bool linear_forward_takes(int64_t I, int64_t O) {
          smem_ready<2, DeviceWmma3>(smem_bytes(static_cast<int>(I)));
 }
 
-bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, float* y, int64_t rows,
-                    int64_t I, int64_t O) {
-  if (rows < kLinearMinRows || !linear_forward_takes(I, O)) return false;
+bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, const float* r, float* y,
+                    int64_t rows, int64_t I, int64_t O) {
+  if (rows < kLinearMinRows || !linear_forward_takes(I, O) || (r && !smem_ready<3, DeviceWmma3>(smem_bytes(static_cast<int>(I)))))
+    return false;
   cudaStream_t st = cu::stream(k);
   float* wt = static_cast<float*>(cu::scratch(st, sizeof(float) * I * O, 1));
   transpose_k<<<cu::blocks_for(I * O), 256, 0, st>>>(w, wt, O, I);
   cu::check_launch(k);
-  launch_wmma<2, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, nullptr, y, nullptr, rows, I, O / 2);
+  if (r) launch_wmma<3, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, r, y, nullptr, rows, I, O / 2);
+  else launch_wmma<2, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, nullptr, y, nullptr, rows, I, O / 2);
   return true;
 }
 

@@ -591,7 +591,7 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
       for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Cip * Cop + i * Cop + o];
       dw[trans ? o * Ci + i : i * Co + o] = static_cast<float>(t);
     }
-  for (int64_t c = 0; c < Co; ++c) {
+  for (int64_t c = 0; db && c < Co; ++c) {
     double t = 0.0;
     for (int64_t q = 0; q < blocks; ++q) t += dbp[q * Co + c];
     db[c] = static_cast<float>(t);

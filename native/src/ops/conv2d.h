@@ -43,14 +43,14 @@ void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, co
 void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
                        float* dw, float* db, int64_t rows, int Ci, int Co);
 // The same kernel as a Linear layer's backward (pw_backward_linear: w [O, I], split-TF32 products, or exact operands
-// when !split); false (nothing done) for the shapes the device does not take that path for.
+// when !split; db may be null); false (nothing done) for the shapes the device does not take that path for.
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
                               float* db, int64_t rows, int I, int O);
-// A Linear layer's forward by the CUDA tensor-core kernel of conv1x1_gate (its phases, pw_gate_tile.h) on the host:
-// split-TF32 products, or exact operands when !split; false for the shapes the device does not take that path for
-// (defined in conv1x1_gate.cpp).
-bool linear_forward_model(bool split, const float* x, const float* w, const float* b, float* y, int64_t rows, int I,
-                          int O);
+// A Linear layer's forward (+ the residual r [rows, O] when given) by the CUDA tensor-core kernel of conv1x1_gate
+// (its phases, pw_gate_tile.h) on the host: split-TF32 products, or exact operands when !split; false for the
+// shapes the device does not take that path for (defined in conv1x1_gate.cpp).
+bool linear_forward_model(bool split, const float* x, const float* w, const float* b, const float* r, float* y,
+                          int64_t rows, int I, int O);
 
 }  // namespace conv
 }  // namespace irc

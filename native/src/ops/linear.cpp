@@ -56,7 +56,7 @@ void cpu_linear(KernelCtx& k) {
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
   // IRCONSTYLE_EMULATE=linear_fwd (split-TF32 as the GPU) or linear_fwd_fp32: the CUDA kernel's arithmetic on the host
   if (const int mode = emulation_requested("linear_fwd"))
-    if (conv::linear_forward_model(mode == 1, k.in[0].f(), k.in[1].f(), b, y, rows, static_cast<int>(I), static_cast<int>(O)))
+    if (conv::linear_forward_model(mode == 1, k.in[0].f(), k.in[1].f(), b, nullptr, y, rows, static_cast<int>(I), static_cast<int>(O)))
       return;
   if (b) {
     parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {

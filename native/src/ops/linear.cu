@@ -21,7 +21,7 @@ void cuda_linear(KernelCtx& k) {
   float* y = k.out[0].f();
   const float *x = k.in[0].f(), *w = k.in[1].f();
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
-  if (linear_forward(k, x, w, b, y, rows, I, O)) return;
+  if (linear_forward(k, x, w, b, nullptr, y, rows, I, O)) return;
   if (b && blas::gemm_bias(k, false, false, true, rows, O, I, x, I, w, I, b, y, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   if (b) blas::fill_rows(k, y, rows, O, b);

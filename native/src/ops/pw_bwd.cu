@@ -180,8 +180,9 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
   const int ci = static_cast<int>(Ci), co = static_cast<int>(Co), cip = static_cast<int>(Cip), cop = static_cast<int>(Cop);
   bool ok;
   if (linear) {
-    if (!dx || !db) return false;  // (a Linear's backward computes all three)
-    ok = launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop);
+    if (!dx) return false;  // (a Linear's backward computes dx and dw, and db with a bias)
+    ok = db ? launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop)
+            : launch<DeviceWmma3, true, false>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop);
   } else if (dx && db) {
     ok = launch<DeviceWmma, true, true>(k, x, ln, dy, wk, wstride, dx, dwp, dbp, rows, rpb, blocks, groups, ci, co, cip, cop);
   } else if (dx) {

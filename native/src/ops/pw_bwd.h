@@ -27,15 +27,15 @@ bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, con
 // nothing from a tensor-core pass and keep cuBLAS's FP32 sums.
 constexpr int64_t kLinearMinRows = 1024;
 // A Linear layer's backward (y = x w^T + b, w [O, I]) with split-TF32 products (DeviceWmma3: FP32-accurate, as
-// PyTorch's FP32 matmul): dx [rows, I], dw [O, I], db [O], all three. Independent of IRCONSTYLE_TF32;
+// PyTorch's FP32 matmul): dx [rows, I], dw [O, I], db [O] (db may be null). Independent of IRCONSTYLE_TF32;
 // IRCONSTYLE_LINEAR_BWD=cublas turns it off (cuBLAS FP32 then, as for shapes it does not take).
 bool pw_backward_linear_takes(int64_t I, int64_t O);
-// A Linear layer's forward y = x w^T + b by conv1x1_gate's tensor-core kernel in its plain mode (conv1x1_gate.cu)
-// with split-TF32 products, over a transposed copy of w: I % 8 == 0, I <= 344, O % 32 == 0.
-// IRCONSTYLE_LINEAR_FWD=cublas turns it off.
+// A Linear layer's forward y = x w^T + b (+ r, a residual [rows, O], when r is given) by conv1x1_gate's tensor-core
+// kernel in its plain mode (conv1x1_gate.cu) with split-TF32 products, over a transposed copy of w: I % 8 == 0,
+// I <= 344, O % 32 == 0. IRCONSTYLE_LINEAR_FWD=cublas turns it off.
 bool linear_forward_takes(int64_t I, int64_t O);
-bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, float* y, int64_t rows,
-                    int64_t I, int64_t O);
+bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, const float* r, float* y,
+                    int64_t rows, int64_t I, int64_t O);
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                         float* db, int64_t rows, int64_t I, int64_t O);
 }  // namespace irc

@@ -12,7 +12,8 @@
 //     st [2][16][16];
 //   epilogue (every lane, elements lane, lane + 32, .. of the 16x16 tiles): the bias, then y = z1 z2 (MODE 0),
 //     dz = (dy z2, dy z1) (MODE 1) with the lane's sums of dz over its rows (column j + (lane & 15)), or z itself
-//     (MODE 2: ln_conv1x1, a plain 1x1 conv of 2C outputs behind a LayerNorm);
+//     (MODE 2: ln_conv1x1, a plain 1x1 conv of 2C outputs behind a LayerNorm; a Linear layer), or r + z (MODE 3: a
+//     Linear layer and its residual r, passed as dy [rows, 2C]);
 //   MODE 1 then adds lane l + 16's sums into lane l (one shuffle) and lanes 0..15 write the warp's column sums of dz
 //     to dbp [4 blockIdx + warp][2C] (write_db_partials).
 #pragma once
@@ -153,6 +154,9 @@ IRC_HD void epilogue(int lane, int warp, int j, int64_t r0, int64_t rows, int C,
       } else if (MODE == 2) {  // no gate: the conv itself, both halves of its 2C columns
         out[row * C2 + col] = z1;
         out[row * C2 + C + col] = z2;
+      } else if (MODE == 3) {  // the same plus a residual (dy stands for it): a Linear + skip
+        out[row * C2 + col] = dy[row * C2 + col] + z1;
+        out[row * C2 + C + col] = dy[row * C2 + C + col] + z2;
       } else {
         const float g = dy[row * C + col], d1 = g * z2, d2 = g * z1;
         out[row * C2 + col] = d1;
