@@ -252,6 +252,15 @@ describe('linear', () => {
     }
   });
 
+  it('the split-TF32 kernels: an infinite input gives a non-finite output (NaN where FP32 gives Inf), the rest finite', async () => {
+    const I = 32, O = 32, rows = 1024;
+    const x = new Float32Array(rows * I).fill(0.5), w = new Float32Array(O * I).fill(0.25);
+    x[3 * I + 5] = Infinity;
+    const fwd = await withEmulation('linear_fwd', () => runOp('linear', [tensor(x, [rows, I]), tensor(w, [O, I])])[0]!.data());
+    expect(Number.isFinite(fwd[3 * O + 7])).toBe(false);
+    expect(fwd[4 * O + 7]).toBeCloseTo(32 * 0.125, 5);
+  });
+
   it("a Linear + residual (conv1x1_add with a Linear's weight) through the same kernels on the host", async () => {
     // the forward kernel adds the residual in its epilogue (MODE 3); the backward runs with and without a bias
     let seed = 1600;

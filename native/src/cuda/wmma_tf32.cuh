@@ -55,7 +55,8 @@ struct DeviceWmma {
 // Split-TF32 ("3xTF32"): each operand v = hi + lo with hi = tf32(v), lo = tf32(v - hi) (v - hi is exact), and
 // a b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi: about 21 bits of each operand take part instead of TF32's 11, so the
 // products are as accurate as FP32's to within a few units in the last place, at three tensor-core products each.
-// For layers PyTorch runs in full FP32 (Linear). The staging keeps FP32 values (to_tf32 is the identity).
+// For layers PyTorch runs in full FP32 (Linear). The staging keeps FP32 values (to_tf32 is the identity). An
+// infinite operand gives NaN (inf - inf, inf times a zero low part) where FP32 gives an infinity: non-finite either way.
 struct DeviceWmma3 : DeviceWmma {
   template <class F>
   struct Pair {

@@ -390,9 +390,9 @@ bool conv::linear_forward_model(bool split, const float* x, const float* w, cons
     for (int o = 0; o < O; ++o) wt.get()[i * O + o] = w[o * I + i];
   const GateGeom g{rows, I, O / 2};
   const pwgate::LnArgs none{};
-  if (r && split) emulate_kernel<3, pwgate::HostWmma3<>>(g, x, none, wt.get(), b, r, y, nullptr);
+  if (r && split) emulate_kernel<3, pwgate::HostWmma3>(g, x, none, wt.get(), b, r, y, nullptr);
   else if (r) emulate_kernel<3, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, r, y, nullptr);
-  else if (split) emulate_kernel<2, pwgate::HostWmma3<>>(g, x, none, wt.get(), b, nullptr, y, nullptr);
+  else if (split) emulate_kernel<2, pwgate::HostWmma3>(g, x, none, wt.get(), b, nullptr, y, nullptr);
   else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, nullptr, y, nullptr);
   return true;
 }

@@ -643,7 +643,7 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
                               float* db, int64_t rows, int I, int O) {
   if (rows < kLinearMinRows || !pw_shape_fits(rows, I, O)) return false;
-  if (split) emulate_pw_backward<pwgate::HostWmma3<>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
+  if (split) emulate_pw_backward<pwgate::HostWmma3>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
   return true;
 }

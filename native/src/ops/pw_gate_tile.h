@@ -242,9 +242,7 @@ struct HostWmma {
 };
 
 // The host model of DeviceWmma3 (split-TF32, wmma_tf32.cuh): operands loaded as hi = tf32(v), lo = tf32(v - hi);
-// each mma is the three products a_lo b_hi, a_hi b_lo, a_hi b_hi accumulated in that order. LO = false drops the
-// small terms (plain TF32 from FP32 staging: what the split is there to avoid; the tests show the difference).
-template <bool LO = true>
+// each mma is the three products a_lo b_hi, a_hi b_lo, a_hi b_hi accumulated in that order.
 struct HostWmma3 : HostWmma<false> {
   struct A {
     float hi[16][8], lo[16][8];
@@ -256,7 +254,7 @@ struct HostWmma3 : HostWmma<false> {
   using Bc = B;
   static void split(float v, float& h, float& l) {
     h = tf32_host(v);
-    l = LO ? tf32_host(v - h) : 0.f;
+    l = tf32_host(v - h);
   }
   static void load_a(A& a, const float* p, int ld) {
     check(p, ld, "load_matrix_sync(a)");
