@@ -162,16 +162,7 @@ describe('conv2d', () => {
     for (const [xs, Co] of shapes) {
       const Ci = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), Co];
       const x = randArray(rows * Ci, seed++), w = randArray(Ci * Co, seed++), dy = randArray(rows * Co, seed++);
-      const dx = new Float64Array(rows * Ci), dw = new Float64Array(Ci * Co), db = new Float64Array(Co);
-      for (let r = 0; r < rows; ++r)
-        for (let o = 0; o < Co; ++o) {
-          const d = dy[r * Co + o]!;
-          db[o] += d;
-          for (let i = 0; i < Ci; ++i) {
-            dx[r * Ci + i] += d * w[i * Co + o]!;
-            dw[i * Co + o] += d * x[r * Ci + i]!;
-          }
-        }
+      const [dx, dw, db] = pointwiseBackwardRef(x, w, dy, rows, Ci, Co, (i, o) => i * Co + o);
       const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [1, 1, Ci, Co])];
       const run = (mode: string) => withEmulation(mode, () => Promise.all(runOp('conv2d_backward', ins, [1, 0, 1]).map((t) => t.data())));
       const [exact, tf32, own] = [await run('pw_bwd_fp32'), await run('pw_bwd'), await run('')];
@@ -196,6 +187,22 @@ describe('conv2d', () => {
     expect(() => conv2d(tiny, w, null)).toThrowError(/output would be empty/);
   });
 });
+
+/** float64 dx, dw, db of y = x w + b over rows, for a weight laid out as at(i, o) (dw in the same layout). */
+function pointwiseBackwardRef(x: Float32Array, w: Float32Array, dy: Float32Array, rows: number, I: number, O: number,
+  at: (i: number, o: number) => number): [Float64Array, Float64Array, Float64Array] {
+  const dx = new Float64Array(rows * I), dw = new Float64Array(O * I), db = new Float64Array(O);
+  for (let r = 0; r < rows; ++r)
+    for (let o = 0; o < O; ++o) {
+      const d = dy[r * O + o]!;
+      db[o] += d;
+      for (let i = 0; i < I; ++i) {
+        dx[r * I + i] += d * w[at(i, o)]!;
+        dw[at(i, o)] += d * x[r * I + i]!;
+      }
+    }
+  return [dx, dw, db];
+}
 
 function linearRef(x: Float32Array, rows: number, I: number, w: Float32Array, O: number, b: Float32Array | null): Float64Array {
   const y = new Float64Array(rows * O);
@@ -294,16 +301,7 @@ describe('linear', () => {
     for (const [xs, O] of shapes) {
       const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];
       const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), dy = randArray(rows * O, seed++);
-      const dx = new Float64Array(rows * I), dw = new Float64Array(O * I), db = new Float64Array(O);
-      for (let r = 0; r < rows; ++r)
-        for (let o = 0; o < O; ++o) {
-          const d = dy[r * O + o]!;
-          db[o] += d;
-          for (let i = 0; i < I; ++i) {
-            dx[r * I + i] += d * w[o * I + i]!;
-            dw[o * I + i] += d * x[r * I + i]!;
-          }
-        }
+      const [dx, dw, db] = pointwiseBackwardRef(x, w, dy, rows, I, O, (i, o) => o * I + i);
       const wT = new Float32Array(I * O);
       for (let o = 0; o < O; ++o) for (let i = 0; i < I; ++i) wT[i * O + o] = w[o * I + i]!;
       const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [O, I])];

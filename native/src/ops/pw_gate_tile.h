@@ -256,26 +256,17 @@ struct HostWmma3 : HostWmma<false> {
     h = tf32_host(v);
     l = tf32_host(v - h);
   }
-  static void load_a(A& a, const float* p, int ld) {
-    check(p, ld, "load_matrix_sync(a)");
-    for (int r = 0; r < 16; ++r)
-      for (int k = 0; k < 8; ++k) split(p[r * ld + k], a.hi[r][k], a.lo[r][k]);
+  // element (r, c) of the R x C operand at p[r ld + c] (row-major) or p[c ld + r] (column-major)
+  template <int R, int C>
+  static void load_split(float (&hi)[R][C], float (&lo)[R][C], const float* p, int ld, bool col, const char* what) {
+    check(p, ld, what);
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) split(col ? p[c * ld + r] : p[r * ld + c], hi[r][c], lo[r][c]);
   }
-  static void load_ac(Ac& a, const float* p, int ld) {
-    check(p, ld, "load_matrix_sync(a, col_major)");
-    for (int r = 0; r < 16; ++r)
-      for (int k = 0; k < 8; ++k) split(p[k * ld + r], a.hi[r][k], a.lo[r][k]);
-  }
-  static void load_b(B& b, const float* p, int ld) {
-    check(p, ld, "load_matrix_sync(b)");
-    for (int k = 0; k < 8; ++k)
-      for (int c = 0; c < 16; ++c) split(p[k * ld + c], b.hi[k][c], b.lo[k][c]);
-  }
-  static void load_bc(Bc& b, const float* p, int ld) {
-    check(p, ld, "load_matrix_sync(b, col_major)");
-    for (int k = 0; k < 8; ++k)
-      for (int c = 0; c < 16; ++c) split(p[c * ld + k], b.hi[k][c], b.lo[k][c]);
-  }
+  static void load_a(A& a, const float* p, int ld) { load_split(a.hi, a.lo, p, ld, false, "load_matrix_sync(a)"); }
+  static void load_ac(Ac& a, const float* p, int ld) { load_split(a.hi, a.lo, p, ld, true, "load_matrix_sync(a, col_major)"); }
+  static void load_b(B& b, const float* p, int ld) { load_split(b.hi, b.lo, p, ld, false, "load_matrix_sync(b)"); }
+  static void load_bc(Bc& b, const float* p, int ld) { load_split(b.hi, b.lo, p, ld, true, "load_matrix_sync(b, col_major)"); }
   static void mma(Acc& c, const A& a, const B& b) {
     for (int r = 0; r < 16; ++r)
       for (int n = 0; n < 16; ++n) {
