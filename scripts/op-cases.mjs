@@ -309,8 +309,10 @@ export function opCases() {
     const Ci = xs[xs.length - 1], rows = numel(xs) / Ci, ys = [...xs.slice(0, -1), C];
     const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([1, 1, Ci, 2 * C], -0.3, 0.3), b = bias ? [f([2 * C])] : [];
     add('ln_conv1x1_gate', name, [f(xs, -2, 2), ...ln, w, ...b], [1e-6], { ...red, conv: true });
-    add('ln_conv1x1_gate_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2), ...b],
-      [], { ...red, conv: true });
+    const stats = [f([rows], -0.5, 0.5), pos([rows], 0.5, 2)];
+    add('ln_conv1x1_gate_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b], [], { ...red, conv: true });
+    // with x's pending gradient (attrs [1]: the last input, added into dx)
+    add('ln_conv1x1_gate_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true });
   }
   // ln_conv1x1: a 1x1 conv behind a LayerNorm formed on the way in (TF32 pass: the gate kernel writing z for the first
   // three, the one-pass backward for all but the last; IRCONSTYLE_PW_FWD=cublas: the LayerNorm kernel and cuBLASLt)
@@ -326,7 +328,9 @@ export function opCases() {
     const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([1, 1, Ci, Co], -0.3, 0.3);
     const extra = { ...red, conv: true, ...(env ? { env } : {}) };
     add('ln_conv1x1', name, [f(xs, -2, 2), ...ln, w, ...(bias ? [f([Co])] : [])], [1e-6], extra);
-    add('ln_conv1x1_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2)], [], extra);
+    const stats = [f([rows], -0.5, 0.5), pos([rows], 0.5, 2)];
+    add('ln_conv1x1_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, ...stats], [], extra);
+    add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], extra);
   }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {

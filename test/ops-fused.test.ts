@@ -587,7 +587,7 @@ describe('ln_conv1x1_gate', () => {
   ];
   const make = (shape: number[], C: number, bias: boolean, seed: number) => lnCase(shape, 2 * C, C, bias, seed);
 
-  it('equals layer_norm2d then conv1x1_gate bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
+  it('equals layer_norm2d then conv1x1_gate bit for bit, forward (y, mean, rstd) and backward (dx, dw, db, dlw, dlb)', async () => {
     let seed = 1500;
     for (const [shape, C, bias] of cases) {
       const t = make(shape, C, bias, (seed += 10));
@@ -598,10 +598,15 @@ describe('ln_conv1x1_gate', () => {
       expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
       expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
       expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
-      const got = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
-      const ref = runOp('conv1x1_gate_backward', [t.dy, h!, t.w, ...(t.b ? [t.b] : [])]);
-      expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, 2 * C], [2 * C]]);
-      for (let i = 0; i < 3; ++i) expect(differing(await got[i]!.data(), await ref[i]!.data()), `grad ${i} [${shape}]`).toBe(0);
+      // with and without x's pending gradient (attrs [1]: the last input, added into dx)
+      for (const acc of [null, tensor(randArray(t.x.size, seed + 5), [...shape])]) {
+        const got = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : []), ...(acc ? [acc] : [])], [acc ? 1 : 0]);
+        const [dh, dw, db] = runOp('conv1x1_gate_backward', [t.dy, h!, t.w, ...(t.b ? [t.b] : [])]);
+        const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, t.x, t.lw, mean!, rstd!, ...(acc ? [acc] : [])]);
+        expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, 2 * C], [2 * C], [t.Ci], [t.Ci]]);
+        for (const [i, r] of [dx!, dw!, db!, dlw!, dlb!].entries())
+          expect(differing(await got[i]!.data(), await r.data()), `grad ${i} [${shape}] acc ${!!acc}`).toBe(0);
+      }
     }
   });
 
@@ -636,7 +641,7 @@ describe('ln_conv1x1_gate', () => {
       const ins = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
       const run = (mode: string) => withEmulation(mode, async () => {
         const [y, mean, rstd] = runOp('ln_conv1x1_gate', ins, [1e-6]);
-        const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : [])]);
+        const grads = runOp('ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : []), t.x], [1]);
         return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
       });
       await expectEmulationMatches(run, `[${shape}]`);
@@ -652,6 +657,10 @@ describe('ln_conv1x1_gate', () => {
     const m = tensor(randArray(32, 1), [32]);
     expect(() => runOp('ln_conv1x1_gate_backward', [tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]), x, v6, v6, w, m, tensor(randArray(31, 1), [31])]))
       .toThrowError(/rstd must have shape \[32\]/);
+    const dy = tensor(randArray(2 * 4 * 4 * 4, 1), [2, 4, 4, 4]);
+    expect(() => runOp('ln_conv1x1_gate_backward', [dy, x, v6, v6, w, m, m, tensor(randArray(8, 1), [8]), v6], [1]))
+      .toThrowError(/acc \(x's pending gradient\) must have x's shape \[2, 4, 4, 6\], got \[6\]/);
+    expect(() => runOp('ln_conv1x1_gate_backward', [dy, x, v6, v6, w, m, m, v6, v6, v6], [1])).toThrowError(expect.objectContaining({ code: 'E_ARITY' }));
   });
 });
 
@@ -665,7 +674,7 @@ describe('ln_conv1x1', () => {
   ];
   const make = (shape: number[], Co: number, bias: boolean, seed: number) => lnCase(shape, Co, Co, bias, seed);
 
-  it('equals layer_norm2d then the 1x1 conv2d bit for bit, forward (y, mean, rstd) and backward (dh, dw, db)', async () => {
+  it('equals layer_norm2d then the 1x1 conv2d bit for bit, forward (y, mean, rstd) and backward (dx, dw, db, dlw, dlb)', async () => {
     let seed = 1800;
     for (const [shape, Co, bias] of cases) {
       const t = make(shape, Co, bias, (seed += 10));
@@ -676,10 +685,14 @@ describe('ln_conv1x1', () => {
       expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
       expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
       expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
-      const got = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
-      const ref = runOp('conv2d_backward', [t.dy.reshape([1, 1, t.rows, Co]), h4, t.w], [1, 0, 1]);
-      expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, Co], [Co]]);
-      for (let i = 0; i < 3; ++i) expect(differing(await got[i]!.data(), await ref[i]!.data()), `grad ${i} [${shape}]`).toBe(0);
+      for (const acc of [null, tensor(randArray(t.x.size, seed + 5), [...shape])]) {
+        const got = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(acc ? [acc] : [])], [acc ? 1 : 0]);
+        const [dh, dw, db] = runOp('conv2d_backward', [t.dy.reshape([1, 1, t.rows, Co]), h4, t.w], [1, 0, 1]);
+        const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!.reshape([...shape]), t.x, t.lw, mean!, rstd!, ...(acc ? [acc] : [])]);
+        expect(got.map((g) => g.shape)).toEqual([shape, [1, 1, t.Ci, Co], [Co], [t.Ci], [t.Ci]]);
+        for (const [i, r] of [dx!, dw!, db!, dlw!, dlb!].entries())
+          expect(differing(await got[i]!.data(), await r.data()), `grad ${i} [${shape}] acc ${!!acc}`).toBe(0);
+      }
     }
   });
 
@@ -711,7 +724,7 @@ describe('ln_conv1x1', () => {
       const t = make(shape, Co, bias, (seed += 10));
       const run = (mode: string) => withEmulation(mode, async () => {
         const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
-        const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!]);
+        const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, t.x], [1]);
         return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
       });
       await expectEmulationMatches(run, `[${shape}]`);

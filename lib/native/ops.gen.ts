@@ -315,7 +315,7 @@ export const OPS = [
   {
     "name": "ln_conv1x1_gate_backward",
     "minIn": 7,
-    "maxIn": 8,
+    "maxIn": 9,
     "differentiable": false
   },
   {
@@ -327,7 +327,7 @@ export const OPS = [
   {
     "name": "ln_conv1x1_backward",
     "minIn": 7,
-    "maxIn": 7,
+    "maxIn": 8,
     "differentiable": false
   },
   {

@@ -148,8 +148,8 @@ export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tenso
 
 /**
  * The LayerNorm + 1×1 ops and their rule: `op` (x, lw, lb, w, b?) gives y, mean, rstd; its backward op (dy, x, lw,
- * lb, w, mean, rstd, then b when `backwardTakesB`) gives dh, dw, db, and layer_norm2d's backward turns dh into dx,
- * dlw, dlb with x's pending gradient (NAFBlock's skip) added in the same kernel.
+ * lb, w, mean, rstd, then b when `backwardTakesB`, then x's pending gradient (NAFBlock's skip) when there is one)
+ * gives dx, dw, db, dlw, dlb: the conv's backward and layer_norm2d's in one op (on CUDA, where it can, one kernel).
  */
 function lnPointwise(op: 'ln_conv1x1' | 'ln_conv1x1_gate', x: Tensor, lw: Tensor, lb: Tensor, w: Tensor,
   b: Tensor | null, eps: number, backwardTakesB: boolean): Tensor {
@@ -162,9 +162,7 @@ function lnPointwise(op: 'ln_conv1x1' | 'ln_conv1x1_gate', x: Tensor, lw: Tensor
     save: [x, lw, lb, w, mean!, rstd!, ...(b && backwardTakesB ? [b] : [])],
     accumulate: [0],
     backward: ([gy], [xs, lws, lbs, ws, m, r, bs], [acc]) => {
-      const [dh, dw, db] = runOp(`${op}_backward`, [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : [])]);
-      const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, xs!, lws!, m!, r!, ...(acc ? [acc] : [])]);
-      dh!.dispose();
+      const [dx, dw, db, dlw, dlb] = runOp(`${op}_backward`, [gy!, xs!, lws!, lbs!, ws!, m!, r!, ...(bs ? [bs] : []), ...(acc ? [acc] : [])], [acc ? 1 : 0]);
       if (!b) {
         db!.dispose();
         return [dx!, dlw!, dlb!, dw!];

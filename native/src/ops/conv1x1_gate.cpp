@@ -270,12 +270,14 @@ LnGeom check_ln(InferCtx& c, size_t xi, size_t wi, size_t bi, bool gate, bool ba
   return g;
 }
 
-// The forward's outputs (y, mean, rstd) and the backward's (dh, dw, db).
+// The forward's outputs (y, mean, rstd) and the backward's (dx, dw, db, dlw, dlb).
 void add_ln_outs(InferCtx& c, const LnGeom& g, size_t xi, bool gate, bool backward) {
   if (backward) {
     c.add_out(c.in[xi].shape);
     c.add_out({1, 1, g.Ci, g.Co});
     c.add_out({g.Co});
+    c.add_out({g.Ci});
+    c.add_out({g.Ci});
     return;
   }
   Shape y = c.in[xi].shape;
@@ -283,6 +285,32 @@ void add_ln_outs(InferCtx& c, const LnGeom& g, size_t xi, bool gate, bool backwa
   c.add_out(y);
   c.add_out({g.rows});
   c.add_out({g.rows});
+}
+
+// The backwards' pending gradient of x (attrs [1]: the last input, added into dx), or null.
+const float* ln_acc(const KernelCtx& k) { return !k.attrs.empty() && k.ai(0) != 0 ? k.in.back().f() : nullptr; }
+
+// The backwards' checks: (dy, x, lw, lb, w, mean, rstd, b? (the gate's), acc? (attrs [1])).
+LnGeom check_ln_backward(InferCtx& c, bool gate) {
+  const bool acc = !c.attrs.empty() && c.ai(0) != 0;
+  const size_t n = c.in.size(), nb = n - 7 - (acc ? 1 : 0);
+  if (n < 7 + (acc ? 1u : 0u) || nb > (gate ? 1u : 0u))
+    op_fail("E_ARITY", std::string(c.op) + ": expected (dy, x, lw, lb, w, mean, rstd" + (gate ? ", b?" : "") +
+                           (acc ? ", acc)" : ")") + ", got " + std::to_string(n) + " inputs");
+  const LnGeom g = check_ln(c, 1, 4, nb ? 7 : n, gate, true);
+  if (acc) {
+    c.need_f32(n - 1);
+    if (c.in[n - 1].shape != c.in[1].shape)
+      op_fail("E_SHAPE", std::string(c.op) + ": acc (x's pending gradient) must have x's shape " +
+                             shape_str(c.in[1].shape) + ", got " + shape_str(c.in[n - 1].shape));
+  }
+  return g;
+}
+
+// The LayerNorm backward ending both backwards: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh, the gradient of h.
+void ln_input_grads(KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
+  layer_norm_backward(dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_acc(k), k.out[0].f(), k.out[3].f(),
+                      k.out[4].f(), rows, Ci);
 }
 
 // The LayerNorm of inputs wi, bi; the forward's statistics out (with eps), or the backward's in (inputs 5, 6).
@@ -316,13 +344,16 @@ void cpu_ln_conv1x1_gate(KernelCtx& k) {
 
 void infer_ln_conv1x1_gate_backward(InferCtx& c) {
   c.op = "ln_conv1x1_gate_backward";
-  add_ln_outs(c, check_ln(c, 1, 4, 7, true, true), 1, true, true);
+  add_ln_outs(c, check_ln_backward(c, true), 1, true, true);
 }
 
 void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
   const pwgate::LnArgs ln = ln_of(k, 2, true);
-  gate_backward(gate_geom(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
-                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+  const GateGeom g = gate_geom(k.in[1].shape, k.in[4].shape);
+  const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
+  std::vector<float> dh(static_cast<size_t>(g.rows * g.Ci));
+  gate_backward(g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh.data(), k.out[1].f(), k.out[2].f());
+  ln_input_grads(k, dh.data(), g.rows, g.Ci);
 }
 
 void infer_ln_conv1x1(InferCtx& c) {
@@ -355,27 +386,29 @@ void cpu_ln_conv1x1(KernelCtx& k) {
 
 void infer_ln_conv1x1_backward(InferCtx& c) {
   c.op = "ln_conv1x1_backward";
-  add_ln_outs(c, check_ln(c, 1, 4, 7, false, true), 1, false, true);
+  add_ln_outs(c, check_ln_backward(c, false), 1, false, true);
 }
 
 void cpu_ln_conv1x1_backward(KernelCtx& k) {
   const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
-  float *dh = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  float *dw = k.out[1].f(), *db = k.out[2].f();
+  std::vector<float> dh(static_cast<size_t>(rows * Ci));
   if (rows == 0) {
     std::fill(dw, dw + Ci * Co, 0.f);
     std::fill(db, db + Co, 0.f);
-    return;
+  } else {
+    const pwgate::LnArgs ln = ln_of(k, 2, true);
+    const int mode = emulation_requested("pw_gate");
+    if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging
+      conv::pw_backward_model(mode == 1, x, ln, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));
+    } else {
+      float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
+      layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
+      conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh.data(), dw, db);
+    }
   }
-  const pwgate::LnArgs ln = ln_of(k, 2, true);
-  const int mode = emulation_requested("pw_gate");
-  if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging
-    conv::pw_backward_model(mode == 1, x, ln, dy, w, dh, dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));
-    return;
-  }
-  float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
-  layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
-  conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh, dw, db);
+  ln_input_grads(k, dh.data(), rows, Ci);
 }
 
 // A Linear layer's forward as the CUDA path takes it (linear_forward in conv1x1_gate.cu): the gate kernel's plain

@@ -22,6 +22,7 @@
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/wmma_tf32.cuh"
+#include "layer_norm2d.h"
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
 
@@ -243,6 +244,20 @@ bool pw_fwd_cublas() {
   return e && std::strcmp(e, "cublas") == 0;
 }
 
+// The LayerNorm backwards' pending gradient of x (attrs [1]: the last input), or null.
+const float* ln_acc(const KernelCtx& k) { return !k.attrs.empty() && k.ai(0) != 0 ? k.in.back().f() : nullptr; }
+
+// dh, the gradient of the LayerNorm's output h, between the conv's backward and the LayerNorm's (scratch slot 1).
+float* dh_scratch(const KernelCtx& k, int64_t rows, int64_t Ci) {
+  return static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * (rows * Ci > 0 ? rows * Ci : 1), 1));
+}
+
+// Both LayerNorm + 1x1 backwards end with layer_norm2d's: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh.
+void ln_input_grads(const KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
+  layer_norm2d_backward_cuda(k, dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_acc(k), k.out[0].f(),
+                             k.out[3].f(), k.out[4].f(), rows, Ci);
+}
+
 }  // namespace
 
 void cuda_conv1x1_gate(KernelCtx& k) {
@@ -267,8 +282,11 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
   pwgate::LnArgs ln = ln_args(k, 2, 3);
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
-  gate_backward(k, geo_of(k.in[1].shape, k.in[4].shape), k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(),
-                k.in.size() > 7 ? k.in[7].f() : nullptr, k.out[0].f(), k.out[1].f(), k.out[2].f());
+  const Geo g = geo_of(k.in[1].shape, k.in[4].shape);
+  const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
+  float* dh = dh_scratch(k, g.rows, g.Ci);
+  gate_backward(k, g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh, k.out[1].f(), k.out[2].f());
+  ln_input_grads(k, dh, g.rows, g.Ci);
 }
 
 // ln_conv1x1: the gate kernel in MODE 2 (z itself, both halves of 2C = Co outputs) with the LayerNorm formed on the
@@ -298,22 +316,26 @@ void cuda_ln_conv1x1(KernelCtx& k) {
 void cuda_ln_conv1x1_backward(KernelCtx& k) {
   const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
-  float *dh = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
+  float *dw = k.out[1].f(), *db = k.out[2].f();
   cudaStream_t st = cu::stream(k);
   if (rows == 0) {
     cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * Ci * Co, st), k.op, "memset dw");
     cu::check(cudaMemsetAsync(db, 0, sizeof(float) * Co, st), k.op, "memset db");
+    ln_input_grads(k, nullptr, 0, Ci);
     return;
   }
   pwgate::LnArgs ln = ln_args(k, 2, 3);
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
-  if (pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) return;
-  const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
-  const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
-  blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
-  blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
-  blas::column_sums(k, dy, rows, Co, db, 4);
+  float* dh = dh_scratch(k, rows, Ci);
+  if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
+    const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
+    const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
+    blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
+    blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
+    blas::column_sums(k, dy, rows, Co, db, 4);
+  }
+  ln_input_grads(k, dh, rows, Ci);
 }
 
 namespace {

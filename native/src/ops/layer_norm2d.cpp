@@ -164,10 +164,13 @@ void infer_layer_norm2d_backward(InferCtx& c) {
 void cpu_layer_norm2d_backward(KernelCtx& c) {
   const TArg& X = c.in[1];
   const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
-  const float *dy = c.in[0].f(), *x = X.f(), *w = c.in[2].f(), *mu = c.in[3].f(), *rs = c.in[4].f();
-  const float* acc = c.in.size() > 5 ? c.in[5].f() : nullptr;
-  float *dx = c.out[0].f(), *dw = c.out[1].f(), *db = c.out[2].f();
-  const int64_t G = std::max<int64_t>(1, std::min<int64_t>({std::max<int64_t>(1, X.n / 32768), 64, rows}));
+  layer_norm_backward(c.in[0].f(), X.f(), c.in[2].f(), c.in[3].f(), c.in[4].f(), c.in.size() > 5 ? c.in[5].f() : nullptr,
+                      c.out[0].f(), c.out[1].f(), c.out[2].f(), rows, C);
+}
+
+void layer_norm_backward(const float* dy, const float* x, const float* w, const float* mu, const float* rs,
+                         const float* acc, float* dx, float* dw, float* db, int64_t rows, int64_t C) {
+  const int64_t G = std::max<int64_t>(1, std::min<int64_t>({std::max<int64_t>(1, rows * C / 32768), 64, rows}));
   std::vector<double> part(static_cast<size_t>(2 * G * C), 0.0);
   parallel_for(G, 1, [&](int64_t gb, int64_t ge) {
     for (int64_t g = gb; g < ge; ++g)

@@ -1,12 +1,22 @@
-// LayerNorm2d's CPU forward over rows (layer_norm2d.cpp), shared with the fused ops that normalise their input on
-// the way in (ln_conv1x1_gate): y = (x - mean) rstd w + b per row of C channels, the statistics written too.
+// LayerNorm2d's CPU forward and backward over rows (layer_norm2d.cpp), shared with the fused ops that normalise their
+// input on the way in (ln_conv1x1_gate, ln_conv1x1): y = (x - mean) rstd w + b per row of C channels, the statistics
+// written too.
 #pragma once
 #include <cstdint>
 
 namespace irc {
+struct KernelCtx;
 void layer_norm_forward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
                         int64_t rows, int64_t C, double eps);
 // The same normalisation from given statistics (the same expression: equal results for the forward's statistics).
 void layer_norm_apply(const float* x, const float* w, const float* b, const float* mean, const float* rstd, float* y,
                       int64_t rows, int64_t C);
+// layer_norm2d_backward's CPU code: dx (+ acc, the pending gradient of x, when given), dw, db from dy and the
+// forward's statistics.
+void layer_norm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                         const float* acc, float* dx, float* dw, float* db, int64_t rows, int64_t C);
+// The same on CUDA (norm.cu: layer_norm2d_backward's kernels), enqueued on k's stream.
+void layer_norm2d_backward_cuda(const KernelCtx& k, const float* dy, const float* x, const float* w, const float* mean,
+                                const float* rstd, const float* acc, float* dx, float* dw, float* db, int64_t rows,
+                                int64_t C);
 }  // namespace irc

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "../cuda/common.cuh"
+#include "layer_norm2d.h"
 
 namespace irc {
 namespace {
@@ -675,9 +676,8 @@ int64_t fused_groups(int64_t rows) {
 
 // acc: the optional gradient of x from elsewhere, added to dx in the same pass (null: none).
 template <bool BF>
-void ln_backward(KernelCtx& c, const float* mean, const float* rstd, const float* acc, float* dw, float* db) {
-  const TArg& X = c.in[1];
-  const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
+void ln_backward(const KernelCtx& c, const float* dy, const float* x, const float* w, const float* mean,
+                 const float* rstd, const float* acc, float* dx, float* dw, float* db, int64_t rows, int64_t C) {
   if (C == 0) return;
   constexpr int NK = BF ? 1 : 2;
   cudaStream_t s = cu::stream(c);
@@ -686,8 +686,6 @@ void ln_backward(KernelCtx& c, const float* mean, const float* rstd, const float
     if (!BF) cu::check(cudaMemsetAsync(db, 0, sizeof(float) * C, s), c.op, "memset db");
     return;
   }
-  const float *dy = c.in[0].f(), *x = X.f(), *w = c.in[2].f();
-  float* dx = c.out[0].f();
   const int Ci = static_cast<int>(C);
   int64_t G;
   double* part;
@@ -758,16 +756,29 @@ void cuda_batch_norm1d_backward(KernelCtx& c) {
 // ---- layer_norm2d -----------------------------------------------------------------------------------------
 void cuda_layer_norm2d(KernelCtx& c) { ln_forward<false>(c, c.in[1].f(), c.in[2].f(), c.out[1].f(), c.out[2].f()); }
 
+// (dy, x, w, mean, rstd, acc?) of layer_norm2d_backward / layer_norm_bias_free_backward (no mean there)
+template <bool BF>
+void ln_backward_op(KernelCtx& c, const float* mean, const float* rstd, const float* acc, float* db) {
+  const TArg& X = c.in[1];
+  const int64_t C = X.shape.back(), rows = C ? X.n / C : 0;
+  ln_backward<BF>(c, c.in[0].f(), X.f(), c.in[2].f(), mean, rstd, acc, c.out[0].f(), c.out[1].f(), db, rows, C);
+}
+
 void cuda_layer_norm2d_backward(KernelCtx& c) {
-  ln_backward<false>(c, c.in[3].f(), c.in[4].f(), c.in.size() > 5 ? c.in[5].f() : nullptr, c.out[1].f(),
-                     c.out[2].f());
+  ln_backward_op<false>(c, c.in[3].f(), c.in[4].f(), c.in.size() > 5 ? c.in[5].f() : nullptr, c.out[2].f());
+}
+
+void layer_norm2d_backward_cuda(const KernelCtx& c, const float* dy, const float* x, const float* w, const float* mean,
+                                const float* rstd, const float* acc, float* dx, float* dw, float* db, int64_t rows,
+                                int64_t C) {
+  ln_backward<false>(c, dy, x, w, mean, rstd, acc, dx, dw, db, rows, C);
 }
 
 // ---- layer_norm_bias_free ---------------------------------------------------------------------------------
 void cuda_layer_norm_bias_free(KernelCtx& c) { ln_forward<true>(c, c.in[1].f(), nullptr, nullptr, c.out[1].f()); }
 
 void cuda_layer_norm_bias_free_backward(KernelCtx& c) {
-  ln_backward<true>(c, nullptr, c.in[3].f(), c.in.size() > 4 ? c.in[4].f() : nullptr, c.out[1].f(), nullptr);
+  ln_backward_op<true>(c, nullptr, c.in[3].f(), c.in.size() > 4 ? c.in[4].f() : nullptr, nullptr);
 }
 
 }  // namespace irc
