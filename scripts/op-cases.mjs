@@ -313,6 +313,7 @@ export function opCases() {
     add('ln_conv1x1_gate_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b], [], { ...red, conv: true });
     // with x's pending gradient (attrs [1]: the last input, added into dx)
     add('ln_conv1x1_gate_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true });
+    add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_LN_FOLD: '0' } });
   }
   // ln_conv1x1: a 1x1 conv behind a LayerNorm formed on the way in (TF32 pass: the gate kernel writing z for the first
   // three, the one-pass backward for all but the last; IRCONSTYLE_PW_FWD=cublas: the LayerNorm kernel and cuBLASLt)
@@ -331,6 +332,8 @@ export function opCases() {
     const stats = [f([rows], -0.5, 0.5), pos([rows], 0.5, 2)];
     add('ln_conv1x1_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, ...stats], [], extra);
     add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], extra);
+    // the same without the LayerNorm's backward folded into the one-pass kernel (dh, then the LayerNorm kernels)
+    if (!env) add('ln_conv1x1_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], { ...extra, env: { IRCONSTYLE_LN_FOLD: '0' } });
   }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {

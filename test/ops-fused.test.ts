@@ -744,6 +744,36 @@ describe('ln_conv1x1', () => {
   });
 });
 
+describe("the one-pass 1x1 backward with the LayerNorm's backward folded in (CUDA's FOLD, run on the host)", () => {
+  it('gives the separate ops\' dx (+ acc), dlw, dlb for both LayerNorm + 1x1 backwards; IRCONSTYLE_LN_FOLD=0 turns it off', async () => {
+    // shapes: row tails of the 16-row chunks and of the blocks, several dw passes (192 -> 384), NAFNet's level-1 width
+    let seed = 2100;
+    for (const [shape, Co, gate] of [[[3, 50, 48], 96, false], [[1, 9, 11, 96], 192, true], [[1, 7, 9, 192], 384, false], [[2, 33, 48], 96, true]] as [number[], number, boolean][]) {
+      const C = gate ? Co / 2 : Co;
+      const t = lnCase(shape, Co, C, true, (seed += 10));
+      const acc = tensor(randArray(t.x.size, seed + 7), [...shape]);
+      const op = gate ? 'ln_conv1x1_gate' : 'ln_conv1x1';
+      const [, mean, rstd] = runOp(op, [t.x, t.lw, t.lb, t.w, t.b!], [1e-6]);
+      const ins = [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(gate ? [t.b!] : []), acc];
+      const run = async (mode: string, fold = true) => {
+        if (!fold) process.env.IRCONSTYLE_LN_FOLD = '0';
+        try {
+          return await withEmulation(mode, () => Promise.all(runOp(`${op}_backward`, ins, [1]).map((g) => g.data())));
+        } finally {
+          delete process.env.IRCONSTYLE_LN_FOLD;
+        }
+      };
+      const [own, folded, unfolded, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate_fp32', false), await run('pw_gate')];
+      for (let i = 0; i < own.length; ++i) {
+        expect(relErr(folded[i]!, own[i]!), `folded ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
+        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
+      }
+      // the folded LayerNorm backward sums in its own order: it ran (and the switch turns it off)
+      for (const i of [0, 3]) expect(differing(folded[i]!, unfolded[i]!), `fold ran for output ${i} [${shape}]`).toBeGreaterThan(0);
+    }
+  });
+});
+
 describe('LayerNorm + 1x1 ops under a residual (the pending gradient folded into the LayerNorm backward)', () => {
   it('lnConv1x1Gate(x) + x and lnConv1x1(x) + x: fused gradients equal the separate ops', async () => {
     for (const gate of [true, false]) {

@@ -134,14 +134,16 @@ void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, d
   }
 }
 
-// The backward of both ops: dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db.
-void gate_backward(const GateGeom& g, const float* dy, const float* x, const pwgate::LnArgs* ln, const float* w,
-                   const float* b, float* dx, float* dw, float* db) {
+// The backward of both ops: dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With
+// fold (and ln), where the CUDA path would fold the LayerNorm's backward into its one-pass kernel (emulated): that
+// too (true: fold's outputs written, dx untouched); false: dh in dx.
+bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwgate::LnArgs* ln, const float* w,
+                   const float* b, float* dx, float* dw, float* db, const LnFoldOut* fold = nullptr) {
   const int64_t C2 = 2 * g.C;
   if (g.rows == 0) {
     std::fill(dw, dw + g.Ci * C2, 0.f);
     std::fill(db, db + C2, 0.f);
-    return;
+    return false;
   }
   float* dz = scratch(static_cast<size_t>(g.rows * C2), 0);
   if (const int mode = emulation(g, w)) {  // the CUDA path: the kernel's dz and db, then the one-pass dx / dw
@@ -155,9 +157,13 @@ void gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
       db[c] = static_cast<float>(t);
     }
     std::vector<float> unused(static_cast<size_t>(C2));  // (the emulated shapes have Ci, 2C >= 8: the one-pass path)
+    if (ln && fold &&
+        conv::pw_backward_ln_fold_model(mode == 1, x, lna, *fold, dz, w, dw, unused.data(), g.rows,
+                                        static_cast<int>(g.Ci), static_cast<int>(C2)))
+      return true;
     conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
                             static_cast<int>(C2));
-    return;
+    return false;
   }
   const float* in = x;
   if (ln) {  // h again from the given statistics, by layer_norm2d's own expression
@@ -179,6 +185,7 @@ void gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
     }
   });
   conv::pointwise_backward(g.rows, g.Ci, C2, dz, in, w, dx, dw, db);
+  return false;
 }
 
 }  // namespace
@@ -307,6 +314,9 @@ LnGeom check_ln_backward(InferCtx& c, bool gate) {
   return g;
 }
 
+// The LayerNorm's outputs of both backwards and acc, for the one-pass kernel's FOLD (emulated).
+LnFoldOut fold_out(const KernelCtx& k) { return LnFoldOut{ln_acc(k), k.out[0].f(), k.out[3].f(), k.out[4].f()}; }
+
 // The LayerNorm backward ending both backwards: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh, the gradient of h.
 void ln_input_grads(KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
   layer_norm_backward(dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_acc(k), k.out[0].f(), k.out[3].f(),
@@ -352,8 +362,9 @@ void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
   const GateGeom g = gate_geom(k.in[1].shape, k.in[4].shape);
   const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
   std::vector<float> dh(static_cast<size_t>(g.rows * g.Ci));
-  gate_backward(g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh.data(), k.out[1].f(), k.out[2].f());
-  ln_input_grads(k, dh.data(), g.rows, g.Ci);
+  const LnFoldOut fold = fold_out(k);
+  if (!gate_backward(g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh.data(), k.out[1].f(), k.out[2].f(), &fold))
+    ln_input_grads(k, dh.data(), g.rows, g.Ci);
 }
 
 void infer_ln_conv1x1(InferCtx& c) {
@@ -400,7 +411,11 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
   } else {
     const pwgate::LnArgs ln = ln_of(k, 2, true);
     const int mode = emulation_requested("pw_gate");
-    if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging
+    if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging (and
+                                       // with the LayerNorm's backward folded in, where it can)
+      if (conv::pw_backward_ln_fold_model(mode == 1, x, ln, fold_out(k), dy, w, dw, db, rows, static_cast<int>(Ci),
+                                          static_cast<int>(Co)))
+        return;
       conv::pw_backward_model(mode == 1, x, ln, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));
     } else {
       float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward

@@ -194,15 +194,16 @@ void gate_forward(const KernelCtx& k, const Geo& g, const float* x, const pwgate
   cu::check_launch(k);
 }
 
-// dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db.
-void gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
-                   const float* w, const float* b, float* dx, float* dw, float* db) {
+// dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With fold (and ln): the LayerNorm's
+// backward too, in the one-pass kernel, where it can (true; fold's dx, dlw, dlb written, dx untouched); false: dh in dx.
+bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
+                   const float* w, const float* b, float* dx, float* dw, float* db, const LnFoldOut* fold = nullptr) {
   const int64_t C2 = 2 * g.C;
   cudaStream_t st = cu::stream(k);
   if (g.rows == 0) {
     cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * g.Ci * C2, st), k.op, "memset dw");
     cu::check(cudaMemsetAsync(db, 0, sizeof(float) * C2, st), k.op, "memset db");
-    return;
+    return false;
   }
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
   const float* h = nullptr;  // the conv's input, when it has to exist in memory
@@ -211,10 +212,11 @@ void gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
     float* dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * parts * C2, 5));
     launch_wmma<1>(k, x, ln ? *ln : pwgate::LnArgs{}, w, b, dy, dz, dbp, g.rows, g.Ci, g.C);
     blas::column_sums(k, dbp, parts, C2, db, 4);
-    // dx and dw in one pass over dz (and x, normalised on the way in)
+    // dx and dw in one pass over dz (and x, normalised on the way in; the LayerNorm's backward too with fold)
+    if (ln && fold && pw_backward_ln_fold(k, x, *ln, *fold, dz, w, dw, nullptr, g.rows, g.Ci, C2)) return true;
     if (ln ? pw_backward_ln(k, x, *ln, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)
            : pw_backward(k, x, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2))
-      return;
+      return false;
     h = ln ? materialize_h(k, x, *ln, g) : x;
   } else {
     h = ln ? materialize_h(k, x, *ln, g) : x;
@@ -222,13 +224,14 @@ void gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
     gate_rows_k<1><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(dz, b, dy, nullptr, g.rows, g.C);
     cu::check_launch(k);
     blas::column_sums(k, dz, g.rows, C2, db, 4);
-    if (pw_backward(k, h, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return;
+    if (pw_backward(k, h, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return false;
   }
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
   if (g.Ci > 0) {
     blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
     blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, h, g.Ci, dz, C2, 0.f, dw, C2);  // dw = h^T dz
   }
+  return false;
 }
 
 pwgate::LnArgs ln_args(const KernelCtx& k, size_t wi, size_t bi) {
@@ -251,6 +254,9 @@ const float* ln_acc(const KernelCtx& k) { return !k.attrs.empty() && k.ai(0) != 
 float* dh_scratch(const KernelCtx& k, int64_t rows, int64_t Ci) {
   return static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * (rows * Ci > 0 ? rows * Ci : 1), 1));
 }
+
+// The LayerNorm's outputs of both backwards (dx, dlw, dlb: outputs 0, 3, 4) and acc, for the one-pass kernel's FOLD.
+LnFoldOut fold_out(const KernelCtx& k) { return LnFoldOut{ln_acc(k), k.out[0].f(), k.out[3].f(), k.out[4].f()}; }
 
 // Both LayerNorm + 1x1 backwards end with layer_norm2d's: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh.
 void ln_input_grads(const KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
@@ -285,8 +291,9 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
   const Geo g = geo_of(k.in[1].shape, k.in[4].shape);
   const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
   float* dh = dh_scratch(k, g.rows, g.Ci);
-  gate_backward(k, g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh, k.out[1].f(), k.out[2].f());
-  ln_input_grads(k, dh, g.rows, g.Ci);
+  const LnFoldOut fold = fold_out(k);
+  if (!gate_backward(k, g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh, k.out[1].f(), k.out[2].f(), &fold))
+    ln_input_grads(k, dh, g.rows, g.Ci);
 }
 
 // ln_conv1x1: the gate kernel in MODE 2 (z itself, both halves of 2C = Co outputs) with the LayerNorm formed on the
@@ -327,6 +334,7 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   pwgate::LnArgs ln = ln_args(k, 2, 3);
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
+  if (pw_backward_ln_fold(k, x, ln, fold_out(k), dy, w, dw, db, rows, Ci, Co)) return;
   float* dh = dh_scratch(k, rows, Ci);
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);

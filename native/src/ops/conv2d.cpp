@@ -534,7 +534,8 @@ namespace {
 // (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
 template <class W>
 void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
-                         float* dw, float* db, int64_t rows, int Ci, int Co, bool trans = false) {
+                         float* dw, float* db, int64_t rows, int Ci, int Co, bool trans = false,
+                         const LnFoldOut* fold = nullptr) {
   using namespace pwbwd;
   const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
@@ -548,15 +549,20 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
   for (int i = 0; i < Cip; ++i)
     for (int o = 0; o < Cop; ++o) wp[i * Cop + o] = i < Ci && o < Co ? w[trans ? o * Ci + i : i * Co + o] : 0.f;
   std::vector<float> dbp(static_cast<size_t>(blocks * Co));
+  std::vector<float> foldp(fold ? static_cast<size_t>(2 * blocks * Ci) : 0);  // FOLD's dlw, dlb partials
+  const LnFold lf{fold ? fold->acc : nullptr, fold ? fold->dx : nullptr, foldp.data(), foldp.data() + blocks * Ci};
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    auto smem = aligned(smem_floats(Cip, Cop));
+    auto smem = aligned(smem_floats(Cip, Cop, fold != nullptr));
     float* xs = smem.get();
     float* dys = xs + kChunk * ldx_of(Cip);
     float* stage_base = dys + kChunk * ldd_of(Cop);
+    float* dhs = stage_base + kWarps * 256;
+    float *slw = dhs + kChunk * ldh_of(Cip), *slb = slw + Ci;
     std::vector<typename W::Acc> acc(kWarps * kTilesPerWarp);
     std::vector<float> dbacc(kThreads * 3);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t rb0 = blk * rpb, rb1 = std::min(rows, rb0 + rpb);
+      if (fold) std::fill(slw, slw + 2 * Ci, 0.f);
       for (int pass = 0; pass < passes(Cip, Cop); ++pass) {
         for (auto& a : acc) W::fill(a);
         std::fill(dbacc.begin(), dbacc.end(), 0.f);
@@ -573,18 +579,40 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
             float* st = stage_base + warp * 256;
             if (pass == 0)
               for (int ti = warp; ti < Cip / 16; ti += kWarps) {
-                dx_tile<W>(dys, Cop, wp, ti, st);
-                for (int lane = 0; lane < 32; ++lane) copy_dx(lane, st, ti, r0, rb1, Ci, dx);
+                if (fold) {
+                  dx_tile<W>(dys, Cop, wp, ti, dhs + ti * 16, ldh_of(Cip));
+                } else {
+                  dx_tile<W>(dys, Cop, wp, ti, st);
+                  for (int lane = 0; lane < 32; ++lane) copy_dx(lane, st, ti, r0, rb1, Ci, dx);
+                }
               }
             dw_tiles<W>(xs, dys, Cip, Cop, warp, pass, warp_acc(warp));
+          }
+          if (fold && pass == 0) {  // after the barrier: every warp's rows, then every thread's columns
+            for (int warp = 0; warp < kWarps; ++warp) ln_fold_rows<W>(warp, 0, dhs, ldh_of(Cip), x, ln, lf, r0, rb1, Ci);
+            for (int tid = 0; tid < kThreads; ++tid) ln_fold_cols(tid, dhs, ldh_of(Cip), x, ln, r0, rb1, Ci, slw, slb);
           }
         }
         for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Cip, Cop, warp_acc(warp), dwp);
         if (pass == 0)
           for (int tid = 0; tid < kThreads; ++tid) write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
+        if (fold && pass == 0)
+          for (int c = 0; c < Ci; ++c) {
+            lf.dlwp[blk * Ci + c] = slw[c];
+            lf.dlbp[blk * Ci + c] = slb[c];
+          }
       }
     }
   });
+  for (int c = 0; fold && c < Ci; ++c) {
+    double sw = 0.0, sb = 0.0;
+    for (int64_t q = 0; q < blocks; ++q) {
+      sw += lf.dlwp[q * Ci + c];
+      sb += lf.dlbp[q * Ci + c];
+    }
+    fold->dlw[c] = static_cast<float>(sw);
+    fold->dlb[c] = static_cast<float>(sb);
+  }
   for (int i = 0; i < Ci; ++i)
     for (int o = 0; o < Co; ++o) {
       double t = 0.0;
@@ -638,6 +666,18 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
                        float* dw, float* db, int64_t rows, int Ci, int Co) {
   if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
+}
+
+bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
+                               const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co) {
+  const char* e = std::getenv("IRCONSTYLE_LN_FOLD");
+  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
+  if ((e && std::strcmp(e, "0") == 0) || !pw_shape_fits(rows, Ci, Co) ||
+      sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) > 160 * 1024)
+    return false;
+  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
+  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
+  return true;
 }
 
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,

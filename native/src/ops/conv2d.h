@@ -18,6 +18,7 @@ namespace irc {
 namespace pwgate {
 struct LnArgs;
 }
+struct LnFoldOut;
 namespace conv {
 
 struct Geom {
@@ -42,6 +43,11 @@ void pointwise_backward(int64_t pix, int64_t Ci, int64_t Co, const float* dy, co
 // model of its WMMA calls, operands rounded to TF32 or exact: for the tests of that kernel (IRCONSTYLE_EMULATE).
 void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
                        float* dw, float* db, int64_t rows, int Ci, int Co);
+// The same kernel with the LayerNorm's backward folded in (pw_backward_ln_fold, ln's statistics given): f.dx (+ f.acc),
+// f.dlw, f.dlb, dw and db; false (nothing done) where the device would not take it (shape, shared memory,
+// IRCONSTYLE_LN_FOLD=0).
+bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
+                               const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co);
 // The same kernel as a Linear layer's backward (pw_backward_linear: w [O, I], split-TF32 products, or exact operands
 // when !split; db may be null); false (nothing done) for the shapes the device does not take that path for.
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,

@@ -18,21 +18,28 @@ namespace {
 using namespace pwbwd;
 
 constexpr size_t kMaxSmem = 96 * 1024;
+constexpr size_t kMaxSmemFold = 160 * 1024;  // FOLD's dhs on top (an A100 / H100 allows it; smaller parts refuse)
 
 // blockIdx.y: the group (rows [g rows, (g + 1) rows) of x, dy and dx; weight w + g wstride); the partials of block b
 // of group g at index b groups + g ([blocks][groups][..]: one column sum over the blocks gives every group's sums).
-template <class W, bool DX, bool DB>
+template <class W, bool DX, bool DB, bool FOLD = false>
 __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, pwgate::LnArgs ln,
                                                      const float* __restrict__ dy,
                                                      const float* __restrict__ w, int64_t wstride,
                                                      float* __restrict__ dx, float* __restrict__ dwp,
                                                      float* __restrict__ dbp, int64_t rows, int64_t rpb, int Ci,
-                                                     int Co, int Cip, int Cop) {
+                                                     int Co, int Cip, int Cop, LnFold fold) {
   extern __shared__ __align__(128) float sm[];
   float* xs = sm;
   float* dys = xs + kChunk * ldx_of(Cip);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   float* st = dys + kChunk * ldd_of(Cop) + warp * 256;
+  // FOLD: dh of the chunk, then the block's dlw / dlb sums
+  float* dhs = dys + kChunk * ldd_of(Cop) + kWarps * 256;
+  float* slw = dhs + kChunk * ldh_of(Cip);
+  float* slb = slw + Ci;
+  if (FOLD)
+    for (int c = tid; c < Ci; c += kThreads) slw[c] = slb[c] = 0.f;  // (read after the chunk loop's first barrier)
   const int64_t grp = blockIdx.y, part = static_cast<int64_t>(blockIdx.x) * gridDim.y + grp;
   x += grp * rows * Ci;
   dy += grp * rows * Co;
@@ -53,39 +60,55 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
       __syncthreads();
       if (DX && pass == 0) {
         for (int ti = warp; ti < Ti; ti += kWarps) {
-          dx_tile<W>(dys, Cop, w, ti, st);
-          __syncwarp();
-          copy_dx(lane, st, ti, r0, rb1, Ci, dx);
-          __syncwarp();
+          if (FOLD) {
+            dx_tile<W>(dys, Cop, w, ti, dhs + ti * 16, ldh_of(Cip));
+          } else {
+            dx_tile<W>(dys, Cop, w, ti, st);
+            __syncwarp();
+            copy_dx(lane, st, ti, r0, rb1, Ci, dx);
+            __syncwarp();
+          }
         }
       }
       dw_tiles<W>(xs, dys, Cip, Cop, warp, pass, acc);
+      if (FOLD && pass == 0) {
+        __syncthreads();  // every dh tile of the chunk is in dhs
+        ln_fold_rows<W>(warp, lane, dhs, ldh_of(Cip), x, ln, fold, r0, rb1, Ci);
+        ln_fold_cols(tid, dhs, ldh_of(Cip), x, ln, r0, rb1, Ci, slw, slb);
+      }
     }
     write_dw_partials<W>(warp, pass, part, Cip, Cop, acc, dwp);
     if (DB && pass == 0) write_db_partials(tid, part, Co, dbacc, dbp);
+    if (FOLD && pass == 0) {
+      __syncthreads();
+      for (int c = tid; c < Ci; c += kThreads) {
+        fold.dlwp[part * Ci + c] = slw[c];
+        fold.dlbp[part * Ci + c] = slb[c];
+      }
+    }
   }
 }
 
-template <class W, bool DX, bool DB>
+template <class W, bool DX, bool DB, bool FOLD>
 bool smem_ready() {
   static const bool ok = [] {
-    const cudaError_t e =
-        cudaFuncSetAttribute(pw_bwd_k<W, DX, DB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
+    const cudaError_t e = cudaFuncSetAttribute(pw_bwd_k<W, DX, DB, FOLD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(FOLD ? kMaxSmemFold : kMaxSmem));
     if (e != cudaSuccess) cudaGetLastError();
     return e == cudaSuccess;
   }();
   return ok;
 }
 
-template <class W, bool DX, bool DB>
+template <class W, bool DX, bool DB, bool FOLD = false>
 bool launch(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
             int64_t wstride, float* dx, float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks,
-            int64_t groups, int Ci, int Co, int Cip, int Cop) {
-  const size_t bytes = sizeof(float) * smem_floats(Cip, Cop);
-  if (bytes > 48 * 1024 && !smem_ready<W, DX, DB>()) return false;
+            int64_t groups, int Ci, int Co, int Cip, int Cop, const LnFold& fold = LnFold{}) {
+  const size_t bytes = sizeof(float) * smem_floats(Cip, Cop, FOLD);
+  if (bytes > (FOLD ? kMaxSmemFold : kMaxSmem) || (bytes > 48 * 1024 && !smem_ready<W, DX, DB, FOLD>())) return false;
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
-  pw_bwd_k<W, DX, DB><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb, Ci, Co,
-                                                             Cip, Cop);
+  pw_bwd_k<W, DX, DB, FOLD><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb,
+                                                                      Ci, Co, Cip, Cop, fold);
   return true;
 }
 
@@ -110,7 +133,7 @@ __global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups, bool linear);
+                      int64_t groups, bool linear, const LnFoldOut* fold = nullptr);
 bool shape_fits(int64_t Ci, int64_t Co) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
   return Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
@@ -137,6 +160,12 @@ bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, con
   return pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, wstride, dx, dw, db, rows, Ci, Co, groups, false);
 }
 
+bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
+                         const float* dy, const float* w, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co) {
+  return !env_is("IRCONSTYLE_LN_FOLD", "0") &&
+         pw_backward_impl(k, x, ln, dy, w, 0, f.dx, dw, db, rows, Ci, Co, 1, false, &f);
+}
+
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                         float* db, int64_t rows, int64_t I, int64_t O) {
   return rows >= kLinearMinRows && pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
@@ -153,7 +182,7 @@ bool pw_backward_linear_takes(int64_t I, int64_t O) {
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups, bool linear) {
+                      int64_t groups, bool linear, const LnFoldOut* fold) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
   // the kernel's weight [Cip, Cop] is a copy when padded, or transposed (a Linear's [O, I])
   const bool padded = Cip != Ci || Cop != Co || linear;
@@ -179,7 +208,14 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
   }
   const int ci = static_cast<int>(Ci), co = static_cast<int>(Co), cip = static_cast<int>(Cip), cop = static_cast<int>(Cop);
   bool ok;
-  if (linear) {
+  float* foldp = nullptr;  // FOLD: the dlw, then the dlb partials [blocks][Ci] (slot 0: the callers keep dh in 1)
+  if (fold) {
+    if (!ln.w || !dx || groups != 1) return false;
+    foldp = static_cast<float*>(cu::scratch(s, sizeof(float) * 2 * blocks * Ci, 0));
+    const LnFold lf{fold->acc, dx, foldp, foldp + blocks * Ci};
+    ok = db ? launch<DeviceWmma, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf)
+            : launch<DeviceWmma, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
+  } else if (linear) {
     if (!dx) return false;  // (a Linear's backward computes dx and dw, and db with a bias)
     ok = db ? launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop)
             : launch<DeviceWmma3, true, false>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop);
@@ -202,6 +238,10 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
     blas::column_sums(k, dwp, blocks, groups * Ci * Co, dw, 4);
   }
   if (db) blas::column_sums(k, dbp, blocks, groups * Co, db, 4);
+  if (fold) {
+    blas::column_sums(k, foldp, blocks, Ci, fold->dlw, 4);
+    blas::column_sums(k, foldp + blocks * Ci, blocks, Ci, fold->dlb, 4);
+  }
   return true;
 }
 }  // namespace

@@ -19,6 +19,16 @@ bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const floa
 // (ln.mean_in, ln.rstd_in), formed on the way in; dx is then dh, the gradient of h.
 bool pw_backward_ln(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                     float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co);
+// pw_backward_ln with the LayerNorm's backward in the same pass (pw_bwd_tile.h, FOLD): instead of dh, f.dx = the
+// gradient of x (+ f.acc, x's pending gradient, when given) and the LayerNorm's f.dlw, f.dlb, given dy of the conv.
+// Needs shared memory for a chunk of dh (up to 160 KiB: A100 / H100); false, nothing enqueued, where it cannot run
+// (the callers then take pw_backward_ln and the LayerNorm kernels). IRCONSTYLE_LN_FOLD=0 turns it off.
+struct LnFoldOut {
+  const float* acc = nullptr;
+  float *dx = nullptr, *dlw = nullptr, *dlb = nullptr;
+};
+bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
+                         const float* dy, const float* w, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co);
 // The same for `groups` independent row groups of `rows` rows each (x, dy, dx consecutive groups; group g's weight
 // at w + g wstride, wstride 0 for a shared one): dw [groups, Ci, Co] and db [groups, Co] per group.
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,

@@ -22,6 +22,12 @@
 //   after the block's rows: write_dw_partials stores the pass's tiles to dwp [block][Cip][Cop]; pass 0 writes the db
 //     accumulators to dbp [block][Co].
 // The partials are summed in a fixed order afterwards (deterministic).
+// FOLD (pw_backward_ln_fold: the conv's input is a LayerNorm's output h = LN(x)): the LayerNorm's backward follows in
+// the same pass instead of dh = dx going to memory and a LayerNorm kernel reading it back. Pass 0 stores each chunk's
+// dh tiles into shared memory dhs [16][Cip + 4]; after a barrier each warp turns its two rows into
+// dx = rstd (g - mean(g) - xh mean(g xh)) (+ acc, x's pending gradient), g = dh lw, xh = (x - mean) rstd (x read
+// again, from cache), and each thread adds its columns' dlw += dh xh and dlb += dh over the chunk into the block's
+// sums in shared memory, written as partials [block][Ci] at the end.
 #pragma once
 #include <cstdint>
 
@@ -36,9 +42,18 @@ constexpr int kMaxCo = 768;  // db accumulators: 3 columns per thread
 
 IRC_HD int ldx_of(int Ci) { return Ci + 4; }
 IRC_HD int ldd_of(int Co) { return Co + 4; }
-inline size_t smem_floats(int Ci, int Co) {
-  return static_cast<size_t>(kChunk) * (ldx_of(Ci) + ldd_of(Co)) + static_cast<size_t>(kWarps) * 256;
+IRC_HD int ldh_of(int Ci) { return Ci + 4; }
+// xs, dys, the warps' staging; with FOLD also dhs and the block's dlw / dlb sums.
+inline size_t smem_floats(int Ci, int Co, bool fold = false) {
+  return static_cast<size_t>(kChunk) * (ldx_of(Ci) + ldd_of(Co)) + static_cast<size_t>(kWarps) * 256 +
+         (fold ? static_cast<size_t>(kChunk) * ldh_of(Ci) + 2 * static_cast<size_t>(Ci) : 0);
 }
+
+// FOLD's outputs: dx [rows, Ci] (+ acc [rows, Ci] when given), and the dlw / dlb partials [blocks][Ci] each.
+struct LnFold {
+  const float* acc = nullptr;
+  float *dx = nullptr, *dlwp = nullptr, *dlbp = nullptr;
+};
 // Rows per block, a whole number of chunks: about two blocks per SM of an H100 (264 blocks), but no more blocks than
 // keep the dW partials (blocks x Ci x Co) within an eighth of the inputs' size (few rows, wide channels), unless that
 // leaves fewer than 32 blocks (small tensors: their partials are small in absolute terms).
@@ -86,13 +101,14 @@ IRC_HD void stage(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln
   }
 }
 
-// dx tile ti of the chunk (warp `warp` takes ti = warp, warp + 8, ..) into the warp's staging st [256], row-major
-// 16 x 16, from the padded weight wp [Cip, Cop]; copy_dx then writes it out (on the device after a __syncwarp).
+// dx tile ti of the chunk (warp `warp` takes ti = warp, warp + 8, ..) into st, row-major 16 x 16 with leading
+// dimension ld (the warp's staging, ld 16: copy_dx then writes it out on the device after a __syncwarp; or FOLD's
+// dhs + 16 ti, ld ldh_of(Cip)), from the padded weight wp [Cip, Cop].
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
 template <class W>
-IRC_HD void dx_tile(const float* dys, int Cop, const float* __restrict__ w, int ti, float* st) {
+IRC_HD void dx_tile(const float* dys, int Cop, const float* __restrict__ w, int ti, float* st, int ld = 16) {
   const int ldd = ldd_of(Cop);
   typename W::Acc acc;
   W::fill(acc);
@@ -103,7 +119,50 @@ IRC_HD void dx_tile(const float* dys, int Cop, const float* __restrict__ w, int 
     W::load_bc(b, w + static_cast<int64_t>(ti) * 16 * Cop + k0, Cop);
     W::mma_c(acc, a, b);
   }
-  W::store(st, acc, 16);
+  W::store(st, acc, ld);
+}
+
+// FOLD, warp `warp` (lane `lane` of W::kLanes): the LayerNorm backward of the chunk's rows 2 warp and 2 warp + 1.
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void ln_fold_rows(int warp, int lane, const float* dhs, int ldh, const float* __restrict__ x,
+                         const pwgate::LnArgs& ln, const LnFold& f, int64_t r0, int64_t rb1, int Ci) {
+  for (int i = 0; i < 2; ++i) {
+    const int r = 2 * warp + i;
+    const int64_t row = r0 + r;
+    if (row >= rb1) continue;  // the same for every lane
+    const float m = ln.mean_in[row], rs = ln.rstd_in[row];
+    const float *xr = x + row * Ci, *dr = dhs + r * ldh;
+    float s1 = 0.f, s2 = 0.f;
+    for (int q = lane; q < Ci; q += W::kLanes) {
+      const float xh = (xr[q] - m) * rs, g = dr[q] * ln.w[q];
+      s1 += g;
+      s2 += g * xh;
+    }
+    const float a = W::warp_sum(s1) / static_cast<float>(Ci), bm = W::warp_sum(s2) / static_cast<float>(Ci);
+    for (int q = lane; q < Ci; q += W::kLanes) {
+      const float xh = (xr[q] - m) * rs, v = rs * (dr[q] * ln.w[q] - a - xh * bm);
+      f.dx[row * Ci + q] = f.acc ? v + f.acc[row * Ci + q] : v;
+    }
+  }
+}
+
+// FOLD, thread tid: its columns' dlw += dh xh and dlb += dh over the chunk's rows, into the block's sums slw, slb.
+IRC_HD void ln_fold_cols(int tid, const float* dhs, int ldh, const float* __restrict__ x, const pwgate::LnArgs& ln,
+                         int64_t r0, int64_t rb1, int Ci, float* slw, float* slb) {
+  for (int c = tid; c < Ci; c += kThreads) {
+    float sw = slw[c], sb = slb[c];
+    for (int r = 0; r < kChunk && r0 + r < rb1; ++r) {
+      const int64_t row = r0 + r;
+      const float d = dhs[r * ldh + c];
+      sw += d * ((x[row * Ci + c] - ln.mean_in[row]) * ln.rstd_in[row]);
+      sb += d;
+    }
+    slw[c] = sw;
+    slb[c] = sb;
+  }
 }
 
 // Lane `lane` copies its elements (lane, lane + 32, ..) of the staged dx tile ti to dx [rows, Ci] for the rows and
