@@ -1,7 +1,8 @@
 // pw_backward (pw_bwd.h): one kernel walks each block's rows once for dx, the dw partials and the db partials
 // (phases in pw_bwd_tile.h, shared with the host model the CPU tests run), then fixed-order column sums of the
 // partials give dw and db (deterministic). TF32 products for convolutions (DeviceWmma), split-TF32 ones for Linear
-// layers (DeviceWmma3: FP32-accurate, as PyTorch's FP32 matmul).
+// layers (DeviceWmma3: FP32-accurate, as PyTorch's FP32 matmul). Wide weights need several passes of dw tiles over
+// the rows (72 tiles of 16x16 per pass): they run as separate blocks (grid z), in parallel.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -47,8 +48,11 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
   w += grp * wstride;
   const int64_t blk = blockIdx.x, rb0 = blk * rpb;
   const int64_t rb1 = rb0 + rpb < rows ? rb0 + rpb : rows;
-  const int np = passes(Cip, Cop), Ti = Cip / 16;
-  for (int pass = 0; pass < np; ++pass) {
+  const int Ti = Cip / 16;
+  {
+    // blockIdx.z: the pass of dw tiles (passes(Cip, Cop) of them for wide weights) this block takes over its rows,
+    // the passes side by side in the grid rather than one after another; pass 0 also does dx, db and FOLD
+    const int pass = static_cast<int>(blockIdx.z);
     typename W::Acc acc[kTilesPerWarp];
 #pragma unroll
     for (int s = 0; s < kTilesPerWarp; ++s) W::fill(acc[s]);
@@ -106,7 +110,7 @@ bool launch(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const 
             int64_t groups, int Ci, int Co, int Cip, int Cop, const LnFold& fold = LnFold{}) {
   const size_t bytes = sizeof(float) * smem_floats(Cip, Cop, FOLD);
   if (bytes > (FOLD ? kMaxSmemFold : kMaxSmem) || (bytes > 48 * 1024 && !smem_ready<W, DX, DB, FOLD>())) return false;
-  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups));
+  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups), static_cast<unsigned>(passes(Cip, Cop)));
   pw_bwd_k<W, DX, DB, FOLD><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb,
                                                                       Ci, Co, Cip, Cop, fold);
   return true;
