@@ -314,6 +314,7 @@ export function opCases() {
     // with x's pending gradient (attrs [1]: the last input, added into dx)
     add('ln_conv1x1_gate_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true });
     add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_LN_FOLD: '0' } });
+    add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_GATE_BWD=two-kernel`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_GATE_BWD: 'two-kernel' } });
   }
   // ln_conv1x1: a 1x1 conv behind a LayerNorm formed on the way in (TF32 pass: the gate kernel writing z for the first
   // three, the one-pass backward for all but the last; IRCONSTYLE_PW_FWD=cublas: the LayerNorm kernel and cuBLASLt)

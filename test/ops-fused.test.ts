@@ -774,6 +774,39 @@ describe("the one-pass 1x1 backward with the LayerNorm's backward folded in (CUD
   });
 });
 
+describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk inside the 1x1 backward, run on the host)", () => {
+  it('equals the two-kernel path (the gate kernel writing dz, then the 1x1 backward) but for db\'s summation order', async () => {
+    let seed = 2200;
+    for (const [shape, C, ln, bias] of [[[3, 50, 48], 48, false, true], [[1, 9, 11, 96], 96, true, true], [[2, 33, 48], 16, true, false], [[1, 5, 9, 192], 192, true, true]] as [number[], number, boolean, boolean][]) {
+      const t = lnCase(shape, 2 * C, C, bias, (seed += 10));
+      const acc = tensor(randArray(t.x.size, seed + 7), [...shape]);
+      let op: string, ins: Tensor[], attrs: number[];
+      if (ln) {
+        const [, mean, rstd] = runOp('ln_conv1x1_gate', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
+        [op, ins, attrs] = ['ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : []), acc], [1]];
+      } else {
+        [op, ins, attrs] = ['conv1x1_gate_backward', [t.dy, t.x, t.w, ...(t.b ? [t.b] : [])], []];
+      }
+      const run = async (mode: string, gate = true) => {
+        if (!gate) process.env.IRCONSTYLE_GATE_BWD = 'two-kernel';
+        try {
+          return await withEmulation(mode, () => Promise.all(runOp(op, ins, attrs).map((g) => g.data())));
+        } finally {
+          delete process.env.IRCONSTYLE_GATE_BWD;
+        }
+      };
+      const [own, one, two, tf32] = [await run(''), await run('pw_gate_fp32'), await run('pw_gate_fp32', false), await run('pw_gate')];
+      const dbAt = 2; // outputs: dx, dw, db (, dlw, dlb)
+      for (let i = 0; i < own.length; ++i) {
+        expect(relErr(one[i]!, own[i]!), `one pass ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
+        expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
+        if (i !== dbAt) expect(differing(one[i]!, two[i]!), `same arithmetic ${i} [${shape}]`).toBe(0);
+      }
+      expect(differing(one[dbAt]!, two[dbAt]!), `the one-pass path ran [${shape}]`).toBeGreaterThan(0);
+    }
+  });
+});
+
 describe('LayerNorm + 1x1 ops under a residual (the pending gradient folded into the LayerNorm backward)', () => {
   it('lnConv1x1Gate(x) + x and lnConv1x1(x) + x: fused gradients equal the separate ops', async () => {
     for (const gate of [true, false]) {

@@ -148,6 +148,11 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
   float* dz = scratch(static_cast<size_t>(g.rows * C2), 0);
   if (const int mode = emulation(g, w)) {  // the CUDA path: the kernel's dz and db, then the one-pass dx / dw
     const pwgate::LnArgs lna = ln ? *ln : pwgate::LnArgs{};
+    const int Ci = static_cast<int>(g.Ci), C = static_cast<int>(g.C);
+    // where the device forms dz inside the one-pass kernel (with the LayerNorm's backward folded in, or not)
+    if (ln && fold && conv::pw_backward_gate_model(mode == 1, x, lna, fold, dy, w, b, nullptr, dw, db, g.rows, Ci, C))
+      return true;
+    if (conv::pw_backward_gate_model(mode == 1, x, lna, nullptr, dy, w, b, dx, dw, db, g.rows, Ci, C)) return false;
     const int64_t parts = 4 * ((g.rows + pwgate::kRows - 1) / pwgate::kRows);
     std::vector<float> dbp(static_cast<size_t>(parts * C2));
     emulate<1>(mode, g, x, lna, w, b, dy, dz, dbp.data());

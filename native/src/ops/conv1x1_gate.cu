@@ -10,7 +10,9 @@
 // tiles to its own staging, and its lanes add the bias and write y = z1 z2 (forward) or dz = (dy z2, dy z1)
 // (backward).
 // Otherwise: z = x w by cuBLAS (TF32 or FP32 as conv2d's 1x1 path) into scratch, then one elementwise pass.
-// Backward: dz [rows, 2C] in scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
+// Backward: where the one-pass 1x1 backward takes it (pw_bwd.h: pw_backward_gate), one kernel forms z and dz per
+// 16-row chunk from its staged input and goes on with dx, dw and db (dz never in memory). Else: dz [rows, 2C] in
+// scratch (the same kernel, or the cuBLAS fallback, in place), then dx = dz w^T and
 // dw = x^T dz in one pass over dz and x on tensor cores (pw_bwd.h) or by cuBLAS: conv2d's 1x1 backward on dz,
 // without z or dz ever being activations. db: the kernel also
 // writes the column sums of dz per warp (16 rows; lanes l and l + 16 of a column joined by one shuffle), which a
@@ -205,6 +207,10 @@ bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
     cu::check(cudaMemsetAsync(db, 0, sizeof(float) * C2, st), k.op, "memset db");
     return false;
   }
+  // one pass: dz formed per chunk inside the one-pass 1x1 backward (and the LayerNorm's backward folded in)
+  const pwgate::LnArgs none{};
+  if (ln && fold && pw_backward_gate(k, x, *ln, fold, dy, w, b, nullptr, dw, db, g.rows, g.Ci, g.C)) return true;
+  if (pw_backward_gate(k, x, ln ? *ln : none, nullptr, dy, w, b, dx, dw, db, g.rows, g.Ci, g.C)) return false;
   float* dz = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * C2, 6));
   const float* h = nullptr;  // the conv's input, when it has to exist in memory
   if (wmma_ok<1>(g.Ci, g.C, w)) {  // dz and its per-warp column sums, then db from those

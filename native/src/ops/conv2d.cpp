@@ -535,7 +535,7 @@ namespace {
 template <class W>
 void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
                          float* dw, float* db, int64_t rows, int Ci, int Co, bool trans = false,
-                         const LnFoldOut* fold = nullptr) {
+                         const LnFoldOut* fold = nullptr, const pwbwd::GateIn* gate = nullptr) {
   using namespace pwbwd;
   const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
@@ -559,21 +559,30 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
     float* dhs = stage_base + kWarps * 256;
     float *slw = dhs + kChunk * ldh_of(Cip), *slb = slw + Ci;
     std::vector<typename W::Acc> acc(kWarps * kTilesPerWarp);
-    std::vector<float> dbacc(kThreads * 3);
+    std::vector<float> dbacc(kThreads * 3), dgacc(kThreads * 4);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t rb0 = blk * rpb, rb1 = std::min(rows, rb0 + rpb);
       if (fold) std::fill(slw, slw + 2 * Ci, 0.f);
       for (int pass = 0; pass < passes(Cip, Cop); ++pass) {
         for (auto& a : acc) W::fill(a);
         std::fill(dbacc.begin(), dbacc.end(), 0.f);
+        std::fill(dgacc.begin(), dgacc.end(), 0.f);
         auto warp_acc = [&](int warp) -> typename W::Acc(&)[kTilesPerWarp] {
           return *reinterpret_cast<typename W::Acc(*)[kTilesPerWarp]>(acc.data() + warp * kTilesPerWarp);
         };
         auto thread_db = [&](int tid) -> float(&)[3] { return *reinterpret_cast<float(*)[3]>(dbacc.data() + tid * 3); };
+        auto thread_dg = [&](int tid) -> float(&)[4] { return *reinterpret_cast<float(*)[4]>(dgacc.data() + tid * 4); };
         for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
-          for (int tid = 0; tid < kThreads; ++tid) {
-            if (pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
-            else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+          if (gate) {  // GATE: h staged, z = h w by the warps, then dz by the threads' column pairs
+            for (int tid = 0; tid < kThreads; ++tid) stage_x<W>(tid, x, ln, r0, rb1, Ci, Cip, xs);
+            for (int warp = 0; warp < kWarps; ++warp)
+              for (int to = warp; to < Cop / 16; to += kWarps) z_tile<W>(xs, Cip, wp, Cop, to, dys);
+            for (int tid = 0; tid < kThreads; ++tid) gate_dz<W>(tid, dys, Cop, dy, gate->b, r0, rb1, gate->C, thread_dg(tid));
+          } else {
+            for (int tid = 0; tid < kThreads; ++tid) {
+              if (pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+              else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
+            }
           }
           for (int warp = 0; warp < kWarps; ++warp) {
             float* st = stage_base + warp * 256;
@@ -595,7 +604,10 @@ void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* 
         }
         for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Cip, Cop, warp_acc(warp), dwp);
         if (pass == 0)
-          for (int tid = 0; tid < kThreads; ++tid) write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
+          for (int tid = 0; tid < kThreads; ++tid) {
+            if (gate) write_gate_db_partials(tid, blk, gate->C, thread_dg(tid), dbp.data());
+            else write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
+          }
         if (fold && pass == 0)
           for (int c = 0; c < Ci; ++c) {
             lf.dlwp[blk * Ci + c] = slw[c];
@@ -677,6 +689,22 @@ bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& 
     return false;
   if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
+  return true;
+}
+
+bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
+                            const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
+                            int64_t rows, int Ci, int C) {
+  const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
+  const char* f = std::getenv("IRCONSTYLE_LN_FOLD");
+  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(2 * C);
+  if ((e && std::strcmp(e, "two-kernel") == 0) || C > pwbwd::kMaxGateC || !pw_shape_fits(rows, Ci, 2 * C) ||
+      (fold && ((f && std::strcmp(f, "0") == 0) ||
+                sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) > 160 * 1024)))
+    return false;
+  const pwbwd::GateIn gate{b, C};
+  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, du, w, dx, dw, db, rows, Ci, 2 * C, false, fold, &gate);
+  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, du, w, dx, dw, db, rows, Ci, 2 * C, false, fold, &gate);
   return true;
 }
 

@@ -48,6 +48,11 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
 // IRCONSTYLE_LN_FOLD=0).
 bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
                                const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co);
+// The same kernel forming conv1x1_gate's dz itself (pw_backward_gate: du [rows, C], w [Ci, 2C], b may be null; h = x
+// or LN(x) with ln.w; with fold the LayerNorm's backward too); false where the device would not take it.
+bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
+                            const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
+                            int64_t rows, int Ci, int C);
 // The same kernel as a Linear layer's backward (pw_backward_linear: w [O, I], split-TF32 products, or exact operands
 // when !split; db may be null); false (nothing done) for the shapes the device does not take that path for.
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,

@@ -23,13 +23,14 @@ constexpr size_t kMaxSmemFold = 160 * 1024;  // FOLD's dhs on top (an A100 / H10
 
 // blockIdx.y: the group (rows [g rows, (g + 1) rows) of x, dy and dx; weight w + g wstride); the partials of block b
 // of group g at index b groups + g ([blocks][groups][..]: one column sum over the blocks gives every group's sums).
-template <class W, bool DX, bool DB, bool FOLD = false>
+// GATE: dy is the gate's output gradient du [rows, gate.C] and the kernel forms dz itself (pw_bwd_tile.h).
+template <class W, bool DX, bool DB, bool FOLD = false, bool GATE = false>
 __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x, pwgate::LnArgs ln,
                                                      const float* __restrict__ dy,
                                                      const float* __restrict__ w, int64_t wstride,
                                                      float* __restrict__ dx, float* __restrict__ dwp,
                                                      float* __restrict__ dbp, int64_t rows, int64_t rpb, int Ci,
-                                                     int Co, int Cip, int Cop, LnFold fold) {
+                                                     int Co, int Cip, int Cop, LnFold fold, GateIn gate) {
   extern __shared__ __align__(128) float sm[];
   float* xs = sm;
   float* dys = xs + kChunk * ldx_of(Cip);
@@ -43,7 +44,7 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
     for (int c = tid; c < Ci; c += kThreads) slw[c] = slb[c] = 0.f;  // (read after the chunk loop's first barrier)
   const int64_t grp = blockIdx.y, part = static_cast<int64_t>(blockIdx.x) * gridDim.y + grp;
   x += grp * rows * Ci;
-  dy += grp * rows * Co;
+  dy += grp * rows * (GATE ? gate.C : Co);
   if (DX) dx += grp * rows * Ci;
   w += grp * wstride;
   const int64_t blk = blockIdx.x, rb0 = blk * rpb;
@@ -56,11 +57,20 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
     typename W::Acc acc[kTilesPerWarp];
 #pragma unroll
     for (int s = 0; s < kTilesPerWarp; ++s) W::fill(acc[s]);
-    float dbacc[3] = {0.f, 0.f, 0.f};
+    float dbacc[3] = {0.f, 0.f, 0.f}, dg[4] = {0.f, 0.f, 0.f, 0.f};
     for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
       __syncthreads();  // the previous chunk's shared memory is no longer read
-      if (DB && pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
-      else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      if (GATE) {
+        stage_x<W>(tid, x, ln, r0, rb1, Ci, Cip, xs);
+        __syncthreads();
+        for (int to = warp; to < Cop / 16; to += kWarps) z_tile<W>(xs, Cip, w, Cop, to, dys);
+        __syncthreads();  // z complete: the pairs read both halves
+        gate_dz<W>(tid, dys, Cop, dy, gate.b, r0, rb1, gate.C, dg);
+      } else if (DB && pass == 0) {
+        stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      } else {
+        stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, dbacc);
+      }
       __syncthreads();
       if (DX && pass == 0) {
         for (int ti = warp; ti < Ti; ti += kWarps) {
@@ -82,7 +92,10 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
       }
     }
     write_dw_partials<W>(warp, pass, part, Cip, Cop, acc, dwp);
-    if (DB && pass == 0) write_db_partials(tid, part, Co, dbacc, dbp);
+    if (DB && pass == 0) {
+      if (GATE) write_gate_db_partials(tid, part, gate.C, dg, dbp);
+      else write_db_partials(tid, part, Co, dbacc, dbp);
+    }
     if (FOLD && pass == 0) {
       __syncthreads();
       for (int c = tid; c < Ci; c += kThreads) {
@@ -93,10 +106,10 @@ __global__ void __launch_bounds__(kThreads) pw_bwd_k(const float* __restrict__ x
   }
 }
 
-template <class W, bool DX, bool DB, bool FOLD>
+template <class W, bool DX, bool DB, bool FOLD, bool GATE>
 bool smem_ready() {
   static const bool ok = [] {
-    const cudaError_t e = cudaFuncSetAttribute(pw_bwd_k<W, DX, DB, FOLD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const cudaError_t e = cudaFuncSetAttribute(pw_bwd_k<W, DX, DB, FOLD, GATE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(FOLD ? kMaxSmemFold : kMaxSmem));
     if (e != cudaSuccess) cudaGetLastError();
     return e == cudaSuccess;
@@ -104,15 +117,17 @@ bool smem_ready() {
   return ok;
 }
 
-template <class W, bool DX, bool DB, bool FOLD = false>
+template <class W, bool DX, bool DB, bool FOLD = false, bool GATE = false>
 bool launch(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
             int64_t wstride, float* dx, float* dwp, float* dbp, int64_t rows, int64_t rpb, int64_t blocks,
-            int64_t groups, int Ci, int Co, int Cip, int Cop, const LnFold& fold = LnFold{}) {
+            int64_t groups, int Ci, int Co, int Cip, int Cop, const LnFold& fold = LnFold{},
+            const GateIn& gate = GateIn{}) {
   const size_t bytes = sizeof(float) * smem_floats(Cip, Cop, FOLD);
-  if (bytes > (FOLD ? kMaxSmemFold : kMaxSmem) || (bytes > 48 * 1024 && !smem_ready<W, DX, DB, FOLD>())) return false;
+  if (bytes > (FOLD ? kMaxSmemFold : kMaxSmem) || (bytes > 48 * 1024 && !smem_ready<W, DX, DB, FOLD, GATE>()))
+    return false;
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(groups), static_cast<unsigned>(passes(Cip, Cop)));
-  pw_bwd_k<W, DX, DB, FOLD><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows, rpb,
-                                                                      Ci, Co, Cip, Cop, fold);
+  pw_bwd_k<W, DX, DB, FOLD, GATE><<<grid, kThreads, bytes, cu::stream(k)>>>(x, ln, dy, w, wstride, dx, dwp, dbp, rows,
+                                                                            rpb, Ci, Co, Cip, Cop, fold, gate);
   return true;
 }
 
@@ -137,7 +152,7 @@ __global__ void unpad_k(const float* __restrict__ wp, float* __restrict__ w, int
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups, bool linear, const LnFoldOut* fold = nullptr);
+                      int64_t groups, bool linear, const LnFoldOut* fold = nullptr, const GateIn* gate = nullptr);
 bool shape_fits(int64_t Ci, int64_t Co) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
   return Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
@@ -170,6 +185,15 @@ bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArg
          pw_backward_impl(k, x, ln, dy, w, 0, f.dx, dw, db, rows, Ci, Co, 1, false, &f);
 }
 
+bool pw_backward_gate(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
+                      const float* du, const float* w, const float* b, float* dx, float* dw, float* db, int64_t rows,
+                      int64_t Ci, int64_t C) {
+  if (env_is("IRCONSTYLE_GATE_BWD", "two-kernel") || C > kMaxGateC || !db || (fold && env_is("IRCONSTYLE_LN_FOLD", "0")))
+    return false;
+  const GateIn gate{b, static_cast<int>(C)};
+  return pw_backward_impl(k, x, ln, du, w, 0, fold ? fold->dx : dx, dw, db, rows, Ci, 2 * C, 1, false, fold, &gate);
+}
+
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                         float* db, int64_t rows, int64_t I, int64_t O) {
   return rows >= kLinearMinRows && pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
@@ -186,7 +210,7 @@ bool pw_backward_linear_takes(int64_t I, int64_t O) {
 namespace {
 bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w,
                       int64_t wstride, float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co,
-                      int64_t groups, bool linear, const LnFoldOut* fold) {
+                      int64_t groups, bool linear, const LnFoldOut* fold, const GateIn* gate) {
   const int64_t Cip = pad16(Ci), Cop = pad16(Co);
   // the kernel's weight [Cip, Cop] is a copy when padded, or transposed (a Linear's [O, I])
   const bool padded = Cip != Ci || Cop != Co || linear;
@@ -217,8 +241,15 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
     if (!ln.w || !dx || groups != 1) return false;
     foldp = static_cast<float*>(cu::scratch(s, sizeof(float) * 2 * blocks * Ci, 0));
     const LnFold lf{fold->acc, dx, foldp, foldp + blocks * Ci};
-    ok = db ? launch<DeviceWmma, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf)
-            : launch<DeviceWmma, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
+    if (gate)
+      ok = launch<DeviceWmma, true, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf, *gate);
+    else if (db)
+      ok = launch<DeviceWmma, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
+    else
+      ok = launch<DeviceWmma, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
+  } else if (gate) {
+    if (!dx || !db || groups != 1) return false;
+    ok = launch<DeviceWmma, true, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, LnFold{}, *gate);
   } else if (linear) {
     if (!dx) return false;  // (a Linear's backward computes dx and dw, and db with a bias)
     ok = db ? launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop)

@@ -33,6 +33,14 @@ bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArg
 // at w + g wstride, wstride 0 for a shared one): dw [groups, Ci, Co] and db [groups, Co] per group.
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
                         float* dx, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co, int64_t groups);
+// conv1x1_gate's backward in one pass (pw_bwd_tile.h, GATE): y = z[:, :C] z[:, C:] with z = h w + b (h = x, or LN(x)
+// from ln's given statistics when ln.w is set), given du = dy [rows, C]: the kernel forms z and dz = (du z2, du z1)
+// in each chunk from its staged h (dz never in memory), then dx (dh with ln) and the dw / db partials as for any 1x1
+// conv; with fold (and ln) the LayerNorm's backward too (FOLD). C <= 512, 2C <= 768, db required; false, nothing
+// enqueued, otherwise. IRCONSTYLE_GATE_BWD=two-kernel turns it off (the gate kernel's dz, then pw_backward_ln).
+bool pw_backward_gate(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
+                      const float* du, const float* w, const float* b, float* dx, float* dw, float* db, int64_t rows,
+                      int64_t Ci, int64_t C);
 // The Linear paths below take calls of at least this many rows: fewer (ConStyle's heads: one row per image) gain
 // nothing from a tensor-core pass and keep cuBLAS's FP32 sums.
 constexpr int64_t kLinearMinRows = 1024;

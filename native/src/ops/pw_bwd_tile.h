@@ -54,6 +54,11 @@ struct LnFold {
   const float* acc = nullptr;
   float *dx = nullptr, *dlwp = nullptr, *dlbp = nullptr;
 };
+// GATE's inputs: the bias of z (may be null) and the gate's width C (z has 2C channels).
+struct GateIn {
+  const float* b = nullptr;
+  int C = 0;
+};
 // Rows per block, a whole number of chunks: about two blocks per SM of an H100 (264 blocks), but no more blocks than
 // keep the dW partials (blocks x Ci x Co) within an eighth of the inputs' size (few rows, wide channels), unless that
 // leaves fewer than 32 blocks (small tensors: their partials are small in absolute terms).
@@ -74,10 +79,14 @@ inline int64_t pad16(int64_t c) { return (c + 15) / 16 * 16; }
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
-template <class W, bool DB>
-IRC_HD void stage(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln, const float* __restrict__ dy,
-                  int64_t r0, int64_t rb1, int Ci, int Co, int Cip, int Cop, float* xs, float* dys, float (&dbacc)[3]) {
-  const int ldx = ldx_of(Cip), ldd = ldd_of(Cop);
+// (stage_x: xs alone; GATE stages dz itself.)
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void stage_x(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln, int64_t r0, int64_t rb1, int Ci,
+                    int Cip, float* xs) {
+  const int ldx = ldx_of(Cip);
   for (int e = tid; e < kChunk * Cip; e += kThreads) {
     const int r = e / Cip, q = e - r * Cip;
     const int64_t row = r0 + r;
@@ -88,6 +97,16 @@ IRC_HD void stage(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln
     }
     xs[r * ldx + q] = W::to_tf32(v);
   }
+}
+
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W, bool DB>
+IRC_HD void stage(int tid, const float* __restrict__ x, const pwgate::LnArgs& ln, const float* __restrict__ dy,
+                  int64_t r0, int64_t rb1, int Ci, int Co, int Cip, int Cop, float* xs, float* dys, float (&dbacc)[3]) {
+  const int ldd = ldd_of(Cop);
+  stage_x<W>(tid, x, ln, r0, rb1, Ci, Cip, xs);
   IRC_UNROLL
   for (int q = 0; q < 3; ++q) {
     const int co = tid + q * kThreads;
@@ -145,6 +164,68 @@ IRC_HD void ln_fold_rows(int warp, int lane, const float* dhs, int ldh, const fl
     for (int q = lane; q < Ci; q += W::kLanes) {
       const float xh = (xr[q] - m) * rs, v = rs * (dr[q] * ln.w[q] - a - xh * bm);
       f.dx[row * Ci + q] = f.acc ? v + f.acc[row * Ci + q] : v;
+    }
+  }
+}
+
+// GATE (pw_backward_gate: conv1x1_gate's backward, y = z[:, :C] z[:, C:] with z = h w + b): the conv's dy is dz,
+// formed in the chunk instead of read. z_tile: warp `warp` takes the tiles to = warp, warp + 8, .. of z = xs w
+// (without the bias) into dys (row-major, ld ldd_of(Cop)); then, after a barrier, gate_dz: thread tid takes the
+// column pairs p = tid, tid + 256 (< C) of each row: dz = (du z2, du z1) with the bias added to z, du [rows, C] the
+// gate's output gradient (zeros past rb1), rounded like staged operands, and their unrounded column sums in dg.
+constexpr int kMaxGateC = 2 * kThreads;
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void z_tile(const float* xs, int Cip, const float* __restrict__ w, int Cop, int to, float* dys) {
+  const int ldx = ldx_of(Cip);
+  typename W::Acc acc;
+  W::fill(acc);
+  for (int k0 = 0; k0 < Cip; k0 += 8) {
+    typename W::A a;
+    typename W::B b;
+    W::load_a(a, xs + k0, ldx);
+    W::load_b(b, w + static_cast<int64_t>(k0) * Cop + to * 16, Cop);
+    W::mma(acc, a, b);
+  }
+  W::store(dys + to * 16, acc, ldd_of(Cop));
+}
+
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class W>
+IRC_HD void gate_dz(int tid, float* dys, int Cop, const float* __restrict__ du, const float* __restrict__ b,
+                    int64_t r0, int64_t rb1, int C, float (&dg)[4]) {
+  const int ldd = ldd_of(Cop);
+  IRC_UNROLL
+  for (int q = 0; q < 2; ++q) {
+    const int p = tid + q * kThreads;
+    if (p >= C) continue;
+    for (int r = 0; r < kChunk; ++r) {
+      float* dr = dys + r * ldd;
+      float z1 = dr[p], z2 = dr[C + p];
+      if (b) {
+        z1 += b[p];
+        z2 += b[C + p];
+      }
+      const float g = r0 + r < rb1 ? du[(r0 + r) * C + p] : 0.f, d1 = g * z2, d2 = g * z1;
+      dg[2 * q] += d1;
+      dg[2 * q + 1] += d2;
+      dr[p] = W::to_tf32(d1);
+      dr[C + p] = W::to_tf32(d2);
+    }
+  }
+}
+
+IRC_HD void write_gate_db_partials(int tid, int64_t block, int C, const float (&dg)[4], float* __restrict__ dbp) {
+  IRC_UNROLL
+  for (int q = 0; q < 2; ++q) {
+    const int p = tid + q * kThreads;
+    if (p < C) {
+      dbp[block * 2 * C + p] = dg[2 * q];
+      dbp[block * 2 * C + C + p] = dg[2 * q + 1];
     }
   }
 }
