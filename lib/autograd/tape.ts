@@ -242,14 +242,20 @@ function accumulateLeaf(x: Tensor, g: Tensor, adds: LeafAdds): void {
       borrowed.delete(x.grad);
       return adds.add(x.grad, g);
     }
-    const sum = addTensors(x.grad, g);
+    const gs = shaped(g, x.shape);
+    const sum = addTensors(x.grad, gs);
     x.grad.dispose();
-    g.dispose();
+    gs.dispose();
     x.grad = sum;
   } else {
-    x.grad = g.shape.length === x.shape.length && g.shape.every((d, i) => d === x.shape[i]) ? g : reshapeOwned(g, x.shape);
+    x.grad = shaped(g, x.shape);
     borrowed.add(x.grad);
   }
+}
+
+/** g itself when it has `shape`, else a view of it with that shape (g released). */
+function shaped(g: Tensor, shape: readonly number[]): Tensor {
+  return g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i]) ? g : reshapeOwned(g, shape);
 }
 
 function reshapeOwned(g: Tensor, shape: readonly number[]): Tensor {
