@@ -336,6 +336,18 @@ export function opCases() {
     // the same without the LayerNorm's backward folded into the one-pass kernel (dh, then the LayerNorm kernels)
     if (!env) add('ln_conv1x1_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], { ...extra, env: { IRCONSTYLE_LN_FOLD: '0' } });
   }
+  // ln_conv1x1 with a Linear's weight [Co, Ci] (MAXIM's LayerNorm + projection): the split-TF32 kernels for calls of
+  // >= 1024 rows (the LayerNorm formed in the forward, folded into the backward, or not), the linear op's FP32 GEMMs
+  // for fewer
+  for (const [name, xs, Co, env] of [
+    ['lin b [5,13,17,64]->128', [5, 13, 17, 64], 128], ['lin b [5,13,17,64]->128 IRCONSTYLE_LN_FOLD=0', [5, 13, 17, 64], 128, { IRCONSTYLE_LN_FOLD: '0' }],
+    ['lin b [2,9,7,32]->64 (cuBLAS FP32)', [2, 9, 7, 32], 64],
+  ]) {
+    const Ci = xs[xs.length - 1], rows = numel(xs) / Ci, ys = [...xs.slice(0, -1), Co];
+    const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([Co, Ci], -0.3, 0.3), extra = { ...red, conv: true, ...(env ? { env } : {}) };
+    add('ln_conv1x1', name, [f(xs, -2, 2), ...ln, w, f([Co])], [1e-6], extra);
+    add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2), f(xs)], [1], extra);
+  }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
     const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];

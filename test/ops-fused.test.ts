@@ -744,6 +744,58 @@ describe('ln_conv1x1', () => {
   });
 });
 
+describe("ln_conv1x1 with a Linear's weight [Co, Ci] (MAXIM's LayerNorm + projection)", () => {
+  const make = (shape: number[], Co: number, seed: number) => {
+    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci;
+    return {
+      Ci, rows, x: tensor(randArray(rows * Ci, seed, -2, 2), shape), lw: tensor(randArray(Ci, seed + 1, 0.5, 1.5), [Ci]),
+      lb: tensor(randArray(Ci, seed + 2), [Ci]), w: tensor(randArray(Co * Ci, seed + 3), [Co, Ci]), b: tensor(randArray(Co, seed + 4), [Co]),
+      dy: tensor(randArray(rows * Co, seed + 5), [...shape.slice(0, -1), Co]), acc: tensor(randArray(rows * Ci, seed + 6), shape),
+    };
+  };
+
+  it('equals layer_norm2d then linear bit for bit, forward and backward (with the pending gradient)', async () => {
+    let seed = 2300;
+    for (const [shape, Co] of [[[2, 5, 7, 6], 5], [[3, 17, 32], 64], [[7, 3], 4]] as [number[], number][]) {
+      const t = make(shape, Co, (seed += 10));
+      const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, t.b], [1e-6]);
+      const [h, m2, r2] = runOp('layer_norm2d', [t.x, t.lw, t.lb], [1e-6]);
+      const [u] = runOp('linear', [h!, t.w, t.b]);
+      expect(differing(await y!.data(), await u!.data()), `y [${shape}]`).toBe(0);
+      expect(differing(await mean!.data(), await m2!.data()), `mean [${shape}]`).toBe(0);
+      expect(differing(await rstd!.data(), await r2!.data()), `rstd [${shape}]`).toBe(0);
+      const got = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, t.acc], [1]);
+      const [dh, dw, db] = runOp('linear_backward', [t.dy, h!, t.w]);
+      const [dx, dlw, dlb] = runOp('layer_norm2d_backward', [dh!, t.x, t.lw, mean!, rstd!, t.acc]);
+      expect(got.map((g) => g.shape)).toEqual([shape, [Co, t.Ci], [Co], [t.Ci], [t.Ci]]);
+      for (const [i, r] of [dx!, dw!, db!, dlw!, dlb!].entries()) expect(differing(await got[i]!.data(), await r.data()), `grad ${i} [${shape}]`).toBe(0);
+    }
+  });
+
+  it("the CUDA path (split-TF32 kernels, the LayerNorm formed in the forward's and folded into the backward's), run on the host", async () => {
+    let seed = 2400;
+    for (const [shape, Co] of [[[5, 13, 17, 64], 128], [[4, 16, 16, 32], 64]] as [number[], number][]) {
+      const t = make(shape, Co, (seed += 10));
+      const run = async (mode: string, fold = true) => {
+        if (!fold) process.env.IRCONSTYLE_LN_FOLD = '0';
+        try {
+          return await withEmulation(mode, async () => {
+            const [y, mean, rstd] = runOp('ln_conv1x1', [t.x, t.lw, t.lb, t.w, t.b], [1e-6]);
+            const grads = runOp('ln_conv1x1_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, t.acc], [1]);
+            return await Promise.all([y!, mean!, rstd!, ...grads].map((g) => g.data()));
+          });
+        } finally {
+          delete process.env.IRCONSTYLE_LN_FOLD;
+        }
+      };
+      const [own, split, unfolded] = [await run(''), await run('linear_fwd,linear_bwd'), await run('linear_fwd,linear_bwd', false)];
+      for (let i = 0; i < own.length; ++i) expect(relErr(split[i]!, own[i]!), `output ${i} [${shape}]`).toBeLessThanOrEqual(2e-6);
+      expect(differing(split[0]!, own[0]!), `the forward emulation ran [${shape}]`).toBeGreaterThan(0);
+      expect(differing(split[3]!, unfolded[3]!), `the folded backward ran [${shape}]`).toBeGreaterThan(0);
+    }
+  });
+});
+
 describe("the one-pass 1x1 backward with the LayerNorm's backward folded in (CUDA's FOLD, run on the host)", () => {
   it('gives the separate ops\' dx (+ acc), dlw, dlb for both LayerNorm + 1x1 backwards; IRCONSTYLE_LN_FOLD=0 turns it off', async () => {
     // shapes: row tails of the 16-row chunks and of the blocks, several dw passes (192 -> 384), NAFNet's level-1 width

@@ -15,6 +15,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { permute } from '../ops/memory.js';
 import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
+import { lnLinear } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
 
 export type Size2 = readonly [number, number];
@@ -38,6 +39,10 @@ export class MaximLayerNorm extends Module {
   }
   forward(x: Tensor): Tensor {
     return layerNorm2d(x, this.P.gamma!, this.P.beta!, 1e-6);
+  }
+  /** lin(this(x)) in one op (lnLinear: the normalised x neither written nor kept on CUDA). */
+  linear(x: Tensor, lin: Linear): Tensor {
+    return lnLinear(x, this.P.gamma!, this.P.beta!, lin.P.weight!, lin.P.bias ?? null, 1e-6);
   }
 }
 
@@ -136,7 +141,7 @@ export class GmlpLayer extends Module {
       throw new IrcError('E_SHAPE', `MAXIM ${this.kind} gMLP: a ${h}×${w} map does not split into a ${this.size[0]}×${this.size[1]} ${this.kind} (pad the image to the model's size multiple)`);
     const patch: Size2 = this.kind === 'grid' ? [h / this.size[0], w / this.size[1]] : this.size;
     return tidy(() => {
-      const y = gelu(this.in_project.forward(this.LayerNorm.forward(x)));
+      const y = gelu(this.LayerNorm.linear(x, this.in_project));
       return this.out_project.forwardAdd(this.gate.forward(y, patch), x); // x + out_project(…) in one op
     });
   }
@@ -160,7 +165,7 @@ export class MultiAxisGmlpLayer extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
+      const y = gelu(this.LayerNorm_in.linear(x, this.in_project));
       const h = y.shape[3]! / 2;
       const [u, v] = split(y, [h, h]) as [Tensor, Tensor];
       const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
@@ -231,7 +236,10 @@ export class RDCAB extends Module {
     this.channel_attention = this.child('channel_attention', new CALayer(c, reduction, bias));
   }
   forward(x: Tensor): Tensor {
-    return tidy(() => add(x, this.channel_attention.forward(this.channel_mixing.forward(this.LayerNorm.forward(x)))));
+    return tidy(() => {
+      const m = this.channel_mixing;  // MlpBlock: Dense_1(GELU(Dense_0(·))), its first Dense behind the LayerNorm
+      return add(x, this.channel_attention.forward(m.Dense_1.forward(gelu(this.LayerNorm.linear(x, m.Dense_0)))));
+    });
   }
 }
 
@@ -254,7 +262,7 @@ export class SpatialGatingWeights extends Module {
     const [, h, w] = dims(x);
     checkTiles('cross-gating grid', h, w, this.grid[0], this.grid[1]);
     return tidy(() => {
-      const y = gelu(this.in_project.forward(this.LayerNorm_in.forward(x)));
+      const y = gelu(this.LayerNorm_in.linear(x, this.in_project));
       const c = y.shape[3]! / 2;
       const [u, v] = split(y, [c, c]) as [Tensor, Tensor];
       const gu = spatialDense(u, [h / this.grid[0], w / this.grid[1]], 'grid', this.Dense_0.P.weight!, this.Dense_0.P.bias ?? null);

@@ -47,9 +47,9 @@ export class CrossGatingBlock extends Module {
       if (this.ConvTranspose_0) y = this.ConvTranspose_0.forward(y);
       const sx = this.Conv_0.forward(x);
       const sy = this.Conv_1.forward(y);
-      const xg = gelu(this.in_project_x.forward(this.LayerNorm_x.forward(sx)));
+      const xg = gelu(this.LayerNorm_x.linear(sx, this.in_project_x));
       const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
-      const yg = gelu(this.in_project_y.forward(this.LayerNorm_y.forward(sy)));
+      const yg = gelu(this.LayerNorm_y.linear(sy, this.in_project_y));
       const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
       const yo = this.out_project_y.forwardAdd(mul(yg, gx), sy);
       const xo = this.out_project_x.forwardAdd(mul(xg, gy), add(yo, sx));

@@ -6,7 +6,7 @@
 import { needsGrad, record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
-import { conv2d } from './conv.js';
+import { conv2d, linear } from './conv.js';
 import { channelScale, simpleGate } from './nafnet.js';
 import { layerNorm2d } from './norm.js';
 
@@ -143,6 +143,17 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
 export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
   if ((opts.keepH ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return pointwise(layerNorm2d(x, lw, lb, eps), w, b);
+  return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
+}
+
+/**
+ * linear(layerNorm2d(x, lw, lb, eps), w, b) for a Linear's w [Co, Ci] in one op (ln_conv1x1 takes a Linear's weight
+ * too): MAXIM's LayerNorm + projection pairs. FP32-accurate as the linear op (on CUDA the split-TF32 kernels with the
+ * LayerNorm formed on the way in and folded into the backward). `keepH` as lnConv1x1's.
+ */
+export function lnLinear(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
+  opts: { keepH?: boolean } = {}): Tensor {
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return linear(layerNorm2d(x, lw, lb, eps), w, b);
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 

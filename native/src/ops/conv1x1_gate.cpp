@@ -17,6 +17,7 @@
 
 #include "conv2d.h"
 #include "layer_norm2d.h"
+#include "linear.h"
 #include "op_api.h"
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
@@ -232,6 +233,7 @@ namespace {
 
 struct LnGeom {
   int64_t rows, Ci, Co;  // Co: the conv's output channels (2C for the gate)
+  bool lin;              // w is a Linear's [Co, Ci] (ln_conv1x1 only): FP32 as PyTorch's matmul
 };
 
 // Checks x (xi), lw, lb (xi + 1, xi + 2), w (wi) and the optional b (bi) of both ops and both directions (the forward:
@@ -256,16 +258,19 @@ LnGeom check_ln(InferCtx& c, size_t xi, size_t wi, size_t bi, bool gate, bool ba
   }
   c.need_f32(wi);
   const Shape& w = c.in[wi].shape;
-  if (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] == 0 || (gate && w[3] % 2 != 0))
+  const bool lin = !gate && w.size() == 2 && w[1] == Ci && w[0] > 0;
+  if (!lin && (w.size() != 4 || w[0] != 1 || w[1] != 1 || w[2] != Ci || w[3] == 0 || (gate && w[3] % 2 != 0)))
     op_fail("E_SHAPE", op + ": w must have shape [1, 1, " + std::to_string(Ci) + (gate ? ", 2C]" : ", Co]") +
                            " (a pointwise conv over x " + shape_str(x) +
-                           (gate ? " to an even, non-zero channel count" : "") + "), got " + shape_str(w));
+                           (gate ? " to an even, non-zero channel count" : ", or a Linear's [Co, " + std::to_string(Ci) + "]") +
+                           "), got " + shape_str(w));
+  const int64_t Co = lin ? w[0] : w[3];
   if (bi < c.in.size()) {
     c.need_f32(bi);
-    if (c.in[bi].shape != Shape{w[3]})
-      op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(w[3]) + "], got " + shape_str(c.in[bi].shape));
+    if (c.in[bi].shape != Shape{Co})
+      op_fail("E_SHAPE", op + ": b must have shape [" + std::to_string(Co) + "], got " + shape_str(c.in[bi].shape));
   }
-  const LnGeom g{numel(x) / Ci, Ci, w[3]};
+  const LnGeom g{numel(x) / Ci, Ci, Co, lin};
   if (backward) {
     c.need_f32(0);
     Shape want = x;
@@ -286,7 +291,7 @@ LnGeom check_ln(InferCtx& c, size_t xi, size_t wi, size_t bi, bool gate, bool ba
 void add_ln_outs(InferCtx& c, const LnGeom& g, size_t xi, bool gate, bool backward) {
   if (backward) {
     c.add_out(c.in[xi].shape);
-    c.add_out({1, 1, g.Ci, g.Co});
+    c.add_out(g.lin ? Shape{g.Co, g.Ci} : Shape{1, 1, g.Ci, g.Co});
     c.add_out({g.Co});
     c.add_out({g.Ci});
     c.add_out({g.Ci});
@@ -378,11 +383,27 @@ void infer_ln_conv1x1(InferCtx& c) {
 }
 
 void cpu_ln_conv1x1(KernelCtx& k) {
-  const int64_t rows = k.out[1].n, Ci = k.in[0].shape.back(), Co = k.in[3].shape[3];
+  const bool lin = k.in[3].shape.size() == 2;  // a Linear's weight [Co, Ci]
+  const int64_t rows = k.out[1].n, Ci = k.in[0].shape.back(), Co = lin ? k.in[3].shape[0] : k.in[3].shape[3];
   const float *x = k.in[0].f(), *w = k.in[3].f(), *b = k.in.size() > 4 ? k.in[4].f() : nullptr;
   float* y = k.out[0].f();
   if (rows == 0) return;
   const pwgate::LnArgs ln = ln_of(k, 1, false);
+  if (lin) {
+    // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: the CUDA kernel's path (split-TF32 with the LayerNorm formed in it)
+    if (const int mode = emulation_requested("linear_fwd"))
+      if (conv::linear_forward_model(mode == 1, x, w, b, nullptr, y, rows, static_cast<int>(Ci), static_cast<int>(Co), &ln))
+        return;
+    // layer_norm2d's rows and the linear op's GEMM over row chunks: the same results as the separate ops
+    const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / Ci);
+    float* h = scratch(static_cast<size_t>(std::min(R, rows) * Ci), 1);
+    for (int64_t r0 = 0; r0 < rows; r0 += R) {
+      const int64_t n = std::min(R, rows - r0);
+      layer_norm_forward(x + r0 * Ci, ln.w, ln.b, h, ln.mean_out + r0, ln.rstd_out + r0, n, Ci, k.af(0));
+      linear_forward_cpu(h, w, b, y + r0 * Co, n, Ci, Co);
+    }
+    return;
+  }
   const GateGeom gg{rows, Ci, Co / 2};
   if (Co % 2 == 0) {
     if (const int mode = emulation(gg, w)) {  // the CUDA kernel's path (MODE 2: both halves of z written)
@@ -406,13 +427,32 @@ void infer_ln_conv1x1_backward(InferCtx& c) {
 }
 
 void cpu_ln_conv1x1_backward(KernelCtx& k) {
-  const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
+  const bool lin = k.in[4].shape.size() == 2;  // a Linear's weight [Co, Ci]
+  const int64_t Ci = k.in[1].shape.back(), Co = lin ? k.in[4].shape[0] : k.in[4].shape[3], rows = k.in[5].n;
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
   float *dw = k.out[1].f(), *db = k.out[2].f();
   std::vector<float> dh(static_cast<size_t>(rows * Ci));
   if (rows == 0) {
     std::fill(dw, dw + Ci * Co, 0.f);
     std::fill(db, db + Co, 0.f);
+  } else if (lin) {
+    const pwgate::LnArgs ln = ln_of(k, 2, true);
+    // IRCONSTYLE_EMULATE=linear_bwd[_fp32]: the CUDA path (split-TF32 one-pass kernel, the LayerNorm folded in
+    // where it can)
+    if (const int mode = emulation_requested("linear_bwd")) {
+      const LnFoldOut fold = fold_out(k);
+      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, nullptr, dw, db, rows, static_cast<int>(Ci),
+                                         static_cast<int>(Co), &ln, &fold))
+        return;
+      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci),
+                                         static_cast<int>(Co), &ln)) {
+        ln_input_grads(k, dh.data(), rows, Ci);
+        return;
+      }
+    }
+    float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then the linear op's backward
+    layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
+    linear_backward_cpu(dy, h, w, dh.data(), dw, db, rows, Ci, Co);
   } else {
     const pwgate::LnArgs ln = ln_of(k, 2, true);
     const int mode = emulation_requested("pw_gate");
@@ -435,18 +475,18 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
 // mode (with a residual: MODE 3) over a transposed copy of w, split-TF32 products (or exact operands), for the
 // shapes it takes.
 bool conv::linear_forward_model(bool split, const float* x, const float* w, const float* b, const float* r, float* y,
-                                int64_t rows, int I, int O) {
+                                int64_t rows, int I, int O, const pwgate::LnArgs* ln) {
   if (rows < kLinearMinRows || I % 8 != 0 || I > pwgate::kMaxCi || O <= 0 || O % 32 != 0) return false;
   std::unique_ptr<float, decltype(&std::free)> wt(
       static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * I * O + 63) / 64 * 64)), &std::free);
   for (int i = 0; i < I; ++i)
     for (int o = 0; o < O; ++o) wt.get()[i * O + o] = w[o * I + i];
   const GateGeom g{rows, I, O / 2};
-  const pwgate::LnArgs none{};
-  if (r && split) emulate_kernel<3, pwgate::HostWmma3>(g, x, none, wt.get(), b, r, y, nullptr);
-  else if (r) emulate_kernel<3, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, r, y, nullptr);
-  else if (split) emulate_kernel<2, pwgate::HostWmma3>(g, x, none, wt.get(), b, nullptr, y, nullptr);
-  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, none, wt.get(), b, nullptr, y, nullptr);
+  const pwgate::LnArgs l = ln ? *ln : pwgate::LnArgs{};
+  if (r && split) emulate_kernel<3, pwgate::HostWmma3>(g, x, l, wt.get(), b, r, y, nullptr);
+  else if (r) emulate_kernel<3, pwgate::HostWmma<false>>(g, x, l, wt.get(), b, r, y, nullptr);
+  else if (split) emulate_kernel<2, pwgate::HostWmma3>(g, x, l, wt.get(), b, nullptr, y, nullptr);
+  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, l, wt.get(), b, nullptr, y, nullptr);
   return true;
 }
 

@@ -306,13 +306,23 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
 // way in; else h by the row kernel and a cuBLAS(Lt) GEMM with the bias. IRCONSTYLE_PW_FWD=cublas takes the latter
 // (A/B timing).
 void cuda_ln_conv1x1(KernelCtx& k) {
-  const int64_t Ci = k.in[0].shape.back(), Co = k.in[3].shape[3], rows = k.out[1].n;
+  const bool lin = k.in[3].shape.size() == 2;  // a Linear's weight [Co, Ci]: FP32-accurate, as the linear op
+  const int64_t Ci = k.in[0].shape.back(), Co = lin ? k.in[3].shape[0] : k.in[3].shape[3], rows = k.out[1].n;
   const float *x = k.in[0].f(), *w = k.in[3].f(), *b = k.in.size() > 4 ? k.in[4].f() : nullptr;
   float* y = k.out[0].f();
   if (rows == 0) return;
   pwgate::LnArgs ln = ln_args(k, 1, 2);
   ln.mean_out = k.out[1].f();
   ln.rstd_out = k.out[2].f();
+  if (lin) {  // the split-TF32 kernel with the LayerNorm formed in it; else h, then the linear op's GEMMs
+    if (linear_forward(k, x, w, b, nullptr, y, rows, Ci, Co, &ln)) return;
+    const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
+    if (b && blas::gemm_bias(k, false, false, true, rows, Co, Ci, h, Ci, w, Ci, b, y, Co)) return;
+    const gpu::Cublas& cb = blas::bind(k, false);
+    if (b) blas::fill_rows(k, y, rows, Co, b);
+    blas::gemm(k, cb, false, true, rows, Co, Ci, 1.f, h, Ci, w, Ci, b ? 1.f : 0.f, y, Co);
+    return;
+  }
   if (Co % 2 == 0 && !pw_fwd_cublas() && wmma_ok<2>(Ci, Co / 2, w)) {
     launch_wmma<2>(k, x, ln, w, b, nullptr, y, nullptr, rows, Ci, Co / 2);
     return;
@@ -327,7 +337,8 @@ void cuda_ln_conv1x1(KernelCtx& k) {
 
 // The one-pass backward with x normalised while staging; else h by the row kernel and conv2d's cuBLAS passes.
 void cuda_ln_conv1x1_backward(KernelCtx& k) {
-  const int64_t Ci = k.in[1].shape.back(), Co = k.in[4].shape[3], rows = k.in[5].n;
+  const bool lin = k.in[4].shape.size() == 2;  // a Linear's weight [Co, Ci]
+  const int64_t Ci = k.in[1].shape.back(), Co = lin ? k.in[4].shape[0] : k.in[4].shape[3], rows = k.in[5].n;
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[4].f();
   float *dw = k.out[1].f(), *db = k.out[2].f();
   cudaStream_t st = cu::stream(k);
@@ -340,6 +351,20 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   pwgate::LnArgs ln = ln_args(k, 2, 3);
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
+  if (lin) {  // the split-TF32 one-pass kernel (the LayerNorm folded in, or dh), else the linear op's FP32 passes
+    const LnFoldOut fold = fold_out(k);
+    if (pw_backward_linear(k, x, dy, w, nullptr, dw, db, rows, Ci, Co, &ln, &fold)) return;
+    float* dh = dh_scratch(k, rows, Ci);
+    if (!pw_backward_linear(k, x, dy, w, dh, dw, db, rows, Ci, Co, &ln)) {
+      const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
+      const gpu::Cublas& cb = blas::bind(k, false);
+      blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
+      blas::gemm(k, cb, true, false, Co, Ci, rows, 1.f, dy, Co, h, Ci, 0.f, dw, Ci);  // dw = dy^T h
+      blas::column_sums(k, dy, rows, Co, db, 4);
+    }
+    ln_input_grads(k, dh, rows, Ci);
+    return;
+  }
   if (pw_backward_ln_fold(k, x, ln, fold_out(k), dy, w, dw, db, rows, Ci, Co)) return;
   float* dh = dh_scratch(k, rows, Ci);
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
@@ -368,15 +393,16 @@ bool linear_forward_takes(int64_t I, int64_t O) {
 }
 
 bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, const float* r, float* y,
-                    int64_t rows, int64_t I, int64_t O) {
+                    int64_t rows, int64_t I, int64_t O, const pwgate::LnArgs* ln) {
   if (rows < kLinearMinRows || !linear_forward_takes(I, O) || (r && !smem_ready<3, DeviceWmma3>(smem_bytes(static_cast<int>(I)))))
     return false;
   cudaStream_t st = cu::stream(k);
   float* wt = static_cast<float*>(cu::scratch(st, sizeof(float) * I * O, 1));
   transpose_k<<<cu::blocks_for(I * O), 256, 0, st>>>(w, wt, O, I);
   cu::check_launch(k);
-  if (r) launch_wmma<3, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, r, y, nullptr, rows, I, O / 2);
-  else launch_wmma<2, DeviceWmma3>(k, x, pwgate::LnArgs{}, wt, b, nullptr, y, nullptr, rows, I, O / 2);
+  const pwgate::LnArgs l = ln ? *ln : pwgate::LnArgs{};
+  if (r) launch_wmma<3, DeviceWmma3>(k, x, l, wt, b, r, y, nullptr, rows, I, O / 2);
+  else launch_wmma<2, DeviceWmma3>(k, x, l, wt, b, nullptr, y, nullptr, rows, I, O / 2);
   return true;
 }
 

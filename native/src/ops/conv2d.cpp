@@ -680,13 +680,17 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
 }
 
-bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
-                               const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co) {
+// Whether the device takes FOLD for this shape (IRCONSTYLE_LN_FOLD, its shared memory).
+bool fold_fits(int64_t Ci, int64_t Co) {
   const char* e = std::getenv("IRCONSTYLE_LN_FOLD");
   const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
-  if ((e && std::strcmp(e, "0") == 0) || !pw_shape_fits(rows, Ci, Co) ||
-      sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) > 160 * 1024)
-    return false;
+  return !(e && std::strcmp(e, "0") == 0) &&
+         sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) <= 160 * 1024;
+}
+
+bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
+                               const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co) {
+  if (!pw_shape_fits(rows, Ci, Co) || !fold_fits(Ci, Co)) return false;
   if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
   else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
   return true;
@@ -709,10 +713,11 @@ bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln,
 }
 
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
-                              float* db, int64_t rows, int I, int O) {
-  if (rows < kLinearMinRows || !pw_shape_fits(rows, I, O)) return false;
-  if (split) emulate_pw_backward<pwgate::HostWmma3>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
-  else emulate_pw_backward<pwgate::HostWmma<false>>(x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, I, O, true);
+                              float* db, int64_t rows, int I, int O, const pwgate::LnArgs* ln, const LnFoldOut* fold) {
+  if (rows < kLinearMinRows || !pw_shape_fits(rows, I, O) || (fold && !fold_fits(I, O))) return false;
+  const pwgate::LnArgs l = ln ? *ln : pwgate::LnArgs{};
+  if (split) emulate_pw_backward<pwgate::HostWmma3>(x, l, dy, w, dx, dw, db, rows, I, O, true, fold);
+  else emulate_pw_backward<pwgate::HostWmma<false>>(x, l, dy, w, dx, dw, db, rows, I, O, true, fold);
   return true;
 }
 

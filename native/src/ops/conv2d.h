@@ -55,13 +55,18 @@ bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln,
                             int64_t rows, int Ci, int C);
 // The same kernel as a Linear layer's backward (pw_backward_linear: w [O, I], split-TF32 products, or exact operands
 // when !split; db may be null); false (nothing done) for the shapes the device does not take that path for.
+// With ln (x a LayerNorm's input, its statistics given: dx is then dh) and fold (the LayerNorm's backward folded in:
+// fold's outputs instead of dx), as ln_conv1x1's backward with a Linear's weight takes it.
 bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
-                              float* db, int64_t rows, int I, int O);
+                              float* db, int64_t rows, int I, int O, const pwgate::LnArgs* ln = nullptr,
+                              const LnFoldOut* fold = nullptr);
 // A Linear layer's forward (+ the residual r [rows, O] when given) by the CUDA tensor-core kernel of conv1x1_gate
 // (its phases, pw_gate_tile.h) on the host: split-TF32 products, or exact operands when !split; false for the
 // shapes the device does not take that path for (defined in conv1x1_gate.cpp).
+// With ln: h = LN(x) formed in the kernel (statistics written to ln's mean_out / rstd_out), as ln_conv1x1 with a
+// Linear's weight.
 bool linear_forward_model(bool split, const float* x, const float* w, const float* b, const float* r, float* y,
-                          int64_t rows, int I, int O);
+                          int64_t rows, int I, int O, const pwgate::LnArgs* ln = nullptr);
 
 }  // namespace conv
 }  // namespace irc

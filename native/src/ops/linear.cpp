@@ -4,6 +4,7 @@
 
 #include "../cpu/gemm.h"
 #include "conv2d.h"
+#include "linear.h"
 #include "op_api.h"
 
 namespace irc {
@@ -58,12 +59,16 @@ void cpu_linear(KernelCtx& k) {
   if (const int mode = emulation_requested("linear_fwd"))
     if (conv::linear_forward_model(mode == 1, k.in[0].f(), k.in[1].f(), b, nullptr, y, rows, static_cast<int>(I), static_cast<int>(O)))
       return;
+  linear_forward_cpu(k.in[0].f(), k.in[1].f(), b, y, rows, I, O);
+}
+
+void linear_forward_cpu(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t I, int64_t O) {
   if (b) {
     parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * O, b, sizeof(float) * O);
     });
   }
-  sgemm(false, true, rows, O, I, 1.f, k.in[0].f(), I, k.in[1].f(), I, b ? 1.f : 0.f, y, O);
+  sgemm(false, true, rows, O, I, 1.f, x, I, w, I, b ? 1.f : 0.f, y, O);
 }
 
 void infer_linear_backward(InferCtx& c) {
@@ -89,9 +94,14 @@ void cpu_linear_backward(KernelCtx& k) {
     if (conv::pw_backward_linear_model(mode == 1, x, dy, w, k.out[0].f(), k.out[1].f(), k.out[2].f(), rows,
                                        static_cast<int>(I), static_cast<int>(O)))
       return;
-  sgemm(false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, k.out[0].f(), I);  // dx = dy . w
-  sgemm(true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, k.out[1].f(), I);   // dw = dy^T . x
-  column_sums(dy, rows, O, k.out[2].f());
+  linear_backward_cpu(dy, x, w, k.out[0].f(), k.out[1].f(), k.out[2].f(), rows, I, O);
+}
+
+void linear_backward_cpu(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int64_t rows,
+                         int64_t I, int64_t O) {
+  sgemm(false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx = dy . w
+  sgemm(true, false, O, I, rows, 1.f, dy, O, x, I, 0.f, dw, I);   // dw = dy^T . x
+  column_sums(dy, rows, O, db);
 }
 
 }  // namespace irc

@@ -195,8 +195,10 @@ bool pw_backward_gate(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
 }
 
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
-                        float* db, int64_t rows, int64_t I, int64_t O) {
-  return rows >= kLinearMinRows && pw_backward_impl(k, x, pwgate::LnArgs{}, dy, w, 0, dx, dw, db, rows, I, O, 1, true);
+                        float* db, int64_t rows, int64_t I, int64_t O, const pwgate::LnArgs* ln, const LnFoldOut* fold) {
+  if (rows < kLinearMinRows || (fold && env_is("IRCONSTYLE_LN_FOLD", "0"))) return false;
+  return pw_backward_impl(k, x, ln ? *ln : pwgate::LnArgs{}, dy, w, 0, fold ? fold->dx : dx, dw, db, rows, I, O, 1,
+                          true, fold);
 }
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
@@ -243,6 +245,9 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
     const LnFold lf{fold->acc, dx, foldp, foldp + blocks * Ci};
     if (gate)
       ok = launch<DeviceWmma, true, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf, *gate);
+    else if (linear)
+      ok = db ? launch<DeviceWmma3, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf)
+              : launch<DeviceWmma3, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
     else if (db)
       ok = launch<DeviceWmma, true, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
     else

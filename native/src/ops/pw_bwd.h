@@ -52,8 +52,12 @@ bool pw_backward_linear_takes(int64_t I, int64_t O);
 // kernel in its plain mode (conv1x1_gate.cu) with split-TF32 products, over a transposed copy of w: I % 8 == 0,
 // I <= 344, O % 32 == 0. IRCONSTYLE_LINEAR_FWD=cublas turns it off.
 bool linear_forward_takes(int64_t I, int64_t O);
+// With ln: h = LN(x) formed in the kernel (ln's statistics written), ln_conv1x1 with a Linear's weight.
 bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, const float* r, float* y,
-                    int64_t rows, int64_t I, int64_t O);
+                    int64_t rows, int64_t I, int64_t O, const pwgate::LnArgs* ln = nullptr);
+// With ln (x a LayerNorm's input, its statistics given): dx is dh; with fold too, the LayerNorm's backward folded in
+// (FOLD: fold's outputs instead of dx). ln_conv1x1 with a Linear's weight.
 bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
-                        float* db, int64_t rows, int64_t I, int64_t O);
+                        float* db, int64_t rows, int64_t I, int64_t O, const pwgate::LnArgs* ln = nullptr,
+                        const LnFoldOut* fold = nullptr);
 }  // namespace irc
