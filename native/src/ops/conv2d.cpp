@@ -700,11 +700,8 @@ bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln,
                             const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
                             int64_t rows, int Ci, int C) {
   const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
-  const char* f = std::getenv("IRCONSTYLE_LN_FOLD");
-  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(2 * C);
   if ((e && std::strcmp(e, "two-kernel") == 0) || C > pwbwd::kMaxGateC || !pw_shape_fits(rows, Ci, 2 * C) ||
-      (fold && ((f && std::strcmp(f, "0") == 0) ||
-                sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) > 160 * 1024)))
+      (fold && !fold_fits(Ci, 2 * C)))
     return false;
   const pwbwd::GateIn gate{b, C};
   if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, du, w, dx, dw, db, rows, Ci, 2 * C, false, fold, &gate);
