@@ -389,35 +389,25 @@ void cpu_ln_conv1x1(KernelCtx& k) {
   float* y = k.out[0].f();
   if (rows == 0) return;
   const pwgate::LnArgs ln = ln_of(k, 1, false);
-  if (lin) {
-    // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: the CUDA kernel's path (split-TF32 with the LayerNorm formed in it)
+  if (lin) {  // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: the CUDA path (split-TF32 with the LayerNorm formed in it)
     if (const int mode = emulation_requested("linear_fwd"))
       if (conv::linear_forward_model(mode == 1, x, w, b, nullptr, y, rows, static_cast<int>(Ci), static_cast<int>(Co), &ln))
         return;
-    // layer_norm2d's rows and the linear op's GEMM over row chunks: the same results as the separate ops
-    const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / Ci);
-    float* h = scratch(static_cast<size_t>(std::min(R, rows) * Ci), 1);
-    for (int64_t r0 = 0; r0 < rows; r0 += R) {
-      const int64_t n = std::min(R, rows - r0);
-      layer_norm_forward(x + r0 * Ci, ln.w, ln.b, h, ln.mean_out + r0, ln.rstd_out + r0, n, Ci, k.af(0));
-      linear_forward_cpu(h, w, b, y + r0 * Co, n, Ci, Co);
-    }
-    return;
-  }
-  const GateGeom gg{rows, Ci, Co / 2};
-  if (Co % 2 == 0) {
+  } else if (Co % 2 == 0) {
+    const GateGeom gg{rows, Ci, Co / 2};
     if (const int mode = emulation(gg, w)) {  // the CUDA kernel's path (MODE 2: both halves of z written)
       emulate<2>(mode, gg, x, ln, w, b, nullptr, y, nullptr);
       return;
     }
   }
-  // layer_norm2d's rows and conv2d's 1x1 path over row chunks: the same results as the separate ops
+  // layer_norm2d's rows and the linear op's GEMM or conv2d's 1x1 path over row chunks: the separate ops' results
   const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / Ci);
   float* h = scratch(static_cast<size_t>(std::min(R, rows) * Ci), 1);
   for (int64_t r0 = 0; r0 < rows; r0 += R) {
     const int64_t n = std::min(R, rows - r0);
     layer_norm_forward(x + r0 * Ci, ln.w, ln.b, h, ln.mean_out + r0, ln.rstd_out + r0, n, Ci, k.af(0));
-    conv::pointwise_forward(n, Ci, Co, h, w, b, y + r0 * Co);
+    if (lin) linear_forward_cpu(h, w, b, y + r0 * Co, n, Ci, Co);
+    else conv::pointwise_forward(n, Ci, Co, h, w, b, y + r0 * Co);
   }
 }
 
