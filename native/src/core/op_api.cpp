@@ -70,6 +70,11 @@ void InferCtx::need_same_shape(size_t i, size_t j) const {
                            shape_str(in[j].shape));
 }
 
+void InferCtx::need_shape(size_t i, const Shape& want, const char* what) const {
+  if (in[i].shape != want)
+    op_fail("E_SHAPE", where(op) + what + " must have shape " + shape_str(want) + ", got " + shape_str(in[i].shape));
+}
+
 void InferCtx::need_dim(size_t i, int64_t axis, int64_t value, const char* what) const {
   const Shape& s = in[i].shape;
   int64_t a = axis < 0 ? axis + static_cast<int64_t>(s.size()) : axis;

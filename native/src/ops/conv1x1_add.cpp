@@ -140,9 +140,7 @@ void infer_conv1x1_add_backward(InferCtx& c) {
   c.need_f32(0);
   Shape want = c.in[1].shape;
   want.back() = g.Co;
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "conv1x1_add_backward: dy must have shape " + shape_str(want) + ", got " +
-                           shape_str(c.in[0].shape));
+  c.need_shape(0, want, "dy");
   c.add_out(c.in[1].shape);
   c.add_out(c.in[2].shape);
   if (c.in.size() > 3) c.add_out({g.Co});

@@ -215,9 +215,7 @@ void infer_conv1x1_gate_backward(InferCtx& c) {
   c.need_f32(0);
   Shape want = c.in[1].shape;
   want.back() = g.C;
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "conv1x1_gate_backward: dy must have shape " + shape_str(want) + ", got " +
-                           shape_str(c.in[0].shape));
+  c.need_shape(0, want, "dy");
   c.add_out(c.in[1].shape);
   c.add_out(c.in[2].shape);
   c.add_out({2 * g.C});
@@ -275,8 +273,7 @@ LnGeom check_ln(InferCtx& c, size_t xi, size_t wi, size_t bi, bool gate, bool ba
     c.need_f32(0);
     Shape want = x;
     want.back() = gate ? g.Co / 2 : g.Co;
-    if (c.in[0].shape != want)
-      op_fail("E_SHAPE", op + ": dy must have shape " + shape_str(want) + ", got " + shape_str(c.in[0].shape));
+    c.need_shape(0, want, "dy");
     for (size_t i : {size_t(5), size_t(6)}) {
       c.need_f32(i);
       if (c.in[i].shape != Shape{g.rows})
@@ -315,12 +312,7 @@ LnGeom check_ln_backward(InferCtx& c, bool gate) {
     op_fail("E_ARITY", std::string(c.op) + ": expected (dy, x, lw, lb, w, mean, rstd" + (gate ? ", b?" : "") +
                            (acc ? ", acc)" : ")") + ", got " + std::to_string(n) + " inputs");
   const LnGeom g = check_ln(c, 1, 4, nb ? 7 : n, gate, true);
-  if (acc) {
-    c.need_f32(n - 1);
-    if (c.in[n - 1].shape != c.in[1].shape)
-      op_fail("E_SHAPE", std::string(c.op) + ": acc (x's pending gradient) must have x's shape " +
-                             shape_str(c.in[1].shape) + ", got " + shape_str(c.in[n - 1].shape));
-  }
+  if (acc) c.need_acc(n - 1, 1);
   return g;
 }
 

@@ -76,9 +76,7 @@ void infer_linear_backward(InferCtx& c) {
   c.need_f32(0);
   Shape want = c.in[1].shape;
   want.back() = c.in[2].shape[0];
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "linear_backward: dy must have shape " + shape_str(want) + ", got " +
-                           shape_str(c.in[0].shape));
+  c.need_shape(0, want, "dy");
   c.add_out(c.in[1].shape);
   c.add_out(c.in[2].shape);
   c.add_out({c.in[2].shape[0]});

@@ -554,9 +554,7 @@ void infer_dwconv_gate_backward(InferCtx& c) {
   c.op = "dwconv_gate_backward";
   DG g = check_dg(c, 1, 2, 3);
   c.need_f32(0);
-  const Shape want{g.N, g.Ho, g.Wo, g.C};
-  if (c.in[0].shape != want)
-    op_fail("E_SHAPE", "dwconv_gate_backward: dy must have shape " + shape_str(want) + ", got " + shape_str(c.in[0].shape));
+  c.need_shape(0, Shape{g.N, g.Ho, g.Wo, g.C}, "dy");
   c.add_out(c.in[1].shape);
   c.add_out(c.in[2].shape);
   c.add_out({g.C2});

@@ -54,6 +54,7 @@ struct InferCtx {
   void need_rank(size_t i, size_t rank) const;      // input i has exactly this rank
   void need_min_rank(size_t i, size_t rank) const;  // input i has rank >= rank
   void need_same_shape(size_t i, size_t j) const;   // inputs i and j have equal shapes
+  void need_shape(size_t i, const Shape& want, const char* what) const;  // input i (`what`: "dy") has shape want
   void need_dim(size_t i, int64_t axis, int64_t value, const char* what) const;  // axis may be negative
   // The optional accumulation input at i (a gradient of input xi from elsewhere, added to the op's dx in the same
   // pass), when present: float32 with xi's element count.
