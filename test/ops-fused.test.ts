@@ -11,7 +11,6 @@ import { split } from '../lib/ops/shape.js';
 import { conv2d, linear } from '../lib/ops/conv.js';
 import { simpleGate, channelScale } from '../lib/ops/nafnet.js';
 import { scaledAdd, dwconvGate, conv1x1Add, conv1x1Gate } from '../lib/ops/fused.js';
-import { backward } from '../lib/autograd/tape.js';
 import { randArray, expectClose, gradcheck, gelu64, relErr, differing, withEmulation } from './helpers.js';
 
 describe('scaled_add', () => {
