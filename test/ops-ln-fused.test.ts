@@ -293,7 +293,7 @@ describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk 
     for (const [shape, C, ln, bias] of [[[3, 50, 48], 48, false, true], [[1, 9, 11, 96], 96, true, true], [[2, 33, 48], 16, true, false], [[1, 5, 9, 192], 192, true, true]] as [number[], number, boolean, boolean][]) {
       const t = lnCase(shape, 2 * C, C, bias, (seed += 10));
       const acc = tensor(randArray(t.x.size, seed + 7), [...shape]);
-      let op: string, ins: Tensor[], attrs: number[];
+      let op: 'ln_conv1x1_gate_backward' | 'conv1x1_gate_backward', ins: Tensor[], attrs: number[];
       if (ln) {
         const [, mean, rstd] = runOp('ln_conv1x1_gate', [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])], [1e-6]);
         [op, ins, attrs] = ['ln_conv1x1_gate_backward', [t.dy, t.x, t.lw, t.lb, t.w, mean!, rstd!, ...(t.b ? [t.b] : []), acc], [1]];
