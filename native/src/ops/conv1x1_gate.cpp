@@ -301,9 +301,6 @@ void add_ln_outs(InferCtx& c, const LnGeom& g, size_t xi, bool gate, bool backwa
   c.add_out({g.rows});
 }
 
-// The backwards' pending gradient of x (attrs [1]: the last input, added into dx), or null.
-const float* ln_acc(const KernelCtx& k) { return !k.attrs.empty() && k.ai(0) != 0 ? k.in.back().f() : nullptr; }
-
 // The backwards' checks: (dy, x, lw, lb, w, mean, rstd, b? (the gate's), acc? (attrs [1])).
 LnGeom check_ln_backward(InferCtx& c, bool gate) {
   const bool acc = !c.attrs.empty() && c.ai(0) != 0;
@@ -316,12 +313,9 @@ LnGeom check_ln_backward(InferCtx& c, bool gate) {
   return g;
 }
 
-// The LayerNorm's outputs of both backwards and acc, for the one-pass kernel's FOLD (emulated).
-LnFoldOut fold_out(const KernelCtx& k) { return LnFoldOut{ln_acc(k), k.out[0].f(), k.out[3].f(), k.out[4].f()}; }
-
 // The LayerNorm backward ending both backwards: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh, the gradient of h.
 void ln_input_grads(KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
-  layer_norm_backward(dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_acc(k), k.out[0].f(), k.out[3].f(),
+  layer_norm_backward(dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_bwd_acc(k), k.out[0].f(), k.out[3].f(),
                       k.out[4].f(), rows, Ci);
 }
 
@@ -362,9 +356,9 @@ void infer_ln_conv1x1_gate_backward(InferCtx& c) {
 void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
   const pwgate::LnArgs ln = ln_of(k, 2, true);
   const GateGeom g = gate_geom(k.in[1].shape, k.in[4].shape);
-  const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
+  const float* b = ln_bwd_gate_bias(k);
   std::vector<float> dh(static_cast<size_t>(g.rows * g.Ci));
-  const LnFoldOut fold = fold_out(k);
+  const LnFoldOut fold = ln_bwd_fold(k);
   if (!gate_backward(g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh.data(), k.out[1].f(), k.out[2].f(), &fold))
     ln_input_grads(k, dh.data(), g.rows, g.Ci);
 }
@@ -422,7 +416,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     // IRCONSTYLE_EMULATE=linear_bwd[_fp32]: the CUDA path (split-TF32 one-pass kernel, the LayerNorm folded in
     // where it can)
     if (const int mode = emulation_requested("linear_bwd")) {
-      const LnFoldOut fold = fold_out(k);
+      const LnFoldOut fold = ln_bwd_fold(k);
       if (conv::pw_backward_linear_model(mode == 1, x, dy, w, nullptr, dw, db, rows, static_cast<int>(Ci),
                                          static_cast<int>(Co), &ln, &fold))
         return;
@@ -440,7 +434,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     const int mode = emulation_requested("pw_gate");
     if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging (and
                                        // with the LayerNorm's backward folded in, where it can)
-      if (conv::pw_backward_ln_fold_model(mode == 1, x, ln, fold_out(k), dy, w, dw, db, rows, static_cast<int>(Ci),
+      if (conv::pw_backward_ln_fold_model(mode == 1, x, ln, ln_bwd_fold(k), dy, w, dw, db, rows, static_cast<int>(Ci),
                                           static_cast<int>(Co)))
         return;
       conv::pw_backward_model(mode == 1, x, ln, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));

@@ -253,20 +253,14 @@ bool pw_fwd_cublas() {
   return e && std::strcmp(e, "cublas") == 0;
 }
 
-// The LayerNorm backwards' pending gradient of x (attrs [1]: the last input), or null.
-const float* ln_acc(const KernelCtx& k) { return !k.attrs.empty() && k.ai(0) != 0 ? k.in.back().f() : nullptr; }
-
 // dh, the gradient of the LayerNorm's output h, between the conv's backward and the LayerNorm's (scratch slot 1).
 float* dh_scratch(const KernelCtx& k, int64_t rows, int64_t Ci) {
   return static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * (rows * Ci > 0 ? rows * Ci : 1), 1));
 }
 
-// The LayerNorm's outputs of both backwards (dx, dlw, dlb: outputs 0, 3, 4) and acc, for the one-pass kernel's FOLD.
-LnFoldOut fold_out(const KernelCtx& k) { return LnFoldOut{ln_acc(k), k.out[0].f(), k.out[3].f(), k.out[4].f()}; }
-
 // Both LayerNorm + 1x1 backwards end with layer_norm2d's: dx (+ acc), dlw, dlb (outputs 0, 3, 4) from dh.
 void ln_input_grads(const KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
-  layer_norm2d_backward_cuda(k, dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_acc(k), k.out[0].f(),
+  layer_norm2d_backward_cuda(k, dh, k.in[1].f(), k.in[2].f(), k.in[5].f(), k.in[6].f(), ln_bwd_acc(k), k.out[0].f(),
                              k.out[3].f(), k.out[4].f(), rows, Ci);
 }
 
@@ -295,9 +289,9 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
   const Geo g = geo_of(k.in[1].shape, k.in[4].shape);
-  const float* b = k.in.size() > 7 + (ln_acc(k) ? 1 : 0) ? k.in[7].f() : nullptr;
+  const float* b = ln_bwd_gate_bias(k);
   float* dh = dh_scratch(k, g.rows, g.Ci);
-  const LnFoldOut fold = fold_out(k);
+  const LnFoldOut fold = ln_bwd_fold(k);
   if (!gate_backward(k, g, k.in[0].f(), k.in[1].f(), &ln, k.in[4].f(), b, dh, k.out[1].f(), k.out[2].f(), &fold))
     ln_input_grads(k, dh, g.rows, g.Ci);
 }
@@ -352,7 +346,7 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   ln.mean_in = k.in[5].f();
   ln.rstd_in = k.in[6].f();
   if (lin) {  // the split-TF32 one-pass kernel (the LayerNorm folded in, or dh), else the linear op's FP32 passes
-    const LnFoldOut fold = fold_out(k);
+    const LnFoldOut fold = ln_bwd_fold(k);
     if (pw_backward_linear(k, x, dy, w, nullptr, dw, db, rows, Ci, Co, &ln, &fold)) return;
     float* dh = dh_scratch(k, rows, Ci);
     if (!pw_backward_linear(k, x, dy, w, dh, dw, db, rows, Ci, Co, &ln)) {
@@ -365,7 +359,7 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
     ln_input_grads(k, dh, rows, Ci);
     return;
   }
-  if (pw_backward_ln_fold(k, x, ln, fold_out(k), dy, w, dw, db, rows, Ci, Co)) return;
+  if (pw_backward_ln_fold(k, x, ln, ln_bwd_fold(k), dy, w, dw, db, rows, Ci, Co)) return;
   float* dh = dh_scratch(k, rows, Ci);
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);

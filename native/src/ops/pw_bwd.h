@@ -29,6 +29,18 @@ struct LnFoldOut {
 };
 bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
                          const float* dy, const float* w, float* dw, float* db, int64_t rows, int64_t Ci, int64_t Co);
+// The LayerNorm + 1x1 backward ops' operands (ops.def: (dy, x, lw, lb, w, mean, rstd, b? (the gate's), acc?), attrs
+// [has acc]; outputs dx, dw, db, dlw, dlb), for their CPU and CUDA code: x's pending gradient (or null), the gate's
+// bias (or null), and the LayerNorm's outputs as FOLD takes them.
+inline const float* ln_bwd_acc(const KernelCtx& k) {
+  return !k.attrs.empty() && k.ai(0) != 0 ? k.in.back().f() : nullptr;
+}
+inline const float* ln_bwd_gate_bias(const KernelCtx& k) {
+  return k.in.size() > 7u + (ln_bwd_acc(k) ? 1u : 0u) ? k.in[7].f() : nullptr;
+}
+inline LnFoldOut ln_bwd_fold(const KernelCtx& k) {
+  return LnFoldOut{ln_bwd_acc(k), k.out[0].f(), k.out[3].f(), k.out[4].f()};
+}
 // The same for `groups` independent row groups of `rows` rows each (x, dy, dx consecutive groups; group g's weight
 // at w + g wstride, wstride 0 for a shared one): dw [groups, Ci, Co] and db [groups, Co] per group.
 bool pw_backward_groups(const KernelCtx& k, const float* x, const float* dy, const float* w, int64_t wstride,
