@@ -27,6 +27,26 @@ function lnCase(shape: number[], Co: number, yC: number, bias: boolean, seed: nu
   };
 }
 
+type LnCase = ReturnType<typeof lnCase>;
+
+/**
+ * The leaves' gradients through fn(case, keep): with keep false the fused op recomputing in its backward (its tape
+ * node is `node`), with keep true the separate ops keeping their intermediates; equal within 1e-6.
+ */
+async function expectFusedMatchesKept(make: () => LnCase, fn: (t: LnCase, keep: boolean) => Tensor, node: string, what: string) {
+  const grads = async (keep: boolean) => {
+    const t = make();
+    const leaves = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
+    for (const l of leaves) l.requiresGrad = true;
+    const y = fn(t, keep);
+    expect(y._node?.name === node).toBe(!keep); // kept: the separate ops
+    backward(y, t.dy);
+    return Promise.all(leaves.map((l) => l.grad!.data()));
+  };
+  const [fused, kept] = [await grads(false), await grads(true)];
+  for (let i = 0; i < fused.length; ++i) expect(relErr(fused[i]!, kept[i]!), `grad ${i} ${what}`).toBeLessThanOrEqual(1e-6);
+}
+
 /**
  * The outputs of run('') (the CPU's own path) against run with the CUDA kernels' code on the host (pw_gate): exact
  * operands within float32 rounding, TF32 operands within TF32 rounding, and the TF32 model really rounding.
@@ -75,17 +95,8 @@ describe('ln_conv1x1_gate', () => {
   it('gradients through the tape: fused (z and h recomputed) against kept, and finite differences', async () => {
     let seed = 1600;
     for (const [shape, C, bias] of cases.slice(0, 3)) {
-      const grads = async (keepZ: boolean) => {
-        const t = make(shape, C, bias, seed);
-        const leaves = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
-        for (const l of leaves) l.requiresGrad = true;
-        const y = lnConv1x1Gate(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepZ });
-        expect(y._node?.name === 'ln_conv1x1_gate').toBe(!keepZ); // kept: the separate ops
-        backward(y, t.dy);
-        return Promise.all(leaves.map((l) => l.grad!.data()));
-      };
-      const [fused, kept] = [await grads(false), await grads(true)];
-      for (let i = 0; i < fused.length; ++i) expect(relErr(fused[i]!, kept[i]!), `grad ${i} [${shape}]`).toBeLessThanOrEqual(1e-6);
+      await expectFusedMatchesKept(() => make(shape, C, bias, seed), (t, keepZ) => lnConv1x1Gate(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepZ }),
+        'ln_conv1x1_gate', `[${shape}]`);
       seed += 10;
     }
     await gradcheck((xx, a, c, ww, bb) => lnConv1x1Gate(xx, a, c, ww, bb!, 1e-6, { keepZ: false }), [
@@ -160,17 +171,8 @@ describe('ln_conv1x1', () => {
   it('gradients through the tape: fused (h recomputed) against kept, and finite differences', async () => {
     let seed = 1900;
     for (const [shape, Co, bias] of cases.slice(0, 3)) {
-      const grads = async (keepH: boolean) => {
-        const t = make(shape, Co, bias, seed);
-        const leaves = [t.x, t.lw, t.lb, t.w, ...(t.b ? [t.b] : [])];
-        for (const l of leaves) l.requiresGrad = true;
-        const y = lnConv1x1(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepH });
-        expect(y._node?.name === 'ln_conv1x1').toBe(!keepH); // kept: the separate ops
-        backward(y, t.dy);
-        return Promise.all(leaves.map((l) => l.grad!.data()));
-      };
-      const [fused, kept] = [await grads(false), await grads(true)];
-      for (let i = 0; i < fused.length; ++i) expect(relErr(fused[i]!, kept[i]!), `grad ${i} [${shape}]`).toBeLessThanOrEqual(1e-6);
+      await expectFusedMatchesKept(() => make(shape, Co, bias, seed), (t, keepH) => lnConv1x1(t.x, t.lw, t.lb, t.w, t.b, 1e-6, { keepH }),
+        'ln_conv1x1', `[${shape}]`);
       seed += 10;
     }
     await gradcheck((xx, a, c, ww, bb) => lnConv1x1(xx, a, c, ww, bb!, 1e-6, { keepH: false }), [
