@@ -8,12 +8,13 @@
 //             every op submission and transfer; excludes cuBLAS/cuDNN workspaces and op scratch, like PyTorch's
 //             max_memory_allocated excludes cuDNN's own workspace caches) and the process's memory in nvidia-smi;
 //   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
-// Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300);
+// Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300), --only
+// nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain steps and inference only);
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -114,7 +115,7 @@ async function benchGraphed(lib, inf, img, reps, left) {
 }
 
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
-async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20 }) {
+async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false }) {
   const ours = {};
   try {
     // --- training step
@@ -142,10 +143,14 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     }
     const msStep = times.length ? median(times) : NaN;
     Object.assign(ours, { msStep, imgPerS: (batch * 1000) / msStep, steps: times.length, lastLosses: losses });
+    if (!Number.isFinite(losses?.total)) {
+      ours.nonFinite = true;  // a kernel gone wrong shows here first (scripts/device-check.mjs reruns in safe mode)
+      log(`ours ${model}: NON-FINITE total loss ${losses?.total}`);
+    }
     ours.peakCudaMiB = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
     ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB, nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
-    if (process.env.BENCH_AB && left() > 30) {
+    if (process.env.BENCH_AB && !safe && left() > 30) {
       // A/B in the same process: the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
       const ab = await unfusedBlocks(ROOT);
       const uts = [];
@@ -164,7 +169,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       }
       log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} fused`);
     }
-    if (left() > 40) {
+    if (!safe && left() > 40) {
       // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
       // then replays.
       trainer.graph = true;
@@ -185,7 +190,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         : `not graphed (${ours.graph.reason}); ${ours.graph.msStep.toFixed(1)} ms/step op by op`}`);
       trainer.graph = false;
     }
-    if (profile && left() > 20) {
+    if (profile && !safe && left() > 20) {
       // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
       // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission
       // takes as long as the step is bound by the host, not the GPU).
@@ -227,7 +232,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     }
     trainer.dispose();
     net.dispose?.();
-    if (profile && left() > 40) {
+    if (profile && !safe && left() > 40) {
       // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
       lib.setInitSeed(1);
       const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
@@ -270,7 +275,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       ours[k ? 'infer512SubmitMs' : 'infer256SubmitMs'] = median(submit);
       log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
       // The same forward replayed as one CUDA graph (captureForward), checked against the op-by-op output.
-      if (left() > 10) {
+      if (!safe && left() > 10) {
         const g = await benchGraphed(lib, inf, img, inferReps, left);
         ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
         log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
@@ -289,10 +294,15 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
 /**
  * The benchmark. Sets IRCONSTYLE_BACKEND=cuda (unless set) before loading the library. Returns a result object:
  * { skipped } without CUDA, otherwise { device, ours, pytorch, ratios, table }.
+ * `families`: which of nafnet, restormer, maxim run (default all). `safe`: the block forwards composed of separate
+ * ops (scripts/unfused-blocks.mjs) and only the plain step, its peak memory and op-by-op inference — the fallback
+ * run of scripts/device-check.mjs when a new kernel failed. `reusePytorch`: an earlier run's bench JSON whose PyTorch
+ * numbers stand in for running PyTorch again (ratios against the same machine's reference).
  */
 export async function runBench({
   budgetS = 300, pytorch = true, log = console.log, outDir = null, batch = 16, size = 128, K = 65760,
-  device = 'cuda', model = 'constyle-nafnet', pytorchArgs = [],
+  device = 'cuda', model = 'constyle-nafnet', pytorchArgs = [], families = ['nafnet', 'restormer', 'maxim'],
+  safe = false, reusePytorch = null, outName = 'bench-gpu.json',
 } = {}) {
   const T0 = Date.now();
   const left = () => budgetS - (Date.now() - T0) / 1000;
@@ -301,37 +311,61 @@ export async function runBench({
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const info = lib.backendInfo();
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
-  log(`bench: ${budgetS} s budget`);
-  const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 } };
+  log(`bench: ${budgetS} s budget${safe ? '; safe mode: block forwards unfused, plain steps and inference only' : ''}`);
+  const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 }, safe };
+  const env = Object.entries(process.env).filter(([k]) => /^IRCONSTYLE_(PW_|LN_FOLD|GATE_BWD|LINEAR_|DWGATE_BWD|THIN_CONV|TF32)/.test(k));
+  if (env.length) log(`bench: kernel switches ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  result.switches = Object.fromEntries(env);
+  if (safe) (await unfusedBlocks(ROOT)).patch();
+  const earlier = reusePytorch ? JSON.parse(readFileSync(reusePytorch, 'utf8')) : null;
+  // written as the run goes, so that a crash (a poisoned CUDA context) leaves what was measured before it
+  const save = () => { if (outDir) writeFileSync(join(outDir, outName), JSON.stringify(result, null, 1)); };
 
   // Which PyTorch references run: BENCH_PYTORCH=nafnet,restormer,maxim (default all) limits them in short runs.
   const refs = (process.env.BENCH_PYTORCH ?? 'nafnet,restormer,maxim').split(',');
   const wantRef = (family) => pytorch && refs.includes(family);
   // PyTorch first (bounded, known cost), so its numbers exist even if ours run out of time.
-  if (wantRef('nafnet')) {
+  result.pytorchRefs = { ...earlier?.pytorchRefs };  // by model, saved at once (a rerun's reuse reads them)
+  if (earlier) result.pytorch = earlier.pytorchRefs?.[model];
+  else if (wantRef('nafnet') && families.includes('nafnet')) {
     log('pytorch: python3 scripts/pytorch/constyle_nafnet.py ...');
     // It needs about 60 s on the H100 (model build, cuDNN autotuning, 23 steps, inference); a shorter limit kills it.
     result.pytorch = await runPyTorch(Math.min(240, Math.max(90, left() * 0.6)), log, pytorchArgs);
     log(`pytorch: ${JSON.stringify(result.pytorch)}`);
+    result.pytorchRefs[model] = result.pytorch;
+    save();
   }
 
-  const ours = (result.ours = await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true }));
-
-  // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows.
+  const ours = (result.ours = families.includes('nafnet') ? await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true, safe }) : { skipped: 'not asked for' });
   result.others = [];
+  save();
+
+  // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows. After a failed
+  // step the rest are left to a fresh process (a CUDA error may have poisoned this one's context): `notRun`.
+  const failed = (o) => o.error || o.nonFinite;
   if (device === 'cuda' && model === 'constyle-nafnet') {
-    for (const [m, b, script, family] of [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]) {
+    const rest = [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]
+      .filter(([, , , family]) => families.includes(family));
+    for (const [j, [m, b, script, family]] of rest.entries()) {
+      if (failed(ours) || result.others.some(failed)) {
+        result.notRun = rest.slice(j).map(([, , , f]) => f);
+        log(`ours: ${result.notRun.join(', ')} not run here after a failed step`);
+        break;
+      }
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
-      let pt = null;
-      if (wantRef(family) && left() > 150) {
+      let pt = earlier?.pytorchRefs?.[m] ?? null;
+      if (!earlier && wantRef(family) && left() > 150) {
         log(`pytorch: python3 scripts/pytorch/${script} ...`);
         pt = await runPyTorch(Math.min(180, Math.max(90, left() * 0.4)), log, [], script);
         log(`pytorch: ${JSON.stringify(pt)}`);
+        result.pytorchRefs[m] = pt;
+        save();
       }
-      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true });
+      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe });
       const usable = pt && !pt.error;
       result.others.push({ model: m, batch: b, ...o, pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
         ratioInfer512: usable ? o.infer512Ms / pt.infer_512_ms : NaN });
+      save();
     }
   }
 
@@ -369,13 +403,15 @@ export async function runBench({
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
+    ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB, infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
     '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',
   ];
-  if (outDir) writeFileSync(join(outDir, 'bench-gpu.json'), JSON.stringify(result, null, 1));
+  if (safe) result.table.splice(1, 0, `  (safe mode: block forwards unfused; ${env.map(([k, v]) => `${k}=${v}`).join(' ') || 'no kernel switches'})`);
+  save();
   return result;
 }
 
@@ -385,7 +421,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   // --cpu-smoke: exercises this script without a GPU (tiny model on the CPU; PyTorch run as `--check`).
   const smoke = a.includes('--cpu-smoke') ? { device: 'cpu', model: 'constyle-nafnet-tiny', batch: 2, size: 32, K: 64, pytorchArgs: ['--check'] } : {};
   if (a.includes('--cpu-smoke')) process.env.IRCONSTYLE_BACKEND ??= 'cpu';
-  const res = await runBench({ budgetS: budget, pytorch: !a.includes('--no-pytorch'), log: a.includes('--json') ? () => {} : console.log, ...smoke });
+  const families = a.includes('--only') ? a[a.indexOf('--only') + 1].split(',') : undefined;
+  const res = await runBench({ budgetS: budget, pytorch: !a.includes('--no-pytorch'), log: a.includes('--json') ? () => {} : console.log,
+    safe: a.includes('--safe'), families, ...smoke });
   if (a.includes('--json')) console.log(JSON.stringify(res));
   else if (res.skipped) console.log(`bench:gpu: nothing to measure — ${res.skipped}. (Build with nvcc and run on a machine with an NVIDIA GPU; see scripts/pytorch/README.md.)`);
   else for (const l of res.table) console.log(l);

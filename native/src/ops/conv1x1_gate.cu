@@ -104,11 +104,18 @@ bool smem_ready(size_t bytes) {
   return bytes <= 48 * 1024 || ok;
 }
 
+// IRCONSTYLE_PW_FWD=cublas keeps every 1x1 conv off the tensor-core kernel below (the gate ops' forwards, the gate
+// backward's dz pass, ln_conv1x1): cuBLAS(Lt) and the elementwise kernels instead (A/B timing, a fallback).
+bool pw_fwd_cublas() {
+  const char* e = std::getenv("IRCONSTYLE_PW_FWD");
+  return e && std::strcmp(e, "cublas") == 0;
+}
+
 // Whether the tensor-core kernel takes this call (w's fragments are loaded from global memory: 32-byte aligned).
 template <int MODE>
 bool wmma_ok(int64_t Ci, int64_t C, const float* w) {
-  return cu::tf32_convolutions() && Ci > 0 && Ci % 8 == 0 && Ci <= kMaxCi && C > 0 && C % 16 == 0 && aligned32(w) &&
-         smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
+  return !pw_fwd_cublas() && cu::tf32_convolutions() && Ci > 0 && Ci % 8 == 0 && Ci <= kMaxCi && C > 0 &&
+         C % 16 == 0 && aligned32(w) && smem_ready<MODE>(smem_bytes(static_cast<int>(Ci)));
 }
 
 int64_t wmma_blocks(int64_t rows) { return (rows + kRows - 1) / kRows; }
@@ -248,11 +255,6 @@ pwgate::LnArgs ln_args(const KernelCtx& k, size_t wi, size_t bi) {
   return ln;
 }
 
-bool pw_fwd_cublas() {
-  const char* e = std::getenv("IRCONSTYLE_PW_FWD");
-  return e && std::strcmp(e, "cublas") == 0;
-}
-
 // dh, the gradient of the LayerNorm's output h, between the conv's backward and the LayerNorm's (scratch slot 1).
 float* dh_scratch(const KernelCtx& k, int64_t rows, int64_t Ci) {
   return static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * (rows * Ci > 0 ? rows * Ci : 1), 1));
@@ -317,7 +319,7 @@ void cuda_ln_conv1x1(KernelCtx& k) {
     blas::gemm(k, cb, false, true, rows, Co, Ci, 1.f, h, Ci, w, Ci, b ? 1.f : 0.f, y, Co);
     return;
   }
-  if (Co % 2 == 0 && !pw_fwd_cublas() && wmma_ok<2>(Ci, Co / 2, w)) {
+  if (Co % 2 == 0 && wmma_ok<2>(Ci, Co / 2, w)) {
     launch_wmma<2>(k, x, ln, w, b, nullptr, y, nullptr, rows, Ci, Co / 2);
     return;
   }

@@ -1,0 +1,76 @@
+// What the device check does when a new CUDA kernel fails on the GPU machine (scripts/fallback.mjs): the failing
+// ops' switches for the rest of the run, and the benchmark families measured again in safe mode.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+type Case = { op: string; name: string; env?: Record<string, string> };
+type Res = { op: string; name: string; ok: boolean };
+const { kernelFallback, benchFailures, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
+  kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
+  benchFailures(bench: unknown): string[];
+  KERNEL_SWITCHES: { env: Record<string, string>; ops: string[] }[];
+};
+const { opCases } = (await import('../scripts/op-cases.mjs' as string)) as { opCases(): Case[] };
+
+const cases = opCases();
+const fail = (name: string): Res => {
+  const c = cases.find((x) => x.name === name);
+  if (!c) throw new Error(`no case ${name}`);
+  return { op: c.op, name, ok: false };
+};
+
+describe('kernel fallback of the device check', () => {
+  it('every switch names a variable the native sources read, and ops of the op table', () => {
+    const dir = join(import.meta.dirname, '..', 'native', 'src', 'ops');
+    const src = readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    const ops = new Set(readFileSync(join(dir, 'ops.def'), 'utf8').match(/^OP\(\s*(\w+)/gm)!.map((l) => l.replace(/^OP\(\s*/, '')));
+    expect(ops.size).toBeGreaterThan(50);
+    for (const s of KERNEL_SWITCHES) {
+      for (const [k, v] of Object.entries(s.env)) {
+        expect(src, k).toContain(`"${k}"`);
+        expect(src, `${k}=${v}`).toContain(`"${v}"`);
+      }
+      for (const op of s.ops) expect(ops.has(op), op).toBe(true);
+    }
+  });
+
+  it('a failing fused LayerNorm + 1x1 + gate backward turns its four paths off', () => {
+    const fb = kernelFallback([fail('ln_conv1x1_gate_backward:b [2,32,32,48]->2·48')], cases);
+    expect(fb.env).toEqual({ IRCONSTYLE_PW_FWD: 'cublas', IRCONSTYLE_PW_BWD: 'cublas', IRCONSTYLE_LN_FOLD: '0', IRCONSTYLE_GATE_BWD: 'two-kernel' });
+    expect(fb.ops).toEqual(['ln_conv1x1_gate_backward']);
+    expect(fb.unanswered).toEqual([]);
+  });
+
+  it('a failing Linear forward sends Linears to cuBLAS and nothing else', () => {
+    const fb = kernelFallback([fail('linear:[5,13,17,64]->128 bias'), { ...fail('linear:[16,256]->128 bias'), ok: true }], cases);
+    expect(fb.env).toEqual({ IRCONSTYLE_LINEAR_FWD: 'cublas' });
+  });
+
+  it('passing cases, cases of a fallback path itself, and ops without a switch set nothing', () => {
+    expect(kernelFallback([{ ...fail('dwconv_gate_backward:3x3 p1 bias [2,32,32,96]'), ok: true }], cases).env).toEqual({});
+    // the fallback's own case failing says the fallback is broken, not the default path
+    expect(kernelFallback([fail('ln_conv1x1_backward:b [2,32,32,48]->96 +acc IRCONSTYLE_LN_FOLD=0')], cases).ops).toEqual([]);
+    const att = cases.find((c) => c.op === 'channel_attention');
+    expect(att).toBeDefined();
+    const fb = kernelFallback([fail(att!.name)], cases);
+    expect(fb.env).toEqual({});
+    expect(fb.unanswered).toEqual(['channel_attention']);
+  });
+});
+
+describe('benchmark families measured again in safe mode', () => {
+  const good = { msStep: 70, imgPerS: 228 };
+  it('families with an error or a non-finite loss', () => {
+    expect(benchFailures({ ours: good, others: [{ model: 'constyle-restormer', ...good }, { model: 'constyle-maxim', error: 'E_CUDA: x' }] })).toEqual(['maxim']);
+    expect(benchFailures({ ours: { ...good, nonFinite: true }, others: [] })).toEqual(['nafnet']);
+    expect(benchFailures({ ours: good, others: [{ model: 'constyle-maxim', ...good }] })).toEqual([]);
+    expect(benchFailures({ skipped: 'CUDA unavailable' })).toEqual([]);
+    expect(benchFailures({ ours: { error: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] })).toEqual(['nafnet', 'restormer', 'maxim']);
+  });
+  it('a bench process that died: every family without a step time in what it saved', () => {
+    expect(benchFailures({ error: 'worker exited', partial: null })).toEqual(['nafnet', 'restormer', 'maxim']);
+    expect(benchFailures({ error: 'worker exited', partial: { ours: good, others: [] } })).toEqual(['restormer', 'maxim']);
+    expect(benchFailures({ error: 'worker exited', partial: { ours: good, others: [{ model: 'constyle-restormer', ...good }] } })).toEqual(['maxim']);
+  });
+});
