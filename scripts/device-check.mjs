@@ -41,9 +41,12 @@ async function loadLib() {
   ]);
   return { ...index, runOp: run.runOp, viewOf: tensor.viewOf, native: loader.native };
 }
-// Self-test of the restart logic: DEVICE_CHECK_INJECT='crash:3,hang:5,throw:7,poison:9,perturb:11' (case indices;
-// 'benchfail:0': the bench's NAFNet step reported failed, for the safe-mode rerun).
-const INJECT = new Map((process.env.DEVICE_CHECK_INJECT ?? '').split(',').filter(Boolean).map((kv) => [Number(kv.split(':')[1]), kv.split(':')[0]]));
+// Self-test of the restart logic: DEVICE_CHECK_INJECT='crash:3,hang:5,throw:7,poison:9,perturb:11' (case indices, or
+// an op name for all of its cases: 'perturb:linear'; 'benchfail:0': the bench's NAFNet step reported failed).
+const INJECT = new Map((process.env.DEVICE_CHECK_INJECT ?? '').split(',').filter(Boolean).map((kv) => {
+  const [fault, at] = kv.split(':');
+  return [/^\d+$/.test(at) ? Number(at) : at, fault];
+}));
 const STALL_S = Number(process.env.DEVICE_CHECK_STALL_S ?? 60);
 const TOL_TF32 = 3e-3;
 const emit = (o) => process.stdout.write(`@@${JSON.stringify(o)}\n`);
@@ -130,7 +133,7 @@ async function opWorker() {
       continue;
     }
     try {
-      const fault = INJECT.get(i);
+      const fault = INJECT.get(i) ?? INJECT.get(c.op);
       if (fault === 'crash') process.exit(139);
       if (fault === 'hang') await new Promise(() => setInterval(() => {}, 1e6));
       if (fault === 'throw') throw new Error('injected fault: no CUDA kernel yet');

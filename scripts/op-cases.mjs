@@ -203,6 +203,11 @@ export function opCases() {
     const ins = [f(xs), f([1, 1, Ci, 2 * C], -0.3, 0.3), ...(bias ? [f([2 * C])] : [])];
     add('conv1x1_gate', name, ins, [], { ...red, conv: true });
     add('conv1x1_gate_backward', name, [f(ys), ...ins], [], { ...red, conv: true });
+    if (name.startsWith('b [2,32,32,48]')) {  // the cuBLAS + elementwise path that IRCONSTYLE_PW_FWD=cublas forces
+      const env = { IRCONSTYLE_PW_FWD: 'cublas', IRCONSTYLE_GATE_BWD: 'two-kernel' };
+      add('conv1x1_gate', `${name} IRCONSTYLE_PW_FWD=cublas`, ins, [], { ...red, conv: true, env });
+      add('conv1x1_gate_backward', `${name} IRCONSTYLE_PW_FWD=cublas IRCONSTYLE_GATE_BWD=two-kernel`, [f(ys), ...ins], [], { ...red, conv: true, env });
+    }
   }
   add('linear', '[16,256]->128 bias', [f([16, 256]), f([128, 256], -0.1, 0.1), f([128])], [], { ...red, conv: true });
   add('linear', '[2,7,13,5]->3', [f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
