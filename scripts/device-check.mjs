@@ -163,7 +163,13 @@ async function opWorker() {
 function selectCases(filter) {
   const all = opCases();
   // TF32 pass: the conv/GEMM cases with TF32 allowed, against a TF32-sized bound (10-bit mantissa products)
-  return filter === 'conv' ? all.filter((c) => c.conv).map((c) => ({ ...c, tol: TOL_TF32 })) : all;
+  if (filter === 'conv') return all.filter((c) => c.conv).map((c) => ({ ...c, tol: TOL_TF32 }));
+  // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer
+  if (filter.startsWith('san:')) {
+    const re = new RegExp(filter.slice(4));
+    return all.filter((c) => re.test(c.op)).map((c) => (c.conv ? { ...c, tol: TOL_TF32 } : c));
+  }
+  return all;
 }
 
 // ------------------------------------------------------------------------------------------ parity worker (c)
@@ -296,17 +302,58 @@ async function opBenchWorker() {
 }
 
 // ------------------------------------------------------------------------------------------ parent side
+// The ops whose CUDA kernels are the newest (checked under compute-sanitizer by --sanitize unless --sanitize-ops says).
+const SANITIZE_OPS = '^(conv1x1_gate|ln_conv1x1|conv1x1_add|linear|dwconv_gate|conv2d|channel_attention|layer_norm|add_n_|scaled_add|global_avg_pool|adamw)';
+
+/**
+ * --sanitize: only the op cases of the newest kernels (SANITIZE_OPS, or --sanitize-ops <regex>), TF32 allowed, each
+ * worker under compute-sanitizer (DEVICE_CHECK_SANITIZER overrides the command, default memcheck) with every scratch
+ * buffer its exact size (IRCONSTYLE_SCRATCH_EXACT=1); the reports summed from the log. Slow: small cases only.
+ */
+async function sanitize({ say, result, save, OUT, target, workerEnv, skipReason, left, T0 }) {
+  const re = opt('--sanitize-ops', SANITIZE_OPS), filter = `san:${re}`, sel = selectCases(filter);
+  const tool = process.env.DEVICE_CHECK_SANITIZER ?? 'compute-sanitizer --tool memcheck --print-limit 10';
+  const log = join(OUT, 'sanitize.log');
+  writeFileSync(log, '');
+  let res = [];
+  if (skipReason) say(`\n== b0. sanitizer: SKIPPED (${skipReason})`);
+  else {
+    const deadline = Date.now() + 1000 * Math.max(30, left() - 10);
+    say(`\n== b0. ${tool}: ${sel.length} cases of the ops /${re}/ (TF32 allowed), ${Math.round((deadline - Date.now()) / 1000)} s budget`);
+    res = await runWorkers({
+      mode: '--op-worker', extra: ['--target', target, '--filter', filter, '--seed', String(SEED)],
+      env: workerEnv({ IRCONSTYLE_SCRATCH_EXACT: '1' }), n: sel.length, deadline, stallS: 240, log,
+      wrap: tool.split(/\s+/).filter(Boolean), label: (o) => { if (!o.ok) say(`  FAIL ${o.name ?? o.i}  ${o.error ?? `err ${fmtE(o.err)}`}`); },
+    });
+  }
+  const text = readFileSync(log, 'utf8');
+  const summaries = [...text.matchAll(/ERROR SUMMARY: (\d+) error/g)].map((m) => Number(m[1]));
+  const errors = summaries.reduce((a, b) => a + b, 0);
+  const first = [...new Set(text.split('\n').filter((l) => /^=+\s+(Invalid|Program hit|Race|Barrier|Uninitialized|Misaligned|Out-of-range|Leaked|Malloc)/.test(l)))].slice(0, 8);
+  const failed = res.filter((o) => !o.ok).length + errors;
+  result.sanitize = { tool, ops: re, cases: sel.length, ran: res.length, pass: res.filter((o) => o.ok).length, reports: summaries.length, errors, first };
+  result.failed = failed;
+  result.seconds = (Date.now() - T0) / 1000;
+  save();
+  say(`\n== e. summary (${result.seconds.toFixed(0)} s)`);
+  say(`sanitizer: cases ${result.sanitize.pass}/${res.length} pass; ${errors} sanitizer errors in ${summaries.length} process reports`);
+  for (const l of first) say(`  ${l.replace(/^=+\s+/, '').slice(0, 160)}`);
+  say(`result: ${join(OUT, 'result.json')}; ${failed ? `${failed} FAILED` : skipReason ? 'nothing checked on CUDA' : 'all checks passed'}`);
+  process.exitCode = failed ? 1 : 0;
+}
+
 /**
  * Runs `node SELF mode ...` from item `from`, restarting after crashes, hangs (no line for `stallS`) and poisoned
  * contexts, until every item has a result or `deadline` passes. Returns results by index.
  */
-async function runWorkers({ mode, extra = [], env, n, deadline, stallS, log, label }) {
+async function runWorkers({ mode, extra = [], env, n, deadline, stallS, log, label, wrap = [] }) {
   const results = new Map();
   let from = 0, empty = 0;
   const note = (i, error) => { if (i < n && !results.has(i)) results.set(i, { i, ok: false, error }); };
   while (from < n) {
     if (Date.now() > deadline - 2000) break;
-    const child = spawn(process.execPath, [SELF, mode, '--from', String(from), '--deadline', String(deadline), ...extra], {
+    const argv = [...wrap, process.execPath, SELF, mode, '--from', String(from), '--deadline', String(deadline), ...extra];
+    const child = spawn(argv[0], argv.slice(1), {
       cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let buf = '', last = from - 1, done = false, stopped = null, killedFor = null, tail = '';
@@ -411,6 +458,7 @@ async function main() {
 
   const workerEnv = (extra) => ({ ...process.env, IRCONSTYLE_BACKEND: target, ...extra });
   const skipReason = haveCuda || selftest ? null : `CUDA unavailable: ${backend}`;
+  if (flag('--sanitize')) return sanitize({ say, result, save, OUT, target, workerEnv, skipReason, left, T0 });
 
   // ---- b. ops
   const opRes = {};

@@ -400,6 +400,16 @@ describe('conv1x1_add', () => {
     expect(() => runOp('conv1x1_add', [x, tensor(randArray(18, 2), [6, 3]), r])).toThrowError(/w must have shape \[1, 1, 6, Co\] .* or \[Co, 6\]/);
   });
 
+  it('an empty batch with the per-sample input scale: empty outputs, zero parameter gradients (no division by zero)', async () => {
+    const x = tensor(new Float32Array(0), [0, 3, 4, 6]), w = tensor(randArray(30, 620), [1, 1, 6, 5]);
+    const r = tensor(new Float32Array(0), [0, 3, 4, 5]), b = tensor(randArray(5, 621), [5]);
+    const s = tensor(randArray(5, 622), [1, 1, 1, 5]), a = tensor(new Float32Array(0), [0, 1, 1, 6]);
+    expect(conv1x1Add(x, w, r, b, s, a).shape).toEqual([0, 3, 4, 5]);
+    const [dx, dw, db, ds, da] = runOp('conv1x1_add_backward', [r, x, w, b, s, a]);
+    expect([dx!.shape, da!.shape]).toEqual([[0, 3, 4, 6], [0, 1, 1, 6]]);
+    for (const g of [dw!, db!, ds!]) expect([...((await g.data()) as Float32Array)].every((v) => v === 0)).toBe(true);
+  });
+
   it('gradients', async () => {
     const x = { data: randArray(2 * 3 * 4 * 6, 601), shape: [2, 3, 4, 6] };
     const w = { data: randArray(6 * 5, 602), shape: [1, 1, 6, 5] };

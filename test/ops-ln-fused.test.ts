@@ -292,7 +292,11 @@ describe("the one-pass 1x1 backward with the LayerNorm's backward folded in (CUD
 describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk inside the 1x1 backward, run on the host)", () => {
   it('equals the two-kernel path (the gate kernel writing dz, then the 1x1 backward) but for db\'s summation order', async () => {
     let seed = 2200;
-    for (const [shape, C, ln, bias] of [[[3, 50, 48], 48, false, true], [[1, 9, 11, 96], 96, true, true], [[2, 33, 48], 16, true, false], [[1, 5, 9, 192], 192, true, true]] as [number[], number, boolean, boolean][]) {
+    // the last: a weight of several passes of dw tiles (192 -> 2·192: 4), which takes the two-kernel path (GATE would
+    // form z again in every pass)
+    const shapes = [[[3, 50, 48], 48, false, true], [[1, 9, 11, 96], 96, true, true], [[2, 33, 48], 16, true, false], [[1, 5, 9, 64], 64, true, true], [[1, 5, 9, 192], 192, true, true]] as [number[], number, boolean, boolean][];
+    for (const [shape, C, ln, bias] of shapes) {
+      const onePass = C < 192;
       const t = lnCase(shape, 2 * C, C, bias, (seed += 10));
       const acc = tensor(randArray(t.x.size, seed + 7), [...shape]);
       let op: 'ln_conv1x1_gate_backward' | 'conv1x1_gate_backward', ins: Tensor[], attrs: number[];
@@ -315,9 +319,9 @@ describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk 
       for (let i = 0; i < own.length; ++i) {
         expect(relErr(one[i]!, own[i]!), `one pass ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
         expect(relErr(tf32[i]!, own[i]!), `tf32 ${i} [${shape}]`).toBeLessThanOrEqual(5e-3);
-        if (i !== dbAt) expect(differing(one[i]!, two[i]!), `same arithmetic ${i} [${shape}]`).toBe(0);
+        if (i !== dbAt || !onePass) expect(differing(one[i]!, two[i]!), `same arithmetic ${i} [${shape}]`).toBe(0);
       }
-      expect(differing(one[dbAt]!, two[dbAt]!), `the one-pass path ran [${shape}]`).toBeGreaterThan(0);
+      if (onePass) expect(differing(one[dbAt]!, two[dbAt]!), `the one-pass path ran [${shape}]`).toBeGreaterThan(0);
     }
   });
 });

@@ -336,13 +336,19 @@ void check(cudaError_t e, const char* op, const char* what) {
 void* scratch(cudaStream_t s, size_t bytes, int slot) {
   State& g = st();
   slot &= 7;
-  if (bytes > g.scratch_cap[slot]) {
+  // IRCONSTYLE_SCRATCH_EXACT=1: every request its exact size (reallocated when it differs), so that compute-sanitizer
+  // sees a kernel running past its buffer (scripts/device-check.mjs --sanitize); otherwise slots only grow
+  static const bool exact = [] {
+    const char* v = std::getenv("IRCONSTYLE_SCRATCH_EXACT");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  if (bytes > g.scratch_cap[slot] || (exact && bytes != g.scratch_cap[slot] && !g.capturing)) {
     if (g.capturing)  // growing would free memory made before the capture and make the new block the graph's
       op_fail("E_CAPTURE", "scratch slot " + std::to_string(slot) + " must grow to " + std::to_string(bytes) +
                                " bytes inside a capture (run the same work once before capturing)");
     if (g.scratch[slot] && g.graphs > 0) g.retired_scratch.push_back(g.scratch[slot]);  // graphs may use it
     else if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
-    size_t want = bytes + bytes / 4;
+    size_t want = exact ? bytes : bytes + bytes / 4;
     cudaError_t e = cudaMallocAsync(&g.scratch[slot], want, s);
     if (e != cudaSuccess) {
       g.scratch[slot] = nullptr;

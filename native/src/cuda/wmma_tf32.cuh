@@ -67,14 +67,19 @@ struct DeviceWmma3 : DeviceWmma {
   using B = Pair<DeviceWmma::B>;
   using Bc = Pair<DeviceWmma::Bc>;
   static __device__ __forceinline__ float to_tf32(float v) { return v; }
+  // tf32 rounding as an FP32 value with its 13 low mantissa bits cleared: the CUDA guide leaves the bits below TF32's
+  // mantissa in __float_to_tf32's result unspecified (the MMA ignores them), and the split's v - hi needs hi exact
+  static __device__ __forceinline__ float tf32_exact(float v) {
+    return __uint_as_float(__float_as_uint(nvcuda::wmma::__float_to_tf32(v)) & 0xffffe000u);
+  }
   template <class F>
   static __device__ __forceinline__ void load_split(Pair<F>& f, const float* p, int ld) {
     nvcuda::wmma::load_matrix_sync(f.hi, p, ld);
 #pragma unroll
     for (int i = 0; i < f.hi.num_elements; ++i) {
-      const float v = f.hi.x[i], h = nvcuda::wmma::__float_to_tf32(v);
+      const float v = f.hi.x[i], h = tf32_exact(v);
       f.hi.x[i] = h;
-      f.lo.x[i] = nvcuda::wmma::__float_to_tf32(v - h);
+      f.lo.x[i] = tf32_exact(v - h);
     }
   }
   static __device__ __forceinline__ void load_a(A& a, const float* p, int ld) { load_split(a, p, ld); }

@@ -128,7 +128,7 @@ void cpu_conv1x1_add(KernelCtx& k) {
     if (g.Ci > 0) sgemm(false, true, g.rows, g.Co, g.Ci, 1.f, x, g.Ci, w, g.Ci, 1.f, y, g.Co);
     return;
   }
-  const int64_t rg = g.rows / o.groups;
+  const int64_t rg = o.group_rows(g.rows);
   for (int64_t grp = 0; g.Ci > 0 && grp < o.groups; ++grp)
     sgemm(false, false, rg, g.Co, g.Ci, 1.f, x + grp * rg * g.Ci, g.Ci, group_weight(g, w, o, grp, wbuf), g.Co, 1.f,
           y + grp * rg * g.Co, g.Co);
@@ -153,7 +153,7 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   const PwOpts o = pw_opts(k, 3, k.in[1].shape);
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
-  const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  const int64_t wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
   if (g.lin) {  // w [Co, Ci]: dw = dy^T x, db = Σ dy, dx = dy w
     if (const int mode = emulation_requested("linear_bwd"))  // IRCONSTYLE_EMULATE: the CUDA split-TF32 kernel's code
       if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows,

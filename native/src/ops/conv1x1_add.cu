@@ -95,7 +95,7 @@ void cuda_conv1x1_add(KernelCtx& k) {
   const float *x = k.in[0].f(), *w = k.in[1].f(), *r = k.in[2].f();
   const PwOpts o = pw_opts(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
-  const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
   if (n == 0) return;
   cudaStream_t st = cu::stream(k);
   // W_g (or w) and b s (or b)
@@ -135,7 +135,7 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   const PwOpts o = pw_opts(k, 3, k.in[1].shape);
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   cudaStream_t st = cu::stream(k);
-  const int64_t wsz = g.Ci * g.Co, rg = g.rows / o.groups;
+  const int64_t wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
   if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32-accurate
     if (pw_backward_linear(k, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows, g.Ci, g.Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);

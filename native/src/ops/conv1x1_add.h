@@ -23,6 +23,8 @@ inline PwGeom pw_geom(const Shape& x, const Shape& w) {
 struct PwOpts {
   const float *b = nullptr, *s = nullptr, *a = nullptr;
   int64_t groups = 1;
+  // rows of one group (none when a batch of no samples makes no groups)
+  int64_t group_rows(int64_t rows) const { return groups > 0 ? rows / groups : 0; }
 };
 
 inline PwOpts pw_opts(const KernelCtx& k, size_t bi, const Shape& x) {

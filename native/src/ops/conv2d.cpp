@@ -700,7 +700,7 @@ bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln,
                             const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
                             int64_t rows, int Ci, int C) {
   const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
-  if ((e && std::strcmp(e, "two-kernel") == 0) || C > pwbwd::kMaxGateC || !pw_shape_fits(rows, Ci, 2 * C) ||
+  if ((e && std::strcmp(e, "two-kernel") == 0) || !pwbwd::gate_fits(Ci, C) || !pw_shape_fits(rows, Ci, 2 * C) ||
       (fold && !fold_fits(Ci, 2 * C)))
     return false;
   const pwbwd::GateIn gate{b, C};

@@ -188,7 +188,7 @@ bool pw_backward_ln_fold(const KernelCtx& k, const float* x, const pwgate::LnArg
 bool pw_backward_gate(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
                       const float* du, const float* w, const float* b, float* dx, float* dw, float* db, int64_t rows,
                       int64_t Ci, int64_t C) {
-  if (env_is("IRCONSTYLE_GATE_BWD", "two-kernel") || C > kMaxGateC || !db || (fold && env_is("IRCONSTYLE_LN_FOLD", "0")))
+  if (env_is("IRCONSTYLE_GATE_BWD", "two-kernel") || !gate_fits(Ci, C) || !db || (fold && env_is("IRCONSTYLE_LN_FOLD", "0")))
     return false;
   const GateIn gate{b, static_cast<int>(C)};
   return pw_backward_impl(k, x, ln, du, w, 0, fold ? fold->dx : dx, dw, db, rows, Ci, 2 * C, 1, false, fold, &gate);

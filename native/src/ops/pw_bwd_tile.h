@@ -174,6 +174,12 @@ IRC_HD void ln_fold_rows(int warp, int lane, const float* dhs, int ldh, const fl
 // column pairs p = tid, tid + 256 (< C) of each row: dz = (du z2, du z1) with the bias added to z, du [rows, C] the
 // gate's output gradient (zeros past rb1), rounded like staged operands, and their unrounded column sums in dg.
 constexpr int kMaxGateC = 2 * kThreads;
+// Whether GATE takes a gate of C pairs on Ci input channels: every pass of dw tiles (grid z) forms all of dz again,
+// i.e. recomputes z = h w, so a weight of several passes (NAFNet from C = 192: 4 passes, C = 384: 16) would multiply
+// that GEMM; there the two-kernel path (dz written once, then the one-pass 1x1 backward over it) is cheaper.
+inline bool gate_fits(int64_t Ci, int64_t C) {
+  return C >= 1 && C <= kMaxGateC && passes(static_cast<int>(pad16(Ci)), static_cast<int>(pad16(2 * C))) == 1;
+}
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
 #endif
