@@ -432,6 +432,21 @@ export function opCases() {
   // the MoCo queue step, pointer on the device: wrap of the next block, K == n, the paper's dim with a batch of 16
   for (const [name, K, D, n, p] of [['K 12 n 4 p 8', 12, 5, 4, 8], ['K = n = 4', 4, 3, 4, 0], ['[2048,128] n 16 p 1024', 2048, 128, 16, 1024]])
     add('queue_swap', name, [f([K, D]), f([n, D]), i32([1], p, p + 1)], [], { mutates: [0] });
+
+  // An empty batch: each op's first case with the leading dim 0 wherever it equals the first input's (a CUDA kernel
+  // must launch nothing or a grid with nothing to do, and still write zero parameter gradients). Skipped: ops whose
+  // other inputs would need other shapes then (row statistics, labels, the queue) and those without a batch.
+  const noBatch = new Set(['fill', 'copy_', 'batch_norm1d', 'layer_norm2d_backward', 'layer_norm_bias_free_backward',
+    'ln_conv1x1_backward', 'ln_conv1x1_gate_backward', 'cross_entropy', 'cross_entropy_backward', 'queue_swap',
+    'moco_logits', 'adamw_step', 'momentum_update', 'add_n_']);
+  const firsts = new Map();
+  for (const c of C) if (!firsts.has(c.op) && !c.env && !noBatch.has(c.op) && !c.inputs.some((x) => x.view)) firsts.set(c.op, c);
+  for (const c of firsts.values()) {
+    const n0 = c.inputs[0]?.shape?.[0];
+    if (!(n0 > 1) || c.inputs[0].shape.length < 2) continue;
+    const inputs = c.inputs.map((x) => (x.shape.length > 1 && x.shape[0] === n0 ? { ...x, shape: [0, ...x.shape.slice(1)] } : x));
+    C.push({ ...c, name: `${c.name} batch 0`, inputs });
+  }
   return C;
 }
 

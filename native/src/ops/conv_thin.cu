@@ -131,11 +131,13 @@ __global__ void __launch_bounds__(256) thin_dw_k(const float* __restrict__ dy, c
       float s = 0.f;
       if (o < 9 * ICo) {
         const int t = o / ICo, ci = (o / Co) % Ci, co = o % Co, kh = t / 3, kw = t % 3;
+#pragma unroll 1  // unrolled inside the unrolled q loop it spilled (255 registers); 62 without
         for (int u = 0; u < kTH * kTW; ++u) {
           const int ty = u / kTW, tx = u % kTW;
           s += xs[((ty + kh) * (kTW + 2) + tx + kw) * Ci + ci] * ds[u * Co + co];
         }
       } else {
+#pragma unroll 1
         for (int u = 0; u < kTH * kTW; ++u) s += ds[u * Co + (o - 9 * ICo)];
       }
       acc[q] += s;
@@ -205,10 +207,11 @@ bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co) {
   if (off) return false;
   if (Ci < 1 || Co < 1 || (Ci > 4 && Co > 4) || 9 * Ci * Co > kMaxWeights || 9 * Ci * Co + Co > kMaxOut * 256)
     return false;
-  // shared memory of the dw tile (under the 48 KiB default) and 32-bit index math
+  // shared memory of the dw tile (under the 48 KiB default) and 32-bit index math (below 2^30: a grid-stride loop's
+  // index plus its stride, at most 2^29 threads, stays below INT_MAX)
   if (((kTH + 2) * (kTW + 2) * Ci + kTH * kTW * Co) * int64_t(sizeof(float)) > 48 * 1024) return false;
   const int64_t C = Ci > Co ? Ci : Co;
-  return N * H * W > 0 && N * H * W * C < INT_MAX;
+  return N * H * W > 0 && N * H * W * C < (int64_t(1) << 30);
 }
 
 bool thin_conv_forward(const KernelCtx& k, int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, const float* x,

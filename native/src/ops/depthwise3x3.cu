@@ -238,8 +238,9 @@ int64_t slide_groups(int64_t items, const Lanes& l) {
   return G < 1 ? 1 : G;
 }
 
-// Whether a tensor of n floats may take the sliding kernels (32-bit index math).
-bool slide_fits(int64_t n) { return n > 0 && n < INT_MAX; }
+// Whether a tensor of n floats may take the sliding kernels (32-bit index math; below 2^30, so that a grid-stride
+// loop's index plus its stride, at most 2^29 threads, stays below INT_MAX).
+bool slide_fits(int64_t n) { return n > 0 && n < (int64_t(1) << 30); }
 
 // Launches slide3_fwd_k<MODE, GELU>. C: channels per work item (plain: of x; gate: of one half). The plain conv
 // takes float2 vectors when the channels and pointers allow it (58 registers); the gate modes hold two windows and

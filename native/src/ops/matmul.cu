@@ -297,8 +297,14 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
   const uint32_t epilogue = static_cast<uint32_t>(c.epilogue);
   const int32_t bias_type = gpu::CUDA_R_32F;
   const uint64_t cap = kLtMaxWorkspace;
-  const uint32_t al_a = align_of(c.A), al_b = align_of(c.B), al_d = align_of(c.D);
-  const uint32_t al_c = c.R ? std::min(al_d, align_of(c.R)) : al_d;
+  // every matrix of a strided batch at p + i stride: the alignment both give
+  const auto al = [&](const void* p, int64_t stride) {
+    uint32_t a = align_of(p);
+    if (c.batch > 1) a = std::min(a, align_of(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride) * sizeof(float))));
+    return a;
+  };
+  const uint32_t al_a = al(c.A, c.sA), al_b = al(c.B, c.sB), al_d = al(c.D, c.sD);
+  const uint32_t al_c = c.R ? std::min(al_d, al(c.R, c.sD)) : al_d;
   void* op = nullptr;
   const int st_op = lt.MatmulDescCreate(&op, compute, gpu::CUDA_R_32F);
   if (st_op == 0) pl.op = op;
