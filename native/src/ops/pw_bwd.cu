@@ -222,6 +222,12 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
       groups > 65535 || (padded && groups > 1) || (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0) ||
       (groups > 1 && wstride % 8 != 0))
     return false;
+  // what each variant needs, checked before anything is enqueued (launch() itself refuses only where the device
+  // refuses the shared-memory opt-in, after the padded weight's copy: harmless, scratch only)
+  if ((fold && (!ln.w || !dx || groups != 1)) || (gate && (!dx || !db || groups != 1)) || (linear && !dx) ||
+      sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), fold != nullptr) >
+          (fold ? kMaxSmemFold : kMaxSmem))
+    return false;
   const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
   cudaStream_t s = cu::stream(k);
   // slot 3: the dw partials, then (padded) the padded weight and its gradient
@@ -240,7 +246,6 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
   bool ok;
   float* foldp = nullptr;  // FOLD: the dlw, then the dlb partials [blocks][Ci] (slot 0: the callers keep dh in 1)
   if (fold) {
-    if (!ln.w || !dx || groups != 1) return false;
     foldp = static_cast<float*>(cu::scratch(s, sizeof(float) * 2 * blocks * Ci, 0));
     const LnFold lf{fold->acc, dx, foldp, foldp + blocks * Ci};
     if (gate)
@@ -253,10 +258,8 @@ bool pw_backward_impl(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
     else
       ok = launch<DeviceWmma, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, lf);
   } else if (gate) {
-    if (!dx || !db || groups != 1) return false;
     ok = launch<DeviceWmma, true, true, false, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop, LnFold{}, *gate);
-  } else if (linear) {
-    if (!dx) return false;  // (a Linear's backward computes dx and dw, and db with a bias)
+  } else if (linear) {  // (a Linear's backward computes dx and dw, and db with a bias)
     ok = db ? launch<DeviceWmma3, true, true>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop)
             : launch<DeviceWmma3, true, false>(k, x, ln, dy, wk, 0, dx, dwp, dbp, rows, rpb, blocks, 1, ci, co, cip, cop);
   } else if (dx && db) {

@@ -2,7 +2,8 @@
 // y = x w + b over rows, x [rows, Ci], w [Ci, Co], given dy [rows, Co]: dx = dy w^T, dw = x^T dy and db = column
 // sums of dy (dx and db may be null: not computed). Used by conv2d's 1x1 backward and conv1x1_gate's backward when
 // TF32 is allowed (IRCONSTYLE_TF32) and the shape fits (Ci, Co multiples of 16, Co <= 768, shared memory <= 96 KiB,
-// w 32-byte aligned, rows >= 1); returns false, having enqueued nothing, otherwise (the callers then use cuBLAS).
+// w 32-byte aligned, rows >= 1); returns false, having enqueued nothing, otherwise (the callers then use cuBLAS;
+// a device refusing the shared-memory opt-in may leave a padded weight copy in scratch slot 3, nothing else).
 // IRCONSTYLE_PW_BWD=cublas turns it off (for A/B timing).
 #pragma once
 #include <cstdint>
