@@ -93,6 +93,17 @@ describe('native core', () => {
     for (const t of [logits, labels, loss!, twice!, ok]) t.dispose();
   });
 
+  it('memory that cannot be allocated when a CPU kernel runs fails that op with E_OOM, not the process', async () => {
+    // 2^45 floats: 128 TiB, beyond any machine's address space (CPU memory is allocated on the executor thread)
+    const [huge] = runOp('fill', [], [0.5, 0, 2 ** 45]);
+    const [twice] = runOp('scale', [huge!], [2, 0]);
+    await expect(huge!.data()).rejects.toMatchObject({ code: 'E_OOM', message: expect.stringMatching(/cannot allocate 140737488355328 bytes/) });
+    await expect(twice!.data()).rejects.toMatchObject({ code: 'E_OOM' });
+    const ok = full([2], 3);
+    expect(Array.from(await ok.data())).toEqual([3, 3]);
+    for (const t of [huge!, twice!, ok]) t.dispose();
+  });
+
   it('device transfers: to(cpu) is the identity here; CUDA gives a typed error with the reason', async () => {
     const t = tensor([1, 2, 3]);
     expect(t.device).toBe('cpu');

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <new>
 #include <thread>
 #include <unordered_map>
 
@@ -248,8 +249,14 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   enqueue([t, pid, tsfn]() {
     Done* d = new Done{pid, t->storage->error, {}, true};
     if (d->error.empty()) {
-      const char* src = static_cast<const char*>(t->ptr());
-      d->bytes.assign(src, src + t->bytes());
+      try {  // the copy may not fit in memory: the promise rejects rather than never settling
+        const char* src = static_cast<const char*>(t->ptr());
+        d->bytes.assign(src, src + t->bytes());
+      } catch (const OpError& e) {
+        d->error = e.code + ": " + e.msg;
+      } catch (const std::bad_alloc&) {
+        d->error = "E_OOM: data(): cannot copy " + std::to_string(t->bytes()) + " bytes out";
+      }
     }
     post(tsfn, d);
   });

@@ -87,7 +87,10 @@ void queue_main(Queue* q) {
       task = std::move(q->tasks.front());
       q->tasks.pop_front();
     }
-    task();  // tasks catch their own errors
+    try {
+      task();  // tasks catch their own errors (an exception escaping this thread would abort the process)
+    } catch (...) {
+    }
     task = nullptr;  // release the task's tensors before it counts as done
     if (q->depth > 0) {
       std::lock_guard<std::mutex> lk(q->mu);
@@ -96,6 +99,21 @@ void queue_main(Queue* q) {
     }
   }
   threadpool_shutdown();
+}
+
+// The message of the exception being handled, as set on failed storages ("E_CODE: ...").
+std::string error_text(const char* what) {
+  try {
+    throw;
+  } catch (const OpError& e) {
+    return e.code + ": " + e.msg;
+  } catch (const std::bad_alloc&) {
+    return std::string("E_OOM: ") + what + ": out of memory";
+  } catch (const std::exception& e) {
+    return std::string("E_INTERNAL: ") + what + ": " + e.what();
+  } catch (...) {
+    return std::string("E_INTERNAL: ") + what + ": unknown exception";
+  }
 }
 
 void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP>& out,
@@ -109,16 +127,17 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
       return;
     }
   }
-  KernelCtx ctx;
-  ctx.op = op.name;
-  ctx.attrs = attrs;
-  ctx.in.reserve(in.size());
-  for (auto& t : in) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
-  for (auto& t : out) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
   std::string err;
   const bool prof = g_profile.load(std::memory_order_relaxed);
   auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   try {
+    KernelCtx ctx;
+    ctx.op = op.name;
+    ctx.attrs = attrs;
+    ctx.in.reserve(in.size());
+    // ptr() allocates CPU memory on first use (here, for outputs): an allocation failure fails this op
+    for (auto& t : in) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
+    for (auto& t : out) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
     op.cpu(ctx);
     if (prof) {
       int id = static_cast<int>(&op - op_entry(0));
@@ -128,12 +147,8 @@ void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP
       g_prof_calls[id]++;
       if (g_profile_shapes.load(std::memory_order_relaxed)) add_shape_time(shape_key(op.name, in, out), ns);
     }
-  } catch (const OpError& e) {
-    err = e.code + ": " + e.msg;
-  } catch (const std::bad_alloc&) {
-    err = std::string("E_OOM: ") + op.name + ": out of memory";
-  } catch (const std::exception& e) {
-    err = std::string("E_INTERNAL: ") + op.name + ": " + e.what();
+  } catch (...) {
+    err = error_text(op.name);
   }
   if (err.empty()) return;
   for (auto& o : out) o->storage->error = err;
@@ -343,8 +358,15 @@ TensorP copy_to_device(const TensorP& t, Device device) {
       cudev::copy_d2d(out->ptr(), t->ptr(), bytes);
     } else {
       enqueue([t, out, bytes]() {
-        if (!t->storage->error.empty()) out->storage->error = t->storage->error;
-        else if (bytes) std::memcpy(out->ptr(), t->ptr(), bytes);
+        if (!t->storage->error.empty()) {
+          out->storage->error = t->storage->error;
+          return;
+        }
+        try {
+          if (bytes) std::memcpy(out->ptr(), t->ptr(), bytes);
+        } catch (...) {
+          out->storage->error = error_text("copy");
+        }
       });
     }
     return out;
@@ -370,8 +392,15 @@ TensorP copy_to_device(const TensorP& t, Device device) {
   void* ev = cudev::record_event();
   enqueue([t, out, pinned, bytes, ev]() {
     std::string e = cudev::wait_event(ev);
-    if (!e.empty()) out->storage->error = "E_CUDA: to: " + e;
-    else if (bytes) std::memcpy(out->ptr(), pinned, bytes);
+    if (!e.empty()) {
+      out->storage->error = "E_CUDA: to: " + e;
+    } else {
+      try {
+        if (bytes) std::memcpy(out->ptr(), pinned, bytes);
+      } catch (...) {
+        out->storage->error = error_text("to");
+      }
+    }
     cudev::pinned_free(pinned);
   });
   return out;
