@@ -232,7 +232,10 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance& I = inst(env);
   TensorP t = get_tensor(I, env, info[0]);
-  guarded(env, nullptr, [] { refuse_in_capture("reading a tensor"); });
+  guarded(env, nullptr, [&] {
+    refuse_in_capture("reading a tensor");
+    refuse_orphan(*t, "reading a tensor");
+  });
   uint64_t pid;
   Napi::Promise p = new_promise(env, pid);
   Napi::ThreadSafeFunction tsfn = I.tsfn;
@@ -438,17 +441,19 @@ Napi::Value CaptureSeal(const Napi::CallbackInfo& info) {
 
 struct Graph {
   void* exec = nullptr;
+  std::vector<std::shared_ptr<Storage>> kept;  // memory made before the capture that the graph reads or writes
 };
 
 // captureEnd(keep): closes the capture. With keep: a graph handle (CUDA), null (CPU), or throws E_CAPTURE.
 Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const bool keep = info.Length() > 0 && info[0].ToBoolean().Value();
-  void* exec = guarded(env, nullptr, [&] { return capture_end(keep); });
+  std::vector<std::shared_ptr<Storage>> kept;
+  void* exec = guarded(env, nullptr, [&] { return capture_end(keep, &kept); });
   if (!exec) return env.Null();
-  return Napi::External<Graph>::New(env, new Graph{exec}, [](Napi::Env, Graph* g) {
+  return Napi::External<Graph>::New(env, new Graph{exec, std::move(kept)}, [](Napi::Env, Graph* g) {
     cudev::graph_destroy(g->exec);
-    delete g;
+    delete g;  // then its storages: their frees are stream-ordered after any replay in flight
   });
 }
 
@@ -473,6 +478,7 @@ Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
   Graph* g = get_graph(info);
   cudev::graph_destroy(g->exec);
   g->exec = nullptr;
+  g->kept.clear();
   return info.Env().Undefined();
 }
 

@@ -78,6 +78,7 @@ void resolve_cuda_timings() {
 
 void queue_main(Queue* q) {
   threadpool_init(0);
+  cudev::defer_releases_on_this_thread();
   for (;;) {
     std::function<void()> task;
     {
@@ -223,10 +224,25 @@ namespace {
 Device g_capture_device = Device::cpu;
 uint64_t g_capture_count = 0;
 std::string g_capture_broken;  // the first rule broken during the open capture (JS thread only)
+std::vector<std::shared_ptr<Storage>> g_capture_kept;  // pre-capture storages the CUDA capture uses (JS thread)
 
 [[noreturn]] void capture_fail(const std::string& msg) {
   if (g_capture_broken.empty()) g_capture_broken = msg;  // fails the capture even if the caller swallows the error
   op_fail("E_CAPTURE", msg);
+}
+}  // namespace
+
+void refuse_orphan(const Tensor& t, const char* what) {
+  const uint64_t c = t.storage->capture;
+  if (t.device() == Device::cuda && c && c != capture_counting())
+    op_fail("E_CAPTURE", std::string(what) + ": the tensor was made inside a graph capture that failed (it was not "
+                         "disposed before the capture ended); its memory belonged to the graph, which was never made");
+}
+
+namespace {
+// Keeps t's storage for the graph being captured when it was made before the capture.
+void keep_for_capture(const TensorP& t) {
+  if (capture_open() && g_capture_device == Device::cuda && !t->storage->capture) g_capture_kept.push_back(t->storage);
 }
 }  // namespace
 
@@ -242,6 +258,7 @@ void capture_begin(Device device) {
   if (device == Device::cuda) cudev::capture_begin();
   g_capture_device = device;
   g_capture_broken.clear();
+  g_capture_kept.clear();
   set_capture_open(++g_capture_count);
 }
 
@@ -251,7 +268,7 @@ void capture_seal() {
   seal_capture();
 }
 
-void* capture_end(bool keep) {
+void* capture_end(bool keep, std::vector<std::shared_ptr<Storage>>* kept) {
   if (!capture_counting()) op_fail("E_CAPTURE", "no graph capture is open");
   if (keep && g_capture_device == Device::cpu && capture_open()) {
     // CPU storages are released by the executor thread once their tasks have run: wait for it to count them
@@ -264,7 +281,10 @@ void* capture_end(bool keep) {
   const int64_t alive = capture_live_storages();
   set_capture_open(0);
   const bool ok = keep && alive == 0 && g_capture_broken.empty();
+  std::vector<std::shared_ptr<Storage>> used;
+  used.swap(g_capture_kept);
   void* graph = g_capture_device == Device::cuda ? cudev::capture_end(ok) : nullptr;
+  if (graph && kept) kept->swap(used);
   if (keep && !g_capture_broken.empty()) op_fail("E_CAPTURE", g_capture_broken);
   if (keep && alive)
     op_fail("E_CAPTURE", std::to_string(alive) + " tensor" + (alive == 1 ? "" : "s") +
@@ -307,6 +327,7 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
   if (capture_open() && device != g_capture_device)
     capture_fail(std::string(op.name) + ": an op on " + device_name(device) + " inside a graph capture on " +
                              device_name(g_capture_device));
+  for (auto& t : inputs) refuse_orphan(*t, op.name);
   InferCtx ic;
   ic.op = op.name;
   ic.attrs = attrs;
@@ -317,7 +338,12 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
   for (auto& m : ic.out) {
     for (int64_t d : m.shape)
       if (d < 0) op_fail("E_INTERNAL", std::string(op.name) + ": inferred a negative dimension " + shape_str(m.shape));
-    outs.push_back(new_tensor(m.shape, m.dtype, device));
+    try {
+      outs.push_back(new_tensor(m.shape, m.dtype, device));
+    } catch (...) {  // (CUDA memory is allocated here) a capture missing this op must not succeed
+      if (capture_open()) capture_fail(error_text(op.name));
+      throw;
+    }
   }
   g_submissions[&op - op_entry(0)]++;
   if (device == Device::cuda) {
@@ -334,10 +360,11 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
           {static_cast<int>(&op - op_entry(0)), start, cudev::timing_event(),
            g_profile_shapes.load(std::memory_order_relaxed) ? shape_key(op.name, inputs, outs) : std::string()});
     } else if (capture_open()) {
+      for (auto& t : inputs) keep_for_capture(t);
       try {
         op.cuda(ctx);
-      } catch (const OpError& e) {  // nothing was recorded for this op: the capture must not succeed
-        capture_fail(e.code + ": " + op.name + ": " + e.msg);
+      } catch (...) {  // nothing was recorded for this op: the capture must not succeed
+        capture_fail(error_text(op.name));
       }
     } else {
       op.cuda(ctx);  // enqueues on the stream; stream order keeps the inputs' memory valid (stream-ordered frees)
@@ -351,10 +378,12 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
 
 TensorP copy_to_device(const TensorP& t, Device device) {
   if (t->device() != device) refuse_in_capture("a transfer between devices");
+  refuse_orphan(*t, "to");
   TensorP out = new_tensor(t->shape, t->dtype, device);
   const size_t bytes = t->bytes();
   if (t->device() == device) {
     if (device == Device::cuda) {
+      keep_for_capture(t);
       cudev::copy_d2d(out->ptr(), t->ptr(), bytes);
     } else {
       enqueue([t, out, bytes]() {

@@ -29,13 +29,18 @@ TensorP copy_to_device(const TensorP& t, Device device);
 // checked, so a function that captures on the CPU captures on CUDA. capture_end(keep): closes it; with keep, fails
 // (E_CAPTURE) if tensors made inside are still alive, and returns the instantiated CUDA graph (nullptr on the CPU,
 // after waiting for the CPU executor to finish the recorded work). Without keep, discards it.
+// `kept` (with a graph returned): the storages made before the capture that its recorded work reads or writes —
+// the graph holds only their addresses, so its owner keeps them alive for as long as it may be replayed.
 void capture_begin(Device device);
-void* capture_end(bool keep);
+void* capture_end(bool keep, std::vector<std::shared_ptr<Storage>>* kept = nullptr);
 // CPU captures: closes the recording without waiting (the rules end; storages made inside are still counted), so
 // that the caller can await the executor instead of capture_end blocking on it.
 void capture_seal();
 // Throws E_CAPTURE naming `what` while a capture is open.
 void refuse_in_capture(const char* what);
+// Throws E_CAPTURE if t is a CUDA tensor made inside a capture that has ended (it outlived a failed capture: its
+// memory belonged to a graph that was never made).
+void refuse_orphan(const Tensor& t, const char* what);
 
 // How many times each op id was submitted (for the test-coverage check).
 uint64_t op_submissions(int id);

@@ -18,6 +18,9 @@ void* alloc(size_t bytes);  // throws OpError E_OOM / E_CUDA
 // cudaFreeAsync on the stream; never throws. While a capture is open, memory made before it is freed once the
 // capture has ended (a free inside would become part of the graph); in_graph: made inside the open capture.
 void release(void* p, size_t bytes, bool in_graph = false);
+// Releases from the calling thread are always deferred to the JS thread's next CUDA call (the CPU executor's
+// thread: it may drop the last reference to a CUDA tensor while the JS thread opens a capture on the stream).
+void defer_releases_on_this_thread();
 void forget(size_t bytes);  // memory of a capture that ended without a graph: nothing to free, only counted
 size_t live_bytes();
 

@@ -14,6 +14,7 @@ std::string why() { return "built without CUDA (nvcc was not found at build time
 void* stream() { return nullptr; }
 void* alloc(size_t) { none(); }
 void release(void*, size_t, bool) {}
+void defer_releases_on_this_thread() {}
 void forget(size_t) {}
 size_t live_bytes() { return 0; }
 void upload(void*, const void*, size_t) { none(); }

@@ -39,7 +39,13 @@ State& st() {
   return *s;
 }
 
-std::string err(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+// The message of a failed CUDA call, which also clears the thread's last error that the failed call left: the next
+// launch check would otherwise report it against an unrelated op (every failure path builds its message here;
+// sticky errors stay sticky regardless).
+std::string err(cudaError_t e) {
+  cudaGetLastError();
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
 
 void init() {
   State& s = st();
@@ -68,11 +74,13 @@ void init() {
 // True on a CUDA callback thread while a stream callback (or the destruction of its captures) runs: a tensor
 // whose last reference drops there must not call cudaFreeAsync (callbacks may not call the CUDA API).
 thread_local bool t_in_callback = false;
+thread_local bool t_defer_release = false;  // set on the CPU executor's thread
 
 void destroy_graph(void* x) {
   State& s = st();
   cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(x));  // a replay still in flight completes first
   if (--s.graphs == 0) {
+    cudaDeviceGraphMemTrim(0);  // the graphs' reserved memory back to the device (what no replay in flight uses)
     std::lock_guard<std::mutex> lk(s.mu);
     s.device_to_free.insert(s.device_to_free.end(), s.retired_scratch.begin(), s.retired_scratch.end());
     s.retired_scratch.clear();
@@ -153,7 +161,10 @@ void* alloc(size_t bytes) {
   need();
   void* p = nullptr;
   cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 4, st().stream);
-  if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of GPU memory");
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // (see err)
+    op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of GPU memory");
+  }
   if (e != cudaSuccess) op_fail("E_CUDA", "cudaMallocAsync: " + err(e));
   st().live += bytes;
   return p;
@@ -162,14 +173,16 @@ void* alloc(size_t bytes) {
 void release(void* p, size_t bytes, bool in_graph) {
   if (!p || !st().ok) return;
   st().live -= bytes;
-  if (t_in_callback || (st().capturing && !in_graph)) {  // e.g. the last reference to a tensor captured by a
-                                                         // read's callback, or memory made before a capture
+  if (t_in_callback || t_defer_release || (st().capturing && !in_graph)) {  // e.g. the last reference to a tensor
+                                         // held by a read's callback or a CPU task, or memory made before a capture
     std::lock_guard<std::mutex> lk(st().mu);
     st().device_to_free.push_back(p);
     return;
   }
   cudaFreeAsync(p, st().stream);  // errors at teardown are ignored
 }
+
+void defer_releases_on_this_thread() { t_defer_release = true; }
 
 void forget(size_t bytes) { st().live -= bytes; }
 
