@@ -312,7 +312,10 @@ const SANITIZE_OPS = '^(conv1x1_gate|ln_conv1x1|conv1x1_add|linear|dwconv_gate|c
  */
 async function sanitize({ say, result, save, OUT, target, workerEnv, skipReason, left, T0 }) {
   const re = opt('--sanitize-ops', SANITIZE_OPS), filter = `san:${re}`, sel = selectCases(filter);
-  const tool = process.env.DEVICE_CHECK_SANITIZER ?? 'compute-sanitizer --tool memcheck --print-limit 10';
+  // compute-sanitizer from PATH, else from the CUDA install
+  const onPath = spawnSync('sh', ['-c', 'command -v compute-sanitizer'], { encoding: 'utf8' }).status === 0;
+  const exe = onPath || !existsSync('/usr/local/cuda/bin/compute-sanitizer') ? 'compute-sanitizer' : '/usr/local/cuda/bin/compute-sanitizer';
+  const tool = process.env.DEVICE_CHECK_SANITIZER ?? `${exe} --tool memcheck --print-limit 10`;
   const log = join(OUT, 'sanitize.log');
   writeFileSync(log, '');
   let res = [];
@@ -337,6 +340,8 @@ async function sanitize({ say, result, save, OUT, target, workerEnv, skipReason,
   save();
   say(`\n== e. summary (${result.seconds.toFixed(0)} s)`);
   say(`sanitizer: cases ${result.sanitize.pass}/${res.length} pass; ${errors} sanitizer errors in ${summaries.length} process reports`);
+  const noStart = res.find((o) => /^worker fails to start/.test(o.error ?? ''));
+  if (noStart) say(`  ${noStart.error.slice(0, 240)}`);
   for (const l of first) say(`  ${l.replace(/^=+\s+/, '').slice(0, 160)}`);
   say(`result: ${join(OUT, 'result.json')}; ${failed ? `${failed} FAILED` : skipReason ? 'nothing checked on CUDA' : 'all checks passed'}`);
   process.exitCode = failed ? 1 : 0;
@@ -384,7 +389,11 @@ async function runWorkers({ mode, extra = [], env, n, deadline, stallS, log, lab
       }
     });
     child.stderr.on('data', (d) => { appendFileSync(log, String(d)); tail = (tail + d).slice(-1500); });
-    const [code, sig] = await new Promise((res) => child.on('close', (c, s) => res([c, s])));
+    const [code, sig] = await new Promise((res) => {
+      // a command that cannot start (a missing DEVICE_CHECK_SANITIZER) emits 'error', maybe without 'close'
+      child.on('error', (e) => { tail += `\n${e.message}`; res([null, null]); });
+      child.on('close', (c, s) => res([c, s]));
+    });
     clearTimeout(stall);
     clearTimeout(hard);
     if (done) break;
