@@ -320,6 +320,8 @@ export function opCases() {
     add('ln_conv1x1_gate_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true });
     add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_LN_FOLD: '0' } });
     add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_GATE_BWD=two-kernel`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_GATE_BWD: 'two-kernel' } });
+    if (C === 192) // a weight of 4 dW passes: two kernels by default, the one-pass kernel only when forced
+      add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_GATE_BWD=one-pass`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_GATE_BWD: 'one-pass' } });
   }
   // ln_conv1x1: a 1x1 conv behind a LayerNorm formed on the way in (TF32 pass: the gate kernel writing z for the first
   // three, the one-pass backward for all but the last; IRCONSTYLE_PW_FWD=cublas: the LayerNorm kernel and cuBLASLt)

@@ -306,8 +306,8 @@ describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk 
       } else {
         [op, ins, attrs] = ['conv1x1_gate_backward', [t.dy, t.x, t.w, ...(t.b ? [t.b] : [])], []];
       }
-      const run = async (mode: string, gate = true) => {
-        if (!gate) process.env.IRCONSTYLE_GATE_BWD = 'two-kernel';
+      const run = async (mode: string, gate: boolean | 'forced' = true) => {
+        if (gate !== true) process.env.IRCONSTYLE_GATE_BWD = gate ? 'one-pass' : 'two-kernel';
         try {
           return await withEmulation(mode, () => Promise.all(runOp(op, ins, attrs).map((g) => g.data())));
         } finally {
@@ -322,6 +322,11 @@ describe("conv1x1_gate's backward in one pass (CUDA's GATE: dz formed per chunk 
         if (i !== dbAt || !onePass) expect(differing(one[i]!, two[i]!), `same arithmetic ${i} [${shape}]`).toBe(0);
       }
       if (onePass) expect(differing(one[dbAt]!, two[dbAt]!), `the one-pass path ran [${shape}]`).toBeGreaterThan(0);
+      else {  // IRCONSTYLE_GATE_BWD=one-pass forces it (four passes, z formed in each): the same numbers
+        const forced = await run('pw_gate_fp32', 'forced');
+        for (let i = 0; i < own.length; ++i) expect(relErr(forced[i]!, own[i]!), `forced ${i} [${shape}]`).toBeLessThanOrEqual(2e-5);
+        expect(differing(forced[dbAt]!, two[dbAt]!), `the forced one-pass path ran [${shape}]`).toBeGreaterThan(0);
+      }
     }
   });
 });

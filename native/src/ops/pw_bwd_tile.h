@@ -30,6 +30,8 @@
 // sums in shared memory, written as partials [block][Ci] at the end.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "pw_gate_tile.h"
 
@@ -177,8 +179,12 @@ constexpr int kMaxGateC = 2 * kThreads;
 // Whether GATE takes a gate of C pairs on Ci input channels: every pass of dw tiles (grid z) forms all of dz again,
 // i.e. recomputes z = h w, so a weight of several passes (NAFNet from C = 192: 4 passes, C = 384: 16) would multiply
 // that GEMM; there the two-kernel path (dz written once, then the one-pass 1x1 backward over it) is cheaper.
+// IRCONSTYLE_GATE_BWD=one-pass takes GATE for those too (to time what it costs).
 inline bool gate_fits(int64_t Ci, int64_t C) {
-  return C >= 1 && C <= kMaxGateC && passes(static_cast<int>(pad16(Ci)), static_cast<int>(pad16(2 * C))) == 1;
+  if (C < 1 || C > kMaxGateC) return false;
+  const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
+  return (e && std::strcmp(e, "one-pass") == 0) ||
+         passes(static_cast<int>(pad16(Ci)), static_cast<int>(pad16(2 * C))) == 1;
 }
 #ifdef __CUDACC__
 #pragma nv_exec_check_disable
