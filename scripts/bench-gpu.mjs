@@ -410,7 +410,9 @@ export async function runBench({
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
     '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',
   ];
-  if (safe) result.table.splice(1, 0, `  (safe mode: block forwards unfused; ${env.map(([k, v]) => `${k}=${v}`).join(' ') || 'no kernel switches'})`);
+  const switches = env.map(([k, v]) => `${k}=${v}`).join(' ');
+  if (safe) result.table.splice(1, 0, `  (safe mode: block forwards unfused; ${switches || 'no kernel switches'})`);
+  else if (switches) result.table.splice(1, 0, `  (kernel switches: ${switches})`);
   save();
   return result;
 }
