@@ -558,7 +558,8 @@ async function main() {
       mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT, ...smokeArgs], env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...fallback.env },
       n: 1, deadline: Date.now() + b * 1000, stallS: b, log: join(OUT, 'bench.log'),
     });
-    bench = r[0]?.result ?? { error: r[0]?.error ?? 'no result', partial: existsSync(saved) ? JSON.parse(readFileSync(saved, 'utf8')) : null };
+    const partial = () => { try { return JSON.parse(readFileSync(saved, 'utf8')); } catch { return null; } };  // (cut short?)
+    bench = r[0]?.result ?? { error: r[0]?.error ?? 'no result', partial: partial() };
     result.bench = bench;
     save();
     // A family whose step failed (an error, a crash, a non-finite loss) is measured again in a fresh process with
@@ -571,7 +572,7 @@ async function main() {
         `${Object.entries(all).map(([k, v]) => `${k}=${v}`).join(' ')}`);
       const r2 = await runWorkers({
         mode: '--bench-worker', extra: ['--budget', String(b2 - 10), '--out', OUT, '--out-name', 'bench-gpu-safe.json', '--safe',
-          '--only', failedFams.join(','), ...(existsSync(saved) ? ['--reuse-pytorch', saved] : []), ...smokeArgs],
+          '--only', failedFams.join(','), ...(partial() ? ['--reuse-pytorch', saved] : []), ...smokeArgs],
         env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...all }, n: 1, deadline: Date.now() + b2 * 1000, stallS: b2,
         log: join(OUT, 'bench-safe.log'),
       });
