@@ -447,6 +447,13 @@ describe('conv1x1_gate', () => {
   const gName = ([shape, C, bias]: [number[], number, boolean]) => `[${shape}] -> 2·${C}${bias ? ' +b' : ''}`;
 
   /** y = z1·z2 of z = x·w + b and the gradients of Σ y ⊙ dy, in float64. */
+  /** A case's random x, w, b (with bias), dy from consecutive seeds; `next`: the seed after them. */
+  function gateData([shape, C, bias]: [number[], number, boolean], seed: number) {
+    const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), C];
+    const x = randArray(rows * Ci, seed++), w = randArray(Ci * 2 * C, seed++), b = bias ? randArray(2 * C, seed++) : null;
+    return { Ci, rows, ys, x, w, b, dy: randArray(rows * C, seed++), next: seed };
+  }
+
   function gateRef(Ci: number, C: number, x: Float32Array, w: Float32Array, b: Float32Array | null, dy: Float32Array) {
     const rows = x.length / Ci, C2 = 2 * C;
     const y = new Float64Array(rows * C), dx = new Float64Array(x.length), dw = new Float64Array(w.length), db = new Float64Array(C2);
@@ -476,10 +483,9 @@ describe('conv1x1_gate', () => {
   it('forward and backward match float64 and equal simple_gate(conv2d(x, w, b)) and its backward bit for bit', async () => {
     let seed = 900;
     for (const c of gateCases) {
-      const [shape, C, bias] = c;
-      const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), C];
-      const x = randArray(rows * Ci, seed++), w = randArray(Ci * 2 * C, seed++), b = bias ? randArray(2 * C, seed++) : null;
-      const dy = randArray(rows * C, seed++);
+      const [shape, C] = c;
+      const { Ci, rows, ys, x, w, b, dy, next } = gateData(c, seed);
+      seed = next;
       const xt = tensor(x, shape), wt = tensor(w, [1, 1, Ci, 2 * C]), bt = b ? tensor(b, [2 * C]) : null, dyt = tensor(dy, ys);
       const y = conv1x1Gate(xt, wt, bt);
       expect(y.shape).toEqual(ys);
@@ -512,10 +518,9 @@ describe('conv1x1_gate', () => {
     ];
     let seed = 990;
     for (const c of cases) {
-      const [shape, C, bias] = c;
-      const Ci = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / Ci, ys = [...shape.slice(0, -1), C];
-      const x = randArray(rows * Ci, seed++), w = randArray(Ci * 2 * C, seed++), b = bias ? randArray(2 * C, seed++) : null;
-      const dy = randArray(rows * C, seed++);
+      const [shape, C] = c;
+      const { Ci, ys, x, w, b, dy, next } = gateData(c, seed);
+      seed = next;
       const ref = gateRef(Ci, C, x, w, b, dy);
       const ins = [tensor(x, shape), tensor(w, [1, 1, Ci, 2 * C]), ...(b ? [tensor(b, [2 * C])] : [])];
       const run = (mode: string) => withEmulation(mode, async () => {

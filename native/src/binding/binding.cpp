@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <new>
 #include <thread>
 #include <unordered_map>
 
@@ -255,10 +254,8 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
       try {  // the copy may not fit in memory: the promise rejects rather than never settling
         const char* src = static_cast<const char*>(t->ptr());
         d->bytes.assign(src, src + t->bytes());
-      } catch (const OpError& e) {
-        d->error = e.code + ": " + e.msg;
-      } catch (const std::bad_alloc&) {
-        d->error = "E_OOM: data(): cannot copy " + std::to_string(t->bytes()) + " bytes out";
+      } catch (...) {
+        d->error = error_text("data()");
       }
     }
     post(tsfn, d);

@@ -102,7 +102,8 @@ void queue_main(Queue* q) {
   threadpool_shutdown();
 }
 
-// The message of the exception being handled, as set on failed storages ("E_CODE: ...").
+}  // namespace
+
 std::string error_text(const char* what) {
   try {
     throw;
@@ -116,6 +117,8 @@ std::string error_text(const char* what) {
     return std::string("E_INTERNAL: ") + what + ": unknown exception";
   }
 }
+
+namespace {
 
 void run_kernel(const OpEntry& op, std::vector<TensorP>& in, std::vector<TensorP>& out,
                 const std::vector<double>& attrs) {

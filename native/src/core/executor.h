@@ -38,6 +38,9 @@ void* capture_end(bool keep, std::vector<std::shared_ptr<Storage>>* kept = nullp
 void capture_seal();
 // Throws E_CAPTURE naming `what` while a capture is open.
 void refuse_in_capture(const char* what);
+// Inside a catch block: the message of the exception being handled as set on failed storages and read by JS
+// ("E_CODE: ..."; E_OOM for bad_alloc, E_INTERNAL otherwise, naming `what`).
+std::string error_text(const char* what);
 // Throws E_CAPTURE if t is a CUDA tensor made inside a capture that has ended (it outlived a failed capture: its
 // memory belonged to a graph that was never made).
 void refuse_orphan(const Tensor& t, const char* what);
