@@ -1,5 +1,5 @@
 // The block forwards as they were composed before the fused block ops (dwconv_gate's GELU gate, conv1x1_add,
-// channel_attention; MAXIM's Linear + residual), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
+// channel_attention; MAXIM's Linear + residual and its gating units), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
 // parameters and the same math through the separate ops. Not part of the library.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,10 +11,10 @@ import { pathToFileURL } from 'node:url';
  */
 export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(join(root, 'dist', 'lib', p)).href)) {
   const m = load;
-  const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf, { Linear }] = await Promise.all([
+  const [{ NAFBlock }, R, el, act, act2, conv, mem, shape, fused, naf, { Linear }, MB] = await Promise.all([
     m('models/nafnet.js'), m('models/restormer.js'), m('ops/elementwise.js'), m('ops/activation.js'),
     m('ops/activation2.js'), m('ops/conv.js'), m('ops/memory.js'), m('ops/shape.js'), m('ops/fused.js'), m('ops/nafnet.js'),
-    m('nn/layers.js'),
+    m('nn/layers.js'), m('models/maxim_blocks.js'),
   ]);
   const { TransformerBlock, Attention, FeedForward } = R;
   const saved = [
@@ -23,6 +23,7 @@ export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(joi
     [Attention.prototype, 'forward', Attention.prototype.forward],
     [FeedForward.prototype, 'forward', FeedForward.prototype.forward],
     [Linear.prototype, 'forwardAdd', Linear.prototype.forwardAdd],
+    [MB.GatingUnit.prototype, 'forward', MB.GatingUnit.prototype.forward],
   ];
   function nafBlock(inp) {
     let x = this.conv1.forward(this.norm1.forward(inp));
@@ -49,8 +50,17 @@ export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(joi
     const y = el.add(x, this.attn.forward(this.norm1.forward(x)));
     return el.add(y, this.ffn.forward(this.norm2.forward(y)));
   }
+  // MAXIM's gating unit as the official composition: (GELU,) split, LayerNorm, permute, Dense, permute, product.
+  function gatingUnit(x, patch, a = 'none') {
+    const y = a === 'gelu' ? act.gelu(x) : x;
+    const c = y.shape[3] / 2;
+    const [u, v] = shape.split(y, [c, c]);
+    const d = this.Dense_0.P;
+    return el.mul(u, MB.spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.weight, el.scale(d.bias, 1, 1)));
+  }
   return {
     patch() {
+      MB.GatingUnit.prototype.forward = gatingUnit;
       NAFBlock.prototype.forward = nafBlock;
       TransformerBlock.prototype.forward = transformerBlock;
       Attention.prototype.forward = attention;

@@ -55,8 +55,8 @@ describe('fused block ops vs the separate-op block forwards', () => {
       try {
         recomputed = await run(name);
         // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv; its Linears take the split-TF32
-        // tensor-core forward and backward, emulated as the device runs them)
-        emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
+        // tensor-core forward and backward, emulated as the device runs them, and its gating units spatial_gate's tiles)
+        emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd,spatial_gate' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
       } finally {
         setKeepOnCpu(was);
       }

@@ -15,7 +15,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { permute } from '../ops/memory.js';
 import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { lnLinear } from '../ops/fused.js';
+import { lnLinear, spatialGate, type GatingAxis } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
 
 export type Size2 = readonly [number, number];
@@ -98,24 +98,24 @@ export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w:
   return permute(y, over === 'block' ? BLOCK_INV : GRID_INV).reshape([n, h, wd, c]);
 }
 
-/** Block/GridGatingUnit(2C, n): split u, v; v <- LN(v); v <- Dense_0 over the block (P) or grid (G) axis; u ⊙ (v + 1). */
+/**
+ * Block/GridGatingUnit(2C, n): split u, v; v <- LN(v); v <- Dense_0 over the block (P) or grid (G) axis; u ⊙ (v + 1).
+ * One op (spatialGate); `act` 'gelu' applies the GmlpLayer's GELU to the input on the way in.
+ */
 export class GatingUnit extends Module {
   readonly intermediate_layernorm: MaximLayerNorm;
   readonly Dense_0: Linear;
-  constructor(readonly kind: 'block' | 'grid', c2: number, n: number) {
+  constructor(readonly kind: GatingAxis, c2: number, n: number) {
     super();
     this.intermediate_layernorm = this.child('intermediate_layernorm', new MaximLayerNorm(c2 / 2));
     this.Dense_0 = this.child('Dense_0', new Linear(n, n, true)); // bias always (flag not forwarded, §9 #19)
   }
   /** patch: the (fh, fw) tiling of x's spatial dims. */
-  forward(x: Tensor, patch: Size2): Tensor {
+  forward(x: Tensor, patch: Size2, act: 'none' | 'gelu' = 'none'): Tensor {
     return tidy(() => {
-      const c = x.shape[3]! / 2;
-      const [u, v] = split(x, [c, c]) as [Tensor, Tensor];
+      const ln = this.intermediate_layernorm.P, d = this.Dense_0.P;
       // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
-      const d = this.Dense_0;
-      const g = spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.P.weight!, scale(d.P.bias!, 1, 1));
-      return mul(u, g);
+      return spatialGate(x, ln.gamma!, ln.beta!, d.weight!, scale(d.bias!, 1, 1), { over: this.kind, patch, act, eps: 1e-6 });
     });
   }
 }
@@ -127,7 +127,7 @@ export class GmlpLayer extends Module {
   readonly gate: GatingUnit;
   readonly out_project: Linear;
   /** size: grid (gh, gw) for 'grid', block (fh, fw) for 'block'. */
-  constructor(readonly kind: 'block' | 'grid', readonly size: Size2, c: number, bias: boolean, factor = 2) {
+  constructor(readonly kind: GatingAxis, readonly size: Size2, c: number, bias: boolean, factor = 2) {
     super();
     this.LayerNorm = this.child('LayerNorm', new MaximLayerNorm(c));
     this.in_project = this.child('in_project', new Linear(c, c * factor, bias));
@@ -135,14 +135,18 @@ export class GmlpLayer extends Module {
     this.gate = this.child(kind === 'grid' ? 'GridGatingUnit' : 'BlockGatingUnit', new GatingUnit(kind, c * factor, n));
     this.out_project = this.child('out_project', new Linear((c * factor) / 2, c, bias));
   }
-  forward(x: Tensor): Tensor {
+  /** The (fh, fw) patch tiling of x for this layer's block or grid size. */
+  patch(x: Tensor): Size2 {
     const [, h, w] = dims(x);
     if (h % this.size[0] || w % this.size[1])
       throw new IrcError('E_SHAPE', `MAXIM ${this.kind} gMLP: a ${h}×${w} map does not split into a ${this.size[0]}×${this.size[1]} ${this.kind} (pad the image to the model's size multiple)`);
-    const patch: Size2 = this.kind === 'grid' ? [h / this.size[0], w / this.size[1]] : this.size;
+    return this.kind === 'grid' ? [h / this.size[0], w / this.size[1]] : this.size;
+  }
+  forward(x: Tensor): Tensor {
+    const patch = this.patch(x);
     return tidy(() => {
-      const y = gelu(this.LayerNorm.linear(x, this.in_project));
-      return this.out_project.forwardAdd(this.gate.forward(y, patch), x); // x + out_project(…) in one op
+      const z = this.LayerNorm.linear(x, this.in_project); // the GELU is applied inside the gating op
+      return this.out_project.forwardAdd(this.gate.forward(z, patch, 'gelu'), x); // x + out_project(…) in one op
     });
   }
 }

@@ -331,6 +331,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "spatial_gate",
+    "minIn": 5,
+    "maxIn": 5,
+    "differentiable": true
+  },
+  {
+    "name": "spatial_gate_backward",
+    "minIn": 8,
+    "maxIn": 8,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

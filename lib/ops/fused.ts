@@ -193,3 +193,29 @@ function pointwise(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
   const y = conv2d(x.reshape([1, 1, x.size / ci, ci]), w, b);
   return y.reshape([...x.shape.slice(0, -1), y.shape[3]!]);
 }
+
+/** What MAXIM's gating unit mixes: the pixels of each patch ('block') or the patches ('grid'). */
+export type GatingAxis = 'block' | 'grid';
+
+/**
+ * MAXIM's block / grid gating unit on z [N, H, W, 2C] in one op: a = act(z) (`act` 'gelu': the GmlpLayer's GELU,
+ * applied on the way in), u, v = the halves of a, y = u ⊙ Dense(LayerNorm(v)) with the Dense (w [P, P], b [P]) over
+ * the P pixels of each fh × fw patch (`over` 'block') or over the P patches (`over` 'grid'); `patch` is (fh, fw).
+ * The official split, LayerNorm, block_images / swapaxes permutes, Dense and product (and the GELU before them) as
+ * one op: on CUDA z's halves are read in place and the permutes are folded into the LayerNorm's and the product's
+ * kernels; the CPU runs the separate ops' own code (equal bit for bit).
+ */
+export function spatialGate(z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor,
+  opts: { over: GatingAxis; patch: readonly [number, number]; act?: 'none' | 'gelu'; eps?: number }): Tensor {
+  const attrs = [opts.over === 'grid' ? 1 : 0, opts.patch[0], opts.patch[1], opts.act === 'gelu' ? 1 : 0, opts.eps ?? 1e-6];
+  const [y, t, g, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
+  record({
+    name: 'spatial_gate',
+    inputs: [z, lw, lb, w, b],
+    outputs: [y!],
+    save: [z, lw, w, t!, g!, mean!, rstd!],
+    backward: ([gy], saved) => runOp('spatial_gate_backward', [gy!, ...saved], attrs),
+  });
+  for (const x of [t, g, mean, rstd]) x!.dispose();
+  return y!;
+}

@@ -14,6 +14,7 @@
 
 #include "../cpu/gelu_math.h"
 #include "../cpu/simd.h"
+#include "activation.h"
 #include "op_api.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // vf8/vf16 helpers are always inlined into their ISA variants
@@ -236,12 +237,17 @@ void infer_gelu(InferCtx& c) {
   c.add_out(c.in[0].shape);
 }
 
-void cpu_gelu(KernelCtx& c) {
-  const float* x = c.in[0].f();
-  float* y = c.out[0].f();
+void gelu_cpu(const float* x, float* y, int64_t n) {
   const GeluFns& f = gelu_fns();
-  parallel_for(c.in[0].n, kGeluGrain, [&](int64_t b, int64_t e) { f.fwd(x + b, y + b, e - b); });
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) { f.fwd(x + b, y + b, e - b); });
 }
+
+void gelu_backward_cpu(const float* dy, const float* x, float* dx, int64_t n) {
+  const GeluFns& f = gelu_fns();
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) { f.bwd(dy + b, x + b, dx + b, e - b); });
+}
+
+void cpu_gelu(KernelCtx& c) { gelu_cpu(c.in[0].f(), c.out[0].f(), c.in[0].n); }
 
 void infer_gelu_backward(InferCtx& c) {
   need_all_f32(c);
@@ -249,11 +255,6 @@ void infer_gelu_backward(InferCtx& c) {
   c.add_out(c.in[1].shape);
 }
 
-void cpu_gelu_backward(KernelCtx& c) {
-  const float *dy = c.in[0].f(), *x = c.in[1].f();
-  float* dx = c.out[0].f();
-  const GeluFns& f = gelu_fns();
-  parallel_for(c.in[0].n, kGeluGrain, [&](int64_t b, int64_t e) { f.bwd(dy + b, x + b, dx + b, e - b); });
-}
+void cpu_gelu_backward(KernelCtx& c) { gelu_backward_cpu(c.in[0].f(), c.in[1].f(), c.out[0].f(), c.in[0].n); }
 
 }  // namespace irc

@@ -1,0 +1,239 @@
+// spatial_gate / spatial_gate_backward (ops.def): MAXIM's block and grid gating units in one op. The CPU runs the
+// official composition's own kernels in its order (gelu, split, layer_norm2d, permute, linear, permute, mul and
+// their backwards), so its results equal the separate ops bit for bit; with IRCONSTYLE_EMULATE=spatial_gate it runs
+// the CUDA kernels' tile programs (spatial_gate_tile.h) instead, phase by phase over a block's 256 threads.
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "activation.h"
+#include "layer_norm2d.h"
+#include "linear.h"
+#include "op_api.h"
+#include "spatial_gate_tile.h"
+
+namespace irc {
+namespace {
+
+using sgate::Geo;
+
+// Validates the attrs and z [N, H, W, 2C] (input 0) against lw (input lwi) and w (input wi); returns the geometry.
+Geo check_geo(const InferCtx& c, size_t lwi, size_t wi) {
+  c.need_attrs(5);
+  const std::string op = c.op;
+  c.need_f32(0);
+  c.need_rank(0, 4);
+  const Shape& z = c.in[0].shape;
+  if (z[3] % 2 || z[3] == 0)
+    op_fail("E_SHAPE", op + ": z must have an even, non-zero number of channels (u and v halves), got " + shape_str(z));
+  const int64_t grid = c.ai(0), fh = c.ai(1), fw = c.ai(2), act = c.ai(3);
+  if (grid != 0 && grid != 1) op_fail("E_ATTR", op + ": grid must be 0 (mix inside patches) or 1 (mix patches), got " + std::to_string(grid));
+  if (act != 0 && act != 1) op_fail("E_ATTR", op + ": act must be 0 (identity) or 1 (GELU), got " + std::to_string(act));
+  if (fh < 1 || fw < 1 || z[1] % fh || z[2] % fw)
+    op_fail("E_ATTR", op + ": the patch " + std::to_string(fh) + "x" + std::to_string(fw) + " must tile the " +
+                          std::to_string(z[1]) + "x" + std::to_string(z[2]) + " map of z " + shape_str(z));
+  if (!(c.af(4) >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(c.af(4)));
+  const int64_t C = z[3] / 2;
+  if (z[1] * z[2] * 2 * C >= (int64_t{1} << 31) || z[0] > (int64_t{1} << 24))
+    op_fail("E_SHAPE", op + ": z " + shape_str(z) + " is too large (an image of 2^31 values or more)");
+  const Geo g = sgate::make_geo(z[0], z[1], z[2], C, fh, fw, grid == 1, act == 1);
+  const Shape want = {C};
+  c.need_f32(lwi);
+  c.need_shape(lwi, want, "lw");
+  c.need_f32(wi);
+  c.need_shape(wi, {g.P, g.P}, grid ? "w (the grid's positions squared)" : "w (the patch's pixels squared)");
+  return g;
+}
+
+Geo geo_of(const KernelCtx& k, const Shape& z) {
+  return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(1), k.ai(2), k.ai(0) == 1, k.ai(3) == 1);
+}
+
+// The host model's executor: every thread of the block in turn, phase by phase.
+struct HostX {
+  sgate::Regs r[sgate::kThreads];
+  template <class F>
+  void each(F&& f) {
+    for (int t = 0; t < sgate::kThreads; ++t) f(t, r[t]);
+  }
+};
+
+// Runs prog(x, sh, tile) over every tile, each with fresh shared memory full of NaNs (an unwritten read shows) and
+// pixel slots pointing far outside any tensor (a missing pixel phase faults).
+template <class Prog>
+void for_tiles(const Geo& g, Prog&& prog) {
+  parallel_for(g.tiles(), 16, [&](int64_t t0, int64_t t1) {
+    auto sh = std::make_unique<sgate::Shared>();
+    auto x = std::make_unique<HostX>();
+    for (int64_t t = t0; t < t1; ++t) {
+      std::memset(sh.get(), 0xff, sizeof(sgate::Shared));
+      for (auto& p : sh->pix) p = int64_t{1} << 60;
+      prog(*x, *sh, t);
+    }
+  });
+}
+
+// T[group, c, p] <-> rows[pixel(group, p), c] (the official permutes), parallel over groups.
+void to_mixing(const Geo& g, const float* rows, float* T) {
+  parallel_for(g.G, 4, [&](int64_t g0, int64_t g1) {
+    for (int64_t gr = g0; gr < g1; ++gr)
+      for (int p = 0; p < g.P; ++p) {
+        const float* src = rows + sgate::pixel(g, gr, p) * g.C;
+        for (int c = 0; c < g.C; ++c) T[(gr * g.C + c) * g.P + p] = src[c];
+      }
+  });
+}
+void from_mixing(const Geo& g, const float* T, float* rows) {
+  parallel_for(g.G, 4, [&](int64_t g0, int64_t g1) {
+    for (int64_t gr = g0; gr < g1; ++gr)
+      for (int p = 0; p < g.P; ++p) {
+        float* dst = rows + sgate::pixel(g, gr, p) * g.C;
+        for (int c = 0; c < g.C; ++c) dst[c] = T[(gr * g.C + c) * g.P + p];
+      }
+  });
+}
+
+// a = act(z) into a (when act is the identity, a points at z).
+const float* activated(const Geo& g, const float* z, int64_t n, std::vector<float>& buf) {
+  if (!g.act) return z;
+  buf.resize(static_cast<size_t>(n));
+  gelu_cpu(z, buf.data(), n);
+  return buf.data();
+}
+
+// The u (h = 0) or v (h = 1) half of a [rows, 2C] as contiguous rows (split's output).
+std::vector<float> half(const float* a, int64_t rows, int64_t C, int h) {
+  std::vector<float> out(static_cast<size_t>(rows * C));
+  parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(out.data() + r * C, a + r * 2 * C + h * C, sizeof(float) * C);
+  });
+  return out;
+}
+
+}  // namespace
+
+void infer_spatial_gate(InferCtx& c) {
+  c.op = "spatial_gate";
+  const Geo g = check_geo(c, 1, 3);
+  c.need_f32(2);
+  c.need_shape(2, {g.C}, "lb");
+  c.need_f32(4);
+  c.need_shape(4, {g.P}, "b");
+  const Shape& z = c.in[0].shape;
+  c.add_out({z[0], z[1], z[2], g.C});
+  c.add_out({g.G, g.C, g.P});
+  c.add_out({g.G, g.C, g.P});
+  c.add_out({z[0] * z[1] * z[2]});
+  c.add_out({z[0] * z[1] * z[2]});
+}
+
+void cpu_spatial_gate(KernelCtx& k) {
+  const Geo g = geo_of(k, k.in[0].shape);
+  const int64_t rows = k.in[0].n / (2 * g.C);
+  if (rows == 0) return;
+  const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
+  float *y = k.out[0].f(), *T = k.out[1].f(), *Tg = k.out[2].f(), *mean = k.out[3].f(), *rstd = k.out[4].f();
+  const int64_t R = g.G * g.C;  // the linear's rows
+  if (emulation_requested("spatial_gate")) {
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, k.af(4), T, mean, rstd); });
+    linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_fwd_tile(x, sh, g, t, z, Tg, y); });
+    return;
+  }
+  std::vector<float> abuf;
+  const float* a = activated(g, z, k.in[0].n, abuf);
+  const std::vector<float> v = half(a, rows, g.C, 1);
+  std::vector<float> h(static_cast<size_t>(rows * g.C));
+  layer_norm_forward(v.data(), lw, lb, h.data(), mean, rstd, rows, g.C, k.af(4));
+  to_mixing(g, h.data(), T);
+  linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
+  from_mixing(g, Tg, h.data());  // g back in pixel rows
+  parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int c = 0; c < g.C; ++c) y[r * g.C + c] = a[r * 2 * g.C + c] * h[r * g.C + c];
+  });
+}
+
+void infer_spatial_gate_backward(InferCtx& c) {
+  c.op = "spatial_gate_backward";
+  // inputs: dy 0, z 1, lw 2, w 3, t 4, g 5, mean 6, rstd 7; check_geo reads z at 0, so validate on a view with z first
+  InferCtx zc = c;
+  std::swap(zc.in[0], zc.in[1]);
+  const Geo g = check_geo(zc, 2, 3);
+  const Shape& z = c.in[1].shape;
+  c.need_f32(0);
+  c.need_shape(0, {z[0], z[1], z[2], g.C}, "dy");
+  for (size_t i : {4, 5}) {
+    c.need_f32(i);
+    c.need_shape(i, {g.G, g.C, g.P}, i == 4 ? "t" : "g");
+  }
+  for (size_t i : {6, 7}) {
+    c.need_f32(i);
+    c.need_shape(i, {z[0] * z[1] * z[2]}, i == 6 ? "mean" : "rstd");
+  }
+  c.add_out(z);
+  c.add_out({g.C});
+  c.add_out({g.C});
+  c.add_out({g.P, g.P});
+  c.add_out({g.P});
+}
+
+void cpu_spatial_gate_backward(KernelCtx& k) {
+  const Geo g = geo_of(k, k.in[1].shape);
+  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *w = k.in[3].f(), *T = k.in[4].f(),
+              *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
+  float *dz = k.out[0].f(), *dlw = k.out[1].f(), *dlb = k.out[2].f(), *dw = k.out[3].f(), *db = k.out[4].f();
+  const int64_t rows = k.in[1].n / (2 * g.C), R = g.G * g.C;
+  if (rows == 0) {  // the linear's sums over no rows
+    std::fill(dlw, dlw + g.C, 0.f);
+    std::fill(dlb, dlb + g.C, 0.f);
+    std::fill(dw, dw + g.P * g.P, 0.f);
+    std::fill(db, db + g.P, 0.f);
+    return;
+  }
+  std::vector<float> dTg(static_cast<size_t>(R * g.P)), dT(static_cast<size_t>(R * g.P));
+  if (emulation_requested("spatial_gate")) {
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.data()); });
+    linear_backward_cpu(dTg.data(), T, w, dT.data(), dw, db, R, g.P, g.P);
+    std::vector<float> pw(static_cast<size_t>(g.tiles() * g.C)), pb(pw.size());
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) {
+      sgate::norm_bwd_tile(x, sh, g, t, dT.data(), z, lw, mean, rstd, dz, pw.data(), pb.data());
+    });
+    for (int c = 0; c < g.C; ++c) {  // the partials in tile order (on CUDA: column_sums)
+      double sw = 0, sb = 0;
+      for (int64_t t = 0; t < g.tiles(); ++t) sw += pw[t * g.C + c], sb += pb[t * g.C + c];
+      dlw[c] = static_cast<float>(sw);
+      dlb[c] = static_cast<float>(sb);
+    }
+    return;
+  }
+  // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward, layer_norm2d's backward, split's backward
+  // (concat) and gelu's backward, in that order.
+  std::vector<float> abuf;
+  const float* a = activated(g, z, k.in[1].n, abuf);
+  std::vector<float> gr(static_cast<size_t>(rows * g.C)), da(static_cast<size_t>(rows * 2 * g.C));
+  from_mixing(g, Tg, gr.data());
+  parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int c = 0; c < g.C; ++c) {
+        const float d = dy[r * g.C + c];
+        da[r * 2 * g.C + c] = d * gr[r * g.C + c];
+        gr[r * g.C + c] = d * a[r * 2 * g.C + c];  // now dg
+      }
+  });
+  to_mixing(g, gr.data(), dTg.data());
+  linear_backward_cpu(dTg.data(), T, w, dT.data(), dw, db, R, g.P, g.P);
+  from_mixing(g, dT.data(), gr.data());  // now dh
+  const std::vector<float> v = half(a, rows, g.C, 1);
+  std::vector<float> dv(static_cast<size_t>(rows * g.C));
+  layer_norm_backward(gr.data(), v.data(), lw, mean, rstd, nullptr, dv.data(), dlw, dlb, rows, g.C);
+  parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(da.data() + r * 2 * g.C + g.C, dv.data() + r * g.C, sizeof(float) * g.C);
+  });
+  if (g.act) gelu_backward_cpu(da.data(), z, dz, k.in[1].n);
+  else std::memcpy(dz, da.data(), sizeof(float) * da.size());
+}
+
+}  // namespace irc

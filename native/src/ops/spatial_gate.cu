@@ -1,0 +1,116 @@
+// CUDA spatial_gate / spatial_gate_backward (ops.def; the tile programs and their layout in spatial_gate_tile.h).
+// Forward: one kernel normalises v (act applied on the way in) and writes it in the mixing layout T, the linear op's
+// kernels mix the positions (T's rows), one kernel reads the mixed values back into pixel rows times u. Backward: one
+// kernel for the gate (the u half of dz, and dg in T), the linear op's backward, one kernel for the LayerNorm's
+// backward (the v half of dz, dlw / dlb partials per tile summed in tile order). z's halves are read in place and dz
+// is written in place, so the composition's split, concat, GELU and permute passes are gone.
+#include <cuda_runtime.h>
+
+#include "../cuda/blas.cuh"
+#include "../cuda/common.cuh"
+#include "linear.h"
+#include "spatial_gate_tile.h"
+
+namespace irc {
+namespace {
+
+using sgate::Geo;
+
+struct DevX {
+  sgate::Regs r;
+  template <class F>
+  __device__ __forceinline__ void each(F&& f) {
+    f(static_cast<int>(threadIdx.x), r);
+    __syncthreads();
+  }
+};
+
+// one block per tile (grid-stride when there are more tiles than blocks)
+#define SG_TILES(t) for (int64_t t = blockIdx.x; t < g.tiles(); t += gridDim.x)
+
+__global__ void __launch_bounds__(sgate::kThreads) sg_norm_fwd_k(Geo g, const float* __restrict__ z,
+                                                                 const float* __restrict__ lw, const float* __restrict__ lb,
+                                                                 double eps, float* T, float* mean, float* rstd) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, eps, T, mean, rstd);
+}
+
+__global__ void __launch_bounds__(sgate::kThreads) sg_gate_fwd_k(Geo g, const float* __restrict__ z,
+                                                                 const float* __restrict__ Tg, float* y) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::gate_fwd_tile(x, sh, g, t, z, Tg, y);
+}
+
+__global__ void __launch_bounds__(sgate::kThreads) sg_gate_bwd_k(Geo g, const float* __restrict__ dy,
+                                                                 const float* __restrict__ z, const float* __restrict__ Tg,
+                                                                 float* dz, float* Tdg) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, Tdg);
+}
+
+__global__ void __launch_bounds__(sgate::kThreads) sg_norm_bwd_k(Geo g, const float* __restrict__ Tdh,
+                                                                 const float* __restrict__ z, const float* __restrict__ lw,
+                                                                 const float* __restrict__ mean,
+                                                                 const float* __restrict__ rstd, float* dz, float* partW,
+                                                                 float* partB) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::norm_bwd_tile(x, sh, g, t, Tdh, z, lw, mean, rstd, dz, partW, partB);
+}
+
+#undef SG_TILES
+
+unsigned blocks(const Geo& g) { return static_cast<unsigned>(g.tiles() < (1 << 20) ? g.tiles() : (1 << 20)); }
+
+Geo geo_of(const KernelCtx& k, const Shape& z) {
+  return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(1), k.ai(2), k.ai(0) == 1, k.ai(3) == 1);
+}
+
+}  // namespace
+
+void cuda_spatial_gate(KernelCtx& k) {
+  const Geo g = geo_of(k, k.in[0].shape);
+  if (g.tiles() == 0) return;
+  const cudaStream_t s = cu::stream(k);
+  const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
+  float *y = k.out[0].f(), *T = k.out[1].f(), *Tg = k.out[2].f();
+  sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[3].f(), k.out[4].f());
+  cu::check_launch(k);
+  linear_forward_cuda(k, T, w, b, Tg, g.G * g.C, g.P, g.P);
+  sg_gate_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, Tg, y);
+  cu::check_launch(k);
+}
+
+void cuda_spatial_gate_backward(KernelCtx& k) {
+  const Geo g = geo_of(k, k.in[1].shape);
+  const cudaStream_t s = cu::stream(k);
+  float *dz = k.out[0].f(), *dlw = k.out[1].f(), *dlb = k.out[2].f(), *dw = k.out[3].f(), *db = k.out[4].f();
+  if (g.tiles() == 0) {  // the sums over no rows
+    cu::check(cudaMemsetAsync(dlw, 0, sizeof(float) * g.C, s), k.op, "memset");
+    cu::check(cudaMemsetAsync(dlb, 0, sizeof(float) * g.C, s), k.op, "memset");
+    cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * g.P * g.P, s), k.op, "memset");
+    cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.P, s), k.op, "memset");
+    return;
+  }
+  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *w = k.in[3].f(), *T = k.in[4].f(),
+              *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
+  const int64_t R = g.G * g.C;
+  // Slots 5 and 6: the linear's backward uses 0-4 and 7 (pw_bwd.cu, matmul.cu) while these are live.
+  float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));
+  float* Tdh = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 6));
+  sg_gate_bwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, z, Tg, dz, Tdg);
+  cu::check_launch(k);
+  linear_backward_cuda(k, Tdg, T, w, Tdh, dw, db, R, g.P, g.P);
+  // The LayerNorm's partials in slot 4 (taken after the linear's last use of it), summed by column_sums (slot 0).
+  float* partW = static_cast<float*>(cu::scratch(s, sizeof(float) * 2 * g.tiles() * g.C, 4));
+  float* partB = partW + g.tiles() * g.C;
+  sg_norm_bwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, Tdh, z, lw, mean, rstd, dz, partW, partB);
+  cu::check_launch(k);
+  blas::column_sums(k, partW, g.tiles(), g.C, dlw, 0);
+  blas::column_sums(k, partB, g.tiles(), g.C, dlb, 0);
+}
+
+}  // namespace irc

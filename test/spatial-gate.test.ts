@@ -1,0 +1,108 @@
+// spatial_gate: MAXIM's block / grid gating unit as one op, against the official composition (GELU, split,
+// LayerNorm, block_images permute, Dense, permute back, product) bit for bit on the CPU, forward and backward; the
+// CUDA kernels' tile programs run on the host (IRCONSTYLE_EMULATE=spatial_gate) against it; finite differences;
+// empty batches and the errors for bad shapes and attributes.
+import { describe, expect, it } from 'vitest';
+import { tensor, type Tensor } from '../lib/tensor/tensor.js';
+import { runOp } from '../lib/ops/run.js';
+import { mul } from '../lib/ops/elementwise.js';
+import { gelu } from '../lib/ops/activation.js';
+import { split } from '../lib/ops/shape.js';
+import { layerNorm2d } from '../lib/ops/norm.js';
+import { spatialGate, type GatingAxis } from '../lib/ops/fused.js';
+import { spatialDense } from '../lib/models/maxim_blocks.js';
+import { backward } from '../lib/autograd/tape.js';
+import { differing, gradcheck, randArray, relErr, withEmulation } from './helpers.js';
+
+interface Case {
+  shape: [number, number, number, number]; // z [N, H, W, 2C]
+  patch: [number, number];
+  over: GatingAxis;
+  act: 'none' | 'gelu';
+}
+
+const P = (c: Case) => (c.over === 'block' ? c.patch[0] * c.patch[1] : (c.shape[1] / c.patch[0]) * (c.shape[2] / c.patch[1]));
+
+function inputs(c: Case, seed: number) {
+  const C = c.shape[3] / 2, p = P(c), n = c.shape.reduce((a, b) => a * b, 1);
+  return {
+    z: tensor(randArray(n, seed, -2, 2), c.shape),
+    lw: tensor(randArray(C, seed + 1, 0.5, 1.5), [C]),
+    lb: tensor(randArray(C, seed + 2), [C]),
+    w: tensor(randArray(p * p, seed + 3, -0.3, 0.3), [p, p]),
+    b: tensor(randArray(p, seed + 4), [p]),
+    dy: tensor(randArray(n / 2, seed + 5), [...c.shape.slice(0, 3), C]),
+  };
+}
+
+/** The official composition (maxim_blocks' spatialDense does block_images + swapaxes + Dense + back). */
+function composed(c: Case, z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor): Tensor {
+  const a = c.act === 'gelu' ? gelu(z) : z;
+  const C = a.shape[3]! / 2;
+  const [u, v] = split(a, [C, C]) as [Tensor, Tensor];
+  return mul(u, spatialDense(layerNorm2d(v, lw, lb, 1e-6), c.patch, c.over, w, b));
+}
+
+const fused = (c: Case, z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor) =>
+  spatialGate(z, lw, lb, w, b, { over: c.over, patch: c.patch, act: c.act, eps: 1e-6 });
+
+/** y and the five gradients (z, lw, lb, w, b) of fn for dy. */
+async function run(c: Case, seed: number, fn: typeof fused): Promise<Float32Array[]> {
+  const t = inputs(c, seed);
+  const leaves = [t.z, t.lw, t.lb, t.w, t.b];
+  for (const l of leaves) l.requiresGrad = true;
+  const y = fn(c, t.z, t.lw, t.lb, t.w, t.b);
+  backward(y, t.dy);
+  return Promise.all([y, ...leaves.map((l) => l.grad!)].map(async (x) => Float32Array.from((await x.data()) as Float32Array)));
+}
+
+const CASES: Case[] = [
+  { shape: [2, 6, 8, 10], patch: [3, 2], over: 'block', act: 'gelu' }, // P = 6 < one tile, C = 5
+  { shape: [2, 6, 8, 10], patch: [3, 2], over: 'grid', act: 'none' }, // P = 2·4 = 8 patches
+  { shape: [1, 16, 12, 74], patch: [8, 6], over: 'block', act: 'none' }, // P = 48: two tiles, the second partial; C = 37: two channel chunks
+  { shape: [3, 8, 12, 66], patch: [1, 2], over: 'grid', act: 'gelu' }, // P = 48 patches, C = 33
+  { shape: [1, 8, 8, 128], patch: [4, 4], over: 'grid', act: 'gelu' }, // C = 64: whole chunks
+];
+const name = (c: Case) => `${c.over} z [${c.shape.join(',')}] patch ${c.patch.join('×')} ${c.act}`;
+
+describe('spatial_gate', () => {
+  for (const [i, c] of CASES.entries())
+    it(`equals the official composition bit for bit, forward and backward: ${name(c)}`, async () => {
+      const [f, ref] = [await run(c, 700 + 10 * i, fused), await run(c, 700 + 10 * i, composed)];
+      for (let k = 0; k < ref.length; ++k) expect(differing(f[k]!, ref[k]!), `output ${k}`).toBe(0);
+    });
+
+  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', async () => {
+    for (const [i, c] of CASES.entries()) {
+      const own = await run(c, 900 + 10 * i, fused);
+      const emu = await withEmulation('spatial_gate', () => run(c, 900 + 10 * i, fused));
+      for (let k = 0; k < own.length; ++k) expect(relErr(emu[k]!, own[k]!), `${name(c)} output ${k}`).toBeLessThanOrEqual(2e-5);
+    }
+  });
+
+  it('gradients match finite differences (GELU inside, both axes)', async () => {
+    for (const c of [CASES[0]!, CASES[3]!]) {
+      const t = inputs(c, 40);
+      const data = async (x: Tensor) => ({ data: Float32Array.from((await x.data()) as Float32Array), shape: [...x.shape] });
+      const ins = await Promise.all([t.z, t.lw, t.lb, t.w, t.b].map(data));
+      await gradcheck((z, lw, lb, w, b) => fused(c, z!, lw!, lb!, w!, b!), ins, { eps: 1e-2, rtol: 2e-2, atol: 3e-3 });
+    }
+  });
+
+  it('an empty batch gives an empty output and zero parameter gradients', async () => {
+    const c: Case = { shape: [0, 4, 4, 6], patch: [2, 2], over: 'block', act: 'gelu' };
+    const [y, dz, dlw, dlb, dw, db] = await run(c, 5, fused);
+    expect([y!.length, dz!.length]).toEqual([0, 0]);
+    for (const g of [dlw!, dlb!, dw!, db!]) expect([...g].every((v) => v === 0)).toBe(true);
+  });
+
+  it('names what it expected for bad shapes and attributes', () => {
+    const t = inputs(CASES[0]!, 1);
+    const call = (z: Tensor, w: Tensor, attrs: number[]) => () => runOp('spatial_gate', [z, t.lw, t.lb, w, t.b], attrs);
+    expect(call(t.z, t.w, [0, 4, 2, 1, 1e-6])).toThrow(/patch 4x2 must tile the 6x8 map/);
+    expect(call(t.z, t.w, [2, 3, 2, 1, 1e-6])).toThrow(/grid must be 0 \(mix inside patches\) or 1 \(mix patches\), got 2/);
+    expect(call(t.z, t.w, [0, 3, 2, 3, 1e-6])).toThrow(/act must be 0 \(identity\) or 1 \(GELU\), got 3/);
+    expect(call(t.z, t.w, [1, 3, 2, 1, 1e-6])).toThrow(/w \(the grid's positions squared\).*\[8, 8\]/);
+    expect(call(tensor(new Float32Array(2 * 6 * 8 * 9), [2, 6, 8, 9]), t.w, [0, 3, 2, 1, 1e-6])).toThrow(/even, non-zero number of channels/);
+  });
+});
