@@ -355,6 +355,23 @@ export function opCases() {
     add('ln_conv1x1', name, [f(xs, -2, 2), ...ln, w, f([Co])], [1e-6], extra);
     add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2), f(xs)], [1], extra);
   }
+  // spatial_gate: MAXIM's gating unit (the LayerNorm into the mixing layout and the product back, transposed through
+  // shared memory; the linear op's kernels in between: split-TF32 from 1024 rows, cuBLAS FP32 below). z, patch, grid, act
+  for (const [name, zs, patch, grid, act] of [
+    ['block gelu [4,64,64,64] 16x16 (split-TF32 linear)', [4, 64, 64, 64], [16, 16], 0, 1],
+    ['grid [2,32,32,66] patch 2x4 (P 128, C 33)', [2, 32, 32, 66], [2, 4], 1, 0],
+    ['block [1,6,10,10] 3x5 (P 15 < one tile)', [1, 6, 10, 10], [3, 5], 0, 0],
+    ['grid gelu [3,8,12,74] patch 4x3 (P 8, C 37)', [3, 8, 12, 74], [4, 3], 1, 1],
+  ]) {
+    const [N, H, W, C2] = zs, C = C2 / 2, P = grid ? (H / patch[0]) * (W / patch[1]) : patch[0] * patch[1];
+    const G = (N * H * W) / P, attrs = [grid, patch[0], patch[1], act, 1e-6];
+    const ln = [pos([C], 0.5, 1.5)], w = f([P, P], -0.2, 0.2);
+    add('spatial_gate', name, [f(zs, -2, 2), ...ln, f([C]), w, f([P])], attrs, red);
+    const back = (n) => [f([n, H, W, C]), f([n, H, W, C2], -2, 2), ...ln, w, f([(n * G) / N, C, P]), f([(n * G) / N, C, P]),
+      f([n * H * W], -0.5, 0.5), pos([n * H * W], 0.5, 2)];
+    add('spatial_gate_backward', name, back(N), attrs, red);
+    if (name.startsWith('grid gelu')) add('spatial_gate_backward', `${name} batch 0`, back(0), attrs, red);
+  }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
     const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];
@@ -439,7 +456,7 @@ export function opCases() {
   // must launch nothing or a grid with nothing to do, and still write zero parameter gradients). Skipped: ops whose
   // other inputs would need other shapes then (row statistics, labels, the queue) and those without a batch.
   const noBatch = new Set(['fill', 'copy_', 'batch_norm1d', 'layer_norm2d_backward', 'layer_norm_bias_free_backward',
-    'ln_conv1x1_backward', 'ln_conv1x1_gate_backward', 'cross_entropy', 'cross_entropy_backward', 'queue_swap',
+    'ln_conv1x1_backward', 'ln_conv1x1_gate_backward', 'spatial_gate_backward', 'cross_entropy', 'cross_entropy_backward', 'queue_swap',
     'moco_logits', 'adamw_step', 'momentum_update', 'add_n_']);
   const firsts = new Map();
   for (const c of C) if (!firsts.has(c.op) && !c.env && !noBatch.has(c.op) && !c.inputs.some((x) => x.view)) firsts.set(c.op, c);

@@ -50,17 +50,9 @@ export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(joi
     const y = el.add(x, this.attn.forward(this.norm1.forward(x)));
     return el.add(y, this.ffn.forward(this.norm2.forward(y)));
   }
-  // MAXIM's gating unit as the official composition: (GELU,) split, LayerNorm, permute, Dense, permute, product.
-  function gatingUnit(x, patch, a = 'none') {
-    const y = a === 'gelu' ? act.gelu(x) : x;
-    const c = y.shape[3] / 2;
-    const [u, v] = shape.split(y, [c, c]);
-    const d = this.Dense_0.P;
-    return el.mul(u, MB.spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.weight, el.scale(d.bias, 1, 1)));
-  }
   return {
     patch() {
-      MB.GatingUnit.prototype.forward = gatingUnit;
+      MB.GatingUnit.prototype.forward = MB.GatingUnit.prototype.composed; // MAXIM's gating units
       NAFBlock.prototype.forward = nafBlock;
       TransformerBlock.prototype.forward = transformerBlock;
       Attention.prototype.forward = attention;

@@ -21,14 +21,16 @@ const fail = (name: string): Res => {
 };
 
 describe('kernel fallback of the device check', () => {
-  it('every switch names a variable the native sources read, and ops of the op table', () => {
+  it('every switch names a variable the native or TypeScript sources read, and ops of the op table', () => {
     const dir = join(import.meta.dirname, '..', 'native', 'src', 'ops');
-    const src = readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    const read = (d: string) => readdirSync(d, { recursive: true, withFileTypes: true }).filter((f) => f.isFile())
+      .map((f) => readFileSync(join(f.parentPath, f.name), 'utf8')).join('\n');
+    const src = read(dir) + read(join(import.meta.dirname, '..', 'lib')).replaceAll("'", '"');
     const ops = new Set(readFileSync(join(dir, 'ops.def'), 'utf8').match(/^OP\(\s*(\w+)/gm)!.map((l) => l.replace(/^OP\(\s*/, '')));
     expect(ops.size).toBeGreaterThan(50);
     for (const s of KERNEL_SWITCHES) {
       for (const [k, v] of Object.entries(s.env)) {
-        expect(src, k).toContain(`"${k}"`);
+        expect(src, k).toMatch(new RegExp(`("|env\\.)${k}\\b`)); // getenv("…") or process.env.…
         expect(src, `${k}=${v}`).toContain(`"${v}"`);
       }
       for (const op of s.ops) expect(ops.has(op), op).toBe(true);

@@ -92,6 +92,8 @@ export function setKeepOnCpu(on: boolean): boolean {
   return was;
 }
 const keepDefault = (x: Tensor) => x.device === 'cpu' && keepOnCpu;
+/** @internal Whether a fused op on x runs as its separate ops instead (the CPU's default: see setKeepOnCpu). */
+export const composesOnCpu = keepDefault;
 
 /**
  * z[..., :C] · z[..., C:] of the pointwise conv z = x·w + b, w[1, 1, Ci, 2C], over x[..., Ci]: NAFBlock's conv4 and

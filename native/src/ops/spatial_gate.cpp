@@ -75,41 +75,43 @@ void for_tiles(const Geo& g, Prog&& prog) {
   });
 }
 
-// T[group, c, p] <-> rows[pixel(group, p), c] (the official permutes), parallel over groups.
-void to_mixing(const Geo& g, const float* rows, float* T) {
+// T[group, c, p] <-> rows[pixel(group, p), c] (the official permutes), parallel over groups; a group's P x C block
+// (at most a few tens of KiB at MAXIM's sizes) stays in cache while it is transposed.
+template <bool TO_T>
+void mixing(const Geo& g, const float* src, float* dst) {
   parallel_for(g.G, 4, [&](int64_t g0, int64_t g1) {
-    for (int64_t gr = g0; gr < g1; ++gr)
-      for (int p = 0; p < g.P; ++p) {
-        const float* src = rows + sgate::pixel(g, gr, p) * g.C;
-        for (int c = 0; c < g.C; ++c) T[(gr * g.C + c) * g.P + p] = src[c];
+    std::vector<int64_t> px(static_cast<size_t>(g.P));
+    for (int64_t gr = g0; gr < g1; ++gr) {
+      for (int p = 0; p < g.P; ++p) px[p] = sgate::pixel(g, gr, p) * g.C;
+      for (int c = 0; c < g.C; ++c) {
+        const int64_t t = (gr * g.C + c) * g.P;
+        for (int p = 0; p < g.P; ++p) {
+          if (TO_T) dst[t + p] = src[px[p] + c];
+          else dst[px[p] + c] = src[t + p];
+        }
       }
+    }
   });
 }
-void from_mixing(const Geo& g, const float* T, float* rows) {
-  parallel_for(g.G, 4, [&](int64_t g0, int64_t g1) {
-    for (int64_t gr = g0; gr < g1; ++gr)
-      for (int p = 0; p < g.P; ++p) {
-        float* dst = rows + sgate::pixel(g, gr, p) * g.C;
-        for (int c = 0; c < g.C; ++c) dst[c] = T[(gr * g.C + c) * g.P + p];
-      }
-  });
-}
+void to_mixing(const Geo& g, const float* rows, float* T) { mixing<true>(g, rows, T); }
+void from_mixing(const Geo& g, const float* T, float* rows) { mixing<false>(g, T, rows); }
 
-// a = act(z) into a (when act is the identity, a points at z).
-const float* activated(const Geo& g, const float* z, int64_t n, std::vector<float>& buf) {
+// An uninitialised float buffer (std::vector would write zeros over it first).
+using Buf = std::unique_ptr<float[]>;
+Buf buf(int64_t n) { return Buf(new float[static_cast<size_t>(n > 0 ? n : 1)]); }
+
+// a = act(z) into buf (when act is the identity, a is z itself).
+const float* activated(const Geo& g, const float* z, int64_t n, float* buf) {
   if (!g.act) return z;
-  buf.resize(static_cast<size_t>(n));
-  gelu_cpu(z, buf.data(), n);
-  return buf.data();
+  gelu_cpu(z, buf, n);
+  return buf;
 }
 
-// The u (h = 0) or v (h = 1) half of a [rows, 2C] as contiguous rows (split's output).
-std::vector<float> half(const float* a, int64_t rows, int64_t C, int h) {
-  std::vector<float> out(static_cast<size_t>(rows * C));
+// The v half of a [rows, 2C] as contiguous rows (split's output).
+void v_half(const float* a, int64_t rows, int64_t C, float* v) {
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(out.data() + r * C, a + r * 2 * C + h * C, sizeof(float) * C);
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(v + r * C, a + r * 2 * C + C, sizeof(float) * C);
   });
-  return out;
 }
 
 }  // namespace
@@ -142,14 +144,16 @@ void cpu_spatial_gate(KernelCtx& k) {
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_fwd_tile(x, sh, g, t, z, Tg, y); });
     return;
   }
-  std::vector<float> abuf;
-  const float* a = activated(g, z, k.in[0].n, abuf);
-  const std::vector<float> v = half(a, rows, g.C, 1);
-  std::vector<float> h(static_cast<size_t>(rows * g.C));
-  layer_norm_forward(v.data(), lw, lb, h.data(), mean, rstd, rows, g.C, k.af(4));
-  to_mixing(g, h.data(), T);
+  // the executor thread's scratch (the GEMMs use slots 2 and 3): a (with GELU), v, then h, later g in pixel rows
+  const int64_t U = rows * g.C;
+  float* s0 = scratch(static_cast<size_t>((g.act ? 2 * U : 0) + 2 * U), 0);
+  const float* a = activated(g, z, 2 * U, s0);
+  float *v = s0 + (g.act ? 2 * U : 0), *h = v + U;
+  v_half(a, rows, g.C, v);
+  layer_norm_forward(v, lw, lb, h, mean, rstd, rows, g.C, k.af(4));
+  to_mixing(g, h, T);
   linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
-  from_mixing(g, Tg, h.data());  // g back in pixel rows
+  from_mixing(g, Tg, h);  // g back in pixel rows
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int c = 0; c < g.C; ++c) y[r * g.C + c] = a[r * 2 * g.C + c] * h[r * g.C + c];
@@ -193,13 +197,13 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     std::fill(db, db + g.P, 0.f);
     return;
   }
-  std::vector<float> dTg(static_cast<size_t>(R * g.P)), dT(static_cast<size_t>(R * g.P));
   if (emulation_requested("spatial_gate")) {
-    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.data()); });
-    linear_backward_cpu(dTg.data(), T, w, dT.data(), dw, db, R, g.P, g.P);
-    std::vector<float> pw(static_cast<size_t>(g.tiles() * g.C)), pb(pw.size());
+    Buf dTg = buf(R * g.P), dT = buf(R * g.P);
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.get()); });
+    linear_backward_cpu(dTg.get(), T, w, dT.get(), dw, db, R, g.P, g.P);
+    Buf pw = buf(g.tiles() * g.C), pb = buf(g.tiles() * g.C);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) {
-      sgate::norm_bwd_tile(x, sh, g, t, dT.data(), z, lw, mean, rstd, dz, pw.data(), pb.data());
+      sgate::norm_bwd_tile(x, sh, g, t, dT.get(), z, lw, mean, rstd, dz, pw.get(), pb.get());
     });
     for (int c = 0; c < g.C; ++c) {  // the partials in tile order (on CUDA: column_sums)
       double sw = 0, sb = 0;
@@ -210,11 +214,16 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     return;
   }
   // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward, layer_norm2d's backward, split's backward
-  // (concat) and gelu's backward, in that order.
-  std::vector<float> abuf;
-  const float* a = activated(g, z, k.in[1].n, abuf);
-  std::vector<float> gr(static_cast<size_t>(rows * g.C)), da(static_cast<size_t>(rows * 2 * g.C));
-  from_mixing(g, Tg, gr.data());
+  // (concat) and gelu's backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its
+  // gradient (with GELU), then g / dg / dh in pixel rows and v; slot 1 dg and dh in T, then dv.
+  const int64_t U = rows * g.C;
+  float* s0 = scratch(static_cast<size_t>((g.act ? 4 * U : 0) + 2 * U), 0);
+  float* s1 = scratch(static_cast<size_t>(3 * U), 1);
+  const float* a = activated(g, z, 2 * U, s0);
+  float* da = g.act ? s0 + 2 * U : dz;  // the gradient of a (dz itself without an activation)
+  float *gr = s0 + (g.act ? 4 * U : 0), *v = gr + U;
+  float *dTg = s1, *dT = s1 + U, *dv = s1 + 2 * U;
+  from_mixing(g, Tg, gr);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int c = 0; c < g.C; ++c) {
@@ -223,17 +232,15 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
         gr[r * g.C + c] = d * a[r * 2 * g.C + c];  // now dg
       }
   });
-  to_mixing(g, gr.data(), dTg.data());
-  linear_backward_cpu(dTg.data(), T, w, dT.data(), dw, db, R, g.P, g.P);
-  from_mixing(g, dT.data(), gr.data());  // now dh
-  const std::vector<float> v = half(a, rows, g.C, 1);
-  std::vector<float> dv(static_cast<size_t>(rows * g.C));
-  layer_norm_backward(gr.data(), v.data(), lw, mean, rstd, nullptr, dv.data(), dlw, dlb, rows, g.C);
+  to_mixing(g, gr, dTg);
+  linear_backward_cpu(dTg, T, w, dT, dw, db, R, g.P, g.P);
+  from_mixing(g, dT, gr);  // now dh
+  v_half(a, rows, g.C, v);
+  layer_norm_backward(gr, v, lw, mean, rstd, nullptr, dv, dlw, dlb, rows, g.C);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(da.data() + r * 2 * g.C + g.C, dv.data() + r * g.C, sizeof(float) * g.C);
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(da + r * 2 * g.C + g.C, dv + r * g.C, sizeof(float) * g.C);
   });
-  if (g.act) gelu_backward_cpu(da.data(), z, dz, k.in[1].n);
-  else std::memcpy(dz, da.data(), sizeof(float) * da.size());
+  if (g.act) gelu_backward_cpu(da, z, dz, 2 * U);
 }
 
 }  // namespace irc
