@@ -4,7 +4,12 @@ import { tensor } from '../lib/tensor/tensor.js';
 import { pixelShuffle, pixelUnshuffle, concat, split, pad2d, crop2d } from '../lib/ops/shape.js';
 import { crossEntropy, l1Loss, mseLoss } from '../lib/ops/loss.js';
 import { adamwStep, momentumUpdate } from '../lib/ops/optim.js';
-import { randArray, expectClose, gradcheck } from './helpers.js';
+import { gelu } from '../lib/ops/activation.js';
+import { scale } from '../lib/ops/elementwise.js';
+import { geluSplit } from '../lib/ops/fused.js';
+import { backward } from '../lib/autograd/tape.js';
+import { runOp } from '../lib/ops/run.js';
+import { randArray, expectClose, gradcheck, differing } from './helpers.js';
 
 describe('shape ops', () => {
   it('pixelShuffle uses the PyTorch channel order; pixelUnshuffle inverts it', async () => {
@@ -64,6 +69,32 @@ describe('shape ops', () => {
     for (let h = 1; h < 3; ++h) for (let w = 2; w < 5; ++w) cref.push(a[(h * W + w) * C]!, a[(h * W + w) * C + 1]!);
     await expectClose(c, cref, 0);
     await gradcheck((x) => crop2d(x, 1, 2, 2, 3), [{ data: a, shape: [N, H, W, C] }]);
+  });
+});
+
+describe('gelu_split', () => {
+  it('equals split(gelu(x)) bit for bit, forward and backward, with a part left without a gradient', async () => {
+    for (const [shape, sizes] of [[[2, 3, 5, 12], [6, 6]], [[7, 9], [2, 0, 4, 3]], [[4, 13], [13]]] as [number[], number[]][]) {
+      const data = randArray(shape.reduce((a, b) => a * b, 1), 91, -4, 4);
+      const run = async (fused: boolean) => {
+        const x = tensor(data, shape);
+        x.requiresGrad = true;
+        const ys = fused ? geluSplit(x, sizes) : split(gelu(x), sizes);
+        // every part but the last gets a gradient (the last's is zeros)
+        const used = ys.slice(0, -1).filter((y) => y.size > 0);
+        if (used.length) backward(concat(used.map((y, i) => scale(y, i + 1.5))), tensor(randArray(used.reduce((a, y) => a + y.size, 0), 92), [...used[0]!.shape.slice(0, -1), used.reduce((a, y) => a + y.shape.at(-1)!, 0)]));
+        return [...await Promise.all(ys.map(async (y) => Float32Array.from((await y.data()) as Float32Array))), x.grad ? Float32Array.from((await x.grad.data()) as Float32Array) : new Float32Array()];
+      };
+      const [f, ref] = [await run(true), await run(false)];
+      for (let i = 0; i < ref.length; ++i) expect(differing(f[i]!, ref[i]!), `${shape} ${sizes} output ${i}`).toBe(0);
+    }
+  });
+
+  it('gradients match finite differences; bad sizes and gradients are named', async () => {
+    await gradcheck((x) => concat(geluSplit(x!, [3, 5]).map((y, i) => scale(y, i + 1))), [{ data: randArray(2 * 8, 93, -3, 3), shape: [2, 8] }]);
+    const x = tensor(randArray(12, 1), [3, 4]);
+    expect(() => geluSplit(x, [3, 2])).toThrow(/gelu_split: sizes \[3, 2\] must sum to the last dim of x \[3, 4\]/);
+    expect(() => runOp('gelu_split_backward', [x, tensor(randArray(6, 1), [3, 2])])).toThrow(/gradients concatenated along the last axis must have the shape of x \[3, 4\], got \[3, 2\]/);
   });
 });
 

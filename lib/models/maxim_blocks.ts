@@ -15,7 +15,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { permute } from '../ops/memory.js';
 import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { composesOnCpu, lnLinear, spatialGate, type GatingAxis } from '../ops/fused.js';
+import { composesOnCpu, geluSplit, lnLinear, spatialGate, type GatingAxis } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
 
 export type Size2 = readonly [number, number];
@@ -165,6 +165,15 @@ export class GmlpLayer extends Module {
   }
 }
 
+/** @internal Whether MAXIM's GELU + split pairs run as one op (scripts/unfused-blocks.mjs turns it off for A/B timing). */
+export const maximFusion = { geluSplit: true };
+
+/** GELU, then the two channel halves (the official chunk), in one op. */
+function geluHalves(y: Tensor): [Tensor, Tensor] {
+  const h = y.shape[3]! / 2;
+  return (maximFusion.geluSplit ? geluSplit(y, [h, h]) : split(gelu(y), [h, h])) as [Tensor, Tensor];
+}
+
 /** ResidualSplitHeadMultiAxisGmlpLayer (MAB): LN → Linear(C→2C) → GELU → (grid gMLP ‖ block gMLP) → Linear(2C→C) + x. */
 export class MultiAxisGmlpLayer extends Module {
   readonly LayerNorm_in: MaximLayerNorm;
@@ -183,9 +192,7 @@ export class MultiAxisGmlpLayer extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const y = gelu(this.LayerNorm_in.linear(x, this.in_project));
-      const h = y.shape[3]! / 2;
-      const [u, v] = split(y, [h, h]) as [Tensor, Tensor];
+      const [u, v] = geluHalves(this.LayerNorm_in.linear(x, this.in_project));
       const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
       return this.out_project.forwardAdd(z, x);
     });
@@ -280,9 +287,7 @@ export class SpatialGatingWeights extends Module {
     const [, h, w] = dims(x);
     checkTiles('cross-gating grid', h, w, this.grid[0], this.grid[1]);
     return tidy(() => {
-      const y = gelu(this.LayerNorm_in.linear(x, this.in_project));
-      const c = y.shape[3]! / 2;
-      const [u, v] = split(y, [c, c]) as [Tensor, Tensor];
+      const [u, v] = geluHalves(this.LayerNorm_in.linear(x, this.in_project));
       const gu = spatialDense(u, [h / this.grid[0], w / this.grid[1]], 'grid', this.Dense_0.P.weight!, this.Dense_0.P.bias ?? null);
       const gv = spatialDense(v, this.block, 'block', this.Dense_1.P.weight!, this.Dense_1.P.bias ?? null);
       return this.out_project.forward(concat([gu, gv]));

@@ -379,6 +379,18 @@ export const OPS = [
     "differentiable": true
   },
   {
+    "name": "gelu_split",
+    "minIn": 1,
+    "maxIn": 1,
+    "differentiable": true
+  },
+  {
+    "name": "gelu_split_backward",
+    "minIn": 2,
+    "maxIn": 17,
+    "differentiable": false
+  },
+  {
     "name": "pad2d",
     "minIn": 1,
     "maxIn": 1,

@@ -221,3 +221,21 @@ export function spatialGate(z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Ten
   for (const x of [t, g, mean, rstd]) x!.dispose();
   return y!;
 }
+
+/** split(gelu(x), sizes) in one pass (MAXIM's GELU before its branches: the whole gelu(x) is never stored). */
+export function geluSplit(x: Tensor, sizes: readonly number[]): Tensor[] {
+  const ys = runOp('gelu_split', [x], sizes);
+  record({
+    name: 'gelu_split',
+    inputs: [x],
+    outputs: ys,
+    save: [x],
+    backward: (gys, [xs]) => {
+      const zeros = gys.map((g, i) => (g ? null : runOp('fill', [], [0, 0, ...ys[i]!.shape])[0]!));
+      const [dx] = runOp('gelu_split_backward', [xs!, ...gys.map((g, i) => g ?? zeros[i]!)]);
+      for (const z of zeros) z?.dispose();
+      return [dx!];
+    },
+  });
+  return ys;
+}

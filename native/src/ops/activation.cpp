@@ -237,6 +237,9 @@ void infer_gelu(InferCtx& c) {
   c.add_out(c.in[0].shape);
 }
 
+void gelu_span_cpu(const float* x, float* y, int64_t n) { gelu_fns().fwd(x, y, n); }
+void gelu_backward_span_cpu(const float* dy, const float* x, float* dx, int64_t n) { gelu_fns().bwd(dy, x, dx, n); }
+
 void gelu_cpu(const float* x, float* y, int64_t n) {
   const GeluFns& f = gelu_fns();
   parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) { f.fwd(x + b, y + b, e - b); });

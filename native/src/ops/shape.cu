@@ -1,6 +1,7 @@
 // CUDA shape ops on NHWC tensors (semantics: shuffle.cpp, concat.cpp, pad.cpp, resample.cpp).
 //   pixel_shuffle / pixel_unshuffle   gathers, one thread per output element
-//   concat / split                    one launch per 16 inputs (outputs), blockIdx.y picks one; 4-byte elements, any dtype
+//   concat / split                    one launch per 16 inputs (outputs), blockIdx.y picks one; 4-byte elements, any dtype;
+//   gelu_split (+backward)            split's (concat's) jobs with GELU (times GELU' of x) on each element
 //   pad2d (+backward), crop2d, subsample2d (+backward)   gathers; the pad2d backward sums the mirrored gradients in
 //                                     the CPU's order (the element itself, then its mirrors)
 //   resize_bilinear (+backward)       torch bilinear / antialias. The tap tables are computed on the device (in
@@ -14,6 +15,7 @@
 #include <cstdint>
 
 #include "../cuda/common.cuh"
+#include "../cuda/gelu.cuh"
 
 namespace irc {
 namespace {
@@ -68,39 +70,57 @@ struct CopyJob {
   const uint32_t* src;  // already offset to the first column
   uint32_t* dst;        // already offset to the first column
   int64_t sld, dld, cols;
-  int vec;  // 1: src, dst, sld, dld, cols all allow 16-byte moves
+  int vec;  // 1: src, dst (and aux), their leading dims and cols all allow 16-byte moves
+  const float* aux = nullptr;  // gelu_split_backward: x's columns of this job (row stride ald)
+  int64_t ald = 0;
 };
 struct CopyJobs {
   CopyJob j[16];
   int64_t rows;
 };
 
+// One element of a job: MODE 0 a copy (any 4-byte dtype), 1 gelu(src), 2 src * gelu'(aux).
+template <int MODE>
+__device__ __forceinline__ uint32_t cell(uint32_t s, float a) {
+  if (MODE == 0) return s;
+  if (MODE == 1) return __float_as_uint(gelu_f(__uint_as_float(s)));
+  float d;
+  gelu_d_f(a, d);
+  return __float_as_uint(__uint_as_float(s) * d);
+}
+
+template <int MODE>
 __global__ void copy_cols_k(CopyJobs jobs) {
   const CopyJob jb = jobs.j[blockIdx.y];
   if (jb.vec) {
     const int64_t c4 = jb.cols / 4, n = jobs.rows * c4;
     IRC_GRID_LOOP(e, n) {
       const int64_t r = e / c4, q = e % c4;
+      const uint4 v = *reinterpret_cast<const uint4*>(jb.src + r * jb.sld + 4 * q);
+      float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (MODE == 2) a = *reinterpret_cast<const float4*>(jb.aux + r * jb.ald + 4 * q);
       *reinterpret_cast<uint4*>(jb.dst + r * jb.dld + 4 * q) =
-          *reinterpret_cast<const uint4*>(jb.src + r * jb.sld + 4 * q);
+          make_uint4(cell<MODE>(v.x, a.x), cell<MODE>(v.y, a.y), cell<MODE>(v.z, a.z), cell<MODE>(v.w, a.w));
     }
   } else {
     const int64_t n = jobs.rows * jb.cols;
     IRC_GRID_LOOP(e, n) {
       const int64_t r = e / jb.cols, q = e % jb.cols;
-      jb.dst[r * jb.dld + q] = jb.src[r * jb.sld + q];
+      jb.dst[r * jb.dld + q] = cell<MODE>(jb.src[r * jb.sld + q], MODE == 2 ? jb.aux[r * jb.ald + q] : 0.f);
     }
   }
 }
 
+template <int MODE = 0>
 void launch_jobs(KernelCtx& c, CopyJobs& jobs, int k, int64_t max_cols) {
   if (k == 0 || jobs.rows == 0 || max_cols == 0) return;
   for (int i = 0; i < k; ++i) {
     const CopyJob& jb = jobs.j[i];
-    jobs.j[i].vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && aligned16(jb.src) && aligned16(jb.dst)) ? 1 : 0;
+    jobs.j[i].vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && aligned16(jb.src) && aligned16(jb.dst) &&
+                     (MODE != 2 || (jb.ald % 4 == 0 && aligned16(jb.aux)))) ? 1 : 0;
   }
   dim3 grid(cu::blocks_for(jobs.rows * max_cols), static_cast<unsigned>(k));
-  copy_cols_k<<<grid, kThreads, 0, cu::stream(c)>>>(jobs);
+  copy_cols_k<MODE><<<grid, kThreads, 0, cu::stream(c)>>>(jobs);
   cu::check_launch(c);
 }
 
@@ -428,7 +448,9 @@ void cuda_concat(KernelCtx& c) {
   launch_jobs(c, jobs, k, mx);
 }
 
-void cuda_split(KernelCtx& c) {
+// split (MODE 0) and gelu_split (MODE 1): one job per output, 16 per launch
+template <int MODE>
+void split_jobs(KernelCtx& c) {
   const TArg& X = c.in[0];
   const int64_t Ct = X.shape.back();
   if (X.n == 0) return;
@@ -447,7 +469,34 @@ void cuda_split(KernelCtx& c) {
       off += ci;
       if (ci > mx) mx = ci;
     }
-    launch_jobs(c, jobs, kk, mx);
+    launch_jobs<MODE>(c, jobs, kk, mx);
+  }
+}
+
+void cuda_split(KernelCtx& c) { split_jobs<0>(c); }
+void cuda_gelu_split(KernelCtx& c) { split_jobs<1>(c); }
+
+// (x, dy1..dyk) -> dx: concat's jobs over the dy, each with x's columns as aux
+void cuda_gelu_split_backward(KernelCtx& c) {
+  const TArg& Y = c.out[0];
+  const int64_t Ct = Y.shape.back();
+  if (Y.n == 0) return;
+  const int k = static_cast<int>(c.in.size()) - 1;
+  int64_t off = 0;
+  for (int i0 = 0; i0 < k; i0 += 16) {
+    CopyJobs jobs{};
+    jobs.rows = Y.n / Ct;
+    const int kk = k - i0 < 16 ? k - i0 : 16;
+    int64_t mx = 0;
+    for (int i = 0; i < kk; ++i) {
+      const TArg& dy = c.in[1 + i0 + i];
+      const int64_t ci = dy.shape.back();
+      jobs.j[i] = CopyJob{static_cast<const uint32_t*>(dy.ptr), static_cast<uint32_t*>(Y.ptr) + off, ci, Ct, ci, 0,
+                          c.in[0].f() + off, Ct};
+      off += ci;
+      if (ci > mx) mx = ci;
+    }
+    launch_jobs<2>(c, jobs, kk, mx);
   }
 }
 
