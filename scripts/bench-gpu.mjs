@@ -313,7 +313,7 @@ export async function runBench({
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
   log(`bench: ${budgetS} s budget${safe ? '; safe mode: block forwards unfused, plain steps and inference only' : ''}`);
   const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 }, safe };
-  const env = Object.entries(process.env).filter(([k]) => /^IRCONSTYLE_(PW_|LN_FOLD|GATE_BWD|LINEAR_|DWGATE_BWD|THIN_CONV|TF32)/.test(k));
+  const env = Object.entries(process.env).filter(([k]) => /^IRCONSTYLE_(PW_|LN_FOLD|GATE_BWD|LINEAR_|DWGATE_BWD|THIN_CONV|SPATIAL_GATE|TF32)/.test(k));
   if (env.length) log(`bench: kernel switches ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   result.switches = Object.fromEntries(env);
   if (safe) (await unfusedBlocks(ROOT)).patch();

@@ -9,8 +9,8 @@ import { mul } from '../lib/ops/elementwise.js';
 import { gelu } from '../lib/ops/activation.js';
 import { split } from '../lib/ops/shape.js';
 import { layerNorm2d } from '../lib/ops/norm.js';
-import { spatialGate, type GatingAxis } from '../lib/ops/fused.js';
-import { spatialDense } from '../lib/models/maxim_blocks.js';
+import { setKeepOnCpu, spatialGate, type GatingAxis } from '../lib/ops/fused.js';
+import { GatingUnit, spatialDense } from '../lib/models/maxim_blocks.js';
 import { backward } from '../lib/autograd/tape.js';
 import { differing, gradcheck, randArray, relErr, withEmulation } from './helpers.js';
 
@@ -94,6 +94,23 @@ describe('spatial_gate', () => {
     const [y, dz, dlw, dlb, dw, db] = await run(c, 5, fused);
     expect([y!.length, dz!.length]).toEqual([0, 0]);
     for (const g of [dlw!, dlb!, dw!, db!]) expect([...g].every((v) => v === 0)).toBe(true);
+  });
+
+  it('MAXIM\'s GatingUnit takes the op unless the CPU keeps the separate ops or IRCONSTYLE_SPATIAL_GATE=0', () => {
+    const unit = new GatingUnit('grid', 10, 8);
+    const z = tensor(randArray(2 * 6 * 8 * 10, 3), [2, 6, 8, 10]);
+    z.requiresGrad = true;
+    const node = () => unit.forward(z, [3, 2], 'gelu')._node?.name;
+    expect(node()).toBe('mul'); // the CPU's default
+    const was = setKeepOnCpu(false);
+    try {
+      expect(node()).toBe('spatial_gate');
+      process.env.IRCONSTYLE_SPATIAL_GATE = '0';
+      expect(node()).toBe('mul');
+    } finally {
+      delete process.env.IRCONSTYLE_SPATIAL_GATE;
+      setKeepOnCpu(was);
+    }
   });
 
   it('names what it expected for bad shapes and attributes', () => {
