@@ -94,6 +94,7 @@ describe('gelu_split', () => {
     await gradcheck((x) => concat(geluSplit(x!, [3, 5]).map((y, i) => scale(y, i + 1))), [{ data: randArray(2 * 8, 93, -3, 3), shape: [2, 8] }]);
     const x = tensor(randArray(12, 1), [3, 4]);
     expect(() => geluSplit(x, [3, 2])).toThrow(/gelu_split: sizes \[3, 2\] must sum to the last dim of x \[3, 4\]/);
+    expect(() => geluSplit(tensor(randArray(17, 1), [17]), Array(17).fill(1))).toThrow(/gelu_split: at most 16 parts \(its backward takes one gradient per part\), got 17/);
     expect(() => runOp('gelu_split_backward', [x, tensor(randArray(6, 1), [3, 2])])).toThrow(/gradients concatenated along the last axis must have the shape of x \[3, 4\], got \[3, 2\]/);
   });
 });

@@ -94,6 +94,9 @@ void cpu_split(KernelCtx& c) {
 void infer_gelu_split(InferCtx& c) {
   c.need_f32(0);
   infer_split(c);
+  if (c.out.size() > 16)  // the backward takes the gradients as inputs (ops.def: at most 16)
+    op_fail("E_ATTR", std::string(c.op) + ": at most 16 parts (its backward takes one gradient per part), got " +
+                          std::to_string(c.out.size()));
 }
 
 // Calls fn(row, output column offset, part i, width) for every row and part, parallel over rows.

@@ -119,7 +119,7 @@ IRC_HD void ph_stats(const Geo& g, Shared& sh, int tid, const float* z, int pass
   const int64_t px = sh.pix[r];
   if (px >= 0) {
     const float* zr = z + px * 2 * g.C + g.C;
-    const double mu = pass ? static_cast<double>(sh.s1[r]) : 0.0;  // pass 1: the mean, kept exactly in s1/s2 below
+    const double mu = pass ? static_cast<double>(sh.s1[r]) : 0.0;  // pass 1: the mean as s1 + s2 (to ~2^-48)
     for (int c = s; c < g.C; c += kStatLanes) {
       const double d = act_f(g.act, zr[c]) - (pass ? mu + static_cast<double>(sh.s2[r]) : 0.0);
       acc += pass ? d * d : d;
@@ -130,7 +130,8 @@ IRC_HD void ph_stats(const Geo& g, Shared& sh, int tid, const float* z, int pass
 
 IRC_HD double lane8(const double* s) { return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); }
 
-// Pass 0: the mean (double, split into s1 = float(mu) and s2 = mu - s1 so that pass 1 subtracts it exactly);
+// Pass 0: the mean (double, split into s1 = float(mu) and s2 = float(mu - s1): pass 1 subtracts s1 + s2, within
+// ~2^-48 of mu);
 // pass 1: rstd = 1 / sqrt(var + eps), both written for the backward.
 IRC_HD void ph_stats_sum(const Geo& g, Shared& sh, int tid, int pass, double eps, float* mean, float* rstd) {
   if (tid >= kTP) return;
@@ -238,16 +239,16 @@ IRC_HD void ph_ln_rowpart(Shared& sh, const Regs& rg, int tid) {
   }
 }
 
-// Row r's means of gw and gw x̂ (lanes added in order).
+// Row r's means of gw and gw x̂ (lanes added in order, in double as the CPU's row sums).
 IRC_HD void ph_ln_rowsum(const Geo& g, Shared& sh, int tid) {
   if (tid >= kTP) return;
-  float a = 0.f, b = 0.f;
+  double a = 0, b = 0;
   for (int l = 0; l < 32; ++l) {
     a += sh.rowpart[0][tid][l];
     b += sh.rowpart[1][tid][l];
   }
-  sh.s1[tid] = a / g.C;
-  sh.s2[tid] = b / g.C;
+  sh.s1[tid] = static_cast<float>(a / g.C);
+  sh.s2[tid] = static_cast<float>(b / g.C);
 }
 
 // Second pass: dx = rstd (gw - mean(gw) - x̂ mean(gw x̂)), the v half of dz = dx act'(z_v); the per-warp sums over
