@@ -18,7 +18,7 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
   { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, ops: ['dwconv_gate_backward'] },
   { env: { IRCONSTYLE_THIN_CONV: '0' }, ops: ['conv2d', 'conv2d_backward'] },
-  { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, ops: ['spatial_gate', 'spatial_gate_backward'] }, // read by lib/models/maxim_blocks.ts
+  { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] }, // read by lib/models/maxim_blocks.ts
 ];
 
 /**

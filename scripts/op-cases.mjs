@@ -372,6 +372,20 @@ export function opCases() {
     add('spatial_gate_backward', name, back(N), attrs, red);
     if (name.startsWith('grid gelu')) add('spatial_gate_backward', `${name} batch 0`, back(0), attrs, red);
   }
+  // spatial_mix: the cross-gating's spatial gating weights (z's halves into the mixing layouts and back, the linear
+  // op's kernels between). z, first (grid, patch), second (grid, patch), act, biases
+  for (const [name, zs, m1, m2, act, bias] of [
+    ['gelu [4,64,64,64] grid 4x4 | block 16x16 +b (split-TF32 linears)', [4, 64, 64, 64], [1, [4, 4]], [0, [16, 16]], 1, true],
+    ['[2,16,12,74] grid 2x2 | block 8x6 (P 48, C 37)', [2, 16, 12, 74], [1, [2, 2]], [0, [8, 6]], 0, false],
+  ]) {
+    const [N, H, W, C2] = zs, C = C2 / 2, attrs = [m1[0], ...m1[1], m2[0], ...m2[1], act];
+    const P = ([grid, [fh, fw]]) => (grid ? (H / fh) * (W / fw) : fh * fw), [p1, p2] = [P(m1), P(m2)];
+    const ws = [f([p1, p1], -0.2, 0.2), f([p2, p2], -0.2, 0.2)];
+    add('spatial_mix', name, [f(zs, -2, 2), ...ws, ...(bias ? [f([p1]), f([p2])] : [])], attrs, red);
+    const back = (n) => [f([n, H, W, C2]), f([n, H, W, C2], -2, 2), ...ws, f([(n * H * W) / p1, C, p1]), f([(n * H * W) / p2, C, p2])];
+    add('spatial_mix_backward', name, back(N), attrs, red);
+    if (!bias) add('spatial_mix_backward', `${name} batch 0`, back(0), attrs, red);
+  }
   // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
     const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];
@@ -461,7 +475,7 @@ export function opCases() {
   // must launch nothing or a grid with nothing to do, and still write zero parameter gradients). Skipped: ops whose
   // other inputs would need other shapes then (row statistics, labels, the queue) and those without a batch.
   const noBatch = new Set(['fill', 'copy_', 'batch_norm1d', 'layer_norm2d_backward', 'layer_norm_bias_free_backward',
-    'ln_conv1x1_backward', 'ln_conv1x1_gate_backward', 'spatial_gate_backward', 'cross_entropy', 'cross_entropy_backward', 'queue_swap',
+    'ln_conv1x1_backward', 'ln_conv1x1_gate_backward', 'spatial_gate_backward', 'spatial_mix_backward', 'cross_entropy', 'cross_entropy_backward', 'queue_swap',
     'moco_logits', 'adamw_step', 'momentum_update', 'add_n_']);
   const firsts = new Map();
   for (const c of C) if (!firsts.has(c.op) && !c.env && !noBatch.has(c.op) && !c.inputs.some((x) => x.view)) firsts.set(c.op, c);

@@ -1,4 +1,5 @@
-// spatial_gate: MAXIM's block / grid gating unit as one op, against the official composition (GELU, split,
+// spatial_gate: MAXIM's block / grid gating unit as one op (and spatial_mix: its cross-gating's spatial gating
+// weights), against the official composition (GELU, split,
 // LayerNorm, block_images permute, Dense, permute back, product) bit for bit on the CPU, forward and backward; the
 // CUDA kernels' tile programs run on the host (IRCONSTYLE_EMULATE=spatial_gate) against it; finite differences;
 // empty batches and the errors for bad shapes and attributes.
@@ -7,9 +8,9 @@ import { tensor, type Tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
 import { mul } from '../lib/ops/elementwise.js';
 import { gelu } from '../lib/ops/activation.js';
-import { split } from '../lib/ops/shape.js';
+import { concat, split } from '../lib/ops/shape.js';
 import { layerNorm2d } from '../lib/ops/norm.js';
-import { setKeepOnCpu, spatialGate, type GatingAxis } from '../lib/ops/fused.js';
+import { geluSplit, setKeepOnCpu, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../lib/ops/fused.js';
 import { GatingUnit, spatialDense } from '../lib/models/maxim_blocks.js';
 import { backward } from '../lib/autograd/tape.js';
 import { differing, gradcheck, randArray, relErr, withEmulation } from './helpers.js';
@@ -121,5 +122,75 @@ describe('spatial_gate', () => {
     expect(call(t.z, t.w, [0, 3, 2, 3, 1e-6])).toThrow(/act must be 0 \(identity\) or 1 \(GELU\), got 3/);
     expect(call(t.z, t.w, [1, 3, 2, 1, 1e-6])).toThrow(/w \(the grid's positions squared\).*\[8, 8\]/);
     expect(call(tensor(new Float32Array(2 * 6 * 8 * 9), [2, 6, 8, 9]), t.w, [0, 3, 2, 1, 1e-6])).toThrow(/even, non-zero number of channels/);
+  });
+});
+
+// spatial_mix: z [N, H, W, 2C] with both mixings' (over, patch) and whether the Denses have biases
+interface MixCase { shape: [number, number, number, number]; first: [GatingAxis, [number, number]]; second: [GatingAxis, [number, number]]; act: 'none' | 'gelu'; bias: boolean }
+const MIX: MixCase[] = [
+  { shape: [2, 8, 12, 20], first: ['grid', [4, 3]], second: ['block', [2, 6]], act: 'gelu', bias: true }, // P 8 and 12, C 10
+  { shape: [1, 16, 12, 74], first: ['grid', [2, 2]], second: ['block', [8, 6]], act: 'none', bias: false }, // P 48 both, C 37
+  { shape: [3, 4, 4, 128], first: ['block', [4, 4]], second: ['grid', [1, 1]], act: 'gelu', bias: true }, // C 64
+];
+const mixName = (c: MixCase) => `z [${c.shape.join(',')}] ${c.first[0]} ${c.first[1].join('×')} | ${c.second[0]} ${c.second[1].join('×')} ${c.act}${c.bias ? ' bias' : ''}`;
+const mixP = (c: MixCase, [over, patch]: [GatingAxis, [number, number]]) =>
+  over === 'block' ? patch[0] * patch[1] : (c.shape[1] / patch[0]) * (c.shape[2] / patch[1]);
+
+async function runMix(c: MixCase, seed: number, fused: boolean): Promise<Float32Array[]> {
+  const n = c.shape.reduce((a, b) => a * b, 1), [p1, p2] = [mixP(c, c.first), mixP(c, c.second)];
+  const z = tensor(randArray(n, seed, -2, 2), c.shape);
+  const ws = [p1, p2].map((p, i) => tensor(randArray(p * p, seed + 1 + i, -0.3, 0.3), [p, p]));
+  const bs = c.bias ? [p1, p2].map((p, i) => tensor(randArray(p, seed + 3 + i), [p])) : [];
+  const leaves = [z, ...ws, ...bs];
+  for (const l of leaves) l.requiresGrad = true;
+  const m = (i: number): Mixing => ({ over: [c.first, c.second][i]![0], patch: [c.first, c.second][i]![1], w: ws[i]!, b: bs[i] ?? null });
+  let y: Tensor;
+  if (fused) y = spatialMix(z, m(0), m(1), c.act);
+  else {
+    const C = c.shape[3] / 2;
+    const [u, v] = (c.act === 'gelu' ? geluSplit(z, [C, C]) : split(z, [C, C])) as [Tensor, Tensor];
+    y = concat([u, v].map((t, i) => spatialDense(t, m(i).patch, m(i).over, m(i).w, m(i).b)));
+  }
+  backward(y, tensor(randArray(n, seed + 9), c.shape));
+  return Promise.all([y, ...leaves.map((l) => l.grad!)].map(async (x) => Float32Array.from((await x.data()) as Float32Array)));
+}
+
+describe('spatial_mix', () => {
+  for (const [i, c] of MIX.entries())
+    it(`equals the composition (GELU + split, two spatial Denses, concat) bit for bit: ${mixName(c)}`, async () => {
+      const [f, ref] = [await runMix(c, 300 + 10 * i, true), await runMix(c, 300 + 10 * i, false)];
+      for (let k = 0; k < ref.length; ++k) expect(differing(f[k]!, ref[k]!), `output ${k}`).toBe(0);
+    });
+
+  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', async () => {
+    for (const [i, c] of MIX.entries()) {
+      const own = await runMix(c, 400 + 10 * i, true);
+      const emu = await withEmulation('spatial_gate', () => runMix(c, 400 + 10 * i, true));
+      for (let k = 0; k < own.length; ++k) expect(relErr(emu[k]!, own[k]!), `${mixName(c)} output ${k}`).toBeLessThanOrEqual(2e-5);
+    }
+  });
+
+  it('gradients match finite differences', async () => {
+    const c = MIX[0]!, [p1, p2] = [mixP(c, c.first), mixP(c, c.second)];
+    const ins = [{ data: randArray(c.shape.reduce((a, b) => a * b, 1), 50, -2, 2), shape: c.shape as number[] },
+      { data: randArray(p1 * p1, 51, -0.3, 0.3), shape: [p1, p1] }, { data: randArray(p2 * p2, 52, -0.3, 0.3), shape: [p2, p2] },
+      { data: randArray(p1, 53), shape: [p1] }, { data: randArray(p2, 54), shape: [p2] }];
+    await gradcheck((z, w1, w2, b1, b2) => spatialMix(z!, { over: 'grid', patch: c.first[1], w: w1!, b: b1! }, { over: 'block', patch: c.second[1], w: w2!, b: b2! }, 'gelu'), ins);
+  });
+
+  it('an empty batch, one bias missing, a wrong weight', async () => {
+    const w = (p: number) => tensor(randArray(p * p, 1), [p, p]);
+    const z0 = tensor(new Float32Array(0), [0, 4, 4, 6]);
+    z0.requiresGrad = true;
+    const w1 = w(4);
+    w1.requiresGrad = true;
+    const y = spatialMix(z0, { over: 'grid', patch: [2, 2], w: w1, b: null }, { over: 'block', patch: [2, 2], w: w(4), b: null }, 'gelu');
+    expect(y.shape).toEqual([0, 4, 4, 6]);
+    backward(y, tensor(new Float32Array(0), [0, 4, 4, 6]));
+    expect([...(await w1.grad!.data())].every((v) => v === 0)).toBe(true);
+    const z = tensor(randArray(96, 2), [1, 4, 4, 6]);
+    expect(() => spatialMix(z, { over: 'grid', patch: [2, 2], w: w(4), b: tensor(randArray(4, 1), [4]) }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/a bias each or neither/);
+    expect(() => spatialMix(z, { over: 'grid', patch: [2, 2], w: w(3), b: null }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/w1 \(the first mixing's positions squared\) must have shape \[4, 4\], got \[3, 3\]/);
+    expect(() => spatialMix(z, { over: 'grid', patch: [3, 2], w: w(4), b: null }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/the first patch 3x2 must tile the 4x4 map/);
   });
 });

@@ -15,7 +15,7 @@ import { add, mul, scale } from '../ops/elementwise.js';
 import { permute } from '../ops/memory.js';
 import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
-import { composesOnCpu, geluSplit, lnLinear, spatialGate, type GatingAxis } from '../ops/fused.js';
+import { composesOnCpu, geluSplit, lnLinear, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
 
 export type Size2 = readonly [number, number];
@@ -98,6 +98,10 @@ export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w:
   return permute(y, over === 'block' ? BLOCK_INV : GRID_INV).reshape([n, h, wd, c]);
 }
 
+/** IRCONSTYLE_SPATIAL_GATE=0: the gating units and spatial gating weights as the separate ops on every device (the
+ * device check's fallback when their tile kernels fail). */
+const tilesOff = () => process.env.IRCONSTYLE_SPATIAL_GATE === '0';
+
 /**
  * Block/GridGatingUnit(2C, n): split u, v; v <- LN(v); v <- Dense_0 over the block (P) or grid (G) axis; u ⊙ (v + 1).
  * One op (spatialGate); `act` 'gelu' applies the GmlpLayer's GELU to the input on the way in.
@@ -116,8 +120,7 @@ export class GatingUnit extends Module {
    * kernels plus its transposes) and give the same bits.
    */
   forward(x: Tensor, patch: Size2, act: 'none' | 'gelu' = 'none'): Tensor {
-    // IRCONSTYLE_SPATIAL_GATE=0: the separate ops everywhere (the device check's fallback, A/B timing)
-    if (composesOnCpu(x) || process.env.IRCONSTYLE_SPATIAL_GATE === '0') return this.composed(x, patch, act);
+    if (composesOnCpu(x) || tilesOff()) return this.composed(x, patch, act);
     const ln = this.intermediate_layernorm.P, d = this.Dense_0.P;
     // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
     return tidy(() => spatialGate(x, ln.gamma!, ln.beta!, d.weight!, scale(d.bias!, 1, 1), { over: this.kind, patch, act, eps: 1e-6 }));
@@ -165,8 +168,9 @@ export class GmlpLayer extends Module {
   }
 }
 
-/** @internal Whether MAXIM's GELU + split pairs run as one op (scripts/unfused-blocks.mjs turns it off for A/B timing). */
-export const maximFusion = { geluSplit: true };
+/** @internal Whether MAXIM's GELU + split pairs and spatial gating weights run as one op each (scripts/unfused-blocks.mjs
+ * turns them off for A/B timing). */
+export const maximFusion = { geluSplit: true, spatialMix: true };
 
 /** GELU, then the two channel halves (the official chunk), in one op. */
 function geluHalves(y: Tensor): [Tensor, Tensor] {
@@ -286,11 +290,16 @@ export class SpatialGatingWeights extends Module {
   forward(x: Tensor): Tensor {
     const [, h, w] = dims(x);
     checkTiles('cross-gating grid', h, w, this.grid[0], this.grid[1]);
+    const grid: Mixing = { over: 'grid', patch: [h / this.grid[0], w / this.grid[1]], w: this.Dense_0.P.weight!, b: this.Dense_0.P.bias ?? null };
+    const block: Mixing = { over: 'block', patch: this.block, w: this.Dense_1.P.weight!, b: this.Dense_1.P.bias ?? null };
     return tidy(() => {
-      const [u, v] = geluHalves(this.LayerNorm_in.linear(x, this.in_project));
-      const gu = spatialDense(u, [h / this.grid[0], w / this.grid[1]], 'grid', this.Dense_0.P.weight!, this.Dense_0.P.bias ?? null);
-      const gv = spatialDense(v, this.block, 'block', this.Dense_1.P.weight!, this.Dense_1.P.bias ?? null);
-      return this.out_project.forward(concat([gu, gv]));
+      const z = this.LayerNorm_in.linear(x, this.in_project);
+      // one op (the GELU, both halves' mixing and the concat) except on the CPU by default, where the separate ops
+      // are as fast (as GatingUnit)
+      if (maximFusion.spatialMix && !composesOnCpu(z) && !tilesOff()) return this.out_project.forward(spatialMix(z, grid, block, 'gelu'));
+      const [u, v] = geluHalves(z);
+      const mix = (t: Tensor, m: Mixing) => spatialDense(t, m.patch, m.over, m.w, m.b);
+      return this.out_project.forward(concat([mix(u, grid), mix(v, block)]));
     });
   }
 }

@@ -343,6 +343,18 @@ export const OPS = [
     "differentiable": false
   },
   {
+    "name": "spatial_mix",
+    "minIn": 3,
+    "maxIn": 5,
+    "differentiable": true
+  },
+  {
+    "name": "spatial_mix_backward",
+    "minIn": 6,
+    "maxIn": 6,
+    "differentiable": false
+  },
+  {
     "name": "channel_scale",
     "minIn": 2,
     "maxIn": 2,

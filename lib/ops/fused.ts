@@ -2,7 +2,9 @@
 // gate in one pass — NAFBlock's conv2 + SimpleGate, or GDFN's GELU gate; its backward recomputes the conv output
 // instead of saving it), conv1x1Add (a pointwise conv, scaled and added to a residual in one pass), conv1x1Gate (a
 // pointwise conv and a SimpleGate, the conv output never stored), lnConv1x1Gate (the same behind a LayerNorm2d whose
-// output is never stored either) and lnConv1x1 (a pointwise conv behind a LayerNorm2d).
+// output is never stored either) and lnConv1x1 (a pointwise conv behind a LayerNorm2d); MAXIM's spatialGate (a
+// gating unit), geluSplit and spatialMix (the cross-gating's spatial gating weights).
+import { IrcError } from '../errors.js';
 import { needsGrad, record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
@@ -238,4 +240,40 @@ export function geluSplit(x: Tensor, sizes: readonly number[]): Tensor[] {
     },
   });
   return ys;
+}
+
+/** One mixing of spatialMix: the Dense (w [P, P], b [P] or null) over the positions of `over` for patch (fh, fw). */
+export interface Mixing {
+  over: GatingAxis;
+  patch: readonly [number, number];
+  w: Tensor;
+  b: Tensor | null;
+}
+
+/**
+ * MAXIM's spatial gating weights (the cross-gating block's) in one op: a = act(z) for z [N, H, W, 2C], y's first C
+ * channels the first mixing's Dense over the positions of a's first half, its last C the second's over a's second
+ * half — the official chunk, two block_images + swapaxes + Dense + back, and concat. The biases come both or neither.
+ */
+export function spatialMix(z: Tensor, first: Mixing, second: Mixing, act: 'none' | 'gelu' = 'none'): Tensor {
+  if (!first.b !== !second.b) throw new IrcError('E_ARG', 'spatialMix: the two mixings need a bias each or neither');
+  const attrs = [...[first, second].flatMap((m) => [m.over === 'grid' ? 1 : 0, m.patch[0], m.patch[1]]), act === 'gelu' ? 1 : 0];
+  const ins = [z, first.w, second.w, ...(first.b && second.b ? [first.b, second.b] : [])];
+  const [y, t1, t2] = runOp('spatial_mix', ins, attrs);
+  record({
+    name: 'spatial_mix',
+    inputs: ins,
+    outputs: [y!],
+    save: [z, first.w, second.w, t1!, t2!],
+    backward: ([gy], saved) => {
+      const [dz, dw1, db1, dw2, db2] = runOp('spatial_mix_backward', [gy!, ...saved], attrs);
+      if (ins.length === 5) return [dz!, dw1!, dw2!, db1!, db2!];
+      db1!.dispose();
+      db2!.dispose();
+      return [dz!, dw1!, dw2!];
+    },
+  });
+  t1!.dispose();
+  t2!.dispose();
+  return y!;
 }

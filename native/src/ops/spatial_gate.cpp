@@ -19,36 +19,52 @@ namespace {
 
 using sgate::Geo;
 
-// Validates the attrs and z [N, H, W, 2C] (input 0) against lw (input lwi) and w (input wi); returns the geometry.
-Geo check_geo(const InferCtx& c, size_t lwi, size_t wi) {
-  c.need_attrs(5);
+// Validates z [N, H, W, 2C] (input zi) and one mixing (grid, fh, fw) with the activation; returns its geometry.
+Geo check_mixing(const InferCtx& c, size_t zi, int64_t grid, int64_t fh, int64_t fw, int64_t act, const char* which) {
   const std::string op = c.op;
-  c.need_f32(0);
-  c.need_rank(0, 4);
-  const Shape& z = c.in[0].shape;
+  c.need_f32(zi);
+  c.need_rank(zi, 4);
+  const Shape& z = c.in[zi].shape;
   if (z[3] % 2 || z[3] == 0)
-    op_fail("E_SHAPE", op + ": z must have an even, non-zero number of channels (u and v halves), got " + shape_str(z));
-  const int64_t grid = c.ai(0), fh = c.ai(1), fw = c.ai(2), act = c.ai(3);
-  if (grid != 0 && grid != 1) op_fail("E_ATTR", op + ": grid must be 0 (mix inside patches) or 1 (mix patches), got " + std::to_string(grid));
+    op_fail("E_SHAPE", op + ": z must have an even, non-zero number of channels (two halves), got " + shape_str(z));
+  if (grid != 0 && grid != 1) op_fail("E_ATTR", op + ": " + which + "grid must be 0 (mix inside patches) or 1 (mix patches), got " + std::to_string(grid));
   if (act != 0 && act != 1) op_fail("E_ATTR", op + ": act must be 0 (identity) or 1 (GELU), got " + std::to_string(act));
   if (fh < 1 || fw < 1 || z[1] % fh || z[2] % fw)
-    op_fail("E_ATTR", op + ": the patch " + std::to_string(fh) + "x" + std::to_string(fw) + " must tile the " +
+    op_fail("E_ATTR", op + ": the " + which + "patch " + std::to_string(fh) + "x" + std::to_string(fw) + " must tile the " +
                           std::to_string(z[1]) + "x" + std::to_string(z[2]) + " map of z " + shape_str(z));
-  if (!(c.af(4) >= 0)) op_fail("E_ATTR", op + ": eps must be >= 0, got " + std::to_string(c.af(4)));
-  const int64_t C = z[3] / 2;
-  if (z[1] * z[2] * 2 * C >= (int64_t{1} << 31) || z[0] > (int64_t{1} << 24))
+  if (z[1] * z[2] * z[3] >= (int64_t{1} << 31) || z[0] > (int64_t{1} << 24))
     op_fail("E_SHAPE", op + ": z " + shape_str(z) + " is too large (an image of 2^31 values or more)");
-  const Geo g = sgate::make_geo(z[0], z[1], z[2], C, fh, fw, grid == 1, act == 1);
-  const Shape want = {C};
-  c.need_f32(lwi);
-  c.need_shape(lwi, want, "lw");
+  return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, fh, fw, grid == 1, act == 1);
+}
+
+// w [P, P] (input wi) and, when bi is given, b [P] for geometry g.
+void check_dense(const InferCtx& c, const Geo& g, size_t wi, const char* w, long bi, const char* b) {
   c.need_f32(wi);
-  c.need_shape(wi, {g.P, g.P}, grid ? "w (the grid's positions squared)" : "w (the patch's pixels squared)");
+  c.need_shape(wi, {g.P, g.P}, w);
+  if (bi >= 0) {
+    c.need_f32(static_cast<size_t>(bi));
+    c.need_shape(static_cast<size_t>(bi), {g.P}, b);
+  }
+}
+
+// spatial_gate's attrs [grid, fh, fw, act, eps], z (input zi), lw (input lwi) and w (input wi).
+Geo check_geo(const InferCtx& c, size_t zi, size_t lwi, size_t wi) {
+  c.need_attrs(5);
+  const Geo g = check_mixing(c, zi, c.ai(0), c.ai(1), c.ai(2), c.ai(3), "");
+  if (!(c.af(4) >= 0)) op_fail("E_ATTR", std::string(c.op) + ": eps must be >= 0, got " + std::to_string(c.af(4)));
+  c.need_f32(lwi);
+  c.need_shape(lwi, {g.C}, "lw");
+  check_dense(c, g, wi, g.grid ? "w (the grid's positions squared)" : "w (the patch's pixels squared)", -1, "");
   return g;
 }
 
 Geo geo_of(const KernelCtx& k, const Shape& z) {
   return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(1), k.ai(2), k.ai(0) == 1, k.ai(3) == 1);
+}
+
+// spatial_mix's attrs [grid1, fh1, fw1, grid2, fh2, fw2, act]: the geometry of half h.
+Geo mix_geo(const KernelCtx& k, const Shape& z, int h) {
+  return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(3 * h + 1), k.ai(3 * h + 2), k.ai(3 * h) == 1, k.ai(6) == 1);
 }
 
 // The host model's executor: every thread of the block in turn, phase by phase.
@@ -75,14 +91,14 @@ void for_tiles(const Geo& g, Prog&& prog) {
   });
 }
 
-// T[group, c, p] <-> rows[pixel(group, p), c] (the official permutes), parallel over groups; a group's P x C block
-// (at most a few tens of KiB at MAXIM's sizes) stays in cache while it is transposed.
+// T[group, c, p] <-> rows[pixel(group, p), off + c] of a [rows, ld] map (the official permutes), parallel over
+// groups; a group's P x C block (at most a few tens of KiB at MAXIM's sizes) stays in cache while it is transposed.
 template <bool TO_T>
-void mixing(const Geo& g, const float* src, float* dst) {
+void mixing(const Geo& g, const float* src, float* dst, int64_t ld, int64_t off) {
   parallel_for(g.G, 4, [&](int64_t g0, int64_t g1) {
     std::vector<int64_t> px(static_cast<size_t>(g.P));
     for (int64_t gr = g0; gr < g1; ++gr) {
-      for (int p = 0; p < g.P; ++p) px[p] = sgate::pixel(g, gr, p) * g.C;
+      for (int p = 0; p < g.P; ++p) px[p] = sgate::pixel(g, gr, p) * ld + off;
       for (int c = 0; c < g.C; ++c) {
         const int64_t t = (gr * g.C + c) * g.P;
         for (int p = 0; p < g.P; ++p) {
@@ -93,8 +109,12 @@ void mixing(const Geo& g, const float* src, float* dst) {
     }
   });
 }
-void to_mixing(const Geo& g, const float* rows, float* T) { mixing<true>(g, rows, T); }
-void from_mixing(const Geo& g, const float* T, float* rows) { mixing<false>(g, T, rows); }
+void to_mixing(const Geo& g, const float* rows, float* T, int64_t ld = -1, int64_t off = 0) {
+  mixing<true>(g, rows, T, ld < 0 ? g.C : ld, off);
+}
+void from_mixing(const Geo& g, const float* T, float* rows, int64_t ld = -1, int64_t off = 0) {
+  mixing<false>(g, T, rows, ld < 0 ? g.C : ld, off);
+}
 
 // An uninitialised float buffer (std::vector would write zeros over it first).
 using Buf = std::unique_ptr<float[]>;
@@ -118,7 +138,7 @@ void v_half(const float* a, int64_t rows, int64_t C, float* v) {
 
 void infer_spatial_gate(InferCtx& c) {
   c.op = "spatial_gate";
-  const Geo g = check_geo(c, 1, 3);
+  const Geo g = check_geo(c, 0, 1, 3);
   c.need_f32(2);
   c.need_shape(2, {g.C}, "lb");
   c.need_f32(4);
@@ -162,10 +182,8 @@ void cpu_spatial_gate(KernelCtx& k) {
 
 void infer_spatial_gate_backward(InferCtx& c) {
   c.op = "spatial_gate_backward";
-  // inputs: dy 0, z 1, lw 2, w 3, t 4, g 5, mean 6, rstd 7; check_geo reads z at 0, so validate on a view with z first
-  InferCtx zc = c;
-  std::swap(zc.in[0], zc.in[1]);
-  const Geo g = check_geo(zc, 2, 3);
+  // inputs: dy 0, z 1, lw 2, w 3, t 4, g 5, mean 6, rstd 7
+  const Geo g = check_geo(c, 1, 2, 3);
   const Shape& z = c.in[1].shape;
   c.need_f32(0);
   c.need_shape(0, {z[0], z[1], z[2], g.C}, "dy");
@@ -241,6 +259,104 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     for (int64_t r = r0; r < r1; ++r) std::memcpy(da + r * 2 * g.C + g.C, dv + r * g.C, sizeof(float) * g.C);
   });
   if (g.act) gelu_backward_cpu(da, z, dz, 2 * U);
+}
+
+// ---- spatial_mix / spatial_mix_backward: the cross-gating's spatial gating weights ------------------------------
+void infer_spatial_mix(InferCtx& c) {
+  c.need_attrs(7);
+  if (c.in.size() == 4) op_fail("E_ARITY", "spatial_mix: the biases come both or neither (z, w1, w2, b1, b2), got 4 inputs");
+  const bool bias = c.in.size() == 5;
+  const Geo g1 = check_mixing(c, 0, c.ai(0), c.ai(1), c.ai(2), c.ai(6), "first ");
+  const Geo g2 = check_mixing(c, 0, c.ai(3), c.ai(4), c.ai(5), c.ai(6), "second ");
+  check_dense(c, g1, 1, "w1 (the first mixing's positions squared)", bias ? 3 : -1, "b1");
+  check_dense(c, g2, 2, "w2 (the second mixing's positions squared)", bias ? 4 : -1, "b2");
+  c.add_out(c.in[0].shape);
+  c.add_out({g1.G, g1.C, g1.P});
+  c.add_out({g2.G, g2.C, g2.P});
+}
+
+void cpu_spatial_mix(KernelCtx& k) {
+  const Shape& zs = k.in[0].shape;
+  const int64_t rows = k.in[0].n / std::max<int64_t>(zs[3], 1), ld = zs[3];
+  if (rows == 0) return;
+  const float* z = k.in[0].f();
+  float* y = k.out[0].f();
+  const bool emulate = emulation_requested("spatial_gate");
+  // the plain path: gelu_split's values (the gelu op's code), then per half the permute, linear and permute back
+  const float* a = z;
+  if (!emulate && k.ai(6)) {
+    float* s0 = scratch(static_cast<size_t>(k.in[0].n), 0);
+    gelu_cpu(z, s0, k.in[0].n);
+    a = s0;
+  }
+  for (int h = 0; h < 2; ++h) {
+    const Geo g = mix_geo(k, zs, h);
+    const float *w = k.in[1 + h].f(), *b = k.in.size() == 5 ? k.in[3 + h].f() : nullptr;
+    float* T = k.out[1 + h].f();
+    const int64_t off = h * g.C;
+    float* Tg = scratch(static_cast<size_t>(g.G * g.C * g.P), 1);
+    if (emulate) {
+      for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::to_t_tile(x, sh, g, t, z, ld, static_cast<int>(off), g.act, T); });
+      linear_forward_cpu(T, w, b, Tg, g.G * g.C, g.P, g.P);
+      for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::from_t_tile(x, sh, g, t, Tg, y, ld, static_cast<int>(off), nullptr, 0); });
+    } else {
+      to_mixing(g, a, T, ld, off);
+      linear_forward_cpu(T, w, b, Tg, g.G * g.C, g.P, g.P);
+      from_mixing(g, Tg, y, ld, off);
+    }
+  }
+}
+
+void infer_spatial_mix_backward(InferCtx& c) {
+  // (dy, z, w1, w2, t1, t2)
+  c.need_attrs(7);
+  const Geo g1 = check_mixing(c, 1, c.ai(0), c.ai(1), c.ai(2), c.ai(6), "first ");
+  const Geo g2 = check_mixing(c, 1, c.ai(3), c.ai(4), c.ai(5), c.ai(6), "second ");
+  c.need_f32(0);
+  c.need_shape(0, c.in[1].shape, "dy");
+  check_dense(c, g1, 2, "w1 (the first mixing's positions squared)", -1, "");
+  check_dense(c, g2, 3, "w2 (the second mixing's positions squared)", -1, "");
+  c.need_f32(4);
+  c.need_shape(4, {g1.G, g1.C, g1.P}, "t1");
+  c.need_f32(5);
+  c.need_shape(5, {g2.G, g2.C, g2.P}, "t2");
+  c.add_out(c.in[1].shape);
+  c.add_out({g1.P, g1.P});
+  c.add_out({g1.P});
+  c.add_out({g2.P, g2.P});
+  c.add_out({g2.P});
+}
+
+void cpu_spatial_mix_backward(KernelCtx& k) {
+  const Shape& zs = k.in[1].shape;
+  const int64_t ld = zs[3], rows = k.in[1].n / std::max<int64_t>(ld, 1);
+  const float *dy = k.in[0].f(), *z = k.in[1].f();
+  float* dz = k.out[0].f();
+  const bool emulate = emulation_requested("spatial_gate");
+  // the gradient of act(z) (dz itself without an activation), then gelu_backward over it
+  float* da = k.ai(6) && !emulate ? scratch(static_cast<size_t>(k.in[1].n), 0) : dz;
+  for (int h = 0; h < 2; ++h) {
+    const Geo g = mix_geo(k, zs, h);
+    float *dw = k.out[1 + 2 * h].f(), *db = k.out[2 + 2 * h].f();
+    if (rows == 0) {
+      std::fill(dw, dw + g.P * g.P, 0.f);
+      std::fill(db, db + g.P, 0.f);
+      continue;
+    }
+    const int64_t R = g.G * g.C, off = h * g.C;
+    float* s1 = scratch(static_cast<size_t>(2 * R * g.P), 1);
+    float *dTg = s1, *dT = s1 + R * g.P;
+    if (emulate) {
+      for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::to_t_tile(x, sh, g, t, dy, ld, static_cast<int>(off), 0, dTg); });
+      linear_backward_cpu(dTg, k.in[4 + h].f(), k.in[2 + h].f(), dT, dw, db, R, g.P, g.P);
+      for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::from_t_tile(x, sh, g, t, dT, dz, ld, static_cast<int>(off), z, g.act); });
+    } else {
+      to_mixing(g, dy, dTg, ld, off);
+      linear_backward_cpu(dTg, k.in[4 + h].f(), k.in[2 + h].f(), dT, dw, db, R, g.P, g.P);
+      from_mixing(g, dT, da, ld, off);
+    }
+  }
+  if (rows && k.ai(6) && !emulate) gelu_backward_cpu(da, z, dz, k.in[1].n);
 }
 
 }  // namespace irc

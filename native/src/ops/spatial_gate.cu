@@ -3,7 +3,9 @@
 // kernels mix the positions (T's rows), one kernel reads the mixed values back into pixel rows times u. Backward: one
 // kernel for the gate (the u half of dz, and dg in T), the linear op's backward, one kernel for the LayerNorm's
 // backward (the v half of dz, dlw / dlb partials per tile summed in tile order). z's halves are read in place and dz
-// is written in place, so the composition's split, concat, GELU and permute passes are gone.
+// is written in place, so the composition's split, concat, GELU and permute passes are gone. spatial_mix (the
+// cross-gating's spatial gating weights) per half: z's half into the mixing layout (GELU on the way), the linear,
+// and back into y's half; its backward likewise with dy, the linear's backward, and GELU' on the way back into dz.
 #include <cuda_runtime.h>
 
 #include "../cuda/blas.cuh"
@@ -61,12 +63,32 @@ __global__ void __launch_bounds__(sgate::kThreads) sg_norm_bwd_k(Geo g, const fl
   SG_TILES(t) sgate::norm_bwd_tile(x, sh, g, t, Tdh, z, lw, mean, rstd, dz, partW, partB);
 }
 
+// spatial_mix: src's half at `off` into T (act applied), and T back into dst's half (times act'(z) when z)
+__global__ void __launch_bounds__(sgate::kThreads) sg_to_t_k(Geo g, const float* __restrict__ src, int64_t ld, int off,
+                                                             int act, float* T) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::to_t_tile(x, sh, g, t, src, ld, off, act, T);
+}
+
+__global__ void __launch_bounds__(sgate::kThreads) sg_from_t_k(Geo g, const float* __restrict__ T, float* dst, int64_t ld,
+                                                               int off, const float* __restrict__ z, int act) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::from_t_tile(x, sh, g, t, T, dst, ld, off, z, act);
+}
+
 #undef SG_TILES
 
 unsigned blocks(const Geo& g) { return static_cast<unsigned>(g.tiles() < (1 << 20) ? g.tiles() : (1 << 20)); }
 
 Geo geo_of(const KernelCtx& k, const Shape& z) {
   return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(1), k.ai(2), k.ai(0) == 1, k.ai(3) == 1);
+}
+
+// spatial_mix's half h (attrs [grid1, fh1, fw1, grid2, fh2, fw2, act])
+Geo mix_geo(const KernelCtx& k, const Shape& z, int h) {
+  return sgate::make_geo(z[0], z[1], z[2], z[3] / 2, k.ai(3 * h + 1), k.ai(3 * h + 2), k.ai(3 * h) == 1, k.ai(6) == 1);
 }
 
 }  // namespace
@@ -111,6 +133,49 @@ void cuda_spatial_gate_backward(KernelCtx& k) {
   cu::check_launch(k);
   blas::column_sums(k, partW, g.tiles(), g.C, dlw, 0);
   blas::column_sums(k, partB, g.tiles(), g.C, dlb, 0);
+}
+
+void cuda_spatial_mix(KernelCtx& k) {
+  const Shape& zs = k.in[0].shape;
+  const cudaStream_t s = cu::stream(k);
+  const float* z = k.in[0].f();
+  for (int h = 0; h < 2; ++h) {
+    const Geo g = mix_geo(k, zs, h);
+    if (g.tiles() == 0) return;
+    const float* b = k.in.size() == 5 ? k.in[3 + h].f() : nullptr;
+    float* T = k.out[1 + h].f();
+    // the mixed half in scratch slot 5 (the linear's forward uses 1 and 7)
+    float* Tg = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 5));
+    sg_to_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, zs[3], h * g.C, g.act, T);
+    cu::check_launch(k);
+    linear_forward_cuda(k, T, k.in[1 + h].f(), b, Tg, g.G * g.C, g.P, g.P);
+    sg_from_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, Tg, k.out[0].f(), zs[3], h * g.C, nullptr, 0);
+    cu::check_launch(k);
+  }
+}
+
+void cuda_spatial_mix_backward(KernelCtx& k) {
+  const Shape& zs = k.in[1].shape;
+  const cudaStream_t s = cu::stream(k);
+  const float *dy = k.in[0].f(), *z = k.in[1].f();
+  for (int h = 0; h < 2; ++h) {
+    const Geo g = mix_geo(k, zs, h);
+    float *dw = k.out[1 + 2 * h].f(), *db = k.out[2 + 2 * h].f();
+    if (g.tiles() == 0) {  // the sums over no rows
+      cu::check(cudaMemsetAsync(dw, 0, sizeof(float) * g.P * g.P, s), k.op, "memset");
+      cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.P, s), k.op, "memset");
+      continue;
+    }
+    const int64_t R = g.G * g.C;
+    // slots 5 and 6: the linear's backward uses 0-4 and 7 while these are live
+    float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));
+    float* Tdh = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 6));
+    sg_to_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, zs[3], h * g.C, 0, Tdg);
+    cu::check_launch(k);
+    linear_backward_cuda(k, Tdg, k.in[4 + h].f(), k.in[2 + h].f(), Tdh, dw, db, R, g.P, g.P);
+    sg_from_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, Tdh, k.out[0].f(), zs[3], h * g.C, z, g.act);
+    cu::check_launch(k);
+  }
 }
 
 }  // namespace irc

@@ -285,7 +285,34 @@ IRC_HD void ph_ln_part(const Geo& g, Shared& sh, int tid, int c0, int64_t tile, 
   partB[tile * g.C + c0 + tid] = b;
 }
 
-// ---- the four kernels' tile programs over an executor X: X::each(f) runs f(tid, regs) for every thread of the
+// spatial_mix (the cross-gating's spatial gating weights: one half of z mixed over positions, no LayerNorm or
+// product): rows of a [rows, ld] map at channel offset `off` (g.C channels) in and out of the tile.
+// tile[r][l] = act(src[row r, off + c0 + l]) (act 0: as it is; zeros outside)
+IRC_HD void ph_rows_in(const Geo& g, Shared& sh, int tid, int c0, const float* src, int64_t ld, int off, int act) {
+  const int w = tid / 32, l = tid % 32, c = c0 + l;
+  for (int k = 0; k < kRows; ++k) {
+    const int r = w + kWarps * k;
+    const int64_t px = sh.pix[r];
+    sh.tile[r][l] = px >= 0 && c < g.C ? act_f(act, src[px * ld + off + c]) : 0.f;
+  }
+}
+
+// dst[row r, off + c0 + l] = tile[r][l], times act'(z[row r, off + c0 + l]) when z is given
+IRC_HD void ph_rows_out(const Geo& g, Shared& sh, int tid, int c0, float* dst, int64_t ld, int off, const float* z,
+                        int act) {
+  const int w = tid / 32, l = tid % 32, c = c0 + l;
+  if (c >= g.C) return;
+  for (int k = 0; k < kRows; ++k) {
+    const int r = w + kWarps * k;
+    const int64_t px = sh.pix[r];
+    if (px < 0) continue;
+    float d = 1.f;
+    if (z) act_d(act, z[px * ld + off + c], d);
+    dst[px * ld + off + c] = z ? sh.tile[r][l] * d : sh.tile[r][l];
+  }
+}
+
+// ---- the kernels' tile programs over an executor X: X::each(f) runs f(tid, regs) for every thread of the
 // block, then a barrier (the device: this thread, then __syncthreads; the host model: all 256 threads in turn).
 
 #ifdef __CUDACC__
@@ -356,6 +383,36 @@ IRC_HD void norm_bwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
     x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, Tdh); });
     x.each([&](int tid, Regs&) { ph_ln_dx(g, sh, tid, c0, z, lw, dz); });
     x.each([&](int tid, Regs&) { ph_ln_part(g, sh, tid, c0, tile, partW, partB); });
+  }
+}
+
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class X>
+IRC_HD void to_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* src, int64_t ld, int off, int act,
+                      float* T) {
+  const int64_t group = tile / g.PT;
+  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  for (int c0 = 0; c0 < g.C; c0 += kTC) {
+    x.each([&](int tid, Regs&) { ph_rows_in(g, sh, tid, c0, src, ld, off, act); });
+    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile, tid, group, p0, c0, T); });
+  }
+}
+
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class X>
+IRC_HD void from_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* T, float* dst, int64_t ld, int off,
+                        const float* z, int act) {
+  const int64_t group = tile / g.PT;
+  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  for (int c0 = 0; c0 < g.C; c0 += kTC) {
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, T); });
+    x.each([&](int tid, Regs&) { ph_rows_out(g, sh, tid, c0, dst, ld, off, z, act); });
   }
 }
 
