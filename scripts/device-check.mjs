@@ -303,7 +303,7 @@ async function opBenchWorker() {
 
 // ------------------------------------------------------------------------------------------ parent side
 // The ops whose CUDA kernels are the newest (checked under compute-sanitizer by --sanitize unless --sanitize-ops says).
-const SANITIZE_OPS = '^(conv1x1_gate|ln_conv1x1|conv1x1_add|linear|dwconv_gate|conv2d|channel_attention|layer_norm|add_n_|scaled_add|global_avg_pool|adamw|spatial_gate)';
+const SANITIZE_OPS = '^(conv1x1_gate|ln_conv1x1|conv1x1_add|linear|dwconv_gate|conv2d|channel_attention|layer_norm|add_n_|scaled_add|global_avg_pool|adamw|spatial_|gelu_split)';
 
 /**
  * --sanitize: only the op cases of the newest kernels (SANITIZE_OPS, or --sanitize-ops <regex>), TF32 allowed, each
