@@ -11,6 +11,7 @@ import { runOp } from './run.js';
 import { conv2d, linear } from './conv.js';
 import { channelScale, simpleGate } from './nafnet.js';
 import { layerNorm2d } from './norm.js';
+import { joinParts } from './shape.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -232,12 +233,7 @@ export function geluSplit(x: Tensor, sizes: readonly number[]): Tensor[] {
     inputs: [x],
     outputs: ys,
     save: [x],
-    backward: (gys, [xs]) => {
-      const zeros = gys.map((g, i) => (g ? null : runOp('fill', [], [0, 0, ...ys[i]!.shape])[0]!));
-      const [dx] = runOp('gelu_split_backward', [xs!, ...gys.map((g, i) => g ?? zeros[i]!)]);
-      for (const z of zeros) z?.dispose();
-      return [dx!];
-    },
+    backward: (gys, [xs]) => [joinParts('gelu_split_backward', [xs!], gys, ys)],
   });
   return ys;
 }

@@ -36,20 +36,20 @@ export function split(x: Tensor, sizes: readonly number[]): Tensor[] {
     name: 'split',
     inputs: [x],
     outputs: ys,
-    backward: (gys) => {
-      const tmp: Tensor[] = [];
-      const parts = gys.map((g, i) => {
-        if (g) return g;
-        const z = runOp('fill', [], [0, 0, ...ys[i]!.shape])[0]!;
-        tmp.push(z);
-        return z;
-      });
-      const [dx] = runOp('concat', parts);
-      for (const t of tmp) t.dispose();
-      return [dx!];
-    },
+    backward: (gys) => [joinParts('concat', [], gys, ys)],
   });
   return ys;
+}
+
+/**
+ * @internal The backward of a split into parts ys: `op` (concat, or gelu_split_backward after x) over `before` and
+ * the parts' gradients, zeros for a part that got none.
+ */
+export function joinParts(op: 'concat' | 'gelu_split_backward', before: Tensor[], gys: (Tensor | null)[], ys: Tensor[]): Tensor {
+  const zeros = gys.map((g, i) => (g ? null : runOp('fill', [], [0, 0, ...ys[i]!.shape])[0]!));
+  const [dx] = runOp(op, [...before, ...gys.map((g, i) => g ?? zeros[i]!)]);
+  for (const z of zeros) z?.dispose();
+  return dx!;
 }
 
 export type PadMode = 'zero' | 'reflect';

@@ -111,7 +111,7 @@ __global__ void copy_cols_k(CopyJobs jobs) {
   }
 }
 
-template <int MODE = 0>
+template <int MODE>
 void launch_jobs(KernelCtx& c, CopyJobs& jobs, int k, int64_t max_cols) {
   if (k == 0 || jobs.rows == 0 || max_cols == 0) return;
   for (int i = 0; i < k; ++i) {
@@ -431,41 +431,19 @@ void cuda_pixel_unshuffle(KernelCtx& c) {
   cu::check_launch(c);
 }
 
-void cuda_concat(KernelCtx& c) {
-  const TArg& Y = c.out[0];
-  const int64_t Ct = Y.shape.back();
-  if (Y.n == 0) return;
-  CopyJobs jobs{};
-  jobs.rows = Y.n / Ct;
-  int64_t off = 0, mx = 0;
-  const int k = static_cast<int>(c.in.size());
-  for (int i = 0; i < k; ++i) {
-    const int64_t ci = c.in[i].shape.back();
-    jobs.j[i] = CopyJob{static_cast<const uint32_t*>(c.in[i].ptr), static_cast<uint32_t*>(Y.ptr) + off, ci, Ct, ci, 0};
-    off += ci;
-    if (ci > mx) mx = ci;
-  }
-  launch_jobs(c, jobs, k, mx);
-}
-
-// split (MODE 0) and gelu_split (MODE 1): one job per output, 16 per launch
-template <int MODE>
-void split_jobs(KernelCtx& c) {
-  const TArg& X = c.in[0];
-  const int64_t Ct = X.shape.back();
-  if (X.n == 0) return;
-  // split has any number of outputs (one per size attr): launch them 16 (the CopyJobs capacity) at a time
-  const int k = static_cast<int>(c.out.size());
+// Jobs 0 .. k-1, 16 per launch (the CopyJobs capacity): job(i, off, ci) for job i of width ci = cols(i), `off` the
+// running sum of the widths before it (the column of the concatenated side).
+template <int MODE, class Cols, class Job>
+void launch_by_16(KernelCtx& c, int64_t rows, int k, Cols cols, Job job) {
   int64_t off = 0;
   for (int i0 = 0; i0 < k; i0 += 16) {
     CopyJobs jobs{};
-    jobs.rows = X.n / Ct;
+    jobs.rows = rows;
     const int kk = k - i0 < 16 ? k - i0 : 16;
     int64_t mx = 0;
     for (int i = 0; i < kk; ++i) {
-      const int64_t ci = c.out[i0 + i].shape.back();
-      jobs.j[i] =
-          CopyJob{static_cast<const uint32_t*>(X.ptr) + off, static_cast<uint32_t*>(c.out[i0 + i].ptr), Ct, ci, ci, 0};
+      const int64_t ci = cols(i0 + i);
+      jobs.j[i] = job(i0 + i, off, ci);
       off += ci;
       if (ci > mx) mx = ci;
     }
@@ -473,32 +451,37 @@ void split_jobs(KernelCtx& c) {
   }
 }
 
-void cuda_split(KernelCtx& c) { split_jobs<0>(c); }
-void cuda_gelu_split(KernelCtx& c) { split_jobs<1>(c); }
-
-// (x, dy1..dyk) -> dx: concat's jobs over the dy, each with x's columns as aux
-void cuda_gelu_split_backward(KernelCtx& c) {
+// concat (MODE 0) and gelu_split_backward (MODE 2: the inputs after x are the parts, x's columns the aux): each
+// part into its columns of the output
+template <int MODE>
+void concat_jobs(KernelCtx& c, int first) {
   const TArg& Y = c.out[0];
   const int64_t Ct = Y.shape.back();
   if (Y.n == 0) return;
-  const int k = static_cast<int>(c.in.size()) - 1;
-  int64_t off = 0;
-  for (int i0 = 0; i0 < k; i0 += 16) {
-    CopyJobs jobs{};
-    jobs.rows = Y.n / Ct;
-    const int kk = k - i0 < 16 ? k - i0 : 16;
-    int64_t mx = 0;
-    for (int i = 0; i < kk; ++i) {
-      const TArg& dy = c.in[1 + i0 + i];
-      const int64_t ci = dy.shape.back();
-      jobs.j[i] = CopyJob{static_cast<const uint32_t*>(dy.ptr), static_cast<uint32_t*>(Y.ptr) + off, ci, Ct, ci, 0,
-                          c.in[0].f() + off, Ct};
-      off += ci;
-      if (ci > mx) mx = ci;
-    }
-    launch_jobs<2>(c, jobs, kk, mx);
-  }
+  launch_by_16<MODE>(c, Y.n / Ct, static_cast<int>(c.in.size()) - first, [&](int i) { return c.in[first + i].shape.back(); },
+                     [&](int i, int64_t off, int64_t ci) {
+                       return CopyJob{static_cast<const uint32_t*>(c.in[first + i].ptr), static_cast<uint32_t*>(Y.ptr) + off,
+                                      ci, Ct, ci, 0, MODE == 2 ? c.in[0].f() + off : nullptr, MODE == 2 ? Ct : 0};
+                     });
 }
+
+// split (MODE 0) and gelu_split (MODE 1): each output from its columns of the input
+template <int MODE>
+void split_jobs(KernelCtx& c) {
+  const TArg& X = c.in[0];
+  const int64_t Ct = X.shape.back();
+  if (X.n == 0) return;
+  launch_by_16<MODE>(c, X.n / Ct, static_cast<int>(c.out.size()), [&](int i) { return c.out[i].shape.back(); },
+                     [&](int i, int64_t off, int64_t ci) {
+                       return CopyJob{static_cast<const uint32_t*>(X.ptr) + off, static_cast<uint32_t*>(c.out[i].ptr), Ct,
+                                      ci, ci, 0};
+                     });
+}
+
+void cuda_concat(KernelCtx& c) { concat_jobs<0>(c, 0); }
+void cuda_split(KernelCtx& c) { split_jobs<0>(c); }
+void cuda_gelu_split(KernelCtx& c) { split_jobs<1>(c); }
+void cuda_gelu_split_backward(KernelCtx& c) { concat_jobs<2>(c, 1); }
 
 void cuda_pad2d(KernelCtx& c) {
   const int64_t total = c.out[0].n;
