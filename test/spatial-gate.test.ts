@@ -66,6 +66,17 @@ const CASES: Case[] = [
 ];
 const name = (c: Case) => `${c.over} z [${c.shape.join(',')}] patch ${c.patch.join('×')} ${c.act}`;
 
+/** Each case's outputs and gradients through the tile programs on the host (IRCONSTYLE_EMULATE=spatial_gate) within
+ * 2e-5 of the CPU's own code. */
+async function expectEmulationAgrees<C>(cases: C[], seed: number, run: (c: C, seed: number) => Promise<Float32Array[]>,
+  name: (c: C) => string) {
+  for (const [i, c] of cases.entries()) {
+    const own = await run(c, seed + 10 * i);
+    const emu = await withEmulation('spatial_gate', () => run(c, seed + 10 * i));
+    for (let k = 0; k < own.length; ++k) expect(relErr(emu[k]!, own[k]!), `${name(c)} output ${k}`).toBeLessThanOrEqual(2e-5);
+  }
+}
+
 describe('spatial_gate', () => {
   for (const [i, c] of CASES.entries())
     it(`equals the official composition bit for bit, forward and backward: ${name(c)}`, async () => {
@@ -73,13 +84,8 @@ describe('spatial_gate', () => {
       for (let k = 0; k < ref.length; ++k) expect(differing(f[k]!, ref[k]!), `output ${k}`).toBe(0);
     });
 
-  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', async () => {
-    for (const [i, c] of CASES.entries()) {
-      const own = await run(c, 900 + 10 * i, fused);
-      const emu = await withEmulation('spatial_gate', () => run(c, 900 + 10 * i, fused));
-      for (let k = 0; k < own.length; ++k) expect(relErr(emu[k]!, own[k]!), `${name(c)} output ${k}`).toBeLessThanOrEqual(2e-5);
-    }
-  });
+  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', () =>
+    expectEmulationAgrees(CASES, 900, (c, seed) => run(c, seed, fused), name));
 
   it('gradients match finite differences (GELU inside, both axes)', async () => {
     for (const c of [CASES[0]!, CASES[3]!]) {
@@ -162,13 +168,8 @@ describe('spatial_mix', () => {
       for (let k = 0; k < ref.length; ++k) expect(differing(f[k]!, ref[k]!), `output ${k}`).toBe(0);
     });
 
-  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', async () => {
-    for (const [i, c] of MIX.entries()) {
-      const own = await runMix(c, 400 + 10 * i, true);
-      const emu = await withEmulation('spatial_gate', () => runMix(c, 400 + 10 * i, true));
-      for (let k = 0; k < own.length; ++k) expect(relErr(emu[k]!, own[k]!), `${mixName(c)} output ${k}`).toBeLessThanOrEqual(2e-5);
-    }
-  });
+  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', () =>
+    expectEmulationAgrees(MIX, 400, (c, seed) => runMix(c, seed, true), mixName));
 
   it('gradients match finite differences', async () => {
     const c = MIX[0]!, [p1, p2] = [mixP(c, c.first), mixP(c, c.second)];
@@ -190,6 +191,7 @@ describe('spatial_mix', () => {
     expect([...(await w1.grad!.data())].every((v) => v === 0)).toBe(true);
     const z = tensor(randArray(96, 2), [1, 4, 4, 6]);
     expect(() => spatialMix(z, { over: 'grid', patch: [2, 2], w: w(4), b: tensor(randArray(4, 1), [4]) }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/a bias each or neither/);
+    expect(() => runOp('spatial_mix', [z, w(4), w(4), tensor(randArray(4, 1), [4])], [1, 2, 2, 0, 2, 2, 1])).toThrow(/the biases come both or neither \(z, w1, w2, b1, b2\), got 4 inputs/);
     expect(() => spatialMix(z, { over: 'grid', patch: [2, 2], w: w(3), b: null }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/w1 \(the first mixing's positions squared\) must have shape \[4, 4\], got \[3, 3\]/);
     expect(() => spatialMix(z, { over: 'grid', patch: [3, 2], w: w(4), b: null }, { over: 'block', patch: [2, 2], w: w(4), b: null })).toThrow(/the first patch 3x2 must tile the 4x4 map/);
   });
