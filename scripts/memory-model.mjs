@@ -1,4 +1,4 @@
-// npm run mem:model [-- --models constyle-nafnet,constyle-maxim] [--size 128] [--no-checkpoint]
+// npm run mem:model [-- --models constyle-nafnet,constyle-maxim] [--size 128] [--no-checkpoint] [--breakdown [rows]]
 //
 // Predicts the peak GPU memory of `bench:gpu`'s training steps on a machine without a GPU. On CUDA a tensor's
 // memory is held from the op's submission until JS releases it; on the CPU it is allocated when the kernel runs
@@ -16,7 +16,9 @@ const { join, dirname } = await import('node:path');
 const { fileURLToPath, pathToFileURL } = await import('node:url');
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const load = (p) => import(pathToFileURL(join(ROOT, 'dist', 'lib', p)).href);
-const [lib, { native }, fused] = await Promise.all([load('index.js'), load('native/loader.js'), load('ops/fused.js')]);
+const [lib, { native }, fused, opsGen] = await Promise.all([
+  load('index.js'), load('native/loader.js'), load('ops/fused.js'), load('native/ops.gen.js'),
+]);
 
 const MiB = 2 ** 20;
 // PyTorch on the H100 (../shared/anchors/README.md: fp32, peak allocated), the benchmark's batches.
@@ -32,6 +34,8 @@ const arg = (name, dflt) => {
 const models = arg('models', Object.keys(MODELS).join(',')).split(',');
 const size = Number(arg('size', '128'));
 const modes = process.argv.includes('--no-checkpoint') ? [false] : [false, true];
+const breakdownAt = process.argv.indexOf('--breakdown');
+const breakdownRows = breakdownAt > 0 ? Number(/^\d+$/.test(process.argv[breakdownAt + 1] ?? '') ? process.argv[breakdownAt + 1] : 25) : 0;
 for (const m of models) if (!MODELS[m]) throw new Error(`unknown model '${m}' (one of ${Object.keys(MODELS).join(', ')})`);
 
 function images(n, seed) {
@@ -44,6 +48,72 @@ function images(n, seed) {
   return lib.tensor(data, [n, size, size, 3]);
 }
 
+// --breakdown: which tensors are alive at the peak. Every storage is followed from the op (or upload) that made it
+// through its views to the release of its last handle; at each new high of the live bytes the live set is summed by
+// producing op and output shape. It equals native.memoryStats().peakBytes when the queue depth is 1 (checked
+// below), so the rows account for the whole peak.
+const ledger = { storages: new Map(), live: 0, peak: 0, at: null, on: false };
+function watchAllocations() {
+  const { OPS } = opsGen;
+  const run = native.run.bind(native), view = native.view.bind(native), dispose = native.dispose.bind(native);
+  const fromData = native.fromData.bind(native);
+  const hold = (h, rec) => {
+    rec.refs++;
+    ledger.storages.set(h, rec);
+  };
+  const born = (h, key, shape) => {
+    const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+    hold(h, { key, bytes, refs: 0 });
+    ledger.live += bytes;
+  };
+  native.run = (id, ids, attrs, dev) => {
+    const out = run(id, ids, attrs, dev);
+    for (let k = 0; k < out.length; ) {
+      const h = out[k];
+      const rank = out[k + 2];
+      const shape = out.slice(k + 3, k + 3 + rank);
+      born(h, `${OPS[id].name} [${shape}]`, shape);
+      k += 3 + rank;
+    }
+    if (ledger.on && ledger.live > ledger.peak) {
+      ledger.peak = ledger.live;
+      ledger.at = new Map();
+      for (const r of new Set(ledger.storages.values())) ledger.at.set(r.key, (ledger.at.get(r.key) ?? 0) + r.bytes);
+    }
+    return out;
+  };
+  native.fromData = (data, shape, dev) => {
+    const h = fromData(data, shape, dev);
+    born(h, `upload [${shape}]`, shape);
+    return h;
+  };
+  native.view = (id, offset, shape) => {
+    const h = view(id, offset, shape);
+    const rec = ledger.storages.get(id);
+    if (rec) hold(h, rec);
+    return h;
+  };
+  native.dispose = (id) => {
+    const rec = ledger.storages.get(id);
+    if (rec) {
+      ledger.storages.delete(id);
+      if (--rec.refs === 0) ledger.live -= rec.bytes;
+    }
+    return dispose(id);
+  };
+}
+
+function printBreakdown(title, nativePeak) {
+  const rows = [...ledger.at].sort((a, b) => b[1] - a[1]);
+  const byOp = new Map();
+  for (const [k, b] of rows) byOp.set(k.split(' ')[0], (byOp.get(k.split(' ')[0]) ?? 0) + b);
+  const fmt = (b) => (b / MiB).toFixed(1).padStart(9);
+  console.log(`\n${title}: live at the peak ${fmt(ledger.peak).trim()} MiB (allocator's peak ${(nativePeak / MiB).toFixed(1)} MiB), by the op that made each tensor:`);
+  for (const [k, b] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, breakdownRows)) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);
+  console.log('  by op and output shape:');
+  for (const [k, b] of rows.slice(0, breakdownRows)) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);
+}
+
 /** Peak live bytes of one training step (after a warm-up step) at batch n. */
 async function stepPeak(model, n, checkpoint) {
   lib.setInitSeed(1);
@@ -54,9 +124,13 @@ async function stepPeak(model, n, checkpoint) {
     await trainer.step(lq, gt);
     await lib.sync();
     native.trim();
+    Object.assign(ledger, { peak: 0, at: null, on: breakdownRows > 0 });
     await trainer.step(lq, gt);
     await lib.sync();
-    return native.memoryStats().peakBytes;
+    ledger.on = false;
+    const peak = native.memoryStats().peakBytes;
+    if (breakdownRows && n === 2) printBreakdown(`${model} b${n}${checkpoint ? ' (checkpoint)' : ''}`, peak);
+    return peak;
   } finally {
     trainer.dispose();
     net.dispose();
@@ -65,6 +139,7 @@ async function stepPeak(model, n, checkpoint) {
   }
 }
 
+if (breakdownRows) watchAllocations();
 const was = fused.setKeepOnCpu(false);
 const rows = [];
 try {

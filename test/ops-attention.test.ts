@@ -9,9 +9,11 @@ import { softmax, l2Normalize } from '../lib/ops/activation2.js';
 import { matmul } from '../lib/ops/conv.js';
 import { permute } from '../lib/ops/memory.js';
 import { split } from '../lib/ops/shape.js';
-import { channelAttention } from '../lib/ops/attention.js';
+import { channelAttention, dwconvChannelAttention } from '../lib/ops/attention.js';
+import { conv2d } from '../lib/ops/conv.js';
+import { memoryStats, sync } from '../lib/tensor/memory.js';
 import { backward } from '../lib/autograd/tape.js';
-import { randArray, expectClose, gradcheck, relErr } from './helpers.js';
+import { randArray, expectClose, gradcheck, relErr, differing } from './helpers.js';
 
 interface Case {
   N: number; H: number; W: number; C: number; heads: number;
@@ -210,5 +212,67 @@ describe('channel_attention', () => {
     expect(() => runOp('channel_attention_backward', [tensor(randArray(2 * 4 * 4 * 3, 1), [2, 4, 4, 3]), x, t, cos!, norms!], [2, 1e-12])).toThrowError(
       /dy must have shape \[2, 4, 4, 4\]/,
     );
+  });
+});
+
+describe('dwconvChannelAttention (MDTA qkv_dwconv + attention, the conv output recomputed in the backward)', () => {
+  // [N, H, W, 3C], heads; the first with a bias
+  const shapes: [number[], number, boolean][] = [[[2, 5, 7, 12], 2, true], [[1, 4, 3, 18], 3, false], [[1, 1, 1, 6], 1, true]];
+  for (const [shape, heads, withBias] of shapes) {
+    it(`${JSON.stringify(shape)} heads ${heads}${withBias ? ' with bias' : ''}: the separate ops' values, bit for bit`, async () => {
+      const c3 = shape[3]!;
+      const run = async (keepQkv: boolean) => {
+        const x = tensor(randArray(shape.reduce((a, b) => a * b), 401), shape);
+        const w = tensor(randArray(9 * c3, 402, -0.5, 0.5), [3, 3, 1, c3]);
+        const b = withBias ? tensor(randArray(c3, 403), [c3]) : null;
+        const t = tensor(randArray(heads, 404, 0.5, 2), [heads]);
+        const ins = [x, w, ...(b ? [b] : []), t];
+        for (const v of ins) v.requiresGrad = true;
+        const y = dwconvChannelAttention(x, w, b, t, heads, { keepQkv });
+        backward(y, tensor(randArray(y.size, 405), y.shape));
+        return Promise.all([y, ...ins.map((v) => v.grad!)].map(async (v) => (await v.data()) as Float32Array));
+      };
+      const [kept, recomputed] = [await run(true), await run(false)];
+      expect(recomputed.length).toBe(withBias ? 5 : 4);
+      for (let i = 0; i < kept.length; ++i) expect(differing(recomputed[i]!, kept[i]!), `output ${i}`).toBe(0);
+    });
+  }
+
+  it('keeps x, not the conv output, for the backward', async () => {
+    const shape = [2, 16, 16, 48], c3 = 48;
+    const live = async (keepQkv: boolean) => {
+      const x = tensor(randArray(2 * 16 * 16 * 48, 411), shape);
+      const w = tensor(randArray(9 * c3, 412), [3, 3, 1, c3]);
+      const t = tensor(randArray(4, 413, 0.5, 2), [4]);
+      x.requiresGrad = w.requiresGrad = true;
+      await sync();
+      const before = memoryStats().bytes;
+      const y = dwconvChannelAttention(x, w, null, t, 4, { keepQkv });
+      await sync();
+      const held = memoryStats().bytes - before - 4 * y.size;
+      backward(y, tensor(new Float32Array(y.size).fill(1), y.shape));
+      for (const v of [x, w, t, y]) v.dispose();
+      return held;
+    };
+    const qkvBytes = 4 * 2 * 16 * 16 * 48;
+    const [kept, recomputed] = [await live(true), await live(false)];
+    expect(kept - recomputed).toBe(qkvBytes);
+  });
+
+  it('gradients', async () => {
+    await gradcheck((x, w, b, t) => dwconvChannelAttention(x, w, b, t, 2, { keepQkv: false }), [
+      { data: randArray(2 * 3 * 4 * 12, 421), shape: [2, 3, 4, 12] },
+      { data: randArray(9 * 12, 422, -0.5, 0.5), shape: [3, 3, 1, 12] },
+      { data: randArray(12, 423), shape: [12] },
+      { data: randArray(2, 424, 0.5, 2), shape: [2] },
+    ]);
+  });
+
+  it('without gradients it is the two ops', async () => {
+    const x = tensor(randArray(1 * 4 * 4 * 6, 431), [1, 4, 4, 6]), w = tensor(randArray(54, 432), [3, 3, 1, 6]);
+    const t = tensor(Float32Array.from([1.3]), [1]);
+    const a = await dwconvChannelAttention(x, w, null, t, 1, { keepQkv: false }).data();
+    const b = await channelAttention(conv2d(x, w, null, { pad: 1, groups: 6 }), t, 1).data();
+    expect(differing(a as Float32Array, b as Float32Array)).toBe(0);
   });
 });

@@ -6,7 +6,7 @@ import { Module } from '../nn/module.js';
 import { Conv2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
-import { channelAttention } from '../ops/attention.js';
+import { dwconvChannelAttention } from '../ops/attention.js';
 import { conv1x1Add, dwconvGate, lnConv1x1 } from '../ops/fused.js';
 import { layerNorm2d } from '../ops/norm.js';
 import { layerNormBiasFree } from '../ops/norm2.js';
@@ -76,9 +76,11 @@ export class Attention extends Module {
     const qkv = norm ? norm.pointwise(x, this.qkv) : this.qkv.forward(x);
     return conv1x1Add(this.core(qkv), this.projectOut.P.weight!, r, this.projectOut.P.bias ?? null, null);
   }
-  /** softmax(normalize(q) normalize(k)ᵀ · temperature) v per head, on the NHWC qkv directly (one fused op). */
+  /** softmax(normalize(q) normalize(k)ᵀ · temperature) v per head of the qkv_dwconv output (one fused op on the NHWC
+   * qkv directly; the dwconv output recomputed in the backward, not kept). */
   private core(qkv: Tensor): Tensor {
-    return channelAttention(this.qkvDwconv.forward(qkv), this.P.temperature!, this.heads);
+    const d = this.qkvDwconv.P;
+    return dwconvChannelAttention(qkv, d.weight!, d.bias ?? null, this.P.temperature!, this.heads);
   }
 }
 
