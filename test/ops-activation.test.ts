@@ -5,6 +5,11 @@ import { leakyRelu, prelu, gelu } from '../lib/ops/activation.js';
 import { batchNorm1d, layerNorm2d } from '../lib/ops/norm.js';
 import { simpleGate, globalAvgPool, channelScale } from '../lib/ops/nafnet.js';
 import { runOp } from '../lib/ops/run.js';
+import { relu } from '../lib/ops/activation2.js';
+import { scale } from '../lib/ops/elementwise.js';
+import { backward } from '../lib/autograd/tape.js';
+import { memoryStats, sync } from '../lib/tensor/memory.js';
+import type { Tensor } from '../lib/tensor/tensor.js';
 import { randArray, expectClose, gradcheck, erf } from './helpers.js';
 
 describe('activations', () => {
@@ -25,6 +30,37 @@ describe('activations', () => {
     await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(5, 4), shape: [5] }]);
     await gradcheck(prelu, [{ data: a, shape: [2, 3, 5] }, { data: randArray(1, 4), shape: [1] }]);
     await gradcheck(gelu, [{ data: a, shape: [2, 3, 5] }]);
+  });
+
+  it('leakyRelu (any slope sign) and relu backward: dy where x > 0, else slope·dy (zeros included)', async () => {
+    const a = randArray(4 * 9, 5, -2, 2);
+    a.set([0, -0, 1e-30, -1e-30]);
+    const dy = randArray(a.length, 6);
+    for (const [name, f, slope] of [['leakyRelu 0.2', (x: Tensor) => leakyRelu(x, 0.2), 0.2], ['leakyRelu -0.5', (x: Tensor) => leakyRelu(x, -0.5), -0.5],
+      ['leakyRelu 0', (x: Tensor) => leakyRelu(x, 0), 0], ['relu', relu, 0]] as const) {
+      const x = tensor(a, [4, 9]);
+      x.requiresGrad = true;
+      backward(f(x), tensor(dy, [4, 9]));
+      await expectClose(x.grad!, Array.from(a, (v, i) => (v > 0 ? dy[i]! : Math.fround(Math.fround(slope) * dy[i]!))), 0, name);
+    }
+  });
+
+  it('leakyRelu (slope >= 0) and relu keep their output for the backward, not their input', async () => {
+    for (const f of [(x: Tensor) => leakyRelu(x, 0.1), relu]) {
+      const x = tensor(randArray(64 * 64, 7), [64, 64]);
+      x.requiresGrad = true;
+      const h = tensor(randArray(64 * 64, 8), [64, 64]); // a non-leaf input: freed once nothing keeps it
+      h.requiresGrad = true;
+      const z = scale(h, 2); // recorded; its backward keeps nothing
+      const y = f(z);
+      await sync();
+      const before = memoryStats().bytes;
+      z.dispose(); // only the tape could keep z now
+      await sync();
+      expect(before - memoryStats().bytes).toBe(4 * 64 * 64);
+      backward(y, tensor(new Float32Array(64 * 64).fill(1), [64, 64]));
+      for (const t of [x, h, y]) t.dispose();
+    }
   });
 
   it('gelu / gelu_backward (vectorised erf) match float64 to float rounding on a dense grid and edge cases', async () => {

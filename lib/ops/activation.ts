@@ -3,15 +3,18 @@ import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
 
-/** x > 0 ? x : slope * x. */
+/**
+ * x > 0 ? x : slope * x. For slope ≥ 0 the backward uses the output (y > 0 exactly where x > 0), which the next
+ * layer (a conv) keeps anyway, so x itself, the conv output before it, is not kept.
+ */
 export function leakyRelu(x: Tensor, slope = 0.1): Tensor {
   const [y] = runOp('leaky_relu', [x], [slope]);
   record({
     name: 'leaky_relu',
     inputs: [x],
     outputs: [y!],
-    save: [x],
-    backward: ([gy], [xs]) => [runOp('leaky_relu_backward', [gy!, xs!], [slope])[0]!],
+    save: [slope >= 0 ? y! : x],
+    backward: ([gy], [s]) => [runOp('leaky_relu_backward', [gy!, s!], [slope])[0]!],
   });
   return y!;
 }

@@ -3,15 +3,15 @@ import { record } from '../autograd/tape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { runOp } from './run.js';
 
-/** max(x, 0). */
+/** max(x, 0). The backward uses the output (y > 0 exactly where x > 0). */
 export function relu(x: Tensor): Tensor {
   const [y] = runOp('relu', [x]);
   record({
     name: 'relu',
     inputs: [x],
     outputs: [y!],
-    save: [x],
-    backward: ([gy], [xs]) => [runOp('relu_backward', [gy!, xs!])[0]!],
+    save: [y!],
+    backward: ([gy], [ys]) => [runOp('relu_backward', [gy!, ys!])[0]!],
   });
   return y!;
 }
