@@ -367,7 +367,7 @@ export function opCases() {
     const G = (N * H * W) / P, attrs = [grid, patch[0], patch[1], act, 1e-6];
     const ln = [pos([C], 0.5, 1.5)], w = f([P, P], -0.2, 0.2);
     add('spatial_gate', name, [f(zs, -2, 2), ...ln, f([C]), w, f([P])], attrs, red);
-    const back = (n) => [f([n, H, W, C]), f([n, H, W, C2], -2, 2), ...ln, w, f([(n * G) / N, C, P]), f([(n * G) / N, C, P]),
+    const back = (n) => [f([n, H, W, C]), f([n, H, W, C2], -2, 2), ...ln, f([C]), w, f([(n * G) / N, C, P]),
       f([n * H * W], -0.5, 0.5), pos([n * H * W], 0.5, 2)];
     add('spatial_gate_backward', name, back(N), attrs, red);
     if (name.startsWith('grid gelu')) add('spatial_gate_backward', `${name} batch 0`, back(0), attrs, red);
@@ -382,7 +382,7 @@ export function opCases() {
     const P = ([grid, [fh, fw]]) => (grid ? (H / fh) * (W / fw) : fh * fw), [p1, p2] = [P(m1), P(m2)];
     const ws = [f([p1, p1], -0.2, 0.2), f([p2, p2], -0.2, 0.2)];
     add('spatial_mix', name, [f(zs, -2, 2), ...ws, ...(bias ? [f([p1]), f([p2])] : [])], attrs, red);
-    const back = (n) => [f([n, H, W, C2]), f([n, H, W, C2], -2, 2), ...ws, f([(n * H * W) / p1, C, p1]), f([(n * H * W) / p2, C, p2])];
+    const back = (n) => [f([n, H, W, C2]), f([n, H, W, C2], -2, 2), ...ws];
     add('spatial_mix_backward', name, back(N), attrs, red);
     if (!bias) add('spatial_mix_backward', `${name} batch 0`, back(0), attrs, red);
   }

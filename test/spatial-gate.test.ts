@@ -13,6 +13,7 @@ import { layerNorm2d } from '../lib/ops/norm.js';
 import { geluSplit, setKeepOnCpu, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../lib/ops/fused.js';
 import { GatingUnit, spatialDense } from '../lib/models/maxim_blocks.js';
 import { backward } from '../lib/autograd/tape.js';
+import { memoryStats, sync } from '../lib/tensor/memory.js';
 import { differing, gradcheck, randArray, relErr, withEmulation } from './helpers.js';
 
 interface Case {
@@ -96,6 +97,18 @@ describe('spatial_gate', () => {
     }
   });
 
+  it('keeps z, the Dense output and the row statistics for the backward, not the Dense input', async () => {
+    const c = CASES[2]!, t = inputs(c, 60);
+    t.z.requiresGrad = true;
+    await sync();
+    const before = memoryStats().bytes;
+    const y = fused(c, t.z, t.lw, t.lb, t.w, t.b);
+    await sync();
+    const rows = c.shape[0] * c.shape[1] * c.shape[2], C = c.shape[3] / 2;
+    expect(memoryStats().bytes - before).toBe(4 * (rows * C /* y */ + rows * C /* g */ + 2 * rows /* mean, rstd */));
+    backward(y, t.dy);
+  });
+
   it('an empty batch gives an empty output and zero parameter gradients', async () => {
     const c: Case = { shape: [0, 4, 4, 6], patch: [2, 2], over: 'block', act: 'gelu' };
     const [y, dz, dlw, dlb, dw, db] = await run(c, 5, fused);
@@ -177,6 +190,19 @@ describe('spatial_mix', () => {
       { data: randArray(p1 * p1, 51, -0.3, 0.3), shape: [p1, p1] }, { data: randArray(p2 * p2, 52, -0.3, 0.3), shape: [p2, p2] },
       { data: randArray(p1, 53), shape: [p1] }, { data: randArray(p2, 54), shape: [p2] }];
     await gradcheck((z, w1, w2, b1, b2) => spatialMix(z!, { over: 'grid', patch: c.first[1], w: w1!, b: b1! }, { over: 'block', patch: c.second[1], w: w2!, b: b2! }, 'gelu'), ins);
+  });
+
+  it('keeps only z (and the weights) for the backward', async () => {
+    const c = MIX[0]!, [p1, p2] = [mixP(c, c.first), mixP(c, c.second)];
+    const z = tensor(randArray(c.shape.reduce((a, b) => a * b, 1), 70, -2, 2), c.shape);
+    const w1 = tensor(randArray(p1 * p1, 71), [p1, p1]), w2 = tensor(randArray(p2 * p2, 72), [p2, p2]);
+    z.requiresGrad = true;
+    await sync();
+    const before = memoryStats().bytes;
+    const y = spatialMix(z, { over: 'grid', patch: c.first[1], w: w1, b: null }, { over: 'block', patch: c.second[1], w: w2, b: null }, 'gelu');
+    await sync();
+    expect(memoryStats().bytes - before).toBe(4 * y.size);
+    backward(y, tensor(randArray(y.size, 73), y.shape));
   });
 
   it('an empty batch, one bias missing, a wrong weight', async () => {

@@ -350,8 +350,8 @@ export const OPS = [
   },
   {
     "name": "spatial_mix_backward",
-    "minIn": 6,
-    "maxIn": 6,
+    "minIn": 4,
+    "maxIn": 4,
     "differentiable": false
   },
   {

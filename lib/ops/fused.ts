@@ -208,20 +208,21 @@ export type GatingAxis = 'block' | 'grid';
  * the P pixels of each fh × fw patch (`over` 'block') or over the P patches (`over` 'grid'); `patch` is (fh, fw).
  * The official split, LayerNorm, block_images / swapaxes permutes, Dense and product (and the GELU before them) as
  * one op: on CUDA z's halves are read in place and the permutes are folded into the LayerNorm's and the product's
- * kernels; the CPU runs the separate ops' own code (equal bit for bit).
+ * kernels; the CPU runs the separate ops' own code (equal bit for bit). The backward keeps z, the Dense's output and
+ * the LayerNorm's statistics; the Dense's input (the normalised v in the mixing layout) is formed again there.
  */
 export function spatialGate(z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor,
   opts: { over: GatingAxis; patch: readonly [number, number]; act?: 'none' | 'gelu'; eps?: number }): Tensor {
   const attrs = [opts.over === 'grid' ? 1 : 0, opts.patch[0], opts.patch[1], opts.act === 'gelu' ? 1 : 0, opts.eps ?? 1e-6];
-  const [y, t, g, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
+  const [y, g, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
   record({
     name: 'spatial_gate',
     inputs: [z, lw, lb, w, b],
     outputs: [y!],
-    save: [z, lw, w, t!, g!, mean!, rstd!],
+    save: [z, lw, lb, w, g!, mean!, rstd!],
     backward: ([gy], saved) => runOp('spatial_gate_backward', [gy!, ...saved], attrs),
   });
-  for (const x of [t, g, mean, rstd]) x!.dispose();
+  for (const x of [g, mean, rstd]) x!.dispose();
   return y!;
 }
 
@@ -250,17 +251,18 @@ export interface Mixing {
  * MAXIM's spatial gating weights (the cross-gating block's) in one op: a = act(z) for z [N, H, W, 2C], y's first C
  * channels the first mixing's Dense over the positions of a's first half, its last C the second's over a's second
  * half — the official chunk, two block_images + swapaxes + Dense + back, and concat. The biases come both or neither.
+ * The backward keeps only z (and the weights): the Denses' inputs are formed again from it.
  */
 export function spatialMix(z: Tensor, first: Mixing, second: Mixing, act: 'none' | 'gelu' = 'none'): Tensor {
   if (!first.b !== !second.b) throw new IrcError('E_ARG', 'spatialMix: the two mixings need a bias each or neither');
   const attrs = [...[first, second].flatMap((m) => [m.over === 'grid' ? 1 : 0, m.patch[0], m.patch[1]]), act === 'gelu' ? 1 : 0];
   const ins = [z, first.w, second.w, ...(first.b && second.b ? [first.b, second.b] : [])];
-  const [y, t1, t2] = runOp('spatial_mix', ins, attrs);
+  const [y] = runOp('spatial_mix', ins, attrs);
   record({
     name: 'spatial_mix',
     inputs: ins,
     outputs: [y!],
-    save: [z, first.w, second.w, t1!, t2!],
+    save: [z, first.w, second.w],
     backward: ([gy], saved) => {
       const [dz, dw1, db1, dw2, db2] = runOp('spatial_mix_backward', [gy!, ...saved], attrs);
       if (ins.length === 5) return [dz!, dw1!, dw2!, db1!, db2!];
@@ -269,7 +271,5 @@ export function spatialMix(z: Tensor, first: Mixing, second: Mixing, act: 'none'
       return [dz!, dw1!, dw2!];
     },
   });
-  t1!.dispose();
-  t2!.dispose();
   return y!;
 }

@@ -31,8 +31,8 @@ struct State {
   int graphs = 0;
   std::vector<void*> graphs_to_destroy;
   std::vector<void*> retired_scratch;
-  void* scratch[8] = {};
-  size_t scratch_cap[8] = {};
+  void* scratch[cu::kScratchSlots] = {};
+  size_t scratch_cap[cu::kScratchSlots] = {};
 };
 State& st() {
   static State* s = new State();  // never destroyed: storages may be released during teardown
@@ -348,7 +348,7 @@ void check(cudaError_t e, const char* op, const char* what) {
 
 void* scratch(cudaStream_t s, size_t bytes, int slot) {
   State& g = st();
-  slot &= 7;
+  if (slot < 0 || slot >= kScratchSlots) op_fail("E_INTERNAL", "scratch slot " + std::to_string(slot) + " out of range");
   // IRCONSTYLE_SCRATCH_EXACT=1: every request its exact size (reallocated when it differs), so that compute-sanitizer
   // sees a kernel running past its buffer (scripts/device-check.mjs --sanitize); otherwise slots only grow
   static const bool exact = [] {

@@ -146,7 +146,6 @@ void infer_spatial_gate(InferCtx& c) {
   const Shape& z = c.in[0].shape;
   c.add_out({z[0], z[1], z[2], g.C});
   c.add_out({g.G, g.C, g.P});
-  c.add_out({g.G, g.C, g.P});
   c.add_out({z[0] * z[1] * z[2]});
   c.add_out({z[0] * z[1] * z[2]});
 }
@@ -156,16 +155,18 @@ void cpu_spatial_gate(KernelCtx& k) {
   const int64_t rows = k.in[0].n / (2 * g.C);
   if (rows == 0) return;
   const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
-  float *y = k.out[0].f(), *T = k.out[1].f(), *Tg = k.out[2].f(), *mean = k.out[3].f(), *rstd = k.out[4].f();
+  float *y = k.out[0].f(), *Tg = k.out[1].f(), *mean = k.out[2].f(), *rstd = k.out[3].f();
   const int64_t R = g.G * g.C;  // the linear's rows
+  // the executor thread's scratch (the GEMMs use slots 2 and 3): slot 1 holds t (R·P = rows·C values); slot 0 a
+  // (with GELU), v, then h, later g in pixel rows
+  const int64_t U = rows * g.C;
+  float* T = scratch(static_cast<size_t>(U), 1);
   if (emulation_requested("spatial_gate")) {
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, k.af(4), T, mean, rstd); });
     linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_fwd_tile(x, sh, g, t, z, Tg, y); });
     return;
   }
-  // the executor thread's scratch (the GEMMs use slots 2 and 3): a (with GELU), v, then h, later g in pixel rows
-  const int64_t U = rows * g.C;
   float* s0 = scratch(static_cast<size_t>((g.act ? 2 * U : 0) + 2 * U), 0);
   const float* a = activated(g, z, 2 * U, s0);
   float *v = s0 + (g.act ? 2 * U : 0), *h = v + U;
@@ -182,15 +183,15 @@ void cpu_spatial_gate(KernelCtx& k) {
 
 void infer_spatial_gate_backward(InferCtx& c) {
   c.op = "spatial_gate_backward";
-  // inputs: dy 0, z 1, lw 2, w 3, t 4, g 5, mean 6, rstd 7
-  const Geo g = check_geo(c, 1, 2, 3);
+  // inputs: dy 0, z 1, lw 2, lb 3, w 4, g 5, mean 6, rstd 7
+  const Geo g = check_geo(c, 1, 2, 4);
   const Shape& z = c.in[1].shape;
   c.need_f32(0);
   c.need_shape(0, {z[0], z[1], z[2], g.C}, "dy");
-  for (size_t i : {4, 5}) {
-    c.need_f32(i);
-    c.need_shape(i, {g.G, g.C, g.P}, i == 4 ? "t" : "g");
-  }
+  c.need_f32(3);
+  c.need_shape(3, {g.C}, "lb");
+  c.need_f32(5);
+  c.need_shape(5, {g.G, g.C, g.P}, "g");
   for (size_t i : {6, 7}) {
     c.need_f32(i);
     c.need_shape(i, {z[0] * z[1] * z[2]}, i == 6 ? "mean" : "rstd");
@@ -204,7 +205,7 @@ void infer_spatial_gate_backward(InferCtx& c) {
 
 void cpu_spatial_gate_backward(KernelCtx& k) {
   const Geo g = geo_of(k, k.in[1].shape);
-  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *w = k.in[3].f(), *T = k.in[4].f(),
+  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
               *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
   float *dz = k.out[0].f(), *dlw = k.out[1].f(), *dlb = k.out[2].f(), *dw = k.out[3].f(), *db = k.out[4].f();
   const int64_t rows = k.in[1].n / (2 * g.C), R = g.G * g.C;
@@ -216,9 +217,10 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     return;
   }
   if (emulation_requested("spatial_gate")) {
-    Buf dTg = buf(R * g.P), dT = buf(R * g.P);
+    Buf T = buf(R * g.P), dTg = buf(R * g.P), dT = buf(R * g.P);
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_t_tile(x, sh, g, t, z, lw, lb, mean, rstd, T.get()); });
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.get()); });
-    linear_backward_cpu(dTg.get(), T, w, dT.get(), dw, db, R, g.P, g.P);
+    linear_backward_cpu(dTg.get(), T.get(), w, dT.get(), dw, db, R, g.P, g.P);
     Buf pw = buf(g.tiles() * g.C), pb = buf(g.tiles() * g.C);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) {
       sgate::norm_bwd_tile(x, sh, g, t, dT.get(), z, lw, mean, rstd, dz, pw.get(), pb.get());
@@ -231,16 +233,20 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     }
     return;
   }
-  // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward, layer_norm2d's backward, split's backward
-  // (concat) and gelu's backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its
-  // gradient (with GELU), then g / dg / dh in pixel rows and v; slot 1 dg and dh in T, then dv.
+  // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward (t formed again from v as the forward's
+  // LayerNorm formed it, from the saved statistics), layer_norm2d's backward, split's backward (concat) and gelu's
+  // backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its gradient (with GELU),
+  // then g / dg / dh in pixel rows and v; slot 1 dg, t and dh in T, and t in pixel rows, then dv.
   const int64_t U = rows * g.C;
   float* s0 = scratch(static_cast<size_t>((g.act ? 4 * U : 0) + 2 * U), 0);
-  float* s1 = scratch(static_cast<size_t>(3 * U), 1);
+  float* s1 = scratch(static_cast<size_t>(4 * U), 1);
   const float* a = activated(g, z, 2 * U, s0);
   float* da = g.act ? s0 + 2 * U : dz;  // the gradient of a (dz itself without an activation)
   float *gr = s0 + (g.act ? 4 * U : 0), *v = gr + U;
-  float *dTg = s1, *dT = s1 + U, *dv = s1 + 2 * U;
+  float *dTg = s1, *dT = s1 + U, *dv = s1 + 2 * U, *T = s1 + 3 * U;
+  v_half(a, rows, g.C, v);
+  layer_norm_apply(v, lw, lb, mean, rstd, dv, rows, g.C);  // t in pixel rows (dv's room until the LayerNorm's backward)
+  to_mixing(g, dv, T);
   from_mixing(g, Tg, gr);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
@@ -253,7 +259,6 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   to_mixing(g, gr, dTg);
   linear_backward_cpu(dTg, T, w, dT, dw, db, R, g.P, g.P);
   from_mixing(g, dT, gr);  // now dh
-  v_half(a, rows, g.C, v);
   layer_norm_backward(gr, v, lw, mean, rstd, nullptr, dv, dlw, dlb, rows, g.C);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) std::memcpy(da + r * 2 * g.C + g.C, dv + r * g.C, sizeof(float) * g.C);
@@ -271,8 +276,6 @@ void infer_spatial_mix(InferCtx& c) {
   check_dense(c, g1, 1, "w1 (the first mixing's positions squared)", bias ? 3 : -1, "b1");
   check_dense(c, g2, 2, "w2 (the second mixing's positions squared)", bias ? 4 : -1, "b2");
   c.add_out(c.in[0].shape);
-  c.add_out({g1.G, g1.C, g1.P});
-  c.add_out({g2.G, g2.C, g2.P});
 }
 
 void cpu_spatial_mix(KernelCtx& k) {
@@ -292,9 +295,9 @@ void cpu_spatial_mix(KernelCtx& k) {
   for (int h = 0; h < 2; ++h) {
     const Geo g = mix_geo(k, zs, h);
     const float *w = k.in[1 + h].f(), *b = k.in.size() == 5 ? k.in[3 + h].f() : nullptr;
-    float* T = k.out[1 + h].f();
-    const int64_t off = h * g.C;
-    float* Tg = scratch(static_cast<size_t>(g.G * g.C * g.P), 1);
+    const int64_t off = h * g.C, n = g.G * g.C * g.P;
+    float* T = scratch(static_cast<size_t>(2 * n), 1);  // a's half in the mixing layout, then its Dense
+    float* Tg = T + n;
     if (emulate) {
       for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::to_t_tile(x, sh, g, t, z, ld, static_cast<int>(off), g.act, T); });
       linear_forward_cpu(T, w, b, Tg, g.G * g.C, g.P, g.P);
@@ -308,7 +311,7 @@ void cpu_spatial_mix(KernelCtx& k) {
 }
 
 void infer_spatial_mix_backward(InferCtx& c) {
-  // (dy, z, w1, w2, t1, t2)
+  // (dy, z, w1, w2)
   c.need_attrs(7);
   const Geo g1 = check_mixing(c, 1, c.ai(0), c.ai(1), c.ai(2), c.ai(6), "first ");
   const Geo g2 = check_mixing(c, 1, c.ai(3), c.ai(4), c.ai(5), c.ai(6), "second ");
@@ -316,10 +319,6 @@ void infer_spatial_mix_backward(InferCtx& c) {
   c.need_shape(0, c.in[1].shape, "dy");
   check_dense(c, g1, 2, "w1 (the first mixing's positions squared)", -1, "");
   check_dense(c, g2, 3, "w2 (the second mixing's positions squared)", -1, "");
-  c.need_f32(4);
-  c.need_shape(4, {g1.G, g1.C, g1.P}, "t1");
-  c.need_f32(5);
-  c.need_shape(5, {g2.G, g2.C, g2.P}, "t2");
   c.add_out(c.in[1].shape);
   c.add_out({g1.P, g1.P});
   c.add_out({g1.P});
@@ -329,12 +328,19 @@ void infer_spatial_mix_backward(InferCtx& c) {
 
 void cpu_spatial_mix_backward(KernelCtx& k) {
   const Shape& zs = k.in[1].shape;
-  const int64_t ld = zs[3], rows = k.in[1].n / std::max<int64_t>(ld, 1);
+  const int64_t n = k.in[1].n, ld = zs[3], rows = n / std::max<int64_t>(ld, 1);
   const float *dy = k.in[0].f(), *z = k.in[1].f();
   float* dz = k.out[0].f();
   const bool emulate = emulation_requested("spatial_gate");
-  // the gradient of act(z) (dz itself without an activation), then gelu_backward over it
-  float* da = k.ai(6) && !emulate ? scratch(static_cast<size_t>(k.in[1].n), 0) : dz;
+  // slot 0 (with the GELU, plain path): the gradient of a = act(z), then a itself (the forward's gelu over z, for
+  // the Dense inputs t formed again); without it, dz and z themselves
+  float* s0 = k.ai(6) && !emulate && rows ? scratch(static_cast<size_t>(2 * n), 0) : nullptr;
+  float* da = s0 ? s0 : dz;
+  const float* a = z;
+  if (s0) {
+    gelu_cpu(z, s0 + n, n);
+    a = s0 + n;
+  }
   for (int h = 0; h < 2; ++h) {
     const Geo g = mix_geo(k, zs, h);
     float *dw = k.out[1 + 2 * h].f(), *db = k.out[2 + 2 * h].f();
@@ -344,19 +350,22 @@ void cpu_spatial_mix_backward(KernelCtx& k) {
       continue;
     }
     const int64_t R = g.G * g.C, off = h * g.C;
-    float* s1 = scratch(static_cast<size_t>(2 * R * g.P), 1);
-    float *dTg = s1, *dT = s1 + R * g.P;
+    float* s1 = scratch(static_cast<size_t>(3 * R * g.P), 1);
+    float *dTg = s1, *dT = s1 + R * g.P, *T = s1 + 2 * R * g.P;
+    const float* w = k.in[2 + h].f();
     if (emulate) {
+      for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::to_t_tile(x, sh, g, t, z, ld, static_cast<int>(off), g.act, T); });
       for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::to_t_tile(x, sh, g, t, dy, ld, static_cast<int>(off), 0, dTg); });
-      linear_backward_cpu(dTg, k.in[4 + h].f(), k.in[2 + h].f(), dT, dw, db, R, g.P, g.P);
+      linear_backward_cpu(dTg, T, w, dT, dw, db, R, g.P, g.P);
       for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::from_t_tile(x, sh, g, t, dT, dz, ld, static_cast<int>(off), z, g.act); });
     } else {
+      to_mixing(g, a, T, ld, off);
       to_mixing(g, dy, dTg, ld, off);
-      linear_backward_cpu(dTg, k.in[4 + h].f(), k.in[2 + h].f(), dT, dw, db, R, g.P, g.P);
+      linear_backward_cpu(dTg, T, w, dT, dw, db, R, g.P, g.P);
       from_mixing(g, dT, da, ld, off);
     }
   }
-  if (rows && k.ai(6) && !emulate) gelu_backward_cpu(da, z, dz, k.in[1].n);
+  if (s0) gelu_backward_cpu(da, z, dz, n);
 }
 
 }  // namespace irc

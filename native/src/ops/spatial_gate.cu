@@ -38,6 +38,15 @@ __global__ void __launch_bounds__(sgate::kThreads) sg_norm_fwd_k(Geo g, const fl
   SG_TILES(t) sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, eps, T, mean, rstd);
 }
 
+__global__ void __launch_bounds__(sgate::kThreads) sg_norm_t_k(Geo g, const float* __restrict__ z,
+                                                               const float* __restrict__ lw, const float* __restrict__ lb,
+                                                               const float* __restrict__ mean,
+                                                               const float* __restrict__ rstd, float* T) {
+  __shared__ sgate::Shared sh;
+  DevX x;
+  SG_TILES(t) sgate::norm_t_tile(x, sh, g, t, z, lw, lb, mean, rstd, T);
+}
+
 __global__ void __launch_bounds__(sgate::kThreads) sg_gate_fwd_k(Geo g, const float* __restrict__ z,
                                                                  const float* __restrict__ Tg, float* y) {
   __shared__ sgate::Shared sh;
@@ -98,8 +107,10 @@ void cuda_spatial_gate(KernelCtx& k) {
   if (g.tiles() == 0) return;
   const cudaStream_t s = cu::stream(k);
   const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
-  float *y = k.out[0].f(), *T = k.out[1].f(), *Tg = k.out[2].f();
-  sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[3].f(), k.out[4].f());
+  float *y = k.out[0].f(), *Tg = k.out[1].f();
+  // t in scratch slot 5 (the linear's forward uses 1 and 7): not kept, the backward forms it again
+  float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 5));
+  sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[2].f(), k.out[3].f());
   cu::check_launch(k);
   linear_forward_cuda(k, T, w, b, Tg, g.G * g.C, g.P, g.P);
   sg_gate_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, Tg, y);
@@ -117,12 +128,16 @@ void cuda_spatial_gate_backward(KernelCtx& k) {
     cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.P, s), k.op, "memset");
     return;
   }
-  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *w = k.in[3].f(), *T = k.in[4].f(),
+  const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
               *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
   const int64_t R = g.G * g.C;
-  // Slots 5 and 6: the linear's backward uses 0-4 and 7 (pw_bwd.cu, matmul.cu) while these are live.
+  // Slots 5, 6 and 8: the linear's backward uses 0-4 and 7 (pw_bwd.cu, matmul.cu) while these are live. t is formed
+  // again from z and the saved statistics (the forward's values: sgate::norm_t_tile).
   float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));
   float* Tdh = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 6));
+  float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 8));
+  sg_norm_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, mean, rstd, T);
+  cu::check_launch(k);
   sg_gate_bwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, z, Tg, dz, Tdg);
   cu::check_launch(k);
   linear_backward_cuda(k, Tdg, T, w, Tdh, dw, db, R, g.P, g.P);
@@ -143,8 +158,8 @@ void cuda_spatial_mix(KernelCtx& k) {
     const Geo g = mix_geo(k, zs, h);
     if (g.tiles() == 0) return;
     const float* b = k.in.size() == 5 ? k.in[3 + h].f() : nullptr;
-    float* T = k.out[1 + h].f();
-    // the mixed half in scratch slot 5 (the linear's forward uses 1 and 7)
+    // a's half and the mixed half in scratch slots 6 and 5 (the linear's forward uses 1 and 7)
+    float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 6));
     float* Tg = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 5));
     sg_to_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, zs[3], h * g.C, g.act, T);
     cu::check_launch(k);
@@ -167,12 +182,16 @@ void cuda_spatial_mix_backward(KernelCtx& k) {
       continue;
     }
     const int64_t R = g.G * g.C;
-    // slots 5 and 6: the linear's backward uses 0-4 and 7 while these are live
+    // slots 5, 6 and 8: the linear's backward uses 0-4 and 7 while these are live; a's half in the mixing layout
+    // formed again from z (the forward's values)
     float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));
     float* Tdh = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 6));
+    float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 8));
+    sg_to_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, zs[3], h * g.C, g.act, T);
+    cu::check_launch(k);
     sg_to_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, zs[3], h * g.C, 0, Tdg);
     cu::check_launch(k);
-    linear_backward_cuda(k, Tdg, k.in[4 + h].f(), k.in[2 + h].f(), Tdh, dw, db, R, g.P, g.P);
+    linear_backward_cuda(k, Tdg, T, k.in[2 + h].f(), Tdh, dw, db, R, g.P, g.P);
     sg_from_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, Tdh, k.out[0].f(), zs[3], h * g.C, z, g.act);
     cu::check_launch(k);
   }

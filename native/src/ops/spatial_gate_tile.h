@@ -319,6 +319,18 @@ IRC_HD void ph_rows_out(const Geo& g, Shared& sh, int tid, int c0, float* dst, i
 #pragma nv_exec_check_disable
 #endif
 template <class X>
+IRC_HD void norm_store_chunks(X& x, Shared& sh, const Geo& g, int64_t group, int p0, const float* z, const float* lw,
+                              const float* lb, float* T) {
+  for (int c0 = 0; c0 < g.C; c0 += kTC) {
+    x.each([&](int tid, Regs&) { ph_norm(g, sh, tid, c0, z, lw, lb); });
+    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile, tid, group, p0, c0, T); });
+  }
+}
+
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class X>
 IRC_HD void norm_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* z, const float* lw,
                           const float* lb, double eps, float* T, float* mean, float* rstd) {
   const int64_t group = tile / g.PT;
@@ -328,10 +340,21 @@ IRC_HD void norm_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
     x.each([&](int tid, Regs&) { ph_stats(g, sh, tid, z, pass); });
     x.each([&](int tid, Regs&) { ph_stats_sum(g, sh, tid, pass, eps, mean, rstd); });
   }
-  for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_norm(g, sh, tid, c0, z, lw, lb); });
-    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile, tid, group, p0, c0, T); });
-  }
+  norm_store_chunks(x, sh, g, group, p0, z, lw, lb, T);
+}
+
+// T again in the backward from the forward's statistics (ph_stats_sum left the same floats in sh.mean / sh.rstd), so
+// the same values as norm_fwd_tile's: the backward keeps z and the statistics instead of T.
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <class X>
+IRC_HD void norm_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* z, const float* lw, const float* lb,
+                        const float* mean, const float* rstd, float* T) {
+  const int64_t group = tile / g.PT;
+  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, mean, rstd); });
+  norm_store_chunks(x, sh, g, group, p0, z, lw, lb, T);
 }
 
 #ifdef __CUDACC__
