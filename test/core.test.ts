@@ -69,6 +69,15 @@ describe('native core', () => {
     expect(after.bytes).toBe(base.bytes);
   });
 
+  it('memoryStats has the CUDA figures: live tensors, graphs, op scratch (all 0 when the CPU runs everything)', async () => {
+    await sync();
+    const m = memoryStats();
+    for (const k of ['cudaBytes', 'cudaGraphBytes', 'cudaScratchBytes'] as const) {
+      expect(Number.isInteger(m[k]) && m[k] >= 0, k).toBe(true);
+      if (native.info().cuda.devices === 0) expect(m[k], k).toBe(0);
+    }
+  });
+
   it('tidy disposes on error too', () => {
     const base = memoryStats().tensors;
     expect(() =>

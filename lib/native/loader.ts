@@ -26,6 +26,9 @@ export interface NativeMemoryStats {
   cudaBytes: number;
   /** CUDA device memory reserved by recorded graphs (captureForward, the trainer's graph mode). */
   cudaGraphBytes: number;
+  /** CUDA device memory held by the ops' scratch buffers (kernel temporaries and library workspaces; they grow to the
+   * largest request and are reused). */
+  cudaScratchBytes: number;
 }
 export interface NativeBinding {
   /** device: 0 cpu (default), 1 cuda. */

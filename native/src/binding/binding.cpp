@@ -321,6 +321,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   o.Set("peakBytes", static_cast<double>(m.peak_bytes));
   o.Set("cudaBytes", static_cast<double>(cudev::live_bytes()));
   o.Set("cudaGraphBytes", static_cast<double>(cudev::graph_bytes()));
+  o.Set("cudaScratchBytes", static_cast<double>(cudev::scratch_bytes()));
   return o;
 }
 

@@ -58,6 +58,7 @@ void capture_begin();
 void* capture_end(bool keep);
 bool capturing();
 size_t graph_bytes();  // device memory reserved by instantiated graphs (their planned allocations)
+size_t scratch_bytes();  // device memory held by the ops' scratch slots (they only grow; cu::scratch)
 void graph_launch(void* graph);  // enqueues one replay on the stream
 void graph_destroy(void* graph);  // safe while a replay is still running
 

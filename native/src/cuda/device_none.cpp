@@ -34,6 +34,7 @@ void capture_begin() { none(); }
 void* capture_end(bool) { return nullptr; }
 bool capturing() { return false; }
 size_t graph_bytes() { return 0; }
+size_t scratch_bytes() { return 0; }
 void graph_launch(void*) { none(); }
 void graph_destroy(void*) {}
 }  // namespace cudev

@@ -326,6 +326,12 @@ size_t graph_bytes() {
   return static_cast<size_t>(v);
 }
 
+size_t scratch_bytes() {
+  size_t n = 0;
+  for (size_t c : st().scratch_cap) n += c;
+  return n;
+}
+
 void graph_launch(void* graph) {
   need();
   cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), st().stream);
