@@ -50,8 +50,8 @@ function images(n, seed) {
 
 // --breakdown: which tensors are alive at the peak. Every storage is followed from the op (or upload) that made it
 // through its views to the release of its last handle; at each new high of the live bytes the live set is summed by
-// producing op and output shape. It equals native.memoryStats().peakBytes when the queue depth is 1 (checked
-// below), so the rows account for the whole peak.
+// producing op and output shape. With the queue depth of 1 it equals native.memoryStats().peakBytes (printed beside
+// it), so the rows account for the whole peak.
 const ledger = { storages: new Map(), live: 0, peak: 0, at: null, on: false };
 function watchAllocations() {
   const { OPS } = opsGen;
