@@ -12,6 +12,7 @@ import { add } from '../lib/ops/elementwise.js';
 import { tensor } from '../lib/tensor/tensor.js';
 import { native } from '../lib/native/loader.js';
 import { memoryStats, sync } from '../lib/tensor/memory.js';
+import { setKeepOnCpu } from '../lib/ops/fused.js';
 import { randArray, randTensor } from './helpers.js';
 
 interface Run {
@@ -66,6 +67,22 @@ describe('activation checkpointing', () => {
       expect(ck.peak).toBeLessThan(0.9 * plain.peak);
     });
   }
+
+  it('with the fused ops recomputing in their backward (as on CUDA) the checkpointed step is the same too', async () => {
+    const was = setKeepOnCpu(false);
+    try {
+      const plain = await trainStep('constyle-restormer-tiny', false, 2, 64);
+      const ck = await trainStep('constyle-restormer-tiny', true, 2, 64);
+      expect(ck.losses).toEqual(plain.losses);
+      expect(mismatches(ck.grads, plain.grads)).toBe(0);
+      expect(mismatches(ck.params, plain.params)).toBe(0);
+      const mplain = await trainStep('constyle-maxim-tiny', false, 2, 64);
+      const mck = await trainStep('constyle-maxim-tiny', true, 2, 64);
+      expect(relErr(mck.grads, mplain.grads)).toBeLessThan(1e-5);
+    } finally {
+      setKeepOnCpu(was);
+    }
+  });
 
   it('constyle-maxim-tiny: the same step up to summation order, lower peak memory', async () => {
     const plain = await trainStep('constyle-maxim-tiny', false, 2, 64);
