@@ -35,7 +35,7 @@ export function channelAttention(qkv: Tensor, temperature: Tensor, heads: number
  * attention core. The conv's output, the attention's whole input, is not kept for the backward: the backward
  * recomputes it (one depthwise conv) from x, which the conv's weight gradient needs anyway. That is the largest
  * tensor a Transformer block would otherwise keep beside the LayerNorm + qkv output (3C channels at full
- * resolution; ConStyle Restormer's training step at batch 8, 128²: 2.1 GB). Same kernels, same order, so the
+ * resolution; ConStyle Restormer's training step at batch 8, 128²: 2,205 MiB). Same kernels, same order, so the
  * same values as the two separate ops. `keepQkv` keeps the conv output instead (the separate ops): by default on
  * the CPU, whose step is bound by arithmetic, not memory (see setKeepOnCpu).
  */
