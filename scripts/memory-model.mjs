@@ -106,7 +106,10 @@ function watchAllocations() {
 function printBreakdown(title, nativePeak) {
   const rows = [...ledger.at].sort((a, b) => b[1] - a[1]);
   const byOp = new Map();
-  for (const [k, b] of rows) byOp.set(k.split(' ')[0], (byOp.get(k.split(' ')[0]) ?? 0) + b);
+  for (const [k, b] of rows) {
+    const op = k.split(' ')[0];
+    byOp.set(op, (byOp.get(op) ?? 0) + b);
+  }
   const fmt = (b) => (b / MiB).toFixed(1).padStart(9);
   console.log(`\n${title}: live at the peak ${fmt(ledger.peak).trim()} MiB (allocator's peak ${(nativePeak / MiB).toFixed(1)} MiB), by the op that made each tensor:`);
   for (const [k, b] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, breakdownRows)) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);

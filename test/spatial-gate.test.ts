@@ -141,6 +141,9 @@ describe('spatial_gate', () => {
     expect(call(t.z, t.w, [0, 3, 2, 3, 1e-6])).toThrow(/act must be 0 \(identity\) or 1 \(GELU\), got 3/);
     expect(call(t.z, t.w, [1, 3, 2, 1, 1e-6])).toThrow(/w \(the grid's positions squared\).*\[8, 8\]/);
     expect(call(tensor(new Float32Array(2 * 6 * 8 * 9), [2, 6, 8, 9]), t.w, [0, 3, 2, 1, 1e-6])).toThrow(/even, non-zero number of channels/);
+    // the backward forms the Dense input again from z and the statistics, so it checks lb too
+    const [, g, mean, rstd] = runOp('spatial_gate', [t.z, t.lw, t.lb, t.w, t.b], [0, 3, 2, 1, 1e-6]);
+    expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.w, t.w, g!, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/lb must have shape \[5\], got \[6, 6\]/);
   });
 });
 
