@@ -449,7 +449,7 @@ async function main() {
   const missing = info.ops.filter((o) => !info.cuda.ops.includes(o));
   const cases = opCases();
   result.report = {
-    node: process.version, platform: `${process.platform} ${process.arch}`, backend, threads: info.threads, simd: info.simd, gemm: info.gemm,
+    node: process.version, platform: `${process.platform} ${process.arch}`, backend, addon: L.backendInfo().addon, threads: info.threads, simd: info.simd, gemm: info.gemm,
     cuda: { ...info.cuda, ops: undefined, withKernels: info.cuda.ops.length, of: info.ops.length },
     missingCudaKernels: missing, gpuLibs: haveCuda && typeof L.native.gpuLibs === 'function' ? L.native.gpuLibs() : '(not exposed or CUDA unusable)',
     nvidiaSmi: smi.status === 0 ? smi.stdout.trim() : `unavailable (${smi.error?.code ?? smi.stderr?.trim() ?? smi.status})`,
@@ -458,6 +458,7 @@ async function main() {
   const R = result.report;
   say(`== a. report (${selftest ? 'CPU self-test: CPU against CPU' : 'CUDA against CPU'}), out ${OUT}`);
   say(`node ${R.node} ${R.platform}; backend: ${backend}`);
+  say(`addon: ${R.addon}`);
   say(`native: threads ${R.threads}, simd ${R.simd}, gemm ${R.gemm}; cuda compiled ${info.cuda.compiled}, devices ${info.cuda.devices} ${info.cuda.name}${info.cuda.error ? ` (${info.cuda.error})` : ''}`);
   say(`nvidia-smi: ${R.nvidiaSmi}`);
   say(`gpu libraries: ${R.gpuLibs}`);

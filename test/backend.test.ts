@@ -1,6 +1,9 @@
 // The backend decision on probe results: every branch, without needing a GPU.
 import { describe, expect, it } from 'vitest';
-import { chooseBackend, type BackendProbe } from '../lib/native/backend.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { backendInfo, chooseBackend, type BackendProbe } from '../lib/native/backend.js';
+import { packageRoot } from '../lib/package-root.js';
 
 const h100 = { compiled: true, devices: 1, name: 'NVIDIA H100 80GB HBM3', error: '', ops: 65, allOps: 65 };
 const allLibs = 'cuBLAS 13.1.0 from /a/libcublas.so.13\ncuBLASLt 13.1.0 from /a/libcublasLt.so.13\ncuDNN 9.14.0 from /b/libcudnn.so.9';
@@ -50,5 +53,13 @@ describe('chooseBackend', () => {
     const u = chooseBackend(probe('gpu'));
     expect(u.device).toBe('cuda');
     expect(u.reason).toContain('(ignored unknown IRCONSTYLE_BACKEND=gpu)');
+  });
+});
+
+describe('backendInfo().addon', () => {
+  it('names the loaded addon file: this checkout\'s build/Release (a prebuild only where no build exists)', () => {
+    const addon = backendInfo().addon;
+    expect(existsSync(addon)).toBe(true);
+    expect(addon).toBe(join(packageRoot(), 'build', 'Release', 'irconstyle.node'));
   });
 });

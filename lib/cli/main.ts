@@ -17,6 +17,7 @@ async function main(argv: string[]): Promise<number> {
       const b = backendInfo();
       console.log(backend());
       console.log(`threads ${b.threads}, SIMD ${b.simd}, CUDA compiled ${b.cuda.compiled}, devices ${b.cuda.devices}`);
+      console.log(`addon ${b.addon}`);
       return 0;
     }
     case 'models': {

@@ -1,5 +1,5 @@
 // Which backend runs the ops, and why. IRCONSTYLE_BACKEND=cpu|cuda|auto forces a choice.
-import { native } from './loader.js';
+import { addonPath, native } from './loader.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -10,6 +10,8 @@ export interface BackendInfo {
   reason: string;
   threads: number;
   simd: string;
+  /** The native addon's file: prebuilds/<platform>-<arch>/… when the shipped binary runs, build/Release otherwise. */
+  addon: string;
   cuda: { compiled: boolean; devices: number; name: string; error: string; ops: string[] };
 }
 
@@ -58,7 +60,7 @@ export function backendInfo(): BackendInfo {
     cudaInit: () => native.cudaInit(),
     gpuLibs: () => native.gpuLibs(),
   });
-  cached = { ...choice, threads: info.threads, simd: info.simd, cuda: info.cuda };
+  cached = { ...choice, threads: info.threads, simd: info.simd, addon: addonPath, cuda: info.cuda };
   return cached;
 }
 

@@ -74,29 +74,38 @@ export interface NativeBinding {
   fmaPeak(): Promise<number>;
 }
 
-function load(): NativeBinding {
+function load(): { binding: NativeBinding; path: string } {
   const require = createRequire(import.meta.url);
   const root = packageRoot();
   const errors: string[] = [];
+  const tryPath = (path: string) => {
+    try {
+      return { binding: require(path) as NativeBinding, path };
+    } catch (e) {
+      errors.push((e as Error).message);
+      return null;
+    }
+  };
+  let found: string | null = null;
   try {
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
-    return nodeGypBuild(root);
+    // build/Release, else prebuilds/<platform>-<arch>/ (IRCONSTYLE_PREBUILD=<dir> overrides the folder)
+    found = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
   } catch (e) {
     errors.push((e as Error).message);
   }
-  // Without node-gyp-build (e.g. a bare copy of the package), load the local build directly.
+  // Without node-gyp-build (e.g. a bare copy of the package), the local build directly.
   const local = join(root, 'build', 'Release', 'irconstyle.node');
-  if (existsSync(local)) {
-    try {
-      return require(local) as NativeBinding;
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-  }
+  const loaded = (found && tryPath(found)) || (found !== local && existsSync(local) && tryPath(local)) || null;
+  if (loaded) return loaded;
   throw new IrcError(
     'E_INTERNAL',
-    `irconstyle: the native addon could not be loaded from ${root} (${errors.join('; ')}). Build it with \`npm run build:native\`.`,
+    `irconstyle: the native addon could not be loaded from ${root} (${errors.join('; ')}). Build it from source with ` +
+      `\`npm rebuild irconstyle --build-from-source\` (CPU; needs a C++17 compiler, make and Python 3), or in a clone of ` +
+      'the repository with `npm run build:native`.',
   );
 }
 
-export const native: NativeBinding = load();
+const loaded = load();
+export const native: NativeBinding = loaded.binding;
+/** The file the native addon was loaded from (build/Release for a source build, prebuilds/ for the shipped binary). */
+export const addonPath: string = loaded.path;
