@@ -24,7 +24,8 @@ class ConvAct extends Module {
     this.conv = this.child('0', new Conv2d(cin, cout, 3, { stride, bias: false }));
   }
   forward(x: Tensor): Tensor {
-    return leakyRelu(this.conv.forward(x), 0.1);
+    // the conv's output goes at once (the LeakyReLU keeps its own output for the backward)
+    return tidy(() => leakyRelu(this.conv.forward(x), 0.1));
   }
 }
 

@@ -9,6 +9,7 @@ import { leakyRelu } from '../ops/activation.js';
 import { subsample2d } from '../ops/resample.js';
 import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
 import { Blocks } from './nafnet.js';
+import { tidy } from '../tensor/scope.js';
 import { ConStyle, type ConStyleOptions, type EncoderOutput } from './constyle.js';
 import { UpSampleRatio, resizeRatio, type Size2 } from './maxim_blocks.js';
 import { BottleneckBlock, CrossGatingBlock, UNetDecoderBlock, UNetEncoderBlock } from './maxim_stages.js';
@@ -78,6 +79,11 @@ function checkImage(what: string, img: Tensor, mult: [number, number]): void {
 /** nearest_downsample(x, 1/r): output row i takes input row floor((i + 0.5)·r), i.e. r·i + r/2. */
 function nearestDown(x: Tensor, r: number): Tensor {
   return subsample2d(x, r, r / 2);
+}
+
+/** Frees tensors this forward made once nothing later reads them (their saved views stay for the backward). */
+function release(...ts: Tensor[]): void {
+  for (const t of ts) t.dispose();
 }
 
 /** Sequential with one module as child 0 (`mlp.0`, `Finetune_Module.0`, `AffineTransform*.0`, `UC*.up.0`, `DC*.down.0`). */
@@ -203,34 +209,49 @@ export class ConStyleMaxim extends Module {
   restore(img: Tensor, code: Tensor, feas: readonly Tensor[]): Tensor {
     checkImage('ConStyle MAXIM', img, this.sizeMultiple());
     const n = img.shape[0]!, f = this.features;
-    const q = this.mlp.forward(code).reshape([n, 1, 1, 4 * f]);
-    const [f0, f1, f2] = [0, 1, 2].map((i) => this.at[i]!.forward(feas[i]!)) as [Tensor, Tensor, Tensor];
+    // Each stage in its own tidy() scope, and each stage's input released after its last reader: a training step's
+    // peak memory falls at the end of this forward, and what a backward needs is held by its saved view, so
+    // the intermediates no later stage reads (the DC/UC outputs, the concatenated signals and bridges, the encoder
+    // maps after the cross gating) need not be alive there.
+    const q = tidy(() => this.mlp.forward(code).reshape([n, 1, 1, 4 * f]));
+    const [f0, f1, f2] = [0, 1, 2].map((i) => tidy(() => this.at[i]!.forward(feas[i]!))) as [Tensor, Tensor, Tensor];
     const [c0, c1, c2] = this.inputConvs;
     const s0 = c0.forward(img);
-    const s1 = c1.forward(nearestDown(img, 2));
-    const s2 = c2.forward(nearestDown(img, 4));
+    const s1 = tidy(() => c1.forward(nearestDown(img, 2)));
+    const s2 = tidy(() => c2.forward(nearestDown(img, 4)));
     // Encoder: the first block concatenates s0 with itself (§9 #18).
     const e1 = this.l1.forward(s0, s0);
-    const e2 = this.l2.forward(this.dc1.forward(e1, f0), s1);
-    const e3 = this.l3.forward(this.dc2.forward(e2, f1), s2);
-    const b = this.bottom.forward(this.dc3.forward(e3, f2));
-    let x = this.fusion.forward(concat([b, mul(b, q)]));
+    release(s0);
+    const e2 = tidy(() => this.l2.forward(this.dc1.forward(e1, f0), s1));
+    release(f0, s1);
+    const e3 = tidy(() => this.l3.forward(this.dc2.forward(e2, f1), s2));
+    release(f1, s2);
+    const b = tidy(() => this.bottom.forward(this.dc3.forward(e3, f2)));
+    release(f2);
+    let x = tidy(() => this.fusion.forward(concat([b, mul(b, q)])));
+    release(b, q);
     // Cross gating from H/4 up to H; the global feature chain starts at the fused bottleneck.
     let global = x;
     const skips: Tensor[] = [];
     for (const lvl of [2, 1, 0]) {
       const [u2, u3] = this.usr[lvl]!;
-      const signal = concat([resizeRatio(e1, 2 ** -lvl), u2.forward(e2), u3.forward(e3)]);
-      const [sk, y] = this.cgb[lvl]!.forward(signal, global);
+      const [sk, y] = tidy(() => this.cgb[lvl]!.forward(concat([resizeRatio(e1, 2 ** -lvl), u2.forward(e2), u3.forward(e3)]), global));
+      if (global !== x) release(global);
       skips[lvl] = sk;
       global = y;
     }
-    // Decoder: bridges are [skip2, skip1, skip0] resized to the level.
-    const bridge = (lvl: number) => concat([2, 1, 0].map((j) => resizeRatio(skips[j]!, 2 ** (j - lvl))));
-    x = this.r3.forward(this.uc3.forward(x), bridge(2));
-    x = this.r2.forward(this.uc2.forward(x), bridge(1));
-    x = this.r1.forward(this.uc1.forward(x), bridge(0));
-    return add(this.fin.forward(x), img);
+    release(e1, e2, e3, global);
+    // Decoder: bridges are [skip2, skip1, skip0] resized to the level; the skips go once the last bridge is made.
+    for (const [r, uc, lvl] of [[this.r3, this.uc3, 2], [this.r2, this.uc2, 1], [this.r1, this.uc1, 0]] as const) {
+      const prev = x;
+      const bridge = tidy(() => concat([2, 1, 0].map((j) => resizeRatio(skips[j]!, 2 ** (j - lvl)))));
+      if (lvl === 0) release(...skips);
+      x = r.forward(tidy(() => uc.forward(prev)), bridge, true);
+      release(prev);
+    }
+    const out = tidy(() => add(this.fin.forward(x), img));
+    release(x);
+    return out;
   }
 
   /** Inference path: ConStyle's query encoder, then restoration. */

@@ -233,7 +233,9 @@ export class RCAB extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const y = this.conv2.forward(leakyRelu(this.conv1.forward(this.LayerNorm.forward(x)), this.opts.lreluSlope ?? 0.2));
+      // conv1's output is not kept (the LeakyReLU keeps its own): freed here rather than at the end of the block
+      const h = tidy(() => leakyRelu(this.conv1.forward(this.LayerNorm.forward(x)), this.opts.lreluSlope ?? 0.2));
+      const y = this.conv2.forward(h);
       return add(this.channel_attention.forward(y), x);
     });
   }

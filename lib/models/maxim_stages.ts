@@ -88,9 +88,11 @@ export class UNetEncoderBlock extends Module implements Checkpointable {
     this.cross_gating_block = this.child('cross_gating_block', new CrossGatingBlock(c, c, block, grid, 0, false, bias));
     this.Conv_1 = opts.downConv ? this.child('Conv_1', new Conv2d(c, c, 4, { stride: 2, pad: 1, bias: true })) : null;
   }
-  forward(x: Tensor, skip?: Tensor): Tensor {
+  /** consume: x and skip are the caller's temporaries, freed once Conv_0 has read them (not kept through the layers). */
+  forward(x: Tensor, skip?: Tensor, consume = false): Tensor {
     return tidy(() => {
       const s = this.Conv_0.forward(skip ? concat([x, skip]) : x);
+      if (consume) for (const t of skip ? [x, skip] : [x]) t.dispose();
       const layers = [this.SplitHeadMultiAxisGmlpLayer_0, this.channel_attention_block_10, this.SplitHeadMultiAxisGmlpLayer_1, this.channel_attention_block_11];
       return add(chain(layers, s, this.checkpoint), s);
     });
@@ -118,8 +120,9 @@ export class UNetDecoderBlock extends Module {
       this.UNetEncoderBlock_0 = this.child('UNetEncoderBlock_0', new UNetEncoderBlock(cin, c, block, grid, { ...opts, downConv: false }));
     }
   }
-  forward(x: Tensor, bridge: Tensor): Tensor {
-    return this.UNetEncoderBlock_0.forward(this.ConvTranspose_0 ? this.ConvTranspose_0.forward(x) : x, bridge);
+  /** consume: x and bridge are the caller's temporaries (UNetEncoderBlock.forward). */
+  forward(x: Tensor, bridge: Tensor, consume = false): Tensor {
+    return this.UNetEncoderBlock_0.forward(this.ConvTranspose_0 ? this.ConvTranspose_0.forward(x) : x, bridge, consume);
   }
 }
 
