@@ -364,10 +364,10 @@ export function opCases() {
     ['grid gelu [3,8,12,74] patch 4x3 (P 8, C 37)', [3, 8, 12, 74], [4, 3], 1, 1],
   ]) {
     const [N, H, W, C2] = zs, C = C2 / 2, P = grid ? (H / patch[0]) * (W / patch[1]) : patch[0] * patch[1];
-    const G = (N * H * W) / P, attrs = [grid, patch[0], patch[1], act, 1e-6];
+    const attrs = [grid, patch[0], patch[1], act, 1e-6];
     const ln = [pos([C], 0.5, 1.5)], w = f([P, P], -0.2, 0.2);
     add('spatial_gate', name, [f(zs, -2, 2), ...ln, f([C]), w, f([P])], attrs, red);
-    const back = (n) => [f([n, H, W, C]), f([n, H, W, C2], -2, 2), ...ln, f([C]), w, f([(n * G) / N, C, P]),
+    const back = (n) => [f([n, H, W, C]), f([n, H, W, C2], -2, 2), ...ln, f([C]), w, f([P]),
       f([n * H * W], -0.5, 0.5), pos([n * H * W], 0.5, 2)];
     add('spatial_gate_backward', name, back(N), attrs, red);
     if (name.startsWith('grid gelu')) add('spatial_gate_backward', `${name} batch 0`, back(0), attrs, red);

@@ -97,7 +97,7 @@ describe('spatial_gate', () => {
     }
   });
 
-  it('keeps z, the Dense output and the row statistics for the backward, not the Dense input', async () => {
+  it('keeps z and the row statistics for the backward, not the Dense input or output', async () => {
     const c = CASES[2]!, t = inputs(c, 60);
     t.z.requiresGrad = true;
     await sync();
@@ -105,7 +105,7 @@ describe('spatial_gate', () => {
     const y = fused(c, t.z, t.lw, t.lb, t.w, t.b);
     await sync();
     const rows = c.shape[0] * c.shape[1] * c.shape[2], C = c.shape[3] / 2;
-    expect(memoryStats().bytes - before).toBe(4 * (rows * C /* y */ + rows * C /* g */ + 2 * rows /* mean, rstd */));
+    expect(memoryStats().bytes - before).toBe(4 * (rows * C /* y */ + 2 * rows /* mean, rstd */));
     backward(y, t.dy);
   });
 
@@ -141,9 +141,10 @@ describe('spatial_gate', () => {
     expect(call(t.z, t.w, [0, 3, 2, 3, 1e-6])).toThrow(/act must be 0 \(identity\) or 1 \(GELU\), got 3/);
     expect(call(t.z, t.w, [1, 3, 2, 1, 1e-6])).toThrow(/w \(the grid's positions squared\).*\[8, 8\]/);
     expect(call(tensor(new Float32Array(2 * 6 * 8 * 9), [2, 6, 8, 9]), t.w, [0, 3, 2, 1, 1e-6])).toThrow(/even, non-zero number of channels/);
-    // the backward forms the Dense input again from z and the statistics, so it checks lb too
-    const [, g, mean, rstd] = runOp('spatial_gate', [t.z, t.lw, t.lb, t.w, t.b], [0, 3, 2, 1, 1e-6]);
-    expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.w, t.w, g!, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/lb must have shape \[5\], got \[6, 6\]/);
+    // the backward forms the Dense input and output again from z, the statistics, w and b, so it checks lb and b too
+    const [, mean, rstd] = runOp('spatial_gate', [t.z, t.lw, t.lb, t.w, t.b], [0, 3, 2, 1, 1e-6]);
+    expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.w, t.w, t.b, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/lb must have shape \[5\], got \[6, 6\]/);
+    expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.lb, t.w, t.lw, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/b must have shape \[6\], got \[5\]/);
   });
 });
 

@@ -208,21 +208,22 @@ export type GatingAxis = 'block' | 'grid';
  * the P pixels of each fh × fw patch (`over` 'block') or over the P patches (`over` 'grid'); `patch` is (fh, fw).
  * The official split, LayerNorm, block_images / swapaxes permutes, Dense and product (and the GELU before them) as
  * one op: on CUDA z's halves are read in place and the permutes are folded into the LayerNorm's and the product's
- * kernels; the CPU runs the separate ops' own code (equal bit for bit). The backward keeps z, the Dense's output and
- * the LayerNorm's statistics; the Dense's input (the normalised v in the mixing layout) is formed again there.
+ * kernels; the CPU runs the separate ops' own code (equal bit for bit). The backward keeps z and the LayerNorm's
+ * statistics; the Dense's input (the normalised v in the mixing layout) and output are formed again there (one more
+ * GEMM, the forward's own: the same values).
  */
 export function spatialGate(z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor,
   opts: { over: GatingAxis; patch: readonly [number, number]; act?: 'none' | 'gelu'; eps?: number }): Tensor {
   const attrs = [opts.over === 'grid' ? 1 : 0, opts.patch[0], opts.patch[1], opts.act === 'gelu' ? 1 : 0, opts.eps ?? 1e-6];
-  const [y, g, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
+  const [y, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
   record({
     name: 'spatial_gate',
     inputs: [z, lw, lb, w, b],
     outputs: [y!],
-    save: [z, lw, lb, w, g!, mean!, rstd!],
+    save: [z, lw, lb, w, b, mean!, rstd!],
     backward: ([gy], saved) => runOp('spatial_gate_backward', [gy!, ...saved], attrs),
   });
-  for (const x of [g, mean, rstd]) x!.dispose();
+  for (const x of [mean, rstd]) x!.dispose();
   return y!;
 }
 

@@ -145,7 +145,6 @@ void infer_spatial_gate(InferCtx& c) {
   c.need_shape(4, {g.P}, "b");
   const Shape& z = c.in[0].shape;
   c.add_out({z[0], z[1], z[2], g.C});
-  c.add_out({g.G, g.C, g.P});
   c.add_out({z[0] * z[1] * z[2]});
   c.add_out({z[0] * z[1] * z[2]});
 }
@@ -155,12 +154,13 @@ void cpu_spatial_gate(KernelCtx& k) {
   const int64_t rows = k.in[0].n / (2 * g.C);
   if (rows == 0) return;
   const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
-  float *y = k.out[0].f(), *Tg = k.out[1].f(), *mean = k.out[2].f(), *rstd = k.out[3].f();
+  float *y = k.out[0].f(), *mean = k.out[1].f(), *rstd = k.out[2].f();
   const int64_t R = g.G * g.C;  // the linear's rows
-  // the executor thread's scratch (the GEMMs use slots 2 and 3): slot 1 holds t (R·P = rows·C values); slot 0 a
-  // (with GELU), v, then h, later g in pixel rows
+  // the executor thread's scratch (the GEMMs use slots 2 and 3): slot 1 holds t and g in the mixing layout (R·P =
+  // rows·C values each); slot 0 a (with GELU), v, then h, later g in pixel rows
   const int64_t U = rows * g.C;
-  float* T = scratch(static_cast<size_t>(U), 1);
+  float* T = scratch(static_cast<size_t>(2 * U), 1);
+  float* Tg = T + U;
   if (emulation_requested("spatial_gate")) {
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, k.af(4), T, mean, rstd); });
     linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
@@ -183,7 +183,7 @@ void cpu_spatial_gate(KernelCtx& k) {
 
 void infer_spatial_gate_backward(InferCtx& c) {
   c.op = "spatial_gate_backward";
-  // inputs: dy 0, z 1, lw 2, lb 3, w 4, g 5, mean 6, rstd 7
+  // inputs: dy 0, z 1, lw 2, lb 3, w 4, b 5, mean 6, rstd 7
   const Geo g = check_geo(c, 1, 2, 4);
   const Shape& z = c.in[1].shape;
   c.need_f32(0);
@@ -191,7 +191,7 @@ void infer_spatial_gate_backward(InferCtx& c) {
   c.need_f32(3);
   c.need_shape(3, {g.C}, "lb");
   c.need_f32(5);
-  c.need_shape(5, {g.G, g.C, g.P}, "g");
+  c.need_shape(5, {g.P}, "b");
   for (size_t i : {6, 7}) {
     c.need_f32(i);
     c.need_shape(i, {z[0] * z[1] * z[2]}, i == 6 ? "mean" : "rstd");
@@ -206,7 +206,7 @@ void infer_spatial_gate_backward(InferCtx& c) {
 void cpu_spatial_gate_backward(KernelCtx& k) {
   const Geo g = geo_of(k, k.in[1].shape);
   const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
-              *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
+              *b = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
   float *dz = k.out[0].f(), *dlw = k.out[1].f(), *dlb = k.out[2].f(), *dw = k.out[3].f(), *db = k.out[4].f();
   const int64_t rows = k.in[1].n / (2 * g.C), R = g.G * g.C;
   if (rows == 0) {  // the linear's sums over no rows
@@ -219,7 +219,8 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   if (emulation_requested("spatial_gate")) {
     Buf T = buf(R * g.P), dTg = buf(R * g.P), dT = buf(R * g.P);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_t_tile(x, sh, g, t, z, lw, lb, mean, rstd, T.get()); });
-    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.get()); });
+    linear_forward_cpu(T.get(), w, b, dT.get(), R, g.P, g.P);  // g again, in dT's room until the linear's backward
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, dT.get(), dz, dTg.get()); });
     linear_backward_cpu(dTg.get(), T.get(), w, dT.get(), dw, db, R, g.P, g.P);
     Buf pw = buf(g.tiles() * g.C), pb = buf(g.tiles() * g.C);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) {
@@ -234,8 +235,8 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
     return;
   }
   // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward (t formed again from v as the forward's
-  // LayerNorm formed it, from the saved statistics), layer_norm2d's backward, split's backward (concat) and gelu's
-  // backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its gradient (with GELU),
+  // LayerNorm formed it, from the saved statistics, and g from t as the forward's linear formed it), layer_norm2d's
+  // backward, split's backward (concat) and gelu's backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its gradient (with GELU),
   // then g / dg / dh in pixel rows and v; slot 1 dg, t and dh in T, and t in pixel rows, then dv.
   const int64_t U = rows * g.C;
   float* s0 = scratch(static_cast<size_t>((g.act ? 4 * U : 0) + 2 * U), 0);
@@ -247,7 +248,8 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   v_half(a, rows, g.C, v);
   layer_norm_apply(v, lw, lb, mean, rstd, dv, rows, g.C);  // t in pixel rows (dv's room until the LayerNorm's backward)
   to_mixing(g, dv, T);
-  from_mixing(g, Tg, gr);
+  linear_forward_cpu(T, w, b, dT, R, g.P, g.P);  // g in dT's room until the linear's backward
+  from_mixing(g, dT, gr);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int c = 0; c < g.C; ++c) {

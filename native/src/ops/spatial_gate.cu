@@ -1,6 +1,7 @@
 // CUDA spatial_gate / spatial_gate_backward (ops.def; the tile programs and their layout in spatial_gate_tile.h).
 // Forward: one kernel normalises v (act applied on the way in) and writes it in the mixing layout T, the linear op's
-// kernels mix the positions (T's rows), one kernel reads the mixed values back into pixel rows times u. Backward: one
+// kernels mix the positions (T's rows), one kernel reads the mixed values back into pixel rows times u. Backward: t
+// and the mixed values g formed again (a kernel and the linear's forward: neither is kept between the passes), one
 // kernel for the gate (the u half of dz, and dg in T), the linear op's backward, one kernel for the LayerNorm's
 // backward (the v half of dz, dlw / dlb partials per tile summed in tile order). z's halves are read in place and dz
 // is written in place, so the composition's split, concat, GELU and permute passes are gone. spatial_mix (the
@@ -107,10 +108,11 @@ void cuda_spatial_gate(KernelCtx& k) {
   if (g.tiles() == 0) return;
   const cudaStream_t s = cu::stream(k);
   const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
-  float *y = k.out[0].f(), *Tg = k.out[1].f();
-  // t in scratch slot 5 (the linear's forward uses 1 and 7): not kept, the backward forms it again
+  float* y = k.out[0].f();
+  // t and g in scratch slots 5 and 6 (the linear's forward uses 1 and 7): not kept, the backward forms them again
   float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 5));
-  sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[2].f(), k.out[3].f());
+  float* Tg = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 6));
+  sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[1].f(), k.out[2].f());
   cu::check_launch(k);
   linear_forward_cuda(k, T, w, b, Tg, g.G * g.C, g.P, g.P);
   sg_gate_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, Tg, y);
@@ -129,15 +131,18 @@ void cuda_spatial_gate_backward(KernelCtx& k) {
     return;
   }
   const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
-              *Tg = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
+              *b = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
   const int64_t R = g.G * g.C;
   // Slots 5, 6 and 8: the linear's backward uses 0-4 and 7 (pw_bwd.cu, matmul.cu) while these are live. t is formed
-  // again from z and the saved statistics (the forward's values: sgate::norm_t_tile).
+  // again from z and the saved statistics (the forward's values: sgate::norm_t_tile), and g from t by the forward's
+  // linear, in slot 6 (the linear's forward uses 1 and 7), where dh goes once the gate's backward has read g.
   float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));
   float* Tdh = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 6));
   float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 8));
   sg_norm_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, mean, rstd, T);
   cu::check_launch(k);
+  float* Tg = Tdh;
+  linear_forward_cuda(k, T, w, b, Tg, R, g.P, g.P);
   sg_gate_bwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, z, Tg, dz, Tdg);
   cu::check_launch(k);
   linear_backward_cuda(k, Tdg, T, w, Tdh, dw, db, R, g.P, g.P);
