@@ -12,7 +12,8 @@
 // Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300), --only
 // nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain steps and inference only);
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
-// training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs).
+// training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), and MAXIM's with its
+// gating units keeping their Dense outputs (time and peak memory against forming them again in the backward).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -170,6 +171,26 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ab.restore();
       }
       log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} fused`);
+    }
+    if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
+      // A/B: the gating units keep their Dense outputs for the backward (one GEMM less each there, more memory held)
+      const { maximFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'maxim_blocks.js')).href);
+      const kts = [];
+      maximFusion.keepDense = true;
+      try {
+        for (let it = 0; it < 5; it++) {
+          await lib.sync();
+          const t0 = performance.now();
+          await trainer.step(lq, gt);
+          await lib.sync();
+          if (it >= 2) kts.push(performance.now() - t0);
+        }
+        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+        ours.keepDense = { msStep: median(kts), peakCudaMiB: peak };
+      } finally {
+        maximFusion.keepDense = false;
+      }
+      log(`ours ${model} with the gating units' Dense outputs kept (BENCH_AB): ${ours.keepDense.msStep.toFixed(1)} ms/step, peak live ${ours.keepDense.peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB formed again`);
     }
     if (!safe && left() > 40) {
       // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,

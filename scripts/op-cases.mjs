@@ -371,6 +371,10 @@ export function opCases() {
       f([n * H * W], -0.5, 0.5), pos([n * H * W], 0.5, 2)];
     add('spatial_gate_backward', name, back(N), attrs, red);
     if (name.startsWith('grid gelu')) add('spatial_gate_backward', `${name} batch 0`, back(0), attrs, red);
+    if (name.startsWith('grid [2,32')) {  // keep = 1: g an output, and the backward reading it instead of forming it
+      add('spatial_gate', `${name} keep`, [f(zs, -2, 2), ...ln, f([C]), w, f([P])], [...attrs, 1], red);
+      add('spatial_gate_backward', `${name} kept g`, [...back(N), f([(N * H * W) / P, C, P])], attrs, red);
+    }
   }
   // spatial_mix: the cross-gating's spatial gating weights (z's halves into the mixing layouts and back, the linear
   // op's kernels between). z, first (grid, patch), second (grid, patch), act, biases

@@ -47,6 +47,9 @@ function composed(c: Case, z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tens
 
 const fused = (c: Case, z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor) =>
   spatialGate(z, lw, lb, w, b, { over: c.over, patch: c.patch, act: c.act, eps: 1e-6 });
+/** The same with the Dense's output kept for the backward instead of formed again. */
+const fusedKeep = (c: Case, z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor) =>
+  spatialGate(z, lw, lb, w, b, { over: c.over, patch: c.patch, act: c.act, eps: 1e-6, keepDense: true });
 
 /** y and the five gradients (z, lw, lb, w, b) of fn for dy. */
 async function run(c: Case, seed: number, fn: typeof fused): Promise<Float32Array[]> {
@@ -85,8 +88,17 @@ describe('spatial_gate', () => {
       for (let k = 0; k < ref.length; ++k) expect(differing(f[k]!, ref[k]!), `output ${k}`).toBe(0);
     });
 
-  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', () =>
-    expectEmulationAgrees(CASES, 900, (c, seed) => run(c, seed, fused), name));
+  it('keepDense (the Dense output kept, not formed again): the same bits, forward and backward', async () => {
+    for (const [i, c] of CASES.entries()) {
+      const [k, f] = [await run(c, 800 + 10 * i, fusedKeep), await run(c, 800 + 10 * i, fused)];
+      for (let j = 0; j < f.length; ++j) expect(differing(k[j]!, f[j]!), `${name(c)} output ${j}`).toBe(0);
+    }
+  });
+
+  it('the CUDA kernels\' tile programs (host model) give the same outputs and gradients', async () => {
+    await expectEmulationAgrees(CASES, 900, (c, seed) => run(c, seed, fused), name);
+    await expectEmulationAgrees(CASES.slice(0, 2), 950, (c, seed) => run(c, seed, fusedKeep), name);
+  });
 
   it('gradients match finite differences (GELU inside, both axes)', async () => {
     for (const c of [CASES[0]!, CASES[3]!]) {
@@ -107,6 +119,12 @@ describe('spatial_gate', () => {
     const rows = c.shape[0] * c.shape[1] * c.shape[2], C = c.shape[3] / 2;
     expect(memoryStats().bytes - before).toBe(4 * (rows * C /* y */ + 2 * rows /* mean, rstd */));
     backward(y, t.dy);
+    await sync();
+    const before2 = memoryStats().bytes;  // now with z's gradient
+    const kept = fusedKeep(c, t.z, t.lw, t.lb, t.w, t.b);
+    await sync();
+    expect(memoryStats().bytes - before2).toBe(4 * (2 * rows * C /* y, g */ + 2 * rows /* mean, rstd */));
+    backward(kept, t.dy);
   });
 
   it('an empty batch gives an empty output and zero parameter gradients', async () => {
@@ -145,6 +163,8 @@ describe('spatial_gate', () => {
     const [, mean, rstd] = runOp('spatial_gate', [t.z, t.lw, t.lb, t.w, t.b], [0, 3, 2, 1, 1e-6]);
     expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.w, t.w, t.b, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/lb must have shape \[5\], got \[6, 6\]/);
     expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.lb, t.w, t.lw, mean!, rstd!], [0, 3, 2, 1, 1e-6])).toThrow(/b must have shape \[6\], got \[5\]/);
+    expect(() => runOp('spatial_gate_backward', [t.dy, t.z, t.lw, t.lb, t.w, t.b, mean!, rstd!, t.w], [0, 3, 2, 1, 1e-6])).toThrow(/g must have shape \[16, 5, 6\], got \[6, 6\]/);
+    expect(call(t.z, t.w, [0, 3, 2, 1, 1e-6, 2])).toThrow(/keep must be 0 \(g formed again in the backward\) or 1 \(g an output\), got 2/);
   });
 });
 

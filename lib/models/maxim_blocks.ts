@@ -123,7 +123,7 @@ export class GatingUnit extends Module {
     if (composesOnCpu(x) || tilesOff()) return this.composed(x, patch, act);
     const ln = this.intermediate_layernorm.P, d = this.Dense_0.P;
     // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
-    return tidy(() => spatialGate(x, ln.gamma!, ln.beta!, d.weight!, scale(d.bias!, 1, 1), { over: this.kind, patch, act, eps: 1e-6 }));
+    return tidy(() => spatialGate(x, ln.gamma!, ln.beta!, d.weight!, scale(d.bias!, 1, 1), { over: this.kind, patch, act, eps: 1e-6, keepDense: maximFusion.keepDense }));
   }
   /** The official composition: (GELU,) split, LayerNorm, block_images + swapaxes, Dense, back, product. */
   composed(x: Tensor, patch: Size2, act: 'none' | 'gelu' = 'none'): Tensor {
@@ -169,8 +169,9 @@ export class GmlpLayer extends Module {
 }
 
 /** @internal Whether MAXIM's GELU + split pairs and spatial gating weights run as one op each (scripts/unfused-blocks.mjs
- * turns them off for A/B timing). */
-export const maximFusion = { geluSplit: true, spatialMix: true };
+ * turns them off for A/B timing), and whether the gating units keep their Dense outputs for the backward (`keepDense`:
+ * one GEMM less per unit there, G·C·P floats more held per unit; scripts/bench-gpu.mjs times both). */
+export const maximFusion = { geluSplit: true, spatialMix: true, keepDense: false };
 
 /** GELU, then the two channel halves (the official chunk), in one op. */
 function geluHalves(y: Tensor): [Tensor, Tensor] {

@@ -339,7 +339,7 @@ export const OPS = [
   {
     "name": "spatial_gate_backward",
     "minIn": 8,
-    "maxIn": 8,
+    "maxIn": 9,
     "differentiable": false
   },
   {

@@ -210,20 +210,22 @@ export type GatingAxis = 'block' | 'grid';
  * one op: on CUDA z's halves are read in place and the permutes are folded into the LayerNorm's and the product's
  * kernels; the CPU runs the separate ops' own code (equal bit for bit). The backward keeps z and the LayerNorm's
  * statistics; the Dense's input (the normalised v in the mixing layout) and output are formed again there (one more
- * GEMM, the forward's own: the same values).
+ * GEMM, the forward's own: the same values), or with `keepDense` the output is kept (G·C·P more floats held, one
+ * GEMM less).
  */
 export function spatialGate(z: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor,
-  opts: { over: GatingAxis; patch: readonly [number, number]; act?: 'none' | 'gelu'; eps?: number }): Tensor {
+  opts: { over: GatingAxis; patch: readonly [number, number]; act?: 'none' | 'gelu'; eps?: number; keepDense?: boolean }): Tensor {
   const attrs = [opts.over === 'grid' ? 1 : 0, opts.patch[0], opts.patch[1], opts.act === 'gelu' ? 1 : 0, opts.eps ?? 1e-6];
-  const [y, mean, rstd] = runOp('spatial_gate', [z, lw, lb, w, b], attrs);
+  const keep = opts.keepDense === true && needsGrad([z, lw, lb, w, b]);
+  const [y, mean, rstd, g] = runOp('spatial_gate', [z, lw, lb, w, b], keep ? [...attrs, 1] : attrs);
   record({
     name: 'spatial_gate',
     inputs: [z, lw, lb, w, b],
     outputs: [y!],
-    save: [z, lw, lb, w, b, mean!, rstd!],
+    save: keep ? [z, lw, lb, w, b, mean!, rstd!, g!] : [z, lw, lb, w, b, mean!, rstd!],
     backward: ([gy], saved) => runOp('spatial_gate_backward', [gy!, ...saved], attrs),
   });
-  for (const x of [mean, rstd]) x!.dispose();
+  for (const x of [mean, rstd, g]) x?.dispose();
   return y!;
 }
 

@@ -47,11 +47,13 @@ void check_dense(const InferCtx& c, const Geo& g, size_t wi, const char* w, long
   }
 }
 
-// spatial_gate's attrs [grid, fh, fw, act, eps], z (input zi), lw (input lwi) and w (input wi).
+// spatial_gate's attrs [grid, fh, fw, act, eps(, keep)], z (input zi), lw (input lwi) and w (input wi).
 Geo check_geo(const InferCtx& c, size_t zi, size_t lwi, size_t wi) {
   c.need_attrs(5);
   const Geo g = check_mixing(c, zi, c.ai(0), c.ai(1), c.ai(2), c.ai(3), "");
   if (!(c.af(4) >= 0)) op_fail("E_ATTR", std::string(c.op) + ": eps must be >= 0, got " + std::to_string(c.af(4)));
+  if (c.attrs.size() > 5 && c.ai(5) != 0 && c.ai(5) != 1)
+    op_fail("E_ATTR", std::string(c.op) + ": keep must be 0 (g formed again in the backward) or 1 (g an output), got " + std::to_string(c.ai(5)));
   c.need_f32(lwi);
   c.need_shape(lwi, {g.C}, "lw");
   check_dense(c, g, wi, g.grid ? "w (the grid's positions squared)" : "w (the patch's pixels squared)", -1, "");
@@ -147,6 +149,7 @@ void infer_spatial_gate(InferCtx& c) {
   c.add_out({z[0], z[1], z[2], g.C});
   c.add_out({z[0] * z[1] * z[2]});
   c.add_out({z[0] * z[1] * z[2]});
+  if (c.attrs.size() > 5 && c.ai(5) == 1) c.add_out({g.G, g.C, g.P});
 }
 
 void cpu_spatial_gate(KernelCtx& k) {
@@ -160,7 +163,7 @@ void cpu_spatial_gate(KernelCtx& k) {
   // rows·C values each); slot 0 a (with GELU), v, then h, later g in pixel rows
   const int64_t U = rows * g.C;
   float* T = scratch(static_cast<size_t>(2 * U), 1);
-  float* Tg = T + U;
+  float* Tg = k.out.size() > 3 ? k.out[3].f() : T + U;  // kept (keep = 1) or scratch
   if (emulation_requested("spatial_gate")) {
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_fwd_tile(x, sh, g, t, z, lw, lb, k.af(4), T, mean, rstd); });
     linear_forward_cpu(T, w, b, Tg, R, g.P, g.P);
@@ -192,6 +195,10 @@ void infer_spatial_gate_backward(InferCtx& c) {
   c.need_shape(3, {g.C}, "lb");
   c.need_f32(5);
   c.need_shape(5, {g.P}, "b");
+  if (c.in.size() > 8) {
+    c.need_f32(8);
+    c.need_shape(8, {g.G, g.C, g.P}, "g");
+  }
   for (size_t i : {6, 7}) {
     c.need_f32(i);
     c.need_shape(i, {z[0] * z[1] * z[2]}, i == 6 ? "mean" : "rstd");
@@ -207,6 +214,7 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   const Geo g = geo_of(k, k.in[1].shape);
   const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
               *b = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
+  const float* kept = k.in.size() > 8 ? k.in[8].f() : nullptr;  // the forward's g (keep = 1)
   float *dz = k.out[0].f(), *dlw = k.out[1].f(), *dlb = k.out[2].f(), *dw = k.out[3].f(), *db = k.out[4].f();
   const int64_t rows = k.in[1].n / (2 * g.C), R = g.G * g.C;
   if (rows == 0) {  // the linear's sums over no rows
@@ -219,8 +227,9 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   if (emulation_requested("spatial_gate")) {
     Buf T = buf(R * g.P), dTg = buf(R * g.P), dT = buf(R * g.P);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::norm_t_tile(x, sh, g, t, z, lw, lb, mean, rstd, T.get()); });
-    linear_forward_cpu(T.get(), w, b, dT.get(), R, g.P, g.P);  // g again, in dT's room until the linear's backward
-    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, dT.get(), dz, dTg.get()); });
+    if (!kept) linear_forward_cpu(T.get(), w, b, dT.get(), R, g.P, g.P);  // g again, in dT's room until the linear's backward
+    const float* Tg = kept ? kept : dT.get();
+    for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) { sgate::gate_bwd_tile(x, sh, g, t, dy, z, Tg, dz, dTg.get()); });
     linear_backward_cpu(dTg.get(), T.get(), w, dT.get(), dw, db, R, g.P, g.P);
     Buf pw = buf(g.tiles() * g.C), pb = buf(g.tiles() * g.C);
     for_tiles(g, [&](HostX& x, sgate::Shared& sh, int64_t t) {
@@ -248,8 +257,8 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   v_half(a, rows, g.C, v);
   layer_norm_apply(v, lw, lb, mean, rstd, dv, rows, g.C);  // t in pixel rows (dv's room until the LayerNorm's backward)
   to_mixing(g, dv, T);
-  linear_forward_cpu(T, w, b, dT, R, g.P, g.P);  // g in dT's room until the linear's backward
-  from_mixing(g, dT, gr);
+  if (!kept) linear_forward_cpu(T, w, b, dT, R, g.P, g.P);  // g in dT's room until the linear's backward
+  from_mixing(g, kept ? kept : dT, gr);
   parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int c = 0; c < g.C; ++c) {

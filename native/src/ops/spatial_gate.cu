@@ -110,8 +110,9 @@ void cuda_spatial_gate(KernelCtx& k) {
   const float *z = k.in[0].f(), *lw = k.in[1].f(), *lb = k.in[2].f(), *w = k.in[3].f(), *b = k.in[4].f();
   float* y = k.out[0].f();
   // t and g in scratch slots 5 and 6 (the linear's forward uses 1 and 7): not kept, the backward forms them again
+  // (g is an output instead with keep = 1)
   float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 5));
-  float* Tg = static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 6));
+  float* Tg = k.out.size() > 3 ? k.out[3].f() : static_cast<float*>(cu::scratch(s, sizeof(float) * g.G * g.C * g.P, 6));
   sg_norm_fwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, k.af(4), T, k.out[1].f(), k.out[2].f());
   cu::check_launch(k);
   linear_forward_cuda(k, T, w, b, Tg, g.G * g.C, g.P, g.P);
@@ -141,8 +142,8 @@ void cuda_spatial_gate_backward(KernelCtx& k) {
   float* T = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 8));
   sg_norm_t_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, z, lw, lb, mean, rstd, T);
   cu::check_launch(k);
-  float* Tg = Tdh;
-  linear_forward_cuda(k, T, w, b, Tg, R, g.P, g.P);
+  const float* Tg = k.in.size() > 8 ? k.in[8].f() : Tdh;  // the forward's g (keep = 1), else formed again
+  if (k.in.size() <= 8) linear_forward_cuda(k, T, w, b, Tdh, R, g.P, g.P);
   sg_gate_bwd_k<<<blocks(g), sgate::kThreads, 0, s>>>(g, dy, z, Tg, dz, Tdg);
   cu::check_launch(k);
   linear_backward_cuda(k, Tdg, T, w, Tdh, dw, db, R, g.P, g.P);
