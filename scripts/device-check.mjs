@@ -20,7 +20,7 @@
 //   python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.device/node.xz'),open('/tmp/node','wb'))" && chmod +x /tmp/node && export PATH=/tmp:$PATH && node scripts/device-check.mjs
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync, appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join, resolve, basename } from 'node:path';
+import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
@@ -196,7 +196,7 @@ async function parityWorker() {
         if (!(ch.err <= g.err)) Object.assign(g, { err: ch.err, worst: ch.name });
       }
       const failures = report.failures().slice(0, 20).map((ch) => ({ name: ch.name, err: ch.err, tol: ch.tol }));
-      emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures });
+      emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures, addon: info.addon });
     } catch (e) {
       emit({ i, file: basename(files[i]), ok: false, s: (Date.now() - t0) / 1000, error: errMsg(e) });
       if (target === 'cuda' && !(await healthy(L, target))) process.exit(3);
@@ -529,6 +529,27 @@ async function main() {
     save();
   }
 
+  // ---- c1. the npm package's own binary (prebuilds/, `npm run build:prebuilt`), when it was carried and is not the
+  // addon that ran above: three fixtures again in a worker that loads only it (PREBUILDS_ONLY=1)
+  const preDir = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
+  const prebuilt = existsSync(preDir) ? readdirSync(preDir).filter((f) => f.endsWith('.node')).map((f) => join(preDir, f)) : [];
+  const preFixtures = fixtures.filter((f) => /^constyle_(nafnet|restormer|maxim)\./.test(basename(f)));
+  if (!prebuilt.length || prebuilt.includes(R.addon)) say(`\n== c1. prebuilt addon: ${prebuilt.length ? 'it is the addon above' : 'none carried'}`);
+  else if (skipReason) say(`\n== c1. prebuilt addon: SKIPPED (${skipReason})`);
+  else if (selftest && !flag('--with-parity')) say('\n== c1. prebuilt addon: skipped in the CPU self-test (add --with-parity)');
+  else {
+    const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
+    say(`\n== c1. prebuilt addon ${prebuilt.map((f) => relative(ROOT, f)).join(' ')} on ${target}: ${preFixtures.length} fixtures`);
+    const pre = await runWorkers({
+      mode: '--parity-worker', extra: ['--target', target, '--files', ...preFixtures], n: preFixtures.length, deadline, stallS: 60,
+      env: workerEnv({ IRCONSTYLE_TF32: '0', PREBUILDS_ONLY: '1', ...fallback.env }), log: join(OUT, 'parity-prebuilt.log'),
+      label: (o) => say(`  ${o.ok && prebuilt.includes(o.addon) ? 'PASS' : 'FAIL'} ${o.file ?? o.i}${o.addon ? ` (${relative(ROOT, o.addon)})` : ''}  ${o.error ?? ''}`),
+    });
+    pre.forEach((o) => { o.file ??= basename(preFixtures[o.i]); if (o.ok && !prebuilt.includes(o.addon)) Object.assign(o, { ok: false, error: `ran ${o.addon}` }); });
+    result.prebuilt = pre;
+    save();
+  }
+
   // ---- c2. CUDA graphs (captureForward)
   let graphs = [];
   if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
@@ -633,6 +654,10 @@ async function main() {
       const worst = o.groups ? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}`).join(' ') : o.error;
       say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file.padEnd(34)} ${worst}`);
     }
+  }
+  if (result.prebuilt?.length) {
+    failed += result.prebuilt.filter((o) => !o.ok).length;
+    say(`prebuilt addon: ${result.prebuilt.filter((o) => o.ok).length}/${result.prebuilt.length} fixtures pass (${result.prebuilt.map((o) => `${o.ok ? 'PASS' : 'FAIL'} ${o.file}`).join(', ')})`);
   }
   if (graphs.length) {
     failed += graphs.filter((o) => !o.ok).length;
