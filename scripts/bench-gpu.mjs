@@ -70,6 +70,20 @@ function smiMemoryMiB(pid) {
 }
 
 /** Peak of native.memoryStats().cudaBytes over fn(), sampled after every op submission and transfer. */
+/** The median ms of steps 3..n of trainer (after two warm-ups), each awaited, and the last step's losses. */
+async function timeSteps(lib, trainer, lq, gt, n = 5) {
+  const ts = [];
+  let losses = null;
+  for (let it = 0; it < n; it++) {
+    await lib.sync();
+    const t0 = performance.now();
+    losses = await trainer.step(lq, gt);
+    await lib.sync();
+    if (it >= 2) ts.push(performance.now() - t0);
+  }
+  return { ms: median(ts), losses };
+}
+
 async function peakBytes(native, fn, key = 'cudaBytes') {
   const orig = { run: native.run, to: native.to, fromData: native.fromData };
   let peak = native.memoryStats()[key];
@@ -156,17 +170,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     if (process.env.BENCH_AB && !safe && left() > 30) {
       // A/B in the same process: the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
       const ab = await unfusedBlocks(ROOT);
-      const uts = [];
       ab.patch();
       try {
-        for (let it = 0; it < 5; it++) {
-          await lib.sync();
-          const t0 = performance.now();
-          const l = await trainer.step(lq, gt);
-          await lib.sync();
-          if (it >= 2) uts.push(performance.now() - t0);
-          if (it === 4) ours.unfused = { msStep: median(uts), totalLoss: l.total };
-        }
+        const { ms, losses: l } = await timeSteps(lib, trainer, lq, gt);
+        ours.unfused = { msStep: ms, totalLoss: l.total };
       } finally {
         ab.restore();
       }
@@ -175,18 +182,11 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
       // A/B: the gating units keep their Dense outputs for the backward (one GEMM less each there, more memory held)
       const { maximFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'maxim_blocks.js')).href);
-      const kts = [];
       maximFusion.keepDense = true;
       try {
-        for (let it = 0; it < 5; it++) {
-          await lib.sync();
-          const t0 = performance.now();
-          await trainer.step(lq, gt);
-          await lib.sync();
-          if (it >= 2) kts.push(performance.now() - t0);
-        }
+        const { ms } = await timeSteps(lib, trainer, lq, gt);
         const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-        ours.keepDense = { msStep: median(kts), peakCudaMiB: peak };
+        ours.keepDense = { msStep: ms, peakCudaMiB: peak };
       } finally {
         maximFusion.keepDense = false;
       }
@@ -260,17 +260,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       lib.setInitSeed(1);
       const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
       const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true });
-      const cts = [];
-      for (let it = 0; it < 5; it++) {
-        await lib.sync();
-        const t0 = performance.now();
-        await ck.step(lq, gt);
-        await lib.sync();
-        if (it >= 2) cts.push(performance.now() - t0);
-      }
+      const { ms } = await timeSteps(lib, ck, lq, gt);
       const peak = (await peakBytes(native, async () => { await ck.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-      ours.checkpointed = { msStep: median(cts), imgPerS: (batch * 1000) / median(cts), peakCudaMiB: peak };
-      log(`ours ${model} (checkpoint: true): ${median(cts).toFixed(1)} ms/step, peak live CUDA ${peak.toFixed(0)} MiB`);
+      ours.checkpointed = { msStep: ms, imgPerS: (batch * 1000) / ms, peakCudaMiB: peak };
+      log(`ours ${model} (checkpoint: true): ${ms.toFixed(1)} ms/step, peak live CUDA ${peak.toFixed(0)} MiB`);
       ck.dispose();
       ckNet.dispose?.();
     }
