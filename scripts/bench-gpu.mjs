@@ -69,7 +69,6 @@ function smiMemoryMiB(pid) {
   return null;
 }
 
-/** Peak of native.memoryStats().cudaBytes over fn(), sampled after every op submission and transfer. */
 /** The median ms of steps 3..n of trainer (after two warm-ups), each awaited, and the last step's losses. */
 async function timeSteps(lib, trainer, lq, gt, n = 5) {
   const ts = [];
@@ -84,6 +83,7 @@ async function timeSteps(lib, trainer, lq, gt, n = 5) {
   return { ms: median(ts), losses };
 }
 
+/** Peak of native.memoryStats().cudaBytes over fn(), sampled after every op submission and transfer. */
 async function peakBytes(native, fn, key = 'cudaBytes') {
   const orig = { run: native.run, to: native.to, fromData: native.fromData };
   let peak = native.memoryStats()[key];

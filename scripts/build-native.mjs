@@ -8,9 +8,10 @@
 // stripped, moved into place atomically and checked: it loads in a child process and needs no shared library but
 // glibc's.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nativeSourcesHash } from './native-hash.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const prebuild = process.argv.includes('--prebuild');
@@ -36,14 +37,28 @@ function nodeGyp() {
 const hasCmake = spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status === 0;
 if (prebuild && !hasCmake) fail('--prebuild needs cmake (and cmake-js, a dev dependency)');
 const useGyp = !prebuild && (env.IRCONSTYLE_BUILD === 'node-gyp' || !hasCmake);
-const cuda = env.IRCONSTYLE_CUDA ?? (prebuild ? 'ON' : '');
-const cmakeArgs = ['cmake-js', 'compile', '-O', prebuild ? 'build-prebuild' : 'build', ...(cuda ? [`--CDIRCONSTYLE_CUDA=${cuda}`] : [])];
-if (prebuild) cmakeArgs.push('--CDIRCONSTYLE_PORTABLE=ON');
+const cuda = (env.IRCONSTYLE_CUDA ?? (prebuild ? 'ON' : 'AUTO')).toUpperCase();
+const outDir = prebuild ? 'build-prebuild' : 'build';
+const defs = { IRCONSTYLE_CUDA: cuda, IRCONSTYLE_PORTABLE: prebuild ? 'ON' : 'OFF' };
+const cmakeArgs = ['cmake-js', 'compile', '-O', outDir, ...Object.entries(defs).map(([k, v]) => `--CD${k}=${v}`)];
+if (!useGyp) reconfigureIfChanged(join(root, outDir, 'CMakeCache.txt'), defs);
 const [cmd, args] = useGyp ? nodeGyp() : ['npx', cmakeArgs];
+const sourcesHash = prebuild ? nativeSourcesHash(root) : '';  // of the sources the build reads (an edit during it shows)
 console.log(`[irconstyle] building the native addon: ${cmd} ${args.join(' ')}`);
 const r = spawnSync(cmd, args, { stdio: 'inherit', env, cwd: root });
 if (r.status !== 0) fail('native build failed', r.status ?? 1);
 if (prebuild) installPrebuild(join(root, 'build-prebuild', 'Release', 'irconstyle.node'));
+
+/** cmake-js compile configures only a folder without a CMakeCache.txt, so the -D values above would not reach a
+ * configured one: drop its cache when they differ from the cached ones (the objects stay; CMake configures again). */
+function reconfigureIfChanged(cache, want) {
+  if (!existsSync(cache)) return;
+  const text = readFileSync(cache, 'utf8');
+  const stale = Object.entries(want).filter(([k, v]) => (new RegExp(`^${k}:\\w+=(.*)$`, 'm').exec(text)?.[1] ?? '') !== v);
+  if (!stale.length) return;
+  console.log(`[irconstyle] ${stale.map(([k, v]) => `${k}=${v}`).join(' ')} differs from ${cache}: configuring again`);
+  rmSync(cache);
+}
 
 function installPrebuild(built) {
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
@@ -57,6 +72,7 @@ function installPrebuild(built) {
   try {
     copyFileSync(stripped, tmp);
     renameSync(tmp, join(dir, name));
+    writeFileSync(join(dir, 'sources.sha256'), `${sourcesHash}\n`);
   } finally {
     rmSync(tmp, { force: true });
   }

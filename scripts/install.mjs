@@ -20,7 +20,8 @@ function tryLoad(prebuildsOnly) {
   const env = { ...process.env, ...(prebuildsOnly ? { PREBUILDS_ONLY: '1' } : {}) };
   const r = spawnSync(process.execPath, ['-e', probe], { cwd: root, env, encoding: 'utf8' });
   if (r.status === 0) return { ok: true, what: r.stdout.trim() };
-  const why = (r.stderr || r.stdout || `exit ${r.status ?? r.signal}`).split('\n').find((l) => /Error|error:/.test(l)) ?? r.stderr;
+  const out = `${r.stderr ?? ''}${r.stdout ?? ''}`;
+  const why = out.split('\n').find((l) => /Error|error:/.test(l)) ?? (out.trim() || `the loader exited with ${r.signal ?? r.status}`);
   return { ok: false, what: why.trim() };
 }
 

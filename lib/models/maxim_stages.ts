@@ -120,9 +120,12 @@ export class UNetDecoderBlock extends Module {
       this.UNetEncoderBlock_0 = this.child('UNetEncoderBlock_0', new UNetEncoderBlock(cin, c, block, grid, { ...opts, downConv: false }));
     }
   }
-  /** consume: x and bridge are the caller's temporaries (UNetEncoderBlock.forward). */
+  /** consume: x and bridge are the caller's temporaries, freed once read (UNetEncoderBlock.forward). */
   forward(x: Tensor, bridge: Tensor, consume = false): Tensor {
-    return this.UNetEncoderBlock_0.forward(this.ConvTranspose_0 ? this.ConvTranspose_0.forward(x) : x, bridge, consume);
+    if (!this.ConvTranspose_0) return this.UNetEncoderBlock_0.forward(x, bridge, consume);
+    const up = this.ConvTranspose_0.forward(x);
+    if (consume) x.dispose();
+    return this.UNetEncoderBlock_0.forward(up, bridge, consume);
   }
 }
 
