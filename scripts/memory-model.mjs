@@ -51,8 +51,11 @@ function images(n, seed) {
 // --breakdown: which tensors are alive at the peak. Every storage is followed from the op (or upload) that made it
 // through its views to the release of its last handle; at each new high of the live bytes the live set is summed by
 // producing op and output shape. With the queue depth of 1 it equals native.memoryStats().peakBytes (printed beside
-// it), so the rows account for the whole peak.
-const ledger = { storages: new Map(), live: 0, peak: 0, at: null, on: false };
+// it), so the rows account for the whole peak. It also says where the peak falls (forward or backward) and which
+// live tensors no backward holds: a view made by the autograd tape's record() (found by its name on the stack,
+// tape.js of dist/) is a tensor saved for a backward; a storage alive without one is held only by a JS handle — an
+// intermediate some scope keeps past its last reader, or a gradient, or a parameter.
+const ledger = { storages: new Map(), saved: new Set(), live: 0, peak: 0, at: null, unsaved: null, on: false, ops: 0, firstBackward: 0, peakOp: '', peakIndex: 0 };
 function watchAllocations() {
   const { OPS } = opsGen;
   const run = native.run.bind(native), view = native.view.bind(native), dispose = native.dispose.bind(native);
@@ -68,6 +71,10 @@ function watchAllocations() {
   };
   native.run = (id, ids, attrs, dev) => {
     const out = run(id, ids, attrs, dev);
+    if (ledger.on) {
+      ledger.ops++;
+      if (!ledger.firstBackward && OPS[id].name.endsWith('_backward')) ledger.firstBackward = ledger.ops;
+    }
     for (let k = 0; k < out.length; ) {
       const h = out[k];
       const rank = out[k + 2];
@@ -77,8 +84,15 @@ function watchAllocations() {
     }
     if (ledger.on && ledger.live > ledger.peak) {
       ledger.peak = ledger.live;
+      ledger.peakOp = `${OPS[id].name}, op ${ledger.ops}`;
+      ledger.peakIndex = ledger.ops;
       ledger.at = new Map();
-      for (const r of new Set(ledger.storages.values())) ledger.at.set(r.key, (ledger.at.get(r.key) ?? 0) + r.bytes);
+      ledger.unsaved = new Map();
+      const savedRecs = new Set([...ledger.storages].filter(([h]) => ledger.saved.has(h)).map(([, r]) => r));
+      for (const r of new Set(ledger.storages.values())) {
+        ledger.at.set(r.key, (ledger.at.get(r.key) ?? 0) + r.bytes);
+        if (!savedRecs.has(r)) ledger.unsaved.set(r.key, (ledger.unsaved.get(r.key) ?? 0) + r.bytes);
+      }
     }
     return out;
   };
@@ -91,12 +105,14 @@ function watchAllocations() {
     const h = view(id, offset, shape);
     const rec = ledger.storages.get(id);
     if (rec) hold(h, rec);
+    if (ledger.on && /\bat record \(/.test(new Error().stack ?? '')) ledger.saved.add(h);
     return h;
   };
   native.dispose = (id) => {
     const rec = ledger.storages.get(id);
     if (rec) {
       ledger.storages.delete(id);
+      ledger.saved.delete(id);
       if (--rec.refs === 0) ledger.live -= rec.bytes;
     }
     return dispose(id);
@@ -115,6 +131,11 @@ function printBreakdown(title, nativePeak) {
   for (const [k, b] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, breakdownRows)) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);
   console.log('  by op and output shape:');
   for (const [k, b] of rows.slice(0, breakdownRows)) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);
+  const where = ledger.firstBackward && ledger.peakIndex >= ledger.firstBackward ? 'backward' : 'forward';
+  const unsaved = [...ledger.unsaved].sort((a, b) => b[1] - a[1]);
+  console.log(`  the peak: at ${ledger.peakOp} of the step (${where}; the backward starts at op ${ledger.firstBackward || '-'})`);
+  console.log(`  alive there but saved by no backward (parameters, optimizer state and gradients among them): ${fmt(unsaved.reduce((a, [, b]) => a + b, 0)).trim()} MiB`);
+  for (const [k, b] of unsaved.slice(0, Math.min(10, breakdownRows))) console.log(`  ${k.padEnd(44)}${fmt(b)} MiB`);
 }
 
 /** Peak live bytes of one training step (after a warm-up step) at batch n. */
@@ -127,7 +148,7 @@ async function stepPeak(model, n, checkpoint) {
     await trainer.step(lq, gt);
     await lib.sync();
     native.trim();
-    Object.assign(ledger, { peak: 0, at: null, on: breakdownRows > 0 });
+    Object.assign(ledger, { peak: 0, at: null, unsaved: null, on: breakdownRows > 0, ops: 0, firstBackward: 0, peakOp: '', peakIndex: 0 });
     await trainer.step(lq, gt);
     await lib.sync();
     ledger.on = false;

@@ -4,6 +4,10 @@ import { constyleNAFNet } from '../lib/models/constyle_nafnet.js';
 import { NAFNet } from '../lib/models/nafnet.js';
 import { ConStyle } from '../lib/models/constyle.js';
 import { buildModel } from '../lib/models/registry.js';
+import { createModel } from '../lib/models/catalog.js';
+import type { ConStyleUNet } from '../lib/models/unet.js';
+import { backward } from '../lib/autograd/tape.js';
+import { mean } from '../lib/ops/elementwise.js';
 import { IRConStyleTrainer } from '../lib/train/irconstyle.js';
 import { memoryStats, sync } from '../lib/tensor/memory.js';
 import { tensor } from '../lib/tensor/tensor.js';
@@ -148,4 +152,36 @@ describe('model API', () => {
     lq.dispose();
     gt.dispose();
   });
+});
+
+describe('restore() and the training step\'s peak', () => {
+  // A training step's peak falls at the end of the forward or early in the backward: restore() releases what no later
+  // op reads as it goes (stage scopes; MAXIM's decoder blocks consume their inputs), so after it returns only its
+  // output and the tensors saved for the backward are alive — the same bytes as after tidy(() => restore()), which
+  // frees everything else.
+  for (const name of ['constyle-nafnet-tiny', 'constyle-restormer-tiny', 'constyle-maxim-tiny'])
+    it(`${name}: holds nothing after it returns but its output and what the backward needs`, async () => {
+      const m = createModel(name, { constyle: 'none' }) as unknown as ConStyleUNet; // ConStyleMaxim has the same restore()
+      m.train();
+      const S = 64;
+      const img = tensor(randArray(2 * S * S * 3, 31, 0, 1), [2, S, S, 3]);
+      const code = tensor(randArray(2 * 128, 32), [2, 128]);
+      const feas = [[S / 2, 32], [S / 4, 64], [S / 8, 128]].map(([h, c], i) => tensor(randArray(2 * h! * h! * c!, 33 + i), [2, h!, h!, c!]));
+      const held = async (scoped: boolean) => {
+        await sync();
+        const before = memoryStats().bytes;
+        const out = scoped ? tidy(() => m.restore(img, code, feas)) : m.restore(img, code, feas);
+        await sync();
+        const bytes = memoryStats().bytes - before;
+        const loss = mean(out);
+        backward(loss); // frees the saved tensors
+        for (const t of [loss, out]) t.dispose();
+        return bytes;
+      };
+      const scoped = await held(true);
+      expect(scoped).toBeGreaterThan(2 * S * S * 3 * 4);
+      expect(await held(false)).toBe(scoped);
+      for (const t of [img, code, ...feas]) t.dispose();
+      m.dispose();
+    });
 });

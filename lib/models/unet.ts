@@ -8,6 +8,7 @@ import { add, mul } from '../ops/elementwise.js';
 import { leakyRelu } from '../ops/activation.js';
 import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
 import { Blocks } from './nafnet.js';
+import { tidy } from '../tensor/scope.js';
 import { ConStyle, type ConStyleOptions, type EncoderOutput } from './constyle.js';
 
 export type Level = 'l1' | 'l2' | 'l3' | 'bottom' | 'r3' | 'r2' | 'r1';
@@ -71,7 +72,8 @@ class DC extends Module {
     this.down = this.child('down', new Seq1(new Conv2d(n, n / 4, 3, { bias: false })));
   }
   forward(x: Tensor, fea: Tensor): Tensor {
-    return concat([pixelUnshuffle(this.down.forward(x), 2), fea]);
+    // tidy: the conv's and the unshuffle's outputs go at once (the next conv keeps the concat)
+    return tidy(() => concat([pixelUnshuffle(this.down.forward(x), 2), fea]));
   }
 }
 
@@ -85,7 +87,8 @@ class UC extends Module {
     this.down = this.child('down', new Conv2d(a, b, 1, { bias: false }));
   }
   forward(x: Tensor, skip: Tensor): Tensor {
-    return this.down.forward(concat([pixelShuffle(this.up.forward(x), 2), skip]));
+    // tidy: the up conv's and the shuffle's outputs go at once (the 1×1 conv keeps the concat)
+    return tidy(() => this.down.forward(concat([pixelShuffle(this.up.forward(x), 2), skip])));
   }
 }
 
@@ -160,17 +163,19 @@ export class ConStyleUNet extends Module {
     if (img.rank !== 4 || c !== 3) throw new IrcError('E_SHAPE', `ConStyle U-Net: expected an NHWC image batch [N, H, W, 3], got [${img.shape.join(', ')}]`);
     if (h % 8 || w % 8)
       throw new IrcError('E_SHAPE', `ConStyle U-Net: height and width must be multiples of 8, got ${h}×${w} (pad with padToMultiple first)`);
+    // Each stage in a tidy() scope: what the backward needs is held by its saved views, so no intermediate that only
+    // fed the next op (the transformed ConStyle maps, DC / UC outputs, the fusion's inputs) stays alive to the end of
+    // the forward, where a training step's peak can fall.
     const x0 = this.pre.forward(img);
     const e1 = this.l1.forward(x0);
-    const e2 = this.l2.forward(this.dc1.forward(e1, this.at[0].forward(feas[0]!)));
-    const e3 = this.l3.forward(this.dc2.forward(e2, this.at[1].forward(feas[1]!)));
-    const b = this.bottom.forward(this.dc3.forward(e3, this.at[2].forward(feas[2]!)));
-    const q = this.mlp.forward(code).reshape([n, 1, 1, 4 * this.config.dim]);
-    const z = this.fusion.forward(concat([b, mul(b, q)]));
-    const d3 = this.r3.forward(this.uc3.forward(z, e3));
-    const d2 = this.r2.forward(this.uc2.forward(d3, e2));
-    const d1 = this.r1.forward(this.uc1.forward(d2, e1));
-    return add(this.fin.forward(d1), img);
+    const e2 = tidy(() => this.l2.forward(this.dc1.forward(e1, this.at[0].forward(feas[0]!))));
+    const e3 = tidy(() => this.l3.forward(this.dc2.forward(e2, this.at[1].forward(feas[1]!))));
+    const b = tidy(() => this.bottom.forward(this.dc3.forward(e3, this.at[2].forward(feas[2]!))));
+    const z = tidy(() => this.fusion.forward(concat([b, mul(b, this.mlp.forward(code).reshape([n, 1, 1, 4 * this.config.dim]))])));
+    const d3 = tidy(() => this.r3.forward(this.uc3.forward(z, e3)));
+    const d2 = tidy(() => this.r2.forward(this.uc2.forward(d3, e2)));
+    const d1 = tidy(() => this.r1.forward(this.uc1.forward(d2, e1)));
+    return tidy(() => add(this.fin.forward(d1), img));
   }
 
   /** Inference path: ConStyle's query encoder, then restoration. */
