@@ -93,9 +93,10 @@ function load(): { binding: NativeBinding; path: string } {
   } catch (e) {
     errors.push((e as Error).message);
   }
-  // Without node-gyp-build (e.g. a bare copy of the package), the local build directly.
+  // Without node-gyp-build (e.g. a bare copy of the package), the local build directly (not when PREBUILDS_ONLY asks
+  // for the prebuilt addon alone).
   const local = join(root, 'build', 'Release', 'irconstyle.node');
-  const loaded = (found && tryPath(found)) || (found !== local && existsSync(local) && tryPath(local)) || null;
+  const loaded = (found && tryPath(found)) || (found !== local && !process.env.PREBUILDS_ONLY && existsSync(local) && tryPath(local)) || null;
   if (loaded) return loaded;
   throw new IrcError(
     'E_INTERNAL',
