@@ -245,8 +245,9 @@ void cpu_spatial_gate_backward(KernelCtx& k) {
   }
   // mul's backward (du = dy g, dg = dy u), the permutes, linear's backward (t formed again from v as the forward's
   // LayerNorm formed it, from the saved statistics, and g from t as the forward's linear formed it), layer_norm2d's
-  // backward, split's backward (concat) and gelu's backward, in that order. Scratch (the GEMMs use slots 2 and 3): slot 0 holds a and its gradient (with GELU),
-  // then g / dg / dh in pixel rows and v; slot 1 dg, t and dh in T, and t in pixel rows, then dv.
+  // backward, split's backward (concat) and gelu's backward, in that order. Scratch (the GEMMs use slots 2 and 3):
+  // slot 0 holds a and its gradient (with GELU), then g / dg / dh in pixel rows and v; slot 1 dg, g then dh in T, t
+  // in pixel rows, then dv, and t in T.
   const int64_t U = rows * g.C;
   float* s0 = scratch(static_cast<size_t>((g.act ? 4 * U : 0) + 2 * U), 0);
   float* s1 = scratch(static_cast<size_t>(4 * U), 1);
