@@ -9,7 +9,7 @@ import { leakyRelu } from '../ops/activation.js';
 import { subsample2d } from '../ops/resample.js';
 import { concat, pixelShuffle, pixelUnshuffle } from '../ops/shape.js';
 import { Blocks } from './nafnet.js';
-import { tidy } from '../tensor/scope.js';
+import { disposeAll, tidy } from '../tensor/scope.js';
 import { ConStyle, type ConStyleOptions, type EncoderOutput } from './constyle.js';
 import { UpSampleRatio, resizeRatio, type Size2 } from './maxim_blocks.js';
 import { BottleneckBlock, CrossGatingBlock, UNetDecoderBlock, UNetEncoderBlock } from './maxim_stages.js';
@@ -79,11 +79,6 @@ function checkImage(what: string, img: Tensor, mult: [number, number]): void {
 /** nearest_downsample(x, 1/r): output row i takes input row floor((i + 0.5)·r), i.e. r·i + r/2. */
 function nearestDown(x: Tensor, r: number): Tensor {
   return subsample2d(x, r, r / 2);
-}
-
-/** Frees tensors this forward made once nothing later reads them (their saved views stay for the backward). */
-function release(...ts: Tensor[]): void {
-  for (const t of ts) t.dispose();
 }
 
 /** Sequential with one module as child 0 (`mlp.0`, `Finetune_Module.0`, `AffineTransform*.0`, `UC*.up.0`, `DC*.down.0`). */
@@ -209,10 +204,10 @@ export class ConStyleMaxim extends Module {
   restore(img: Tensor, code: Tensor, feas: readonly Tensor[]): Tensor {
     checkImage('ConStyle MAXIM', img, this.sizeMultiple());
     const n = img.shape[0]!, f = this.features;
-    // Each stage in its own tidy() scope, and each stage's input released after its last reader: a training step's
-    // peak memory falls at the end of this forward, and what a backward needs is held by its saved view, so
-    // the intermediates no later stage reads (the DC/UC outputs, the concatenated signals and bridges, the encoder
-    // maps after the cross gating) need not be alive there.
+    // Each stage in its own tidy() scope, and each stage's input disposed after its last reader: a training step's
+    // peak memory falls at the end of this forward, and what a backward needs is held by its saved view, so the
+    // intermediates no later stage reads (the DC/UC outputs, the concatenated signals and bridges, the encoder maps
+    // after the cross gating) need not be alive there.
     const q = tidy(() => this.mlp.forward(code).reshape([n, 1, 1, 4 * f]));
     const [f0, f1, f2] = [0, 1, 2].map((i) => tidy(() => this.at[i]!.forward(feas[i]!))) as [Tensor, Tensor, Tensor];
     const [c0, c1, c2] = this.inputConvs;
@@ -221,36 +216,36 @@ export class ConStyleMaxim extends Module {
     const s2 = tidy(() => c2.forward(nearestDown(img, 4)));
     // Encoder: the first block concatenates s0 with itself (§9 #18).
     const e1 = this.l1.forward(s0, s0);
-    release(s0);
+    s0.dispose();
     const e2 = tidy(() => this.l2.forward(this.dc1.forward(e1, f0), s1));
-    release(f0, s1);
+    disposeAll([f0, s1]);
     const e3 = tidy(() => this.l3.forward(this.dc2.forward(e2, f1), s2));
-    release(f1, s2);
+    disposeAll([f1, s2]);
     const b = tidy(() => this.bottom.forward(this.dc3.forward(e3, f2)));
-    release(f2);
+    f2.dispose();
     let x = tidy(() => this.fusion.forward(concat([b, mul(b, q)])));
-    release(b, q);
+    disposeAll([b, q]);
     // Cross gating from H/4 up to H; the global feature chain starts at the fused bottleneck.
     let global = x;
     const skips: Tensor[] = [];
     for (const lvl of [2, 1, 0]) {
       const [u2, u3] = this.usr[lvl]!;
       const [sk, y] = tidy(() => this.cgb[lvl]!.forward(concat([resizeRatio(e1, 2 ** -lvl), u2.forward(e2), u3.forward(e3)]), global));
-      if (global !== x) release(global);
+      if (global !== x) global.dispose();
       skips[lvl] = sk;
       global = y;
     }
-    release(e1, e2, e3, global);
+    disposeAll([e1, e2, e3, global]);
     // Decoder: bridges are [skip2, skip1, skip0] resized to the level; the skips go once the last bridge is made.
     for (const [r, uc, lvl] of [[this.r3, this.uc3, 2], [this.r2, this.uc2, 1], [this.r1, this.uc1, 0]] as const) {
       const prev = x;
       const bridge = tidy(() => concat([2, 1, 0].map((j) => resizeRatio(skips[j]!, 2 ** (j - lvl)))));
-      if (lvl === 0) release(...skips);
+      if (lvl === 0) disposeAll(skips);
       x = r.forward(tidy(() => uc.forward(prev)), bridge, true);
-      release(prev);
+      prev.dispose();
     }
     const out = tidy(() => add(this.fin.forward(x), img));
-    release(x);
+    x.dispose();
     return out;
   }
 

@@ -43,6 +43,16 @@ struct Geo {
   IRC_HD int64_t tiles() const { return G * PT; }
 };
 
+// A tile's group and its first position there (g.PT tiles of kTP positions per group).
+struct At {
+  int64_t group;
+  int p0;
+};
+IRC_HD At at(const Geo& g, int64_t tile) {
+  const int64_t group = tile / g.PT;
+  return {group, static_cast<int>(tile - group * g.PT) * kTP};
+}
+
 inline Geo make_geo(int64_t N, int64_t H, int64_t W, int64_t C, int64_t fh, int64_t fw, bool grid, bool gelu) {
   Geo g;
   g.H = static_cast<int>(H), g.W = static_cast<int>(W), g.C = static_cast<int>(C);
@@ -333,14 +343,13 @@ IRC_HD void norm_store_chunks(X& x, Shared& sh, const Geo& g, int64_t group, int
 template <class X>
 IRC_HD void norm_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* z, const float* lw,
                           const float* lb, double eps, float* T, float* mean, float* rstd) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, nullptr, nullptr); });
   for (int pass = 0; pass < 2; ++pass) {
     x.each([&](int tid, Regs&) { ph_stats(g, sh, tid, z, pass); });
     x.each([&](int tid, Regs&) { ph_stats_sum(g, sh, tid, pass, eps, mean, rstd); });
   }
-  norm_store_chunks(x, sh, g, group, p0, z, lw, lb, T);
+  norm_store_chunks(x, sh, g, a.group, a.p0, z, lw, lb, T);
 }
 
 // T again in the backward from the forward's statistics (ph_stats_sum left the same floats in sh.mean / sh.rstd), so
@@ -351,10 +360,9 @@ IRC_HD void norm_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
 template <class X>
 IRC_HD void norm_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* z, const float* lw, const float* lb,
                         const float* mean, const float* rstd, float* T) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, mean, rstd); });
-  norm_store_chunks(x, sh, g, group, p0, z, lw, lb, T);
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, mean, rstd); });
+  norm_store_chunks(x, sh, g, a.group, a.p0, z, lw, lb, T);
 }
 
 #ifdef __CUDACC__
@@ -362,11 +370,10 @@ IRC_HD void norm_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const floa
 #endif
 template <class X>
 IRC_HD void gate_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* z, const float* Tg, float* y) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, nullptr, nullptr); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, Tg); });
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, a.group, a.p0, c0, Tg); });
     x.each([&](int tid, Regs&) { ph_gate(g, sh, tid, c0, z, y); });
   }
 }
@@ -377,13 +384,12 @@ IRC_HD void gate_fwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
 template <class X>
 IRC_HD void gate_bwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* dy, const float* z,
                           const float* Tg, float* dz, float* Tdg) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, nullptr, nullptr); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, Tg); });
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, a.group, a.p0, c0, Tg); });
     x.each([&](int tid, Regs&) { ph_gate_bwd(g, sh, tid, c0, dy, z, dz); });
-    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile2, tid, group, p0, c0, Tdg); });
+    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile2, tid, a.group, a.p0, c0, Tdg); });
   }
 }
 
@@ -393,17 +399,16 @@ IRC_HD void gate_bwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
 template <class X>
 IRC_HD void norm_bwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* Tdh, const float* z,
                           const float* lw, const float* mean, const float* rstd, float* dz, float* partW, float* partB) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, mean, rstd); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, mean, rstd); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, Tdh); });
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, a.group, a.p0, c0, Tdh); });
     x.each([&](int tid, Regs& rg) { ph_ln_sums(g, sh, rg, tid, c0, z, lw); });
   }
   x.each([&](int tid, Regs& rg) { ph_ln_rowpart(sh, rg, tid); });
   x.each([&](int tid, Regs&) { ph_ln_rowsum(g, sh, tid); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, Tdh); });
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, a.group, a.p0, c0, Tdh); });
     x.each([&](int tid, Regs&) { ph_ln_dx(g, sh, tid, c0, z, lw, dz); });
     x.each([&](int tid, Regs&) { ph_ln_part(g, sh, tid, c0, tile, partW, partB); });
   }
@@ -415,12 +420,11 @@ IRC_HD void norm_bwd_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const fl
 template <class X>
 IRC_HD void to_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* src, int64_t ld, int off, int act,
                       float* T) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, nullptr, nullptr); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
     x.each([&](int tid, Regs&) { ph_rows_in(g, sh, tid, c0, src, ld, off, act); });
-    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile, tid, group, p0, c0, T); });
+    x.each([&](int tid, Regs&) { ph_store_t(g, sh.tile, tid, a.group, a.p0, c0, T); });
   }
 }
 
@@ -430,11 +434,10 @@ IRC_HD void to_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float*
 template <class X>
 IRC_HD void from_t_tile(X& x, Shared& sh, const Geo& g, int64_t tile, const float* T, float* dst, int64_t ld, int off,
                         const float* z, int act) {
-  const int64_t group = tile / g.PT;
-  const int p0 = static_cast<int>(tile - group * g.PT) * kTP;
-  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, group, p0, nullptr, nullptr); });
+  const At a = at(g, tile);
+  x.each([&](int tid, Regs&) { ph_pix(g, sh, tid, a.group, a.p0, nullptr, nullptr); });
   for (int c0 = 0; c0 < g.C; c0 += kTC) {
-    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, group, p0, c0, T); });
+    x.each([&](int tid, Regs&) { ph_load_t(g, sh.tile, tid, a.group, a.p0, c0, T); });
     x.each([&](int tid, Regs&) { ph_rows_out(g, sh, tid, c0, dst, ld, off, z, act); });
   }
 }
