@@ -173,11 +173,25 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       ab.patch();
       try {
         const { ms, losses: l } = await timeSteps(lib, trainer, lq, gt);
-        ours.unfused = { msStep: ms, totalLoss: l.total };
+        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+        ours.unfused = { msStep: ms, totalLoss: l.total, peakCudaMiB: peak };
       } finally {
         ab.restore();
       }
-      log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} fused`);
+      log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step, peak live ${ours.unfused.peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms fused`);
+    }
+    if (process.env.BENCH_AB && !safe && model.includes('nafnet') && left() > 30) {
+      // A/B: the NAFBlock's LayerNorm + 1x1 pairs as separate ops, its other fused ops kept (nafnetFusion.lnConv)
+      const { nafnetFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'nafnet.js')).href);
+      nafnetFusion.lnConv = false;
+      try {
+        const { ms } = await timeSteps(lib, trainer, lq, gt);
+        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+        ours.lnApart = { msStep: ms, peakCudaMiB: peak };
+      } finally {
+        nafnetFusion.lnConv = true;
+      }
+      log(`ours ${model} with LayerNorm and 1x1 apart (BENCH_AB, nafnetFusion.lnConv = false): ${ours.lnApart.msStep.toFixed(1)} ms/step, peak live ${ours.lnApart.peakCudaMiB.toFixed(0)} MiB`);
     }
     if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
       // A/B: the gating units keep their Dense outputs for the backward (one GEMM less each there, more memory held)
@@ -418,6 +432,8 @@ export async function runBench({
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
+    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart]].filter(([, o]) => o).map(([what, o]) =>
+      row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) + `  (peak ${f(o.peakCudaMiB, 0)} MiB)`),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),

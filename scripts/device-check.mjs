@@ -24,7 +24,7 @@ import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
-import { kernelFallback, benchFailures, KERNEL_SWITCHES } from './fallback.mjs';
+import { kernelFallback, benchFailures, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS } from './fallback.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(SELF), '..');
@@ -164,6 +164,9 @@ function selectCases(filter) {
   const all = opCases();
   // TF32 pass: the conv/GEMM cases with TF32 allowed, against a TF32-sized bound (10-bit mantissa products)
   if (filter === 'conv') return all.filter((c) => c.conv).map((c) => ({ ...c, tol: TOL_TF32 }));
+  // own: the cases of the ops that the opt-in kernels serve, run with every `on` switch (OWN_KERNELS) and TF32
+  // allowed (most of those kernels need it), the conv/GEMM cases against the TF32 bound
+  if (filter === 'own') return all.filter((c) => OWN_KERNEL_OPS.includes(c.op)).map((c) => (c.conv ? { ...c, tol: TOL_TF32 } : c));
   // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer
   if (filter.startsWith('san:')) {
     const re = new RegExp(filter.slice(4));
@@ -474,23 +477,26 @@ async function main() {
   const opRes = {};
   if (skipReason) say(`\n== b. ops: SKIPPED (${skipReason})`);
   else {
-    for (const pass of ['strict', 'tf32']) {
-      if (pass === 'tf32' && selftest) continue;
-      const sel = selectCases(pass === 'tf32' ? 'conv' : 'all');
-      const deadline = Date.now() + 1000 * Math.min(pass === 'strict' ? 200 : 40, Math.max(30, left() - 180));
-      say(`\n== b. ops ${pass === 'strict' ? 'IRCONSTYLE_TF32=0' : 'TF32 allowed (conv/GEMM cases, reported)'}: ${sel.length} cases, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
-      const env = workerEnv({});
+    for (const pass of ['strict', 'tf32', 'own']) {
+      if (pass !== 'strict' && selftest && !flag('--with-own')) continue;
+      const filter = { strict: 'all', tf32: 'conv', own: 'own' }[pass];
+      const sel = selectCases(filter);
+      const deadline = Date.now() + 1000 * Math.min({ strict: 200, tf32: 40, own: 60 }[pass], Math.max(30, left() - 180));
+      const what = { strict: 'IRCONSTYLE_TF32=0', tf32: 'TF32 allowed (conv/GEMM cases, reported)',
+        own: `the opt-in kernels (${Object.entries(OWN_KERNELS).map(([k, v]) => `${k}=${v}`).join(' ')}), TF32 allowed` }[pass];
+      say(`\n== b. ops ${what}: ${sel.length} cases, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
+      const env = workerEnv(pass === 'own' ? OWN_KERNELS : {});
       if (pass === 'strict') env.IRCONSTYLE_TF32 = '0'; else delete env.IRCONSTYLE_TF32;
       let shown = 0;
       const res = await runWorkers({
-        mode: '--op-worker', extra: ['--target', target, '--filter', pass === 'tf32' ? 'conv' : 'all', '--seed', String(SEED)],
+        mode: '--op-worker', extra: ['--target', target, '--filter', filter, '--seed', String(SEED)],
         env, n: sel.length, deadline, stallS: STALL_S, log: join(OUT, 'ops.log'), // both passes, one file
         label: (o) => {
           if (!o.ok || ++shown % 25 === 0)
             say(`  [${o.i + 1}/${sel.length}] ${o.ok ? 'ok  ' : 'FAIL'} ${o.name}  ${o.error ? o.error : `err ${fmtE(o.err)} (${o.worst})`}`);
         },
       });
-      res.forEach((o) => { if (!o.name) Object.assign(o, { op: sel[o.i].op, name: sel[o.i].name, tol: sel[o.i].tol }); });
+      res.forEach((o) => { if (!o.name) Object.assign(o, { op: sel[o.i].op, name: sel[o.i].name, tol: sel[o.i].tol }); o.conv = !!sel[o.i].conv; });
       opRes[pass] = res;
       const fails = res.filter((o) => !o.ok);
       say(`  ${pass}: ${res.length - fails.length}/${res.length} pass`);
@@ -631,13 +637,14 @@ async function main() {
     }
     const badOps = [...byOp].filter(([, s]) => s.bad).map(([op, s]) => `${op}(${s.bad}/${s.n})`);
     say(`ops ${pass}: cases ${res.length - fails.length}/${res.length} pass; ops ${byOp.size - badOps.length}/${byOp.size} clean`);
-    if (pass === 'tf32') {
+    if (pass !== 'strict') {
       const worst = res.filter((o) => o.ok || o.err !== undefined).reduce((a, o) => (o.err > (a?.err ?? -1) ? o : a), null);
       // Above the bound by TF32 rounding is informative; ten times above it, an error or a non-finite value is a
-      // bug (kernels that run only with TF32, like conv1x1_gate's tensor-core path, are checked here alone).
-      const gross = fails.filter((o) => o.error || !(o.err <= 10 * TOL_TF32));
+      // bug (kernels that run only with TF32, like conv1x1_gate's tensor-core path, are checked here alone). The own
+      // pass's cases without TF32 keep their strict bounds.
+      const gross = fails.filter((o) => o.error || !(o.err <= (o.conv ? 10 * TOL_TF32 : o.tol)));
       failed += gross.length;
-      say(`  (TF32 bound ${TOL_TF32}: informative; gross failures, above ${10 * TOL_TF32} or errors, counted: ${gross.length})`);
+      say(`  (TF32 bound ${TOL_TF32}: informative; gross failures, above ${10 * TOL_TF32}${pass === 'own' ? ', strict cases above their bound' : ''} or errors, counted: ${gross.length})`);
       for (const o of gross.slice(0, 8)) say(`  gross: ${o.name} ${o.error ? o.error.slice(0, 90) : `err ${fmtE(o.err)}`}`);
       say(`  TF32 worst rel err ${fmtE(worst?.err)} (${worst?.name ?? '-'})`);
     } else {

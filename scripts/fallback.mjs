@@ -3,23 +3,34 @@
 // Plain ESM, no dependencies (tested in test/device-fallback.test.ts).
 
 /**
- * The CUDA kernel paths that have a switch back to an older path (README: backends), and the ops whose default path
- * each changes. scripts/device-check.mjs sets the switches of every op with a failing case (no `env` of its own) for
- * the fixtures, graphs and benchmarks that follow, and all of them for its safe-mode rerun of a failed benchmark.
+ * The CUDA kernel paths that have a switch (README "Kernel switches"), and the ops whose path each changes: `env`
+ * keeps an op on the library (cuBLAS / cuDNN) or composed path, `on` asks for the project's own kernel. Since run 9
+ * on the H100 the own kernels are opt-in (`on`): they measured slower there. scripts/device-check.mjs sets the `env`
+ * switches of every op with a failing case (no `env` of its own) for the fixtures, graphs and benchmarks that follow,
+ * and all of them for its safe-mode rerun of a failed benchmark; its `own` pass runs those ops' cases with every
+ * `on` switch (OWN_KERNELS).
  */
 export const KERNEL_SWITCHES = [
-  { env: { IRCONSTYLE_PW_FWD: 'cublas' },
+  { env: { IRCONSTYLE_PW_FWD: 'cublas' }, on: { IRCONSTYLE_PW_FWD: 'wmma' },
     ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_gate', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_PW_BWD: 'cublas' },
+  { env: { IRCONSTYLE_PW_BWD: 'cublas' }, on: { IRCONSTYLE_PW_BWD: 'one-pass' },
     ops: ['conv2d_backward', 'conv1x1_add_backward', 'conv1x1_gate_backward', 'ln_conv1x1_backward', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_LN_FOLD: '0' }, ops: ['ln_conv1x1_backward', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_GATE_BWD: 'two-kernel' }, ops: ['conv1x1_gate_backward', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_LINEAR_FWD: 'cublas' }, ops: ['linear', 'conv1x1_add', 'ln_conv1x1'] },
-  { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
-  { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, ops: ['dwconv_gate_backward'] },
-  { env: { IRCONSTYLE_THIN_CONV: '0' }, ops: ['conv2d', 'conv2d_backward'] },
-  { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] }, // read by lib/models/maxim_blocks.ts
+  // inside the one-pass backward (on by default there)
+  { env: { IRCONSTYLE_LN_FOLD: '0' }, on: {}, ops: ['ln_conv1x1_backward', 'ln_conv1x1_gate_backward'] },
+  { env: { IRCONSTYLE_GATE_BWD: 'two-kernel' }, on: {}, ops: ['conv1x1_gate_backward', 'ln_conv1x1_gate_backward'] },
+  { env: { IRCONSTYLE_LINEAR_FWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' }, ops: ['linear', 'conv1x1_add', 'ln_conv1x1'] },
+  { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
+  { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, ops: ['dwconv_gate_backward'] },
+  { env: { IRCONSTYLE_THIN_CONV: '0' }, on: { IRCONSTYLE_THIN_CONV: '1' }, ops: ['conv2d', 'conv2d_backward'] },
+  // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
+  { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];
+
+/** Every `on` switch: the project's own kernels wherever they take the shape. */
+export const OWN_KERNELS = Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.on));
+
+/** The ops whose path an `on` switch changes (the device check's `own` pass runs their cases). */
+export const OWN_KERNEL_OPS = [...new Set(KERNEL_SWITCHES.filter((k) => Object.keys(k.on).length).flatMap((k) => k.ops))];
 
 /**
  * The switches for failing op cases: `failed` are results { op, name, ok } (cases with an `env` of their own are

@@ -9,7 +9,7 @@ type Res = { op: string; name: string; ok: boolean };
 const { kernelFallback, benchFailures, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
   kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
   benchFailures(bench: unknown): string[];
-  KERNEL_SWITCHES: { env: Record<string, string>; ops: string[] }[];
+  KERNEL_SWITCHES: { env: Record<string, string>; on: Record<string, string>; ops: string[] }[];
 };
 const { opCases } = (await import('../scripts/op-cases.mjs' as string)) as { opCases(): Case[] };
 
@@ -29,8 +29,12 @@ describe('kernel fallback of the device check', () => {
     const ops = new Set(readFileSync(join(dir, 'ops.def'), 'utf8').match(/^OP\(\s*(\w+)/gm)!.map((l) => l.replace(/^OP\(\s*/, '')));
     expect(ops.size).toBeGreaterThan(50);
     for (const s of KERNEL_SWITCHES) {
-      for (const [k, v] of Object.entries(s.env)) {
-        expect(src, k).toMatch(new RegExp(`("|env\\.)${k}\\b`)); // getenv("…") or process.env.…
+      // the value the sources compare with: the opt-in one (`on`), or the off one of the switches inside the one-pass
+      // backward (on by default there)
+      const compared = Object.keys(s.on).length ? s.on : s.env;
+      expect(Object.keys(s.on).every((k) => k in s.env)).toBe(true);
+      for (const [k, v] of Object.entries(compared)) {
+        expect(src, k).toMatch(new RegExp(`("|env\\.)${k}\\b`)); // env_is("…", …) or process.env.…
         expect(src, `${k}=${v}`).toContain(`"${v}"`);
       }
       for (const op of s.ops) expect(ops.has(op), op).toBe(true);

@@ -10,6 +10,7 @@ import { backward } from '../lib/autograd/tape.js';
 import type { Module } from '../lib/nn/module.js';
 import { relErr, withEmulation } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
+import { nafnetFusion } from '../lib/models/nafnet.js';
 
 // the A/B patch of scripts/unfused-blocks.mjs (a plain ESM script), loading the library's TypeScript sources
 type AB = { patch(): void; restore(): void };
@@ -51,13 +52,25 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE, exact operands): the
       // tensor-core gate and 1x1-backward kernels and the one-pass gate backward, wherever the shapes take them
       const was = setKeepOnCpu(false);
-      let recomputed, emulated;
+      let recomputed, emulated, lnApart;
       try {
         recomputed = await run(name);
         // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv; its Linears take the split-TF32
-        // tensor-core forward and backward, emulated as the device runs them, and its gating units spatial_gate's tiles)
+        // tensor-core forward and backward, emulated as the device runs them, and its gating units spatial_gate's tiles
+        // with the opt-in IRCONSTYLE_SPATIAL_GATE=1)
+        process.env.IRCONSTYLE_SPATIAL_GATE = '1';
         emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd,spatial_gate' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
+        // the NAFBlock's LayerNorm + 1x1 pairs as separate ops, the other fused ops kept (nafnetFusion.lnConv)
+        if (name.includes('nafnet')) {
+          nafnetFusion.lnConv = false;
+          try {
+            lnApart = await run(name);
+          } finally {
+            nafnetFusion.lnConv = true;
+          }
+        }
       } finally {
+        delete process.env.IRCONSTYLE_SPATIAL_GATE;
         setKeepOnCpu(was);
       }
       // a gradient that is zero in exact arithmetic (a Linear bias before a train-mode BatchNorm) is rounding noise
@@ -65,7 +78,7 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // themselves, with a floor relative to the largest
       const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
       const scale = [...plain.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
-      for (const r of [fused, recomputed, emulated]) {
+      for (const r of [fused, recomputed, emulated, ...(lnApart ? [lnApart] : [])]) {
         expect(relErr(r.y, plain.y)).toBeLessThanOrEqual(1e-5);
         expect([...r.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
         for (const [k, g] of r.grads) {

@@ -134,16 +134,20 @@ describe('spatial_gate', () => {
     for (const g of [dlw!, dlb!, dw!, db!]) expect([...g].every((v) => v === 0)).toBe(true);
   });
 
-  it('MAXIM\'s GatingUnit takes the op unless the CPU keeps the separate ops or IRCONSTYLE_SPATIAL_GATE=0', () => {
+  it('MAXIM\'s GatingUnit takes the op only with IRCONSTYLE_SPATIAL_GATE=1, and not where the CPU keeps the separate ops', () => {
     const unit = new GatingUnit('grid', 10, 8);
     const z = tensor(randArray(2 * 6 * 8 * 10, 3), [2, 6, 8, 10]);
     z.requiresGrad = true;
     const node = () => unit.forward(z, [3, 2], 'gelu')._node?.name;
     expect(node()).toBe('mul'); // the CPU's default
+    process.env.IRCONSTYLE_SPATIAL_GATE = '1';
+    expect(node()).toBe('mul'); // the CPU keeps the separate ops even then
     const was = setKeepOnCpu(false);
     try {
       expect(node()).toBe('spatial_gate');
       process.env.IRCONSTYLE_SPATIAL_GATE = '0';
+      expect(node()).toBe('mul');
+      delete process.env.IRCONSTYLE_SPATIAL_GATE; // the default (as on CUDA): the separate ops
       expect(node()).toBe('mul');
     } finally {
       delete process.env.IRCONSTYLE_SPATIAL_GATE;

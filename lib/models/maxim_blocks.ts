@@ -98,9 +98,10 @@ export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w:
   return permute(y, over === 'block' ? BLOCK_INV : GRID_INV).reshape([n, h, wd, c]);
 }
 
-/** IRCONSTYLE_SPATIAL_GATE=0: the gating units and spatial gating weights as the separate ops on every device (the
- * device check's fallback when their tile kernels fail). */
-const tilesOff = () => process.env.IRCONSTYLE_SPATIAL_GATE === '0';
+/** The gating units and spatial gating weights take their one-op forms (spatialGate, spatialMix) only with
+ * IRCONSTYLE_SPATIAL_GATE=1: on the H100 the tile kernels measured several times slower than the separate ops
+ * (BENCHMARKS.md, ninth session), for less memory. */
+const tilesOff = () => process.env.IRCONSTYLE_SPATIAL_GATE !== '1';
 
 /**
  * Block/GridGatingUnit(2C, n): split u, v; v <- LN(v); v <- Dense_0 over the block (P) or grid (G) axis; u ⊙ (v + 1).

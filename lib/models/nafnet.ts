@@ -5,7 +5,7 @@ import { Module, ModuleList } from '../nn/module.js';
 import { Conv2d, LayerNorm2d } from '../nn/layers.js';
 import { constant } from '../nn/init.js';
 import { add } from '../ops/elementwise.js';
-import { globalAvgPool, channelScale } from '../ops/nafnet.js';
+import { globalAvgPool, channelScale, simpleGate } from '../ops/nafnet.js';
 import { conv1x1Add, dwconvGate, lnConv1x1, lnConv1x1Gate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 import { chain, type Checkpointable } from '../autograd/checkpoint.js';
@@ -25,6 +25,14 @@ class SCA extends Module {
     return this.conv.forward(globalAvgPool(x));
   }
 }
+
+/**
+ * Which forms the NAFBlock's forward takes (`bench:gpu` with BENCH_AB=1 times both). `lnConv`: each LayerNorm and
+ * the 1×1 conv after it (and SimpleGate, in the FFN) as one op — ln_conv1x1, ln_conv1x1_gate: the LayerNorm's
+ * output and the conv's are formed again in the backward, so they are not kept (less memory, two more passes);
+ * false: layer_norm2d, conv2d (and simple_gate) as separate ops.
+ */
+export const nafnetFusion = { lnConv: true };
 
 /** NAFBlock(c): LN2d → 1×1 → dw3×3 → SimpleGate → SCA → 1×1, ×β skip; LN2d → 1×1 → SG → 1×1, ×γ skip. */
 export class NAFBlock extends Module {
@@ -52,15 +60,17 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    // norm1 + conv1 fused; conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and the β skip fused
-    // (inp + conv3(x·sca)·β); norm2 + conv4 + SimpleGate fused; conv5 and the γ skip fused
-    const c1 = this.conv1.P, n1 = this.norm1;
-    let x = lnConv1x1(inp, n1.P.weight!, n1.P.bias!, c1.weight!, c1.bias ?? null, n1.eps); // norm1 + conv1
+    // norm1 + conv1 fused (nafnetFusion.lnConv); conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and
+    // the β skip fused (inp + conv3(x·sca)·β); norm2 + conv4 + SimpleGate fused (lnConv); conv5 and the γ skip fused
+    const c1 = this.conv1.P, n1 = this.norm1, fuse = nafnetFusion.lnConv;
+    let x = fuse ? lnConv1x1(inp, n1.P.weight!, n1.P.bias!, c1.weight!, c1.bias ?? null, n1.eps) // norm1 + conv1
+      : this.conv1.forward(n1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
     const y = conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x));
     const c4 = this.conv4.P, n2 = this.norm2;
-    x = lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps); // norm2 + conv4 + SimpleGate
+    x = fuse ? lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps) // norm2 + conv4 + SimpleGate
+      : simpleGate(this.conv4.forward(n2.forward(y)));
     const c5 = this.conv5.P;
     return conv1x1Add(x, c5.weight!, y, c5.bias ?? null, this.P.gamma!);
   }

@@ -1,8 +1,10 @@
 // Helpers declared in ops/op_api.h: shape utilities, errors, attribute and meta checks.
 #include "../ops/op_api.h"
+#include "../ops/switches.h"
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <sstream>
 
@@ -98,6 +100,11 @@ int emulation_requested(const char* base) {
   if (list.find("," + b + ",") != std::string::npos) return 1;
   if (list.find("," + b + "_fp32,") != std::string::npos) return 2;
   return 0;
+}
+
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, value) == 0;
 }
 
 }  // namespace irc

@@ -19,7 +19,6 @@
 // fixed two-pass column sum finishes (the fallback sums dz itself): one pass fewer over dz.
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
@@ -27,6 +26,7 @@
 #include "layer_norm2d.h"
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -104,12 +104,10 @@ bool smem_ready(size_t bytes) {
   return bytes <= 48 * 1024 || ok;
 }
 
-// IRCONSTYLE_PW_FWD=cublas keeps every 1x1 conv off the tensor-core kernel below (the gate ops' forwards, the gate
-// backward's dz pass, ln_conv1x1): cuBLAS(Lt) and the elementwise kernels instead (A/B timing, a fallback).
-bool pw_fwd_cublas() {
-  const char* e = std::getenv("IRCONSTYLE_PW_FWD");
-  return e && std::strcmp(e, "cublas") == 0;
-}
+// The tensor-core kernel below takes the 1x1 convs of the gate ops' forwards, the gate backward's dz pass and
+// ln_conv1x1 only with IRCONSTYLE_PW_FWD=wmma; by default cuBLAS(Lt) and the elementwise kernels (as fast or faster
+// on the H100: BENCHMARKS.md, ninth session).
+bool pw_fwd_cublas() { return !env_is("IRCONSTYLE_PW_FWD", "wmma"); }
 
 // Whether the tensor-core kernel takes this call (w's fragments are loaded from global memory: 32-byte aligned).
 template <int MODE>
@@ -299,8 +297,7 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
 }
 
 // ln_conv1x1: the gate kernel in MODE 2 (z itself, both halves of 2C = Co outputs) with the LayerNorm formed on the
-// way in; else h by the row kernel and a cuBLAS(Lt) GEMM with the bias. IRCONSTYLE_PW_FWD=cublas takes the latter
-// (A/B timing).
+// way in; else h by the row kernel and a cuBLAS(Lt) GEMM with the bias (the default; IRCONSTYLE_PW_FWD=wmma takes the former).
 void cuda_ln_conv1x1(KernelCtx& k) {
   const bool lin = k.in[3].shape.size() == 2;  // a Linear's weight [Co, Ci]: FP32-accurate, as the linear op
   const int64_t Ci = k.in[0].shape.back(), Co = lin ? k.in[3].shape[0] : k.in[3].shape[3], rows = k.out[1].n;
@@ -383,8 +380,7 @@ __global__ void transpose_k(const float* __restrict__ w, float* __restrict__ wt,
 }  // namespace
 
 bool linear_forward_takes(int64_t I, int64_t O) {
-  const char* e = std::getenv("IRCONSTYLE_LINEAR_FWD");
-  return !(e && std::strcmp(e, "cublas") == 0) && I > 0 && I % 8 == 0 && I <= kMaxCi && O > 0 && O % 32 == 0 &&
+  return env_is("IRCONSTYLE_LINEAR_FWD", "split-tf32") && I > 0 && I % 8 == 0 && I <= kMaxCi && O > 0 && O % 32 == 0 &&
          smem_ready<2, DeviceWmma3>(smem_bytes(static_cast<int>(I)));
 }
 

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -682,9 +681,8 @@ void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, cons
 
 // Whether the device takes FOLD for this shape (IRCONSTYLE_LN_FOLD, its shared memory).
 bool fold_fits(int64_t Ci, int64_t Co) {
-  const char* e = std::getenv("IRCONSTYLE_LN_FOLD");
   const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
-  return !(e && std::strcmp(e, "0") == 0) &&
+  return !env_is("IRCONSTYLE_LN_FOLD", "0") &&
          sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) <= 160 * 1024;
 }
 
@@ -699,8 +697,7 @@ bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& 
 bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
                             const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
                             int64_t rows, int Ci, int C) {
-  const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
-  if ((e && std::strcmp(e, "two-kernel") == 0) || !pwbwd::gate_fits(Ci, C) || !pw_shape_fits(rows, Ci, 2 * C) ||
+  if (env_is("IRCONSTYLE_GATE_BWD", "two-kernel") || !pwbwd::gate_fits(Ci, C) || !pw_shape_fits(rows, Ci, 2 * C) ||
       (fold && !fold_fits(Ci, 2 * C)))
     return false;
   const pwbwd::GateIn gate{b, C};

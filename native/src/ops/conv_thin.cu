@@ -11,10 +11,10 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 
 #include "../cuda/common.cuh"
 #include "conv_thin.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -200,11 +200,8 @@ void thin_conv(cudaStream_t s, int N, int H, int W, int Cin, int Cout, int Ci, i
 }  // namespace
 
 bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co) {
-  static const bool off = [] {
-    const char* v = std::getenv("IRCONSTYLE_THIN_CONV");
-    return v && std::strcmp(v, "0") == 0;
-  }();
-  if (off) return false;
+  static const bool on = env_is("IRCONSTYLE_THIN_CONV", "1");
+  if (!on) return false;
   if (Ci < 1 || Co < 1 || (Ci > 4 && Co > 4) || 9 * Ci * Co > kMaxWeights || 9 * Ci * Co + Co > kMaxOut * 256)
     return false;
   // shared memory of the dw tile (under the 48 KiB default) and 32-bit index math (below 2^30: a grid-stride loop's

@@ -4,8 +4,9 @@
 //   thin_conv_forward: y = conv(x, w) + b;
 //   thin_conv_backward: dx as the convolution of dy with the flipped, transposed kernel (the same two kernels),
 //     dw and db as per-block partial sums over pixel tiles, added in a fixed order (deterministic).
-// Both return false, having enqueued nothing, when the shape is not theirs (thin_conv_fits), or when
-// IRCONSTYLE_THIN_CONV=0 sends these convs back to cuDNN.
+// Both return false, having enqueued nothing, when the shape is not theirs (thin_conv_fits), and unless
+// IRCONSTYLE_THIN_CONV=1 asks for them: on the H100 cuDNN measured faster after all (3 -> 48: 152 against 287 µs
+// forward; BENCHMARKS.md, ninth session).
 #pragma once
 #include <cstdint>
 

@@ -5,7 +5,6 @@
 // the rows (72 tiles of 16x16 per pass): they run as separate blocks (grid z), in parallel.
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
@@ -158,10 +157,6 @@ bool shape_fits(int64_t Ci, int64_t Co) {
   return Ci >= 8 && Co >= 8 && Cop <= kMaxCo &&
          sizeof(float) * smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= kMaxSmem;
 }
-bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, value) == 0;
-}
 }  // namespace
 
 bool pw_backward(const KernelCtx& k, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db,
@@ -202,11 +197,11 @@ bool pw_backward_linear(const KernelCtx& k, const float* x, const float* dy, con
 }
 
 bool pw_backward_takes(int64_t Ci, int64_t Co) {
-  return !env_is("IRCONSTYLE_PW_BWD", "cublas") && cu::tf32_convolutions() && shape_fits(Ci, Co);
+  return env_is("IRCONSTYLE_PW_BWD", "one-pass") && cu::tf32_convolutions() && shape_fits(Ci, Co);
 }
 
 bool pw_backward_linear_takes(int64_t I, int64_t O) {
-  return !env_is("IRCONSTYLE_LINEAR_BWD", "cublas") && shape_fits(I, O);
+  return env_is("IRCONSTYLE_LINEAR_BWD", "split-tf32") && shape_fits(I, O);
 }
 
 namespace {

@@ -4,7 +4,8 @@
 // TF32 is allowed (IRCONSTYLE_TF32) and the shape fits (Ci, Co multiples of 16, Co <= 768, shared memory <= 96 KiB,
 // w 32-byte aligned, rows >= 1); returns false, having enqueued nothing, otherwise (the callers then use cuBLAS;
 // a device refusing the shared-memory opt-in may leave a padded weight copy in scratch slot 3, nothing else).
-// IRCONSTYLE_PW_BWD=cublas turns it off (for A/B timing).
+// Only with IRCONSTYLE_PW_BWD=one-pass: cuBLAS's passes measured ~3x faster on the H100 (BENCHMARKS.md, ninth
+// session), so they are the default.
 #pragma once
 #include <cstdint>
 
@@ -59,11 +60,11 @@ bool pw_backward_gate(const KernelCtx& k, const float* x, const pwgate::LnArgs& 
 constexpr int64_t kLinearMinRows = 1024;
 // A Linear layer's backward (y = x w^T + b, w [O, I]) with split-TF32 products (DeviceWmma3: FP32-accurate, as
 // PyTorch's FP32 matmul): dx [rows, I], dw [O, I], db [O] (db may be null). Independent of IRCONSTYLE_TF32;
-// IRCONSTYLE_LINEAR_BWD=cublas turns it off (cuBLAS FP32 then, as for shapes it does not take).
+// Only with IRCONSTYLE_LINEAR_BWD=split-tf32 (cuBLAS FP32 by default: 3-9x faster on the H100).
 bool pw_backward_linear_takes(int64_t I, int64_t O);
 // A Linear layer's forward y = x w^T + b (+ r, a residual [rows, O], when r is given) by conv1x1_gate's tensor-core
 // kernel in its plain mode (conv1x1_gate.cu) with split-TF32 products, over a transposed copy of w: I % 8 == 0,
-// I <= 344, O % 32 == 0. IRCONSTYLE_LINEAR_FWD=cublas turns it off.
+// I <= 344, O % 32 == 0. Only with IRCONSTYLE_LINEAR_FWD=split-tf32 (cuBLASLt by default: faster on the H100).
 bool linear_forward_takes(int64_t I, int64_t O);
 // With ln: h = LN(x) formed in the kernel (ln's statistics written), ln_conv1x1 with a Linear's weight.
 bool linear_forward(const KernelCtx& k, const float* x, const float* w, const float* b, const float* r, float* y,

@@ -30,10 +30,9 @@
 // sums in shared memory, written as partials [block][Ci] at the end.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "pw_gate_tile.h"
+#include "switches.h"
 
 namespace irc {
 namespace pwbwd {
@@ -182,8 +181,7 @@ constexpr int kMaxGateC = 2 * kThreads;
 // IRCONSTYLE_GATE_BWD=one-pass takes GATE for those too (to time what it costs).
 inline bool gate_fits(int64_t Ci, int64_t C) {
   if (C < 1 || C > kMaxGateC) return false;
-  const char* e = std::getenv("IRCONSTYLE_GATE_BWD");
-  return (e && std::strcmp(e, "one-pass") == 0) ||
+  return env_is("IRCONSTYLE_GATE_BWD", "one-pass") ||
          passes(static_cast<int>(pad16(Ci)), static_cast<int>(pad16(2 * C))) == 1;
 }
 #ifdef __CUDACC__
