@@ -12,8 +12,9 @@
 // Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300), --only
 // nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain steps and inference only);
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
-// training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), and MAXIM's with its
-// gating units keeping their Dense outputs (time and peak memory against forming them again in the backward).
+// training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
+// LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv), and MAXIM's with its gating units as one op
+// (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -194,17 +195,24 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       log(`ours ${model} with LayerNorm and 1x1 apart (BENCH_AB, nafnetFusion.lnConv = false): ${ours.lnApart.msStep.toFixed(1)} ms/step, peak live ${ours.lnApart.peakCudaMiB.toFixed(0)} MiB`);
     }
     if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
-      // A/B: the gating units keep their Dense outputs for the backward (one GEMM less each there, more memory held)
+      // A/B: the gating units and spatial gating weights as one op each (IRCONSTYLE_SPATIAL_GATE=1: fewer ops, less
+      // memory), then also keeping their Dense outputs for the backward (one GEMM less each there, more memory held)
       const { maximFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'maxim_blocks.js')).href);
-      maximFusion.keepDense = true;
+      const was = process.env.IRCONSTYLE_SPATIAL_GATE;
+      process.env.IRCONSTYLE_SPATIAL_GATE = '1';
       try {
-        const { ms } = await timeSteps(lib, trainer, lq, gt);
-        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-        ours.keepDense = { msStep: ms, peakCudaMiB: peak };
+        for (const [key, keep] of [['spatialGate', false], ['keepDense', true]]) {
+          if (left() < 30) break;
+          maximFusion.keepDense = keep;
+          const { ms } = await timeSteps(lib, trainer, lq, gt);
+          const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+          ours[key] = { msStep: ms, peakCudaMiB: peak };
+          log(`ours ${model} with the gating units as one op${keep ? ', their Dense outputs kept' : ''} (BENCH_AB, IRCONSTYLE_SPATIAL_GATE=1): ${ms.toFixed(1)} ms/step, peak live ${peak.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB composed`);
+        }
       } finally {
         maximFusion.keepDense = false;
+        if (was === undefined) delete process.env.IRCONSTYLE_SPATIAL_GATE; else process.env.IRCONSTYLE_SPATIAL_GATE = was;
       }
-      log(`ours ${model} with the gating units' Dense outputs kept (BENCH_AB): ${ours.keepDense.msStep.toFixed(1)} ms/step, peak live ${ours.keepDense.peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB formed again`);
     }
     if (!safe && left() > 40) {
       // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
@@ -439,6 +447,9 @@ export async function runBench({
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
+    ...result.others.filter((o) => o.unfused || o.spatialGate).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
+      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense]].filter(([, v]) => v)
+      .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms, peak ${f(v.peakCudaMiB, 0)} MiB`).join('; ')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
     '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',

@@ -199,9 +199,9 @@ void thin_conv(cudaStream_t s, int N, int H, int W, int Cin, int Cout, int Ci, i
 
 }  // namespace
 
-bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co) {
-  static const bool on = env_is("IRCONSTYLE_THIN_CONV", "1");
-  if (!on) return false;
+bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, bool backward) {
+  static const bool all = env_is("IRCONSTYLE_THIN_CONV", "1"), none = env_is("IRCONSTYLE_THIN_CONV", "0");
+  if (none || (!all && (backward || Co > 4))) return false;
   if (Ci < 1 || Co < 1 || (Ci > 4 && Co > 4) || 9 * Ci * Co > kMaxWeights || 9 * Ci * Co + Co > kMaxOut * 256)
     return false;
   // shared memory of the dw tile (under the 48 KiB default) and 32-bit index math (below 2^30: a grid-stride loop's
@@ -213,7 +213,7 @@ bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co) {
 
 bool thin_conv_forward(const KernelCtx& k, int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, const float* x,
                        const float* w, const float* b, float* y) {
-  if (!thin_conv_fits(N, H, W, Ci, Co)) return false;
+  if (!thin_conv_fits(N, H, W, Ci, Co, false)) return false;
   thin_conv<false>(cu::stream(k), int(N), int(H), int(W), int(Ci), int(Co), int(Ci), int(Co), x, w, b, y);
   cu::check_launch(k);
   return true;
@@ -221,7 +221,7 @@ bool thin_conv_forward(const KernelCtx& k, int64_t N, int64_t H, int64_t W, int6
 
 bool thin_conv_backward(const KernelCtx& k, int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, const float* dy,
                         const float* x, const float* w, float* dx, float* dw, float* db) {
-  if (!thin_conv_fits(N, H, W, Ci, Co)) return false;
+  if (!thin_conv_fits(N, H, W, Ci, Co, true)) return false;
   cudaStream_t s = cu::stream(k);
   // dx: dy (Co channels) convolved with the flipped, transposed kernel into Ci channels
   thin_conv<true>(s, int(N), int(H), int(W), int(Co), int(Ci), int(Ci), int(Co), dy, w, nullptr, dx);

@@ -9,13 +9,13 @@
 //       sliding-window kernel of depthwise3x3.cu (a thread slides a 3x3 register window along a row segment, both
 //       halves at once); other kernels: one thread per output pixel and channel (vector) computes z for both
 //       halves, as z_pix on the CPU (floats with GELU).
-//   dwconv_gate_backward: 3x3 with padding 1: one sliding pass (dwgate3x3_backward) that computes dz =
-//       [dy z2 a'(z1), dy a(z1)] where it needs it, z recomputed, gathers dx and accumulates the dw / db partials;
-//       then the partials are summed in a fixed order. Other kernels (and IRCONSTYLE_DWGATE_BWD=two-pass for 3x3):
-//       (1) dz into scratch (3x3 padding 1: the sliding kernel); (2) for 3x3 with padding 1, one sliding pass over
-//       dz gathers dx and accumulates the partials (depthwise3x3_backward, also used by conv2d.cu); other kernels:
-//       a dw / db partial pass, one tap per block row, then dx gathers dz through the flipped taps; (3) the
-//       partials are summed in a fixed order.
+//   dwconv_gate_backward: (1) dz into scratch (3x3 padding 1: the sliding kernel); (2) for 3x3 with padding 1,
+//       one sliding pass over dz gathers dx and accumulates the partials (depthwise3x3_backward, also used by
+//       conv2d.cu); other kernels: a dw / db partial pass, one tap per block row, then dx gathers dz through the
+//       flipped taps; (3) the partials are summed in a fixed order.
+//       With IRCONSTYLE_DWGATE_BWD=one-pass (3x3, padding 1; slower on the H100): one sliding pass
+//       (dwgate3x3_backward) computes dz = [dy z2 a'(z1), dy a(z1)] where it needs it, z recomputed, gathers dx and
+//       accumulates the dw / db partials, then the partials are summed in a fixed order.
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
