@@ -14,7 +14,8 @@
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
 // LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv), and MAXIM's with its gating units as one op
-// (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each).
+// (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each), and every family's
+// with cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -213,6 +214,19 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         maximFusion.keepDense = false;
         if (was === undefined) delete process.env.IRCONSTYLE_SPATIAL_GATE; else process.env.IRCONSTYLE_SPATIAL_GATE = was;
       }
+    }
+    if (process.env.BENCH_AB && !safe && left() > 30) {
+      // A/B: cuDNN's algorithms chosen by timing them at each shape's first call (IRCONSTYLE_CUDNN_FIND=1, as
+      // PyTorch's cudnn.benchmark) instead of by its heuristics (the plans are keyed by the switch: new plans here)
+      const was = process.env.IRCONSTYLE_CUDNN_FIND;
+      process.env.IRCONSTYLE_CUDNN_FIND = '1';
+      try {
+        const { ms } = await timeSteps(lib, trainer, lq, gt);
+        ours.cudnnFind = { msStep: ms };
+      } finally {
+        if (was === undefined) delete process.env.IRCONSTYLE_CUDNN_FIND; else process.env.IRCONSTYLE_CUDNN_FIND = was;
+      }
+      log(`ours ${model} with cuDNN's algorithms autotuned (BENCH_AB, IRCONSTYLE_CUDNN_FIND=1): ${ours.cudnnFind.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} ms`);
     }
     if (!safe && left() > 40) {
       // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
@@ -440,16 +454,16 @@ export async function runBench({
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
-    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart]].filter(([, o]) => o).map(([what, o]) =>
-      row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) + `  (peak ${f(o.peakCudaMiB, 0)} MiB)`),
+    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['cuDNN autotuned', ours.cudnnFind]].filter(([, o]) => o).map(([what, o]) =>
+      row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) + (o.peakCudaMiB ? `  (peak ${f(o.peakCudaMiB, 0)} MiB)` : '')),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
-    ...result.others.filter((o) => o.unfused || o.spatialGate).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
-      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense]].filter(([, v]) => v)
-      .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms, peak ${f(v.peakCudaMiB, 0)} MiB`).join('; ')),
+    ...result.others.filter((o) => o.unfused || o.spatialGate || o.cudnnFind).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
+      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['cuDNN autotuned', o.cudnnFind]].filter(([, v]) => v)
+      .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms${v.peakCudaMiB ? `, peak ${f(v.peakCudaMiB, 0)} MiB` : ''}`).join('; ')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',
     '    ConStyle Restormer b8 262.0 ms/step, 45.9 / 109.6 ms, 25,655 MiB; ConStyle MAXIM b16 184.5 ms/step, 58.9 / 65.6 ms, 15,111 MiB',

@@ -23,6 +23,9 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, ops: ['dwconv_gate_backward'] },
   // (by default the thin kernels take the forward to <= 4 output channels only; '0': none, '1': every fitting call)
   { env: { IRCONSTYLE_THIN_CONV: '0' }, on: { IRCONSTYLE_THIN_CONV: '1' }, ops: ['conv2d', 'conv2d_backward'] },
+  // cuDNN's algorithms chosen by timing them at the first call of each shape (cudnnFind*AlgorithmEx) instead of by its
+  // heuristics
+  { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, ops: ['conv2d', 'conv2d_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];

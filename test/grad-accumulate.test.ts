@@ -3,7 +3,9 @@
 // global_avg_pool. The ops' acc input against their plain backward plus an add (bitwise), the autograd taking that
 // path (no add op runs in the backward) with the same gradients, and validation.
 import { describe, expect, it } from 'vitest';
-import { tensor, type Tensor } from '../lib/tensor/tensor.js';
+import { tensor, viewOf, type Tensor } from '../lib/tensor/tensor.js';
+import { native } from '../lib/native/loader.js';
+import { matmul } from '../lib/ops/conv.js';
 import { runOp } from '../lib/ops/run.js';
 import { add, mul } from '../lib/ops/elementwise.js';
 import { layerNorm2d } from '../lib/ops/norm.js';
@@ -84,6 +86,23 @@ describe('autograd folds pending gradients into these rules', () => {
     expect(ops.get('layer_norm2d_backward')).toBe(1);
     expect(ops.get('global_avg_pool_backward')).toBe(1);
     await gradcheck(graph, inputs(), { probes: 16 });
+  });
+
+  it('decides in place or not by the live views alone, however far the CPU executor has got', async () => {
+    // A leaf .grad is written in place only when no live view shares its storage (lib/autograd/tape.ts). A view
+    // released in JS but still held by a queued op does not count: that op runs before anything submitted later.
+    // (Counting the storage's owners made the choice — an add or an in-place add_n_ — depend on the executor's
+    // progress: this file's test above then saw an add under load.)
+    const base = tensor(randArray(512 * 512, 3), [512, 512]);
+    const v = viewOf(base, 0, [512, 512], false);
+    expect(native.soleView(base.id)).toBe(false);
+    const busy = [0, 1, 2, 3].map(() => matmul(base, base)); // keep the executor busy
+    const read = matmul(v, v); // queued behind them, holding the view
+    v.dispose();
+    expect(native.soleView(base.id)).toBe(true);
+    const expected = matmul(base, base);
+    expect(await read.data()).toEqual(await expected.data());
+    for (const t of [...busy, read, expected, base]) t.dispose();
   });
 
   it('gives the gradients an unfused graph (plain adds) gives', async () => {

@@ -67,8 +67,18 @@ TensorP get_tensor(Instance& I, const Napi::Env& env, const Napi::Value& v) {
 
 uint32_t add_handle(Instance& I, TensorP t) {
   uint32_t id = I.next_handle++;
+  if (t && t->storage) ++t->storage->js_handles;
   I.handles.emplace(id, std::move(t));
   return id;
+}
+
+// Releases handle id (false when there was none).
+bool drop_handle(Instance& I, uint32_t id) {
+  auto it = I.handles.find(id);
+  if (it == I.handles.end()) return false;
+  if (it->second && it->second->storage) --it->second->storage->js_handles;
+  I.handles.erase(it);
+  return true;
 }
 
 Shape read_shape(const Napi::Env& env, const Napi::Value& v) {
@@ -295,19 +305,21 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) return Napi::Boolean::New(env, false);
-  if (!profiling()) return Napi::Boolean::New(env, inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0);
+  if (!profiling()) return Napi::Boolean::New(env, drop_handle(inst(env), info[0].As<Napi::Number>().Uint32Value()));
   auto t0 = std::chrono::steady_clock::now();  // profiling: dispose time (storage release) counted apart
-  bool erased = inst(env).handles.erase(info[0].As<Napi::Number>().Uint32Value()) > 0;
+  bool erased = drop_handle(inst(env), info[0].As<Napi::Number>().Uint32Value());
   profile_dispose(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
   return Napi::Boolean::New(env, erased);
 }
 
-// soleView(id): whether no other tensor (a view) shares the storage of tensor id; ops still queued that hold the
-// tensor itself do not count (they run before anything submitted later).
+// soleView(id): whether no other live handle (a view) shares the storage of tensor id. Ops still queued that hold
+// it or a released view do not count: they run before anything submitted later. (Counting the storage's owners
+// instead made the answer depend on how far the CPU executor had got: a view released in JS but still held by a
+// queued op counted.)
 Napi::Value SoleView(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorP t = get_tensor(inst(env), env, info[0]);
-  return Napi::Boolean::New(env, t->storage.use_count() == 1);
+  return Napi::Boolean::New(env, t->storage->js_handles == 1);
 }
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {

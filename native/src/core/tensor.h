@@ -25,6 +25,9 @@ struct Storage {
   std::string error;
   // Non-zero when made while a graph capture was open (its number): on CUDA its memory then belongs to that graph.
   const uint64_t capture = 0;
+  // JS handles (tensors and views) naming this storage; changed on the JS thread only (binding.cpp). Queued ops
+  // may still hold tensors whose handles are gone: they run before anything submitted later.
+  int js_handles = 0;
   Storage(size_t bytes, Device device);
   void* data() {
     if (!data_) data_ = allocate();

@@ -275,6 +275,10 @@ void load_cudnn() {
   sym(o.lib, "cudnnConvolutionBackwardData", a.ConvolutionBackwardData, m);
   sym(o.lib, "cudnnConvolutionBackwardFilter", a.ConvolutionBackwardFilter, m);
   sym(o.lib, "cudnnGetErrorString", a.GetErrorString, m);
+  std::string optional;  // autotuning only: without them the heuristics' choice stands
+  sym(o.lib, "cudnnFindConvolutionForwardAlgorithmEx", a.FindConvolutionForwardAlgorithmEx, optional);
+  sym(o.lib, "cudnnFindConvolutionBackwardDataAlgorithmEx", a.FindConvolutionBackwardDataAlgorithmEx, optional);
+  sym(o.lib, "cudnnFindConvolutionBackwardFilterAlgorithmEx", a.FindConvolutionBackwardFilterAlgorithmEx, optional);
   if (!m.empty()) {
     s.why = "cuDNN at " + o.path + " lacks " + m;
     dlclose(o.lib);

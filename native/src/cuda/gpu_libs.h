@@ -173,6 +173,25 @@ struct Cudnn {
   cudnnStatus_t (*GetConvolutionBackwardFilterWorkspaceSize)(cudnnHandle_t, cudnnTensorDescriptor_t,
                                                              cudnnTensorDescriptor_t, cudnnConvolutionDescriptor_t,
                                                              cudnnFilterDescriptor_t, int algo, size_t* bytes) = nullptr;
+  // Optional (nullptr when the library lacks them): autotuning, each algorithm timed on the call's own buffers
+  // (IRCONSTYLE_CUDNN_FIND=1; conv2d.cu).
+  cudnnStatus_t (*FindConvolutionForwardAlgorithmEx)(cudnnHandle_t, cudnnTensorDescriptor_t, const void* x,
+                                                     cudnnFilterDescriptor_t, const void* w,
+                                                     cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t, void* y,
+                                                     int requested, int* returned, CudnnAlgoPerf* perf,
+                                                     void* workspace, size_t workspaceBytes) = nullptr;
+  cudnnStatus_t (*FindConvolutionBackwardDataAlgorithmEx)(cudnnHandle_t, cudnnFilterDescriptor_t, const void* w,
+                                                          cudnnTensorDescriptor_t, const void* dy,
+                                                          cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t,
+                                                          void* dx, int requested, int* returned,
+                                                          CudnnAlgoPerf* perf, void* workspace,
+                                                          size_t workspaceBytes) = nullptr;
+  cudnnStatus_t (*FindConvolutionBackwardFilterAlgorithmEx)(cudnnHandle_t, cudnnTensorDescriptor_t, const void* x,
+                                                            cudnnTensorDescriptor_t, const void* dy,
+                                                            cudnnConvolutionDescriptor_t, cudnnFilterDescriptor_t,
+                                                            void* dw, int requested, int* returned,
+                                                            CudnnAlgoPerf* perf, void* workspace,
+                                                            size_t workspaceBytes) = nullptr;
   cudnnStatus_t (*ConvolutionForward)(cudnnHandle_t, const void* alpha, cudnnTensorDescriptor_t, const void* x,
                                       cudnnFilterDescriptor_t, const void* w, cudnnConvolutionDescriptor_t, int algo,
                                       void* workspace, size_t workspaceBytes, const void* beta,

@@ -230,6 +230,9 @@ IRC_SIG(Cudnn, GetConvolutionBackwardFilterAlgorithm_v7, cudnnGetConvolutionBack
 IRC_SIG(Cudnn, GetConvolutionForwardWorkspaceSize, cudnnGetConvolutionForwardWorkspaceSize);
 IRC_SIG(Cudnn, GetConvolutionBackwardDataWorkspaceSize, cudnnGetConvolutionBackwardDataWorkspaceSize);
 IRC_SIG(Cudnn, GetConvolutionBackwardFilterWorkspaceSize, cudnnGetConvolutionBackwardFilterWorkspaceSize);
+IRC_SIG(Cudnn, FindConvolutionForwardAlgorithmEx, cudnnFindConvolutionForwardAlgorithmEx);
+IRC_SIG(Cudnn, FindConvolutionBackwardDataAlgorithmEx, cudnnFindConvolutionBackwardDataAlgorithmEx);
+IRC_SIG(Cudnn, FindConvolutionBackwardFilterAlgorithmEx, cudnnFindConvolutionBackwardFilterAlgorithmEx);
 IRC_SIG(Cudnn, ConvolutionForward, cudnnConvolutionForward);
 IRC_SIG(Cudnn, ConvolutionBackwardData, cudnnConvolutionBackwardData);
 IRC_SIG(Cudnn, ConvolutionBackwardFilter, cudnnConvolutionBackwardFilter);

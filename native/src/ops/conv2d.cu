@@ -5,14 +5,14 @@
 //    partials. Other depthwise convs: float4 over channels when C % 4 == 0; backward dx as the transposed
 //    stencil (a gather, no atomics), dw / db as a fixed-geometry two-pass reduction over the pixels;
 //  - 3x3 stride 1 pad 1 groups 1 with at most 4 input or output channels (the image convs): direct kernels
-//    (conv_thin.h);
+//    (conv_thin.h) for the forward to <= 4 output channels (IRCONSTYLE_THIN_CONV: all / none);
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
-//    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: with TF32
-//    allowed and a shape that fits, one pass on tensor cores for dx, dW and db (pw_bwd.h); else dx and dW as cuBLAS
-//    GEMMs, db as column sums of dy;
+//    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
+//    cuBLAS GEMMs, db as column sums of dy (IRCONSTYLE_PW_BWD=one-pass: one pass on tensor cores, pw_bwd.h);
 //  - otherwise cuDNN's legacy API on NHWC tensors with KRSC filters (our RSCK weight is transposed to KRSC in
 //    scratch, the filter gradient transposed back); deterministic algorithms picked once per shape with the _v7
-//    heuristics; bias added by a kernel. Without cuDNN (or when it finds no algorithm): im2col + cuBLAS.
+//    heuristics, or with IRCONSTYLE_CUDNN_FIND=1 by timing them at the shape's first call (tune()); bias added by
+//    a kernel. Without cuDNN (or when it finds no algorithm): im2col + cuBLAS.
 // TF32: convolutions follow cu::tf32_convolutions() (PyTorch's default allows it; IRCONSTYLE_TF32=0 turns off).
 // Scratch slots: 0 cuDNN fwd / bwd-data workspace, 1 KRSC weights (and the depthwise 3x3 partials), 2 KRSC filter
 // gradient, 3 bwd-filter workspace, 4 reduction partials, 5 im2col columns; the cuBLASLt helpers use 7 (matmul.cu).
@@ -31,6 +31,7 @@
 #include "conv_thin.h"
 #include "depthwise3x3.h"
 #include "pw_bwd.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -422,11 +423,31 @@ struct Plan {
   int algo[3] = {0, 0, 0};
   size_t ws[3] = {0, 0, 0};
   bool ok[3] = {false, false, false};
+  bool tf32 = false;
+  // autotuning (IRCONSTYLE_CUDNN_FIND=1): whether to time the candidates at the first call outside a graph capture,
+  // whether that happened, and the workspace to time them with (the largest of the heuristics' usable candidates)
+  bool tune = false, tuned[3] = {false, false, false};
+  size_t tune_ws[3] = {0, 0, 0};
   std::string why;  // first failure
 };
 
+// TF32 off (exact FP32 wanted): only the direct / GEMM-type algorithms; FFT and Winograd transforms round
+// differently (forward 4-7, backward data 2-5, backward filter 2, 4, 5 in cuDNN's enums).
+bool transform_algo(int dir, int a) {
+  return dir == FWD ? a >= 4 : dir == BWD_DATA ? a >= 2 : (a == 2 || a == 4 || a == 5);
+}
+
+// The first usable candidate: succeeded, deterministic, within the workspace cap, exact FP32 when TF32 is off.
+int first_usable(const gpu::CudnnAlgoPerf* perf, int n, int dir, bool tf32, size_t cap) {
+  for (int i = 0; i < n && i < 16; ++i)
+    if (perf[i].status == 0 && perf[i].determinism == 1 && perf[i].memory <= cap &&
+        (tf32 || !transform_algo(dir, perf[i].algo)))
+      return i;
+  return -1;
+}
+
 std::mutex g_plan_mu;
-std::map<std::array<int64_t, 11>, Plan>* g_plans = new std::map<std::array<int64_t, 11>, Plan>();  // never freed
+std::map<std::array<int64_t, 12>, Plan>* g_plans = new std::map<std::array<int64_t, 12>, Plan>();  // never freed
 
 std::string dnn_err(const gpu::Cudnn& d, int st) {
   const char* e = d.GetErrorString(st);
@@ -435,8 +456,10 @@ std::string dnn_err(const gpu::Cudnn& d, int st) {
 
 // Builds the descriptors and picks, per direction, the first deterministic algorithm the heuristics rank (with at
 // most 1 GiB of workspace). A direction that fails keeps ok = false (the caller falls back to im2col + cuBLAS).
-Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32) {
+Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32, bool tune) {
   Plan pl;
+  pl.tf32 = tf32;
+  pl.tune = tune;
   auto fail = [&](const std::string& what, int st) {
     if (pl.why.empty()) pl.why = what + ": " + dnn_err(d, st);
   };
@@ -483,15 +506,9 @@ Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32) {
       fail("cudnnGetConvolution*Algorithm_v7", st);
       continue;
     }
-    // TF32 off (exact FP32 wanted): only the direct / GEMM-type algorithms; FFT and Winograd transforms round
-    // differently (forward 4-7, backward data 2-5, backward filter 2, 4, 5 in cuDNN's enums).
-    auto transform = [&](int a) {
-      return dir == FWD ? a >= 4 : dir == BWD_DATA ? a >= 2 : (a == 2 || a == 4 || a == 5);
-    };
-    int pick = -1;
-    for (int i = 0; i < n && i < 16 && pick < 0; ++i)
-      if (perf[i].status == 0 && perf[i].determinism == 1 && perf[i].memory <= cap && (tf32 || !transform(perf[i].algo)))
-        pick = i;
+    const int pick = first_usable(perf, n, dir, tf32, cap);
+    for (int i = 0; i < n && i < 16; ++i)
+      if (perf[i].status == 0 && perf[i].memory <= cap && perf[i].memory > pl.tune_ws[dir]) pl.tune_ws[dir] = perf[i].memory;
     if (pick < 0) {
       if (pl.why.empty()) pl.why = "no deterministic cuDNN algorithm for direction " + std::to_string(dir);
       continue;
@@ -521,16 +538,84 @@ Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32) {
   return pl;
 }
 
-// The plan for this shape, or nullptr without cuDNN.
-const Plan* plan_for(const Geo& g) {
+void* workspace(const KernelCtx& k, size_t bytes, int slot) {
+  return bytes ? cu::scratch(cu::stream(k), bytes, slot) : nullptr;
+}
+
+// The plan for this shape, or nullptr without cuDNN. Plans are never freed or moved (std::map), so the pointer stays
+// valid; only tune() changes one, under g_plan_mu.
+Plan* plan_for(const Geo& g) {
   const gpu::Cudnn* d = gpu::cudnn();
   if (!d) return nullptr;
-  const bool tf32 = cu::tf32_convolutions();
-  const std::array<int64_t, 11> key{g.N, g.H, g.W, g.Ci, g.KH, g.KW, g.Co, g.S, g.P, g.G, tf32 ? 1 : 0};
+  const bool tf32 = cu::tf32_convolutions(), tune = env_is("IRCONSTYLE_CUDNN_FIND", "1");
+  const std::array<int64_t, 12> key{g.N, g.H, g.W, g.Ci, g.KH, g.KW, g.Co, g.S, g.P, g.G, tf32 ? 1 : 0, tune ? 1 : 0};
   std::lock_guard<std::mutex> lock(g_plan_mu);
   auto it = g_plans->find(key);
-  if (it == g_plans->end()) it = g_plans->emplace(key, make_plan(*d, g, tf32)).first;
+  if (it == g_plans->end()) it = g_plans->emplace(key, make_plan(*d, g, tf32, tune)).first;
   return &it->second;
+}
+
+// Autotuning (pl.tune): the first call of a direction outside a graph capture times cuDNN's candidates on its own
+// buffers (cudnnFind*AlgorithmEx, as PyTorch's cudnn.benchmark; synchronous, once per shape) and keeps the fastest
+// usable one (first_usable). a, b: the direction's inputs (x and w, w and dy, x and dy), out its output buffer (written
+// by the timing runs; the real call follows). A missing entry point or a failed search keeps the heuristics' choice.
+void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void* a, const void* b, void* out,
+          int slot) {
+  if (!pl.tune || !pl.ok[dir]) return;
+  std::lock_guard<std::mutex> lock(g_plan_mu);
+  if (pl.tuned[dir]) return;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(cu::stream(k), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+  pl.tuned[dir] = true;
+  void* cd = pl.cd[dir];
+  // at most 256 MiB to time with (scratch slots keep their largest size): candidates that need more are left out
+  const size_t bytes = pl.tune_ws[dir] < (size_t(256) << 20) ? pl.tune_ws[dir] : (size_t(256) << 20);
+  void* ws = workspace(k, bytes, slot);
+  const int math = pl.tf32 ? gpu::CUDNN_DEFAULT_MATH : gpu::CUDNN_FMA_MATH;
+  gpu::CudnnAlgoPerf perf[16] = {};
+  int n = 0, st = -1;
+  if (d.SetConvolutionMathType(cd, math) == 0) {
+    if (dir == FWD && d.FindConvolutionForwardAlgorithmEx)
+      st = d.FindConvolutionForwardAlgorithmEx(d.handle, pl.xd, a, pl.wd, b, cd, pl.yd, out, 16, &n, perf, ws, bytes);
+    else if (dir == BWD_DATA && d.FindConvolutionBackwardDataAlgorithmEx)
+      st = d.FindConvolutionBackwardDataAlgorithmEx(d.handle, pl.wd, a, pl.yd, b, cd, pl.xd, out, 16, &n, perf, ws,
+                                                    bytes);
+    else if (dir == BWD_FILTER && d.FindConvolutionBackwardFilterAlgorithmEx)
+      st = d.FindConvolutionBackwardFilterAlgorithmEx(d.handle, pl.xd, a, pl.yd, b, cd, pl.wd, out, 16, &n, perf, ws,
+                                                      bytes);
+  }
+  const int pick = st == 0 ? first_usable(perf, n, dir, pl.tf32, bytes) : -1;
+  size_t need = 0;
+  int st2 = -1;
+  if (pick >= 0) {
+    const int algo = perf[pick].algo;
+    if (dir == FWD)
+      st2 = d.GetConvolutionForwardWorkspaceSize(d.handle, pl.xd, pl.wd, cd, pl.yd, algo, &need);
+    else if (dir == BWD_DATA)
+      st2 = d.GetConvolutionBackwardDataWorkspaceSize(d.handle, pl.wd, pl.yd, cd, pl.xd, algo, &need);
+    else
+      st2 = d.GetConvolutionBackwardFilterWorkspaceSize(d.handle, pl.xd, pl.yd, cd, pl.wd, algo, &need);
+  }
+  // the chosen algorithm with its math type, or the heuristics' choice (with its math type) back
+  if (pick >= 0 && st2 == 0 && (!pl.tf32 || d.SetConvolutionMathType(cd, perf[pick].mathType) == 0)) {
+    pl.algo[dir] = perf[pick].algo;
+    pl.ws[dir] = need > perf[pick].memory ? need : perf[pick].memory;
+  } else {
+    gpu::CudnnAlgoPerf h[16] = {};
+    int m = 0;
+    if (dir == FWD)
+      d.GetConvolutionForwardAlgorithm_v7(d.handle, pl.xd, pl.wd, cd, pl.yd, 16, &m, h);
+    else if (dir == BWD_DATA)
+      d.GetConvolutionBackwardDataAlgorithm_v7(d.handle, pl.wd, pl.yd, cd, pl.xd, 16, &m, h);
+    else
+      d.GetConvolutionBackwardFilterAlgorithm_v7(d.handle, pl.xd, pl.yd, cd, pl.wd, 16, &m, h);
+    for (int i = 0; i < m && i < 16; ++i)
+      if (h[i].algo == pl.algo[dir] && h[i].status == 0) {
+        if (pl.tf32) d.SetConvolutionMathType(cd, h[i].mathType);
+        break;
+      }
+  }
+  if (st != 0) cudaGetLastError();  // a failed search leaves nothing for the next launch check to report
 }
 
 void dnn_check(const KernelCtx& k, const gpu::Cudnn& d, int st, const char* what) {
@@ -553,10 +638,6 @@ const float* krsc_weight(const KernelCtx& k, const Geo& g, const float* w) {
   return wk;
 }
 
-void* workspace(const KernelCtx& k, size_t bytes, int slot) {
-  return bytes ? cu::scratch(cu::stream(k), bytes, slot) : nullptr;
-}
-
 [[noreturn]] void no_library(const KernelCtx& k, const Plan* pl) {
   op_fail("E_CUDA", std::string(k.op) + ": no convolution library: cuDNN: " +
                         (pl ? pl->why : gpu::cudnn_why_not()) + "; cuBLAS: " + gpu::cublas_why_not());
@@ -573,13 +654,14 @@ void cuda_conv2d(KernelCtx& k) {
   if (is_depthwise(g)) return depthwise_forward(k, g, x, w, b, y);
   if (is_pointwise(g) && gpu::cublas()) return gemm_forward(k, g, x, w, b, y);
   if (is_thin3x3(g) && thin_conv_forward(k, g.N, g.H, g.W, g.Ci, g.Co, x, w, b, y)) return;
-  const Plan* pl = plan_for(g);
+  Plan* pl = plan_for(g);
   if (pl && pl->ok[FWD]) {
     const gpu::Cudnn& d = *gpu::cudnn();
     const float* wk = krsc_weight(k, g, w);
-    void* ws = workspace(k, pl->ws[FWD], 0);
     const float one = 1.f, zero = 0.f;
     bind_stream(k, d);
+    tune(k, d, *pl, FWD, x, wk, y, 0);
+    void* ws = workspace(k, pl->ws[FWD], 0);
     dnn_check(k, d,
               d.ConvolutionForward(d.handle, &one, pl->xd, x, pl->wd, wk, pl->cd[FWD], pl->algo[FWD], ws,
                                    pl->ws[FWD], &zero, pl->yd, y),
@@ -608,7 +690,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
   // 1x1: dx, dw and db in one pass on tensor cores (TF32 allowed, shapes that fit), else cuBLAS below
   if (is_pointwise(g) && pw_backward(k, x, dy, w, dx, dw, db, pix, g.Ci, g.Co)) return;
   const bool pointwise_blas = is_pointwise(g) && gpu::cublas();
-  const Plan* pl = pointwise_blas ? nullptr : plan_for(g);
+  Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];
   if ((!dnn_dx || !dnn_dw) && !gpu::cublas()) no_library(k, pl);
   const float one = 1.f, zero = 0.f;
@@ -617,6 +699,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     bind_stream(k, d);
     if (dnn_dx) {
       const float* wk = krsc_weight(k, g, w);
+      tune(k, d, *pl, BWD_DATA, wk, dy, dx, 0);
       void* ws = workspace(k, pl->ws[BWD_DATA], 0);
       dnn_check(k, d,
                 d.ConvolutionBackwardData(d.handle, &one, pl->wd, wk, pl->yd, dy, pl->cd[BWD_DATA],
@@ -626,6 +709,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     if (dnn_dw) {
       const int64_t R = g.KH * g.KW * g.cig;
       float* dwk = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.Co, 2));
+      tune(k, d, *pl, BWD_FILTER, x, dy, dwk, 3);
       void* ws = workspace(k, pl->ws[BWD_FILTER], 3);
       dnn_check(k, d,
                 d.ConvolutionBackwardFilter(d.handle, &one, pl->xd, x, pl->yd, dy, pl->cd[BWD_FILTER],
