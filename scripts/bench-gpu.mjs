@@ -13,7 +13,7 @@
 // nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain steps and inference only);
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
-// LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv), and MAXIM's with its gating units as one op
+// LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv) and its SCA scale apart (nafnetFusion.scaleInConv), and MAXIM's with its gating units as one op
 // (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each), and every family's
 // with cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1).
 // Imported by scripts/device-check.mjs (runBench).
@@ -194,6 +194,16 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         nafnetFusion.lnConv = true;
       }
       log(`ours ${model} with LayerNorm and 1x1 apart (BENCH_AB, nafnetFusion.lnConv = false): ${ours.lnApart.msStep.toFixed(1)} ms/step, peak live ${ours.lnApart.peakCudaMiB.toFixed(0)} MiB`);
+      // and the SCA scale as a channel_scale pass before one GEMM over all rows (nafnetFusion.scaleInConv)
+      nafnetFusion.scaleInConv = false;
+      try {
+        const { ms } = await timeSteps(lib, trainer, lq, gt);
+        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+        ours.scaleApart = { msStep: ms, peakCudaMiB: peak };
+      } finally {
+        nafnetFusion.scaleInConv = true;
+      }
+      log(`ours ${model} with the SCA scale apart from conv3 (BENCH_AB, nafnetFusion.scaleInConv = false): ${ours.scaleApart.msStep.toFixed(1)} ms/step, peak live ${ours.scaleApart.peakCudaMiB.toFixed(0)} MiB`);
     }
     if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
       // A/B: the gating units and spatial gating weights as one op each (IRCONSTYLE_SPATIAL_GATE=1: fewer ops, less
@@ -454,7 +464,7 @@ export async function runBench({
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
-    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['cuDNN autotuned', ours.cudnnFind]].filter(([, o]) => o).map(([what, o]) =>
+    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['SCA scale apart', ours.scaleApart], ['cuDNN autotuned', ours.cudnnFind]].filter(([, o]) => o).map(([what, o]) =>
       row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) + (o.peakCudaMiB ? `  (peak ${f(o.peakCudaMiB, 0)} MiB)` : '')),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),

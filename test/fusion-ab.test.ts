@@ -60,13 +60,14 @@ describe('fused block ops vs the separate-op block forwards', () => {
         // with the opt-in IRCONSTYLE_SPATIAL_GATE=1)
         process.env.IRCONSTYLE_SPATIAL_GATE = '1';
         emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd,spatial_gate' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
-        // the NAFBlock's LayerNorm + 1x1 pairs as separate ops, the other fused ops kept (nafnetFusion.lnConv)
+        // the NAFBlock's LayerNorm + 1x1 pairs and its SCA scale as separate ops, the other fused ops kept (nafnetFusion)
         if (name.includes('nafnet')) {
           nafnetFusion.lnConv = false;
+          nafnetFusion.scaleInConv = false; // and the SCA scale as its own pass before conv3
           try {
             lnApart = await run(name);
           } finally {
-            nafnetFusion.lnConv = true;
+            nafnetFusion.lnConv = nafnetFusion.scaleInConv = true;
           }
         }
       } finally {

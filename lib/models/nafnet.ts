@@ -27,12 +27,14 @@ class SCA extends Module {
 }
 
 /**
- * Which forms the NAFBlock's forward takes (`bench:gpu` with BENCH_AB=1 times both). `lnConv`: each LayerNorm and
- * the 1×1 conv after it (and SimpleGate, in the FFN) as one op — ln_conv1x1, ln_conv1x1_gate: the LayerNorm's
- * output and the conv's are formed again in the backward, so they are not kept (less memory, two more passes);
- * false: layer_norm2d, conv2d (and simple_gate) as separate ops.
+ * Which forms the NAFBlock's forward takes (`bench:gpu` with BENCH_AB=1 times the alternatives). `lnConv`: each
+ * LayerNorm and the 1×1 conv after it (and SimpleGate, in the FFN) as one op — ln_conv1x1, ln_conv1x1_gate: the
+ * LayerNorm's output and the conv's are formed again in the backward, so they are not kept (less memory, two more
+ * passes); false: layer_norm2d, conv2d (and simple_gate) as separate ops. `scaleInConv`: the SCA's per-sample channel
+ * scale inside conv3's op (conv1x1_add with a: one GEMM per sample, the scaled input never stored); false: a
+ * channel_scale pass first, then one GEMM over every row (the scaled input kept for the backward).
  */
-export const nafnetFusion = { lnConv: true };
+export const nafnetFusion = { lnConv: true, scaleInConv: true };
 
 /** NAFBlock(c): LN2d → 1×1 → dw3×3 → SimpleGate → SCA → 1×1, ×β skip; LN2d → 1×1 → SG → 1×1, ×γ skip. */
 export class NAFBlock extends Module {
@@ -67,7 +69,8 @@ export class NAFBlock extends Module {
       : this.conv1.forward(n1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
-    const y = conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x));
+    const y = nafnetFusion.scaleInConv ? conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x))
+      : conv1x1Add(channelScale(x, this.sca.weights(x)), c3.weight!, inp, c3.bias ?? null, this.P.beta!);
     const c4 = this.conv4.P, n2 = this.norm2;
     x = fuse ? lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps) // norm2 + conv4 + SimpleGate
       : simpleGate(this.conv4.forward(n2.forward(y)));
