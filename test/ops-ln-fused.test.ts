@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { tensor, type Tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
 import { add, mul } from '../lib/ops/elementwise.js';
-import { lnConv1x1, lnConv1x1Gate } from '../lib/ops/fused.js';
+import { lnConv1x1, lnConv1x1Gate, inferenceApart, INFERENCE_APART_MIN } from '../lib/ops/fused.js';
+import { noGrad } from '../lib/autograd/node.js';
 import { backward } from '../lib/autograd/tape.js';
 import { randArray, gradcheck, relErr, differing, withEmulation } from './helpers.js';
 
@@ -349,5 +350,19 @@ describe('LayerNorm + 1x1 ops under a residual (the pending gradient folded into
       const [a, k] = [await grads(true), await grads(false)];
       for (let i = 0; i < a.length; ++i) expect(relErr(a[i]!, k[i]!), `${gate ? 'gate' : 'plain'} grad ${i}`).toBeLessThanOrEqual(1e-6);
     }
+  });
+});
+
+describe('LayerNorm + 1x1 pairs without gradients on CUDA', () => {
+  it('run as their separate ops for large inputs only, and never where gradients, the CPU or an own kernel ask', () => {
+    const t = (device: string, size: number, requiresGrad = false) => ({ device, size, requiresGrad }) as unknown as Tensor;
+    const w = t('cuda', 96), big = INFERENCE_APART_MIN;
+    expect(inferenceApart(t('cuda', big), [t('cuda', big), w], false)).toBe(true);
+    expect(inferenceApart(t('cuda', big - 1), [t('cuda', big - 1), w], false)).toBe(false); // host-bound: one op less
+    expect(inferenceApart(t('cpu', big), [t('cpu', big), w], false)).toBe(false);
+    expect(inferenceApart(t('cuda', big), [t('cuda', big), w], true)).toBe(false); // IRCONSTYLE_PW_FWD=wmma etc.
+    const trained = [t('cuda', big), t('cuda', 96, true)];
+    expect(inferenceApart(t('cuda', big), trained, false)).toBe(false); // training keeps the one op (memory)
+    expect(noGrad(() => inferenceApart(t('cuda', big), trained, false))).toBe(true);
   });
 });

@@ -98,6 +98,35 @@ const keepDefault = (x: Tensor) => x.device === 'cpu' && keepOnCpu;
 /** @internal Whether a fused op on x runs as its separate ops instead (the CPU's default: see setKeepOnCpu). */
 export const composesOnCpu = keepDefault;
 
+/** Elements from which a LayerNorm + 1×1 pair without gradients runs as its separate ops on CUDA (inferenceApart). */
+export const INFERENCE_APART_MIN = 1 << 22;
+
+/**
+ * @internal Whether a LayerNorm + 1×1 (or Linear) pair over x runs as its separate ops: on CUDA, without gradients,
+ * for inputs of at least INFERENCE_APART_MIN elements. There the LayerNorm kernel and the library GEMM beat the one
+ * op, whose library path forms the normalised rows with a slower row kernel (H100, run 9, [16,128,128,48]: 123
+ * against 151 µs with the 1×1, 182 against 244 µs with the gate), and the GPU time, not the host's per-op cost, is
+ * what a large input waits for. Training keeps the one op (its point is the memory the backward does not hold), and
+ * so does `ownKernel` (IRCONSTYLE_PW_FWD=wmma / IRCONSTYLE_LINEAR_FWD=split-tf32: kernels that form the rows in their
+ * tiles).
+ */
+export function inferenceApart(x: Tensor, ins: (Tensor | null)[], ownKernel: boolean): boolean {
+  return x.device === 'cuda' && x.size >= INFERENCE_APART_MIN && !ownKernel && !needsGrad(ins);
+}
+const pwFwdOwn = () => process.env.IRCONSTYLE_PW_FWD === 'wmma';
+const linearFwdOwn = () => process.env.IRCONSTYLE_LINEAR_FWD === 'split-tf32';
+
+/** fns applied in turn to x (no gradients), each intermediate released once the next has read it. */
+function chainApart(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {
+  let t = x;
+  for (const f of fns) {
+    const y = f(t);
+    if (t !== x) t.dispose();
+    t = y;
+  }
+  return t;
+}
+
 /**
  * z[..., :C] · z[..., C:] of the pointwise conv z = x·w + b, w[1, 1, Ci, 2C], over x[..., Ci]: NAFBlock's conv4 and
  * SimpleGate in one op. z is not stored (on CUDA not even written: the gate runs on each tile of the conv); the
@@ -135,7 +164,9 @@ export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keep
  */
 export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepZ?: boolean } = {}): Tensor {
-  if ((opts.keepZ ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
+  const ins = [x, lw, lb, w, b];
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
+  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => pointwise(h, w, b), simpleGate);
   return lnPointwise('ln_conv1x1_gate', x, lw, lb, w, b, eps, true);
 }
 
@@ -147,7 +178,9 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
  */
 export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
-  if ((opts.keepH ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return pointwise(layerNorm2d(x, lw, lb, eps), w, b);
+  const ins = [x, lw, lb, w, b];
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return pointwise(layerNorm2d(x, lw, lb, eps), w, b);
+  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => pointwise(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 
@@ -158,7 +191,9 @@ export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tenso
  */
 export function lnLinear(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
-  if ((opts.keepH ?? keepDefault(x)) && needsGrad([x, lw, lb, w, b])) return linear(layerNorm2d(x, lw, lb, eps), w, b);
+  const ins = [x, lw, lb, w, b];
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return linear(layerNorm2d(x, lw, lb, eps), w, b);
+  if (inferenceApart(x, ins, linearFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => linear(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 
