@@ -176,10 +176,20 @@ __global__ void ln_rows_k(const float* __restrict__ x, pwgate::LnArgs ln, float*
   }
 }
 
-// h in scratch (slot 7 in the gate ops, which call no cuBLASLt GEMM; slot 6 in ln_conv1x1, whose bias GEMM may).
+// h in scratch (slot 7 in the gate ops, which call no cuBLASLt GEMM; slot 6 in ln_conv1x1, whose bias GEMM may):
+// the forwards by layer_norm2d's own kernels (statistics written), the backwards from the given statistics with
+// that kernel's expression (the forward's h bit for bit), 4 channels per thread; the row kernel above where those
+// do not take the shape (layer_norm2d's forward takes every shape: a LayerNorm kernel per C).
 const float* materialize_h(const KernelCtx& k, const float* x, const pwgate::LnArgs& ln, const Geo& g, int slot = 7) {
   cudaStream_t st = cu::stream(k);
   float* h = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * g.Ci, slot));
+  if (!ln.mean_in) {
+    // eps as the op's attribute (a double, as layer_norm2d's; ln.eps is its float)
+    layer_norm2d_forward_cuda(k, x, ln.w, ln.b, h, ln.mean_out, ln.rstd_out, g.rows, g.Ci,
+                              k.attrs.empty() ? ln.eps : k.af(0));
+    return h;
+  }
+  if (layer_norm2d_apply_cuda(k, x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, g.rows, g.Ci)) return h;
   ln_rows_k<<<cu::blocks_for(g.rows * 32), 256, 0, st>>>(x, ln, h, g.rows, static_cast<int>(g.Ci));
   cu::check_launch(k);
   return h;

@@ -634,15 +634,23 @@ bool sub_rows_ok(int64_t C, int64_t rows, const void* a, const void* b, const vo
     default: KERN<4, BF>__VA_ARGS__; break;     \
   }
 
+// y = (x - mean) rstd w + b from given row statistics, 4 channels per thread: ln_fwd_sub's expression, so the
+// forward's statistics give its y bit for bit (the LayerNorm + 1x1 backwards form h again with it).
+__global__ void ln_apply4_k(const float4* __restrict__ x, const float4* __restrict__ w, const float4* __restrict__ b,
+                            const float* __restrict__ mean, const float* __restrict__ rstd, float4* __restrict__ y,
+                            int64_t n4, int C4) {
+  IRC_GRID_LOOP(e, n4) {
+    const int64_t r = e / C4;
+    const int j = static_cast<int>(e - r * C4);
+    y[e] = (x[e] - f4(mean[r])) * f4(rstd[r]) * w[j] + b[j];
+  }
+}
+
 // ---- launchers --------------------------------------------------------------------------------------------
 template <bool BF>
-void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float* rstd) {
-  const TArg& X = c.in[0];
-  const int64_t C = X.shape.back(), rows = X.n / C;
+void ln_forward_rows(const KernelCtx& c, const float* x, const float* w, const float* b, float* y, float* mean,
+                     float* rstd, int64_t rows, int64_t C, double eps) {
   if (rows == 0) return;
-  const double eps = c.af(0);
-  const float* x = X.f();
-  float* y = c.out[0].f();
   cudaStream_t s = cu::stream(c);
   if (sub_rows_ok(C, rows, x, w, b, y)) {
     const int C4 = static_cast<int>(C / 4), L = lanes_per_row(C4), nv = (C4 + L - 1) / L;
@@ -664,6 +672,13 @@ void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float
   else if (C <= 1024) ln_fwd_warp<32, BF><<<grid, kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, Ci, eps);
   else ln_fwd_block<BF><<<cu::blocks_for(rows, 1), kThreads, 0, s>>>(x, w, b, y, mean, rstd, rows, C, eps);
   cu::check_launch(c);
+}
+
+template <bool BF>
+void ln_forward(KernelCtx& c, const float* w, const float* b, float* mean, float* rstd) {
+  const TArg& X = c.in[0];
+  const int64_t C = X.shape.back();
+  ln_forward_rows<BF>(c, X.f(), w, b, c.out[0].f(), mean, rstd, C ? X.n / C : 0, C, c.af(0));
 }
 
 // Fused row groups for C <= 512 (shape only): about 32 rows per group, at most 2048 groups.
@@ -772,6 +787,23 @@ void layer_norm2d_backward_cuda(const KernelCtx& c, const float* dy, const float
                                 const float* rstd, const float* acc, float* dx, float* dw, float* db, int64_t rows,
                                 int64_t C) {
   ln_backward<false>(c, dy, x, w, mean, rstd, acc, dx, dw, db, rows, C);
+}
+
+void layer_norm2d_forward_cuda(const KernelCtx& c, const float* x, const float* w, const float* b, float* y,
+                               float* mean, float* rstd, int64_t rows, int64_t C, double eps) {
+  ln_forward_rows<false>(c, x, w, b, y, mean, rstd, rows, C, eps);
+}
+
+bool layer_norm2d_apply_cuda(const KernelCtx& c, const float* x, const float* w, const float* b, const float* mean,
+                             const float* rstd, float* y, int64_t rows, int64_t C) {
+  if (!sub_rows_ok(C, rows, x, w, b, y) || rows * C >= (int64_t(1) << 30)) return false;
+  if (rows == 0) return true;
+  const int64_t n4 = rows * C / 4;
+  ln_apply4_k<<<cu::blocks_for(n4), 256, 0, cu::stream(c)>>>(
+      reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b),
+      mean, rstd, reinterpret_cast<float4*>(y), n4, static_cast<int>(C / 4));
+  cu::check_launch(c);
+  return true;
 }
 
 // ---- layer_norm_bias_free ---------------------------------------------------------------------------------
