@@ -169,74 +169,46 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
     ours.scratchMiB = (native.memoryStats().cudaScratchBytes ?? 0) / MiB; // the slots only grow: their size after the steps
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB (+ ${ours.scratchMiB.toFixed(0)} MiB of op scratch), nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
-    if (process.env.BENCH_AB && !safe && left() > 30) {
-      // A/B in the same process: the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
+    if (process.env.BENCH_AB && !safe) {
+      // A/B in the same process: each variant set, five steps timed (median of the last three), its peak, unset
+      const stepPeak = async () => (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+      const env = (name, value) => {
+        const was = process.env[name];
+        return [() => { process.env[name] = value; }, () => { if (was === undefined) delete process.env[name]; else process.env[name] = was; }];
+      };
       const ab = await unfusedBlocks(ROOT);
-      ab.patch();
-      try {
-        const { ms, losses: l } = await timeSteps(lib, trainer, lq, gt);
-        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-        ours.unfused = { msStep: ms, totalLoss: l.total, peakCudaMiB: peak };
-      } finally {
-        ab.restore();
-      }
-      log(`ours ${model} with the block ops unfused (BENCH_AB): ${ours.unfused.msStep.toFixed(1)} ms/step, peak live ${ours.unfused.peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms fused`);
-    }
-    if (process.env.BENCH_AB && !safe && model.includes('nafnet') && left() > 30) {
-      // A/B: the NAFBlock's LayerNorm + 1x1 pairs as separate ops, its other fused ops kept (nafnetFusion.lnConv)
-      const { nafnetFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'nafnet.js')).href);
-      nafnetFusion.lnConv = false;
-      try {
-        const { ms } = await timeSteps(lib, trainer, lq, gt);
-        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-        ours.lnApart = { msStep: ms, peakCudaMiB: peak };
-      } finally {
-        nafnetFusion.lnConv = true;
-      }
-      log(`ours ${model} with LayerNorm and 1x1 apart (BENCH_AB, nafnetFusion.lnConv = false): ${ours.lnApart.msStep.toFixed(1)} ms/step, peak live ${ours.lnApart.peakCudaMiB.toFixed(0)} MiB`);
-      // and the SCA scale as a channel_scale pass before one GEMM over all rows (nafnetFusion.scaleInConv)
-      nafnetFusion.scaleInConv = false;
-      try {
-        const { ms } = await timeSteps(lib, trainer, lq, gt);
-        const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-        ours.scaleApart = { msStep: ms, peakCudaMiB: peak };
-      } finally {
-        nafnetFusion.scaleInConv = true;
-      }
-      log(`ours ${model} with the SCA scale apart from conv3 (BENCH_AB, nafnetFusion.scaleInConv = false): ${ours.scaleApart.msStep.toFixed(1)} ms/step, peak live ${ours.scaleApart.peakCudaMiB.toFixed(0)} MiB`);
-    }
-    if (process.env.BENCH_AB && !safe && model.includes('maxim') && left() > 30) {
-      // A/B: the gating units and spatial gating weights as one op each (IRCONSTYLE_SPATIAL_GATE=1: fewer ops, less
-      // memory), then also keeping their Dense outputs for the backward (one GEMM less each there, more memory held)
-      const { maximFusion } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', 'maxim_blocks.js')).href);
-      const was = process.env.IRCONSTYLE_SPATIAL_GATE;
-      process.env.IRCONSTYLE_SPATIAL_GATE = '1';
-      try {
-        for (const [key, keep] of [['spatialGate', false], ['keepDense', true]]) {
-          if (left() < 30) break;
-          maximFusion.keepDense = keep;
+      const dist = (p) => import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', p)).href);
+      const [{ nafnetFusion }, { maximFusion }] = await Promise.all([dist('nafnet.js'), dist('maxim_blocks.js')]);
+      const [gateOn, gateOff] = env('IRCONSTYLE_SPATIAL_GATE', '1');
+      const variants = [
+        // the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
+        ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
+        // the NAFBlock's LayerNorm + 1x1 pairs as separate ops, its other fused ops kept
+        ['lnApart', 'LayerNorm and 1x1 apart (nafnetFusion.lnConv = false)', model.includes('nafnet'),
+          () => { nafnetFusion.lnConv = false; }, () => { nafnetFusion.lnConv = true; }],
+        // the SCA scale as a channel_scale pass before one GEMM over all rows
+        ['scaleApart', 'the SCA scale apart from conv3 (nafnetFusion.scaleInConv = false)', model.includes('nafnet'),
+          () => { nafnetFusion.scaleInConv = false; }, () => { nafnetFusion.scaleInConv = true; }],
+        // the gating units and spatial gating weights as one op each (fewer ops, less memory), then also keeping
+        // their Dense outputs for the backward (one GEMM less each there, more memory held)
+        ['spatialGate', 'the gating units as one op (IRCONSTYLE_SPATIAL_GATE=1)', model.includes('maxim'), gateOn, gateOff],
+        ['keepDense', 'the gating units as one op, their Dense outputs kept', model.includes('maxim'),
+          () => { gateOn(); maximFusion.keepDense = true; }, () => { maximFusion.keepDense = false; gateOff(); }],
+        // cuDNN's algorithms chosen by timing them at each shape's first call, as PyTorch's cudnn.benchmark (the
+        // plans are keyed by the switch: new plans here)
+        ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
+      ];
+      for (const [key, what, applies, on, off] of variants) {
+        if (!applies || left() < 30) continue;
+        on();
+        try {
           const { ms } = await timeSteps(lib, trainer, lq, gt);
-          const peak = (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-          ours[key] = { msStep: ms, peakCudaMiB: peak };
-          log(`ours ${model} with the gating units as one op${keep ? ', their Dense outputs kept' : ''} (BENCH_AB, IRCONSTYLE_SPATIAL_GATE=1): ${ms.toFixed(1)} ms/step, peak live ${peak.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB composed`);
+          ours[key] = { msStep: ms, peakCudaMiB: await stepPeak() };
+        } finally {
+          off();
         }
-      } finally {
-        maximFusion.keepDense = false;
-        if (was === undefined) delete process.env.IRCONSTYLE_SPATIAL_GATE; else process.env.IRCONSTYLE_SPATIAL_GATE = was;
+        log(`ours ${model} with ${what} (BENCH_AB): ${ours[key].msStep.toFixed(1)} ms/step, peak live ${ours[key].peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB`);
       }
-    }
-    if (process.env.BENCH_AB && !safe && left() > 30) {
-      // A/B: cuDNN's algorithms chosen by timing them at each shape's first call (IRCONSTYLE_CUDNN_FIND=1, as
-      // PyTorch's cudnn.benchmark) instead of by its heuristics (the plans are keyed by the switch: new plans here)
-      const was = process.env.IRCONSTYLE_CUDNN_FIND;
-      process.env.IRCONSTYLE_CUDNN_FIND = '1';
-      try {
-        const { ms } = await timeSteps(lib, trainer, lq, gt);
-        ours.cudnnFind = { msStep: ms };
-      } finally {
-        if (was === undefined) delete process.env.IRCONSTYLE_CUDNN_FIND; else process.env.IRCONSTYLE_CUDNN_FIND = was;
-      }
-      log(`ours ${model} with cuDNN's algorithms autotuned (BENCH_AB, IRCONSTYLE_CUDNN_FIND=1): ${ours.cudnnFind.msStep.toFixed(1)} ms/step against ${msStep.toFixed(1)} ms`);
     }
     if (!safe && left() > 40) {
       // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
