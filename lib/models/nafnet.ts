@@ -62,17 +62,19 @@ export class NAFBlock extends Module {
     this.param('gamma', [1, c, 1, 1], constant(c, init), 'chan');
   }
   forward(inp: Tensor): Tensor {
-    // norm1 + conv1 fused (nafnetFusion.lnConv); conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3 and
-    // the β skip fused (inp + conv3(x·sca)·β); norm2 + conv4 + SimpleGate fused (lnConv); conv5 and the γ skip fused
+    // norm1 + conv1 fused (nafnetFusion.lnConv); conv2 (depthwise 3×3) + SimpleGate fused; the SCA scale, conv3
+    // and the β skip fused (inp + conv3(x·sca)·β; scaleInConv); norm2 + conv4 + SimpleGate fused (lnConv); conv5 and
+    // the γ skip fused
     const c1 = this.conv1.P, n1 = this.norm1, fuse = nafnetFusion.lnConv;
     let x = fuse ? lnConv1x1(inp, n1.P.weight!, n1.P.bias!, c1.weight!, c1.bias ?? null, n1.eps) // norm1 + conv1
       : this.conv1.forward(n1.forward(inp));
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
-    const y = nafnetFusion.scaleInConv ? conv1x1Add(x, c3.weight!, inp, c3.bias ?? null, this.P.beta!, this.sca.weights(x))
-      : conv1x1Add(channelScale(x, this.sca.weights(x)), c3.weight!, inp, c3.bias ?? null, this.P.beta!);
+    const c3b = c3.bias ?? null, a = this.sca.weights(x);
+    const y = nafnetFusion.scaleInConv ? conv1x1Add(x, c3.weight!, inp, c3b, this.P.beta!, a)
+      : conv1x1Add(channelScale(x, a), c3.weight!, inp, c3b, this.P.beta!);
     const c4 = this.conv4.P, n2 = this.norm2;
-    x = fuse ? lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps) // norm2 + conv4 + SimpleGate
+    x = fuse ? lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps) // norm2, conv4, gate
       : simpleGate(this.conv4.forward(n2.forward(y)));
     const c5 = this.conv5.P;
     return conv1x1Add(x, c5.weight!, y, c5.bias ?? null, this.P.gamma!);

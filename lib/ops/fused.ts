@@ -165,8 +165,9 @@ export function conv1x1Gate(x: Tensor, w: Tensor, b: Tensor | null, opts: { keep
 export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepZ?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, b];
-  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(layerNorm2d(x, lw, lb, eps), w, b, { keepZ: true });
-  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => pointwise(h, w, b), simpleGate);
+  const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
+  if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(ln(x), w, b, { keepZ: true });
+  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, ln, (h) => pointwise(h, w, b), simpleGate);
   return lnPointwise('ln_conv1x1_gate', x, lw, lb, w, b, eps, true);
 }
 
@@ -179,8 +180,9 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
 export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, b];
-  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return pointwise(layerNorm2d(x, lw, lb, eps), w, b);
-  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => pointwise(h, w, b));
+  const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return pointwise(ln(x), w, b);
+  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, ln, (h) => pointwise(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 
@@ -192,8 +194,9 @@ export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tenso
 export function lnLinear(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, b];
-  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return linear(layerNorm2d(x, lw, lb, eps), w, b);
-  if (inferenceApart(x, ins, linearFwdOwn())) return chainApart(x, (t) => layerNorm2d(t, lw, lb, eps), (h) => linear(h, w, b));
+  const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
+  if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return linear(ln(x), w, b);
+  if (inferenceApart(x, ins, linearFwdOwn())) return chainApart(x, ln, (h) => linear(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 

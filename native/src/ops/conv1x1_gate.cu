@@ -307,7 +307,7 @@ void cuda_ln_conv1x1_gate_backward(KernelCtx& k) {
 }
 
 // ln_conv1x1: the gate kernel in MODE 2 (z itself, both halves of 2C = Co outputs) with the LayerNorm formed on the
-// way in; else h by the row kernel and a cuBLAS(Lt) GEMM with the bias (the default; IRCONSTYLE_PW_FWD=wmma takes the former).
+// way in (IRCONSTYLE_PW_FWD=wmma); by default h in memory (materialize_h) and a cuBLAS(Lt) GEMM with the bias.
 void cuda_ln_conv1x1(KernelCtx& k) {
   const bool lin = k.in[3].shape.size() == 2;  // a Linear's weight [Co, Ci]: FP32-accurate, as the linear op
   const int64_t Ci = k.in[0].shape.back(), Co = lin ? k.in[3].shape[0] : k.in[3].shape[3], rows = k.out[1].n;

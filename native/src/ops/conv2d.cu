@@ -508,7 +508,8 @@ Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32, bool tune) {
     }
     const int pick = first_usable(perf, n, dir, tf32, cap);
     for (int i = 0; i < n && i < 16; ++i)
-      if (perf[i].status == 0 && perf[i].memory <= cap && perf[i].memory > pl.tune_ws[dir]) pl.tune_ws[dir] = perf[i].memory;
+      if (perf[i].status == 0 && perf[i].memory <= cap && perf[i].memory > pl.tune_ws[dir])
+        pl.tune_ws[dir] = perf[i].memory;
     if (pick < 0) {
       if (pl.why.empty()) pl.why = "no deterministic cuDNN algorithm for direction " + std::to_string(dir);
       continue;

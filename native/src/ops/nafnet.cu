@@ -502,7 +502,9 @@ void cuda_dwconv_gate_backward(KernelCtx& c) {
   // 3x3, padding 1: (1) dz by the sliding forward, (2) dx and the dw / db partials in one sliding pass over dz.
   // IRCONSTYLE_DWGATE_BWD=one-pass computes dz where it is needed inside the second pass instead (slower on the
   // H100: 506 against 395 µs at [16,128,128,48]).
-  if (k3p1 && env_is("IRCONSTYLE_DWGATE_BWD", "one-pass") && dwgate3x3_backward(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dx, dw, db)) return;
+  if (k3p1 && env_is("IRCONSTYLE_DWGATE_BWD", "one-pass") &&
+      dwgate3x3_backward(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dx, dw, db))
+    return;
   float* dz = static_cast<float*>(cu::scratch(s, sizeof(float) * Q * g.C2, 0));
   if (k3p1 && dwgate3x3_dz(c, g.N, g.H, g.W, g.C, gelu, x, w, b, dy, dz) &&
       depthwise3x3_backward(c, g.N, g.H, g.W, g.C2, dz, x, w, dx, dw, db))
