@@ -3,7 +3,8 @@
 //   a. report: backend, native.info() (CUDA device, ops with/without kernels), cuBLAS/cuDNN report when exposed
 //   b. every case of scripts/op-cases.mjs on the CPU and on CUDA with identical inputs, every output and every
 //      input after the op compared (IRCONSTYLE_TF32=0); the conv/GEMM cases again with TF32 allowed (reported;
-//      gross failures — ten times the TF32 bound, errors — counted)
+//      gross failures — ten times the TF32 bound, errors — counted); then the cases of the ops the opt-in kernels serve
+//      with every opt-in switch on (fallback.mjs OWN_KERNELS: the `own` pass, counted as the TF32 pass)
 //   c. golden parity on CUDA: runParity on every test/fixtures/*.safetensors (IRCONSTYLE_BACKEND=cuda child)
 //   c2. CUDA graphs: inference forwards recorded by captureForward and replayed, against op by op
 //   d. benchmarks (scripts/bench-gpu.mjs: our training steps and inference beside the PyTorch references), if time
