@@ -64,6 +64,25 @@ describe('IRConStyleTrainer graph mode', () => {
     expect(plain.losses[6]!.ce).toBe(0); // frozen: L1 only
   });
 
+  it('graph mode by default only for a model on CUDA; the option and the setter decide otherwise', () => {
+    const mode = (opts: { graph?: boolean }, set?: boolean) => {
+      setInitSeed(2);
+      const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+      const tr = new IRConStyleTrainer(net, opts);
+      if (set !== undefined) tr.graph = set;
+      const r = [tr.graph, net.parameters()[0]!.device] as const;
+      tr.dispose();
+      net.dispose();
+      return r;
+    };
+    const [auto, device] = mode({});
+    expect(auto).toBe(device === 'cuda');
+    expect(mode({}, true)[0]).toBe(true);
+    expect(mode({ graph: false })[0]).toBe(false);
+    expect(mode({ graph: true })[0]).toBe(true);
+    expect(mode({ graph: true }, false)[0]).toBe(false);
+  });
+
   it('with the fused ops recomputing in their backward (as on CUDA): capturable, and the same step', async () => {
     const was = setKeepOnCpu(false);
     try {

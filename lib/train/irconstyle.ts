@@ -2,7 +2,7 @@
 // L1 + CE + content + style while ConStyle trains (iteration <= constyleIter), then L1 only with encoder_q
 // frozen (skipped by the optimizer, as PyTorch >= 2 does). AdamW over one flat arena.
 import { IrcError } from '../errors.js';
-import { tensor, type Tensor } from '../tensor/tensor.js';
+import { tensor, toIrcError, viewOf, type Tensor } from '../tensor/tensor.js';
 import { tidy, disposeAll, untracked } from '../tensor/scope.js';
 import { zeros, fillInPlace } from '../tensor/create.js';
 import { clone, copyInto } from '../ops/memory.js';
@@ -10,7 +10,6 @@ import { captured } from '../infer/graph.js';
 import { native } from '../native/loader.js';
 import { noGrad } from '../autograd/node.js';
 import { backward } from '../autograd/tape.js';
-import { viewOf } from '../tensor/tensor.js';
 import { adamwFactors, adamwStep, type AdamWStepOptions } from '../ops/optim.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
@@ -28,11 +27,12 @@ export interface TrainerOptions extends AdamWOptions {
    */
   checkpoint?: boolean;
   /**
-   * Record the step as a CUDA graph and replay it (default off). The first step of each kind (batch shapes, and
-   * whether ConStyle still trains) runs op by op; the next one is recorded and every later one is a single launch
-   * plus a few tiny copies: no per-op host cost, and the step's memory is planned once. Losses, parameters and
-   * optimizer state are the same as op by op. On the CPU nothing is graphed, but the recorded step is checked
-   * against the capture rules (`graphState`).
+   * Record the step as a CUDA graph and replay it (default: on for a model on CUDA, off on the CPU). The first step
+   * of each kind (batch shapes, and whether ConStyle still trains) runs op by op; the next one is recorded and every
+   * later one is a single launch plus a few tiny copies: no per-op host cost, and the step's memory is planned once.
+   * Losses, parameters and optimizer state are the same as op by op. A kind whose recording or first replay fails
+   * runs op by op from then on (`graphState` says why). On the CPU nothing is graphed, but with `graph: true` the
+   * recorded step is checked against the capture rules.
    */
   graph?: boolean;
 }
@@ -61,7 +61,7 @@ export class IRConStyleTrainer {
   readonly optimizer: AdamW;
   readonly constyleIter: number;
   iteration = 0;
-  #graph: boolean;
+  #graph: boolean | undefined;  // undefined: on for a model on CUDA
   /** Per step kind: 'warm' after its op-by-op step, then the recording (or why it failed). */
   readonly #kinds = new Map<string, 'warm' | Recorded | string>();
   /** Device-side per-step values, written before each step (graph mode). */
@@ -73,14 +73,14 @@ export class IRConStyleTrainer {
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
-    this.#graph = opts.graph ?? false;
+    this.#graph = opts.graph;
     if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
   }
 
   /** Graph mode (TrainerOptions.graph); may be switched between steps. Switching it off frees the recordings. */
   get graph(): boolean {
-    return this.#graph;
+    return this.#graph ?? this.arena.params.device === 'cuda';
   }
   set graph(on: boolean) {
     this.#graph = on;
@@ -108,7 +108,7 @@ export class IRConStyleTrainer {
     const active = this.constyleActive;
     if (!active) for (const t of cs.encoder_q.parameters()) t.requiresGrad = false;
     let losses: Record<string, Tensor>;
-    if (!this.#graph) {
+    if (!this.graph) {
       losses = this.#body(lq, gt, active, null, null);
     } else {
       const kind = `${active ? 'constyle' : 'frozen'} [${lq.shape.join(',')}] [${gt.shape.join(',')}] ${lq.device}`;
@@ -116,8 +116,18 @@ export class IRConStyleTrainer {
       const rec = this.#kinds.get(kind);
       if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
         const r = await this.#record(lq, gt, active);
+        let replayed: Record<string, Tensor> | null = null;
+        if (r.rec) {
+          try {  // the first launch reserves the graph's memory: a failure there leaves the kind op by op
+            replayed = this.#replay(r.rec, lq, gt);
+          } catch (e) {
+            this.#drop(r.rec);
+            r.rec = undefined;
+            r.why = `the first replay failed: ${toIrcError(e).message}`;
+          }
+        }
         this.#kinds.set(kind, r.rec ?? r.why);
-        if (r.rec) losses = this.#replay(r.rec, lq, gt);
+        if (replayed) losses = replayed;
         else if (lq.device !== 'cpu') losses = this.#body(lq, gt, active, this.#factors, this.#ptr);  // nothing ran
         else if (r.losses) losses = r.losses;  // the CPU ran the whole step; only the final check failed
         else throw new IrcError('E_CAPTURE', `graph mode: the step breaks the capture rules and stopped part way on the CPU ` +
@@ -236,12 +246,13 @@ export class IRConStyleTrainer {
     });
   }
 
+  #drop(r: Recorded): void {
+    native.graphDestroy(r.graph);
+    disposeAll([r.lq, r.gt, r.losses]);
+  }
+
   #freeRecordings(): void {
-    for (const r of this.#kinds.values()) {
-      if (typeof r !== 'object' || r.graph === null) continue;
-      native.graphDestroy(r.graph);
-      disposeAll([r.lq, r.gt, r.losses]);
-    }
+    for (const r of this.#kinds.values()) if (typeof r === 'object' && r.graph !== null) this.#drop(r);
     this.#kinds.clear();
     this.#factors?.dispose();
     this.#ptr?.dispose();
