@@ -26,6 +26,12 @@ export const KERNEL_SWITCHES = [
   // cuDNN's algorithms chosen by timing them at the first call of each shape (cudnnFind*AlgorithmEx) instead of by its
   // heuristics
   { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, ops: ['conv2d', 'conv2d_backward'] },
+  // every GEMM through cuBLASLt with its algorithm chosen by timing the heuristic's candidates at the first call of
+  // each shape, instead of the heuristic's first pick (cuBLAS's choice on the plain cuBLAS calls)
+  { env: { IRCONSTYLE_GEMM_TUNE: '0' }, on: { IRCONSTYLE_GEMM_TUNE: '1' },
+    ops: ['matmul', 'linear', 'linear_backward', 'conv2d', 'conv2d_backward', 'conv1x1_add', 'conv1x1_add_backward',
+      'conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
+      'ln_conv1x1_gate_backward', 'channel_attention', 'channel_attention_backward', 'spatial_gate_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];

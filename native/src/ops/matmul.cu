@@ -13,10 +13,13 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
+#include "switches.h"
 
 namespace irc {
 namespace blas {
@@ -88,6 +91,15 @@ __global__ void colsum_final_k(const float* __restrict__ part, int parts, int64_
   }
 }
 
+int g_bound_mode = -1;  // the cuBLAS handle's math mode (set by bind, read by gemm's cuBLASLt route)
+
+// IRCONSTYLE_GEMM_TUNE=1 (cuBLASLt section below): every GEMM through cuBLASLt, its algorithm timed per shape.
+bool gemm_tuning() { return env_is("IRCONSTYLE_GEMM_TUNE", "1"); }
+// gemm / gemm_batched as one cuBLASLt call (C_i = alpha op(A_i) op(B_i) + beta C_i); false when it cannot take it.
+bool lt_gemm(const KernelCtx& k, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+             int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, float beta, float* C, int64_t ldc,
+             int64_t sC, int64_t batch);
+
 }  // namespace
 
 const gpu::Cublas& bind(const KernelCtx& k, bool tf32) {
@@ -96,15 +108,14 @@ const gpu::Cublas& bind(const KernelCtx& k, bool tf32) {
   // Host cost matters (thousands of GEMM calls per training step): the handle keeps its stream and math mode, so
   // set them only when they change (ops are launched from the JS thread only).
   static void* bound_stream = nullptr;
-  static int bound_mode = -1;
   if (k.stream != bound_stream) {
     status(k, b->SetStream(b->handle, k.stream), "cublasSetStream_v2");
     bound_stream = k.stream;
   }
   const int mode = tf32 ? gpu::CUBLAS_TF32_TENSOR_OP_MATH : gpu::CUBLAS_DEFAULT_MATH;
-  if (mode != bound_mode) {
+  if (mode != g_bound_mode) {
     status(k, b->SetMathMode(b->handle, mode), "cublasSetMathMode");
-    bound_mode = mode;
+    g_bound_mode = mode;
   }
   return *b;
 }
@@ -119,6 +130,7 @@ void gemm(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, int64_t M,
     }
     return;
   }
+  if (gemm_tuning() && lt_gemm(k, tA, tB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1)) return;
   status(k,
          b.Sgemm(b.handle, tB ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N, tA ? gpu::CUBLAS_OP_T : gpu::CUBLAS_OP_N,
                  as_int(k, N, "N"), as_int(k, M, "M"), as_int(k, K, "K"), &alpha, B, as_int(k, ldb, "ldb"), A,
@@ -137,6 +149,9 @@ void gemm_batched(const KernelCtx& k, const gpu::Cublas& b, bool tA, bool tB, in
     }
     return;
   }
+  if (batch <= 65535 && gemm_tuning() &&
+      lt_gemm(k, tA, tB, M, N, K, 1.f, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch))
+    return;
   const float one = 1.f;
   const int64_t chunk = 65535;
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
@@ -230,9 +245,10 @@ struct LtCall {
   int64_t ldd;
   const void* bias;  // read by the BIAS epilogue
   bool tf32;
-  const float* R = nullptr;  // the C matrix of beta = 1
+  const float* R = nullptr;  // the C matrix (beta applies only with one; may be D itself: accumulation in place)
   int64_t batch = 1;          // a strided batch: A + i sA, B + i sB, D (and R) + i sD
   int64_t sA = 0, sB = 0, sD = 0;
+  float alpha = 1.f, beta = 0.f;
 };
 
 struct LtPlan {
@@ -241,9 +257,13 @@ struct LtPlan {
   void *la = nullptr, *lb = nullptr, *ld = nullptr;
   gpu::CublasLtMatmulAlgo algo{};
   size_t ws = 0;
+  // IRCONSTYLE_GEMM_TUNE=1: every usable heuristic result (best ranked first), timed at the first call made outside a
+  // graph capture; the fastest becomes algo / ws.
+  bool tuned = true;
+  std::vector<std::pair<gpu::CublasLtMatmulAlgo, size_t>> cands;
 };
 
-using LtKey = std::array<int64_t, 20>;
+using LtKey = std::array<int64_t, 21>;
 std::mutex g_lt_mu;
 std::map<LtKey, LtPlan>* g_lt_plans = new std::map<LtKey, LtPlan>();  // never freed
 
@@ -265,7 +285,7 @@ std::string describe(const LtCall& c) {
 
 // Descriptors, layouts and the heuristic's first usable algorithm. On any failure: nothing kept, ok = false and
 // `why` says which call failed (or that no algorithm came back).
-LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
+LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, bool tune, std::string& why) {
   LtPlan pl;
   void* pref = nullptr;
   auto step = [&](int st, const char* what) {
@@ -346,7 +366,60 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, std::string& why) {
   pl.algo = res[pick].algo;
   pl.ws = res[pick].workspaceSize;
   pl.ok = true;
+  if (tune) {
+    for (int i = pick; i < n && i < kAsk; ++i)
+      if (res[i].state == 0 && res[i].workspaceSize <= cap) pl.cands.emplace_back(res[i].algo, res[i].workspaceSize);
+    pl.tuned = pl.cands.size() < 2;
+  }
   return pl;
+}
+
+// Times the plan's candidates on this call's operands (a warm-up run, then three timed runs each, synchronously:
+// once per shape, as cuDNN's search) and keeps the fastest. They write a temporary D, so the call's own output and
+// an accumulated C are untouched; the caller's run follows. Inside a graph capture nothing is timed (the next call
+// outside tunes); a candidate that fails is skipped; if none runs, the heuristic's choice stays.
+void tune(const KernelCtx& k, const gpu::CublasLt& lt, LtPlan& pl, const LtCall& c) {
+  cudaStream_t s = cu::stream(k);
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+  pl.tuned = true;
+  const size_t floats = static_cast<size_t>((c.batch - 1) * c.sD + (c.n - 1) * c.ldd + c.m);
+  void* tmp = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  if (cudaMallocAsync(&tmp, floats * sizeof(float), s) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
+      cudaEventCreate(&e1) != cudaSuccess) {
+    cudaGetLastError();
+    if (tmp) cudaFreeAsync(tmp, s);
+    if (e0) cudaEventDestroy(e0);
+    return;
+  }
+  float* D = static_cast<float*>(tmp);
+  const float beta = c.R ? c.beta : 0.f;
+  float best = -1.f;
+  for (const auto& [algo, bytes] : pl.cands) {
+    void* ws = bytes ? cu::scratch(s, bytes, kLtSlot) : nullptr;
+    auto run = [&, a = algo, b = bytes] {
+      return lt.Matmul(lt.handle, pl.op, &c.alpha, c.A, pl.la, c.B, pl.lb, &beta, c.R ? c.R : D, pl.ld, D, pl.ld, &a,
+                       ws, b, s);
+    };
+    if (run() != 0) continue;
+    int st = cudaEventRecord(e0, s);
+    for (int r = 0; r < 3 && st == 0; ++r) st = run();
+    float ms = 0.f;
+    if (st != 0 || cudaEventRecord(e1, s) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+      continue;
+    if (best < 0.f || ms < best) {
+      best = ms;
+      pl.algo = algo;
+      pl.ws = bytes;
+    }
+  }
+  cudaGetLastError();  // a failed candidate leaves nothing for the next launch check to report
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFreeAsync(tmp, s);
+  pl.cands.clear();
 }
 
 // Enqueues the call on the op's stream; false (nothing enqueued) when cuBLASLt cannot take it.
@@ -357,14 +430,15 @@ bool run_lt(const KernelCtx& k, const LtCall& c) {
     if (v > INT_MAX) return false;
   const gpu::CublasLt* lt = gpu::cublaslt();
   if (!lt) return false;
+  const bool tuning = gemm_tuning();
   const LtKey key{c.epilogue, c.ta, c.tb, c.m, c.n, c.k, c.lda, c.ldb, c.ldd, c.tf32,
                   align_of(c.A), align_of(c.B), align_of(c.D), align_of(c.bias), c.R != nullptr,
-                  c.R ? align_of(c.R) : 0, c.batch, c.sA, c.sB, c.sD};
+                  c.R ? align_of(c.R) : 0, c.batch, c.sA, c.sB, c.sD, tuning};
   std::lock_guard<std::mutex> lock(g_lt_mu);
   auto it = g_lt_plans->find(key);
   if (it == g_lt_plans->end()) {
     std::string why;
-    it = g_lt_plans->emplace(key, make_plan(*lt, c, why)).first;
+    it = g_lt_plans->emplace(key, make_plan(*lt, c, tuning, why)).first;
     gpu::cublaslt_note_plan(it->second.ok, it->second.ok ? std::string() : describe(c) + ": " + why);
   }
   LtPlan& pl = it->second;
@@ -374,9 +448,10 @@ bool run_lt(const KernelCtx& k, const LtCall& c) {
       c.bias ? lt->MatmulDescSetAttribute(pl.op, gpu::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof c.bias) : 0;
   int st = st_bias;
   if (st == 0) {
+    if (!pl.tuned) tune(k, *lt, pl, c);
     void* ws = pl.ws ? cu::scratch(cu::stream(k), pl.ws, kLtSlot) : nullptr;
-    const float one = 1.f, beta = c.R ? 1.f : 0.f;
-    st = lt->Matmul(lt->handle, pl.op, &one, c.A, pl.la, c.B, pl.lb, &beta, c.R ? c.R : c.D, pl.ld, c.D, pl.ld,
+    const float beta = c.R ? c.beta : 0.f;
+    st = lt->Matmul(lt->handle, pl.op, &c.alpha, c.A, pl.la, c.B, pl.lb, &beta, c.R ? c.R : c.D, pl.ld, c.D, pl.ld,
                     &pl.algo, ws, pl.ws, k.stream);
   }
   if (st != 0) {  // this key keeps the fallback from now on
@@ -401,8 +476,18 @@ bool gemm_bias_add(const KernelCtx& k, bool tf32, bool tA, bool tB, int64_t M, i
                    int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, const float* bias,
                    const float* R, float* C, int64_t ldc, int64_t sC, int64_t batch) {
   const int epi = bias ? gpu::CUBLASLT_EPILOGUE_BIAS : gpu::CUBLASLT_EPILOGUE_DEFAULT;
-  return run_lt(k, LtCall{epi, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32, R, batch, sB, sA, sC});
+  return run_lt(k, LtCall{epi, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, bias, tf32, R, batch, sB, sA, sC, 1.f, 1.f});
 }
+
+namespace {
+bool lt_gemm(const KernelCtx& k, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+             int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB, float beta, float* C, int64_t ldc,
+             int64_t sC, int64_t batch) {
+  const bool tf32 = g_bound_mode == gpu::CUBLAS_TF32_TENSOR_OP_MATH;  // the math mode bind() gave the handle
+  return run_lt(k, LtCall{gpu::CUBLASLT_EPILOGUE_DEFAULT, tB, tA, N, M, K, B, ldb, A, lda, C, ldc, nullptr, tf32,
+                          beta != 0.f ? C : nullptr, batch, sB, sA, sC, alpha, beta});
+}
+}  // namespace
 
 }  // namespace blas
 
