@@ -8,7 +8,8 @@
  * on the H100 the own kernels are opt-in (`on`): they measured slower there. scripts/device-check.mjs sets the `env`
  * switches of every op with a failing case (no `env` of its own) for the fixtures, graphs and benchmarks that follow,
  * and all of them for its safe-mode rerun of a failed benchmark; its `own` pass runs those ops' cases with every
- * `on` switch (OWN_KERNELS).
+ * `on` switch (OWN_KERNELS). `fallback: false` marks a switch that is off by default (a choice among the libraries'
+ * algorithms): a failing op has nothing to leave there, so the fallback never sets it.
  */
 export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_PW_FWD: 'cublas' }, on: { IRCONSTYLE_PW_FWD: 'wmma' },
@@ -25,16 +26,19 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_THIN_CONV: '0' }, on: { IRCONSTYLE_THIN_CONV: '1' }, ops: ['conv2d', 'conv2d_backward'] },
   // cuDNN's algorithms chosen by timing them at the first call of each shape (cudnnFind*AlgorithmEx) instead of by its
   // heuristics
-  { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, ops: ['conv2d', 'conv2d_backward'] },
+  { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, fallback: false, ops: ['conv2d', 'conv2d_backward'] },
   // every GEMM through cuBLASLt with its algorithm chosen by timing the heuristic's candidates at the first call of
   // each shape, instead of the heuristic's first pick (cuBLAS's choice on the plain cuBLAS calls)
-  { env: { IRCONSTYLE_GEMM_TUNE: '0' }, on: { IRCONSTYLE_GEMM_TUNE: '1' },
+  { env: { IRCONSTYLE_GEMM_TUNE: '0' }, on: { IRCONSTYLE_GEMM_TUNE: '1' }, fallback: false,
     ops: ['matmul', 'linear', 'linear_backward', 'conv2d', 'conv2d_backward', 'conv1x1_add', 'conv1x1_add_backward',
       'conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'channel_attention', 'channel_attention_backward', 'spatial_gate_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];
+
+/** The switches whose `env` leaves a default path for another (`fallback: false`: off by default, nothing to leave). */
+const fallbacks = KERNEL_SWITCHES.filter((k) => k.fallback !== false);
 
 /** Every `on` switch: the project's own kernels wherever they take the shape. */
 export const OWN_KERNELS = Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.on));
@@ -51,8 +55,8 @@ export function kernelFallback(failed, cases) {
   const own = new Set(cases.filter((c) => c.env).map((c) => c.name));
   const ops = new Set(failed.filter((o) => !o.ok && !own.has(o.name)).map((o) => o.op));
   const env = {};
-  for (const s of KERNEL_SWITCHES) if (s.ops.some((op) => ops.has(op))) Object.assign(env, s.env);
-  const covered = new Set(KERNEL_SWITCHES.flatMap((k) => k.ops));
+  for (const s of fallbacks) if (s.ops.some((op) => ops.has(op))) Object.assign(env, s.env);
+  const covered = new Set(fallbacks.flatMap((k) => k.ops));
   return { env, ops: [...ops].sort(), unanswered: [...ops].filter((op) => !covered.has(op)).sort() };
 }
 
