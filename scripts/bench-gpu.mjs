@@ -264,15 +264,23 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls  host ${(p.hostMs ?? 0).toFixed(2)} ms`);
       const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
       log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
-      // A second profiled step split by shapes (a key per op costs host time, so not in the step above; library
-      // ops' times include the GPU waiting for the host between their calls when the host falls behind).
-      native.profile(true, true);
+      // A second profiled step, exact and split by shapes (a key per op costs host time, so not in the step above,
+      // whose library ops' times include the GPU waiting for the host between their calls when the host falls
+      // behind): the stream waits until each op is enqueued whole, so the times are the GPU's alone, as in a
+      // replayed graph; their sum is compared with the graph-mode step.
+      native.profile(true, true, true);
       await trainer.step(lq, gt);
       await lib.sync();
       native.profile(false);
+      const exact = (native.profile() ?? []).filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
+      const exactMs = exact.reduce((a, p) => a + p.ms, 0);
+      ours.profile.exact = { gpuMs: exactMs, top: exact.slice(0, 25).map(({ op, ms, calls }) => ({ op, ms, calls })) };
+      log(`  exact GPU time (each op enqueued whole before it runs): ${exactMs.toFixed(1)} ms in ${exact.reduce((a, p) => a + p.calls, 0)} ops` +
+        `${ours.graph?.graphed ? ` (graph-mode step ${ours.graph.msStep.toFixed(1)} ms)` : ''}; ` +
+        exact.slice(0, 16).map((p) => `${p.op} ${p.ms.toFixed(2)}`).join(', '));
       const byShape = (native.profileShapes?.() ?? []).sort((a, b) => b.ms - a.ms).slice(0, 40);
       ours.profile.byShape = byShape;
-      log('  by op and shape (top 40; a second profiled step):');
+      log('  by op and shape (top 40; the exact step):');
       for (const p of byShape) log(`  ${p.ms.toFixed(2).padStart(8)} ms ${String(p.calls).padStart(5)}×  ${(1000 * p.ms / p.calls).toFixed(1).padStart(7)} µs  ${p.op}`);
     }
     trainer.dispose();

@@ -13,6 +13,7 @@ import { add, scale } from '../lib/ops/elementwise.js';
 import type { ConStyleUNet } from '../lib/models/unet.js';
 import { randArray } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
+import { profileOps } from '../lib/native/profile.js';
 
 async function train(graph: boolean, steps: number, wrapRestore?: (y: Tensor) => Tensor) {
   setInitSeed(21);
@@ -81,6 +82,24 @@ describe('IRConStyleTrainer graph mode', () => {
     expect(mode({ graph: false })[0]).toBe(false);
     expect(mode({ graph: true })[0]).toBe(true);
     expect(mode({ graph: true }, false)[0]).toBe(false);
+  });
+
+  it('a step profiled with profileOps runs op by op and leaves the recording for a later step', async () => {
+    setInitSeed(4);
+    const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    const tr = new IRConStyleTrainer(net, { graph: true });
+    const lq = tensor(randArray(2 * 32 * 32 * 3, 1, 0, 1), [2, 32, 32, 3]);
+    const gt = tensor(randArray(2 * 32 * 32 * 3, 2, 0, 1), [2, 32, 32, 3]);
+    await tr.step(lq, gt);
+    const rows = await profileOps(async () => { await tr.step(lq, gt); });
+    expect(rows.find((r) => r.op === 'adamw_step')?.calls).toBe(1);
+    expect(tr.graphState).toEqual([]);  // not recorded while profiling (a capture would have failed)
+    await tr.step(lq, gt);
+    expect(tr.graphState.map((g) => g.capturable)).toEqual([true]);
+    tr.dispose();
+    net.dispose();
+    lq.dispose();
+    gt.dispose();
   });
 
   it('with the fused ops recomputing in their backward (as on CUDA): capturable, and the same step', async () => {

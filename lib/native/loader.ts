@@ -57,7 +57,9 @@ export interface NativeBinding {
   opCounts(): number[];
   /** profile(on) starts (resetting) or stops kernel timing; profile() returns the per-op totals (kernel ms, host
    * submission ms) and a '(dispose)' row with the host time spent releasing tensors. */
-  profile(on?: boolean, byShape?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
+  profile(on?: boolean, byShape?: boolean, exact?: boolean): { op: string; ms: number; calls: number; hostMs: number }[] | undefined;
+  /** Whether kernel timing is on (a graph cannot be captured then). */
+  profiling(): boolean;
   /** Kernel time split by op and shapes of the last profile(true, true): op is "name [in0 shape] -> [out0 shape]". */
   profileShapes(): { op: string; ms: number; calls: number }[];
   /** Opens a graph capture on device (0 cpu, 1 cuda); see native/src/core/executor.h for the rules. */

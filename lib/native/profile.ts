@@ -12,11 +12,13 @@ export interface OpTime {
 
 /**
  * Runs fn (awaited) with kernel timing on and returns the per-op totals, largest first. With `byShape` the rows are
- * split by shapes: `op` reads "name [input 0 shape] -> [output 0 shape]" (hostMs is 0 there).
+ * split by shapes: `op` reads "name [input 0 shape] -> [output 0 shape]" (hostMs is 0 there). With `exact` (CUDA)
+ * the GPU waits until each op is enqueued whole, so an op of several launches is not charged for the host's time
+ * between them (the times a replayed CUDA graph would see; fn runs slower).
  */
-export async function profileOps(fn: () => Promise<void>, opts: { byShape?: boolean } = {}): Promise<OpTime[]> {
+export async function profileOps(fn: () => Promise<void>, opts: { byShape?: boolean; exact?: boolean } = {}): Promise<OpTime[]> {
   await native.sync();
-  native.profile(true, opts.byShape ?? false);
+  native.profile(true, opts.byShape ?? false, opts.exact ?? false);
   try {
     await fn();
     await native.sync();

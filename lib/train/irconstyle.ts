@@ -114,7 +114,10 @@ export class IRConStyleTrainer {
       const kind = `${active ? 'constyle' : 'frozen'} [${lq.shape.join(',')}] [${gt.shape.join(',')}] ${lq.device}`;
       this.#writeStepValues(lq.device, active);
       const rec = this.#kinds.get(kind);
-      if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
+      if (native.profiling()) {  // ops are being timed (profileOps): op by op, no capture; a replay would time nothing
+        losses = this.#body(lq, gt, active, this.#factors, this.#ptr);
+        if (rec === undefined) this.#kinds.set(kind, 'warm');
+      } else if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
         const r = await this.#record(lq, gt, active);
         let replayed: Record<string, Tensor> | null = null;
         if (r.rec) {

@@ -389,13 +389,14 @@ Napi::Value ProfileShapes(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// profile(true|false) switches kernel timing on (resetting it) or off; profile() returns
-// [{op, ms, calls}] for every op that ran while it was on.
+// profile(true|false[, byShape[, exact]]) switches kernel timing on (resetting it) or off; profile() returns
+// [{op, ms, calls}] for every op that ran while it was on. exact (CUDA): the stream waits while each op is enqueued.
 Napi::Value Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsBoolean()) {
     if (info[0].As<Napi::Boolean>().Value()) guarded(env, nullptr, [] { refuse_in_capture("profiling"); });
-    set_profiling(info[0].As<Napi::Boolean>().Value(), info.Length() > 1 && info[1].ToBoolean().Value());
+    set_profiling(info[0].As<Napi::Boolean>().Value(), info.Length() > 1 && info[1].ToBoolean().Value(),
+                  info.Length() > 2 && info[2].ToBoolean().Value());
     return env.Undefined();
   }
   Napi::Array a = Napi::Array::New(env);
@@ -520,6 +521,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("trim", Napi::Function::New(env, Trim));
   exports.Set("profile", Napi::Function::New(env, Profile));
   exports.Set("profileShapes", Napi::Function::New(env, ProfileShapes));
+  exports.Set("profiling", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), profiling());
+  }));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));

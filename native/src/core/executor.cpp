@@ -37,6 +37,7 @@ std::atomic<uint64_t> g_submissions[512];
 // Per-op kernel time in nanoseconds and call counts, collected while profiling is on.
 std::atomic<bool> g_profile{false};
 std::atomic<bool> g_profile_shapes{false};  // also split by shapes (formats a key per op: extra host time)
+std::atomic<bool> g_profile_exact{false};   // CUDA: the stream held while each op is enqueued (cudev::hold_stream)
 std::atomic<uint64_t> g_prof_ns[512], g_prof_calls[512], g_host_ns[512], g_dispose_ns{0};
 // CUDA ops are timed with a pair of events around their launches (JS thread only); resolved when read.
 struct CudaTiming {
@@ -194,8 +195,9 @@ void enqueue(std::function<void()> task) {
   g_q->cv.notify_one();
 }
 
-void set_profiling(bool on, bool shapes) {
+void set_profiling(bool on, bool shapes, bool exact) {
   g_profile_shapes = on && shapes;
+  g_profile_exact = on && exact;
   if (on) {
     resolve_cuda_timings();
     for (int i = 0; i < 512; ++i) g_prof_ns[i] = g_prof_calls[i] = g_host_ns[i] = 0;
@@ -357,6 +359,13 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
     for (auto& t : inputs) ctx.in.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
     for (auto& t : outs) ctx.out.push_back({t->ptr(), t->shape, t->dtype, t->numel()});
     if (g_profile.load(std::memory_order_relaxed)) {
+      // exact: the GPU waits until the whole op is enqueued, so host time between its launches is not counted
+      struct Hold {
+        bool on;
+        ~Hold() {
+          if (on) cudev::release_stream();
+        }
+      } hold{g_profile_exact.load(std::memory_order_relaxed) && cudev::hold_stream()};
       void* start = cudev::timing_event();
       op.cuda(ctx);
       g_cuda_pending.push_back(

@@ -52,7 +52,7 @@ uint64_t op_submissions(int id);
 // Also host time: host_ns = time spent submitting the op (shape inference, output allocation, and for CUDA the
 // kernel launches); dispose time of tensor handles is collected apart (profile_dispose / dispose_ns).
 // shapes: also collect the split by shapes (shape_profile), which costs host time per op while on.
-void set_profiling(bool on, bool shapes = false);
+void set_profiling(bool on, bool shapes = false, bool exact = false);  // exact: see cudev::hold_stream
 bool profiling();
 void op_profile(int id, uint64_t& ns, uint64_t& calls, uint64_t& host_ns);
 void profile_dispose(uint64_t ns);

@@ -50,6 +50,13 @@ std::string wait_event(void* ev);  // destroys the event; "" or the CUDA error t
 // between the two and destroys both (negative when the stream failed).
 void* timing_event();
 float elapsed_ms(void* start, void* end);
+// Exact per-op timing (JS thread, profiling only): hold_stream() makes the stream wait, from this point, until
+// release_stream(), so that an op's launches run back to back however slowly the host enqueues them (false, nothing
+// held, when it cannot: no mapped memory, a capture open, or already held). An op that must wait for the stream
+// itself (cuDNN's or cuBLASLt's autotuning) checks stream_held() and does not tune then.
+bool hold_stream();
+void release_stream();
+bool stream_held();
 
 // Graph capture of the stream (JS thread). While open, everything enqueued is recorded, not run; allocations
 // and frees inside become the graph's own memory. capture_end(true) instantiates the graph (throws E_CAPTURE

@@ -30,6 +30,9 @@ void* record_event() { none(); }
 std::string wait_event(void*) { return ""; }
 void* timing_event() { none(); }
 float elapsed_ms(void*, void*) { return -1.f; }
+bool hold_stream() { return false; }
+void release_stream() {}
+bool stream_held() { return false; }
 void capture_begin() { none(); }
 void* capture_end(bool) { return nullptr; }
 bool capturing() { return false; }

@@ -274,6 +274,60 @@ void* timing_event() {
   if (e != cudaSuccess) op_fail("E_CUDA", "event: " + err(e));
   return ev;
 }
+// Exact profiling: a one-thread kernel holds the stream until the host has enqueued the op (see device.h). It gives
+// up after 2 s of wall time (globaltimer), so a host that never releases it cannot hang the device.
+namespace {
+unsigned* g_hold_host = nullptr;  // mapped pinned word the host writes
+unsigned* g_hold_dev = nullptr;
+unsigned g_hold_seq = 0;
+bool g_held = false;
+}  // namespace
+
+__global__ void hold_k(const volatile unsigned* flag, unsigned v) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  for (;;) {
+    if (*flag >= v) return;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    if (t - t0 > 2000000000ull) return;
+    __nanosleep(256);
+  }
+}
+
+bool hold_stream() {
+  need();
+  if (g_held || st().capturing) return false;
+  if (!g_hold_host) {
+    void* h = nullptr;
+    void* d = nullptr;
+    if (cudaHostAlloc(&h, sizeof(unsigned), cudaHostAllocMapped) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    if (cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
+      cudaGetLastError();
+      cudaFreeHost(h);
+      return false;
+    }
+    g_hold_host = static_cast<unsigned*>(h);
+    g_hold_dev = static_cast<unsigned*>(d);
+    *static_cast<volatile unsigned*>(g_hold_host) = g_hold_seq;
+  }
+  hold_k<<<1, 1, 0, st().stream>>>(g_hold_dev, ++g_hold_seq);
+  if (cudaGetLastError() != cudaSuccess) return false;
+  g_held = true;
+  return true;
+}
+
+void release_stream() {
+  if (!g_held) return;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  *static_cast<volatile unsigned*>(g_hold_host) = g_hold_seq;
+  g_held = false;
+}
+
+bool stream_held() { return g_held; }
+
 float elapsed_ms(void* start, void* end) {
   float ms = -1.f;
   auto a = static_cast<cudaEvent_t>(start), b = static_cast<cudaEvent_t>(end);

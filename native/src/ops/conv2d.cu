@@ -27,6 +27,7 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "../cuda/device.h"
 #include "../cuda/gpu_libs.h"
 #include "conv_thin.h"
 #include "depthwise3x3.h"
@@ -567,6 +568,7 @@ void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void
   if (pl.tuned[dir]) return;
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(cu::stream(k), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+  if (cudev::stream_held()) return;  // exact profiling holds the stream: a synchronous search would wait forever
   pl.tuned[dir] = true;
   void* cd = pl.cd[dir];
   // at most 256 MiB to time with (scratch slots keep their largest size): candidates that need more are left out

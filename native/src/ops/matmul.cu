@@ -18,6 +18,7 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
+#include "../cuda/device.h"
 #include "../cuda/gpu_libs.h"
 #include "switches.h"
 
@@ -382,6 +383,7 @@ void tune(const KernelCtx& k, const gpu::CublasLt& lt, LtPlan& pl, const LtCall&
   cudaStream_t s = cu::stream(k);
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+  if (cudev::stream_held()) return;  // exact profiling holds the stream: the timing would wait for the release
   pl.tuned = true;
   const size_t floats = static_cast<size_t>((c.batch - 1) * c.sD + (c.n - 1) * c.ldd + c.m);
   void* tmp = nullptr;
