@@ -39,7 +39,7 @@ void check(cudaError_t e, const char* op, const char* what);
 inline void check_launch(const KernelCtx& ctx) { check(cudaGetLastError(), ctx.op, "kernel launch"); }
 
 // Stream-ordered device scratch (grows; reused). Valid until the next call with the same slot on this stream.
-constexpr int kScratchSlots = 9;
+constexpr int kScratchSlots = 10;  // slot 9: the cuBLASLt workspace (matmul.cu) alone
 void* scratch(cudaStream_t s, size_t bytes, int slot = 0);
 
 // Grid for a grid-stride loop over n elements with `threads` per block.

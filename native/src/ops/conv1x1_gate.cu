@@ -176,7 +176,7 @@ __global__ void ln_rows_k(const float* __restrict__ x, pwgate::LnArgs ln, float*
   }
 }
 
-// h in scratch (slot 7 in the gate ops, which call no cuBLASLt GEMM; slot 6 in ln_conv1x1, whose bias GEMM may):
+// h in scratch (slot 7 in the gate ops, 6 in ln_conv1x1; cuBLASLt's workspace has slot 9 to itself):
 // the forwards by layer_norm2d's own kernels (statistics written), the backwards from the given statistics with
 // that kernel's expression (the forward's h bit for bit), 4 channels per thread; the row kernel above where those
 // do not take the shape (layer_norm2d's forward takes every shape: a LayerNorm kernel per C).

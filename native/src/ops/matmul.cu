@@ -219,8 +219,8 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // asked once per key. The alignments (largest power of two <= 256 dividing each address) are in the key and passed
 // as the MIN_ALIGNMENT prefs (their default, 256, would let it pick algorithms that reject less aligned buffers);
 // the bias pointer's alignment reaches the heuristic through BIAS_POINTER, which it reads without dereferencing.
-// Workspace: at most 32 MiB, from cu::scratch slot 7 (conv1x1_add's column sums and conv1x1_gate's normalised input
-// also live there, in ops that call no cuBLASLt GEMM while they hold it; conv2d uses 0-5 within one op).
+// Workspace: at most 32 MiB, from cu::scratch slot 9, which nothing else uses (every op's GEMMs may run here: with
+// IRCONSTYLE_GEMM_TUNE=1 the plain cuBLAS calls too).
 // Determinism: the default reduction-scheme mask is kept. The cuBLAS docs state that its routines give bit-wise
 // identical results run to run on the same architecture and SM count (Results Reproducibility; multi-stream
 // workspace sharing is the documented exception, avoided here by passing our own workspace, which the docs name as
@@ -229,7 +229,7 @@ void column_sums(const KernelCtx& k, const float* x, int64_t rows, int64_t cols,
 // reduction pass; none is documented as nondeterministic, so CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK is unset.
 namespace {
 
-constexpr int kLtSlot = 7;
+constexpr int kLtSlot = 9;
 constexpr uint64_t kLtMaxWorkspace = uint64_t(32) << 20;
 
 // One column-major cublasLtMatmul: D[m, n] = op(A)[m, k] op(B)[k, n] (+ R[m, n], stored as D, when R is given:
