@@ -50,10 +50,28 @@ function blockCases(N, H, W, C, tag) {
   ].map(([op, inputs, attrs, what]) => ({ op, name: `${op}${what ? ` ${what}` : ''} ${tag}`, inputs, attrs }));
 }
 
+// The fused 1x1 ops at ConStyle NAFNet's level-1 shapes, by default and by the SIMT kernel (IRCONSTYLE_PW_SIMT=1):
+// the A/B of that opt-in kernel (C = 96 has no default row above).
+function simtCases(N, H, W, C) {
+  const x = [N, H, W, C], v = [N, 1, 1, C], rows = N * H * W, tag = `[${x}]`;
+  const w11 = (ci, co) => f([1, 1, ci, co], -0.2, 0.2);
+  return [
+    ['ln_conv1x1', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'],
+    ['ln_conv1x1_gate', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'],
+    ['ln_conv1x1_gate_backward', [f(x), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f([2 * C]), f(x)], [1], 'C->2C +b +acc'],
+    ['conv1x1_add', [f(x), w11(C, C), f(x), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s +r'],
+  ].flatMap(([op, inputs, attrs, what]) => [
+    ...(C === 48 ? [] : [{ op, name: `${op} ${what} ${tag}`, inputs, attrs }]),
+    { op, name: `${op} ${what} ${tag}, SIMT (opt-in)`, inputs, attrs, env: { IRCONSTYLE_PW_SIMT: '1' } },
+  ]);
+}
+
 export function opBenchCases(smoke = false) {
-  if (smoke) return blockCases(2, 8, 8, 8, 'smoke [2,8,8,8]');
+  if (smoke) return [...blockCases(2, 8, 8, 8, 'smoke [2,8,8,8]'), ...simtCases(2, 8, 8, 16)];
   return [
     ...blockCases(16, 128, 128, 48, 'L1 [16,128,128,48]'),
+    ...simtCases(16, 128, 128, 48),
+    ...simtCases(16, 128, 128, 96),
     ...blockCases(16, 16, 16, 384, 'bottom [16,16,16,384]'),
     { op: 'conv2d', name: 'conv2d 3x3 3->48 +b intro [16,128,128,3]', inputs: [f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2), f([48])], attrs: [1, 1, 1] },
     { op: 'conv2d_backward', name: 'conv2d_backward 3x3 3->48 intro', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2)], attrs: [1, 1, 1] },
@@ -144,7 +162,9 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   }
   tiny.dispose();
   const rows = [];
-  for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name))) {
+  // BENCH_SKIP_AB (the device check, after failing op cases) lists A/B keys whose kernels are left out: pwSimt
+  const skipSimt = (process.env.BENCH_SKIP_AB ?? '').split(',').includes('pwSimt');
+  for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name) && !(skipSimt && c.env?.IRCONSTYLE_PW_SIMT))) {
     const { inputs } = buildInputs(lib, c, 1, device);
     const envBefore = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));
     Object.assign(process.env, c.env ?? {});  // a case may pick a kernel path (read by the native side per call)

@@ -25,7 +25,7 @@ import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
-import { kernelFallback, benchFailures, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS } from './fallback.mjs';
+import { kernelFallback, benchFailures, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(SELF), '..');
@@ -168,6 +168,11 @@ function selectCases(filter) {
   // own: the cases of the ops that the opt-in kernels serve, run with every `on` switch (OWN_KERNELS) and TF32
   // allowed (most of those kernels need it), the conv/GEMM cases against the TF32 bound
   if (filter === 'own') return all.filter((c) => OWN_KERNEL_OPS.includes(c.op)).map((c) => (c.conv ? { ...c, tol: TOL_TF32 } : c));
+  // solo:<name>: the cases of that pass's ops (SOLO_PASSES), strict bounds (its switch alone, TF32 off)
+  if (filter.startsWith('solo:')) {
+    const ops = SOLO_PASSES.find((p) => p.name === filter.slice(5))?.ops ?? [];
+    return all.filter((c) => ops.includes(c.op));
+  }
   // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer
   if (filter.startsWith('san:')) {
     const re = new RegExp(filter.slice(4));
@@ -478,16 +483,18 @@ async function main() {
   const opRes = {};
   if (skipReason) say(`\n== b. ops: SKIPPED (${skipReason})`);
   else {
-    for (const pass of ['strict', 'tf32', 'own']) {
+    const solo = Object.fromEntries(SOLO_PASSES.map((p) => [p.name, p]));
+    for (const pass of ['strict', 'tf32', 'own', ...Object.keys(solo)]) {
       if (pass !== 'strict' && selftest && !flag('--with-own')) continue;
-      const filter = { strict: 'all', tf32: 'conv', own: 'own' }[pass];
+      const filter = { strict: 'all', tf32: 'conv', own: 'own' }[pass] ?? `solo:${pass}`;
       const sel = selectCases(filter);
-      const deadline = Date.now() + 1000 * Math.min({ strict: 200, tf32: 40, own: 60 }[pass], Math.max(30, left() - 180));
+      const deadline = Date.now() + 1000 * Math.min({ strict: 200, tf32: 40, own: 60 }[pass] ?? 40, Math.max(30, left() - 180));
+      const envs = (e) => Object.entries(e).map(([k, v]) => `${k}=${v}`).join(' ');
       const what = { strict: 'IRCONSTYLE_TF32=0', tf32: 'TF32 allowed (conv/GEMM cases, reported)',
-        own: `the opt-in kernels (${Object.entries(OWN_KERNELS).map(([k, v]) => `${k}=${v}`).join(' ')}), TF32 allowed` }[pass];
+        own: `the opt-in kernels (${envs(OWN_KERNELS)}), TF32 allowed` }[pass] ?? `${envs(solo[pass].env)} IRCONSTYLE_TF32=0`;
       say(`\n== b. ops ${what}: ${sel.length} cases, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
-      const env = workerEnv(pass === 'own' ? OWN_KERNELS : {});
-      if (pass === 'strict') env.IRCONSTYLE_TF32 = '0'; else delete env.IRCONSTYLE_TF32;
+      const env = workerEnv(pass === 'own' ? OWN_KERNELS : solo[pass]?.env ?? {});
+      if (pass === 'strict' || solo[pass]) env.IRCONSTYLE_TF32 = '0'; else delete env.IRCONSTYLE_TF32;
       let shown = 0;
       const res = await runWorkers({
         mode: '--op-worker', extra: ['--target', target, '--filter', filter, '--seed', String(SEED)],
@@ -574,17 +581,20 @@ async function main() {
 
   // ---- d. benchmarks
   let bench = null;
+  // an opt-in kernel whose own pass failed is left out of the benches' A/B (a broken kernel could end the process)
+  const skipAB = SOLO_PASSES.filter((p) => p.ab && (opRes[p.name] ?? []).some((o) => !o.ok)).map((p) => p.ab);
   if (flag('--no-bench')) say('\n== d. bench: skipped (--no-bench)');
   else if (left() < 60) say(`\n== d. bench: skipped (only ${Math.round(left())} s left)`);
   else {
     const b = Math.floor(left() - 55); // leaves the op bench (d2) its time
-    say(`\n== d. bench (scripts/bench-gpu.mjs), ${b} s budget`);
+    say(`\n== d. bench (scripts/bench-gpu.mjs), ${b} s budget${skipAB.length ? `; A/B variants left out after failing cases: ${skipAB.join(' ')}` : ''}`);
     const saved = join(OUT, 'bench-gpu.json');  // written by the bench as it goes
     // the CPU self-test runs the bench's tiny CPU configuration (the harness, not a measurement)
     const smokeArgs = selftest ? ['--cpu-smoke'] : [], benchTarget = selftest ? 'cpu' : 'cuda';
     rmSync(saved, { force: true });
     const r = await runWorkers({
-      mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT, ...smokeArgs], env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...fallback.env },
+      mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT, ...smokeArgs],
+      env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...fallback.env, ...(skipAB.length ? { BENCH_SKIP_AB: skipAB.join(',') } : {}) },
       n: 1, deadline: Date.now() + b * 1000, stallS: b, log: join(OUT, 'bench.log'),
     });
     const partial = () => { try { return JSON.parse(readFileSync(saved, 'utf8')); } catch { return null; } };  // (cut short?)
@@ -615,7 +625,7 @@ async function main() {
   if (!skipReason && !selftest && !flag('--no-op-bench') && left() > 30) {
     say(`\n== d2. op bench (scripts/bench-gpu-ops.mjs)`);
     const r = await runWorkers({
-      mode: '--opbench-worker', extra: [], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda' },
+      mode: '--opbench-worker', extra: [], env: { ...process.env, IRCONSTYLE_BACKEND: 'cuda', ...(skipAB.length ? { BENCH_SKIP_AB: skipAB.join(',') } : {}) },
       n: 1, deadline: Date.now() + Math.max(20, left() - 5) * 1000, stallS: 120, log: join(OUT, 'opbench.log'),
     });
     opBench = r[0]?.result ?? { error: r[0]?.error ?? 'no result' };
@@ -638,7 +648,7 @@ async function main() {
     }
     const badOps = [...byOp].filter(([, s]) => s.bad).map(([op, s]) => `${op}(${s.bad}/${s.n})`);
     say(`ops ${pass}: cases ${res.length - fails.length}/${res.length} pass; ops ${byOp.size - badOps.length}/${byOp.size} clean`);
-    if (pass !== 'strict') {
+    if (pass !== 'strict' && !SOLO_PASSES.some((p) => p.name === pass)) {  // (the solo passes keep strict bounds)
       const worst = res.filter((o) => o.ok || o.err !== undefined).reduce((a, o) => (o.err > (a?.err ?? -1) ? o : a), null);
       // Above the bound by TF32 rounding is informative; ten times above it, an error or a non-finite value is a
       // bug (kernels that run only with TF32, like conv1x1_gate's tensor-core path, are checked here alone). The own

@@ -8,8 +8,9 @@
  * on the H100 the own kernels are opt-in (`on`): they measured slower there. scripts/device-check.mjs sets the `env`
  * switches of every op with a failing case (no `env` of its own) for the fixtures, graphs and benchmarks that follow,
  * and all of them for its safe-mode rerun of a failed benchmark; its `own` pass runs those ops' cases with every
- * `on` switch (OWN_KERNELS). `fallback: false` marks a switch that is off by default (a choice among the libraries'
- * algorithms): a failing op has nothing to leave there, so the fallback never sets it.
+ * `on` switch (OWN_KERNELS), except a switch with a `pass` of its own (SOLO_PASSES: its `on` alone, TF32 off).
+ * `fallback: false` marks a switch that is off by default with the default path as its `env`: a failing op has
+ * nothing to leave there, so the fallback never sets it.
  */
 export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_PW_FWD: 'cublas' }, on: { IRCONSTYLE_PW_FWD: 'wmma' },
@@ -33,6 +34,11 @@ export const KERNEL_SWITCHES = [
     ops: ['matmul', 'linear', 'linear_backward', 'conv2d', 'conv2d_backward', 'conv1x1_add', 'conv1x1_add_backward',
       'conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'channel_attention', 'channel_attention_backward', 'spatial_gate_backward'] },
+  // the SIMT pointwise-GEMM kernel (FP32 on CUDA cores: the LayerNorm or input scale formed on the way in, the bias,
+  // gate or residual on the way out); proven in a strict pass of its own (`pass`), not in the `own` pass, where the
+  // tensor-core kernels take its shapes first
+  { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, pass: 'simt', ab: 'pwSimt',
+    ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_gate', 'ln_conv1x1_gate_backward', 'conv1x1_add'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];
@@ -40,11 +46,15 @@ export const KERNEL_SWITCHES = [
 /** The switches whose `env` leaves a default path for another (`fallback: false`: off by default, nothing to leave). */
 const fallbacks = KERNEL_SWITCHES.filter((k) => k.fallback !== false);
 
-/** Every `on` switch: the project's own kernels wherever they take the shape. */
-export const OWN_KERNELS = Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.on));
+/** Every `on` switch but those with a pass of their own: the project's own kernels wherever they take the shape. */
+const own = KERNEL_SWITCHES.filter((k) => !k.pass);
+export const OWN_KERNELS = Object.assign({}, ...own.map((k) => k.on));
 
-/** The ops whose path an `on` switch changes (the device check's `own` pass runs their cases). */
-export const OWN_KERNEL_OPS = [...new Set(KERNEL_SWITCHES.filter((k) => Object.keys(k.on).length).flatMap((k) => k.ops))];
+/** The ops whose path such an `on` switch changes (the device check's `own` pass runs their cases). */
+export const OWN_KERNEL_OPS = [...new Set(own.filter((k) => Object.keys(k.on).length).flatMap((k) => k.ops))];
+
+/** The switches proven in a strict pass of their own (TF32 off): { name, env, ops, ab: the bench's A/B key }. */
+export const SOLO_PASSES = KERNEL_SWITCHES.filter((k) => k.pass).map((k) => ({ name: k.pass, env: k.on, ops: k.ops, ab: k.ab }));
 
 /**
  * The switches for failing op cases: `failed` are results { op, name, ok } (cases with an `env` of their own are

@@ -21,6 +21,7 @@
 #include "conv1x1_add.h"
 #include "conv2d.h"
 #include "op_api.h"
+#include "pw_simt.h"
 
 namespace irc {
 namespace {
@@ -117,6 +118,15 @@ void cpu_conv1x1_add(KernelCtx& k) {
   if (const int mode = g.lin ? emulation_requested("linear_fwd") : 0)
     if (conv::linear_forward_model(mode == 1, x, w, o.b, r, y, g.rows, static_cast<int>(g.Ci), static_cast<int>(g.Co)))
       return;
+  {  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path (input scale, 1x1, bias, output scale, residual)
+    pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, g.Co, g.lin, nullptr, o.b);
+    p.a = o.a;
+    p.group_rows = o.a ? o.group_rows(g.rows) : 0;
+    p.s = o.s;
+    p.r = r;
+    p.y = y;
+    if (pw_simt_emulate(pwsimt::kAdd, p)) return;
+  }
   std::vector<float> bs(static_cast<size_t>(g.Co), 0.f), wbuf;
   if (o.b)
     for (int64_t c = 0; c < g.Co; ++c) bs[c] = o.s ? o.b[c] * o.s[c] : o.b[c];

@@ -17,6 +17,7 @@
 #include "../cuda/warp.cuh"
 #include "conv1x1_add.h"
 #include "pw_bwd.h"
+#include "pw_simt.h"
 
 namespace irc {
 namespace {
@@ -120,6 +121,19 @@ void cuda_conv1x1_add(KernelCtx& k) {
   const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
   if (n == 0) return;
   cudaStream_t st = cu::stream(k);
+  // IRCONSTYLE_PW_SIMT=1: the input scale, the 1x1 (or Linear: FP32 either way), the bias, the output scale and the
+  // residual in one pass
+  const auto simt = [&] {
+    if (!pw_simt_requested()) return false;
+    pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, g.Co, g.lin, nullptr, o.b);
+    p.a = o.a;
+    p.group_rows = o.a ? rg : 0;
+    p.s = o.s;
+    p.r = r;
+    p.y = y;
+    return pw_simt_cuda(k, pwsimt::kAdd, p) > 0;
+  };
+  if (!g.lin && simt()) return;
   // W_g (or w) and b s (or b)
   const float *W = w, *bs = o.b;
   if ((o.a || o.s) && wsz > 0) {
@@ -137,7 +151,7 @@ void cuda_conv1x1_add(KernelCtx& k) {
   const bool tf32 = !g.lin && cu::tf32_convolutions();
   const int64_t ldw = g.lin ? g.Ci : g.Co;
   // a Linear's: the split-TF32 tensor-core kernel with the residual in its epilogue, where it takes the shape
-  if (g.lin && linear_forward(k, x, w, o.b, r, y, g.rows, g.Ci, g.Co)) return;
+  if (g.lin && (linear_forward(k, x, w, o.b, r, y, g.rows, g.Ci, g.Co) || simt())) return;
   // one cuBLASLt call over the groups (the residual read by the GEMM), else a row pass and a cuBLAS batch
   const int64_t sW = W == w ? 0 : wsz;
   if (g.Ci > 0 && rg > 0 &&

@@ -21,6 +21,7 @@
 #include "op_api.h"
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
+#include "pw_simt.h"
 
 namespace irc {
 namespace {
@@ -114,6 +115,9 @@ void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, d
     emulate<0>(mode, g, x, ln ? *ln : pwgate::LnArgs{}, w, b, nullptr, y, nullptr);
     return;
   }
+  pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, 2 * g.C, false, ln, b);
+  p.y = y;
+  if (pw_simt_emulate(pwsimt::kGate, p)) return;  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path
   const int64_t C2 = 2 * g.C, R = std::max<int64_t>(64, (int64_t(1) << 20) / C2);  // ~4 MiB of z per chunk
   float* z = scratch(static_cast<size_t>(std::min(R, g.rows) * C2), 0);  // kept by the thread: no page faults per call
   float* h = ln ? scratch(static_cast<size_t>(std::min(R, g.rows) * g.Ci), 1) : nullptr;
@@ -170,6 +174,24 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
     conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
                             static_cast<int>(C2));
     return false;
+  }
+  {  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's dz, h and per-block column sums, then the 1x1's dx and dw
+    pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, C2, false, ln, b);
+    std::vector<float> h(ln ? static_cast<size_t>(g.rows * g.Ci) : 0), dbp(static_cast<size_t>(pw_simt_emulated_blocks * C2));
+    p.r = dy;
+    p.y = dz;
+    p.h_out = ln ? h.data() : nullptr;
+    p.dbp = dbp.data();
+    if (const int64_t blocks = pw_simt_emulate(pwsimt::kGateBwd, p)) {
+      for (int64_t c = 0; c < C2; ++c) {
+        float t = 0.f;
+        for (int64_t q = 0; q < blocks; ++q) t += dbp[q * C2 + c];
+        db[c] = t;
+      }
+      std::vector<float> unused(static_cast<size_t>(C2));
+      conv::pointwise_backward(g.rows, g.Ci, C2, dz, ln ? h.data() : x, w, dx, dw, unused.data());
+      return false;
+    }
   }
   const float* in = x;
   if (ln) {  // h again from the given statistics, by layer_norm2d's own expression
@@ -386,6 +408,9 @@ void cpu_ln_conv1x1(KernelCtx& k) {
       return;
     }
   }
+  pwsimt::Args p = pw_simt_args(x, rows, Ci, w, Co, lin, &ln, b);
+  p.y = y;
+  if (pw_simt_emulate(pwsimt::kPlain, p)) return;  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path
   // layer_norm2d's rows and the linear op's GEMM or conv2d's 1x1 path over row chunks: the separate ops' results
   const int64_t R = std::max<int64_t>(64, (int64_t(1) << 20) / Ci);
   float* h = scratch(static_cast<size_t>(std::min(R, rows) * Ci), 1);

@@ -26,6 +26,7 @@
 #include "layer_norm2d.h"
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
+#include "pw_simt.h"
 #include "switches.h"
 
 namespace irc {
@@ -203,12 +204,36 @@ void gate_forward(const KernelCtx& k, const Geo& g, const float* x, const pwgate
     launch_wmma<0>(k, x, ln ? *ln : pwgate::LnArgs{}, w, b, nullptr, y, nullptr, g.rows, g.Ci, g.C);
     return;
   }
+  if (pw_simt_requested()) {  // the LayerNorm, the 1x1 and the gate in one pass over x
+    pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, 2 * g.C, false, ln, b);
+    p.y = y;
+    if (pw_simt_cuda(k, pwsimt::kGate, p)) return;
+  }
   const float* h = ln ? materialize_h(k, x, *ln, g) : x;
   cudaStream_t st = cu::stream(k);
   float* z = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * 2 * g.C, 6));
   gemm_z(k, h, w, z, g.rows, g.Ci, 2 * g.C);
   gate_rows_k<0><<<cu::blocks_for(g.rows * g.C), 256, 0, st>>>(z, b, nullptr, y, g.rows, g.C);
   cu::check_launch(k);
+}
+
+// The SIMT kernel's gate backward: z = h w + b formed again (h = LN(x) from ln's statistics, written to scratch slot
+// 7, or x itself), dz = (dy z2, dy z1) into dz and its column sums into db (per-block sums in slot 5, then summed in
+// order). Returns h, or nullptr having enqueued nothing when the kernel does not take the shape.
+const float* simt_gate_dz(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
+                          const float* w, const float* b, float* dz, float* db) {
+  const int64_t C2 = 2 * g.C;
+  pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, C2, false, ln, b);
+  const int64_t grid = pw_simt_blocks_bound(pwsimt::kGateBwd, p);
+  if (grid <= 0) return nullptr;
+  cudaStream_t st = cu::stream(k);
+  p.r = dy;
+  p.y = dz;
+  p.dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * grid * C2, 5));
+  if (ln) p.h_out = static_cast<float*>(cu::scratch(st, sizeof(float) * g.rows * g.Ci, 7));
+  if (pw_simt_cuda(k, pwsimt::kGateBwd, p) != grid) return nullptr;  // (the same computation: cannot differ)
+  blas::column_sums(k, p.dbp, grid, C2, db, 4);
+  return ln ? p.h_out : x;
 }
 
 // dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With fold (and ln): the LayerNorm's
@@ -239,6 +264,8 @@ bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
            : pw_backward(k, x, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2))
       return false;
     h = ln ? materialize_h(k, x, *ln, g) : x;
+  } else if (pw_simt_requested() && (h = simt_gate_dz(k, g, dy, x, ln, w, b, dz, db))) {  // z formed again, dz, h, db
+    if (pw_backward(k, h, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return false;
   } else {
     h = ln ? materialize_h(k, x, *ln, g) : x;
     gemm_z(k, h, w, dz, g.rows, g.Ci, C2);
@@ -317,8 +344,14 @@ void cuda_ln_conv1x1(KernelCtx& k) {
   pwgate::LnArgs ln = ln_args(k, 1, 2);
   ln.mean_out = k.out[1].f();
   ln.rstd_out = k.out[2].f();
+  // IRCONSTYLE_PW_SIMT=1: the LayerNorm and the 1x1 (or Linear, FP32 either way) in one pass over x
+  const auto simt = [&] {
+    pwsimt::Args p = pw_simt_args(x, rows, Ci, w, Co, lin, &ln, b);
+    p.y = y;
+    return pw_simt_requested() && pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+  };
   if (lin) {  // the split-TF32 kernel with the LayerNorm formed in it; else h, then the linear op's GEMMs
-    if (linear_forward(k, x, w, b, nullptr, y, rows, Ci, Co, &ln)) return;
+    if (linear_forward(k, x, w, b, nullptr, y, rows, Ci, Co, &ln) || simt()) return;
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
     if (b && blas::gemm_bias(k, false, false, true, rows, Co, Ci, h, Ci, w, Ci, b, y, Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);
@@ -330,6 +363,7 @@ void cuda_ln_conv1x1(KernelCtx& k) {
     launch_wmma<2>(k, x, ln, w, b, nullptr, y, nullptr, rows, Ci, Co / 2);
     return;
   }
+  if (simt()) return;
   const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
   const bool tf32 = cu::tf32_convolutions();
   if (b && blas::gemm_bias(k, tf32, false, false, rows, Co, Ci, h, Ci, w, Co, b, y, Co)) return;

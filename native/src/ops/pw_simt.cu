@@ -1,0 +1,171 @@
+// The SIMT pointwise-GEMM kernel (pw_simt.h, phases in pw_simt_tile.h). Persistent blocks of 256 threads, as many as
+// stay resident (at most two per SM by the launch bounds: up to 128 registers a thread), each staging w once and then
+// taking row tiles in turn: load (float4), prologue, FP32 products from shared memory, epilogue straight to memory.
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+
+#include "../cuda/common.cuh"
+#include "pw_simt.h"
+#include "switches.h"
+
+namespace irc {
+namespace {
+
+using namespace pwsimt;
+
+struct DevLanes {
+  static constexpr int kLanes = pwsimt::kLanes;
+  // the sum over the 16 column lanes of a row (lanes 0-15 or 16-31 of the warp: xor offsets below 16 stay inside)
+  __device__ static float sum(float v) {
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+  }
+};
+
+template <int MODE, int NT>
+__global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
+  constexpr int TM = tm_of(NT), BM = kLanes * TM;
+  extern __shared__ float4 smem4[];
+  float* ws = reinterpret_cast<float*>(smem4);
+  float* xs = ws + p.K * p.N;  // K % 4 == 0: 16-byte aligned
+  const int tid = threadIdx.x, rl = tid / kLanes, cl = tid % kLanes;
+  stage_w(tid, p, ws);
+  const int64_t tiles = (p.rows + BM - 1) / BM;
+  float acc[TM][NT];
+  float psum[NT];
+#pragma unroll
+  for (int i = 0; i < NT; ++i) psum[i] = 0.f;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t r0 = t * BM;
+    __syncthreads();  // w staged; the previous tile's products read
+    load_tile<NT>(tid, p, r0, xs);
+    __syncthreads();
+    if (p.lnw || p.a) {
+      prologue<NT, DevLanes>(rl, cl, p, r0, xs);
+      __syncthreads();
+    }
+    compute<NT>(rl, cl, p.K, p.N, xs, ws, acc);
+    epilogue<MODE, NT>(rl, cl, p, r0, acc, psum);
+  }
+  if constexpr (MODE == kGateBwd) {
+    __syncthreads();
+    float* red = ws;  // [16][N] (K >= 16)
+#pragma unroll
+    for (int i = 0; i < NT; ++i) red[rl * p.N + cl + kLanes * i] = psum[i];
+    __syncthreads();
+    write_partials(tid, p.N, red, p.dbp + static_cast<int64_t>(blockIdx.x) * p.N);
+  }
+}
+
+struct Device {
+  int sms = 0;
+  int smem_optin = 0;
+};
+const Device& device() {
+  static Device d = [] {
+    Device v;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      cudaGetLastError();
+      v = Device{};
+    }
+    return v;
+  }();
+  return d;
+}
+
+// Blocks resident per SM for this instantiation at `bytes` of shared memory (0: it cannot launch), cached per size;
+// the first call also raises the kernel's dynamic shared memory limit to the device's opt-in maximum.
+template <int MODE, int NT>
+int per_sm(size_t bytes) {
+  static std::mutex mu;
+  static std::map<size_t, int> cache;
+  static bool raised = false;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!raised) {
+    raised = true;
+    if (cudaFuncSetAttribute(pw_simt_k<MODE, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, device().smem_optin) !=
+        cudaSuccess)
+      cudaGetLastError();
+  }
+  auto it = cache.find(bytes);
+  if (it != cache.end()) return it->second;
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, pw_simt_k<MODE, NT>, kThreads, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    n = 0;
+  }
+  cache.emplace(bytes, n);
+  return n;
+}
+
+// The grid for p (0: not taken), and with launch, the launch itself.
+template <int MODE, int NT>
+int64_t run(const KernelCtx* k, const Args& p) {
+  const size_t bytes = sizeof(float) * static_cast<size_t>(smem_floats(p.K, p.N, NT));
+  const int n = per_sm<MODE, NT>(bytes);
+  if (n <= 0) return 0;
+  constexpr int BM = kLanes * tm_of(NT);
+  const int64_t tiles = (p.rows + BM - 1) / BM;
+  const int64_t cap = static_cast<int64_t>(n) * device().sms;
+  const int64_t grid = tiles < cap ? tiles : cap;
+  if (k && grid > 0) {
+    pw_simt_k<MODE, NT><<<static_cast<unsigned>(grid), kThreads, bytes, cu::stream(*k)>>>(p);
+    cu::check_launch(*k);
+  }
+  return grid;
+}
+
+template <int MODE>
+int64_t dispatch(const KernelCtx* k, const Args& p) {
+  switch (p.N / kLanes) {  // (as pwsimt::nt_ok)
+    case 3:
+      if constexpr (MODE == kPlain || MODE == kAdd) return run<MODE, 3>(k, p);
+      return 0;
+    case 4:
+      return run<MODE, 4>(k, p);
+    case 6:
+      return run<MODE, 6>(k, p);
+    case 8:
+      return run<MODE, 8>(k, p);
+    case 9:
+      if constexpr (MODE == kPlain || MODE == kAdd) return run<MODE, 9>(k, p);
+      return 0;
+    case 12:
+      return run<MODE, 12>(k, p);
+    default:
+      return 0;
+  }
+}
+
+int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
+  if (p.rows <= 0 || device().sms <= 0 || !shape_ok(mode, p.K, p.N, device().smem_optin) ||
+      !aligned16(p.x) || (mode == kGateBwd && !p.dbp && k) || (p.a && p.group_rows <= 0))
+    return 0;
+  switch (mode) {
+    case kPlain:
+      return dispatch<kPlain>(k, p);
+    case kGate:
+      return dispatch<kGate>(k, p);
+    case kAdd:
+      return dispatch<kAdd>(k, p);
+    case kGateBwd:
+      return dispatch<kGateBwd>(k, p);
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+bool pw_simt_requested() { return env_is("IRCONSTYLE_PW_SIMT", "1"); }
+
+int64_t pw_simt_cuda(const KernelCtx& k, int mode, const Args& p) { return grid_for(&k, mode, p); }
+
+int64_t pw_simt_blocks_bound(int mode, const Args& p) { return grid_for(nullptr, mode, p); }
+
+}  // namespace irc

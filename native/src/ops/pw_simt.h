@@ -1,0 +1,55 @@
+// The SIMT pointwise-GEMM kernel (pw_simt_tile.h): 1x1 convs and Linear layers of up to 192 output channels with their
+// LayerNorm or input scale formed on the way in and their bias, gate or residual applied on the way out, in FP32 on
+// CUDA cores. Opt-in (IRCONSTYLE_PW_SIMT=1); on the CPU backend IRCONSTYLE_EMULATE=pw_simt runs its phases thread by
+// thread for the tests.
+#pragma once
+#include <cstdint>
+
+#include "op_api.h"
+#include "pw_gate_tile.h"
+#include "pw_simt_tile.h"
+
+namespace irc {
+
+// IRCONSTYLE_PW_SIMT=1: the CUDA ops take this kernel where it fits.
+bool pw_simt_requested();
+
+// The kernel's arguments for x [rows, K], w [K, N] (wt: [N, K], a Linear's), bias b and the LayerNorm ln (or none);
+// rows 0 (not taken) for K or N beyond 4096.
+inline pwsimt::Args pw_simt_args(const float* x, int64_t rows, int64_t K, const float* w, int64_t N, bool wt,
+                                 const pwgate::LnArgs* ln, const float* b) {
+  pwsimt::Args p;
+  if (K > 4096 || N > 4096) return p;
+  p.x = x;
+  p.rows = rows;
+  p.K = static_cast<int>(K);
+  p.w = w;
+  p.N = static_cast<int>(N);
+  p.wt = wt;
+  p.b = b;
+  if (ln) {
+    p.lnw = ln->w;
+    p.lnb = ln->b;
+    p.mean_in = ln->mean_in;
+    p.rstd_in = ln->rstd_in;
+    p.mean_out = ln->mean_out;
+    p.rstd_out = ln->rstd_out;
+    p.eps = ln->eps;
+  }
+  return p;
+}
+
+// CUDA (pw_simt.cu): enqueues the kernel for `mode` (pwsimt::Mode); returns its number of blocks (the rows of dbp for
+// kGateBwd, which the caller sizes as pw_simt_blocks_bound rows), or 0 having enqueued nothing when the shape, the
+// alignment or the device's shared memory does not fit.
+int64_t pw_simt_cuda(const KernelCtx& k, int mode, const pwsimt::Args& p);
+// An upper bound of the blocks pw_simt_cuda launches for these rows (kGateBwd's dbp rows): 0 when it would not take it.
+int64_t pw_simt_blocks_bound(int mode, const pwsimt::Args& p);
+
+// CPU (pw_simt_host.cpp): the kernel's phases run block by block and thread by thread when IRCONSTYLE_EMULATE lists
+// pw_simt and the shape fits (the device's rules, with 99 KiB of shared memory); returns the number of blocks (dbp's
+// rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
+int64_t pw_simt_emulate(int mode, const pwsimt::Args& p);
+constexpr int64_t pw_simt_emulated_blocks = 3;
+
+}  // namespace irc

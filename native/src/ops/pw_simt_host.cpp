@@ -1,0 +1,98 @@
+// IRCONSTYLE_EMULATE=pw_simt: the SIMT pointwise-GEMM kernel's phases (pw_simt_tile.h) on the CPU backend, block by
+// block and thread by thread in the kernel's order, for the tests of its tiling and epilogues (not for speed). A row's
+// 16 column lanes run as one host lane there (its sums in another order than the shuffles).
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "pw_simt.h"
+
+namespace irc {
+namespace {
+
+using namespace pwsimt;
+
+struct HostLanes {
+  static constexpr int kLanes = 1;
+  static float sum(float v) { return v; }
+};
+
+template <int MODE, int NT>
+int64_t emulate(const Args& p) {
+  constexpr int TM = tm_of(NT), BM = kLanes * TM;
+  const int64_t tiles = (p.rows + BM - 1) / BM;
+  const int64_t grid = tiles < pw_simt_emulated_blocks ? tiles : pw_simt_emulated_blocks;  // the persistent loop runs
+  const size_t bytes = (sizeof(float) * static_cast<size_t>(smem_floats(p.K, p.N, NT)) + 63) / 64 * 64;
+  std::unique_ptr<float, decltype(&std::free)> smem(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+  if (!smem) op_fail("E_OOM", "pw_simt emulation: out of memory");
+  float* ws = smem.get();
+  float* xs = ws + p.K * p.N;
+  std::vector<float> acc(static_cast<size_t>(kThreads) * TM * NT), psum(static_cast<size_t>(kThreads) * NT);
+  using Acc = float[TM][NT];
+  for (int64_t blk = 0; blk < grid; ++blk) {
+    std::fill(psum.begin(), psum.end(), 0.f);
+    for (int tid = 0; tid < kThreads; ++tid) stage_w(tid, p, ws);
+    for (int64_t t = blk; t < tiles; t += grid) {
+      const int64_t r0 = t * BM;
+      for (int tid = 0; tid < kThreads; ++tid) load_tile<NT>(tid, p, r0, xs);
+      if (p.lnw || p.a)
+        for (int rl = 0; rl < kLanes; ++rl) prologue<NT, HostLanes>(rl, 0, p, r0, xs);
+      for (int tid = 0; tid < kThreads; ++tid) {
+        Acc& a = *reinterpret_cast<Acc*>(&acc[static_cast<size_t>(tid) * TM * NT]);
+        compute<NT>(tid / kLanes, tid % kLanes, p.K, p.N, xs, ws, a);
+        epilogue<MODE, NT>(tid / kLanes, tid % kLanes, p, r0, a, &psum[static_cast<size_t>(tid) * NT]);
+      }
+    }
+    if (MODE == kGateBwd) {
+      float* red = ws;
+      for (int tid = 0; tid < kThreads; ++tid)
+        for (int i = 0; i < NT; ++i) red[(tid / kLanes) * p.N + tid % kLanes + kLanes * i] = psum[static_cast<size_t>(tid) * NT + i];
+      for (int tid = 0; tid < kThreads; ++tid) write_partials(tid, p.N, red, p.dbp + blk * p.N);
+    }
+  }
+  return grid;
+}
+
+template <int MODE>
+int64_t dispatch(const Args& p) {
+  switch (p.N / kLanes) {  // (as pwsimt::nt_ok)
+    case 3:
+      if constexpr (MODE == kPlain || MODE == kAdd) return emulate<MODE, 3>(p);
+      return 0;
+    case 4:
+      return emulate<MODE, 4>(p);
+    case 6:
+      return emulate<MODE, 6>(p);
+    case 8:
+      return emulate<MODE, 8>(p);
+    case 9:
+      if constexpr (MODE == kPlain || MODE == kAdd) return emulate<MODE, 9>(p);
+      return 0;
+    case 12:
+      return emulate<MODE, 12>(p);
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+int64_t pw_simt_emulate(int mode, const Args& p) {
+  if (!emulation_requested("pw_simt") || p.rows <= 0 || !shape_ok(mode, p.K, p.N, 99 * 1024) ||
+      (reinterpret_cast<uintptr_t>(p.x) & 15u) != 0 || (p.a && p.group_rows <= 0))
+    return 0;
+  switch (mode) {
+    case kPlain:
+      return dispatch<kPlain>(p);
+    case kGate:
+      return dispatch<kGate>(p);
+    case kAdd:
+      return dispatch<kAdd>(p);
+    case kGateBwd:
+      return dispatch<kGateBwd>(p);
+    default:
+      return 0;
+  }
+}
+
+}  // namespace irc

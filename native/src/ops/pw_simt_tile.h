@@ -1,0 +1,240 @@
+// The phases of the SIMT pointwise-GEMM kernel (pw_simt.cu), written once for the device and the host: the CUDA
+// kernel runs them with threadIdx and shuffles, the CPU backend runs them thread by thread when
+// IRCONSTYLE_EMULATE=pw_simt (pw_simt_host.cpp), so the tiling, the prologues and the epilogues are checked by the CPU
+// tests without a GPU.
+//
+// y = epilogue(prologue(x) w) for x [rows, K] and w [K, N] (or [N, K], a Linear's, with wt), FP32 on CUDA cores. A
+// block of 256 threads = 16 column lanes cl x 16 row lanes rl owns tiles of BM = 16 TM rows in turn (persistent
+// blocks); thread (rl, cl) computes rows rl + 16 j (j < TM) and columns cl + 16 i (i < NT = N / 16), so the two
+// halves c and c + N / 2 of a gate meet in one thread. Shared memory: w as [K][N] (staged once per block) and the x
+// tile as [BM][K + 4] (the pad puts the rows of a warp's two row lanes in different banks).
+//   load_tile (every thread): the x tile, float4 loads, zeros past the end;
+//   prologue (16 column lanes per row, rows rl + 16 j): a LayerNorm over the K channels (statistics computed and
+//     written, or given) or the per-group input scale x a[row / group_rows] (conv1x1_add's SCA), in place; with
+//     h_out the result is also written to memory (the backward's h);
+//   compute (every thread): acc[j][i] = sum over k ascending of xs[rl + 16 j][k] ws[k][cl + 16 i];
+//   epilogue (every thread): kPlain y = acc + b; kAdd y = r + (acc + b) s; kGate y[c] = (acc_c + b_c)(acc_c' + b_c')
+//     with c' = c + N / 2 into y [rows, N / 2]; kGateBwd the gate's backward dz = (dy z2, dy z1) into y [rows, N]
+//     with dy = r [rows, N / 2], the thread's column sums of dz accumulated in psum (then summed over the row lanes
+//     in order and written per block to dbp [grid][N]: write_partials).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "host_device.h"
+
+namespace irc {
+namespace pwsimt {
+
+constexpr int kThreads = 256;
+constexpr int kLanes = 16;  // column lanes (and row lanes)
+
+#ifdef __CUDACC__
+using F4 = float4;
+#else
+struct alignas(16) F4 {
+  float x, y, z, w;
+};
+#endif
+
+enum Mode { kPlain = 0, kGate = 1, kAdd = 2, kGateBwd = 3 };
+
+// Rows per thread for NT column groups: 8 (BM = 128) up to 6 groups, else 4 (BM = 64): at most 48 accumulators.
+IRC_HD constexpr int tm_of(int nt) { return nt <= 6 ? 8 : 4; }
+IRC_HD int ldx_of(int K) { return K + 4; }
+
+struct Args {
+  const float* x = nullptr;
+  int64_t rows = 0;
+  int K = 0;
+  const float* w = nullptr;
+  int N = 0;
+  bool wt = false;  // w is [N, K]
+  // prologue: a LayerNorm (lnw non-null; statistics given in mean_in / rstd_in or written to mean_out / rstd_out)
+  const float *lnw = nullptr, *lnb = nullptr, *mean_in = nullptr, *rstd_in = nullptr;
+  float *mean_out = nullptr, *rstd_out = nullptr;
+  float eps = 0.f;
+  const float* a = nullptr;  // or the input scale a [groups, K], group = row / group_rows
+  int64_t group_rows = 0;
+  float* h_out = nullptr;  // the prologue's result [rows, K] (kGateBwd with a LayerNorm: the backward's h)
+  // epilogue
+  const float* b = nullptr;  // bias [N]
+  const float* s = nullptr;  // kAdd: output scale [N]
+  const float* r = nullptr;  // kAdd: residual [rows, N]; kGateBwd: dy [rows, N / 2]
+  float* y = nullptr;
+  float* dbp = nullptr;  // kGateBwd: column sums of dz per block [grid][N]
+};
+
+// Shared memory of a block, in floats: ws [K][N], then xs [BM][K + 4].
+inline int64_t smem_floats(int K, int N, int nt) {
+  return static_cast<int64_t>(K) * N + static_cast<int64_t>(kLanes) * tm_of(nt) * ldx_of(K);
+}
+
+// The column groups a mode is instantiated for (N = 16 NT: 48, 64, 96, 128, 144, 192 outputs): the gates need an even
+// NT (their halves).
+inline bool nt_ok(int mode, int nt) {
+  const bool even = nt == 4 || nt == 6 || nt == 8 || nt == 12;
+  return mode == kGate || mode == kGateBwd ? even : even || nt == 3 || nt == 9;
+}
+
+// Whether the kernel takes K and N with smem_limit bytes of shared memory per block (K >= 16 also leaves room for
+// kGateBwd's [16][N] reduction in the block's shared memory).
+inline bool shape_ok(int mode, int64_t K, int64_t N, int64_t smem_limit) {
+  if (K < 16 || K % 4 != 0 || K > 4096 || N <= 0 || N % kLanes != 0 || !nt_ok(mode, static_cast<int>(N / kLanes)))
+    return false;
+  return 4 * smem_floats(static_cast<int>(K), static_cast<int>(N), static_cast<int>(N / kLanes)) <= smem_limit;
+}
+
+// Once per block: w into ws [K][N]; thread tid of kThreads.
+IRC_HD void stage_w(int tid, const Args& p, float* ws) {
+  const int64_t n = static_cast<int64_t>(p.K) * p.N;
+  for (int64_t e = tid; e < n; e += kThreads) {
+    const int64_t k = e / p.N, c = e - k * p.N;
+    ws[e] = p.wt ? p.w[c * p.K + k] : p.w[e];
+  }
+}
+
+// The x tile of rows [r0, r0 + BM): float4 loads (K % 4 == 0, x 16-byte aligned), zeros past the end.
+template <int NT>
+IRC_HD void load_tile(int tid, const Args& p, int64_t r0, float* xs) {
+  constexpr int BM = kLanes * tm_of(NT);
+  const int k4 = p.K / 4, ldx = ldx_of(p.K);
+  const int n = BM * k4;
+  for (int e = tid; e < n; e += kThreads) {
+    const int r = e / k4, q = e - r * k4;
+    const int64_t row = r0 + r;
+    F4 v{0.f, 0.f, 0.f, 0.f};
+    if (row < p.rows) v = reinterpret_cast<const F4*>(p.x)[row * k4 + q];
+    *reinterpret_cast<F4*>(xs + r * ldx + 4 * q) = v;
+  }
+}
+
+// Prologue on rows rl + 16 j of the tile, column lane `lane` of L::kLanes (L::sum adds over the row's lanes: 16
+// shuffled lanes on the device, one on the host).
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
+template <int NT, class L>
+IRC_HD void prologue(int rl, int lane, const Args& p, int64_t r0, float* xs) {
+  constexpr int TM = tm_of(NT);
+  const int ldx = ldx_of(p.K);
+  for (int j = 0; j < TM; ++j) {
+    const int r = rl + kLanes * j;
+    const int64_t row = r0 + r;
+    float* xr = xs + r * ldx;
+    if (p.lnw) {
+      float m, rs;
+      if (p.mean_in) {
+        m = row < p.rows ? p.mean_in[row] : 0.f;
+        rs = row < p.rows ? p.rstd_in[row] : 0.f;
+      } else {
+        float t = 0.f;
+        for (int q = lane; q < p.K; q += L::kLanes) t += xr[q];
+        m = L::sum(t) / static_cast<float>(p.K);
+        float v = 0.f;
+        for (int q = lane; q < p.K; q += L::kLanes) {
+          const float d = xr[q] - m;
+          v += d * d;
+        }
+        rs = 1.f / sqrtf(L::sum(v) / static_cast<float>(p.K) + p.eps);
+        if (lane == 0 && row < p.rows) {
+          p.mean_out[row] = m;
+          p.rstd_out[row] = rs;
+        }
+      }
+      for (int q = lane; q < p.K; q += L::kLanes) {
+        const float h = row < p.rows ? (xr[q] - m) * rs * p.lnw[q] + p.lnb[q] : 0.f;
+        xr[q] = h;
+        if (p.h_out && row < p.rows) p.h_out[row * p.K + q] = h;
+      }
+    } else if (p.a && row < p.rows) {
+      const float* ar = p.a + (row / p.group_rows) * p.K;
+      for (int q = lane; q < p.K; q += L::kLanes) xr[q] *= ar[q];
+    }
+  }
+}
+
+// acc[j][i] = sum over k of xs[rl + 16 j][k] ws[k][cl + 16 i], k ascending (four at a time from the x rows).
+template <int NT>
+IRC_HD void compute(int rl, int cl, int K, int N, const float* xs, const float* ws, float (&acc)[tm_of(NT)][NT]) {
+  constexpr int TM = tm_of(NT);
+  const int ldx = ldx_of(K);
+  IRC_UNROLL
+  for (int j = 0; j < TM; ++j)
+    IRC_UNROLL
+    for (int i = 0; i < NT; ++i) acc[j][i] = 0.f;
+  for (int k = 0; k < K; k += 4) {
+    F4 xv[TM];
+    IRC_UNROLL
+    for (int j = 0; j < TM; ++j) xv[j] = *reinterpret_cast<const F4*>(xs + (rl + kLanes * j) * ldx + k);
+    IRC_UNROLL
+    for (int kk = 0; kk < 4; ++kk) {
+      float wv[NT];
+      const float* wr = ws + (k + kk) * N + cl;
+      IRC_UNROLL
+      for (int i = 0; i < NT; ++i) wv[i] = wr[kLanes * i];
+      IRC_UNROLL
+      for (int j = 0; j < TM; ++j) {
+        const float xk = kk == 0 ? xv[j].x : kk == 1 ? xv[j].y : kk == 2 ? xv[j].z : xv[j].w;
+        IRC_UNROLL
+        for (int i = 0; i < NT; ++i) acc[j][i] = fmaf(xk, wv[i], acc[j][i]);
+      }
+    }
+  }
+}
+
+// The epilogue of thread (rl, cl) for the tile at r0; psum [NT]: kGateBwd's column sums of dz.
+template <int MODE, int NT>
+IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&acc)[tm_of(NT)][NT], float* psum) {
+  constexpr int TM = tm_of(NT), H = NT / 2;
+  const int N = p.N, C = N / 2;
+  float bias[NT];
+  IRC_UNROLL
+  for (int i = 0; i < NT; ++i) bias[i] = p.b ? p.b[cl + kLanes * i] : 0.f;
+  IRC_UNROLL
+  for (int j = 0; j < TM; ++j) {
+    const int64_t row = r0 + rl + kLanes * j;
+    if (row >= p.rows) continue;
+    if constexpr (MODE == kPlain || MODE == kAdd) {
+      float* yr = p.y + row * N + cl;
+      IRC_UNROLL
+      for (int i = 0; i < NT; ++i) {
+        float v = acc[j][i] + bias[i];
+        if constexpr (MODE == kAdd) {
+          if (p.s) v *= p.s[cl + kLanes * i];
+          v += p.r[row * N + cl + kLanes * i];
+        }
+        yr[kLanes * i] = v;
+      }
+    } else {
+      IRC_UNROLL
+      for (int i = 0; i < H; ++i) {
+        const float z1 = acc[j][i] + bias[i], z2 = acc[j][i + H] + bias[i + H];
+        const int c = cl + kLanes * i;
+        if constexpr (MODE == kGate) {
+          p.y[row * C + c] = z1 * z2;
+        } else {
+          const float g = p.r[row * C + c], d1 = g * z2, d2 = g * z1;
+          p.y[row * N + c] = d1;
+          p.y[row * N + C + c] = d2;
+          psum[i] += d1;
+          psum[i + H] += d2;
+        }
+      }
+    }
+  }
+}
+
+// kGateBwd, after the block's last tile: red [16][N] holds every thread's psum (red[rl][cl + 16 i]); thread tid sums
+// columns tid, tid + 256, .. over the 16 row lanes in order into dbp[block][c].
+IRC_HD void write_partials(int tid, int N, const float* red, float* dbp_block) {
+  for (int c = tid; c < N; c += kThreads) {
+    float t = 0.f;
+    for (int q = 0; q < kLanes; ++q) t += red[q * N + c];
+    dbp_block[c] = t;
+  }
+}
+
+}  // namespace pwsimt
+}  // namespace irc
