@@ -95,18 +95,30 @@ IRC_HD void stage_w(int tid, const Args& p, float* ws) {
   }
 }
 
-// The x tile of rows [r0, r0 + BM): float4 loads (K % 4 == 0, x 16-byte aligned), zeros past the end.
+// The x tile of rows [r0, r0 + BM): float4 loads (K % 4 == 0, x 16-byte aligned), zeros past the end; four loads
+// in flight per thread before their stores (the tile is contiguous in memory: rows r0.. of x).
 template <int NT>
 IRC_HD void load_tile(int tid, const Args& p, int64_t r0, float* xs) {
-  constexpr int BM = kLanes * tm_of(NT);
+  constexpr int BM = kLanes * tm_of(NT), U = 4;
   const int k4 = p.K / 4, ldx = ldx_of(p.K);
   const int n = BM * k4;
-  for (int e = tid; e < n; e += kThreads) {
-    const int r = e / k4, q = e - r * k4;
-    const int64_t row = r0 + r;
-    F4 v{0.f, 0.f, 0.f, 0.f};
-    if (row < p.rows) v = reinterpret_cast<const F4*>(p.x)[row * k4 + q];
-    *reinterpret_cast<F4*>(xs + r * ldx + 4 * q) = v;
+  const int64_t avail = (p.rows - r0) * k4;  // float4s of the tile that exist
+  const F4* src = reinterpret_cast<const F4*>(p.x) + r0 * k4;
+  for (int e0 = tid; e0 < n; e0 += U * kThreads) {
+    F4 v[U];
+    IRC_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const int e = e0 + u * kThreads;
+      v[u] = e < n && e < avail ? src[e] : F4{0.f, 0.f, 0.f, 0.f};
+    }
+    IRC_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const int e = e0 + u * kThreads;
+      if (e < n) {
+        const int r = e / k4, q = e - r * k4;
+        *reinterpret_cast<F4*>(xs + r * ldx + 4 * q) = v[u];
+      }
+    }
   }
 }
 
@@ -189,9 +201,12 @@ template <int MODE, int NT>
 IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&acc)[tm_of(NT)][NT], float* psum) {
   constexpr int TM = tm_of(NT), H = NT / 2;
   const int N = p.N, C = N / 2;
-  float bias[NT];
+  float bias[NT], scale[NT];
   IRC_UNROLL
-  for (int i = 0; i < NT; ++i) bias[i] = p.b ? p.b[cl + kLanes * i] : 0.f;
+  for (int i = 0; i < NT; ++i) {
+    bias[i] = p.b ? p.b[cl + kLanes * i] : 0.f;
+    scale[i] = MODE == kAdd && p.s ? p.s[cl + kLanes * i] : 1.f;
+  }
   IRC_UNROLL
   for (int j = 0; j < TM; ++j) {
     const int64_t row = r0 + rl + kLanes * j;
@@ -201,10 +216,7 @@ IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&ac
       IRC_UNROLL
       for (int i = 0; i < NT; ++i) {
         float v = acc[j][i] + bias[i];
-        if constexpr (MODE == kAdd) {
-          if (p.s) v *= p.s[cl + kLanes * i];
-          v += p.r[row * N + cl + kLanes * i];
-        }
+        if constexpr (MODE == kAdd) v = v * scale[i] + p.r[row * N + cl + kLanes * i];
         yr[kLanes * i] = v;
       }
     } else {
