@@ -60,6 +60,7 @@ function simtCases(N, H, W, C) {
     ['ln_conv1x1_gate', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'],
     ['ln_conv1x1_gate_backward', [f(x), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f([2 * C]), f(x)], [1], 'C->2C +b +acc'],
     ['conv1x1_add', [f(x), w11(C, C), f(x), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s +r'],
+    ['conv1x1_add_backward', [f(x), f(x), w11(C, C), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s'],
   ].flatMap(([op, inputs, attrs, what]) => [
     ...(C === 48 ? [] : [{ op, name: `${op} ${what} ${tag}`, inputs, attrs }]),
     { op, name: `${op} ${what} ${tag}, SIMT (opt-in)`, inputs, attrs, env: { IRCONSTYLE_PW_SIMT: '1' } },

@@ -172,6 +172,14 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   cudaStream_t st = cu::stream(k);
   const int64_t wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
+  // IRCONSTYLE_PW_SIMT=1: dx by the SIMT kernel (s on the way in, a on the way out), in place of the last GEMM(s)
+  float* const dx_out = dx;  // (a structured binding: not capturable in C++17)
+  const auto simt_dx = [&] {
+    if (!pw_simt_requested() || g.rows == 0) return false;
+    pwsimt::Args p = pw_simt_dx_args(dy, g.rows, g.Ci, g.Co, w, g.lin, o.s, o.a, rg);
+    p.y = dx_out;
+    return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+  };
   if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32-accurate
     if (pw_backward_linear(k, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows, g.Ci, g.Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);
@@ -183,7 +191,8 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
         cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.Co, st), k.op, "memset db");
       }
     }
-    if (g.rows > 0 && g.Ci > 0) blas::gemm(k, cb, false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
+    if (g.rows > 0 && g.Ci > 0 && !simt_dx())
+      blas::gemm(k, cb, false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
     return;
   }
   const bool tf32 = cu::tf32_convolutions();
@@ -235,7 +244,7 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
     input_scale_grads_k<<<cu::blocks_for(o.groups * g.Ci * 32), 256, 0, st>>>(w, G, o.s, da, o.groups, g.Ci, g.Co);
   if (!direct && wsz > 0) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, o.a, o.s, dw, o.groups, g.Ci, g.Co);
   cu::check_launch(k);
-  if (rg == 0 || g.Ci == 0) return;
+  if (rg == 0 || g.Ci == 0 || simt_dx()) return;
   const float* W = w;
   if (!direct && wsz > 0) {
     float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));

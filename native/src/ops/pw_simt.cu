@@ -144,7 +144,8 @@ int64_t dispatch(const KernelCtx* k, const Args& p) {
 
 int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
   if (p.rows <= 0 || device().sms <= 0 || !shape_ok(mode, p.K, p.N, device().smem_optin) ||
-      !aligned16(p.x) || (mode == kGateBwd && !p.dbp && k) || (p.a && p.group_rows <= 0))
+      !aligned16(p.x) || (mode == kGateBwd && !p.dbp && k) || (p.a && p.group_rows <= 0) ||
+      (p.os && p.os_group_rows <= 0))
     return 0;
   switch (mode) {
     case kPlain:

@@ -46,8 +46,20 @@ int64_t pw_simt_cuda(const KernelCtx& k, int mode, const pwsimt::Args& p);
 // An upper bound of the blocks pw_simt_cuda launches for these rows (kGateBwd's dbp rows): 0 when it would not take it.
 int64_t pw_simt_blocks_bound(int mode, const pwsimt::Args& p);
 
+// conv1x1_add's dx: dy [rows, Co] times W_g^T with W_g = diag(a_g) w diag(s) (a Linear's: dy w), as the kernel's
+// kPlain with s as its input scale (one group) and a as its output scale; rows 0 (not taken) beyond its limits.
+inline pwsimt::Args pw_simt_dx_args(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
+                                    const float* s, const float* a, int64_t group_rows) {
+  pwsimt::Args p = pw_simt_args(dy, rows, Co, w, Ci, !lin, nullptr, nullptr);
+  p.a = s;
+  p.group_rows = s ? rows : 0;
+  p.os = a;
+  p.os_group_rows = a ? group_rows : 0;
+  return p;
+}
+
 // CPU (pw_simt_host.cpp): the kernel's phases run block by block and thread by thread when IRCONSTYLE_EMULATE lists
-// pw_simt and the shape fits (the device's rules, with 99 KiB of shared memory); returns the number of blocks (dbp's
+// pw_simt and the shape fits (the rules of an H100: 227 KiB of shared memory per block); returns the number of blocks (dbp's
 // rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
 int64_t pw_simt_emulate(int mode, const pwsimt::Args& p);
 constexpr int64_t pw_simt_emulated_blocks = 3;

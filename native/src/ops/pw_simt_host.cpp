@@ -78,8 +78,8 @@ int64_t dispatch(const Args& p) {
 }  // namespace
 
 int64_t pw_simt_emulate(int mode, const Args& p) {
-  if (!emulation_requested("pw_simt") || p.rows <= 0 || !shape_ok(mode, p.K, p.N, 99 * 1024) ||
-      (reinterpret_cast<uintptr_t>(p.x) & 15u) != 0 || (p.a && p.group_rows <= 0))
+  if (!emulation_requested("pw_simt") || p.rows <= 0 || !shape_ok(mode, p.K, p.N, 227 * 1024) ||
+      (reinterpret_cast<uintptr_t>(p.x) & 15u) != 0 || (p.a && p.group_rows <= 0) || (p.os && p.os_group_rows <= 0))
     return 0;
   switch (mode) {
     case kPlain:

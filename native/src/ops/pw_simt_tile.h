@@ -13,7 +13,7 @@
 //     written, or given) or the per-group input scale x a[row / group_rows] (conv1x1_add's SCA), in place; with
 //     h_out the result is also written to memory (the backward's h);
 //   compute (every thread): acc[j][i] = sum over k ascending of xs[rl + 16 j][k] ws[k][cl + 16 i];
-//   epilogue (every thread): kPlain y = acc + b; kAdd y = r + (acc + b) s; kGate y[c] = (acc_c + b_c)(acc_c' + b_c')
+//   epilogue (every thread): kPlain y = (acc + b) os[row's group]; kAdd y = r + (acc + b) s; kGate y[c] = (acc_c + b_c)(acc_c' + b_c')
 //     with c' = c + N / 2 into y [rows, N / 2]; kGateBwd the gate's backward dz = (dy z2, dy z1) into y [rows, N]
 //     with dy = r [rows, N / 2], the thread's column sums of dz accumulated in psum (then summed over the row lanes
 //     in order and written per block to dbp [grid][N]: write_partials).
@@ -62,6 +62,8 @@ struct Args {
   const float* b = nullptr;  // bias [N]
   const float* s = nullptr;  // kAdd: output scale [N]
   const float* r = nullptr;  // kAdd: residual [rows, N]; kGateBwd: dy [rows, N / 2]
+  const float* os = nullptr;  // kPlain: output scale os [groups, N], group = row / os_group_rows
+  int64_t os_group_rows = 0;
   float* y = nullptr;
   float* dbp = nullptr;  // kGateBwd: column sums of dz per block [grid][N]
 };
@@ -217,6 +219,7 @@ IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&ac
       for (int i = 0; i < NT; ++i) {
         float v = acc[j][i] + bias[i];
         if constexpr (MODE == kAdd) v = v * scale[i] + p.r[row * N + cl + kLanes * i];
+        if (MODE == kPlain && p.os) v *= p.os[(row / p.os_group_rows) * N + cl + kLanes * i];
         yr[kLanes * i] = v;
       }
     } else {
