@@ -196,6 +196,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ['spatialGate', 'the gating units as one op (IRCONSTYLE_SPATIAL_GATE=1)', model.includes('maxim'), gateOn, gateOff],
         ['keepDense', 'the gating units as one op, their Dense outputs kept', model.includes('maxim'),
           () => { gateOn(); maximFusion.keepDense = true; }, () => { maximFusion.keepDense = false; gateOff(); }],
+        // the gating units as one op and the multi-axis blocks' LayerNorm → in_project → GELU checkpointed: MAXIM's
+        // low-memory configuration (predicted by mem:model at 6,424 MiB, 0.49 of PyTorch's 12,998 in run 9's call 3)
+        ['lowMemory', 'the gating units as one op, the multi-axis input projection recomputed', model.includes('maxim'),
+          () => { gateOn(); maximFusion.recomputeIn = true; }, () => { maximFusion.recomputeIn = false; gateOff(); }],
         // cuDNN's algorithms chosen by timing them at each shape's first call, as PyTorch's cudnn.benchmark (the
         // plans are keyed by the switch: new plans here)
         ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
@@ -458,8 +462,8 @@ export async function runBench({
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
-    ...result.others.filter((o) => o.unfused || o.spatialGate || o.cudnnFind || o.gemmTune || o.pwSimt).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
-      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['cuDNN autotuned', o.cudnnFind], ['GEMMs autotuned', o.gemmTune], ['SIMT pointwise kernel', o.pwSimt]].filter(([, v]) => v)
+    ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory || o.cudnnFind || o.gemmTune || o.pwSimt).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
+      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory], ['cuDNN autotuned', o.cudnnFind], ['GEMMs autotuned', o.gemmTune], ['SIMT pointwise kernel', o.pwSimt]].filter(([, v]) => v)
       .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms${v.peakCudaMiB ? `, peak ${f(v.peakCudaMiB, 0)} MiB` : ''}`).join('; ')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',

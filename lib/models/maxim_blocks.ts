@@ -17,6 +17,7 @@ import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
 import { composesOnCpu, geluSplit, lnLinear, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
+import { checkpoint } from '../autograd/checkpoint.js';
 
 export type Size2 = readonly [number, number];
 
@@ -170,9 +171,11 @@ export class GmlpLayer extends Module {
 }
 
 /** @internal Whether MAXIM's GELU + split pairs and spatial gating weights run as one op each (scripts/unfused-blocks.mjs
- * turns them off for A/B timing), and whether the gating units keep their Dense outputs for the backward (`keepDense`:
- * one GEMM less per unit there, G·C·P floats more held per unit; scripts/bench-gpu.mjs times both). */
-export const maximFusion = { geluSplit: true, spatialMix: true, keepDense: false };
+ * turns them off for A/B timing), whether the gating units keep their Dense outputs for the backward (`keepDense`:
+ * one GEMM less per unit there, G·C·P floats more held per unit; scripts/bench-gpu.mjs times both), and whether the
+ * multi-axis block's LayerNorm → in_project → GELU runs checkpointed (`recomputeIn`: its 2C pre-activations are formed
+ * again in the backward instead of being held from the forward to it). */
+export const maximFusion = { geluSplit: true, spatialMix: true, keepDense: false, recomputeIn: false };
 
 /** GELU, then the two channel halves (the official chunk), in one op. */
 function geluHalves(y: Tensor): [Tensor, Tensor] {
@@ -198,10 +201,17 @@ export class MultiAxisGmlpLayer extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const [u, v] = geluHalves(this.LayerNorm_in.linear(x, this.in_project));
+      const [u, v] = maximFusion.recomputeIn ? this.#inputHalves(x) : geluHalves(this.LayerNorm_in.linear(x, this.in_project));
       const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
       return this.out_project.forwardAdd(z, x);
     });
+  }
+  /** GELU(in_project(LN(x))) checkpointed (kept: x only), then its two halves (the split keeps nothing). */
+  #inputHalves(x: Tensor): [Tensor, Tensor] {
+    const params = [...this.LayerNorm_in.parameters(), ...this.in_project.parameters()];
+    const a = checkpoint((t) => gelu(this.LayerNorm_in.linear(t, this.in_project)), x, params);
+    const h = a.shape[3]! / 2;
+    return split(a, [h, h]) as [Tensor, Tensor];
   }
 }
 
