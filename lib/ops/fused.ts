@@ -107,14 +107,15 @@ export const INFERENCE_APART_MIN = 1 << 22;
  * op, whose library path forms the normalised rows with a slower row kernel (H100, run 9, [16,128,128,48]: 123
  * against 151 µs with the 1×1, 182 against 244 µs with the gate), and the GPU time, not the host's per-op cost, is
  * what a large input waits for. Training keeps the one op (its point is the memory the backward does not hold), and
- * so does `ownKernel` (IRCONSTYLE_PW_FWD=wmma / IRCONSTYLE_LINEAR_FWD=split-tf32: kernels that form the rows in their
- * tiles).
+ * so does `ownKernel` (IRCONSTYLE_PW_FWD=wmma / IRCONSTYLE_LINEAR_FWD=split-tf32 / IRCONSTYLE_PW_SIMT=1: kernels
+ * that form the rows in their tiles).
  */
 export function inferenceApart(x: Tensor, ins: (Tensor | null)[], ownKernel: boolean): boolean {
   return x.device === 'cuda' && x.size >= INFERENCE_APART_MIN && !ownKernel && !needsGrad(ins);
 }
-const pwFwdOwn = () => process.env.IRCONSTYLE_PW_FWD === 'wmma';
-const linearFwdOwn = () => process.env.IRCONSTYLE_LINEAR_FWD === 'split-tf32';
+const pwSimt = () => process.env.IRCONSTYLE_PW_SIMT === '1';  // the SIMT kernel forms the rows while staging them
+const pwFwdOwn = () => process.env.IRCONSTYLE_PW_FWD === 'wmma' || pwSimt();
+const linearFwdOwn = () => process.env.IRCONSTYLE_LINEAR_FWD === 'split-tf32' || pwSimt();
 
 /** fns applied in turn to x (no gradients), each intermediate released once the next has read it. */
 function chainApart(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {
