@@ -1,9 +1,9 @@
-// node scripts/fixture-conditioning.mjs [fixture.safetensors] [--seeds n] [--ulps k]
+// node scripts/fixture-conditioning.mjs [fixture.safetensors] [--seeds n] [--ulps k] [--seed0 s]
 //
 // How much float32 rounding alone moves a golden fixture's checks: every parameter and input image value of the
 // fixture is moved by k units in the last place (each one up, down or not at all, at random; k = 1 by default), the
 // fixture is run on this machine's backend as usual, and each check's relative error against the unchanged reference
-// values is reported beside the unperturbed run's, for n seeds. A check that an ulp of noise in the inputs alone can
+// values is reported beside the unperturbed run's, for n seeds (s + 1 .. s + n; s = 1000 by default). A check that an ulp of noise in the inputs alone can
 // push past its tolerance is ill-conditioned at that tolerance: any float32 engine with another summation order may
 // miss it (BENCHMARKS.md, tenth session: constyle.safetensors' loss.upstream and its stage-4 gradient slice).
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -18,7 +18,7 @@ const [{ loadSafetensors, saveSafetensors, toFloat32 }, { runParity }] = await P
 const args = process.argv.slice(2);
 const opt = (name, dflt) => (args.includes(`--${name}`) ? Number(args[args.indexOf(`--${name}`) + 1]) : dflt);
 const file = args.find((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--'))) ?? join(ROOT, 'test', 'fixtures', 'constyle.safetensors');
-const seeds = opt('seeds', 12), ulps = opt('ulps', 1);
+const seeds = opt('seeds', 12), ulps = opt('ulps', 1), seed0 = opt('seed0', 1000);
 if (!(seeds >= 1) || !(ulps >= 1)) throw new Error(`--seeds and --ulps must be >= 1, got ${seeds} and ${ulps}`);
 
 const src = loadSafetensors(file);
@@ -54,7 +54,7 @@ try {
   const base = (await runParity(file)).report.checks;
   const runs = [];
   for (let s = 1; s <= seeds; s++) {
-    perturb(1000 + s);
+    perturb(seed0 + s);
     runs.push((await runParity(perturbed)).report.checks);
   }
   const worst = (c) => runs.map((r) => r.find((x) => x.name === c.name)?.err ?? NaN);
