@@ -177,7 +177,8 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
   }
   {  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's dz, h and per-block column sums, then the 1x1's dx and dw
     pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, C2, false, ln, b);
-    std::vector<float> h(ln ? static_cast<size_t>(g.rows * g.Ci) : 0), dbp(static_cast<size_t>(pw_simt_emulated_blocks * C2));
+    std::vector<float> h(ln ? static_cast<size_t>(g.rows * g.Ci) : 0);
+    std::vector<float> dbp(static_cast<size_t>(pw_simt_emulated_blocks * C2));
     p.r = dy;
     p.y = dz;
     p.h_out = ln ? h.data() : nullptr;

@@ -68,7 +68,8 @@ const Device& device() {
   static Device d = [] {
     Device v;
     int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&v.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
       cudaGetLastError();
       v = Device{};
@@ -120,45 +121,19 @@ int64_t run(const KernelCtx* k, const Args& p) {
   return grid;
 }
 
-template <int MODE>
-int64_t dispatch(const KernelCtx* k, const Args& p) {
-  switch (p.N / kLanes) {  // (as pwsimt::nt_ok)
-    case 3:
-      if constexpr (MODE == kPlain || MODE == kAdd) return run<MODE, 3>(k, p);
-      return 0;
-    case 4:
-      return run<MODE, 4>(k, p);
-    case 6:
-      return run<MODE, 6>(k, p);
-    case 8:
-      return run<MODE, 8>(k, p);
-    case 9:
-      if constexpr (MODE == kPlain || MODE == kAdd) return run<MODE, 9>(k, p);
-      return 0;
-    case 12:
-      return run<MODE, 12>(k, p);
-    default:
-      return 0;
+struct Launch {
+  const KernelCtx* k;
+  const Args& p;
+  template <int MODE, int NT>
+  int64_t call() {
+    return run<MODE, NT>(k, p);
   }
-}
+};
 
 int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
-  if (p.rows <= 0 || device().sms <= 0 || !shape_ok(mode, p.K, p.N, device().smem_optin) ||
-      !aligned16(p.x) || (mode == kGateBwd && !p.dbp && k) || (p.a && p.group_rows <= 0) ||
-      (p.os && p.os_group_rows <= 0))
-    return 0;
-  switch (mode) {
-    case kPlain:
-      return dispatch<kPlain>(k, p);
-    case kGate:
-      return dispatch<kGate>(k, p);
-    case kAdd:
-      return dispatch<kAdd>(k, p);
-    case kGateBwd:
-      return dispatch<kGateBwd>(k, p);
-    default:
-      return 0;
-  }
+  if (device().sms <= 0 || !takes(mode, p, device().smem_optin) || (mode == kGateBwd && !p.dbp && k)) return 0;
+  Launch f{k, p};
+  return dispatch(mode, p.N, f);
 }
 
 }  // namespace

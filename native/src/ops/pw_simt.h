@@ -59,8 +59,8 @@ inline pwsimt::Args pw_simt_dx_args(const float* dy, int64_t rows, int64_t Ci, i
 }
 
 // CPU (pw_simt_host.cpp): the kernel's phases run block by block and thread by thread when IRCONSTYLE_EMULATE lists
-// pw_simt and the shape fits (the rules of an H100: 227 KiB of shared memory per block); returns the number of blocks (dbp's
-// rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
+// pw_simt and the shape fits (the rules of an H100: 227 KiB of shared memory per block); returns the number of blocks
+// (dbp's rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
 int64_t pw_simt_emulate(int mode, const pwsimt::Args& p);
 constexpr int64_t pw_simt_emulated_blocks = 3;
 

@@ -46,53 +46,28 @@ int64_t emulate(const Args& p) {
     if (MODE == kGateBwd) {
       float* red = ws;
       for (int tid = 0; tid < kThreads; ++tid)
-        for (int i = 0; i < NT; ++i) red[(tid / kLanes) * p.N + tid % kLanes + kLanes * i] = psum[static_cast<size_t>(tid) * NT + i];
+        for (int i = 0; i < NT; ++i)
+          red[(tid / kLanes) * p.N + tid % kLanes + kLanes * i] = psum[static_cast<size_t>(tid) * NT + i];
       for (int tid = 0; tid < kThreads; ++tid) write_partials(tid, p.N, red, p.dbp + blk * p.N);
     }
   }
   return grid;
 }
 
-template <int MODE>
-int64_t dispatch(const Args& p) {
-  switch (p.N / kLanes) {  // (as pwsimt::nt_ok)
-    case 3:
-      if constexpr (MODE == kPlain || MODE == kAdd) return emulate<MODE, 3>(p);
-      return 0;
-    case 4:
-      return emulate<MODE, 4>(p);
-    case 6:
-      return emulate<MODE, 6>(p);
-    case 8:
-      return emulate<MODE, 8>(p);
-    case 9:
-      if constexpr (MODE == kPlain || MODE == kAdd) return emulate<MODE, 9>(p);
-      return 0;
-    case 12:
-      return emulate<MODE, 12>(p);
-    default:
-      return 0;
+struct Emulate {
+  const Args& p;
+  template <int MODE, int NT>
+  int64_t call() {
+    return emulate<MODE, NT>(p);
   }
-}
+};
 
 }  // namespace
 
 int64_t pw_simt_emulate(int mode, const Args& p) {
-  if (!emulation_requested("pw_simt") || p.rows <= 0 || !shape_ok(mode, p.K, p.N, 227 * 1024) ||
-      (reinterpret_cast<uintptr_t>(p.x) & 15u) != 0 || (p.a && p.group_rows <= 0) || (p.os && p.os_group_rows <= 0))
-    return 0;
-  switch (mode) {
-    case kPlain:
-      return dispatch<kPlain>(p);
-    case kGate:
-      return dispatch<kGate>(p);
-    case kAdd:
-      return dispatch<kAdd>(p);
-    case kGateBwd:
-      return dispatch<kGateBwd>(p);
-    default:
-      return 0;
-  }
+  if (!emulation_requested("pw_simt") || !takes(mode, p, 227 * 1024)) return 0;
+  Emulate f{p};
+  return dispatch(mode, p.N, f);
 }
 
 }  // namespace irc

@@ -13,14 +13,13 @@
 //     written, or given) or the per-group input scale x a[row / group_rows] (conv1x1_add's SCA), in place; with
 //     h_out the result is also written to memory (the backward's h);
 //   compute (every thread): acc[j][i] = sum over k ascending of xs[rl + 16 j][k] ws[k][cl + 16 i];
-//   epilogue (every thread): kPlain y = (acc + b) os[row's group]; kAdd y = r + (acc + b) s; kGate y[c] = (acc_c + b_c)(acc_c' + b_c')
-//     with c' = c + N / 2 into y [rows, N / 2]; kGateBwd the gate's backward dz = (dy z2, dy z1) into y [rows, N]
-//     with dy = r [rows, N / 2], the thread's column sums of dz accumulated in psum (then summed over the row lanes
-//     in order and written per block to dbp [grid][N]: write_partials).
+//   epilogue (every thread): kPlain y = (acc + b) os[row's group]; kAdd y = r + (acc + b) s; kGate
+//     y[c] = (acc_c + b_c)(acc_c' + b_c') with c' = c + N / 2 into y [rows, N / 2]; kGateBwd the gate's backward
+//     dz = (dy z2, dy z1) into y [rows, N] with dy = r [rows, N / 2], the thread's column sums of dz accumulated in
+//     psum (then summed over the row lanes in order and written per block to dbp [grid][N]: write_partials).
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "host_device.h"
 
@@ -86,6 +85,52 @@ inline bool shape_ok(int mode, int64_t K, int64_t N, int64_t smem_limit) {
   if (K < 16 || K % 4 != 0 || K > 4096 || N <= 0 || N % kLanes != 0 || !nt_ok(mode, static_cast<int>(N / kLanes)))
     return false;
   return 4 * smem_floats(static_cast<int>(K), static_cast<int>(N), static_cast<int>(N / kLanes)) <= smem_limit;
+}
+
+// Whether the kernel takes the call p with smem_limit bytes of shared memory per block: rows, shapes, x's alignment
+// (float4 loads) and the groups of its scales.
+inline bool takes(int mode, const Args& p, int64_t smem_limit) {
+  return p.rows > 0 && shape_ok(mode, p.K, p.N, smem_limit) && (reinterpret_cast<uintptr_t>(p.x) & 15u) == 0 &&
+         (!p.a || p.group_rows > 0) && (!p.os || p.os_group_rows > 0);
+}
+
+// f.template call<MODE, NT>() for the instantiation of `mode` and N = 16 NT that nt_ok allows; 0 for any other.
+template <int MODE, class F>
+int64_t by_columns(int N, F& f) {
+  constexpr bool odd = MODE == kPlain || MODE == kAdd;  // the gates take an even NT only
+  switch (N % kLanes ? 0 : N / kLanes) {
+    case 3:
+      if constexpr (odd) return f.template call<MODE, 3>();
+      return 0;
+    case 4:
+      return f.template call<MODE, 4>();
+    case 6:
+      return f.template call<MODE, 6>();
+    case 8:
+      return f.template call<MODE, 8>();
+    case 9:
+      if constexpr (odd) return f.template call<MODE, 9>();
+      return 0;
+    case 12:
+      return f.template call<MODE, 12>();
+    default:
+      return 0;
+  }
+}
+template <class F>
+int64_t dispatch(int mode, int N, F& f) {
+  switch (mode) {
+    case kPlain:
+      return by_columns<kPlain>(N, f);
+    case kGate:
+      return by_columns<kGate>(N, f);
+    case kAdd:
+      return by_columns<kAdd>(N, f);
+    case kGateBwd:
+      return by_columns<kGateBwd>(N, f);
+    default:
+      return 0;
+  }
 }
 
 // Once per block: w into ws [K][N]; thread tid of kThreads.
