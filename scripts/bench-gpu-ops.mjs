@@ -53,10 +53,11 @@ function blockCases(N, H, W, C, tag) {
 // The fused 1x1 ops at ConStyle NAFNet's level-1 shapes, by default and by the SIMT kernel (IRCONSTYLE_PW_SIMT=1):
 // the A/B of that opt-in kernel (C = 96 has no default row above).
 function simtCases(N, H, W, C) {
-  const x = [N, H, W, C], v = [N, 1, 1, C], rows = N * H * W, tag = `[${x}]`;
+  const x = [N, H, W, C], x2 = [N, H, W, 2 * C], v = [N, 1, 1, C], rows = N * H * W, tag = `[${x}]`;
   const w11 = (ci, co) => f([1, 1, ci, co], -0.2, 0.2);
   return [
     ['ln_conv1x1', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'],
+    ['ln_conv1x1_backward', [f(x2), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f(x)], [1], 'C->2C +acc'],
     ['ln_conv1x1_gate', [f(x), pos([C]), f([C]), w11(C, 2 * C), f([2 * C])], [1e-6], 'C->2C +b'],
     ['ln_conv1x1_gate_backward', [f(x), f(x), pos([C]), f([C]), w11(C, 2 * C), f([rows]), pos([rows]), f([2 * C]), f(x)], [1], 'C->2C +b +acc'],
     ['conv1x1_add', [f(x), w11(C, C), f(x), f([C]), f([1, 1, 1, C]), f(v)], [], 'x·a C->C +b ·s +r'],

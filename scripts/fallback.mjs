@@ -38,8 +38,8 @@ export const KERNEL_SWITCHES = [
   // gate or residual on the way out); proven in a strict pass of its own (`pass`), not in the `own` pass, where the
   // tensor-core kernels take its shapes first
   { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, pass: 'simt', ab: 'pwSimt',
-    ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_gate', 'ln_conv1x1_gate_backward', 'conv1x1_add',
-      'conv1x1_add_backward'] },
+    ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
+      'ln_conv1x1_gate_backward', 'conv1x1_add', 'conv1x1_add_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];

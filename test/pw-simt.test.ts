@@ -63,7 +63,15 @@ describe('the SIMT pointwise kernel (IRCONSTYLE_EMULATE=pw_simt)', () => {
       const Ci = shape.at(-1)!;
       const x = t(shape, seed++, -2, 3), lw = t([Ci], seed++, 0.5, 1.5), lb = t([Ci], seed++);
       const w = t(lin ? [Co, Ci] : [1, 1, Ci, Co], seed++, -0.3, 0.3), b = t([Co], seed++);
-      await compare(`ln_conv1x1 [${shape}] -> ${Co}${lin ? ' (Linear)' : ''}`, () => runOp('ln_conv1x1', [x, lw, lb, w, b], [1e-6]), true);
+      const what = `ln_conv1x1 [${shape}] -> ${Co}${lin ? ' (Linear)' : ''}`;
+      await compare(what, () => runOp('ln_conv1x1', [x, lw, lb, w, b], [1e-6]), true);
+      // the backward's dh = dy w^T (a Linear's dy w) by the kernel where Ci is one of its column counts (a plain GEMM:
+      // its sums may take the CPU's order bit for bit, so only the agreement is asserted; where it is not taken, the
+      // CPU's bits)
+      const dy = t([...shape.slice(0, -1), Co], seed++);
+      const [, mean, rstd] = runOp('ln_conv1x1', [x, lw, lb, w, b], [1e-6]);  // the same statistics for both paths
+      await compare(`${what} backward`, () => runOp('ln_conv1x1_backward', [dy, x, lw, lb, w, mean!, rstd!], [0]),
+        [48, 64, 96, 128, 144, 192].includes(Ci) ? null : false);
     }
   });
 

@@ -106,6 +106,14 @@ void emulate(int mode, const GateGeom& g, const float* x, const pwgate::LnArgs& 
   else emulate_kernel<MODE, pwgate::HostWmma<false>>(g, x, ln, w, b, dy, out, dbp);
 }
 
+// IRCONSTYLE_EMULATE=pw_simt: dh = dy w^T (a Linear's dy w) again by the SIMT kernel's code, over the CPU's, as the
+// CUDA path with IRCONSTYLE_PW_SIMT=1 forms it (where the kernel takes the shape).
+void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin, float* dh) {
+  pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
+  p.y = dh;
+  pw_simt_emulate(pwsimt::kPlain, p);
+}
+
 // The forward of both ops: y = gate(h w + b) with h = x, or h = LN(x) with ln (its statistics written to ln's
 // mean_out / rstd_out), over row chunks of z (and h) in the thread's scratch.
 void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, double eps, const float* w,
@@ -191,6 +199,7 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
       }
       std::vector<float> unused(static_cast<size_t>(C2));
       conv::pointwise_backward(g.rows, g.Ci, C2, dz, ln ? h.data() : x, w, dx, dw, unused.data());
+      simt_dh(dz, g.rows, g.Ci, C2, w, false, dx);
       return false;
     }
   }
@@ -455,6 +464,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then the linear op's backward
     layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
     linear_backward_cpu(dy, h, w, dh.data(), dw, db, rows, Ci, Co);
+    simt_dh(dy, rows, Ci, Co, w, true, dh.data());
   } else {
     const pwgate::LnArgs ln = ln_of(k, 2, true);
     const int mode = emulation_requested("pw_gate");
@@ -468,6 +478,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
       float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
       layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
       conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh.data(), dw, db);
+      simt_dh(dy, rows, Ci, Co, w, false, dh.data());
     }
   }
   ln_input_grads(k, dh.data(), rows, Ci);

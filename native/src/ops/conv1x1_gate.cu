@@ -236,6 +236,16 @@ const float* simt_gate_dz(const KernelCtx& k, const Geo& g, const float* dy, con
   return ln ? p.h_out : x;
 }
 
+// IRCONSTYLE_PW_SIMT=1: dh = dy w^T (w [Ci, Co]; a Linear's [Co, Ci]: dy w) by the SIMT kernel; false when not asked
+// for or not taken (nothing enqueued).
+bool simt_dh(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
+             float* dh) {
+  if (!pw_simt_requested()) return false;
+  pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
+  p.y = dh;
+  return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+}
+
 // dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With fold (and ln): the LayerNorm's
 // backward too, in the one-pass kernel, where it can (true; fold's dx, dlw, dlb written, dx untouched); false: dh in dx.
 bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
@@ -276,7 +286,8 @@ bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
   }
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
   if (g.Ci > 0) {
-    blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
+    if (!simt_dh(k, dz, g.rows, g.Ci, C2, w, false, dx))
+      blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
     blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, h, g.Ci, dz, C2, 0.f, dw, C2);  // dw = h^T dz
   }
   return false;
@@ -395,7 +406,8 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
     if (!pw_backward_linear(k, x, dy, w, dh, dw, db, rows, Ci, Co, &ln)) {
       const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
       const gpu::Cublas& cb = blas::bind(k, false);
-      blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
+      if (!simt_dh(k, dy, rows, Ci, Co, w, true, dh))
+        blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
       blas::gemm(k, cb, true, false, Co, Ci, rows, 1.f, dy, Co, h, Ci, 0.f, dw, Ci);  // dw = dy^T h
       blas::column_sums(k, dy, rows, Co, db, 4);
     }
@@ -407,7 +419,8 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
     const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
-    blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
+    if (!simt_dh(k, dy, rows, Ci, Co, w, false, dh))
+      blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
     blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
     blas::column_sums(k, dy, rows, Co, db, 4);
   }

@@ -58,6 +58,12 @@ inline pwsimt::Args pw_simt_dx_args(const float* dy, int64_t rows, int64_t Ci, i
   return p;
 }
 
+// The input gradient of a 1x1 conv (or Linear) with no scales: dh = dy w^T for w [Ci, Co] (a Linear's [Co, Ci]:
+// dy w), dy [rows, Co], as the kernel's kPlain.
+inline pwsimt::Args pw_simt_dh_args(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin) {
+  return pw_simt_dx_args(dy, rows, Ci, Co, w, lin, nullptr, nullptr, 0);
+}
+
 // CPU (pw_simt_host.cpp): the kernel's phases run block by block and thread by thread when IRCONSTYLE_EMULATE lists
 // pw_simt and the shape fits (the rules of an H100: 227 KiB of shared memory per block); returns the number of blocks
 // (dbp's rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
