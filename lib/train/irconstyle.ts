@@ -145,8 +145,12 @@ export class IRConStyleTrainer {
       if (active) cs.advanceQueue(lq.shape[0]!);
     }
     const out: StepLosses = { pix: 0, ce: 0, content: 0, style: 0, total: 0 };
-    for (const [k, t] of Object.entries(losses)) out[k as keyof StepLosses] = await t.item();
-    disposeAll(losses);
+    try {  // every read enqueued at once: one wait for the step, not one round trip per loss
+      const vals = await Promise.all(Object.values(losses).map((t) => t.item()));
+      Object.keys(losses).forEach((k, i) => (out[k as keyof StepLosses] = vals[i]!));
+    } finally {
+      disposeAll(losses);
+    }
     return out;
   }
 
