@@ -50,8 +50,8 @@ function blockCases(N, H, W, C, tag) {
   ].map(([op, inputs, attrs, what]) => ({ op, name: `${op}${what ? ` ${what}` : ''} ${tag}`, inputs, attrs }));
 }
 
-// The fused 1x1 ops at ConStyle NAFNet's level-1 shapes, by default and by the SIMT kernel (IRCONSTYLE_PW_SIMT=1):
-// the A/B of that opt-in kernel (C = 96 has no default row above).
+// The fused 1x1 ops at ConStyle NAFNet's level-1 and level-2 shapes, by default and by the SIMT kernel
+// (IRCONSTYLE_PW_SIMT=1): the A/B of that opt-in kernel (C = 48 has its default rows above).
 function simtCases(N, H, W, C) {
   const x = [N, H, W, C], x2 = [N, H, W, 2 * C], v = [N, 1, 1, C], rows = N * H * W, tag = `[${x}]`;
   const w11 = (ci, co) => f([1, 1, ci, co], -0.2, 0.2);
@@ -74,6 +74,7 @@ export function opBenchCases(smoke = false) {
     ...blockCases(16, 128, 128, 48, 'L1 [16,128,128,48]'),
     ...simtCases(16, 128, 128, 48),
     ...simtCases(16, 128, 128, 96),
+    ...simtCases(16, 64, 64, 144),  // one block per SM where it takes the shape (conv1x1_add's 144 x 144 weights)
     ...blockCases(16, 16, 16, 384, 'bottom [16,16,16,384]'),
     { op: 'conv2d', name: 'conv2d 3x3 3->48 +b intro [16,128,128,3]', inputs: [f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2), f([48])], attrs: [1, 1, 1] },
     { op: 'conv2d_backward', name: 'conv2d_backward 3x3 3->48 intro', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2)], attrs: [1, 1, 1] },
