@@ -15,14 +15,14 @@ import { randArray } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
 import { profileOps } from '../lib/native/profile.js';
 
-async function train(graph: boolean, steps: number, wrapRestore?: (y: Tensor) => Tensor) {
+async function train(graph: boolean, steps: number, wrapRestore?: (y: Tensor) => Tensor, maxGraphs?: number) {
   setInitSeed(21);
   const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
   if (wrapRestore) {
     const restore = net.restore.bind(net);
     net.restore = (...a: Parameters<ConStyleUNet['restore']>) => wrapRestore(restore(...a));
   }
-  const tr = new IRConStyleTrainer(net, { graph, constyleIter: 3 });
+  const tr = new IRConStyleTrainer(net, { graph, constyleIter: 3, maxGraphs });
   const losses: StepLosses[] = [];
   for (let i = 0; i < steps; i++) {
     const lq = tensor(randArray(2 * 32 * 32 * 3, 10 + i, 0, 1), [2, 32, 32, 3]);
@@ -82,6 +82,18 @@ describe('IRConStyleTrainer graph mode', () => {
     expect(mode({ graph: false })[0]).toBe(false);
     expect(mode({ graph: true })[0]).toBe(true);
     expect(mode({ graph: true }, false)[0]).toBe(false);
+  });
+
+  it('kinds beyond maxGraphs train op by op, with the reason; maxGraphs is checked', async () => {
+    const plain = await train(false, 3);
+    const capped = await train(true, 3, undefined, 0);
+    expect(capped.losses).toEqual(plain.losses);
+    expect(capped.params).toEqual(plain.params);
+    expect(capped.state.map((g) => [g.graphed, g.reason])).toEqual([[false, expect.stringMatching(/0 step kinds are recorded already \(TrainerOptions.maxGraphs\)/)]]);
+    setInitSeed(2);
+    const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    expect(() => new IRConStyleTrainer(net, { maxGraphs: -1 })).toThrow(/maxGraphs must be an integer >= 0, got -1/);
+    net.dispose();
   });
 
   it('a step profiled with profileOps runs op by op and leaves the recording for a later step', async () => {

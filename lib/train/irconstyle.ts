@@ -35,6 +35,11 @@ export interface TrainerOptions extends AdamWOptions {
    * recorded step is checked against the capture rules.
    */
   graph?: boolean;
+  /**
+   * Graph mode: how many step kinds are recorded at most (default 2: a batch shape with ConStyle training and frozen).
+   * Each recording keeps about one step's peak memory; a kind beyond the limit trains op by op (`graphState` says so).
+   */
+  maxGraphs?: number;
 }
 
 export interface StepLosses {
@@ -62,6 +67,7 @@ export class IRConStyleTrainer {
   readonly constyleIter: number;
   iteration = 0;
   #graph: boolean | undefined;  // undefined: on for a model on CUDA
+  readonly #maxGraphs: number;
   /** Per step kind: 'warm' after its op-by-op step, then the recording (or why it failed). */
   readonly #kinds = new Map<string, 'warm' | Recorded | string>();
   /** Device-side per-step values, written before each step (graph mode). */
@@ -70,6 +76,9 @@ export class IRConStyleTrainer {
 
   constructor(readonly model: ConStyleUNet, opts: TrainerOptions = {}) {
     if (!model.ConStyle?.encoder_k) throw new IrcError('E_ARG', 'IRConStyleTrainer needs a model built with constyle: "train"');
+    const mg = opts.maxGraphs ?? 2;
+    if (!Number.isInteger(mg) || mg < 0) throw new IrcError('E_ARG', `IRConStyleTrainer: maxGraphs must be an integer >= 0, got ${String(opts.maxGraphs)}`);
+    this.#maxGraphs = mg;
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
@@ -117,6 +126,9 @@ export class IRConStyleTrainer {
       if (native.profiling()) {  // ops are being timed (profileOps): op by op, no capture; a replay would time nothing
         losses = this.#body(lq, gt, active, this.#factors, this.#ptr);
         if (rec === undefined) this.#kinds.set(kind, 'warm');
+      } else if (rec === 'warm' && this.#recordings() >= this.#maxGraphs) {  // op by op from now on
+        this.#kinds.set(kind, `not recorded: ${this.#maxGraphs} step kind${this.#maxGraphs === 1 ? ' is' : 's are'} recorded already (TrainerOptions.maxGraphs)`);
+        losses = this.#body(lq, gt, active, this.#factors, this.#ptr);
       } else if (rec === 'warm') {  // the second step of its kind: recorded, then replayed (CUDA) or already run (CPU)
         const r = await this.#record(lq, gt, active);
         let replayed: Record<string, Tensor> | null = null;
@@ -251,6 +263,11 @@ export class IRConStyleTrainer {
         for (const t of views) t.dispose();
       }
     });
+  }
+
+  /** Recorded kinds that hold a graph (and its memory). */
+  #recordings(): number {
+    return [...this.#kinds.values()].filter((v) => typeof v === 'object' && v.graph !== null).length;
   }
 
   #drop(r: Recorded): void {
