@@ -38,6 +38,10 @@ void check(cudaError_t e, const char* op, const char* what);
 // After a kernel launch: turns cudaGetLastError() into an OpError naming the op.
 inline void check_launch(const KernelCtx& ctx) { check(cudaGetLastError(), ctx.op, "kernel launch"); }
 
+// Whether the host may wait for s now (an autotuner's synchronous timing): no graph capture open on it, and not held
+// by exact profiling (cudev::hold_stream), where a wait would last until the release.
+bool host_may_wait(cudaStream_t s);
+
 // Stream-ordered device scratch (grows; reused). Valid until the next call with the same slot on this stream.
 constexpr int kScratchSlots = 10;  // slot 9: the cuBLASLt workspace (matmul.cu) alone
 void* scratch(cudaStream_t s, size_t bytes, int slot = 0);

@@ -406,6 +406,11 @@ void check(cudaError_t e, const char* op, const char* what) {
   if (e != cudaSuccess) op_fail("E_CUDA", std::string(op) + ": " + what + ": " + err(e));
 }
 
+bool host_may_wait(cudaStream_t s) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  return cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone && !cudev::stream_held();
+}
+
 void* scratch(cudaStream_t s, size_t bytes, int slot) {
   State& g = st();
   if (slot < 0 || slot >= kScratchSlots) op_fail("E_INTERNAL", "scratch slot " + std::to_string(slot) + " out of range");

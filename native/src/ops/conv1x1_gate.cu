@@ -357,9 +357,10 @@ void cuda_ln_conv1x1(KernelCtx& k) {
   ln.rstd_out = k.out[2].f();
   // IRCONSTYLE_PW_SIMT=1: the LayerNorm and the 1x1 (or Linear, FP32 either way) in one pass over x
   const auto simt = [&] {
+    if (!pw_simt_requested()) return false;
     pwsimt::Args p = pw_simt_args(x, rows, Ci, w, Co, lin, &ln, b);
     p.y = y;
-    return pw_simt_requested() && pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+    return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
   };
   if (lin) {  // the split-TF32 kernel with the LayerNorm formed in it; else h, then the linear op's GEMMs
     if (linear_forward(k, x, w, b, nullptr, y, rows, Ci, Co, &ln) || simt()) return;

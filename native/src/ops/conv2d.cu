@@ -27,7 +27,6 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
-#include "../cuda/device.h"
 #include "../cuda/gpu_libs.h"
 #include "conv_thin.h"
 #include "depthwise3x3.h"
@@ -566,9 +565,7 @@ void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void
   if (!pl.tune || !pl.ok[dir]) return;
   std::lock_guard<std::mutex> lock(g_plan_mu);
   if (pl.tuned[dir]) return;
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(cu::stream(k), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
-  if (cudev::stream_held()) return;  // exact profiling holds the stream: a synchronous search would wait forever
+  if (!cu::host_may_wait(cu::stream(k))) return;  // a capture or a held stream: the next call outside tunes
   pl.tuned[dir] = true;
   void* cd = pl.cd[dir];
   // at most 256 MiB to time with (scratch slots keep their largest size): candidates that need more are left out

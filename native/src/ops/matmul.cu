@@ -18,7 +18,6 @@
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
-#include "../cuda/device.h"
 #include "../cuda/gpu_libs.h"
 #include "switches.h"
 
@@ -381,9 +380,7 @@ LtPlan make_plan(const gpu::CublasLt& lt, const LtCall& c, bool tune, std::strin
 // outside tunes); a candidate that fails is skipped; if none runs, the heuristic's choice stays.
 void tune(const KernelCtx& k, const gpu::CublasLt& lt, LtPlan& pl, const LtCall& c) {
   cudaStream_t s = cu::stream(k);
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
-  if (cudev::stream_held()) return;  // exact profiling holds the stream: the timing would wait for the release
+  if (!cu::host_may_wait(s)) return;  // a capture or a held stream: the next call outside tunes
   pl.tuned = true;
   const size_t floats = static_cast<size_t>((c.batch - 1) * c.sD + (c.n - 1) * c.ldd + c.m);
   void* tmp = nullptr;
