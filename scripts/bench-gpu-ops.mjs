@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { buildInputs } from './op-cases.mjs';
+import { SOLO_PASSES } from './fallback.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const f = (shape, lo = -1, hi = 1) => ({ shape, dtype: 'float32', lo, hi });
@@ -68,14 +69,29 @@ function simtCases(N, H, W, C) {
   ]);
 }
 
+// The sliding 3x3 depthwise kernels with each work item's loads issued first (IRCONSTYLE_SLIDE=batch), beside the
+// default rows of the same shapes: NAFNet's gate at level 1 and Restormer's depthwise convs and GELU gate.
+function slideCases(N, H, W, C, R) {
+  const x = [N, H, W, C], x2 = [N, H, W, 2 * C], r = [N >> 1, H, W, R], rh = [N >> 1, H, W, R >> 1];
+  return [
+    ['dwconv_gate', `[${x2}]`, [f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
+    ['dwconv_gate_backward', `[${x2}]`, [f(x), f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], [1]],
+    ['conv2d', `dw3x3 +b [${r}]`, [f(r), f([3, 3, 1, R], -0.2, 0.2), f([R])], [1, 1, R]],
+    ['conv2d_backward', `dw3x3 [${r}]`, [f(r), f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1, R]],
+    ['dwconv_gate', `gelu [${r}]`, [f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1]],
+    ['dwconv_gate_backward', `gelu [${r}]`, [f(rh), f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1]],
+  ].map(([op, what, inputs, attrs]) => ({ op, name: `${op} ${what}, batched loads (opt-in)`, inputs, attrs, env: { IRCONSTYLE_SLIDE: 'batch' } }));
+}
+
 export function opBenchCases(smoke = false) {
-  if (smoke) return [...blockCases(2, 8, 8, 8, 'smoke [2,8,8,8]'), ...simtCases(2, 8, 8, 16)];
+  if (smoke) return [...blockCases(2, 8, 8, 8, 'smoke [2,8,8,8]'), ...simtCases(2, 8, 8, 16), ...slideCases(2, 8, 9, 8, 12)];
   return [
     ...blockCases(16, 128, 128, 48, 'L1 [16,128,128,48]'),
     ...simtCases(16, 128, 128, 48),
     ...simtCases(16, 128, 128, 96),
     ...simtCases(16, 64, 64, 144),  // one block per SM where it takes the shape (conv1x1_add's 144 x 144 weights)
     ...blockCases(16, 16, 16, 384, 'bottom [16,16,16,384]'),
+    ...slideCases(16, 128, 128, 48, 510),  // against the L1 rows above and the Restormer rows below
     { op: 'conv2d', name: 'conv2d 3x3 3->48 +b intro [16,128,128,3]', inputs: [f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2), f([48])], attrs: [1, 1, 1] },
     { op: 'conv2d_backward', name: 'conv2d_backward 3x3 3->48 intro', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 3]), f([3, 3, 3, 48], -0.2, 0.2)], attrs: [1, 1, 1] },
     { op: 'conv2d', name: 'conv2d 3x3 48->3 +b ending [16,128,128,48]', inputs: [f([16, 128, 128, 48]), f([3, 3, 48, 3], -0.2, 0.2), f([3])], attrs: [1, 1, 1] },
@@ -165,9 +181,12 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   }
   tiny.dispose();
   const rows = [];
-  // BENCH_SKIP_AB (the device check, after failing op cases) lists A/B keys whose kernels are left out: pwSimt
-  const skipSimt = (process.env.BENCH_SKIP_AB ?? '').split(',').includes('pwSimt');
-  for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name) && !(skipSimt && c.env?.IRCONSTYLE_PW_SIMT))) {
+  // BENCH_SKIP_AB (the device check, after failing op cases) lists the A/B keys of solo passes whose kernels are left
+  // out: a case that sets such a pass's switch is skipped
+  const skipAB = (process.env.BENCH_SKIP_AB ?? '').split(',');
+  const skipped = SOLO_PASSES.filter((p) => skipAB.includes(p.ab));
+  const left = (c) => !skipped.some((p) => Object.entries(p.env).every(([k, v]) => c.env?.[k] === v));
+  for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name) && left(c))) {
     const { inputs } = buildInputs(lib, c, 1, device);
     const envBefore = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));
     Object.assign(process.env, c.env ?? {});  // a case may pick a kernel path (read by the native side per call)

@@ -183,7 +183,11 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       const [{ nafnetFusion }, { maximFusion }] = await Promise.all([dist('nafnet.js'), dist('maxim_blocks.js')]);
       const [gateOn, gateOff] = env('IRCONSTYLE_SPATIAL_GATE', '1');
       const both = (...pairs) => [() => pairs.forEach(([on]) => on()), () => pairs.forEach(([, off]) => off())];
-      const stacked = both(env('IRCONSTYLE_PW_SIMT', '1'), env('IRCONSTYLE_GEMM_TUNE', '1'), env('IRCONSTYLE_CUDNN_FIND', '1'));
+      const skip = (process.env.BENCH_SKIP_AB ?? '').split(',');  // set by the device check after failing op cases
+      // the opt-ins together, less any whose kernels failed their pass
+      const stacked = both(env('IRCONSTYLE_GEMM_TUNE', '1'), env('IRCONSTYLE_CUDNN_FIND', '1'),
+        ...(skip.includes('pwSimt') ? [] : [env('IRCONSTYLE_PW_SIMT', '1')]),
+        ...(skip.includes('slideBatch') ? [] : [env('IRCONSTYLE_SLIDE', 'batch')]));
       const variants = [
         // the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
         ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
@@ -207,12 +211,13 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
         // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
         ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
+        // the sliding depthwise kernels with each work item's loads issued first (the same sums)
+        ['slideBatch', 'the depthwise kernels with batched loads (IRCONSTYLE_SLIDE=batch)', true, ...env('IRCONSTYLE_SLIDE', 'batch')],
         // every GEMM through cuBLASLt with its algorithm timed per shape (plans keyed by the switch: new plans here)
         ['gemmTune', "cuBLASLt's GEMM algorithms autotuned (IRCONSTYLE_GEMM_TUNE=1)", true, ...env('IRCONSTYLE_GEMM_TUNE', '1')],
-        // the three together: what the defaults would be if each of them wins alone
-        ['stacked', 'the SIMT kernel, GEMMs and cuDNN autotuned together', true, ...stacked],
+        // the four together: what the defaults would be if each of them wins alone
+        ['stacked', 'the SIMT kernel, batched depthwise loads, GEMMs and cuDNN autotuned together (less any failed)', true, ...stacked],
       ];
-      const skip = (process.env.BENCH_SKIP_AB ?? '').split(',');  // set by the device check after failing op cases
       for (const [key, what, applies, on, off] of variants) {
         if (!applies || left() < 30 || skip.includes(key)) continue;
         on();
@@ -469,7 +474,7 @@ export async function runBench({
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
-    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['SCA scale apart', ours.scaleApart], ['cuDNN autotuned', ours.cudnnFind], ['GEMMs autotuned', ours.gemmTune], ['SIMT pointwise kernel', ours.pwSimt], ['SIMT + both autotuned', ours.stacked]].filter(([, o]) => o).map(([what, o]) =>
+    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['SCA scale apart', ours.scaleApart], ['cuDNN autotuned', ours.cudnnFind], ['GEMMs autotuned', ours.gemmTune], ['SIMT pointwise kernel', ours.pwSimt], ['batched depthwise loads', ours.slideBatch], ['all four opt-ins', ours.stacked]].filter(([, o]) => o).map(([what, o]) =>
       row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) +
         `${o.graphMs ? `  (graph ${f(o.graphMs)} ms, ratio ${f(r(o.graphMs, pt?.train_ms_per_step), 2)})` : ''}${o.peakCudaMiB ? `  (peak ${f(o.peakCudaMiB, 0)} MiB)` : ''}`),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
@@ -477,8 +482,8 @@ export async function runBench({
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
-    ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory || o.cudnnFind || o.gemmTune || o.pwSimt || o.stacked).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
-      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory], ['cuDNN autotuned', o.cudnnFind], ['GEMMs autotuned', o.gemmTune], ['SIMT pointwise kernel', o.pwSimt], ['SIMT + both autotuned', o.stacked]].filter(([, v]) => v)
+    ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory || o.cudnnFind || o.gemmTune || o.pwSimt || o.slideBatch || o.stacked).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
+      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory], ['cuDNN autotuned', o.cudnnFind], ['GEMMs autotuned', o.gemmTune], ['SIMT pointwise kernel', o.pwSimt], ['batched depthwise loads', o.slideBatch], ['all four opt-ins', o.stacked]].filter(([, v]) => v)
       .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms${v.graphMs ? ` (graph ${f(v.graphMs)})` : ''}${v.peakCudaMiB ? `, peak ${f(v.peakCudaMiB, 0)} MiB` : ''}`).join('; ')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',

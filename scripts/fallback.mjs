@@ -40,6 +40,10 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, pass: 'simt', ab: 'pwSimt',
     ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'conv1x1_add', 'conv1x1_add_backward'] },
+  // the sliding 3x3 depthwise kernels (dwconv_gate, its two-pass backward, conv2d's depthwise 3x3) with each work
+  // item's loads issued before its arithmetic: the same sums, bit for bit; proven in a strict pass of its own
+  { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, pass: 'slide', ab: 'slideBatch',
+    ops: ['dwconv_gate', 'dwconv_gate_backward', 'conv2d', 'conv2d_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];

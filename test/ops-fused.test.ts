@@ -253,6 +253,66 @@ describe('dwconv_gate', () => {
     }
   });
 
+  it("the CUDA sliding kernels' batched work items (IRCONSTYLE_SLIDE=batch), run on the host, match float64", async () => {
+    // IRCONSTYLE_EMULATE=slide runs every work item of the sliding 3x3 kernels with the segment's loads first
+    // (native/src/ops/slide3_batch.h) on the CPU: dwconv_gate forward, its two-pass backward (dz, then the pass over
+    // dz), and conv2d's depthwise 3x3 forward and backward — segments of 8 with tails, one-pixel images, borders
+    const cases: DgCase[] = [
+      { N: 1, H: 1, W: 1, C: 1, K: 3, P: 1 },
+      { N: 2, H: 3, W: 8, C: 3, K: 3, P: 1 },
+      { N: 1, H: 5, W: 9, C: 5, K: 3, P: 1, gelu: true },
+      { N: 2, H: 4, W: 17, C: 2, K: 3, P: 1 },
+      { N: 1, H: 2, W: 7, C: 4, K: 3, P: 1, gelu: true },
+      { N: 1, H: 12, W: 23, C: 6, K: 3, P: 1 },
+    ];
+    let seed = 940;
+    for (const c of cases) {
+      const C2 = 2 * c.C, px = c.N * c.H * c.W;
+      const x = randArray(px * C2, seed++), w = randArray(9 * C2, seed++), b = randArray(C2, seed++);
+      const dy = randArray(px * c.C, seed++), dz = randArray(px * C2, seed++);
+      const ref = dgRef(c, x, w, b), back = dgBackRef(c, dy, x, w, b);
+      // the plain depthwise conv's backward given dz: dx, dw, db in float64
+      const pd = { dx: new Float64Array(x.length), dw: new Float64Array(w.length), db: new Float64Array(C2) };
+      for (let n = 0; n < c.N; ++n)
+        for (let oh = 0; oh < c.H; ++oh)
+          for (let ow = 0; ow < c.W; ++ow)
+            for (let ch = 0; ch < C2; ++ch) {
+              const d = dz[((n * c.H + oh) * c.W + ow) * C2 + ch]!;
+              pd.db[ch] += d;
+              for (let kh = 0; kh < 3; ++kh)
+                for (let kw = 0; kw < 3; ++kw) {
+                  const ih = oh - 1 + kh, iw = ow - 1 + kw;
+                  if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                  const xi = ((n * c.H + ih) * c.W + iw) * C2 + ch, wi = (kh * 3 + kw) * C2 + ch;
+                  pd.dx[xi] += d * w[wi]!;
+                  pd.dw[wi] += d * x[xi]!;
+                }
+            }
+      const xs = [c.N, c.H, c.W, C2];
+      const [tx, tw, tb] = [tensor(x, xs), tensor(w, [3, 3, 1, C2]), tensor(b, [C2])];
+      const act = c.gelu ? 1 : 0;
+      const outs = await withEmulation('slide', async () => {
+        const o = {
+          y: runOp('dwconv_gate', [tx, tw, tb], [1, act]),
+          gate: runOp('dwconv_gate_backward', [tensor(dy, [c.N, c.H, c.W, c.C]), tx, tw, tb], [1, act]),
+          z: runOp('conv2d', [tx, tw, tb], [1, 1, C2]),
+          conv: runOp('conv2d_backward', [tensor(dz, xs), tx, tw], [1, 1, C2]),
+        };
+        await Promise.all(Object.values(o).flat().map((t) => t.data())); // the kernels ran (the env is read then)
+        return o;
+      });
+      const name = dgName(c);
+      await expectClose(outs.y[0]!, ref.y, 1e-6, `emulated dwconv_gate ${name}`);
+      for (const [i, r] of [back.dx, back.dw, back.db].entries()) await expectClose(outs.gate[i]!, r, 1e-6, `emulated gate grad ${i} ${name}`);
+      await expectClose(outs.z[0]!, ref.z, 1e-6, `emulated depthwise conv ${name}`);
+      for (const [i, r] of [pd.dx, pd.dw, pd.db].entries()) await expectClose(outs.conv[i]!, r, 1e-6, `emulated conv grad ${i} ${name}`);
+      if (c.H * c.W >= 100) {  // and the switch is real: the CPU's own backward sums dw in another order
+        const own = runOp('conv2d_backward', [tensor(dz, xs), tx, tw], [1, 1, C2]);
+        expect(differing(await own[1]!.data(), await outs.conv[1]!.data()), `emulation ran for ${name}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it('gradients', async () => {
     const c = { N: 1, H: 5, W: 7, C: 3 };
     const x = { data: randArray(c.N * c.H * c.W * 6, 401), shape: [c.N, c.H, c.W, 6] };

@@ -13,6 +13,7 @@
 
 #include "../cpu/simd.h"
 #include "conv2d.h"
+#include "slide3_batch.h"
 
 namespace irc {
 namespace conv {
@@ -315,13 +316,18 @@ int64_t row_grain(const Geom& g, int64_t width_px) {
 
 }  // namespace
 
+// 3x3, stride 1, padding 1: the CUDA sliding kernels' batched work items when IRCONSTYLE_EMULATE lists slide
+bool slide_shape(const Geom& g) { return g.KH == 3 && g.KW == 3 && g.S == 1 && g.P == 1; }
+
 void depthwise_forward(const Geom& g, const float* x, const float* w, const float* b, float* y) {
+  if (slide_shape(g) && slide3_emulate_forward(slide::kPlain, false, g.N, g.H, g.W, g.Ci, x, w, b, nullptr, y)) return;
   const Fns& f = fns();
   parallel_for(g.N * g.Ho, row_grain(g, g.Wo), [&](int64_t r0, int64_t r1) { f.fwd(g, x, w, b, y, r0, r1); });
 }
 
 void depthwise_backward(const Geom& g, const float* dy, const float* x, const float* w, float* dx, float* dw,
                         float* db) {
+  if (slide_shape(g) && slide3_emulate_backward(g.N, g.H, g.W, g.Ci, dy, x, w, dx, dw, db)) return;
   const Fns& f = fns();
   if (g.S == 1 && g.KH == g.KW && g.P <= g.KH - 1) {
     // stride 1: dx[ih, iw] = sum_{kh,kw} dy[ih + P - kh, iw + P - kw] w[kh, kw] is the forward convolution of dy

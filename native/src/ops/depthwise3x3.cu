@@ -1,6 +1,7 @@
 // Sliding-window 3x3 depthwise kernels, stride 1 and padding 1 (depthwise3x3.h): the plain convolution forward
 // (conv2d's depthwise 3x3), the gated forward, the gate's backward in one pass and the gate's dz (dwconv_gate,
-// nafnet.cu), and the backward pass over dz that gives dx and the dw / db partials (both).
+// nafnet.cu), and the backward pass over dz that gives dx and the dw / db partials (both). With
+// IRCONSTYLE_SLIDE=batch the forward and the backward over dz take each work item's loads first (slide3_batch.h).
 #include <climits>
 #include <cstdint>
 
@@ -9,6 +10,8 @@
 #include "depthwise3x3.h"
 #include "dwgate_slide.h"
 #include "partials.cuh"
+#include "slide3_batch.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -18,14 +21,10 @@ namespace {
 // its input slides along the row in registers: per output pixel it loads one new column (3 values) and does 9
 // multiply-adds; the weights stay in registers and the index math is done once per segment. Out-of-image taps
 // are zeros (they add nothing). Index math in 32 bits: the callers check N H W C < 2^31.
-constexpr int kSeg = 8;
-
-struct Slide {
-  int H, W;
-  int S;    // segments per row
-  int Cx;   // channel vectors per pixel of the windowed tensor
-  int Co;   // channel vectors per work item: Cx (plain), Cx / 2 (gate: the two halves c and c + Co)
-};
+// Geometry (dwslide::Geo): H, W; S segments per row; Cx channel vectors per pixel of the windowed tensor; Co
+// channel vectors per work item: Cx (plain), Cx / 2 (gate: the two halves c and c + Co).
+using dwslide::kSeg;
+using Slide = dwslide::Geo;
 Slide slide_of(int64_t H, int64_t W, int64_t Cx, int64_t Co) {
   return {static_cast<int>(H), static_cast<int>(W), static_cast<int>((W + kSeg - 1) / kSeg), static_cast<int>(Cx),
           static_cast<int>(Co)};
@@ -43,20 +42,26 @@ __device__ __forceinline__ void load_col(const V* __restrict__ t, const Slide& g
   }
 }
 
-enum SlideMode { kPlain = 0, kGate = 1, kGateDz = 2 };
+using slide::kGate;
+using slide::kGateDz;
+using slide::kPlain;
 
 // Forward over work items e = ((row r) S + segment) Co + cv, r = n H + oh:
 //   z_h = b[c_h] + Σ_{kh, kw} x[oh - 1 + kh, ow - 1 + kw, c_h] w[kh, kw, c_h]   (kh outer, kw inner, as the CPU)
 //   kPlain:  y[q, cv] = z_0                                   (c_0 = cv)
 //   kGate:   y[q, cv] = a(z_0) z_1                            (c_1 = cv + Co)
 //   kGateDz: out[q, cv] = dy[q, cv] z_1 a'(z_0), out[q, Co + cv] = dy[q, cv] a(z_0)   (the gate's backward into dz)
-// with a = identity, or GELU when GELU (gate modes only; they take floats).
-template <int MODE, bool GELU, class V>
+// with a = identity, or GELU when GELU (gate modes only; they take floats). BATCH: slide::fwd_item (all loads first).
+template <int MODE, bool GELU, class V, bool BATCH>
 __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict__ x, const V* __restrict__ w,
                                                     const V* __restrict__ b, const V* __restrict__ dy,
                                                     V* __restrict__ out, int items) {
   constexpr int NH = MODE == kPlain ? 1 : 2;
   for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < items; e += gridDim.x * blockDim.x) {
+    if constexpr (BATCH) {
+      slide::fwd_item<MODE, GELU>(g, e, x, w, b, dy, out);
+      continue;
+    }
     const int cv = e % g.Co, t = e / g.Co, seg = t % g.S, r = t / g.S;
     const int oh = r % g.H, base = r - oh;
     const int ow0 = seg * kSeg, ow1 = min(ow0 + kSeg, g.W);
@@ -126,8 +131,9 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
 //   dx[p] = Σ_{kh, kw} dzw[2 - kh][2 - kw] w[kh, kw]    (kh outer, kw inner, as dx_pix on the CPU)
 //   acc[3 kh + kw] += dzw[2 - kh][2 - kw] x[p]           (dw[kh, kw] = Σ_q dz[q] x[q + (kh - 1, kw - 1)])
 //   acc[9] += dzw[1][1]                                   (db)
-// part[(gq 10 + t) C + c] = the group's sums, lanes added in order (double), as finish_parts_k expects.
-template <class V>
+// part[(gq 10 + t) C + c] = the group's sums, lanes added in order (double), as finish_parts_k expects. BATCH:
+// slide::bwd_item (all loads first).
+template <class V, bool BATCH>
 __global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
                                                     const V* __restrict__ w, V* __restrict__ dx,
                                                     double* __restrict__ part, int items, int CB, int L, int G) {
@@ -145,6 +151,10 @@ __global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict
 #pragma unroll
     for (int k = 0; k < 9; ++k) wv[k] = w[k * g.Cx + cv];
     for (int i = i0 + lane; i < i1; i += L) {
+      if constexpr (BATCH) {
+        slide::bwd_item(g, i, cv, wv, dz, x, dx, acc);
+        continue;
+      }
       const int seg = i % g.S, r = i / g.S;
       const int ih = r % g.H, base = r - ih;
       const int iw0 = seg * kSeg, iw1 = min(iw0 + kSeg, g.W);
@@ -242,6 +252,9 @@ int64_t slide_groups(int64_t items, const Lanes& l) {
 // loop's index plus its stride, at most 2^29 threads, stays below INT_MAX).
 bool slide_fits(int64_t n) { return n > 0 && n < (int64_t(1) << 30); }
 
+// IRCONSTYLE_SLIDE=batch: the kernels below take each work item's loads first (slide3_batch.h).
+bool slide_batch() { return env_is("IRCONSTYLE_SLIDE", "batch"); }
+
 // Launches slide3_fwd_k<MODE, GELU>. C: channels per work item (plain: of x; gate: of one half). The plain conv
 // takes float2 vectors when the channels and pointers allow it (58 registers); the gate modes hold two windows and
 // two weight sets, so they stay with floats (64 registers; float2 would need 98 and halve the occupancy).
@@ -249,19 +262,23 @@ template <int MODE, bool GELU = false>
 void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, const float* x, const float* w,
                     const float* b, const float* dy, float* out) {
   const int64_t halves = MODE == kPlain ? 1 : 2;
+  const bool batch = slide_batch();
   if constexpr (MODE == kPlain) {
     if (C % 2 == 0 && aligned8(x) && aligned8(w) && (!b || aligned8(b)) && aligned8(out)) {
       const Slide g = slide_of(H, W, C / 2, C / 2);
       const int items = static_cast<int>(N * H * g.S * (C / 2));
-      slide3_fwd_k<MODE, false, float2><<<cu::blocks_for(items), kThreads, 0, s>>>(
-          g, reinterpret_cast<const float2*>(x), reinterpret_cast<const float2*>(w),
-          reinterpret_cast<const float2*>(b), nullptr, reinterpret_cast<float2*>(out), items);
+      (batch ? slide3_fwd_k<MODE, false, float2, true> : slide3_fwd_k<MODE, false, float2, false>)<<<
+          cu::blocks_for(items), kThreads, 0, s>>>(g, reinterpret_cast<const float2*>(x),
+                                                   reinterpret_cast<const float2*>(w),
+                                                   reinterpret_cast<const float2*>(b), nullptr,
+                                                   reinterpret_cast<float2*>(out), items);
       return;
     }
   }
   const Slide g = slide_of(H, W, halves * C, C);
   const int items = static_cast<int>(N * H * g.S * C);
-  slide3_fwd_k<MODE, GELU, float><<<cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
+  (batch ? slide3_fwd_k<MODE, GELU, float, true> : slide3_fwd_k<MODE, GELU, float, false>)<<<
+      cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
 }
 
 }  // namespace
@@ -327,14 +344,15 @@ bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, 
   const int64_t G = slide_groups(items, l);
   double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * C, 1));
   const dim3 grid(static_cast<unsigned>(G), static_cast<unsigned>(l.chunks));
+  const bool batch = slide_batch();
   if (v2)
-    slide3_bwd_k<float2><<<grid, kThreads, 0, s>>>(g, reinterpret_cast<const float2*>(dz),
-                                                   reinterpret_cast<const float2*>(x),
-                                                   reinterpret_cast<const float2*>(w), reinterpret_cast<float2*>(dx),
-                                                   part, static_cast<int>(items), l.CB, l.L, static_cast<int>(G));
+    (batch ? slide3_bwd_k<float2, true> : slide3_bwd_k<float2, false>)<<<grid, kThreads, 0, s>>>(
+        g, reinterpret_cast<const float2*>(dz), reinterpret_cast<const float2*>(x),
+        reinterpret_cast<const float2*>(w), reinterpret_cast<float2*>(dx), part, static_cast<int>(items), l.CB, l.L,
+        static_cast<int>(G));
   else
-    slide3_bwd_k<float><<<grid, kThreads, 0, s>>>(g, dz, x, w, dx, part, static_cast<int>(items), l.CB, l.L,
-                                                  static_cast<int>(G));
+    (batch ? slide3_bwd_k<float, true> : slide3_bwd_k<float, false>)<<<grid, kThreads, 0, s>>>(
+        g, dz, x, w, dx, part, static_cast<int>(items), l.CB, l.L, static_cast<int>(G));
   finish_parts(s, part, 1, G, T * C, 1.0, dw, 9 * C, db);
   cu::check_launch(c);
   return true;

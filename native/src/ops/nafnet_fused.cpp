@@ -23,6 +23,7 @@
 #include "../cpu/simd.h"
 #include "dwgate_slide.h"
 #include "op_api.h"
+#include "slide3_batch.h"
 
 namespace irc {
 namespace {
@@ -466,6 +467,8 @@ DG check_dg(InferCtx& c, size_t xi, size_t wi, size_t bi) {
   return g;
 }
 
+// 3x3 with padding 1: the shape of the CUDA sliding kernels
+bool slide_shape(const DG& g) { return g.KH == 3 && g.KW == 3 && g.P == 1; }
 
 }  // namespace
 
@@ -542,6 +545,7 @@ void cpu_dwconv_gate(KernelCtx& c) {
   if (g.C == 0 || g.N == 0) return;
   const float *x = c.in[0].f(), *w = c.in[1].f(), *b = c.in.size() > 2 ? c.in[2].f() : nullptr;
   float* y = c.out[0].f();
+  if (slide_shape(g) && slide3_emulate_forward(slide::kGate, g.gelu, g.N, g.H, g.W, g.C, x, w, b, nullptr, y)) return;
   const Fns& f = fns();
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, g.Wo * g.C2 * g.KH * g.KW));
   parallel_for(g.N * g.Ho, grain, [&](int64_t r0, int64_t r1) {
@@ -567,7 +571,7 @@ namespace {
 // of that kernel's logic (test/ops-fused.test.ts), not for speed.
 bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const float* w, const float* b, float* dx,
                            float* dw, float* db) {
-  if (!emulation_requested("dwgate_bwd") || g.KH != 3 || g.KW != 3 || g.P != 1) return false;
+  if (!emulation_requested("dwgate_bwd") || !slide_shape(g)) return false;
   const dwslide::Geo geo{static_cast<int>(g.H), static_cast<int>(g.W),
                          static_cast<int>((g.W + dwslide::kSeg - 1) / dwslide::kSeg), static_cast<int>(g.C2),
                          static_cast<int>(g.C)};
@@ -610,6 +614,12 @@ void cpu_dwconv_gate_backward(KernelCtx& c) {
   std::fill(db, db + g.C2, 0.f);
   if (g.C == 0 || g.N == 0) return;
   if (emulate_cuda_backward(g, dy, x, w, b, dx, dw, db)) return;
+  if (slide_shape(g) && emulation_requested("slide")) {  // the CUDA two-pass path: dz, then the backward over dz
+    std::vector<float> dz(static_cast<size_t>(g.N * g.H * g.W * g.C2));
+    slide3_emulate_forward(slide::kGateDz, g.gelu, g.N, g.H, g.W, g.C, x, w, b, dy, dz.data());
+    slide3_emulate_backward(g.N, g.H, g.W, g.C2, dz.data(), x, w, dx, dw, db);
+    return;
+  }
   // Bands of about Ho/16 rows (4..32) per sample; band j owns output rows [Ho j/nb, Ho (j+1)/nb) for dw/db and
   // input rows [H j/nb, H (j+1)/nb) for dx.
   const int64_t B = std::clamp<int64_t>((g.Ho + 15) / 16, 4, 32), nb = (g.Ho + B - 1) / B, units = g.N * nb;
