@@ -189,34 +189,35 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ...(skip.includes('pwSimt') ? [] : [env('IRCONSTYLE_PW_SIMT', '1')]),
         ...(skip.includes('slideBatch') ? [] : [env('IRCONSTYLE_SLIDE', 'batch')]));
       const variants = [
-        // the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
-        ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
-        // the NAFBlock's LayerNorm + 1x1 pairs as separate ops, its other fused ops kept
-        ['lnApart', 'LayerNorm and 1x1 apart (nafnetFusion.lnConv = false)', model.includes('nafnet'),
-          () => { nafnetFusion.lnConv = false; }, () => { nafnetFusion.lnConv = true; }],
-        // the SCA scale as a channel_scale pass before one GEMM over all rows
-        ['scaleApart', 'the SCA scale apart from conv3 (nafnetFusion.scaleInConv = false)', model.includes('nafnet'),
-          () => { nafnetFusion.scaleInConv = false; }, () => { nafnetFusion.scaleInConv = true; }],
+        // the unmeasured opt-ins first: the time budget may cut the list short (run 9 timed the last three)
+        // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
+        ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
+        // the sliding depthwise kernels with each work item's loads issued first (the same sums)
+        ['slideBatch', 'the depthwise kernels with batched loads (IRCONSTYLE_SLIDE=batch)', true, ...env('IRCONSTYLE_SLIDE', 'batch')],
+        // the four together: what the defaults would be if each of them wins alone
+        ['stacked', 'the SIMT kernel, batched depthwise loads, GEMMs and cuDNN autotuned together (less any failed)', true, ...stacked],
+        // every GEMM through cuBLASLt with its algorithm timed per shape (plans keyed by the switch: new plans here)
+        ['gemmTune', "cuBLASLt's GEMM algorithms autotuned (IRCONSTYLE_GEMM_TUNE=1)", true, ...env('IRCONSTYLE_GEMM_TUNE', '1')],
+        // cuDNN's algorithms chosen by timing them at each shape's first call, as PyTorch's cudnn.benchmark (the
+        // plans are keyed by the switch: new plans here)
+        ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
+        // the gating units as one op and the multi-axis blocks' LayerNorm → in_project → GELU checkpointed: MAXIM's
+        // low-memory configuration (predicted by mem:model at 6,424 MiB, 0.49 of PyTorch's 12,998 in run 9's call 3)
+        ['lowMemory', 'the gating units as one op, the multi-axis input projection recomputed', model.includes('maxim'),
+          () => { gateOn(); maximFusion.recomputeIn = true; }, () => { maximFusion.recomputeIn = false; gateOff(); }],
         // the gating units and spatial gating weights as one op each (fewer ops, less memory), then also keeping
         // their Dense outputs for the backward (one GEMM less each there, more memory held)
         ['spatialGate', 'the gating units as one op (IRCONSTYLE_SPATIAL_GATE=1)', model.includes('maxim'), gateOn, gateOff],
         ['keepDense', 'the gating units as one op, their Dense outputs kept', model.includes('maxim'),
           () => { gateOn(); maximFusion.keepDense = true; }, () => { maximFusion.keepDense = false; gateOff(); }],
-        // the gating units as one op and the multi-axis blocks' LayerNorm → in_project → GELU checkpointed: MAXIM's
-        // low-memory configuration (predicted by mem:model at 6,424 MiB, 0.49 of PyTorch's 12,998 in run 9's call 3)
-        ['lowMemory', 'the gating units as one op, the multi-axis input projection recomputed', model.includes('maxim'),
-          () => { gateOn(); maximFusion.recomputeIn = true; }, () => { maximFusion.recomputeIn = false; gateOff(); }],
-        // cuDNN's algorithms chosen by timing them at each shape's first call, as PyTorch's cudnn.benchmark (the
-        // plans are keyed by the switch: new plans here)
-        ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
-        // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
-        ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
-        // the sliding depthwise kernels with each work item's loads issued first (the same sums)
-        ['slideBatch', 'the depthwise kernels with batched loads (IRCONSTYLE_SLIDE=batch)', true, ...env('IRCONSTYLE_SLIDE', 'batch')],
-        // every GEMM through cuBLASLt with its algorithm timed per shape (plans keyed by the switch: new plans here)
-        ['gemmTune', "cuBLASLt's GEMM algorithms autotuned (IRCONSTYLE_GEMM_TUNE=1)", true, ...env('IRCONSTYLE_GEMM_TUNE', '1')],
-        // the four together: what the defaults would be if each of them wins alone
-        ['stacked', 'the SIMT kernel, batched depthwise loads, GEMMs and cuDNN autotuned together (less any failed)', true, ...stacked],
+        // the SCA scale as a channel_scale pass before one GEMM over all rows
+        ['scaleApart', 'the SCA scale apart from conv3 (nafnetFusion.scaleInConv = false)', model.includes('nafnet'),
+          () => { nafnetFusion.scaleInConv = false; }, () => { nafnetFusion.scaleInConv = true; }],
+        // the NAFBlock's LayerNorm + 1x1 pairs as separate ops, its other fused ops kept
+        ['lnApart', 'LayerNorm and 1x1 apart (nafnetFusion.lnConv = false)', model.includes('nafnet'),
+          () => { nafnetFusion.lnConv = false; }, () => { nafnetFusion.lnConv = true; }],
+        // the block forwards composed of the separate ops (scripts/unfused-blocks.mjs)
+        ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
       ];
       for (const [key, what, applies, on, off] of variants) {
         if (!applies || left() < 30 || skip.includes(key)) continue;
