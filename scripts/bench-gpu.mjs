@@ -189,7 +189,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ...(skip.includes('pwSimt') ? [] : [env('IRCONSTYLE_PW_SIMT', '1')]),
         ...(skip.includes('slideBatch') ? [] : [env('IRCONSTYLE_SLIDE', 'batch')]));
       const variants = [
-        // the unmeasured opt-ins first: the time budget may cut the list short (run 9 timed the last three)
+        // the unmeasured opt-ins first: the time budget may cut the list short (run 9 timed lnApart and unfused)
         // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
         ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
         // the sliding depthwise kernels with each work item's loads issued first (the same sums)
