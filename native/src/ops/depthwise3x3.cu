@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
 // part[(gq 10 + t) C + c] = the group's sums, lanes added in order (double), as finish_parts_k expects. BATCH:
 // slide::bwd_item (all loads first).
 template <class V, bool BATCH>
-__global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
+__global__ void __launch_bounds__(256, BATCH ? 2 : 1) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
                                                     const V* __restrict__ w, V* __restrict__ dx,
                                                     double* __restrict__ part, int items, int CB, int L, int G) {
   constexpr int VW = VecW<V>::n;
@@ -266,7 +266,7 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
   if constexpr (MODE == kPlain) {
     if (C % 2 == 0 && aligned8(x) && aligned8(w) && (!b || aligned8(b)) && aligned8(out)) {
       const Slide g = slide_of(H, W, C / 2, C / 2);
-      const int items = static_cast<int>(N * H * g.S * (C / 2));
+      const int items = static_cast<int>(batch ? slide::fwd_items(g, N) : N * H * g.S * (C / 2));
       (batch ? slide3_fwd_k<MODE, false, float2, true> : slide3_fwd_k<MODE, false, float2, false>)<<<
           cu::blocks_for(items), kThreads, 0, s>>>(g, reinterpret_cast<const float2*>(x),
                                                    reinterpret_cast<const float2*>(w),
@@ -276,7 +276,7 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
     }
   }
   const Slide g = slide_of(H, W, halves * C, C);
-  const int items = static_cast<int>(N * H * g.S * C);
+  const int items = static_cast<int>(batch ? slide::fwd_items(g, N) : N * H * g.S * C);
   (batch ? slide3_fwd_k<MODE, GELU, float, true> : slide3_fwd_k<MODE, GELU, float, false>)<<<
       cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
 }

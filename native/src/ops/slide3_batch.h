@@ -1,15 +1,20 @@
 // One thread's work item in the sliding 3x3 depthwise kernels (stride 1, padding 1; depthwise3x3.cu) with the
-// whole segment's loads issued before any arithmetic (IRCONSTYLE_SLIDE=batch): the kernels that slide a 3x3 window
-// along a row segment load one new column per output pixel and use it at once, so each thread has at most three
-// loads in flight; run 8 measured the dwconv_gate backward's two passes at ~1.6 TB/s, about what 3 loads per thread
-// at their occupancy sustain. Here the kSeg + 2 columns of a segment (3 rows each) go into registers first, all
-// independent loads, and the outputs are then formed from them. The arithmetic is the sliding kernels' own, tap for
-// tap in the same order, so the results are theirs bit for bit.
+// whole segment's loads issued before any arithmetic, and vertically adjacent rows in adjacent threads
+// (IRCONSTYLE_SLIDE=batch). The default kernels slide a 3x3 window along a row segment, loading one new column per
+// output pixel and using it at once (at most three loads in flight per thread), with the threads of a block on
+// consecutive segments of one row, so that each input row is fetched from L2 by three blocks (the rows above and
+// below). Run 8 measured the dwconv_gate backward's two passes at ~1.6 TB/s. Here:
+//   - the kSeg + 2 columns of a segment (3 rows each) go into registers first, all independent loads, and the
+//     outputs are then formed from them (the arithmetic is the default kernels', tap for tap in the same order, so
+//     every output is theirs bit for bit);
+//   - the work items are ordered rows first: the threads of a block take the same segment of consecutive rows (and
+//     channels), so the rows they share are read once from L2 and then from L1.
+// The backward's dw / db partial sums then add the same terms per lane in another (fixed) order.
 //
 // Written once for the device and the host: the CUDA kernels call these per work item, and the CPU backend runs
 // them over all items when IRCONSTYLE_EMULATE lists `slide` (slide3_host.cpp), so the tests check the window logic,
-// the segment tails and the image borders without a GPU (test/slide-batch.test.ts). Geometry: dwslide::Geo; work
-// item = (row r = n H + oh) S + segment, channel (vector) cv.
+// the item orders, the segment tails and the image borders without a GPU (test/ops-fused.test.ts). Geometry:
+// dwslide::Geo.
 #pragma once
 #include <cstdint>
 
@@ -69,12 +74,28 @@ IRC_UNROLL
 // c_0 = cv, c_1 = cv + Co.
 enum Mode { kPlain = 0, kGate = 1, kGateDz = 2 };
 
+// Channels per item chunk of the forward: the threads of a block take CW channels of consecutive rows.
+IRC_HD int fwd_chunk(int Co) { return Co <= 64 ? Co : 32; }
+
+// The forward's work items: e = (((n chunks + chunk) S + segment) H + oh) CW + lane, channel cv = chunk CW + lane
+// (items with cv >= Co do nothing); N H S ceil(Co / CW) CW of them.
+IRC_HD int64_t fwd_items(const Geo& g, int64_t N) {
+  const int CW = fwd_chunk(g.Co);
+  return N * g.H * g.S * ((g.Co + CW - 1) / CW) * CW;
+}
+
 template <int MODE, bool GELU, class V>
 IRC_HD void fwd_item(const Geo& g, int e, const V* __restrict__ x, const V* __restrict__ w, const V* __restrict__ b,
                      const V* __restrict__ dy, V* __restrict__ out) {
   constexpr int NH = MODE == kPlain ? 1 : 2;
-  const int cv = e % g.Co, t = e / g.Co, seg = t % g.S, r = t / g.S;
-  const int oh = r % g.H, base = r - oh, ow0 = seg * kSeg;
+  const int CW = fwd_chunk(g.Co), chunks = (g.Co + CW - 1) / CW;
+  int t = e / CW;
+  const int oh = t % g.H;
+  t /= g.H;
+  const int seg = t % g.S;
+  t /= g.S;
+  const int cv = t % chunks * CW + e % CW, base = t / chunks * g.H, r = base + oh, ow0 = seg * kSeg;
+  if (cv >= g.Co) return;
   V col[NH][kSeg + 2][3], wv[NH][9], bias[NH], dyv[MODE == kGateDz ? kSeg : 1];
 IRC_UNROLL
   for (int h = 0; h < NH; ++h) load_cols(x, g, base, oh, ow0, cv + h * g.Co, col[h]);
@@ -122,21 +143,20 @@ IRC_UNROLL
   }
 }
 
-// The backward of a 3x3 depthwise conv given dz (the gradient of its output) for work item i = (row r = n H + ih)
-// S + segment, channel (vector) cv, as slide3_bwd_k: with the window dzw[a][j] = dz[ih - 1 + a, iw - 1 + j],
+// The backward of a 3x3 depthwise conv given dz (the gradient of its output) for work item i = (n S + segment) H + ih
+// (rows first), channel (vector) cv, in slide3_bwd_k's threads: with the window dzw[a][j] = dz[ih - 1 + a, iw - 1 + j],
 //   dx[p] = Σ_{kh, kw} dzw[2 - kh][2 - kw] w[kh, kw]   (kh outer, kw inner)
 //   acc[3 kh + kw] += dzw[2 - kh][2 - kw] x[p]          acc[9] += dzw[1][1]
 template <class V>
 IRC_HD void bwd_item(const Geo& g, int i, int cv, const V (&wv)[9], const V* __restrict__ dz,
                      const V* __restrict__ x, V* __restrict__ dx, V (&acc)[10]) {
-  const int seg = i % g.S, r = i / g.S;
-  const int ih = r % g.H, base = r - ih, iw0 = seg * kSeg;
-  V col[kSeg + 2][3], xv[kSeg];
+  const int ih = i % g.H, seg = i / g.H % g.S, base = i / (g.H * g.S) * g.H, r = base + ih, iw0 = seg * kSeg;
+  V col[kSeg + 2][3];
   load_cols(dz, g, base, ih, iw0, cv, col);
-  load_row(x, g, r, iw0, g.Cx, cv, xv);
 IRC_UNROLL
   for (int k = 0; k < kSeg; ++k) {
     if (iw0 + k >= g.W) break;
+    const V xk = x[(r * g.W + iw0 + k) * g.Cx + cv];  // (loaded here: the window and these would need > 128 registers)
     V d{};
 IRC_UNROLL
     for (int kh = 0; kh < 3; ++kh)
@@ -144,7 +164,7 @@ IRC_UNROLL
       for (int kw = 0; kw < 3; ++kw) {
         const V z = col[k + 2 - kw][2 - kh];
         d = mac(d, z, wv[kh * 3 + kw]);
-        acc[kh * 3 + kw] = mac(acc[kh * 3 + kw], z, xv[k]);
+        acc[kh * 3 + kw] = mac(acc[kh * 3 + kw], z, xk);
       }
     acc[9] = add(acc[9], col[k + 1][1]);
     dx[(r * g.W + iw0 + k) * g.Cx + cv] = d;

@@ -27,7 +27,7 @@ bool slide3_emulate_forward(int mode, bool gelu, int64_t N, int64_t H, int64_t W
                             const float* w, const float* b, const float* dy, float* out) {
   if (!emulation_requested("slide") || N * H * W * C == 0) return false;
   const slide::Geo g = geo_of(H, W, mode == slide::kPlain ? C : 2 * C, C);
-  const int64_t items = N * H * g.S * C;
+  const int64_t items = slide::fwd_items(g, N);
   if (mode == slide::kPlain) forward_items<slide::kPlain, false>(g, items, x, w, b, dy, out);
   else if (mode == slide::kGate) (gelu ? forward_items<slide::kGate, true> : forward_items<slide::kGate, false>)(
       g, items, x, w, b, dy, out);
