@@ -192,7 +192,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         // the unmeasured opt-ins first: the time budget may cut the list short (run 9 timed lnApart and unfused)
         // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
         ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
-        // the sliding depthwise kernels with each work item's loads issued first (the same sums)
+        // the sliding depthwise kernels with each work item's loads issued first, the items rows first
         ['slideBatch', 'the depthwise kernels with batched loads (IRCONSTYLE_SLIDE=batch)', true, ...env('IRCONSTYLE_SLIDE', 'batch')],
         // the four together: what the defaults would be if each of them wins alone
         ['stacked', 'the SIMT kernel, batched depthwise loads, GEMMs and cuDNN autotuned together (less any failed)', true, ...stacked],

@@ -41,7 +41,7 @@ export const KERNEL_SWITCHES = [
     ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'conv1x1_add', 'conv1x1_add_backward'] },
   // the sliding 3x3 depthwise kernels (dwconv_gate, its two-pass backward, conv2d's depthwise 3x3) with each work
-  // item's loads issued before its arithmetic: the same sums, bit for bit; proven in a strict pass of its own
+  // item's loads issued before its arithmetic and the items rows first; proven in a strict pass of its own
   { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, pass: 'slide', ab: 'slideBatch',
     ops: ['dwconv_gate', 'dwconv_gate_backward', 'conv2d', 'conv2d_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
