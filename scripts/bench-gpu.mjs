@@ -10,7 +10,7 @@
 //             allocator serves them), and the process's memory in nvidia-smi;
 //   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
 // Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300), --only
-// nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain steps and inference only);
+// nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain and graph-mode steps and inference only);
 // BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
 // LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv) and its SCA scale apart (nafnetFusion.scaleInConv), and MAXIM's with its gating units as one op
@@ -23,6 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { unfusedBlocks } from './unfused-blocks.mjs';
+import { KERNEL_SWITCHES } from './fallback.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -139,8 +140,8 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     // --- training step
     lib.setInitSeed(1);
     const net = lib.createModel(model, { constyle: 'train', K }).to(device);
-    // op by op first (graph mode, the default on CUDA, is timed after the A/B variants): live memory and the
-    // per-op profile are measured op by op
+    // op by op first (graph mode, the default on CUDA, is timed next): live memory and the per-op profile are
+    // measured op by op
     const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4, graph: false });
     const gt = randomImages(lib, batch, size, size, 1, device);
     const noise = randomImages(lib, batch, size, size, 2, device);
@@ -171,6 +172,107 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     ours.nvidiaSmiMiB = smiMemoryMiB(process.pid);
     ours.scratchMiB = (native.memoryStats().cudaScratchBytes ?? 0) / MiB; // the slots only grow: their size after the steps
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB (+ ${ours.scratchMiB.toFixed(0)} MiB of op scratch), nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
+    if (left() > 40) {  // (safe mode too: the library paths, replayed)
+      // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
+      // then replays.
+      trainer.graph = true;
+      const gts = [];
+      for (let it = 0; it < Math.max(5, steps) + 2; it++) {
+        if (it >= 4 && left() < 25) break;
+        await lib.sync();
+        const t0 = performance.now();
+        const l = await trainer.step(lq, gt);
+        await lib.sync();
+        if (it >= 2) gts.push(performance.now() - t0);
+        if (it === 1) ours.graphState = trainer.graphState;
+        ours.graphLoss = l.total;
+      }
+      ours.graph = { msStep: median(gts), imgPerS: (batch * 1000) / median(gts), steps: gts.length, graphed: ours.graphState?.[0]?.graphed ?? false,
+        reason: ours.graphState?.[0]?.reason ?? '', graphMiB: native.memoryStats().cudaGraphBytes / MiB };
+      log(`ours ${model} in graph mode: ${ours.graph.graphed ? `${ours.graph.msStep.toFixed(1)} ms/step (${gts.length} replays), ${ours.graph.graphMiB.toFixed(0)} MiB reserved by the graph, total loss ${ours.graphLoss.toFixed(4)}`
+        : `not graphed (${ours.graph.reason}); ${ours.graph.msStep.toFixed(1)} ms/step op by op`}`);
+      trainer.graph = false;
+    }
+    if (profile && !safe && left() > 20) {
+      // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
+      // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission
+      // takes as long as the step is bound by the host, not the GPU).
+      const run0 = native.run;
+      let lastSubmit = 0;
+      native.run = (...a) => { const r = run0.apply(native, a); lastSubmit = performance.now(); return r; };
+      native.profile(true);
+      const t0 = performance.now();
+      try {
+        await trainer.step(lq, gt);
+        await lib.sync();
+      } finally {
+        native.run = run0;
+      }
+      const wall = performance.now() - t0;
+      native.profile(false);
+      const all = native.profile() ?? [];
+      const prof = all.filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
+      const gpuMs = prof.reduce((a, p) => a + p.ms, 0);
+      const hostMs = all.reduce((a, p) => a + (p.hostMs ?? 0), 0);
+      const disposeMs = all.find((p) => p.op === '(dispose)')?.hostMs ?? 0;
+      const launches = prof.reduce((a, p) => a + p.calls, 0);
+      ours.profile = { wallMs: wall, gpuMs, hostNativeMs: hostMs, disposeMs, ops: launches, submitMs: lastSubmit - t0, top: prof.slice(0, 25) };
+      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops; last op submitted at ${(lastSubmit - t0).toFixed(1)} ms; ` +
+        `host time in native submission ${hostMs.toFixed(1)} ms (of which releasing tensors ${disposeMs.toFixed(1)} ms)`);
+      for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls  host ${(p.hostMs ?? 0).toFixed(2)} ms`);
+      const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
+      log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
+      // A second profiled step, exact and split by shapes (a key per op costs host time, so not in the step above,
+      // whose library ops' times include the GPU waiting for the host between their calls when the host falls
+      // behind): the stream waits until each op is enqueued whole, so the times are the GPU's alone, as in a
+      // replayed graph; their sum is compared with the graph-mode step.
+      native.profile(true, true, true);
+      await trainer.step(lq, gt);
+      await lib.sync();
+      native.profile(false);
+      const exact = (native.profile() ?? []).filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
+      const exactMs = exact.reduce((a, p) => a + p.ms, 0);
+      ours.profile.exact = { gpuMs: exactMs, top: exact.slice(0, 25).map(({ op, ms, calls }) => ({ op, ms, calls })) };
+      log(`  exact GPU time (each op enqueued whole before it runs): ${exactMs.toFixed(1)} ms in ${exact.reduce((a, p) => a + p.calls, 0)} ops` +
+        `${ours.graph?.graphed ? ` (graph-mode step ${ours.graph.msStep.toFixed(1)} ms)` : ''}; ` +
+        exact.slice(0, 16).map((p) => `${p.op} ${p.ms.toFixed(2)}`).join(', '));
+      const byShape = (native.profileShapes?.() ?? []).sort((a, b) => b.ms - a.ms).slice(0, 40);
+      ours.profile.byShape = byShape;
+      log('  by op and shape (top 40; the exact step):');
+      for (const p of byShape) log(`  ${p.ms.toFixed(2).padStart(8)} ms ${String(p.calls).padStart(5)}×  ${(1000 * p.ms / p.calls).toFixed(1).padStart(7)} µs  ${p.op}`);
+    }
+    // --- inference
+    lib.setInitSeed(2);
+    const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
+    for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
+      if (left() < 15) { log(`ours ${model}: inference ${s}² skipped (time budget)`); continue; }
+      const img = randomImages(lib, 1, s, s, 3 + s, device);
+      const ts = [], submit = [];
+      for (let it = 0; it < inferReps + 3; it++) {
+        if (it >= 6 && left() < 10) break;
+        await lib.sync();
+        const t0 = performance.now();
+        const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
+        const t1 = performance.now();  // host time to submit the forward's ops (the GPU runs behind)
+        await lib.sync();
+        const ms = performance.now() - t0;
+        y.dispose();
+        if (it >= 3) { ts.push(ms); submit.push(t1 - t0); }
+      }
+      ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
+      ours[k ? 'infer512SubmitMs' : 'infer256SubmitMs'] = median(submit);
+      log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
+      // The same forward replayed as one CUDA graph (captureForward), checked against the op-by-op output.
+      if (left() > 10) {
+        const g = await benchGraphed(lib, inf, img, inferReps, left);
+        ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
+        log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
+          `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}`);
+      }
+      img.dispose();
+    }
+    inf.dispose?.();
+    // A/B variants last: a broken opt-in kernel can end the process, and this family's own figures are in by then
     if (process.env.BENCH_AB && !safe) {
       // A/B in the same process: each variant set, five steps timed (median of the last three), its peak, unset
       const stepPeak = async () => (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
@@ -241,75 +343,6 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
           `${ours[key].graphMs ? ` (${ours[key].graphMs.toFixed(1)} as a graph)` : ''}, peak live ${ours[key].peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB`);
       }
     }
-    if (!safe && left() > 40) {
-      // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
-      // then replays.
-      trainer.graph = true;
-      const gts = [];
-      for (let it = 0; it < Math.max(5, steps) + 2; it++) {
-        if (it >= 4 && left() < 25) break;
-        await lib.sync();
-        const t0 = performance.now();
-        const l = await trainer.step(lq, gt);
-        await lib.sync();
-        if (it >= 2) gts.push(performance.now() - t0);
-        if (it === 1) ours.graphState = trainer.graphState;
-        ours.graphLoss = l.total;
-      }
-      ours.graph = { msStep: median(gts), imgPerS: (batch * 1000) / median(gts), steps: gts.length, graphed: ours.graphState?.[0]?.graphed ?? false,
-        reason: ours.graphState?.[0]?.reason ?? '', graphMiB: native.memoryStats().cudaGraphBytes / MiB };
-      log(`ours ${model} in graph mode: ${ours.graph.graphed ? `${ours.graph.msStep.toFixed(1)} ms/step (${gts.length} replays), ${ours.graph.graphMiB.toFixed(0)} MiB reserved by the graph, total loss ${ours.graphLoss.toFixed(4)}`
-        : `not graphed (${ours.graph.reason}); ${ours.graph.msStep.toFixed(1)} ms/step op by op`}`);
-      trainer.graph = false;
-    }
-    if (profile && !safe && left() > 20) {
-      // Where a step's time goes: GPU time per op (events around each op's launches) against the wall time.
-      // Host side: when the last op of the step was submitted (the GPU runs behind; a step whose submission
-      // takes as long as the step is bound by the host, not the GPU).
-      const run0 = native.run;
-      let lastSubmit = 0;
-      native.run = (...a) => { const r = run0.apply(native, a); lastSubmit = performance.now(); return r; };
-      native.profile(true);
-      const t0 = performance.now();
-      try {
-        await trainer.step(lq, gt);
-        await lib.sync();
-      } finally {
-        native.run = run0;
-      }
-      const wall = performance.now() - t0;
-      native.profile(false);
-      const all = native.profile() ?? [];
-      const prof = all.filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
-      const gpuMs = prof.reduce((a, p) => a + p.ms, 0);
-      const hostMs = all.reduce((a, p) => a + (p.hostMs ?? 0), 0);
-      const disposeMs = all.find((p) => p.op === '(dispose)')?.hostMs ?? 0;
-      const launches = prof.reduce((a, p) => a + p.calls, 0);
-      ours.profile = { wallMs: wall, gpuMs, hostNativeMs: hostMs, disposeMs, ops: launches, submitMs: lastSubmit - t0, top: prof.slice(0, 25) };
-      log(`ours ${model}: profiled step ${wall.toFixed(1)} ms wall, ${gpuMs.toFixed(1)} ms GPU in ${launches} ops; last op submitted at ${(lastSubmit - t0).toFixed(1)} ms; ` +
-        `host time in native submission ${hostMs.toFixed(1)} ms (of which releasing tensors ${disposeMs.toFixed(1)} ms)`);
-      for (const p of prof.slice(0, 25)) log(`  ${p.op.padEnd(28)} ${p.ms.toFixed(2).padStart(9)} ms ${String(p.calls).padStart(6)} calls  host ${(p.hostMs ?? 0).toFixed(2)} ms`);
-      const byHost = [...all].sort((a, b) => (b.hostMs ?? 0) - (a.hostMs ?? 0)).slice(0, 12);
-      log(`  by host time: ${byHost.map((p) => `${p.op} ${(p.hostMs ?? 0).toFixed(1)} ms/${p.calls}`).join(', ')}`);
-      // A second profiled step, exact and split by shapes (a key per op costs host time, so not in the step above,
-      // whose library ops' times include the GPU waiting for the host between their calls when the host falls
-      // behind): the stream waits until each op is enqueued whole, so the times are the GPU's alone, as in a
-      // replayed graph; their sum is compared with the graph-mode step.
-      native.profile(true, true, true);
-      await trainer.step(lq, gt);
-      await lib.sync();
-      native.profile(false);
-      const exact = (native.profile() ?? []).filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
-      const exactMs = exact.reduce((a, p) => a + p.ms, 0);
-      ours.profile.exact = { gpuMs: exactMs, top: exact.slice(0, 25).map(({ op, ms, calls }) => ({ op, ms, calls })) };
-      log(`  exact GPU time (each op enqueued whole before it runs): ${exactMs.toFixed(1)} ms in ${exact.reduce((a, p) => a + p.calls, 0)} ops` +
-        `${ours.graph?.graphed ? ` (graph-mode step ${ours.graph.msStep.toFixed(1)} ms)` : ''}; ` +
-        exact.slice(0, 16).map((p) => `${p.op} ${p.ms.toFixed(2)}`).join(', '));
-      const byShape = (native.profileShapes?.() ?? []).sort((a, b) => b.ms - a.ms).slice(0, 40);
-      ours.profile.byShape = byShape;
-      log('  by op and shape (top 40; the exact step):');
-      for (const p of byShape) log(`  ${p.ms.toFixed(2).padStart(8)} ms ${String(p.calls).padStart(5)}×  ${(1000 * p.ms / p.calls).toFixed(1).padStart(7)} µs  ${p.op}`);
-    }
     trainer.dispose();
     net.dispose?.();
     if (profile && !safe && left() > 40) {
@@ -325,38 +358,6 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       ckNet.dispose?.();
     }
     for (const t of [lq, gt]) t.dispose();
-
-    // --- inference
-    lib.setInitSeed(2);
-    const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
-    for (const [k, s] of (device === 'cuda' ? [256, 512] : [32, 64]).entries()) {
-      if (left() < 15) { log(`ours ${model}: inference ${s}² skipped (time budget)`); continue; }
-      const img = randomImages(lib, 1, s, s, 3 + s, device);
-      const ts = [], submit = [];
-      for (let it = 0; it < inferReps + 3; it++) {
-        if (it >= 6 && left() < 10) break;
-        await lib.sync();
-        const t0 = performance.now();
-        const y = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
-        const t1 = performance.now();  // host time to submit the forward's ops (the GPU runs behind)
-        await lib.sync();
-        const ms = performance.now() - t0;
-        y.dispose();
-        if (it >= 3) { ts.push(ms); submit.push(t1 - t0); }
-      }
-      ours[k ? 'infer512Ms' : 'infer256Ms'] = median(ts);
-      ours[k ? 'infer512SubmitMs' : 'infer256SubmitMs'] = median(submit);
-      log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
-      // The same forward replayed as one CUDA graph (captureForward), checked against the op-by-op output.
-      if (!safe && left() > 10) {
-        const g = await benchGraphed(lib, inf, img, inferReps, left);
-        ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
-        log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
-          `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}`);
-      }
-      img.dispose();
-    }
-    inf.dispose?.();
   } catch (e) {
     ours.error = `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
     log(`ours ${model}: ERROR ${ours.error}`);
@@ -368,7 +369,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
  * The benchmark. Sets IRCONSTYLE_BACKEND=cuda (unless set) before loading the library. Returns a result object:
  * { skipped } without CUDA, otherwise { device, ours, pytorch, ratios, table }.
  * `families`: which of nafnet, restormer, maxim run (default all). `safe`: the block forwards composed of separate
- * ops (scripts/unfused-blocks.mjs) and only the plain step, its peak memory and op-by-op inference — the fallback
+ * ops (scripts/unfused-blocks.mjs) and only the plain and graph-mode steps, the peak memory and inference — the fallback
  * run of scripts/device-check.mjs when a new kernel failed. `reusePytorch`: an earlier run's bench JSON whose PyTorch
  * numbers stand in for running PyTorch again (ratios against the same machine's reference).
  */
@@ -384,9 +385,10 @@ export async function runBench({
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const info = lib.backendInfo();
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
-  log(`bench: ${budgetS} s budget${safe ? '; safe mode: block forwards unfused, plain steps and inference only' : ''}`);
+  log(`bench: ${budgetS} s budget${safe ? '; safe mode: block forwards unfused, plain and graph-mode steps and inference only' : ''}`);
   const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 }, safe };
-  const env = Object.entries(process.env).filter(([k]) => /^IRCONSTYLE_(PW_|LN_FOLD|GATE_BWD|LINEAR_|DWGATE_BWD|THIN_CONV|SPATIAL_GATE|TF32)/.test(k));
+  const names = new Set(['IRCONSTYLE_TF32', ...KERNEL_SWITCHES.flatMap((k) => [...Object.keys(k.env), ...Object.keys(k.on)])]);
+  const env = Object.entries(process.env).filter(([k]) => names.has(k));
   if (env.length) log(`bench: kernel switches ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   result.switches = Object.fromEntries(env);
   if (safe) (await unfusedBlocks(ROOT)).patch();
