@@ -134,7 +134,7 @@ async function benchGraphed(lib, inf, img, reps, left) {
 }
 
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
-async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false }) {
+async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false, reserveS = 0 }) {
   const ours = {};
   try {
     // --- training step
@@ -322,13 +322,13 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
       ];
       for (const [key, what, applies, on, off] of variants) {
-        if (!applies || left() < 30 || skip.includes(key)) continue;
+        if (!applies || left() < 30 + reserveS || skip.includes(key)) continue;
         on();
         try {
           const { ms } = await timeSteps(lib, trainer, lq, gt);
           ours[key] = { msStep: ms, peakCudaMiB: await stepPeak() };
           // and as the default trains, in graph mode: a warm step, the recording, replays (recordings freed after)
-          if (device === 'cuda' && left() > 30) {
+          if (device === 'cuda' && left() > 30 + reserveS) {
             trainer.graph = true;
             try {
               ours[key].graphMs = (await timeSteps(lib, trainer, lq, gt, 6)).ms;
@@ -411,16 +411,20 @@ export async function runBench({
     save();
   }
 
-  const ours = (result.ours = families.includes('nafnet') ? await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true, safe }) : { skipped: 'not asked for' });
+  // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows. A family's A/B
+  // variants leave the time the later families' own figures need (reserveS: their PyTorch runs and steps).
+  const rest = device === 'cuda' && model === 'constyle-nafnet'
+    ? [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]
+      .filter(([, , , family]) => families.includes(family)) : [];
+  const reserve = (after) => rest.slice(after).reduce((a, [, , , f]) => a + 50 + (!earlier && wantRef(f) ? 90 : 0), 0);
+  const ours = (result.ours = families.includes('nafnet') ? await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true, safe, reserveS: reserve(0) }) : { skipped: 'not asked for' });
   result.others = [];
   save();
 
-  // The other ConStyle families, each beside its PyTorch reference (scripts/pytorch) when time allows. After a failed
-  // step the rest are left to a fresh process (a CUDA error may have poisoned this one's context): `notRun`.
+  // After a failed step the rest are left to a fresh process (a CUDA error may have poisoned this one's context):
+  // `notRun`.
   const failed = (o) => o.error || o.nonFinite;
-  if (device === 'cuda' && model === 'constyle-nafnet') {
-    const rest = [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]
-      .filter(([, , , family]) => families.includes(family));
+  if (rest.length) {
     for (const [j, [m, b, script, family]] of rest.entries()) {
       if (failed(ours) || result.others.some(failed)) {
         result.notRun = rest.slice(j).map(([, , , f]) => f);
@@ -436,7 +440,7 @@ export async function runBench({
         result.pytorchRefs[m] = pt;
         save();
       }
-      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe });
+      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe, reserveS: reserve(j + 1) });
       const usable = pt && !pt.error;
       result.others.push({ model: m, batch: b, ...o, pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
         ratioInfer512: usable ? o.infer512Ms / pt.infer_512_ms : NaN });
