@@ -75,6 +75,27 @@ describe('the SIMT pointwise kernel (IRCONSTYLE_EMULATE=pw_simt)', () => {
     }
   });
 
+  it("the LayerNorm's backward behind dh (kLnBwd): dx with and without x's pending gradient, its weight and bias gradients from per-block sums", async () => {
+    let seed = 350;
+    // [x shape, Co, linear layout, acc]: 4800 rows in 38 tiles over the 3 emulated blocks (their sums in [2][3][Ci]),
+    // a partial tile, 3 and 6 column groups (Ci 48, 96), a Linear
+    for (const [shape, Co, lin, acc] of [[[4, 30, 40, 48], 96, false, true], [[1, 9, 11, 96], 192, false, false],
+      [[5, 37, 48], 64, true, true], [[2, 7, 9, 64], 32, false, true]] as [number[], number, boolean, boolean][]) {
+      const Ci = shape.at(-1)!;
+      const x = t(shape, seed++, -2, 3), lw = t([Ci], seed++, 0.5, 1.5), lb = t([Ci], seed++);
+      const w = t(lin ? [Co, Ci] : [1, 1, Ci, Co], seed++, -0.3, 0.3), b = t([Co], seed++);
+      const dy = t([...shape.slice(0, -1), Co], seed++), pending = acc ? [t(shape, seed++)] : [];
+      const [, mean, rstd] = runOp('ln_conv1x1', [x, lw, lb, w, b], [1e-6]);
+      await compare(`ln_conv1x1_backward [${shape}] -> ${Co}${lin ? ' (Linear)' : ''}${acc ? ' +acc' : ''}`,
+        () => runOp('ln_conv1x1_backward', [dy, x, lw, lb, w, mean!, rstd!, ...pending], [acc ? 1 : 0]), true);
+    }
+    // and the gate's: dz by kGateBwd, then dh and the LayerNorm's backward by kLnBwd
+    const x = t([3, 50, 48], 370, -2, 3), lw = t([48], 371, 0.5, 1.5), lb = t([48], 372);
+    const w = t([1, 1, 48, 96], 373, -0.3, 0.3), b = t([96], 374), dy = t([3, 50, 48], 375), acc = t([3, 50, 48], 376);
+    const [, mean, rstd] = runOp('ln_conv1x1_gate', [x, lw, lb, w, b], [1e-6]);
+    await compare('ln_conv1x1_gate_backward +acc', () => runOp('ln_conv1x1_gate_backward', [dy, x, lw, lb, w, mean!, rstd!, b, acc], [1]), true);
+  });
+
   it('conv1x1_add and its dx: the per-sample scale across tile and sample boundaries, the output scale, a Linear; many tiles per block', async () => {
     let seed = 400;
     // 2 samples of 130 rows (tiles of 128 straddle them); 4800 rows in 38 tiles over 3 emulated blocks; a Linear

@@ -22,6 +22,7 @@
 #include "pw_bwd.h"
 #include "pw_gate_tile.h"
 #include "pw_simt.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -114,6 +115,28 @@ void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float*
   pw_simt_emulate(pwsimt::kPlain, p);
 }
 
+// IRCONSTYLE_EMULATE=pw_simt with the LayerNorm before the 1x1: dh and the LayerNorm's backward by the SIMT kernel's
+// kLnBwd code (f.dx, f.dlw, f.dlb), as the CUDA path with IRCONSTYLE_PW_SIMT=1; false where it does not run.
+bool simt_dh_ln(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin, const float* x,
+                const pwgate::LnArgs& ln, const LnFoldOut& f) {
+  if (env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // the LayerNorm's backward kept apart, as on CUDA
+  pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
+  std::vector<float> dbp(static_cast<size_t>(2 * pw_simt_emulated_blocks * Ci));
+  p.dbp = dbp.data();
+  const int64_t blocks = pw_simt_emulate(pwsimt::kLnBwd, p);
+  if (!blocks) return false;
+  for (int64_t c = 0; c < Ci; ++c) {
+    float sw = 0.f, sb = 0.f;
+    for (int64_t q = 0; q < blocks; ++q) {
+      sw += dbp[static_cast<size_t>(q * Ci + c)];
+      sb += dbp[static_cast<size_t>((blocks + q) * Ci + c)];
+    }
+    f.dlw[c] = sw;
+    f.dlb[c] = sb;
+  }
+  return true;
+}
+
 // The forward of both ops: y = gate(h w + b) with h = x, or h = LN(x) with ln (its statistics written to ln's
 // mean_out / rstd_out), over row chunks of z (and h) in the thread's scratch.
 void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, double eps, const float* w,
@@ -199,6 +222,7 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
       }
       std::vector<float> unused(static_cast<size_t>(C2));
       conv::pointwise_backward(g.rows, g.Ci, C2, dz, ln ? h.data() : x, w, dx, dw, unused.data());
+      if (ln && fold && simt_dh_ln(dz, g.rows, g.Ci, C2, w, false, x, *ln, *fold)) return true;
       simt_dh(dz, g.rows, g.Ci, C2, w, false, dx);
       return false;
     }
@@ -464,6 +488,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then the linear op's backward
     layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
     linear_backward_cpu(dy, h, w, dh.data(), dw, db, rows, Ci, Co);
+    if (simt_dh_ln(dy, rows, Ci, Co, w, true, x, ln, ln_bwd_fold(k))) return;
     simt_dh(dy, rows, Ci, Co, w, true, dh.data());
   } else {
     const pwgate::LnArgs ln = ln_of(k, 2, true);
@@ -478,6 +503,7 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
       float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
       layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
       conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh.data(), dw, db);
+      if (simt_dh_ln(dy, rows, Ci, Co, w, false, x, ln, ln_bwd_fold(k))) return;
       simt_dh(dy, rows, Ci, Co, w, false, dh.data());
     }
   }

@@ -246,6 +246,22 @@ bool simt_dh(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int6
   return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
 }
 
+// IRCONSTYLE_PW_SIMT=1 with a LayerNorm before the 1x1: dh = dy w^T and the LayerNorm's backward in one pass (kLnBwd):
+// f.dx (+ f.acc), and f.dlw, f.dlb summed in order from the kernel's per-block sums (scratch slot 8); false when not
+// asked for, kept apart (IRCONSTYLE_LN_FOLD=0) or not taken (nothing enqueued).
+bool simt_dh_ln(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
+                const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f) {
+  if (!pw_simt_requested() || env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // (=0: the LayerNorm's apart)
+  pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
+  const int64_t grid = pw_simt_blocks_bound(pwsimt::kLnBwd, p);
+  if (grid <= 0) return false;
+  p.dbp = static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * 2 * grid * Ci, 8));
+  if (pw_simt_cuda(k, pwsimt::kLnBwd, p) != grid) return false;  // (the same computation: cannot differ)
+  blas::column_sums(k, p.dbp, grid, Ci, f.dlw, 4);
+  blas::column_sums(k, p.dbp + grid * Ci, grid, Ci, f.dlb, 4);
+  return true;
+}
+
 // dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With fold (and ln): the LayerNorm's
 // backward too, in the one-pass kernel, where it can (true; fold's dx, dlw, dlb written, dx untouched); false: dh in dx.
 bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const float* x, const pwgate::LnArgs* ln,
@@ -285,12 +301,14 @@ bool gate_backward(const KernelCtx& k, const Geo& g, const float* dy, const floa
     if (pw_backward(k, h, dz, w, dx, dw, nullptr, g.rows, g.Ci, C2)) return false;
   }
   const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
+  bool folded = false;
   if (g.Ci > 0) {
-    if (!simt_dh(k, dz, g.rows, g.Ci, C2, w, false, dx))
+    folded = ln && fold && simt_dh_ln(k, dz, g.rows, g.Ci, C2, w, false, x, *ln, *fold);
+    if (!folded && !simt_dh(k, dz, g.rows, g.Ci, C2, w, false, dx))
       blas::gemm(k, cb, false, true, g.rows, g.Ci, C2, 1.f, dz, C2, w, C2, 0.f, dx, g.Ci);  // dx = dz w^T
     blas::gemm(k, cb, true, false, g.Ci, C2, g.rows, 1.f, h, g.Ci, dz, C2, 0.f, dw, C2);  // dw = h^T dz
   }
-  return false;
+  return folded;
 }
 
 pwgate::LnArgs ln_args(const KernelCtx& k, size_t wi, size_t bi) {
@@ -404,28 +422,33 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
     const LnFoldOut fold = ln_bwd_fold(k);
     if (pw_backward_linear(k, x, dy, w, nullptr, dw, db, rows, Ci, Co, &ln, &fold)) return;
     float* dh = dh_scratch(k, rows, Ci);
+    bool folded = false;
     if (!pw_backward_linear(k, x, dy, w, dh, dw, db, rows, Ci, Co, &ln)) {
       const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
       const gpu::Cublas& cb = blas::bind(k, false);
-      if (!simt_dh(k, dy, rows, Ci, Co, w, true, dh))
+      folded = simt_dh_ln(k, dy, rows, Ci, Co, w, true, x, ln, fold);
+      if (!folded && !simt_dh(k, dy, rows, Ci, Co, w, true, dh))
         blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
       blas::gemm(k, cb, true, false, Co, Ci, rows, 1.f, dy, Co, h, Ci, 0.f, dw, Ci);  // dw = dy^T h
       blas::column_sums(k, dy, rows, Co, db, 4);
     }
-    ln_input_grads(k, dh, rows, Ci);
+    if (!folded) ln_input_grads(k, dh, rows, Ci);
     return;
   }
-  if (pw_backward_ln_fold(k, x, ln, ln_bwd_fold(k), dy, w, dw, db, rows, Ci, Co)) return;
+  const LnFoldOut fold = ln_bwd_fold(k);
+  if (pw_backward_ln_fold(k, x, ln, fold, dy, w, dw, db, rows, Ci, Co)) return;
   float* dh = dh_scratch(k, rows, Ci);
+  bool folded = false;
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
     const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
-    if (!simt_dh(k, dy, rows, Ci, Co, w, false, dh))
+    folded = simt_dh_ln(k, dy, rows, Ci, Co, w, false, x, ln, fold);
+    if (!folded && !simt_dh(k, dy, rows, Ci, Co, w, false, dh))
       blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
     blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
     blas::column_sums(k, dy, rows, Co, db, 4);
   }
-  ln_input_grads(k, dh, rows, Ci);
+  if (!folded) ln_input_grads(k, dh, rows, Ci);
 }
 
 namespace {

@@ -35,9 +35,9 @@ __global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
   stage_w(tid, p, ws);
   const int64_t tiles = (p.rows + BM - 1) / BM;
   float acc[TM][NT];
-  float psum[NT];
+  float psum[psum_n(MODE, NT)];
 #pragma unroll
-  for (int i = 0; i < NT; ++i) psum[i] = 0.f;
+  for (int i = 0; i < psum_n(MODE, NT); ++i) psum[i] = 0.f;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const int64_t r0 = t * BM;
     __syncthreads();  // w staged; the previous tile's products read
@@ -48,15 +48,25 @@ __global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
       __syncthreads();
     }
     compute<NT>(rl, cl, p.K, p.N, xs, ws, acc);
-    epilogue<MODE, NT>(rl, cl, p, r0, acc, psum);
-  }
-  if constexpr (MODE == kGateBwd) {
-    __syncthreads();
-    float* red = ws;  // [16][N] (K >= 16)
+    if constexpr (MODE == kLnBwd) {  // the rows' sums over their 16 column lanes between the two halves
+      float sg[TM], sx[TM];
+      ln_bwd_parts<NT>(rl, cl, p, r0, acc, sg, sx);
 #pragma unroll
-    for (int i = 0; i < NT; ++i) red[rl * p.N + cl + kLanes * i] = psum[i];
+      for (int j = 0; j < TM; ++j) {
+        sg[j] = DevLanes::sum(sg[j]);
+        sx[j] = DevLanes::sum(sx[j]);
+      }
+      ln_bwd_finish<NT>(rl, cl, p, r0, acc, sg, sx, psum);
+    } else {
+      epilogue<MODE, NT>(rl, cl, p, r0, acc, psum);
+    }
+  }
+  if constexpr (MODE == kGateBwd || MODE == kLnBwd) {
     __syncthreads();
-    write_partials(tid, p.N, red, p.dbp + static_cast<int64_t>(blockIdx.x) * p.N);
+    float* red = ws;  // [16][psum_n N / NT] (K >= 16, K >= 32 for kLnBwd)
+    stage_partials<MODE, NT>(rl, cl, p.N, psum, red);
+    __syncthreads();
+    write_partials(tid, psum_n(MODE, NT) / NT * p.N, p.N, gridDim.x, blockIdx.x, red, p.dbp);
   }
 }
 
@@ -131,7 +141,8 @@ struct Launch {
 };
 
 int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
-  if (device().sms <= 0 || !takes(mode, p, device().smem_optin) || (mode == kGateBwd && !p.dbp && k)) return 0;
+  if (device().sms <= 0 || !takes(mode, p, device().smem_optin) || ((mode == kGateBwd || mode == kLnBwd) && !p.dbp && k))
+    return 0;
   Launch f{k, p};
   return dispatch(mode, p.N, f);
 }

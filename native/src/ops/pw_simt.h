@@ -64,9 +64,24 @@ inline pwsimt::Args pw_simt_dh_args(const float* dy, int64_t rows, int64_t Ci, i
   return pw_simt_dx_args(dy, rows, Ci, Co, w, lin, nullptr, nullptr, 0);
 }
 
+// The same dh with the LayerNorm's backward behind it (kLnBwd): dx of the LayerNorm whose output h fed the 1x1, from
+// its input x and ln's weight and given statistics, with acc (x's pending gradient, or null) added; the caller sets
+// p.dbp ([2][blocks][Ci]: the per-block sums of the LayerNorm's weight and bias gradients).
+inline pwsimt::Args pw_simt_dh_ln_args(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
+                                       const float* x, const pwgate::LnArgs& ln, const float* acc, float* dx) {
+  pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
+  p.lx = x;
+  p.lg = ln.w;
+  p.lmean = ln.mean_in;
+  p.lrstd = ln.rstd_in;
+  p.r = acc;
+  p.y = dx;
+  return p;
+}
+
 // CPU (pw_simt_host.cpp): the kernel's phases run block by block and thread by thread when IRCONSTYLE_EMULATE lists
 // pw_simt and the shape fits (the rules of an H100: 227 KiB of shared memory per block); returns the number of blocks
-// (dbp's rows for kGateBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
+// (dbp's rows for kGateBwd and kLnBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
 int64_t pw_simt_emulate(int mode, const pwsimt::Args& p);
 constexpr int64_t pw_simt_emulated_blocks = 3;
 

@@ -27,8 +27,12 @@ int64_t emulate(const Args& p) {
   if (!smem) op_fail("E_OOM", "pw_simt emulation: out of memory");
   float* ws = smem.get();
   float* xs = ws + p.K * p.N;
-  std::vector<float> acc(static_cast<size_t>(kThreads) * TM * NT), psum(static_cast<size_t>(kThreads) * NT);
+  constexpr int PS = psum_n(MODE, NT);
+  std::vector<float> acc(static_cast<size_t>(kThreads) * TM * NT), psum(static_cast<size_t>(kThreads) * PS);
+  std::vector<float> sg(static_cast<size_t>(kThreads) * TM), sx(static_cast<size_t>(kThreads) * TM);
   using Acc = float[TM][NT];
+  using Rows = float[TM];
+  const auto at = [](std::vector<float>& v, int tid, int n) -> float* { return &v[static_cast<size_t>(tid) * n]; };
   for (int64_t blk = 0; blk < grid; ++blk) {
     std::fill(psum.begin(), psum.end(), 0.f);
     for (int tid = 0; tid < kThreads; ++tid) stage_w(tid, p, ws);
@@ -37,18 +41,39 @@ int64_t emulate(const Args& p) {
       for (int tid = 0; tid < kThreads; ++tid) load_tile<NT>(tid, p, r0, xs);
       if (p.lnw || p.a)
         for (int rl = 0; rl < kLanes; ++rl) prologue<NT, HostLanes>(rl, 0, p, r0, xs);
-      for (int tid = 0; tid < kThreads; ++tid) {
-        Acc& a = *reinterpret_cast<Acc*>(&acc[static_cast<size_t>(tid) * TM * NT]);
-        compute<NT>(tid / kLanes, tid % kLanes, p.K, p.N, xs, ws, a);
-        epilogue<MODE, NT>(tid / kLanes, tid % kLanes, p, r0, a, &psum[static_cast<size_t>(tid) * NT]);
+      for (int tid = 0; tid < kThreads; ++tid)
+        compute<NT>(tid / kLanes, tid % kLanes, p.K, p.N, xs, ws, *reinterpret_cast<Acc*>(at(acc, tid, TM * NT)));
+      if constexpr (MODE == kLnBwd) {  // the parts, their sums over a row's 16 column lanes (in order), the rest
+        for (int tid = 0; tid < kThreads; ++tid)
+          ln_bwd_parts<NT>(tid / kLanes, tid % kLanes, p, r0, *reinterpret_cast<Acc*>(at(acc, tid, TM * NT)),
+                           *reinterpret_cast<Rows*>(at(sg, tid, TM)), *reinterpret_cast<Rows*>(at(sx, tid, TM)));
+        for (int rl = 0; rl < kLanes; ++rl)
+          for (int j = 0; j < TM; ++j) {
+            float a = 0.f, b = 0.f;
+            for (int cl = 0; cl < kLanes; ++cl) {
+              a += at(sg, rl * kLanes + cl, TM)[j];
+              b += at(sx, rl * kLanes + cl, TM)[j];
+            }
+            for (int cl = 0; cl < kLanes; ++cl) {
+              at(sg, rl * kLanes + cl, TM)[j] = a;
+              at(sx, rl * kLanes + cl, TM)[j] = b;
+            }
+          }
+        for (int tid = 0; tid < kThreads; ++tid)
+          ln_bwd_finish<NT>(tid / kLanes, tid % kLanes, p, r0, *reinterpret_cast<Acc*>(at(acc, tid, TM * NT)),
+                            *reinterpret_cast<Rows*>(at(sg, tid, TM)), *reinterpret_cast<Rows*>(at(sx, tid, TM)),
+                            at(psum, tid, PS));
+      } else {
+        for (int tid = 0; tid < kThreads; ++tid)
+          epilogue<MODE, NT>(tid / kLanes, tid % kLanes, p, r0, *reinterpret_cast<Acc*>(at(acc, tid, TM * NT)),
+                             at(psum, tid, PS));
       }
     }
-    if (MODE == kGateBwd) {
+    if (MODE == kGateBwd || MODE == kLnBwd) {
       float* red = ws;
       for (int tid = 0; tid < kThreads; ++tid)
-        for (int i = 0; i < NT; ++i)
-          red[(tid / kLanes) * p.N + tid % kLanes + kLanes * i] = psum[static_cast<size_t>(tid) * NT + i];
-      for (int tid = 0; tid < kThreads; ++tid) write_partials(tid, p.N, red, p.dbp + blk * p.N);
+        stage_partials<MODE, NT>(tid / kLanes, tid % kLanes, p.N, at(psum, tid, PS), red);
+      for (int tid = 0; tid < kThreads; ++tid) write_partials(tid, PS / NT * p.N, p.N, grid, blk, red, p.dbp);
     }
   }
   return grid;

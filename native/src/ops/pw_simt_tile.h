@@ -16,7 +16,10 @@
 //   epilogue (every thread): kPlain y = (acc + b) os[row's group]; kAdd y = r + (acc + b) s; kGate
 //     y[c] = (acc_c + b_c)(acc_c' + b_c') with c' = c + N / 2 into y [rows, N / 2]; kGateBwd the gate's backward
 //     dz = (dy z2, dy z1) into y [rows, N] with dy = r [rows, N / 2], the thread's column sums of dz accumulated in
-//     psum (then summed over the row lanes in order and written per block to dbp [grid][N]: write_partials).
+//     psum (then summed over the row lanes in order and written per block to dbp [grid][N]: write_partials); kLnBwd
+//     a LayerNorm's backward given the product as its output gradient dh: dx = rstd (dh g - mean(dh g) - xh mean(dh g
+//     xh)) (+ r) with xh = (x - mean) rstd (ln_bwd_parts, the row sums over the 16 column lanes, ln_bwd_finish), the
+//     column sums of dh xh and dh per block into dbp [2][grid][N] (the LayerNorm's weight and bias gradients).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -37,7 +40,10 @@ struct alignas(16) F4 {
 };
 #endif
 
-enum Mode { kPlain = 0, kGate = 1, kAdd = 2, kGateBwd = 3 };
+enum Mode { kPlain = 0, kGate = 1, kAdd = 2, kGateBwd = 3, kLnBwd = 4 };
+
+// Column sums a thread accumulates over its tiles: kGateBwd's of dz, kLnBwd's of dh xh and dh.
+IRC_HD constexpr int psum_n(int mode, int nt) { return mode == kLnBwd ? 2 * nt : nt; }
 
 // Rows per thread for NT column groups: 8 (BM = 128) up to 6 groups, else 4 (BM = 64): at most 48 accumulators.
 IRC_HD constexpr int tm_of(int nt) { return nt <= 6 ? 8 : 4; }
@@ -64,7 +70,9 @@ struct Args {
   const float* os = nullptr;  // kPlain: output scale os [groups, N], group = row / os_group_rows
   int64_t os_group_rows = 0;
   float* y = nullptr;
-  float* dbp = nullptr;  // kGateBwd: column sums of dz per block [grid][N]
+  float* dbp = nullptr;  // kGateBwd: column sums of dz per block [grid][N]; kLnBwd: [2][grid][N]
+  // kLnBwd: the LayerNorm's input lx [rows, N], weight lg [N] and row statistics (y = its dx, r added to it if given)
+  const float *lx = nullptr, *lg = nullptr, *lmean = nullptr, *lrstd = nullptr;
 };
 
 // Shared memory of a block, in floats: ws [K][N], then xs [BM][K + 4].
@@ -79,25 +87,27 @@ inline bool nt_ok(int mode, int nt) {
   return mode == kGate || mode == kGateBwd ? even : even || nt == 3 || nt == 9;
 }
 
-// Whether the kernel takes K and N with smem_limit bytes of shared memory per block (K >= 16 also leaves room for
-// kGateBwd's [16][N] reduction in the block's shared memory).
+// Whether the kernel takes K and N with smem_limit bytes of shared memory per block (K >= 16, and K >= 32 for
+// kLnBwd, also leaves room for the [16][psum_n] reduction of the column sums in the block's shared memory).
 inline bool shape_ok(int mode, int64_t K, int64_t N, int64_t smem_limit) {
-  if (K < 16 || K % 4 != 0 || K > 4096 || N <= 0 || N % kLanes != 0 || !nt_ok(mode, static_cast<int>(N / kLanes)))
+  if (K < (mode == kLnBwd ? 32 : 16) || K % 4 != 0 || K > 4096 || N <= 0 || N % kLanes != 0 ||
+      !nt_ok(mode, static_cast<int>(N / kLanes)))
     return false;
   return 4 * smem_floats(static_cast<int>(K), static_cast<int>(N), static_cast<int>(N / kLanes)) <= smem_limit;
 }
 
 // Whether the kernel takes the call p with smem_limit bytes of shared memory per block: rows, shapes, x's alignment
-// (float4 loads) and the groups of its scales.
+// (float4 loads), the groups of its scales and kLnBwd's LayerNorm.
 inline bool takes(int mode, const Args& p, int64_t smem_limit) {
   return p.rows > 0 && shape_ok(mode, p.K, p.N, smem_limit) && (reinterpret_cast<uintptr_t>(p.x) & 15u) == 0 &&
-         (!p.a || p.group_rows > 0) && (!p.os || p.os_group_rows > 0);
+         (!p.a || p.group_rows > 0) && (!p.os || p.os_group_rows > 0) &&
+         (mode != kLnBwd || (p.lx && p.lg && p.lmean && p.lrstd && !p.b && !p.os));
 }
 
 // f.template call<MODE, NT>() for the instantiation of `mode` and N = 16 NT that nt_ok allows; 0 for any other.
 template <int MODE, class F>
 int64_t by_columns(int N, F& f) {
-  constexpr bool odd = MODE == kPlain || MODE == kAdd;  // the gates take an even NT only
+  constexpr bool odd = MODE != kGate && MODE != kGateBwd;  // the gates take an even NT only
   switch (N % kLanes ? 0 : N / kLanes) {
     case 3:
       if constexpr (odd) return f.template call<MODE, 3>();
@@ -128,6 +138,8 @@ int64_t dispatch(int mode, int N, F& f) {
       return by_columns<kAdd>(N, f);
     case kGateBwd:
       return by_columns<kGateBwd>(N, f);
+    case kLnBwd:
+      return by_columns<kLnBwd>(N, f);
     default:
       return 0;
   }
@@ -286,14 +298,76 @@ IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&ac
   }
 }
 
-// kGateBwd, after the block's last tile: red [16][N] holds every thread's psum (red[rl][cl + 16 i]); thread tid sums
-// columns tid, tid + 256, .. over the 16 row lanes in order into dbp[block][c].
-IRC_HD void write_partials(int tid, int N, const float* red, float* dbp_block) {
-  for (int c = tid; c < N; c += kThreads) {
-    float t = 0.f;
-    for (int q = 0; q < kLanes; ++q) t += red[q * N + c];
-    dbp_block[c] = t;
+// kLnBwd, the first half of thread (rl, cl)'s epilogue: its parts of the row sums over the N channels,
+// sg[j] = sum over i of dh g and sx[j] = sum over i of dh g xh, with dh = acc[j][i] at channel c = cl + 16 i,
+// g = lg[c] and xh = (lx - mean) rstd (zeros for rows past the end).
+template <int NT>
+IRC_HD void ln_bwd_parts(int rl, int cl, const Args& p, int64_t r0, const float (&acc)[tm_of(NT)][NT],
+                         float (&sg)[tm_of(NT)], float (&sx)[tm_of(NT)]) {
+  constexpr int TM = tm_of(NT);
+  IRC_UNROLL
+  for (int j = 0; j < TM; ++j) {
+    const int64_t row = r0 + rl + kLanes * j;
+    float a = 0.f, b = 0.f;
+    if (row < p.rows) {
+      const float m = p.lmean[row], rs = p.lrstd[row];
+      const float* xr = p.lx + row * p.N + cl;
+      IRC_UNROLL
+      for (int i = 0; i < NT; ++i) {
+        const float g = acc[j][i] * p.lg[cl + kLanes * i];
+        a += g;
+        b += g * ((xr[kLanes * i] - m) * rs);
+      }
+    }
+    sg[j] = a;
+    sx[j] = b;
   }
+}
+
+// kLnBwd, the second half, given the rows' sums over all N channels: dx = rstd (dh g - Sg / N - xh Sx / N) (+ r), as
+// layer_norm2d's backward; the thread's column sums of dh xh into psum[i] and of dh into psum[NT + i].
+template <int NT>
+IRC_HD void ln_bwd_finish(int rl, int cl, const Args& p, int64_t r0, const float (&acc)[tm_of(NT)][NT],
+                          const float (&sg)[tm_of(NT)], const float (&sx)[tm_of(NT)], float* psum) {
+  constexpr int TM = tm_of(NT);
+  const float inv = 1.f / static_cast<float>(p.N);
+  IRC_UNROLL
+  for (int j = 0; j < TM; ++j) {
+    const int64_t row = r0 + rl + kLanes * j;
+    if (row >= p.rows) continue;
+    const float m = p.lmean[row], rs = p.lrstd[row], a = sg[j] * inv, bm = sx[j] * inv;
+    const int64_t o = row * p.N + cl;
+    IRC_UNROLL
+    for (int i = 0; i < NT; ++i) {
+      const float d = acc[j][i], xh = (p.lx[o + kLanes * i] - m) * rs;
+      const float g = rs * (d * p.lg[cl + kLanes * i] - a - xh * bm);
+      p.y[o + kLanes * i] = p.r ? g + p.r[o + kLanes * i] : g;
+      psum[i] += d * xh;
+      psum[NT + i] += d;
+    }
+  }
+}
+
+// After the block's last tile (kGateBwd, kLnBwd): red [16][W] holds every thread's psum (red[rl][cl + 16 i], and
+// kLnBwd's second half at N + cl + 16 i; W = psum_n N / NT); thread tid sums columns tid, tid + 256, .. over the 16 row
+// lanes in order into dbp[(c / N) grid + block][c % N].
+IRC_HD void write_partials(int tid, int W, int N, int64_t grid, int64_t block, const float* red, float* dbp) {
+  for (int c = tid; c < W; c += kThreads) {
+    float t = 0.f;
+    for (int q = 0; q < kLanes; ++q) t += red[q * W + c];
+    dbp[((c / N) * grid + block) * N + c % N] = t;
+  }
+}
+
+// The thread's psum into red [16][W] (see write_partials).
+template <int MODE, int NT>
+IRC_HD void stage_partials(int rl, int cl, int N, const float* psum, float* red) {
+  constexpr int H = psum_n(MODE, NT) / NT;
+  const int W = H * N;
+  IRC_UNROLL
+  for (int h = 0; h < H; ++h)
+    IRC_UNROLL
+    for (int i = 0; i < NT; ++i) red[rl * W + h * N + cl + kLanes * i] = psum[h * NT + i];
 }
 
 }  // namespace pwsimt
