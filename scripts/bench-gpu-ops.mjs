@@ -66,6 +66,9 @@ function simtCases(N, H, W, C) {
   ].flatMap(([op, inputs, attrs, what]) => [
     ...(C === 48 ? [] : [{ op, name: `${op} ${what} ${tag}`, inputs, attrs }]),
     { op, name: `${op} ${what} ${tag}, SIMT (opt-in)`, inputs, attrs, env: { IRCONSTYLE_PW_SIMT: '1' } },
+    // the SIMT dh pass with the LayerNorm's backward apart (its own kernels), against the row above (in the pass)
+    ...(op.startsWith('ln_conv1x1') && op.endsWith('_backward') ? [{ op, name: `${op} ${what} ${tag}, SIMT, LN apart`,
+      inputs, attrs, env: { IRCONSTYLE_PW_SIMT: '1', IRCONSTYLE_LN_FOLD: '0' } }] : []),
   ]);
 }
 

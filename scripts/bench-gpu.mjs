@@ -269,6 +269,18 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
           `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}`);
       }
+      if (k && profile && !safe && left() > 10) {
+        // where the 512² forward's GPU time goes (exact: each op enqueued whole before it runs, as in the graph)
+        native.profile(true, false, true);
+        lib.noGrad(() => lib.tidy(() => inf.forward(img))).dispose();
+        await lib.sync();
+        native.profile(false);
+        const top = (native.profile() ?? []).filter((p) => p.calls > 0).sort((a, b) => b.ms - a.ms);
+        const gpuMs = top.reduce((a, p) => a + p.ms, 0);
+        ours.infer512Profile = { gpuMs, top: top.slice(0, 12).map(({ op, ms, calls }) => ({ op, ms, calls })) };
+        log(`ours ${model}: inference 1x${s}² exact GPU time ${gpuMs.toFixed(2)} ms in ${top.reduce((a, p) => a + p.calls, 0)} ops: ` +
+          top.slice(0, 12).map((p) => `${p.op} ${p.ms.toFixed(2)}/${p.calls}`).join(', '));
+      }
       img.dispose();
     }
     inf.dispose?.();
@@ -485,6 +497,8 @@ export async function runBench({
       row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) +
         `${o.graphMs ? `  (graph ${f(o.graphMs)} ms, ratio ${f(r(o.graphMs, pt?.train_ms_per_step), 2)})` : ''}${o.peakCudaMiB ? `  (peak ${f(o.peakCudaMiB, 0)} MiB)` : ''}`),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
+    ...(ours.profile?.exact ? [`  exact GPU time of a step: ${f(ours.profile.exact.gpuMs)} ms; top: ${ours.profile.exact.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
+    ...(ours.infer512Profile ? [`  inference 512² exact GPU time: ${f(ours.infer512Profile.gpuMs)} ms; top: ${ours.infer512Profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
