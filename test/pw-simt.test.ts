@@ -75,7 +75,7 @@ describe('the SIMT pointwise kernel (IRCONSTYLE_EMULATE=pw_simt)', () => {
     }
   });
 
-  it("the LayerNorm's backward behind dh (kLnBwd): dx with and without x's pending gradient, its weight and bias gradients from per-block sums", async () => {
+  it("the LayerNorm's backward behind dh (kLnBwd): dx with and without x's pending gradient, its weight and bias gradients and the conv's bias gradient from per-block sums", async () => {
     let seed = 350;
     // [x shape, Co, linear layout, acc]: 4800 rows in 38 tiles over the 3 emulated blocks (their sums in [2][3][Ci]),
     // a partial tile, 3 and 6 column groups (Ci 48, 96), a Linear

@@ -236,27 +236,40 @@ const float* simt_gate_dz(const KernelCtx& k, const Geo& g, const float* dy, con
   return ln ? p.h_out : x;
 }
 
-// IRCONSTYLE_PW_SIMT=1: dh = dy w^T (w [Ci, Co]; a Linear's [Co, Ci]: dy w) by the SIMT kernel; false when not asked
-// for or not taken (nothing enqueued).
+// Launches the SIMT kernel for p in `mode`, with kLnBwd's per-block sums into dbp_out (scratch slot 8: [2][grid][N])
+// and, given db, the column sums of p.x (dy: the conv's bias gradient) from the same pass (per-block sums in slot 3,
+// then summed in order). False, nothing enqueued, where the kernel does not take p.
+bool simt_launch(const KernelCtx& k, int mode, pwsimt::Args& p, float* db, int64_t* grid_out = nullptr) {
+  const int64_t grid = pw_simt_blocks_bound(mode, p);
+  if (grid <= 0) return false;
+  cudaStream_t st = cu::stream(k);
+  if (mode == pwsimt::kLnBwd) p.dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * 2 * grid * p.N, 8));
+  if (db) p.xsum = static_cast<float*>(cu::scratch(st, sizeof(float) * grid * p.K, 3));
+  if (pw_simt_cuda(k, mode, p) != grid) return false;  // (the same computation: cannot differ)
+  if (db) blas::column_sums(k, p.xsum, grid, p.K, db, 4);
+  if (grid_out) *grid_out = grid;
+  return true;
+}
+
+// IRCONSTYLE_PW_SIMT=1: dh = dy w^T (w [Ci, Co]; a Linear's [Co, Ci]: dy w) by the SIMT kernel, and with db dy's
+// column sums; false when not asked for or not taken (nothing enqueued).
 bool simt_dh(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
-             float* dh) {
+             float* dh, float* db = nullptr) {
   if (!pw_simt_requested()) return false;
   pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
   p.y = dh;
-  return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+  return simt_launch(k, pwsimt::kPlain, p, db);
 }
 
 // IRCONSTYLE_PW_SIMT=1 with a LayerNorm before the 1x1: dh = dy w^T and the LayerNorm's backward in one pass (kLnBwd):
-// f.dx (+ f.acc), and f.dlw, f.dlb summed in order from the kernel's per-block sums (scratch slot 8); false when not
-// asked for, kept apart (IRCONSTYLE_LN_FOLD=0) or not taken (nothing enqueued).
+// f.dx (+ f.acc), and f.dlw, f.dlb summed in order from the kernel's per-block sums; with db, dy's column sums too;
+// false when not asked for, kept apart (IRCONSTYLE_LN_FOLD=0) or not taken (nothing enqueued).
 bool simt_dh_ln(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
-                const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f) {
+                const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f, float* db = nullptr) {
   if (!pw_simt_requested() || env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // (=0: the LayerNorm's apart)
   pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
-  const int64_t grid = pw_simt_blocks_bound(pwsimt::kLnBwd, p);
-  if (grid <= 0) return false;
-  p.dbp = static_cast<float*>(cu::scratch(cu::stream(k), sizeof(float) * 2 * grid * Ci, 8));
-  if (pw_simt_cuda(k, pwsimt::kLnBwd, p) != grid) return false;  // (the same computation: cannot differ)
+  int64_t grid = 0;
+  if (!simt_launch(k, pwsimt::kLnBwd, p, db, &grid)) return false;
   blas::column_sums(k, p.dbp, grid, Ci, f.dlw, 4);
   blas::column_sums(k, p.dbp + grid * Ci, grid, Ci, f.dlb, 4);
   return true;
@@ -426,11 +439,12 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
     if (!pw_backward_linear(k, x, dy, w, dh, dw, db, rows, Ci, Co, &ln)) {
       const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
       const gpu::Cublas& cb = blas::bind(k, false);
-      folded = simt_dh_ln(k, dy, rows, Ci, Co, w, true, x, ln, fold);
-      if (!folded && !simt_dh(k, dy, rows, Ci, Co, w, true, dh))
-        blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
+      // dh and db (dy's column sums) in the SIMT pass, with the LayerNorm's backward where it folds
+      folded = simt_dh_ln(k, dy, rows, Ci, Co, w, true, x, ln, fold, db);
+      const bool simt = folded || simt_dh(k, dy, rows, Ci, Co, w, true, dh, db);
+      if (!simt) blas::gemm(k, cb, false, false, rows, Ci, Co, 1.f, dy, Co, w, Ci, 0.f, dh, Ci);  // dh = dy w
       blas::gemm(k, cb, true, false, Co, Ci, rows, 1.f, dy, Co, h, Ci, 0.f, dw, Ci);  // dw = dy^T h
-      blas::column_sums(k, dy, rows, Co, db, 4);
+      if (!simt) blas::column_sums(k, dy, rows, Co, db, 4);
     }
     if (!folded) ln_input_grads(k, dh, rows, Ci);
     return;
@@ -442,11 +456,11 @@ void cuda_ln_conv1x1_backward(KernelCtx& k) {
   if (!pw_backward_ln(k, x, ln, dy, w, dh, dw, db, rows, Ci, Co)) {
     const float* h = materialize_h(k, x, ln, Geo{rows, Ci, 0}, 6);
     const gpu::Cublas& cb = blas::bind(k, cu::tf32_convolutions());
-    folded = simt_dh_ln(k, dy, rows, Ci, Co, w, false, x, ln, fold);
-    if (!folded && !simt_dh(k, dy, rows, Ci, Co, w, false, dh))
-      blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
+    folded = simt_dh_ln(k, dy, rows, Ci, Co, w, false, x, ln, fold, db);  // (as the Linear's above)
+    const bool simt = folded || simt_dh(k, dy, rows, Ci, Co, w, false, dh, db);
+    if (!simt) blas::gemm(k, cb, false, true, rows, Ci, Co, 1.f, dy, Co, w, Co, 0.f, dh, Ci);  // dh = dy w^T
     blas::gemm(k, cb, true, false, Ci, Co, rows, 1.f, h, Ci, dy, Co, 0.f, dw, Co);  // dw = h^T dy
-    blas::column_sums(k, dy, rows, Co, db, 4);
+    if (!simt) blas::column_sums(k, dy, rows, Co, db, 4);
   }
   if (!folded) ln_input_grads(k, dh, rows, Ci);
 }

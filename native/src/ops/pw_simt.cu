@@ -36,6 +36,8 @@ __global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
   const int64_t tiles = (p.rows + BM - 1) / BM;
   float acc[TM][NT];
   float psum[psum_n(MODE, NT)];
+  float* xsum = xs + BM * ldx_of(p.K);  // [K]: the block's column sums of x (Args::xsum)
+  for (int c = tid; c < p.K; c += kThreads) xsum[c] = 0.f;  // (each thread its own columns: no barrier needed)
 #pragma unroll
   for (int i = 0; i < psum_n(MODE, NT); ++i) psum[i] = 0.f;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -43,6 +45,10 @@ __global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
     __syncthreads();  // w staged; the previous tile's products read
     load_tile<NT>(tid, p, r0, xs);
     __syncthreads();
+    if (p.xsum) {
+      tile_colsums<NT>(tid, p, xs, xsum);
+      if (p.lnw || p.a) __syncthreads();  // read before the prologue rewrites the tile
+    }
     if (p.lnw || p.a) {
       prologue<NT, DevLanes>(rl, cl, p, r0, xs);
       __syncthreads();
@@ -61,6 +67,8 @@ __global__ void __launch_bounds__(kThreads, 2) pw_simt_k(Args p) {
       epilogue<MODE, NT>(rl, cl, p, r0, acc, psum);
     }
   }
+  if (p.xsum)
+    for (int c = tid; c < p.K; c += kThreads) p.xsum[static_cast<int64_t>(blockIdx.x) * p.K + c] = xsum[c];
   if constexpr (MODE == kGateBwd || MODE == kLnBwd) {
     __syncthreads();
     float* red = ws;  // [16][psum_n N / NT] (K >= 16, K >= 32 for kLnBwd)

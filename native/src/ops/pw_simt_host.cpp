@@ -30,15 +30,19 @@ int64_t emulate(const Args& p) {
   constexpr int PS = psum_n(MODE, NT);
   std::vector<float> acc(static_cast<size_t>(kThreads) * TM * NT), psum(static_cast<size_t>(kThreads) * PS);
   std::vector<float> sg(static_cast<size_t>(kThreads) * TM), sx(static_cast<size_t>(kThreads) * TM);
+  float* xsum = xs + BM * ldx_of(p.K);
   using Acc = float[TM][NT];
   using Rows = float[TM];
   const auto at = [](std::vector<float>& v, int tid, int n) -> float* { return &v[static_cast<size_t>(tid) * n]; };
   for (int64_t blk = 0; blk < grid; ++blk) {
     std::fill(psum.begin(), psum.end(), 0.f);
+    std::fill(xsum, xsum + p.K, 0.f);
     for (int tid = 0; tid < kThreads; ++tid) stage_w(tid, p, ws);
     for (int64_t t = blk; t < tiles; t += grid) {
       const int64_t r0 = t * BM;
       for (int tid = 0; tid < kThreads; ++tid) load_tile<NT>(tid, p, r0, xs);
+      if (p.xsum)
+        for (int tid = 0; tid < kThreads; ++tid) tile_colsums<NT>(tid, p, xs, xsum);
       if (p.lnw || p.a)
         for (int rl = 0; rl < kLanes; ++rl) prologue<NT, HostLanes>(rl, 0, p, r0, xs);
       for (int tid = 0; tid < kThreads; ++tid)
@@ -69,6 +73,7 @@ int64_t emulate(const Args& p) {
                              at(psum, tid, PS));
       }
     }
+    if (p.xsum) std::copy(xsum, xsum + p.K, p.xsum + blk * p.K);
     if (MODE == kGateBwd || MODE == kLnBwd) {
       float* red = ws;
       for (int tid = 0; tid < kThreads; ++tid)

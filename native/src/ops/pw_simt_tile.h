@@ -63,6 +63,7 @@ struct Args {
   const float* a = nullptr;  // or the input scale a [groups, K], group = row / group_rows
   int64_t group_rows = 0;
   float* h_out = nullptr;  // the prologue's result [rows, K] (kGateBwd with a LayerNorm: the backward's h)
+  float* xsum = nullptr;   // per-block column sums of x itself [grid][K] (a bias gradient's parts)
   // epilogue
   const float* b = nullptr;  // bias [N]
   const float* s = nullptr;  // kAdd: output scale [N]
@@ -75,9 +76,9 @@ struct Args {
   const float *lx = nullptr, *lg = nullptr, *lmean = nullptr, *lrstd = nullptr;
 };
 
-// Shared memory of a block, in floats: ws [K][N], then xs [BM][K + 4].
+// Shared memory of a block, in floats: ws [K][N], then xs [BM][K + 4], then Args::xsum's block sums [K].
 inline int64_t smem_floats(int K, int N, int nt) {
-  return static_cast<int64_t>(K) * N + static_cast<int64_t>(kLanes) * tm_of(nt) * ldx_of(K);
+  return static_cast<int64_t>(K) * N + static_cast<int64_t>(kLanes) * tm_of(nt) * ldx_of(K) + K;
 }
 
 // The column groups a mode is instantiated for (N = 16 NT: 48, 64, 96, 128, 144, 192 outputs): the gates need an even
@@ -178,6 +179,19 @@ IRC_HD void load_tile(int tid, const Args& p, int64_t r0, float* xs) {
         *reinterpret_cast<F4*>(xs + r * ldx + 4 * q) = v[u];
       }
     }
+  }
+}
+
+// Args::xsum: the raw tile's columns tid, tid + 256, .. (before the prologue; rows past the end are zeros) added to
+// the block's sums s [K] in shared memory (zeroed with the first tile), rows in order.
+template <int NT>
+IRC_HD void tile_colsums(int tid, const Args& p, const float* xs, float* s) {
+  constexpr int BM = kLanes * tm_of(NT);
+  const int ldx = ldx_of(p.K);
+  for (int c = tid; c < p.K; c += kThreads) {
+    float t = s[c];
+    for (int r = 0; r < BM; ++r) t += xs[r * ldx + c];
+    s[c] = t;
   }
 }
 
