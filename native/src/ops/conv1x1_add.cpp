@@ -164,13 +164,15 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
   const PwOpts o = pw_opts(k, 3, k.in[1].shape);
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   const int64_t wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
-  // IRCONSTYLE_EMULATE=pw_simt: dx by the SIMT kernel's code, as the CUDA path with IRCONSTYLE_PW_SIMT=1
+  // IRCONSTYLE_EMULATE=pw_simt: dx by the SIMT kernel's code, as the CUDA path with IRCONSTYLE_PW_SIMT=1 (first),
+  // with dy's column sums from the same pass into Sf
   float* const dx_out = dx;  // (a structured binding: not capturable in C++17)
-  const auto simt_dx = [&] {
+  std::vector<float> Sf(static_cast<size_t>(g.Co)), unused;
+  const bool sdx = [&] {
     pwsimt::Args p = pw_simt_dx_args(dy, g.rows, g.Ci, g.Co, w, g.lin, o.s, o.a, rg);
     p.y = dx_out;
-    return pw_simt_emulate(pwsimt::kPlain, p) > 0;
-  };
+    return g.rows > 0 && g.Ci > 0 && pw_simt_emulate_sums(pwsimt::kPlain, p, o.b ? Sf.data() : nullptr, unused) > 0;
+  }();
   if (g.lin) {  // w [Co, Ci]: dw = dy^T x, db = Σ dy, dx = dy w
     if (const int mode = emulation_requested("linear_bwd"))  // IRCONSTYLE_EMULATE: the CUDA split-TF32 kernel's code
       if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows,
@@ -186,9 +188,9 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
     if (o.b) {
       std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
       column_sums(dy, g.rows, g.Co, S.data());
-      for (int64_t c = 0; c < g.Co; ++c) db[c] = static_cast<float>(S[c]);
+      for (int64_t c = 0; c < g.Co; ++c) db[c] = sdx ? Sf[c] : static_cast<float>(S[c]);
     }
-    if (g.rows > 0 && g.Ci > 0 && !simt_dx()) {
+    if (g.rows > 0 && g.Ci > 0 && !sdx) {
       if (g.Co > 0) {
         sgemm(false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
       } else {
@@ -204,6 +206,7 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
           G.data() + grp * wsz, g.Co);
   std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
   if (o.b) column_sums(dy, g.rows, g.Co, S.data());
+  if (o.b && sdx) std::copy(Sf.begin(), Sf.end(), S.begin());  // the SIMT pass's sums, as on CUDA
   const auto ak = [&](int64_t grp, int64_t q) { return o.a ? static_cast<double>(o.a[grp * g.Ci + q]) : 1.0; };
   for (int64_t c = 0; o.s && c < g.Co; ++c) {
     double t = static_cast<double>(o.b[c]) * S[c];
@@ -225,7 +228,7 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
     dw[e] = static_cast<float>(o.s ? t * o.s[c] : t);
   }
   for (int64_t c = 0; o.b && c < g.Co; ++c) db[c] = static_cast<float>(o.s ? S[c] * o.s[c] : S[c]);
-  if (simt_dx()) return;
+  if (sdx) return;
   std::vector<float> wbuf;
   for (int64_t grp = 0; rg > 0 && g.Ci > 0 && grp < o.groups; ++grp) {
     float* dxg = dx + grp * rg * g.Ci;

@@ -172,26 +172,28 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   const auto [dx, dw, db, ds, da] = pw_grads(k, o);
   cudaStream_t st = cu::stream(k);
   const int64_t wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
-  // IRCONSTYLE_PW_SIMT=1: dx by the SIMT kernel (s on the way in, a on the way out), in place of the last GEMM(s)
+  // IRCONSTYLE_PW_SIMT=1: dx by the SIMT kernel (s on the way in, a on the way out), in place of the last GEMM(s),
+  // and with colsum dy's column sums from the same pass (it runs first, then)
   float* const dx_out = dx;  // (a structured binding: not capturable in C++17)
-  const auto simt_dx = [&] {
+  const auto simt_dx = [&](float* colsum) {
     if (!pw_simt_requested() || g.rows == 0) return false;
     pwsimt::Args p = pw_simt_dx_args(dy, g.rows, g.Ci, g.Co, w, g.lin, o.s, o.a, rg);
     p.y = dx_out;
-    return pw_simt_cuda(k, pwsimt::kPlain, p) > 0;
+    return pw_simt_run(k, pwsimt::kPlain, p, colsum);
   };
   if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32-accurate
     if (pw_backward_linear(k, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows, g.Ci, g.Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);
+    const bool sdx = simt_dx(o.b ? db : nullptr);  // dx (and db)
     if (wsz > 0) blas::gemm(k, cb, true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);
-    if (o.b && g.Co > 0) {
+    if (o.b && g.Co > 0 && !sdx) {
       if (g.rows > 0) {
         blas::column_sums(k, dy, g.rows, g.Co, db, 4);
       } else {
         cu::check(cudaMemsetAsync(db, 0, sizeof(float) * g.Co, st), k.op, "memset db");
       }
     }
-    if (g.rows > 0 && g.Ci > 0 && !simt_dx())
+    if (g.rows > 0 && g.Ci > 0 && !sdx)
       blas::gemm(k, cb, false, false, g.rows, g.Ci, g.Co, 1.f, dy, g.Co, w, g.Ci, 0.f, dx, g.Ci);
     return;
   }
@@ -225,16 +227,17 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
     }
   }
   const gpu::Cublas& cb = blas::bind(k, tf32);
+  float* S = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 2)) : nullptr;
+  const bool sdx = rg > 0 && g.Ci > 0 && simt_dx(S);  // dx, and S with the bias
   // G_g = x_g^T dy_g (zeros without rows: K = 0); straight into dw when it is the answer (no a, no s)
   float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 1));
   if (wsz > 0)
     blas::gemm_batched(k, cb, true, false, g.Ci, g.Co, rg, x, g.Ci, rg * g.Ci, dy, g.Co, rg * g.Co, G, g.Co, wsz,
                        o.groups, 0.f);
   if (o.b) {
-    float* S = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 2));
-    if (g.rows > 0) {
+    if (!sdx && g.rows > 0) {  // (with sdx: S from the SIMT pass)
       blas::column_sums(k, dy, g.rows, g.Co, S, 4);
-    } else {
+    } else if (!sdx) {
       cu::check(cudaMemsetAsync(S, 0, sizeof(float) * g.Co, st), k.op, "memset S");
     }
     if (g.Co > 0)
@@ -244,7 +247,7 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
     input_scale_grads_k<<<cu::blocks_for(o.groups * g.Ci * 32), 256, 0, st>>>(w, G, o.s, da, o.groups, g.Ci, g.Co);
   if (!direct && wsz > 0) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, o.a, o.s, dw, o.groups, g.Ci, g.Co);
   cu::check_launch(k);
-  if (rg == 0 || g.Ci == 0 || simt_dx()) return;
+  if (rg == 0 || g.Ci == 0 || sdx) return;
   const float* W = w;
   if (!direct && wsz > 0) {
     float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));

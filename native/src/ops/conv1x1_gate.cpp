@@ -107,26 +107,6 @@ void emulate(int mode, const GateGeom& g, const float* x, const pwgate::LnArgs& 
   else emulate_kernel<MODE, pwgate::HostWmma<false>>(g, x, ln, w, b, dy, out, dbp);
 }
 
-// The SIMT kernel's code for p in `mode` on the CPU (IRCONSTYLE_EMULATE=pw_simt), as simt_launch on CUDA: with db,
-// p.x's column sums from its per-block sums (in order); kLnBwd's per-block sums in dbp. The number of blocks, 0 when
-// it did not run.
-int64_t simt_emulate(int mode, pwsimt::Args& p, float* db, std::vector<float>& dbp) {
-  std::vector<float> xsum(db ? static_cast<size_t>(pw_simt_emulated_blocks * p.K) : 0);
-  if (mode == pwsimt::kLnBwd) {
-    dbp.assign(static_cast<size_t>(2 * pw_simt_emulated_blocks * p.N), 0.f);
-    p.dbp = dbp.data();
-  }
-  p.xsum = db ? xsum.data() : nullptr;
-  const int64_t blocks = pw_simt_emulate(mode, p);
-  if (blocks && db)
-    for (int c = 0; c < p.K; ++c) {
-      float t = 0.f;
-      for (int64_t q = 0; q < blocks; ++q) t += xsum[static_cast<size_t>(q * p.K + c)];
-      db[c] = t;
-    }
-  return blocks;
-}
-
 // IRCONSTYLE_EMULATE=pw_simt: dh = dy w^T (a Linear's dy w) again by the SIMT kernel's code, over the CPU's, as the
 // CUDA path with IRCONSTYLE_PW_SIMT=1 forms it (where the kernel takes the shape), and with db dy's column sums.
 void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin, float* dh,
@@ -134,7 +114,7 @@ void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float*
   pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
   p.y = dh;
   std::vector<float> unused;
-  simt_emulate(pwsimt::kPlain, p, db, unused);
+  pw_simt_emulate_sums(pwsimt::kPlain, p, db, unused);
 }
 
 // IRCONSTYLE_EMULATE=pw_simt with the LayerNorm before the 1x1: dh and the LayerNorm's backward by the SIMT kernel's
@@ -145,7 +125,7 @@ bool simt_dh_ln(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const flo
   if (env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // the LayerNorm's backward kept apart, as on CUDA
   pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
   std::vector<float> dbp;
-  const int64_t blocks = simt_emulate(pwsimt::kLnBwd, p, db, dbp);
+  const int64_t blocks = pw_simt_emulate_sums(pwsimt::kLnBwd, p, db, dbp);
   if (!blocks) return false;
   for (int64_t c = 0; c < Ci; ++c) {
     float sw = 0.f, sb = 0.f;

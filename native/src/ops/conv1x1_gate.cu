@@ -236,21 +236,6 @@ const float* simt_gate_dz(const KernelCtx& k, const Geo& g, const float* dy, con
   return ln ? p.h_out : x;
 }
 
-// Launches the SIMT kernel for p in `mode`, with kLnBwd's per-block sums into dbp_out (scratch slot 8: [2][grid][N])
-// and, given db, the column sums of p.x (dy: the conv's bias gradient) from the same pass (per-block sums in slot 3,
-// then summed in order). False, nothing enqueued, where the kernel does not take p.
-bool simt_launch(const KernelCtx& k, int mode, pwsimt::Args& p, float* db, int64_t* grid_out = nullptr) {
-  const int64_t grid = pw_simt_blocks_bound(mode, p);
-  if (grid <= 0) return false;
-  cudaStream_t st = cu::stream(k);
-  if (mode == pwsimt::kLnBwd) p.dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * 2 * grid * p.N, 8));
-  if (db) p.xsum = static_cast<float*>(cu::scratch(st, sizeof(float) * grid * p.K, 3));
-  if (pw_simt_cuda(k, mode, p) != grid) return false;  // (the same computation: cannot differ)
-  if (db) blas::column_sums(k, p.xsum, grid, p.K, db, 4);
-  if (grid_out) *grid_out = grid;
-  return true;
-}
-
 // IRCONSTYLE_PW_SIMT=1: dh = dy w^T (w [Ci, Co]; a Linear's [Co, Ci]: dy w) by the SIMT kernel, and with db dy's
 // column sums; false when not asked for or not taken (nothing enqueued).
 bool simt_dh(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
@@ -258,7 +243,7 @@ bool simt_dh(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, int6
   if (!pw_simt_requested()) return false;
   pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
   p.y = dh;
-  return simt_launch(k, pwsimt::kPlain, p, db);
+  return pw_simt_run(k, pwsimt::kPlain, p, db);
 }
 
 // IRCONSTYLE_PW_SIMT=1 with a LayerNorm before the 1x1: dh = dy w^T and the LayerNorm's backward in one pass (kLnBwd):
@@ -269,7 +254,7 @@ bool simt_dh_ln(const KernelCtx& k, const float* dy, int64_t rows, int64_t Ci, i
   if (!pw_simt_requested() || env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // (=0: the LayerNorm's apart)
   pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
   int64_t grid = 0;
-  if (!simt_launch(k, pwsimt::kLnBwd, p, db, &grid)) return false;
+  if (!pw_simt_run(k, pwsimt::kLnBwd, p, db, &grid)) return false;
   blas::column_sums(k, p.dbp, grid, Ci, f.dlw, 4);
   blas::column_sums(k, p.dbp + grid * Ci, grid, Ci, f.dlb, 4);
   return true;

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "pw_simt.h"
 #include "switches.h"
@@ -162,5 +163,17 @@ bool pw_simt_requested() { return env_is("IRCONSTYLE_PW_SIMT", "1"); }
 int64_t pw_simt_cuda(const KernelCtx& k, int mode, const Args& p) { return grid_for(&k, mode, p); }
 
 int64_t pw_simt_blocks_bound(int mode, const Args& p) { return grid_for(nullptr, mode, p); }
+
+bool pw_simt_run(const KernelCtx& k, int mode, Args& p, float* colsum, int64_t* grid_out) {
+  const int64_t grid = pw_simt_blocks_bound(mode, p);
+  if (grid <= 0) return false;
+  cudaStream_t st = cu::stream(k);
+  if (mode == kLnBwd) p.dbp = static_cast<float*>(cu::scratch(st, sizeof(float) * 2 * grid * p.N, 8));
+  if (colsum) p.xsum = static_cast<float*>(cu::scratch(st, sizeof(float) * grid * p.K, 3));
+  if (pw_simt_cuda(k, mode, p) != grid) return false;  // (the same computation: cannot differ)
+  if (colsum) blas::column_sums(k, p.xsum, grid, p.K, colsum, 4);
+  if (grid_out) *grid_out = grid;
+  return true;
+}
 
 }  // namespace irc

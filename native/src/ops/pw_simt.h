@@ -4,6 +4,7 @@
 // thread for the tests.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "op_api.h"
 #include "pw_gate_tile.h"
@@ -45,6 +46,10 @@ inline pwsimt::Args pw_simt_args(const float* x, int64_t rows, int64_t K, const 
 int64_t pw_simt_cuda(const KernelCtx& k, int mode, const pwsimt::Args& p);
 // An upper bound of the blocks pw_simt_cuda launches for these rows (kGateBwd's dbp rows): 0 when it would not take it.
 int64_t pw_simt_blocks_bound(int mode, const pwsimt::Args& p);
+// pw_simt_cuda with its per-block sums laid out in scratch: kLnBwd's in p.dbp (slot 8, [2][grid][N], for the caller to
+// sum), and given colsum, p.x's column sums summed in order into colsum [K] (per-block sums in slot 3). False, nothing
+// enqueued, where the kernel does not take p; grid_out: its blocks.
+bool pw_simt_run(const KernelCtx& k, int mode, pwsimt::Args& p, float* colsum, int64_t* grid_out = nullptr);
 
 // conv1x1_add's dx: dy [rows, Co] times W_g^T with W_g = diag(a_g) w diag(s) (a Linear's: dy w), as the kernel's
 // kPlain with s as its input scale (one group) and a as its output scale; rows 0 (not taken) beyond its limits.
@@ -84,5 +89,8 @@ inline pwsimt::Args pw_simt_dh_ln_args(const float* dy, int64_t rows, int64_t Ci
 // (dbp's rows for kGateBwd and kLnBwd, at most pw_simt_emulated_blocks), 0 when it did not run.
 int64_t pw_simt_emulate(int mode, const pwsimt::Args& p);
 constexpr int64_t pw_simt_emulated_blocks = 3;
+// pw_simt_emulate as pw_simt_run on CUDA: kLnBwd's per-block sums into dbp ([2][blocks][N]), and given colsum,
+// p.x's column sums summed in order into colsum [K]; the number of blocks, 0 when it did not run.
+int64_t pw_simt_emulate_sums(int mode, pwsimt::Args& p, float* colsum, std::vector<float>& dbp);
 
 }  // namespace irc

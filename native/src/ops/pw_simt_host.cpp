@@ -100,4 +100,21 @@ int64_t pw_simt_emulate(int mode, const Args& p) {
   return dispatch(mode, p.N, f);
 }
 
+int64_t pw_simt_emulate_sums(int mode, Args& p, float* colsum, std::vector<float>& dbp) {
+  std::vector<float> xsum(colsum ? static_cast<size_t>(pw_simt_emulated_blocks * p.K) : 0);
+  if (mode == kLnBwd) {
+    dbp.assign(static_cast<size_t>(2 * pw_simt_emulated_blocks * p.N), 0.f);
+    p.dbp = dbp.data();
+  }
+  p.xsum = colsum ? xsum.data() : nullptr;
+  const int64_t blocks = pw_simt_emulate(mode, p);
+  if (blocks && colsum)
+    for (int c = 0; c < p.K; ++c) {
+      float t = 0.f;
+      for (int64_t q = 0; q < blocks; ++q) t += xsum[static_cast<size_t>(q * p.K + c)];
+      colsum[c] = t;
+    }
+  return blocks;
+}
+
 }  // namespace irc
