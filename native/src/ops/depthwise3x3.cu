@@ -102,25 +102,7 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
         }
       }
       const int q = r * g.W + ow;
-      if constexpr (MODE == kPlain) {
-        out[q * g.Co + cv] = z[0];
-      } else if constexpr (GELU) {
-        float da;
-        const float a = gelu_d_f(z[0], da);
-        if constexpr (MODE == kGate) {
-          out[q * g.Co + cv] = a * z[NH - 1];
-        } else {
-          const float d = dy[q * g.Co + cv];
-          out[q * 2 * g.Co + cv] = d * z[NH - 1] * da;
-          out[q * 2 * g.Co + g.Co + cv] = d * a;
-        }
-      } else if constexpr (MODE == kGate) {
-        out[q * g.Co + cv] = z[0] * z[NH - 1];
-      } else {
-        const V d = dy[q * g.Co + cv];
-        out[q * 2 * g.Co + cv] = d * z[NH - 1];
-        out[q * 2 * g.Co + g.Co + cv] = d * z[0];
-      }
+      slide::store_out<MODE, GELU>(g, q, cv, z, MODE == kGateDz ? dy[q * g.Co + cv] : vzero<V>(), out);
     }
   }
 }
@@ -132,11 +114,11 @@ __global__ void __launch_bounds__(256) slide3_fwd_k(Slide g, const V* __restrict
 //   acc[3 kh + kw] += dzw[2 - kh][2 - kw] x[p]           (dw[kh, kw] = Σ_q dz[q] x[q + (kh - 1, kw - 1)])
 //   acc[9] += dzw[1][1]                                   (db)
 // part[(gq 10 + t) C + c] = the group's sums, lanes added in order (double), as finish_parts_k expects. BATCH:
-// slide::bwd_item (all loads first).
+// slide::bwd_item (all loads first; its kernel slide3_bwd_batch_k keeps two blocks per SM).
 template <class V, bool BATCH>
-__global__ void __launch_bounds__(256, BATCH ? 2 : 1) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
-                                                    const V* __restrict__ w, V* __restrict__ dx,
-                                                    double* __restrict__ part, int items, int CB, int L, int G) {
+__device__ __forceinline__ void slide3_bwd(const Slide& g, const V* __restrict__ dz, const V* __restrict__ x,
+                                           const V* __restrict__ w, V* __restrict__ dx, double* __restrict__ part,
+                                           int items, int CB, int L, int G) {
   constexpr int VW = VecW<V>::n;
   __shared__ double sh[kThreads * VW];
   const int t = threadIdx.x, lane = t / CB, cv = blockIdx.y * CB + t % CB;
@@ -200,6 +182,20 @@ __global__ void __launch_bounds__(256, BATCH ? 2 : 1) slide3_bwd_k(Slide g, cons
     lane_reduce<VW>(v, sh, CB, L, t < CB && cv < g.Cx,
                     part + (int64_t(gq) * 10 + k) * (int64_t(g.Cx) * VW) + int64_t(cv) * VW);
   }
+}
+
+template <class V>
+__global__ void __launch_bounds__(256) slide3_bwd_k(Slide g, const V* __restrict__ dz, const V* __restrict__ x,
+                                                    const V* __restrict__ w, V* __restrict__ dx,
+                                                    double* __restrict__ part, int items, int CB, int L, int G) {
+  slide3_bwd<V, false>(g, dz, x, w, dx, part, items, CB, L, G);
+}
+template <class V>
+__global__ void __launch_bounds__(256, 2) slide3_bwd_batch_k(Slide g, const V* __restrict__ dz,
+                                                             const V* __restrict__ x, const V* __restrict__ w,
+                                                             V* __restrict__ dx, double* __restrict__ part, int items,
+                                                             int CB, int L, int G) {
+  slide3_bwd<V, true>(g, dz, x, w, dx, part, items, CB, L, G);
 }
 
 // dwconv_gate's backward in one pass (3x3, padding 1): dz computed where it is needed instead of written by one pass
@@ -346,12 +342,12 @@ bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, 
   const dim3 grid(static_cast<unsigned>(G), static_cast<unsigned>(l.chunks));
   const bool batch = slide_batch();
   if (v2)
-    (batch ? slide3_bwd_k<float2, true> : slide3_bwd_k<float2, false>)<<<grid, kThreads, 0, s>>>(
+    (batch ? slide3_bwd_batch_k<float2> : slide3_bwd_k<float2>)<<<grid, kThreads, 0, s>>>(
         g, reinterpret_cast<const float2*>(dz), reinterpret_cast<const float2*>(x),
         reinterpret_cast<const float2*>(w), reinterpret_cast<float2*>(dx), part, static_cast<int>(items), l.CB, l.L,
         static_cast<int>(G));
   else
-    (batch ? slide3_bwd_k<float, true> : slide3_bwd_k<float, false>)<<<grid, kThreads, 0, s>>>(
+    (batch ? slide3_bwd_batch_k<float> : slide3_bwd_k<float>)<<<grid, kThreads, 0, s>>>(
         g, dz, x, w, dx, part, static_cast<int>(items), l.CB, l.L, static_cast<int>(G));
   finish_parts(s, part, 1, G, T * C, 1.0, dw, 9 * C, db);
   cu::check_launch(c);

@@ -74,6 +74,30 @@ IRC_UNROLL
 // c_0 = cv, c_1 = cv + Co.
 enum Mode { kPlain = 0, kGate = 1, kGateDz = 2 };
 
+// The output of pixel q (row-major over the rows r and columns) and channel (vector) cv in `mode` from z (z[0], and
+// z[1] in the gate modes) and, for kGateDz, d = dy[q, cv]: kPlain y = z_0; kGate y = a(z_0) z_1; kGateDz
+// out[q, cv] = d z_1 a'(z_0), out[q, Co + cv] = d a(z_0).
+template <int MODE, bool GELU, class V, int NH>
+IRC_HD void store_out(const Geo& g, int q, int cv, const V (&z)[NH], V d, V* __restrict__ out) {
+  if constexpr (MODE == kPlain) {
+    out[q * g.Co + cv] = z[0];
+  } else if constexpr (GELU) {
+    float da;
+    const float a = gelu_d_f(z[0], da);
+    if constexpr (MODE == kGate) {
+      out[q * g.Co + cv] = a * z[NH - 1];
+    } else {
+      out[q * 2 * g.Co + cv] = d * z[NH - 1] * da;
+      out[q * 2 * g.Co + g.Co + cv] = d * a;
+    }
+  } else if constexpr (MODE == kGate) {
+    out[q * g.Co + cv] = mul(z[0], z[NH - 1]);
+  } else {
+    out[q * 2 * g.Co + cv] = mul(d, z[NH - 1]);
+    out[q * 2 * g.Co + g.Co + cv] = mul(d, z[0]);
+  }
+}
+
 // Channels per item chunk of the forward: the threads of a block take CW channels of consecutive rows.
 IRC_HD int fwd_chunk(int Co) { return Co <= 64 ? Co : 32; }
 
@@ -120,26 +144,7 @@ IRC_UNROLL
         for (int kw = 0; kw < 3; ++kw) acc = mac(acc, col[h][k + kw][kh], wv[h][kh * 3 + kw]);
       z[h] = acc;
     }
-    const int q = r * g.W + ow;
-    if constexpr (MODE == kPlain) {
-      out[q * g.Co + cv] = z[0];
-    } else if constexpr (GELU) {
-      float da;
-      const float a = gelu_d_f(z[0], da);
-      if constexpr (MODE == kGate) {
-        out[q * g.Co + cv] = a * z[NH - 1];
-      } else {
-        const float d = dyv[k];
-        out[q * 2 * g.Co + cv] = d * z[NH - 1] * da;
-        out[q * 2 * g.Co + g.Co + cv] = d * a;
-      }
-    } else if constexpr (MODE == kGate) {
-      out[q * g.Co + cv] = mul(z[0], z[NH - 1]);
-    } else {
-      const V d = dyv[k];
-      out[q * 2 * g.Co + cv] = mul(d, z[NH - 1]);
-      out[q * 2 * g.Co + g.Co + cv] = mul(d, z[0]);
-    }
+    store_out<MODE, GELU>(g, r * g.W + ow, cv, z, MODE == kGateDz ? dyv[k] : V{}, out);
   }
 }
 
