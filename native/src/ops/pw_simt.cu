@@ -150,8 +150,8 @@ struct Launch {
 };
 
 int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
-  if (device().sms <= 0 || !takes(mode, p, device().smem_optin) || ((mode == kGateBwd || mode == kLnBwd) && !p.dbp && k))
-    return 0;
+  const bool sums = mode == kGateBwd || mode == kLnBwd;  // (their per-block sums need dbp)
+  if (device().sms <= 0 || !takes(mode, p, device().smem_optin) || (sums && !p.dbp && k)) return 0;
   Launch f{k, p};
   return dispatch(mode, p.N, f);
 }

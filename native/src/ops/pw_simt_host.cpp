@@ -108,6 +108,7 @@ int64_t pw_simt_emulate_sums(int mode, Args& p, float* colsum, std::vector<float
   }
   p.xsum = colsum ? xsum.data() : nullptr;
   const int64_t blocks = pw_simt_emulate(mode, p);
+  p.xsum = nullptr;  // (the local sums go with this call)
   if (blocks && colsum)
     for (int c = 0; c < p.K; ++c) {
       float t = 0.f;
