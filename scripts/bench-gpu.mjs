@@ -134,7 +134,7 @@ async function benchGraphed(lib, inf, img, reps, left) {
 }
 
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
-async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false, reserveS = 0 }) {
+async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false, reserveS = 0, saveProgress = () => {} }) {
   const ours = {};
   try {
     // --- training step
@@ -241,6 +241,20 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       log('  by op and shape (top 40; the exact step):');
       for (const p of byShape) log(`  ${p.ms.toFixed(2).padStart(8)} ms ${String(p.calls).padStart(5)}×  ${(1000 * p.ms / p.calls).toFixed(1).padStart(7)} µs  ${p.op}`);
     }
+    trainer.dispose();
+    net.dispose?.();
+    if (profile && !safe && left() > 40) {
+      // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
+      lib.setInitSeed(1);
+      const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
+      const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true, graph: false });
+      const { ms } = await timeSteps(lib, ck, lq, gt);
+      const peak = (await peakBytes(native, async () => { await ck.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
+      ours.checkpointed = { msStep: ms, imgPerS: (batch * 1000) / ms, peakCudaMiB: peak };
+      log(`ours ${model} (checkpoint: true): ${ms.toFixed(1)} ms/step, peak live CUDA ${peak.toFixed(0)} MiB`);
+      ck.dispose();
+      ckNet.dispose?.();
+    }
     // --- inference
     lib.setInitSeed(2);
     const inf = lib.createModel(model, { constyle: 'inference' }).eval().to(device);
@@ -284,9 +298,15 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       img.dispose();
     }
     inf.dispose?.();
-    // A/B variants last: a broken opt-in kernel can end the process, and this family's own figures are in by then
-    if (process.env.BENCH_AB && !safe) {
-      // A/B in the same process: each variant set, five steps timed (median of the last three), its peak, unset
+    // A/B variants last: a broken opt-in kernel can end the process, and this family's own figures are saved by then
+    // (abRunning: scripts/device-check.mjs then measures the families left without the A/B, not in safe mode)
+    if (process.env.BENCH_AB && !safe && left() > 30 + reserveS) try {
+      saveProgress({ ...ours, abRunning: true });
+      // A/B in the same process, on a trainer as the first (op by op): each variant set, five steps timed (median of
+      // the last three), its peak, unset
+      lib.setInitSeed(1);
+      const abNet = lib.createModel(model, { constyle: 'train', K }).to(device);
+      const trainer = new lib.IRConStyleTrainer(abNet, { lr: 3e-4, weightDecay: 1e-4, graph: false });
       const stepPeak = async () => (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
       const env = (name, value) => {
         const was = process.env[name];
@@ -337,6 +357,8 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         if (!applies || left() < 30 + reserveS || skip.includes(key)) continue;
         on();
         try {
+          // (testing the containment: BENCH_AB_INJECT=<key> fails that variant)
+          if (process.env.BENCH_AB_INJECT === key) throw new Error(`injected A/B failure in ${key} (BENCH_AB_INJECT)`);
           const { ms } = await timeSteps(lib, trainer, lq, gt);
           ours[key] = { msStep: ms, peakCudaMiB: await stepPeak() };
           // and as the default trains, in graph mode: a warm step, the recording, replays (recordings freed after)
@@ -348,33 +370,34 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
               trainer.graph = false;
             }
           }
+        } catch (e) {  // the family's own figures stand; the next variants are tried; later families run afresh
+          ours[key] = { error: errText(e) };
+          ours.abError ??= `${key}: ${ours[key].error}`;
+          log(`ours ${model} with ${what} (BENCH_AB): ERROR ${ours[key].error}`);
+          continue;
         } finally {
           off();
         }
         log(`ours ${model} with ${what} (BENCH_AB): ${ours[key].msStep.toFixed(1)} ms/step` +
           `${ours[key].graphMs ? ` (${ours[key].graphMs.toFixed(1)} as a graph)` : ''}, peak live ${ours[key].peakCudaMiB.toFixed(0)} MiB, against ${msStep.toFixed(1)} ms, ${ours.peakCudaMiB.toFixed(0)} MiB`);
       }
-    }
-    trainer.dispose();
-    net.dispose?.();
-    if (profile && !safe && left() > 40) {
-      // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
-      lib.setInitSeed(1);
-      const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
-      const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true, graph: false });
-      const { ms } = await timeSteps(lib, ck, lq, gt);
-      const peak = (await peakBytes(native, async () => { await ck.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
-      ours.checkpointed = { msStep: ms, imgPerS: (batch * 1000) / ms, peakCudaMiB: peak };
-      log(`ours ${model} (checkpoint: true): ${ms.toFixed(1)} ms/step, peak live CUDA ${peak.toFixed(0)} MiB`);
-      ck.dispose();
-      ckNet.dispose?.();
+      trainer.dispose();
+      abNet.dispose?.();
+    } catch (e) {  // (setting up the A/B failed)
+      ours.abError ??= errText(e);
+      log(`ours ${model}: A/B ERROR ${ours.abError}`);
     }
     for (const t of [lq, gt]) t.dispose();
   } catch (e) {
-    ours.error = `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
+    ours.error = errText(e);
     log(`ours ${model}: ERROR ${ours.error}`);
   }
   return ours;
+}
+
+/** An error's code and first line. */
+function errText(e) {
+  return `${e?.code ? `${e.code}: ` : ''}${String(e?.message ?? e).split('\n')[0]}`;
 }
 
 /**
@@ -429,18 +452,20 @@ export async function runBench({
     ? [['constyle-restormer', 8, 'constyle_restormer.py', 'restormer'], ['constyle-maxim', 16, 'constyle_maxim.py', 'maxim']]
       .filter(([, , , family]) => families.includes(family)) : [];
   const reserve = (after) => rest.slice(after).reduce((a, [, , , f]) => a + 50 + (!earlier && wantRef(f) ? 90 : 0), 0);
-  const ours = (result.ours = families.includes('nafnet') ? await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true, safe, reserveS: reserve(0) }) : { skipped: 'not asked for' });
   result.others = [];
+  const progress = (into) => (o) => { Object.assign(into, o); save(); };  // a family's figures before its A/B
+  result.ours = {};
+  const ours = (result.ours = families.includes('nafnet') ? await benchModel(lib, native, { model, batch, size, K, device, left, log, profile: true, safe, reserveS: reserve(0), saveProgress: progress(result.ours) }) : { skipped: 'not asked for' });
   save();
 
-  // After a failed step the rest are left to a fresh process (a CUDA error may have poisoned this one's context):
-  // `notRun`.
-  const failed = (o) => o.error || o.nonFinite;
+  // After a failed step or A/B variant the rest are left to a fresh process (a CUDA error may have poisoned this
+  // one's context): `notRun`.
+  const failed = (o) => o.error || o.nonFinite || o.abError;
   if (rest.length) {
     for (const [j, [m, b, script, family]] of rest.entries()) {
       if (failed(ours) || result.others.some(failed)) {
         result.notRun = rest.slice(j).map(([, , , f]) => f);
-        log(`ours: ${result.notRun.join(', ')} not run here after a failed step`);
+        log(`ours: ${result.notRun.join(', ')} not run here after a failed step or A/B variant`);
         break;
       }
       if (left() < 45) { log(`ours: ${m} skipped (time budget)`); continue; }
@@ -452,9 +477,12 @@ export async function runBench({
         result.pytorchRefs[m] = pt;
         save();
       }
-      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe, reserveS: reserve(j + 1) });
+      const entry = { model: m, batch: b };
+      result.others.push(entry);
+      const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe, reserveS: reserve(j + 1), saveProgress: progress(entry) });
       const usable = pt && !pt.error;
-      result.others.push({ model: m, batch: b, ...o, pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
+      delete entry.abRunning;
+      Object.assign(entry, o, { pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
         ratioInfer512: usable ? o.infer512Ms / pt.infer_512_ms : NaN });
       save();
     }
@@ -501,6 +529,7 @@ export async function runBench({
     ...(ours.infer512Profile ? [`  inference 512² exact GPU time: ${f(ours.infer512Profile.gpuMs)} ms; top: ${ours.infer512Profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
+    ...[ours, ...result.others].filter((o) => o.abError).map((o) => `  ${o.model ?? model}: A/B ERROR ${o.abError}`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory || o.cudnnFind || o.gemmTune || o.pwSimt || o.slideBatch || o.stacked).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],

@@ -25,7 +25,7 @@ import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
-import { kernelFallback, benchFailures, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
+import { kernelFallback, benchRerun, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(SELF), '..');
@@ -602,20 +602,25 @@ async function main() {
     result.bench = bench;
     save();
     // A family whose step failed (an error, a crash, a non-finite loss) is measured again in a fresh process with
-    // every kernel switch set and the block forwards unfused: the numbers of the proven paths, not none.
-    const failedFams = benchFailures(bench);
+    // every kernel switch set and the block forwards unfused: the numbers of the proven paths, not none. Families
+    // left unrun after an A/B variant failed are measured as they are, without the A/B (benchRerun).
+    const { families: failedFams, safe: safeRerun } = benchRerun(bench);
     if (failedFams.length && left() > 90) {
-      const all = Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.env));
+      const all = safeRerun ? Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.env)) : {};
       const b2 = Math.floor(left() - 30);
-      say(`\n== d'. bench again in safe mode for ${failedFams.join(', ')} (${b2} s): block forwards unfused, ` +
-        `${Object.entries(all).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      say(safeRerun ? `\n== d'. bench again in safe mode for ${failedFams.join(', ')} (${b2} s): block forwards unfused, ` +
+        `${Object.entries(all).map(([k, v]) => `${k}=${v}`).join(' ')}`
+        : `\n== d'. bench again for ${failedFams.join(', ')} (${b2} s), left unrun after an A/B variant failed: no A/B`);
+      const env = { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...all };
+      delete env.BENCH_AB;
       const r2 = await runWorkers({
-        mode: '--bench-worker', extra: ['--budget', String(b2 - 10), '--out', OUT, '--out-name', 'bench-gpu-safe.json', '--safe',
-          '--only', failedFams.join(','), ...(partial() ? ['--reuse-pytorch', saved] : []), ...smokeArgs],
-        env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...all }, n: 1, deadline: Date.now() + b2 * 1000, stallS: b2,
-        log: join(OUT, 'bench-safe.log'),
+        mode: '--bench-worker', extra: ['--budget', String(b2 - 10), '--out', OUT, '--out-name', 'bench-gpu-safe.json',
+          ...(safeRerun ? ['--safe'] : []), '--only', failedFams.join(','), ...(partial() ? ['--reuse-pytorch', saved] : []),
+          ...smokeArgs],
+        env, n: 1, deadline: Date.now() + b2 * 1000, stallS: b2, log: join(OUT, 'bench-safe.log'),
       });
       result.benchSafe = r2[0]?.result ?? { error: r2[0]?.error ?? 'no result' };
+      result.benchSafeMode = safeRerun;
       save();
     }
   }
@@ -687,7 +692,8 @@ async function main() {
     for (const line of bench.table ?? []) say(line);
   }
   if (result.benchSafe) {
-    say('bench in safe mode (a family failed above):');
+    say(result.benchSafeMode === false ? 'bench again for the families an A/B failure left unrun (no A/B):'
+      : 'bench in safe mode (a family failed above):');
     if (result.benchSafe.error) say(`  ERROR ${result.benchSafe.error}`);
     for (const line of result.benchSafe.table ?? []) say(line);
   }

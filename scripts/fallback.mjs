@@ -93,3 +93,18 @@ export function benchFailures(bench) {
     if (o.msStep > 0 && !bad(o)) done.add(fam(o.model));
   return ['nafnet', 'restormer', 'maxim'].filter((f) => !done.has(f));
 }
+
+/**
+ * How scripts/device-check.mjs measures the failed families again: { families, safe }. In safe mode (every kernel
+ * switch on its library path, the block forwards unfused) when a family's own step failed or the bench died outside an
+ * A/B; as they are, without BENCH_AB, when only an A/B variant failed (`abError`) or the process died during one
+ * (`abRunning`): the families it left unrun lose no figures to the safe paths then.
+ */
+export function benchRerun(bench) {
+  const families = benchFailures(bench);
+  const src = bench?.error ? bench.partial : bench;
+  const all = src ? [src.ours, ...(src.others ?? [])].filter(Boolean) : [];
+  const inAB = all.some((o) => o.abRunning || o.abError);
+  const ownFailed = all.some((o) => o.error || o.nonFinite);
+  return { families, safe: ownFailed || !inAB };
+}

@@ -6,9 +6,10 @@ import { describe, expect, it } from 'vitest';
 
 type Case = { op: string; name: string; env?: Record<string, string> };
 type Res = { op: string; name: string; ok: boolean };
-const { kernelFallback, benchFailures, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
+const { kernelFallback, benchFailures, benchRerun, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
   kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
   benchFailures(bench: unknown): string[];
+  benchRerun(bench: unknown): { families: string[]; safe: boolean };
   KERNEL_SWITCHES: { env: Record<string, string>; on: Record<string, string>; ops: string[] }[];
 };
 const { opCases } = (await import('../scripts/op-cases.mjs' as string)) as { opCases(): Case[] };
@@ -73,6 +74,18 @@ describe('benchmark families measured again in safe mode', () => {
     expect(benchFailures({ ours: good, others: [{ model: 'constyle-maxim', ...good }] })).toEqual([]);
     expect(benchFailures({ skipped: 'CUDA unavailable' })).toEqual([]);
     expect(benchFailures({ ours: { error: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] })).toEqual(['nafnet', 'restormer', 'maxim']);
+  });
+  it('after an A/B variant failed, the families it left unrun run again as they are (no safe mode)', () => {
+    // an A/B error in NAFNet's variants: its own figures stand, Restormer and MAXIM were left unrun
+    expect(benchRerun({ ours: { ...good, abError: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] }))
+      .toEqual({ families: ['restormer', 'maxim'], safe: false });
+    // the process died during Restormer's A/B (its figures were saved first)
+    expect(benchRerun({ error: 'worker exited', partial: { ours: good, others: [{ model: 'constyle-restormer', ...good, abRunning: true }] } }))
+      .toEqual({ families: ['maxim'], safe: false });
+    // a family's own step failed, or the process died outside an A/B: safe mode
+    expect(benchRerun({ ours: { error: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] }).safe).toBe(true);
+    expect(benchRerun({ error: 'worker exited', partial: { ours: good, others: [] } })).toEqual({ families: ['restormer', 'maxim'], safe: true });
+    expect(benchRerun({ ours: good, others: [{ model: 'constyle-maxim', ...good }] })).toEqual({ families: [], safe: true });
   });
   it('a bench process that died: every family without a step time in what it saved', () => {
     expect(benchFailures({ error: 'worker exited', partial: null })).toEqual(['nafnet', 'restormer', 'maxim']);
