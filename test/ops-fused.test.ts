@@ -264,6 +264,7 @@ describe('dwconv_gate', () => {
       { N: 2, H: 4, W: 17, C: 2, K: 3, P: 1 },
       { N: 1, H: 2, W: 7, C: 4, K: 3, P: 1, gelu: true },
       { N: 1, H: 12, W: 23, C: 6, K: 3, P: 1 },
+      { N: 2, H: 3, W: 10, C: 70, K: 3, P: 1, gelu: true },  // > 64 channels per item: chunks of 32, a partial one
     ];
     let seed = 940;
     for (const c of cases) {
