@@ -83,7 +83,11 @@ function slideCases(N, H, W, C, R) {
     ['conv2d_backward', `dw3x3 [${r}]`, [f(r), f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1, R]],
     ['dwconv_gate', `gelu [${r}]`, [f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1]],
     ['dwconv_gate_backward', `gelu [${r}]`, [f(rh), f(r), f([3, 3, 1, R], -0.2, 0.2)], [1, 1]],
-  ].map(([op, what, inputs, attrs]) => ({ op, name: `${op} ${what}, batched loads (opt-in)`, inputs, attrs, env: { IRCONSTYLE_SLIDE: 'batch' } }));
+  ].map(([op, what, inputs, attrs]) => ({ op, name: `${op} ${what}, batched loads (opt-in)`, inputs, attrs, env: { IRCONSTYLE_SLIDE: 'batch' } })).concat([
+    // the one-pass gate backward with its items rows first (the 5-row x windows shared through L1)
+    { op: 'dwconv_gate_backward', name: `dwconv_gate_backward [${x2}], one-pass rows first (opt-in)`, inputs: [f(x), f(x2), f([3, 3, 1, 2 * C]), f([2 * C])], attrs: [1],
+      env: { IRCONSTYLE_SLIDE: 'batch', IRCONSTYLE_DWGATE_BWD: 'one-pass' } },
+  ]);
 }
 
 export function opBenchCases(smoke = false) {

@@ -390,11 +390,14 @@ export function opCases() {
     add('spatial_mix_backward', name, back(N), attrs, red);
     if (!bias) add('spatial_mix_backward', `${name} batch 0`, back(0), attrs, red);
   }
-  // the gate's backward by its earlier two-pass path (3x3 padding 1 takes the one-pass kernel otherwise)
+  // the gate's backward by each of its 3x3 padding-1 paths, whatever the pass's switches (two-pass is the default)
   for (const [name, xs, act, bias] of [['[2,16,16,96]', [2, 16, 16, 96], 0, true], ['gelu [1,9,7,510]', [1, 9, 7, 510], 1, false]]) {
     const ins = [f(xs), f([3, 3, 1, xs[3]], -0.5, 0.5), ...(bias ? [f([xs[3]])] : [])];
     add('dwconv_gate_backward', `two-pass ${name}`, [f([...xs.slice(0, 3), xs[3] / 2]), ...ins], [1, act],
       { ...red, env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' } });
+    // the one-pass kernel (opt-in; with IRCONSTYLE_SLIDE=batch, in the slide pass, its items rows first)
+    add('dwconv_gate_backward', `one-pass ${name}`, [f([...xs.slice(0, 3), xs[3] / 2]), ...ins], [1, act],
+      { ...red, env: { IRCONSTYLE_DWGATE_BWD: 'one-pass' } });
   }
   for (const [sh, r] of [[[2, 16, 16, 192], 2], [[1, 7, 13, 12], 2], [[1, 3, 5, 18], 3]])
     add('pixel_shuffle', `[${sh}] r${r}`, [f(sh)], [r]);

@@ -244,6 +244,18 @@ describe('dwconv_gate', () => {
         return o;
       });
       for (const [i, r] of [ref.dx, ref.dw, ref.db].entries()) await expectClose(outs[i]!, r, 1e-6, `emulated grad ${i} ${dgName(c)}`);
+      // and with its items rows first (IRCONSTYLE_SLIDE=batch)
+      process.env.IRCONSTYLE_SLIDE = 'batch';
+      try {
+        const rows = await withEmulation('dwgate_bwd', async () => {
+          const o = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);
+          await Promise.all(o.map((t) => t.data()));
+          return o;
+        });
+        for (const [i, r] of [ref.dx, ref.dw, ref.db].entries()) await expectClose(rows[i]!, r, 1e-6, `emulated rows first, grad ${i} ${dgName(c)}`);
+      } finally {
+        delete process.env.IRCONSTYLE_SLIDE;
+      }
       // and the switch is real: the CPU's own path gives (slightly) different sums on the larger cases
       if (c.H * c.W >= 100) {
         const own = runOp('dwconv_gate_backward', ins, [1, c.gelu ? 1 : 0]);

@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(256, 2) slide3_bwd_batch_k(Slide g, const V* _
 // and read by the next. Threads and work items as slide3_bwd_k (gate channel cv: both halves); each item's work is
 // dwslide::gate_bwd_item (dwgate_slide.h, shared with the CPU emulation that tests it). Memory: x and dy read, dx
 // written, against dz written and read twice more by the two-pass path.
-template <bool GELU>
+template <bool GELU, bool ROWS_FIRST>
 __global__ void __launch_bounds__(256) slide3_gate_bwd_k(dwslide::Geo g, const float* __restrict__ x,
                                                          const float* __restrict__ w, const float* __restrict__ b,
                                                          const float* __restrict__ dy, float* __restrict__ dx,
@@ -225,7 +225,8 @@ __global__ void __launch_bounds__(256) slide3_gate_bwd_k(dwslide::Geo g, const f
       for (int k = 0; k < 9; ++k) wv[h][k] = w[k * g.Cx + cv + h * g.Co];
       bias[h] = b ? b[cv + h * g.Co] : 0.f;
     }
-    for (int i = i0 + lane; i < i1; i += L) dwslide::gate_bwd_item<GELU>(g, i, cv, wv, bias, x, dy, dx, acc);
+    for (int i = i0 + lane; i < i1; i += L)
+      dwslide::gate_bwd_item<GELU, ROWS_FIRST>(g, i, cv, wv, bias, x, dy, dx, acc);
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -310,7 +311,9 @@ bool dwgate3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int
   const int64_t G = slide_groups(items, l);
   double* part = static_cast<double*>(cu::scratch(s, sizeof(double) * G * T * 2 * C, 1));
   const dim3 grid(static_cast<unsigned>(G), static_cast<unsigned>(l.chunks));
-  (gelu ? slide3_gate_bwd_k<true> : slide3_gate_bwd_k<false>)<<<grid, kThreads, 0, s>>>(
+  const bool rows = slide_batch();  // IRCONSTYLE_SLIDE=batch: the items rows first
+  (gelu ? (rows ? slide3_gate_bwd_k<true, true> : slide3_gate_bwd_k<true, false>)
+        : (rows ? slide3_gate_bwd_k<false, true> : slide3_gate_bwd_k<false, false>))<<<grid, kThreads, 0, s>>>(
       g, x, w, b, dy, dx, part, static_cast<int>(items), l.CB, l.L, static_cast<int>(G));
   finish_parts(s, part, 1, G, T * 2 * C, 1.0, dw, 9 * 2 * C, db);
   cu::check_launch(c);

@@ -29,11 +29,14 @@ struct Geo {
   int Co;  // gate channels (C)
 };
 
-template <bool GELU>
+// ROWS_FIRST (IRCONSTYLE_SLIDE=batch): items i = (n S + segment) H + ih instead, so that the kernel's adjacent lanes
+// take the same segment of adjacent rows and share their 5-row x windows through L1.
+template <bool GELU, bool ROWS_FIRST = false>
 IRC_HD void gate_bwd_item(const Geo& g, int i, int cv, const float (&wv)[2][9], const float (&bias)[2],
                           const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
                           float (&acc)[2][10]) {
-  const int seg = i % g.S, r = i / g.S;
+  const int seg = ROWS_FIRST ? i / g.H % g.S : i % g.S;
+  const int r = ROWS_FIRST ? i / (g.H * g.S) * g.H + i % g.H : i / g.S;
   const int ih = r % g.H, base = r - ih;
   const int iw0 = seg * kSeg, iw1 = iw0 + kSeg < g.W ? iw0 + kSeg : g.W;
   float xw[2][5][3], dzw[2][3][3];

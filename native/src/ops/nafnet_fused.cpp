@@ -24,6 +24,7 @@
 #include "dwgate_slide.h"
 #include "op_api.h"
 #include "slide3_batch.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -576,6 +577,7 @@ bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const f
                          static_cast<int>((g.W + dwslide::kSeg - 1) / dwslide::kSeg), static_cast<int>(g.C2),
                          static_cast<int>(g.C)};
   const int items = static_cast<int>(g.N * g.H * geo.S);
+  const bool rows = env_is("IRCONSTYLE_SLIDE", "batch");  // the items rows first, as the kernel then takes them
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t cv = c0; cv < c1; ++cv) {
       float wv[2][9], bias[2];
@@ -586,10 +588,13 @@ bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const f
       double tot[2][10] = {};
       for (int i = 0; i < items; ++i) {
         float acc[2][10] = {};
+        const int c = static_cast<int>(cv);
         if (g.gelu) {
-          dwslide::gate_bwd_item<true>(geo, i, static_cast<int>(cv), wv, bias, x, dy, dx, acc);
+          (rows ? dwslide::gate_bwd_item<true, true> : dwslide::gate_bwd_item<true, false>)(geo, i, c, wv, bias, x, dy,
+                                                                                           dx, acc);
         } else {
-          dwslide::gate_bwd_item<false>(geo, i, static_cast<int>(cv), wv, bias, x, dy, dx, acc);
+          (rows ? dwslide::gate_bwd_item<false, true> : dwslide::gate_bwd_item<false, false>)(geo, i, c, wv, bias, x,
+                                                                                             dy, dx, acc);
         }
         for (int h = 0; h < 2; ++h)
           for (int k = 0; k < 10; ++k) tot[h][k] += acc[h][k];
