@@ -3,12 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { tensor, type Tensor } from '../lib/tensor/tensor.js';
 import { createModel } from '../lib/models/catalog.js';
+import { buildModel } from '../lib/models/registry.js';
 import { setInitSeed } from '../lib/nn/init.js';
 import { runOp } from '../lib/ops/run.js';
 import { mean } from '../lib/ops/elementwise.js';
 import { backward } from '../lib/autograd/tape.js';
 import type { Module } from '../lib/nn/module.js';
-import { relErr, withEmulation } from './helpers.js';
+import { differing, relErr, withEmulation } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
 import { nafnetFusion } from '../lib/models/nafnet.js';
 import { maximFusion } from '../lib/models/maxim_blocks.js';
@@ -21,9 +22,9 @@ const { unfusedBlocks } = (await import('../scripts/unfused-blocks.mjs' as strin
 
 type Net = Module & { forward(...x: Tensor[]): Tensor };
 
-async function run(name: string): Promise<{ y: Float32Array; grads: Map<string, Float32Array> }> {
+async function run(name: string, make = () => createModel(name, { constyle: 'inference' })): Promise<{ y: Float32Array; grads: Map<string, Float32Array> }> {
   setInitSeed(5);
-  const m = createModel(name, { constyle: 'inference' }) as Net;
+  const m = make() as Net;
   // non-zero β / γ so that every NAFBlock branch counts
   for (const [k, p] of m.namedParameters()) if (/(^|\\.)(beta|gamma)$/.test(k)) runOp('fill_', [p], [0.25]);
   for (const p of m.parameters()) p.requiresGrad = true;
@@ -53,7 +54,7 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE, exact operands): the
       // tensor-core gate and 1x1-backward kernels and the one-pass gate backward, wherever the shapes take them
       const was = setKeepOnCpu(false);
-      let recomputed, emulated, lnApart, inRecomputed;
+      let recomputed, emulated, lnApart, inRecomputed, simt;
       try {
         recomputed = await run(name);
         // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv; its Linears take the split-TF32
@@ -61,6 +62,9 @@ describe('fused block ops vs the separate-op block forwards', () => {
         // with the opt-in IRCONSTYLE_SPATIAL_GATE=1)
         process.env.IRCONSTYLE_SPATIAL_GATE = '1';
         emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd,spatial_gate' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
+        // the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1) and the batched depthwise kernels (IRCONSTYLE_SLIDE=batch)
+        // wherever the model's shapes take them
+        simt = await withEmulation('pw_simt,slide', () => run(name));
         // the NAFBlock's LayerNorm + 1x1 pairs and its SCA scale as separate ops, the other fused ops kept (nafnetFusion)
         // MAXIM's multi-axis blocks with their LayerNorm → in_project → GELU checkpointed (maximFusion.recomputeIn)
         if (name.includes('maxim')) {
@@ -89,7 +93,7 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // themselves, with a floor relative to the largest
       const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
       const scale = [...plain.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
-      for (const r of [fused, recomputed, emulated, ...(lnApart ? [lnApart] : []), ...(inRecomputed ? [inRecomputed] : [])]) {
+      for (const r of [fused, recomputed, emulated, simt, ...(lnApart ? [lnApart] : []), ...(inRecomputed ? [inRecomputed] : [])]) {
         expect(relErr(r.y, plain.y)).toBeLessThanOrEqual(1e-5);
         expect([...r.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
         for (const [k, g] of r.grads) {
@@ -99,4 +103,30 @@ describe('fused block ops vs the separate-op block forwards', () => {
       }
     });
   }
+});
+
+describe('the opt-in CUDA kernels in a whole model, their code run on the host', () => {
+  it('ConStyle NAFNet at the paper width (48; one block per level): the SIMT pointwise and batched depthwise kernels', async () => {
+    // IRCONSTYLE_EMULATE=pw_simt,slide, as IRCONSTYLE_PW_SIMT=1 IRCONSTYLE_SLIDE=batch run on CUDA (the tiny models'
+    // widths are below the SIMT kernel's column counts): the same outputs and gradients as the CPU path, to rounding
+    const make = () => buildModel('ConStyleNAFNet', { dim: 48, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' });
+    const was = setKeepOnCpu(false);  // the fused backwards recompute, as on CUDA
+    let cpu, simt;
+    try {
+      cpu = await run('paper width', make);
+      simt = await withEmulation('pw_simt,slide', () => run('paper width', make));
+    } finally {
+      setKeepOnCpu(was);
+    }
+    expect(relErr(simt.y, cpu.y)).toBeLessThanOrEqual(1e-5);
+    const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
+    const scale = [...cpu.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
+    let differ = 0;
+    for (const [k, g] of simt.grads) {
+      const ref = cpu.grads.get(k)!;
+      expect(relErr(g, ref, 1e-4 * scale), k).toBeLessThanOrEqual(1e-4);
+      differ += differing(g, ref);
+    }
+    expect(differ, 'the kernels ran (some gradient bits differ)').toBeGreaterThan(0);
+  });
 });
