@@ -3,8 +3,8 @@
 // training (batch 16, 128x128: level 1 C = 48 and the bottom level C = 384 at 16x16), from stream events around
 // each op (native.profile, exact: the GPU's time alone), median of --reps runs after warm-ups. Prints µs per call,
 // the bytes the op must move (inputs + outputs, once each) and the effective bandwidth in GB/s against the card's
-// peak: a memory-bound op near the peak is done; one far below it is the next thing to fix. Without CUDA it prints why and exits 0.
-// Imported by scripts/device-check.mjs (runOpBench).
+// peak: a memory-bound op near the peak is done; one far below it is the next thing to fix. Without CUDA it prints
+// why and exits 0. Imported by scripts/device-check.mjs (runOpBench).
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';

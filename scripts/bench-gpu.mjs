@@ -10,8 +10,8 @@
 //             allocator serves them), and the process's memory in nvidia-smi;
 //   PyTorch:  python3 scripts/pytorch/constyle_nafnet.py (child process, before ours) and ours/PyTorch ratios.
 // Without CUDA it prints why and exits 0. Flags: --no-pytorch, --json, --budget <s> (default 300), --only
-// nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain and graph-mode steps and inference only);
-// BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
+// nafnet,restormer,maxim (which families), --safe (block forwards unfused; plain and graph-mode steps and
+// inference only); BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
 // LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv) and its SCA scale apart (nafnetFusion.scaleInConv), and MAXIM's with its gating units as one op
 // (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each), and every family's
