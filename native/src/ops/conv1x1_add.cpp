@@ -185,10 +185,11 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
         std::fill(dw, dw + wsz, 0.f);
       }
     }
-    if (o.b) {
+    if (o.b && sdx) std::copy(Sf.begin(), Sf.end(), db);  // the SIMT pass's sums, as on CUDA
+    if (o.b && !sdx) {
       std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
       column_sums(dy, g.rows, g.Co, S.data());
-      for (int64_t c = 0; c < g.Co; ++c) db[c] = sdx ? Sf[c] : static_cast<float>(S[c]);
+      for (int64_t c = 0; c < g.Co; ++c) db[c] = static_cast<float>(S[c]);
     }
     if (g.rows > 0 && g.Ci > 0 && !sdx) {
       if (g.Co > 0) {
@@ -205,8 +206,8 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
     sgemm(true, false, g.Ci, g.Co, rg, 1.f, x + grp * rg * g.Ci, g.Ci, dy + grp * rg * g.Co, g.Co, 0.f,
           G.data() + grp * wsz, g.Co);
   std::vector<double> S(static_cast<size_t>(g.Co), 0.0);
-  if (o.b) column_sums(dy, g.rows, g.Co, S.data());
   if (o.b && sdx) std::copy(Sf.begin(), Sf.end(), S.begin());  // the SIMT pass's sums, as on CUDA
+  else if (o.b) column_sums(dy, g.rows, g.Co, S.data());
   const auto ak = [&](int64_t grp, int64_t q) { return o.a ? static_cast<double>(o.a[grp * g.Ci + q]) : 1.0; };
   for (int64_t c = 0; o.s && c < g.Co; ++c) {
     double t = static_cast<double>(o.b[c]) * S[c];

@@ -25,10 +25,7 @@ namespace {
 // channel vectors per work item: Cx (plain), Cx / 2 (gate: the two halves c and c + Co).
 using dwslide::kSeg;
 using Slide = dwslide::Geo;
-Slide slide_of(int64_t H, int64_t W, int64_t Cx, int64_t Co) {
-  return {static_cast<int>(H), static_cast<int>(W), static_cast<int>((W + kSeg - 1) / kSeg), static_cast<int>(Cx),
-          static_cast<int>(Co)};
-}
+using dwslide::geo_of;
 
 // col[a] = t[n, ih = oh - 1 + a, iw, c] (zero outside the image); base = n H.
 template <class V>
@@ -262,7 +259,7 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
   const bool batch = slide_batch();
   if constexpr (MODE == kPlain) {
     if (C % 2 == 0 && aligned8(x) && aligned8(w) && (!b || aligned8(b)) && aligned8(out)) {
-      const Slide g = slide_of(H, W, C / 2, C / 2);
+      const Slide g = geo_of(H, W, C / 2, C / 2);
       const int items = static_cast<int>(batch ? slide::fwd_items(g, N) : N * H * g.S * (C / 2));
       (batch ? slide3_fwd_k<MODE, false, float2, true> : slide3_fwd_k<MODE, false, float2, false>)<<<
           cu::blocks_for(items), kThreads, 0, s>>>(g, reinterpret_cast<const float2*>(x),
@@ -272,7 +269,7 @@ void slide3_forward(cudaStream_t s, int64_t N, int64_t H, int64_t W, int64_t C, 
       return;
     }
   }
-  const Slide g = slide_of(H, W, halves * C, C);
+  const Slide g = geo_of(H, W, halves * C, C);
   const int items = static_cast<int>(batch ? slide::fwd_items(g, N) : N * H * g.S * C);
   (batch ? slide3_fwd_k<MODE, GELU, float, true> : slide3_fwd_k<MODE, GELU, float, false>)<<<
       cu::blocks_for(items), kThreads, 0, s>>>(g, x, w, b, dy, out, items);
@@ -303,9 +300,7 @@ bool dwgate3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, int
   constexpr int64_t T = 10;
   if (!slide_fits(N * H * W * 2 * C)) return false;
   cudaStream_t s = cu::stream(c);
-  const dwslide::Geo g{static_cast<int>(H), static_cast<int>(W),
-                       static_cast<int>((W + dwslide::kSeg - 1) / dwslide::kSeg),
-                       static_cast<int>(2 * C), static_cast<int>(C)};
+  const Slide g = geo_of(H, W, 2 * C, C);
   const int64_t items = N * H * g.S;
   const Lanes l = lanes_of(C);
   const int64_t G = slide_groups(items, l);
@@ -337,7 +332,7 @@ bool depthwise3x3_backward(const KernelCtx& c, int64_t N, int64_t H, int64_t W, 
   cudaStream_t s = cu::stream(c);
   const bool v2 = C % 2 == 0 && aligned8(dz) && aligned8(x) && aligned8(w) && aligned8(dx);
   const int64_t Cv = v2 ? C / 2 : C;
-  const Slide g = slide_of(H, W, Cv, Cv);
+  const Slide g = geo_of(H, W, Cv, Cv);
   const int64_t items = N * H * g.S;
   const Lanes l = lanes_of(Cv);
   const int64_t G = slide_groups(items, l);

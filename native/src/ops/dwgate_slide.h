@@ -14,6 +14,8 @@
 //   dx[p, c_h] = Σ_{kh, kw} dzw[2 - kh][2 - kw] w_h[kh, kw]
 //   acc[h][3 kh + kw] += dzw[2 - kh][2 - kw] x[p, c_h]   (dw)      acc[h][9] += dzw[1][1]   (db)
 #pragma once
+#include <cstdint>
+
 #include "../cuda/gelu.cuh"
 #include "host_device.h"
 
@@ -28,6 +30,13 @@ struct Geo {
   int Cx;  // x's channels (2C)
   int Co;  // gate channels (C)
 };
+
+// The geometry of an H x W image with Cx channels (vectors) per pixel and Co per work item (the callers check that
+// the sizes fit the kernels' 32-bit index math).
+IRC_HD Geo geo_of(int64_t H, int64_t W, int64_t Cx, int64_t Co) {
+  return {static_cast<int>(H), static_cast<int>(W), static_cast<int>((W + kSeg - 1) / kSeg), static_cast<int>(Cx),
+          static_cast<int>(Co)};
+}
 
 // ROWS_FIRST (IRCONSTYLE_SLIDE=batch): items i = (n S + segment) H + ih instead, so that the kernel's adjacent lanes
 // take the same segment of adjacent rows and share their 5-row x windows through L1.

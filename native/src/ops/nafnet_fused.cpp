@@ -573,9 +573,7 @@ namespace {
 bool emulate_cuda_backward(const DG& g, const float* dy, const float* x, const float* w, const float* b, float* dx,
                            float* dw, float* db) {
   if (!emulation_requested("dwgate_bwd") || !slide_shape(g)) return false;
-  const dwslide::Geo geo{static_cast<int>(g.H), static_cast<int>(g.W),
-                         static_cast<int>((g.W + dwslide::kSeg - 1) / dwslide::kSeg), static_cast<int>(g.C2),
-                         static_cast<int>(g.C)};
+  const dwslide::Geo geo = dwslide::geo_of(g.H, g.W, g.C2, g.C);
   const int items = static_cast<int>(g.N * g.H * geo.S);
   const bool rows = env_is("IRCONSTYLE_SLIDE", "batch");  // the items rows first, as the kernel then takes them
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {

@@ -70,8 +70,8 @@ inline pwsimt::Args pw_simt_dh_args(const float* dy, int64_t rows, int64_t Ci, i
 }
 
 // The same dh with the LayerNorm's backward behind it (kLnBwd): dx of the LayerNorm whose output h fed the 1x1, from
-// its input x and ln's weight and given statistics, with acc (x's pending gradient, or null) added; the caller sets
-// p.dbp ([2][blocks][Ci]: the per-block sums of the LayerNorm's weight and bias gradients).
+// its input x and ln's weight and given statistics, with acc (x's pending gradient, or null) added; p.dbp ([2][blocks]
+// [Ci]: the per-block sums of the LayerNorm's weight and bias gradients) is set by pw_simt_run / pw_simt_emulate_sums.
 inline pwsimt::Args pw_simt_dh_ln_args(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
                                        const float* x, const pwgate::LnArgs& ln, const float* acc, float* dx) {
   pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);

@@ -26,6 +26,7 @@ namespace irc {
 namespace slide {
 
 using dwslide::Geo;
+using dwslide::geo_of;
 using dwslide::kSeg;
 
 IRC_HD float mac(float acc, float x, float w) { return acc + x * w; }

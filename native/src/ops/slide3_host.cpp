@@ -1,17 +1,11 @@
 // IRCONSTYLE_EMULATE=slide: the CUDA sliding 3x3 depthwise kernels' batched work items (slide3_batch.h) run on the
 // CPU backend, every item through the kernels' own code, for the tests of their window logic (not for speed).
-#include <vector>
 
 #include "op_api.h"
 #include "slide3_batch.h"
 
 namespace irc {
 namespace {
-
-slide::Geo geo_of(int64_t H, int64_t W, int64_t Cx, int64_t Co) {
-  return {static_cast<int>(H), static_cast<int>(W), static_cast<int>((W + slide::kSeg - 1) / slide::kSeg),
-          static_cast<int>(Cx), static_cast<int>(Co)};
-}
 
 template <int MODE, bool GELU>
 void forward_items(const slide::Geo& g, int64_t items, const float* x, const float* w, const float* b,
@@ -26,7 +20,7 @@ void forward_items(const slide::Geo& g, int64_t items, const float* x, const flo
 bool slide3_emulate_forward(int mode, bool gelu, int64_t N, int64_t H, int64_t W, int64_t C, const float* x,
                             const float* w, const float* b, const float* dy, float* out) {
   if (!emulation_requested("slide") || N * H * W * C == 0) return false;
-  const slide::Geo g = geo_of(H, W, mode == slide::kPlain ? C : 2 * C, C);
+  const slide::Geo g = slide::geo_of(H, W, mode == slide::kPlain ? C : 2 * C, C);
   const int64_t items = slide::fwd_items(g, N);
   if (mode == slide::kPlain) forward_items<slide::kPlain, false>(g, items, x, w, b, dy, out);
   else if (mode == slide::kGate) (gelu ? forward_items<slide::kGate, true> : forward_items<slide::kGate, false>)(
@@ -38,7 +32,7 @@ bool slide3_emulate_forward(int mode, bool gelu, int64_t N, int64_t H, int64_t W
 bool slide3_emulate_backward(int64_t N, int64_t H, int64_t W, int64_t C, const float* dz, const float* x,
                              const float* w, float* dx, float* dw, float* db) {
   if (!emulation_requested("slide") || N * H * W * C == 0) return false;
-  const slide::Geo g = geo_of(H, W, C, C);
+  const slide::Geo g = slide::geo_of(H, W, C, C);
   const int items = static_cast<int>(N * H * g.S);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
