@@ -18,6 +18,7 @@ import { globalAvgPool, channelScale } from '../ops/nafnet.js';
 import { composesOnCpu, geluSplit, lnLinear, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
 import { checkpoint } from '../autograd/checkpoint.js';
+import { switchValue } from '../native/switches.js';
 
 export type Size2 = readonly [number, number];
 
@@ -102,7 +103,7 @@ export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w:
 /** The gating units and spatial gating weights take their one-op forms (spatialGate, spatialMix) only with
  * IRCONSTYLE_SPATIAL_GATE=1: on the H100 the tile kernels measured several times slower than the separate ops
  * (BENCHMARKS.md, ninth session), for less memory. */
-const tilesOff = () => process.env.IRCONSTYLE_SPATIAL_GATE !== '1';
+const tilesOff = () => switchValue('IRCONSTYLE_SPATIAL_GATE') !== '1';
 
 /**
  * Block/GridGatingUnit(2C, n): split u, v; v <- LN(v); v <- Dense_0 over the block (P) or grid (G) axis; u ⊙ (v + 1).

@@ -12,6 +12,7 @@ import { conv2d, linear } from './conv.js';
 import { channelScale, simpleGate } from './nafnet.js';
 import { layerNorm2d } from './norm.js';
 import { joinParts } from './shape.js';
+import { switchValue } from '../native/switches.js';
 
 /** a[..., C] + b[..., C] * s (s has C elements, e.g. [1, 1, 1, C]). */
 export function scaledAdd(a: Tensor, b: Tensor, s: Tensor): Tensor {
@@ -113,9 +114,9 @@ export const INFERENCE_APART_MIN = 1 << 22;
 export function inferenceApart(x: Tensor, ins: (Tensor | null)[], ownKernel: boolean): boolean {
   return x.device === 'cuda' && x.size >= INFERENCE_APART_MIN && !ownKernel && !needsGrad(ins);
 }
-const pwSimt = () => process.env.IRCONSTYLE_PW_SIMT === '1';  // the SIMT kernel forms the rows while staging them
-const pwFwdOwn = () => process.env.IRCONSTYLE_PW_FWD === 'wmma' || pwSimt();
-const linearFwdOwn = () => process.env.IRCONSTYLE_LINEAR_FWD === 'split-tf32' || pwSimt();
+const pwSimt = () => switchValue('IRCONSTYLE_PW_SIMT') === '1';  // the SIMT kernel forms the rows while staging them
+const pwFwdOwn = () => switchValue('IRCONSTYLE_PW_FWD') === 'wmma' || pwSimt();
+const linearFwdOwn = () => switchValue('IRCONSTYLE_LINEAR_FWD') === 'split-tf32' || pwSimt();
 
 /** fns applied in turn to x (no gradients), each intermediate released once the next has read it. */
 function chainApart(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {

@@ -16,6 +16,9 @@ import { AdamW, type AdamWOptions } from '../optim/adamw.js';
 import { ConStyleUNet } from '../models/unet.js';
 import { setCheckpointing } from '../models/nafnet.js';
 import { irconstyleLoss, pixelLoss } from '../losses/index.js';
+import { sync } from '../tensor/memory.js';
+import type { Module } from '../nn/module.js';
+import { checkTuneOptions, searchVariants, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from './tune.js';
 
 export interface TrainerOptions extends AdamWOptions {
   /** Iterations (1-based) during which ConStyle's losses are used and encoder_q trains (default: forever). */
@@ -40,6 +43,16 @@ export interface TrainerOptions extends AdamWOptions {
    * Each recording keeps about one step's peak memory; a kind beyond the limit trains op by op (`graphState` says so).
    */
   maxGraphs?: number;
+  /**
+   * Kernel tuning (default: on for a model on CUDA, unless IRCONSTYLE_TUNE=0; off on the CPU). At the second step,
+   * before anything is recorded, one step of the default kernel paths and of each opt-in path (TUNE_VARIANTS: the SIMT
+   * 1×1 kernel, the batched depthwise loads, the one-pass depthwise gate backward, the GEMM and cuDNN autotuners) is
+   * timed from the same state on the same batch, each checked against the default's losses and gradients, and the
+   * fastest that agrees is kept (process-wide kernel switches; a switch set in the environment is left alone).
+   * Parameters, optimizer state, queue and statistics are then put back exactly, and the step runs. `tuneReport`
+   * says what was tried and chosen. Takes about a second per variant (graph mode: a recording and six replays each).
+   */
+  tune?: boolean | TuneOptions;
 }
 
 export interface StepLosses {
@@ -61,6 +74,14 @@ interface Recorded {
   graph: unknown;
 }
 
+/** A trainer's state, copied (kernel tuning puts it back after each trial). */
+interface Snapshot {
+  live: Tensor[];
+  copies: Tensor[];
+  scalars: [Module, string, number][];
+  step: number;
+}
+
 export class IRConStyleTrainer {
   readonly arena: ParamArena;
   readonly optimizer: AdamW;
@@ -73,6 +94,10 @@ export class IRConStyleTrainer {
   /** Device-side per-step values, written before each step (graph mode). */
   #factors: Tensor | null = null;
   #ptr: Tensor | null = null;
+  /** Tuning still to do (null: none, or done); `first` until the first step has run (tuning waits for the second). */
+  #tune: { opts: TuneOptions; first: boolean } | null;
+  /** What the kernel tuning tried and chose (null before it ran, or without tuning). */
+  tuneReport: TuneReport | null = null;
 
   constructor(readonly model: ConStyleUNet, opts: TrainerOptions = {}) {
     if (!model.ConStyle?.encoder_k) throw new IrcError('E_ARG', 'IRConStyleTrainer needs a model built with constyle: "train"');
@@ -83,6 +108,9 @@ export class IRConStyleTrainer {
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
     this.#graph = opts.graph;
+    const tune = opts.tune ?? (this.arena.params.device === 'cuda' && process.env.IRCONSTYLE_TUNE !== '0');
+    if (typeof tune === 'object') checkTuneOptions(tune);
+    this.#tune = tune ? { opts: tune === true ? {} : tune, first: true } : null;
     if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
   }
@@ -94,6 +122,12 @@ export class IRConStyleTrainer {
   set graph(on: boolean) {
     this.#graph = on;
     if (!on) this.#freeRecordings();
+  }
+
+  /** Kernel tuning (TrainerOptions.tune) at the next step, e.g. after switching graph mode, which it times. */
+  retune(opts: TuneOptions = {}): void {
+    checkTuneOptions(opts);
+    this.#tune = { opts, first: false };
   }
 
   get constyleActive(): boolean {
@@ -118,10 +152,12 @@ export class IRConStyleTrainer {
     if (!active) for (const t of cs.encoder_q.parameters()) t.requiresGrad = false;
     let losses: Record<string, Tensor>;
     if (!this.graph) {
+      await this.#tuneIfDue(lq, gt, active);
       losses = this.#body(lq, gt, active, null, null);
     } else {
       const kind = `${active ? 'constyle' : 'frozen'} [${lq.shape.join(',')}] [${gt.shape.join(',')}] ${lq.device}`;
       this.#writeStepValues(lq.device, active);
+      await this.#tuneIfDue(lq, gt, active);
       const rec = this.#kinds.get(kind);
       if (native.profiling()) {  // ops are being timed (profileOps): op by op, no capture; a replay would time nothing
         losses = this.#body(lq, gt, active, this.#factors, this.#ptr);
@@ -164,6 +200,86 @@ export class IRConStyleTrainer {
       disposeAll(losses);
     }
     return out;
+  }
+
+  /** Kernel tuning (TrainerOptions.tune) at the second step not taken while ops are profiled. */
+  async #tuneIfDue(lq: Tensor, gt: Tensor, active: boolean): Promise<void> {
+    if (!this.#tune || native.profiling()) return;
+    if (this.#tune.first) {
+      this.#tune.first = false;
+      return;
+    }
+    const { opts } = this.#tune;
+    this.#tune = null;
+    const snap = this.#snapshot();
+    let graphed = this.graph && lq.device === 'cuda' && this.#maxGraphs > 0;
+    const measure = async (): Promise<{ ms: number; sample: TuneSample }> => {
+      this.#restore(snap);
+      // op by op first: the paths' first calls (the autotuners time their candidates outside a capture)
+      const first = await this.#sample(this.#body(lq, gt, active, this.#factors, this.#ptr), !graphed);
+      if (!graphed) return { ms: await timeSteps(opts.steps ?? 5, async () => { await this.#read(this.#body(lq, gt, active, this.#factors, this.#ptr)); }), sample: first };
+      this.#restore(snap);
+      const r = await this.#record(lq, gt, active);
+      if (!r.rec) {
+        if (r.losses) disposeAll(r.losses);
+        throw new IrcError('E_CAPTURE', r.why);
+      }
+      try {
+        const sample = await this.#sample(this.#replay(r.rec, lq, gt), true);
+        const graph = r.rec.graph;
+        return { ms: await timeSteps(opts.steps ?? 5, async () => { native.graphLaunch(graph); await sync(); }), sample };
+      } finally {
+        this.#drop(r.rec);
+      }
+    };
+    try {
+      try {
+        this.tuneReport = await searchVariants(measure, opts);
+      } catch (e) {
+        if (!graphed || (e as IrcError).code !== 'E_CAPTURE') throw e;
+        graphed = false;  // the default step does not record: the kind will train op by op, and is tuned so
+        this.tuneReport = await searchVariants(measure, opts);
+      }
+    } catch (e) {
+      this.tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };
+    } finally {
+      this.#restore(snap);
+      disposeAll(snap.copies);
+    }
+  }
+
+  /** The losses (read) and, with grads, the arena's gradients of a step; disposes the loss tensors. */
+  async #sample(losses: Record<string, Tensor>, grads: boolean): Promise<TuneSample> {
+    const vals = await this.#read(losses);
+    if (!grads) return { losses: vals };
+    return { losses: vals, grads: { data: await this.arena.grads.f32(), entries: this.arena.entries } };
+  }
+
+  async #read(losses: Record<string, Tensor>): Promise<Record<string, number>> {
+    try {
+      const vals = await Promise.all(Object.values(losses).map((t) => t.item()));
+      return Object.fromEntries(Object.keys(losses).map((k, i) => [k, vals[i]!]));
+    } finally {
+      disposeAll(losses);
+    }
+  }
+
+  /** Everything a step changes: the arena, AdamW's moments and step count, the other parameters (encoder_k), the
+   * buffers (queue, statistics) and the scalars (queue_ptr, batch counts). */
+  #snapshot(): Snapshot {
+    const inArena = new Set(this.arena.entries.map((e) => e.name));
+    const live = [this.arena.params, this.optimizer.m, this.optimizer.v,
+      ...this.model.namedParameters().filter(([n]) => !inArena.has(n)).map((e) => e[1]),
+      ...this.model.namedBuffers().map((e) => e[1])];
+    const copies = untracked(() => live.map((t) => clone(t)));
+    const scalars = this.model.namedScalars().map(([, m, k]): [Module, string, number] => [m, k, m.S[k]!]);
+    return { live, copies, scalars, step: this.optimizer.step };
+  }
+
+  #restore(s: Snapshot): void {
+    untracked(() => s.live.forEach((t, i) => copyInto(t, s.copies[i]!)));
+    for (const [m, k, v] of s.scalars) m.S[k] = v;
+    this.optimizer.step = s.step;
   }
 
   /** The step's device work: losses, backward, update. With factors / ptr (graph mode) the per-step values are

@@ -13,6 +13,7 @@
 #include "../cuda/device.h"
 #include "../cuda/gpu_libs.h"
 #include "../cuda/probe.h"
+#include "../ops/switches.h"
 
 namespace irc {
 namespace {
@@ -437,6 +438,26 @@ Napi::Value Trim(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setSwitch(name, value | null): a kernel switch's value where the environment leaves it unset (null clears it).
+Napi::Value SetSwitch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !(info[1].IsString() || info[1].IsNull()))
+    throw make_error(env, "E_ARG", "setSwitch(name, value): expected a string name and a string or null value");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.rfind("IRCONSTYLE_", 0) != 0)
+    throw make_error(env, "E_ARG", "setSwitch: expected a name starting with IRCONSTYLE_, got '" + name + "'");
+  const std::string value = info[1].IsNull() ? "" : info[1].As<Napi::String>().Utf8Value();
+  set_switch(name, info[1].IsNull() ? nullptr : value.c_str());
+  return env.Undefined();
+}
+
+// switchOverrides(): { name: value } of the switches set with setSwitch.
+Napi::Value SwitchOverrides(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (const auto& [k, v] : switch_overrides()) o.Set(k, v);
+  return o;
+}
+
 // captureBegin(device): opens a graph capture (see executor.h).
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   Device dev = read_device(info, 0);
@@ -526,6 +547,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
+  exports.Set("setSwitch", Napi::Function::New(env, SetSwitch));
+  exports.Set("switchOverrides", Napi::Function::New(env, SwitchOverrides));
   exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));
   exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd));
   exports.Set("captureSeal", Napi::Function::New(env, CaptureSeal));

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <sstream>
 
@@ -93,18 +94,47 @@ void InferCtx::need_acc(size_t i, size_t xi) const {
                            shape_str(in[xi].shape) + ", got " + shape_str(in[i].shape));
 }
 
+namespace {
+std::mutex g_switch_mu;
+std::map<std::string, std::string> g_switches;  // set from JS; read by the JS thread (CUDA) and the CPU queue thread
+
+// The environment's value of a switch, else the one set from JS; false if neither.
+bool switch_value(const char* name, std::string* out) {
+  if (const char* e = std::getenv(name)) {
+    *out = e;
+    return true;
+  }
+  std::lock_guard<std::mutex> lock(g_switch_mu);
+  auto it = g_switches.find(name);
+  if (it == g_switches.end()) return false;
+  *out = it->second;
+  return true;
+}
+}  // namespace
+
+void set_switch(const std::string& name, const char* value) {
+  std::lock_guard<std::mutex> lock(g_switch_mu);
+  if (value) g_switches[name] = value;
+  else g_switches.erase(name);
+}
+
+std::map<std::string, std::string> switch_overrides() {
+  std::lock_guard<std::mutex> lock(g_switch_mu);
+  return g_switches;
+}
+
 int emulation_requested(const char* base) {
-  const char* e = std::getenv("IRCONSTYLE_EMULATE");
-  if (!e) return 0;
-  const std::string list = std::string(",") + e + ",", b = base;
+  std::string e;
+  if (!switch_value("IRCONSTYLE_EMULATE", &e)) return 0;
+  const std::string list = "," + e + ",", b = base;
   if (list.find("," + b + ",") != std::string::npos) return 1;
   if (list.find("," + b + "_fp32,") != std::string::npos) return 2;
   return 0;
 }
 
 bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, value) == 0;
+  std::string e;
+  return switch_value(name, &e) && e == value;
 }
 
 }  // namespace irc

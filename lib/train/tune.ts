@@ -1,0 +1,215 @@
+// Kernel tuning: which of the opt-in kernel paths make a training step faster on the card at hand, each checked
+// against the default path on the same batch from the same state before it may be chosen (TrainerOptions.tune).
+import { IrcError } from '../errors.js';
+import { setKernelSwitches } from '../native/switches.js';
+
+/** A kernel path to try: switches it sets (README "Kernel switches") and/or a JS-side change with its undo. */
+export interface KernelVariant {
+  name: string;
+  switches?: Record<string, string>;
+  /** Applied before the variant's steps; returns what undoes it. */
+  apply?: () => () => void;
+}
+
+/**
+ * The opt-in CUDA paths the trainer tries by default: kernels proven exact on the H100 by the device check but not
+ * yet measured faster there than the library paths (BENCHMARKS.md), and the library autotuners.
+ */
+export const TUNE_VARIANTS: readonly KernelVariant[] = [
+  { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
+  { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
+  { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' } },
+  { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
+  { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
+];
+
+export interface TuneOptions {
+  /** The variants tried beside the default (default TUNE_VARIANTS). */
+  variants?: readonly KernelVariant[];
+  /** Timed steps per variant, after one untimed (default 5); the median counts. */
+  steps?: number;
+  /** How much faster than the best so far a variant must be to be taken (default 0.02: 2 %). */
+  minGain?: number;
+  /** Largest relative difference of a loss from the default's (default 1e-2). */
+  lossTol?: number;
+  /** Largest relative L2 difference of a parameter's gradient from the default's (default 0.1; see compareSamples). */
+  gradTol?: number;
+}
+
+/** What one step of a variant gave: its losses and, where compared, the gradients of named parameter ranges. */
+export interface TuneSample {
+  losses: Record<string, number>;
+  grads?: { data: Float32Array; entries: readonly { name: string; offset: number; size: number }[] };
+}
+
+export interface TuneTrial {
+  /** The variants applied ('default': none). */
+  name: string;
+  /** Median step time, or null when it failed or was skipped. */
+  ms: number | null;
+  ok: boolean;
+  /** Why it was not taken, or ''. */
+  note: string;
+}
+
+export interface TuneReport {
+  /** The variants in force after tuning (empty: the default paths). */
+  chosen: string[];
+  /** The switches they set. */
+  switches: Record<string, string>;
+  trials: TuneTrial[];
+  seconds: number;
+  /** Set when the tuning itself failed (the default paths then stay). */
+  error?: string;
+}
+
+/** One step's measurement from a given state with the variants' paths in force. */
+export type MeasureStep = () => Promise<{ ms: number; sample: TuneSample }>;
+
+/**
+ * null when `got` agrees with `ref`, else why not. Losses: |a − b| ≤ lossTol·max(|a|, |b|) + 1e-6. Gradients, per
+ * named range: ‖g − r‖ ≤ gradTol·‖r‖ + 0.01·ρ·√n, ρ the RMS of the reference gradient over the parameters of the
+ * same module (a floor for a parameter whose gradient is rounding noise beside its module's others, e.g. a bias
+ * before a BatchNorm). TF32 and FP32 paths differ by ~1e-3; a wrong kernel by far more. Non-finite values never agree.
+ */
+export function compareSamples(ref: TuneSample, got: TuneSample, lossTol = 1e-2, gradTol = 0.1): string | null {
+  for (const [k, a] of Object.entries(ref.losses)) {
+    const b = got.losses[k];
+    if (b === undefined || !Number.isFinite(b)) return `loss ${k} is ${String(b)}`;
+    if (Math.abs(a - b) > lossTol * Math.max(Math.abs(a), Math.abs(b)) + 1e-6) return `loss ${k} ${b} against the default's ${a}`;
+  }
+  if (!ref.grads) return null;
+  if (!got.grads || got.grads.data.length !== ref.grads.data.length) return 'no gradients to compare';
+  const r = ref.grads.data, g = got.grads.data;
+  const sq = (e: { offset: number; size: number }) => {
+    let s = 0;
+    for (let i = e.offset; i < e.offset + e.size; ++i) s += r[i]! * r[i]!;
+    return s;
+  };
+  const owner = (name: string) => name.slice(0, Math.max(0, name.lastIndexOf('.')));
+  const modules = new Map<string, { sq: number; n: number }>();
+  for (const e of ref.grads.entries) {
+    const m = modules.get(owner(e.name)) ?? { sq: 0, n: 0 };
+    m.sq += sq(e);
+    m.n += e.size;
+    modules.set(owner(e.name), m);
+  }
+  for (const e of ref.grads.entries) {
+    let d2 = 0;
+    for (let i = e.offset; i < e.offset + e.size; ++i) {
+      if (!Number.isFinite(g[i]!)) return `the gradient of ${e.name} is not finite`;
+      d2 += (g[i]! - r[i]!) ** 2;
+    }
+    const m = modules.get(owner(e.name))!;
+    const err = Math.sqrt(d2), bound = gradTol * Math.sqrt(sq(e)) + 0.01 * Math.sqrt((m.sq / m.n) * e.size);
+    if (err > bound) return `the gradient of ${e.name} differs by ${err.toExponential(2)} (allowed ${bound.toExponential(2)})`;
+  }
+  return null;
+}
+
+/** Throws E_ARG naming the option that is out of range. */
+export function checkTuneOptions(opts: TuneOptions): void {
+  const bad = (what: string, v: unknown) => {
+    throw new IrcError('E_ARG', `tune.${what}, got ${JSON.stringify(v)}`);
+  };
+  if (typeof opts !== 'object' || opts === null) bad('options must be an object (or true / false)', opts);
+  if (opts.steps !== undefined && !(Number.isInteger(opts.steps) && opts.steps >= 1 && opts.steps <= 1000)) bad('steps must be an integer in [1, 1000]', opts.steps);
+  if (opts.minGain !== undefined && !(opts.minGain >= 0 && opts.minGain < 1)) bad('minGain must be in [0, 1)', opts.minGain);
+  for (const k of ['lossTol', 'gradTol'] as const) if (opts[k] !== undefined && !(opts[k]! > 0)) bad(`${k} must be > 0`, opts[k]);
+  if (opts.variants !== undefined && !Array.isArray(opts.variants)) bad('variants must be an array', opts.variants);
+  const names = new Set<string>();
+  for (const v of opts.variants ?? []) {
+    if (!v || typeof v.name !== 'string' || !v.name || v.name === 'default' || names.has(v.name))
+      bad("variants: each needs a unique name other than 'default'", v?.name);
+    names.add(v.name);
+  }
+}
+
+/** Applies variants (their switches, then their JS changes); returns the undo. */
+function applyVariants(vs: readonly KernelVariant[]): () => void {
+  const sw = Object.assign({}, ...vs.map((v) => v.switches ?? {})) as Record<string, string>;
+  setKernelSwitches(sw);
+  const undos = vs.map((v) => v.apply?.() ?? (() => {}));
+  return () => {
+    for (const u of undos.reverse()) u();
+    setKernelSwitches(Object.fromEntries(Object.keys(sw).map((k) => [k, null])));
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
+/** @internal Median of per-step times (ms) of `steps` calls after one untimed call. */
+export async function timeSteps(steps: number, once: () => Promise<void>): Promise<number> {
+  await once();
+  const times: number[] = [];
+  for (let i = 0; i < steps; ++i) {
+    const t0 = performance.now();
+    await once();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/**
+ * Times the default paths, then each variant alone, then adds the faster ones to the fastest one by one; a variant
+ * whose step disagrees with the default's (compareSamples) or throws is never taken. A variant whose switches the
+ * environment sets is skipped (the environment decides those). Leaves the chosen variants applied.
+ */
+export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {}): Promise<TuneReport> {
+  const t0 = performance.now();
+  checkTuneOptions(opts);
+  const variants = opts.variants ?? TUNE_VARIANTS;
+  const minGain = opts.minGain ?? 0.02;
+  const trials: TuneTrial[] = [];
+  // the tuner's own switches start unset, so that an earlier tuning in this process does not decide this one
+  setKernelSwitches(Object.fromEntries(variants.flatMap((v) => Object.keys(v.switches ?? {})).map((k) => [k, null])));
+  const base = await measure();  // the default paths: the reference (a failure here is the step's own)
+  trials.push({ name: 'default', ms: base.ms, ok: true, note: '' });
+
+  const run = async (vs: readonly KernelVariant[]): Promise<number | null> => {
+    const name = vs.map((v) => v.name).join('+');
+    const undo = applyVariants(vs);
+    try {
+      const m = await measure();
+      const why = compareSamples(base.sample, m.sample, opts.lossTol, opts.gradTol);
+      trials.push({ name, ms: m.ms, ok: !why, note: why ?? '' });
+      return why ? null : m.ms;
+    } catch (e) {
+      trials.push({ name, ms: null, ok: false, note: `failed: ${(e as Error).message}` });
+      return null;
+    } finally {
+      undo();
+    }
+  };
+
+  const faster: { v: KernelVariant; ms: number }[] = [];
+  for (const v of variants) {
+    const envSet = Object.keys(v.switches ?? {}).filter((k) => process.env[k] !== undefined);
+    if (envSet.length) {
+      trials.push({ name: v.name, ms: null, ok: false, note: `skipped: ${envSet.join(', ')} set in the environment` });
+      continue;
+    }
+    const ms = await run([v]);
+    if (ms !== null && ms < base.ms * (1 - minGain)) faster.push({ v, ms });
+  }
+  faster.sort((a, b) => a.ms - b.ms);
+  let chosen: KernelVariant[] = [];
+  let best = base.ms;
+  if (faster.length) {
+    chosen = [faster[0]!.v];
+    best = faster[0]!.ms;
+    for (const f of faster.slice(1)) {
+      const ms = await run([...chosen, f.v]);
+      if (ms !== null && ms < best * (1 - minGain)) {
+        chosen = [...chosen, f.v];
+        best = ms;
+      }
+    }
+  }
+  applyVariants(chosen);
+  const switches = Object.assign({}, ...chosen.map((v) => v.switches ?? {})) as Record<string, string>;
+  return { chosen: chosen.map((v) => v.name), switches, trials, seconds: (performance.now() - t0) / 1000 };
+}

@@ -1,0 +1,188 @@
+// Kernel tuning (TrainerOptions.tune): the switches it sets reach the native ops (the environment still wins), the
+// search takes the fastest variants that agree with the default, a variant whose losses or gradients disagree or
+// that throws is never taken, and the trainer's state after tuning is exactly what it was, so the training run is
+// the same as without tuning.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createModel } from '../lib/models/catalog.js';
+import { setInitSeed } from '../lib/nn/init.js';
+import { IRConStyleTrainer, type StepLosses } from '../lib/train/irconstyle.js';
+import { compareSamples, searchVariants, TUNE_VARIANTS, type KernelVariant, type TuneOptions, type TuneSample } from '../lib/train/tune.js';
+import { kernelSwitches, setKernelSwitches, switchValue } from '../lib/native/switches.js';
+import { tensor } from '../lib/tensor/tensor.js';
+import { runOp } from '../lib/ops/run.js';
+import type { ConStyleUNet } from '../lib/models/unet.js';
+import { differing, randArray } from './helpers.js';
+
+afterEach(() => {
+  setKernelSwitches(Object.fromEntries(Object.keys(kernelSwitches()).filter((k) => kernelSwitches()[k]!.from === 'set').map((k) => [k, null])));
+});
+
+describe('kernel switches set from JS', () => {
+  it('reach the native ops where the environment leaves them unset; the environment wins', async () => {
+    // conv1x1_gate's backward at a shape the SIMT kernel takes: its emulation (IRCONSTYLE_EMULATE=pw_simt) sums the
+    // column sums in another order
+    const x = tensor(randArray(3 * 50 * 48, 1, -1, 1), [3, 50, 48]), w = tensor(randArray(48 * 96, 2, -0.3, 0.3), [1, 1, 48, 96]);
+    const b = tensor(randArray(96, 3), [96]), dy = tensor(randArray(3 * 50 * 48, 4), [3, 50, 48]);
+    const run = async () => Float32Array.from((await Promise.all(runOp('conv1x1_gate_backward', [dy, x, w, b]).map((t) => t.data())))
+      .flatMap((d) => [...(d as Float32Array)]));
+    const plain = await run();
+    setKernelSwitches({ IRCONSTYLE_EMULATE: 'pw_simt' });
+    expect(switchValue('IRCONSTYLE_EMULATE')).toBe('pw_simt');
+    expect(kernelSwitches().IRCONSTYLE_EMULATE).toEqual({ value: 'pw_simt', from: 'set' });
+    const emulated = await run();
+    expect(differing(emulated, plain)).toBeGreaterThan(0);
+    process.env.IRCONSTYLE_EMULATE = '';  // set (to nothing) in the environment: no emulation, whatever JS set
+    try {
+      expect(differing(await run(), plain)).toBe(0);
+      expect(kernelSwitches().IRCONSTYLE_EMULATE).toEqual({ value: '', from: 'env' });
+    } finally {
+      delete process.env.IRCONSTYLE_EMULATE;
+    }
+    expect(differing(await run(), emulated)).toBe(0);
+    setKernelSwitches({ IRCONSTYLE_EMULATE: null });
+    expect(differing(await run(), plain)).toBe(0);
+    expect(() => setKernelSwitches({ PATH: '/' })).toThrow(/IRCONSTYLE_\* names/);
+  });
+});
+
+describe('compareSamples', () => {
+  const entries = [{ name: 'm.a', offset: 0, size: 4 }, { name: 'm.bias', offset: 4, size: 2 }];
+  const ref: TuneSample = { losses: { total: 2, ce: 1 }, grads: { data: Float32Array.of(1, -2, 3, 4, 1e-9, -1e-9), entries } };
+  const with_ = (losses: Record<string, number>, data: number[]): TuneSample => ({ losses, grads: { data: Float32Array.from(data), entries } });
+  it('takes rounding differences, including a noise-only gradient', () => {
+    expect(compareSamples(ref, with_({ total: 2.001, ce: 1 }, [1.001, -2, 3, 4, 3e-9, 2e-9]))).toBeNull();
+  });
+  it('names a loss or a gradient that differs, or one that is not finite', () => {
+    expect(compareSamples(ref, with_({ total: 2.1, ce: 1 }, [1, -2, 3, 4, 0, 0]))).toMatch(/loss total/);
+    expect(compareSamples(ref, with_({ total: 2, ce: NaN }, [1, -2, 3, 4, 0, 0]))).toMatch(/loss ce is NaN/);
+    expect(compareSamples(ref, with_({ total: 2, ce: 1 }, [1, -2, 3, 5, 0, 0]))).toMatch(/gradient of m.a differs/);
+    expect(compareSamples(ref, with_({ total: 2, ce: 1 }, [1, -2, 3, 4, 0.2, 0]))).toMatch(/gradient of m.bias/);
+    expect(compareSamples(ref, with_({ total: 2, ce: 1 }, [1, -2, 3, Infinity, 0, 0]))).toMatch(/not finite/);
+  });
+});
+
+describe('searchVariants', () => {
+  // fake steps: the time depends on the test switches in force; C's losses are wrong, D throws
+  const v = (n: string): KernelVariant => ({ name: n, switches: { [`IRCONSTYLE_TEST_${n}`]: '1' } });
+  const on = (n: string) => switchValue(`IRCONSTYLE_TEST_${n}`) === '1';
+  const measure = (times: (a: boolean, b: boolean) => number) => async () => {
+    if (on('D')) throw new Error('no such kernel');
+    const ms = on('C') ? 10 : times(on('A'), on('B'));
+    return { ms, sample: { losses: { total: on('C') ? 3 : 1 } } };
+  };
+  it('takes the fastest agreeing variant, then adds others while they help; skips what the environment sets', async () => {
+    process.env.IRCONSTYLE_TEST_E = '0';
+    try {
+      const r = await searchVariants(measure((a, b) => 100 - (a ? 20 : 0) - (b ? 10 : 0)), { variants: ['A', 'B', 'C', 'D', 'E'].map(v) });
+      expect(r.chosen).toEqual(['A', 'B']);
+      expect(r.switches).toEqual({ IRCONSTYLE_TEST_A: '1', IRCONSTYLE_TEST_B: '1' });
+      expect(r.trials.map((t) => [t.name, t.ms, t.ok])).toEqual([['default', 100, true], ['A', 80, true], ['B', 90, true],
+        ['C', 10, false], ['D', null, false], ['E', null, false], ['A+B', 70, true]]);
+      expect(r.trials[3]!.note).toMatch(/loss total 3/);
+      expect(r.trials[4]!.note).toMatch(/failed: no such kernel/);
+      expect(r.trials[5]!.note).toMatch(/IRCONSTYLE_TEST_E set in the environment/);
+      expect([on('A'), on('B'), on('C'), on('D')]).toEqual([true, true, false, false]);
+    } finally {
+      delete process.env.IRCONSTYLE_TEST_E;
+    }
+  });
+  it('keeps the default when nothing is faster by minGain, and a pair only when it beats the best alone', async () => {
+    const none = await searchVariants(measure((a, b) => 100 - (a ? 1 : 0) - (b ? 1 : 0)), { variants: [v('A'), v('B')] });
+    expect(none.chosen).toEqual([]);
+    expect([on('A'), on('B')]).toEqual([false, false]);
+    const one = await searchVariants(measure((a, b) => (a ? 80 : 100) + (a && b ? 5 : b ? -10 : 0)), { variants: [v('A'), v('B')] });
+    expect(one.chosen).toEqual(['A']);
+    expect([on('A'), on('B')]).toEqual([true, false]);
+    await expect(searchVariants(measure(() => 1), { variants: [v('A'), v('A')] })).rejects.toThrow(/unique name/);
+  });
+});
+
+let current: IRConStyleTrainer | null = null;  // the trainer train() runs (for variants that change its model)
+
+async function train(tune: TuneOptions | boolean | undefined, graph: boolean, steps = 4) {
+  setInitSeed(33);
+  const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+  const tr = new IRConStyleTrainer(net, { graph, tune });
+  current = tr;
+  const losses: StepLosses[] = [];
+  for (let i = 0; i < steps; i++) {
+    const lq = tensor(randArray(2 * 32 * 32 * 3, 70 + i, 0, 1), [2, 32, 32, 3]);
+    const gt = tensor(randArray(2 * 32 * 32 * 3, 90 + i, 0, 1), [2, 32, 32, 3]);
+    losses.push(await tr.step(lq, gt));
+    lq.dispose();
+    gt.dispose();
+  }
+  const cs = net.ConStyle!;
+  const out = {
+    losses, report: tr.tuneReport,
+    params: (await tr.arena.params.data()) as Float32Array,
+    encoderK: await Promise.all(cs.encoder_k.parameters().map((t) => t.data())),
+    m: (await tr.optimizer.m.data()) as Float32Array,
+    v: (await tr.optimizer.v.data()) as Float32Array,
+    queue: (await cs.B.queue!.data()) as Float32Array,
+    ptr: cs.S.queue_ptr,
+    step: tr.optimizer.step,
+  };
+  tr.dispose();
+  net.dispose();
+  return out;
+}
+
+describe('IRConStyleTrainer kernel tuning', () => {
+  // a variant whose gradients are wrong (the arena's last parameter gets none) while its losses are right
+  const broken: KernelVariant = {
+    name: 'broken', apply: () => {
+      const name = current!.arena.entries.at(-1)!.name;
+      const last = current!.model.namedParameters().find((e) => e[0] === name)![1];
+      last.requiresGrad = false;
+      return () => (last.requiresGrad = true);
+    },
+  };
+  const emulated: KernelVariant = { name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_simt,slide,pw_gate' } };
+
+  for (const graph of [false, true]) {
+    it(`leaves the run exactly as without tuning; rejects a variant with wrong gradients (graph ${graph})`, async () => {
+      const plain = await train(false, graph);
+      // minGain close to 1: nothing is taken, so the steps after tuning run the default paths as the plain run does
+      const tuned = await train({ variants: [emulated, broken], minGain: 0.999, steps: 1 }, graph);
+      expect(plain.report).toBeNull();
+      const r = tuned.report!;
+      expect(r.error).toBeUndefined();
+      expect(r.trials.map((t) => [t.name, t.ok])).toEqual([['default', true], ['emulated', true], ['broken', false]]);
+      expect(r.trials[2]!.note).toMatch(/gradient of .* differs/);
+      expect(r.chosen).toEqual([]);
+      expect(tuned.losses).toEqual(plain.losses);
+      for (const k of ['params', 'm', 'v', 'queue'] as const) expect(differing(tuned[k], plain[k]), k).toBe(0);
+      tuned.encoderK.forEach((t, i) => expect(differing(t, plain.encoderK[i]!), `encoder_k ${i}`).toBe(0));
+      expect([tuned.ptr, tuned.step]).toEqual([plain.ptr, plain.step]);
+      expect(switchValue('IRCONSTYLE_EMULATE')).toBeUndefined();
+    });
+  }
+
+  it('is off by default on the CPU; tune: true tries the CUDA variants (the same paths there) and keeps a result', async () => {
+    const off = await train(undefined, false, 3);
+    expect(off.report).toBeNull();
+    const on = await train({ steps: 1 }, false, 3);
+    expect(on.report!.trials.map((t) => t.name).slice(0, TUNE_VARIANTS.length + 1)).toEqual(['default', ...TUNE_VARIANTS.map((v) => v.name)]);
+    expect(on.report!.trials.every((t) => t.ok)).toBe(true);
+    expect(on.losses).toEqual(off.losses);
+  });
+
+  it('retune() tunes at the next step; bad options are named', async () => {
+    setInitSeed(5);
+    const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    expect(() => new IRConStyleTrainer(net, { tune: { steps: 0 } })).toThrow(/tune.steps must be an integer in \[1, 1000\], got 0/);
+    expect(() => new IRConStyleTrainer(net, { tune: { minGain: 1 } })).toThrow(/tune.minGain/);
+    const tr = new IRConStyleTrainer(net, {});
+    expect(() => tr.retune({ variants: [{ name: 'default' }] })).toThrow(/unique name other than 'default'/);
+    const x = tensor(randArray(2 * 32 * 32 * 3, 3, 0, 1), [2, 32, 32, 3]);
+    await tr.step(x, x);
+    expect(tr.tuneReport).toBeNull();
+    tr.retune({ variants: [{ name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_gate' } }], steps: 1 });
+    await tr.step(x, x);
+    expect(tr.tuneReport!.trials.map((t) => t.name)).toEqual(['default', 'emulated']);
+    tr.dispose();
+    net.dispose();
+    x.dispose();
+  });
+});
