@@ -9,7 +9,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { buildInputs } from './op-cases.mjs';
-import { SOLO_PASSES } from './fallback.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const f = (shape, lo = -1, hi = 1) => ({ shape, dtype: 'float32', lo, hi });
@@ -188,11 +187,9 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350,
   }
   tiny.dispose();
   const rows = [];
-  // BENCH_SKIP_AB (the device check, after failing op cases) lists the A/B keys of solo passes whose kernels are left
-  // out: a case that sets such a pass's switch is skipped
-  const skipAB = (process.env.BENCH_SKIP_AB ?? '').split(',');
-  const skipped = SOLO_PASSES.filter((p) => skipAB.includes(p.ab));
-  const left = (c) => !skipped.some((p) => Object.entries(p.env).every(([k, v]) => c.env?.[k] === v));
+  // a case that would set a switch the environment sets otherwise is skipped (the device check sets the switches of
+  // kernels with failing cases off: tuneExclusions in scripts/fallback.mjs)
+  const left = (c) => Object.entries(c.env ?? {}).every(([k, v]) => process.env[k] === undefined || process.env[k] === v);
   for (const c of opBenchCases(device === 'cpu').filter((c) => keep(c.name) && left(c))) {
     const { inputs } = buildInputs(lib, c, 1, device);
     const envBefore = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));

@@ -14,8 +14,9 @@
 // inference only); BENCH_PYTORCH=nafnet,restormer,maxim picks the PyTorch references (default all); BENCH_AB=1 also times each
 // training step with the block forwards composed of separate ops (scripts/unfused-blocks.mjs), NAFNet's with its
 // LayerNorm + 1x1 pairs apart (nafnetFusion.lnConv) and its SCA scale apart (nafnetFusion.scaleInConv), and MAXIM's with its gating units as one op
-// (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs (time and peak memory of each), and every family's
-// with cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1).
+// (IRCONSTYLE_SPATIAL_GATE=1), also keeping their Dense outputs, and MAXIM's low-memory configuration (time and peak
+// memory of each). The graph-mode step is tuned as a trainer on CUDA is by default (TrainerOptions.tune: each opt-in
+// kernel path's recorded step timed beside the default's and checked against it; the trials are printed).
 // Imported by scripts/device-check.mjs (runBench).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -136,13 +137,16 @@ async function benchGraphed(lib, inf, img, reps, left) {
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
 async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false, reserveS = 0, saveProgress = () => {} }) {
   const ours = {};
+  // each family starts on the default kernel paths (an earlier family's tuning set switches process-wide)
+  const untune = () => lib.setKernelSwitches(Object.fromEntries(lib.TUNE_VARIANTS.flatMap((v) => Object.keys(v.switches ?? {})).map((k) => [k, null])));
+  untune();
   try {
     // --- training step
     lib.setInitSeed(1);
     const net = lib.createModel(model, { constyle: 'train', K }).to(device);
-    // op by op first (graph mode, the default on CUDA, is timed next): live memory and the per-op profile are
-    // measured op by op
-    const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4, graph: false });
+    // op by op first, on the default kernel paths (graph mode with kernel tuning, the defaults on CUDA, is timed
+    // next): live memory is measured op by op
+    const trainer = new lib.IRConStyleTrainer(net, { lr: 3e-4, weightDecay: 1e-4, graph: false, tune: false });
     const gt = randomImages(lib, batch, size, size, 1, device);
     const noise = randomImages(lib, batch, size, size, 2, device);
     const lq = lib.ops.add(gt, lib.ops.scale(noise, 0.2, -0.1));
@@ -173,9 +177,12 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     ours.scratchMiB = (native.memoryStats().cudaScratchBytes ?? 0) / MiB; // the slots only grow: their size after the steps
     log(`ours ${model}: ${msStep.toFixed(1)} ms/step, ${ours.imgPerS.toFixed(1)} img/s, peak live CUDA ${ours.peakCudaMiB.toFixed(0)} MiB (+ ${ours.scratchMiB.toFixed(0)} MiB of op scratch), nvidia-smi ${ours.nvidiaSmiMiB ?? '-'} MiB`);
     if (left() > 40) {  // (safe mode too: the library paths, replayed)
-      // The same trainer in graph mode (its step recorded as one CUDA graph): one op-by-op step, the recording,
-      // then replays.
+      // The same trainer in graph mode (its step recorded as one CUDA graph), tuned as a trainer on CUDA is by default
+      // (its first step here: each opt-in kernel path recorded and replayed beside the default's, the fastest that
+      // agrees kept, process-wide, for the profiles and inference after it): one op-by-op step, the recording, then
+      // replays.
       trainer.graph = true;
+      if (left() > 90 + reserveS) trainer.retune();  // (on the CPU smoke test: tuned op by op, the harness)
       const gts = [];
       for (let it = 0; it < Math.max(5, steps) + 2; it++) {
         if (it >= 4 && left() < 25) break;
@@ -185,6 +192,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         await lib.sync();
         if (it >= 2) gts.push(performance.now() - t0);
         if (it === 1) ours.graphState = trainer.graphState;
+        if (it === 0 && trainer.tuneReport) {
+          ours.tune = trainer.tuneReport;
+          log(`ours ${model}: kernel tuning ${tuneText(ours.tune)}`);
+        }
         ours.graphLoss = l.total;
       }
       ours.graph = { msStep: median(gts), imgPerS: (batch * 1000) / median(gts), steps: gts.length, graphed: ours.graphState?.[0]?.graphed ?? false,
@@ -247,7 +258,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       // The same step with activation checkpointing (trainer option `checkpoint`): less memory, one more forward.
       lib.setInitSeed(1);
       const ckNet = lib.createModel(model, { constyle: 'train', K }).to(device);
-      const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true, graph: false });
+      const ck = new lib.IRConStyleTrainer(ckNet, { lr: 3e-4, weightDecay: 1e-4, checkpoint: true, graph: false, tune: false });
       const { ms } = await timeSteps(lib, ck, lq, gt);
       const peak = (await peakBytes(native, async () => { await ck.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
       ours.checkpointed = { msStep: ms, imgPerS: (batch * 1000) / ms, peakCudaMiB: peak };
@@ -302,11 +313,13 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     // (abRunning: scripts/device-check.mjs then measures the families left without the A/B, not in safe mode)
     if (process.env.BENCH_AB && !safe && left() > 30 + reserveS) try {
       saveProgress({ ...ours, abRunning: true });
-      // A/B in the same process, on a trainer as the first (op by op): each variant set, five steps timed (median of
+      // A/B in the same process, on a trainer as the first (op by op, untuned: each variant against the default
+      // paths; the opt-in kernels' own times are the tuning's above): each variant set, five steps timed (median of
       // the last three), its peak, unset
+      untune();
       lib.setInitSeed(1);
       const abNet = lib.createModel(model, { constyle: 'train', K }).to(device);
-      const trainer = new lib.IRConStyleTrainer(abNet, { lr: 3e-4, weightDecay: 1e-4, graph: false });
+      const trainer = new lib.IRConStyleTrainer(abNet, { lr: 3e-4, weightDecay: 1e-4, graph: false, tune: false });
       const stepPeak = async () => (await peakBytes(native, async () => { await trainer.step(lq, gt); await lib.sync(); }, device === 'cuda' ? 'cudaBytes' : 'bytes')) / MiB;
       const env = (name, value) => {
         const was = process.env[name];
@@ -316,25 +329,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       const dist = (p) => import(pathToFileURL(join(ROOT, 'dist', 'lib', 'models', p)).href);
       const [{ nafnetFusion }, { maximFusion }] = await Promise.all([dist('nafnet.js'), dist('maxim_blocks.js')]);
       const [gateOn, gateOff] = env('IRCONSTYLE_SPATIAL_GATE', '1');
-      const both = (...pairs) => [() => pairs.forEach(([on]) => on()), () => pairs.forEach(([, off]) => off())];
-      const skip = (process.env.BENCH_SKIP_AB ?? '').split(',');  // set by the device check after failing op cases
-      // the opt-ins together, less any whose kernels failed their pass
-      const stacked = both(env('IRCONSTYLE_GEMM_TUNE', '1'), env('IRCONSTYLE_CUDNN_FIND', '1'),
-        ...(skip.includes('pwSimt') ? [] : [env('IRCONSTYLE_PW_SIMT', '1')]),
-        ...(skip.includes('slideBatch') ? [] : [env('IRCONSTYLE_SLIDE', 'batch')]));
       const variants = [
-        // the unmeasured opt-ins first: the time budget may cut the list short (run 9 timed lnApart and unfused)
-        // the SIMT pointwise kernel: LayerNorm / input scale, 1x1 and bias / gate / residual in one pass (FP32)
-        ['pwSimt', 'the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1)', true, ...env('IRCONSTYLE_PW_SIMT', '1')],
-        // the sliding depthwise kernels with each work item's loads issued first, the items rows first
-        ['slideBatch', 'the depthwise kernels with batched loads (IRCONSTYLE_SLIDE=batch)', true, ...env('IRCONSTYLE_SLIDE', 'batch')],
-        // the four together: what the defaults would be if each of them wins alone
-        ['stacked', 'the SIMT kernel, batched depthwise loads, GEMMs and cuDNN autotuned together (less any failed)', true, ...stacked],
-        // every GEMM through cuBLASLt with its algorithm timed per shape (plans keyed by the switch: new plans here)
-        ['gemmTune', "cuBLASLt's GEMM algorithms autotuned (IRCONSTYLE_GEMM_TUNE=1)", true, ...env('IRCONSTYLE_GEMM_TUNE', '1')],
-        // cuDNN's algorithms chosen by timing them at each shape's first call, as PyTorch's cudnn.benchmark (the
-        // plans are keyed by the switch: new plans here)
-        ['cudnnFind', "cuDNN's algorithms autotuned (IRCONSTYLE_CUDNN_FIND=1)", true, ...env('IRCONSTYLE_CUDNN_FIND', '1')],
         // the gating units as one op and the multi-axis blocks' LayerNorm → in_project → GELU checkpointed: MAXIM's
         // low-memory configuration (predicted by mem:model at 6,424 MiB, 0.49 of PyTorch's 12,998 in run 9's call 3)
         ['lowMemory', 'the gating units as one op, the multi-axis input projection recomputed', model.includes('maxim'),
@@ -354,7 +349,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         ['unfused', 'the block ops unfused', true, () => ab.patch(), () => ab.restore()],
       ];
       for (const [key, what, applies, on, off] of variants) {
-        if (!applies || left() < 30 + reserveS || skip.includes(key)) continue;
+        if (!applies || left() < 30 + reserveS) continue;
         on();
         try {
           // (testing the containment: BENCH_AB_INJECT=<key> fails that variant)
@@ -393,6 +388,13 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     log(`ours ${model}: ERROR ${ours.error}`);
   }
   return ours;
+}
+
+/** A tuning report in one line: what was chosen, each trial's median replay time (and why one was not taken). */
+function tuneText(t) {
+  if (t.error) return `FAILED (${t.error})`;
+  return `chose ${t.chosen.join(' + ') || 'the default paths'} in ${t.seconds.toFixed(1)} s: ` +
+    t.trials.map((x) => `${x.name} ${x.ms === null ? '-' : `${x.ms.toFixed(1)} ms`}${x.ok ? '' : ` (${x.note.slice(0, 60)})`}`).join('; ');
 }
 
 /** An error's code and first line. */
@@ -510,6 +512,7 @@ export async function runBench({
     row(`train ms/step op by op (b${batch} ${size}²)`, ours.msStep, pt?.train_ms_per_step, result.ratios?.msStep),
     row('train img/s op by op (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
     row('  as a CUDA graph (default): img/s', ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s, r(ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s)),
+    ...[ours, ...result.others].filter((o) => o.tune).map((o) => `  ${o.model ?? model} kernel tuning: ${tuneText(o.tune)}`),
     ...(ours.graph && !ours.graph.graphed ? [`  (training step not graphed: ${String(ours.graph.reason).slice(0, 160)})`] : []),
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
@@ -521,7 +524,7 @@ export async function runBench({
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
-    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['SCA scale apart', ours.scaleApart], ['cuDNN autotuned', ours.cudnnFind], ['GEMMs autotuned', ours.gemmTune], ['SIMT pointwise kernel', ours.pwSimt], ['batched depthwise loads', ours.slideBatch], ['all four opt-ins', ours.stacked]].filter(([, o]) => o).map(([what, o]) =>
+    ...[['block ops unfused', ours.unfused], ['LayerNorm and 1x1 apart', ours.lnApart], ['SCA scale apart', ours.scaleApart]].filter(([, o]) => o).map(([what, o]) =>
       row(`  A/B ${what}: ms/step`, o.msStep, pt?.train_ms_per_step, r(o.msStep, pt?.train_ms_per_step)) +
         `${o.graphMs ? `  (graph ${f(o.graphMs)} ms, ratio ${f(r(o.graphMs, pt?.train_ms_per_step), 2)})` : ''}${o.peakCudaMiB ? `  (peak ${f(o.peakCudaMiB, 0)} MiB)` : ''}`),
     ...(ours.profile ? [`  profiled step: ${f(ours.profile.wallMs)} ms wall (all ops submitted by ${f(ours.profile.submitMs)}; ${f(ours.profile.hostNativeMs)} ms of host time inside native submit/dispose), ${f(ours.profile.gpuMs)} ms GPU in ${ours.profile.ops} ops; top: ${ours.profile.top.slice(0, 4).map((p) => `${p.op} ${f(p.ms)}`).join(', ')}`] : []),
@@ -532,8 +535,8 @@ export async function runBench({
     ...[ours, ...result.others].filter((o) => o.abError).map((o) => `  ${o.model ?? model}: A/B ERROR ${o.abError}`),
     ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
-    ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory || o.cudnnFind || o.gemmTune || o.pwSimt || o.slideBatch || o.stacked).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
-      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory], ['cuDNN autotuned', o.cudnnFind], ['GEMMs autotuned', o.gemmTune], ['SIMT pointwise kernel', o.pwSimt], ['batched depthwise loads', o.slideBatch], ['all four opt-ins', o.stacked]].filter(([, v]) => v)
+    ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
+      ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory]].filter(([, v]) => v)
       .map(([what, v]) => `${what.trim()} ${f(v.msStep)} ms${v.graphMs ? ` (graph ${f(v.graphMs)})` : ''}${v.peakCudaMiB ? `, peak ${f(v.peakCudaMiB, 0)} MiB` : ''}`).join('; ')),
     ...(result.pytorch?.error ? [`  PyTorch: ERROR ${result.pytorch.error.slice(0, 200)}`] : []),
     '  anchors (../shared/anchors/README.md, H100): PyTorch 253.7 ms/step, 63.1 img/s, 20.8 / 30.3 ms, 26,990 MiB;',

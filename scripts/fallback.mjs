@@ -22,27 +22,27 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_GATE_BWD: 'two-kernel' }, on: {}, ops: ['conv1x1_gate_backward', 'ln_conv1x1_gate_backward'] },
   { env: { IRCONSTYLE_LINEAR_FWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' }, ops: ['linear', 'conv1x1_add', 'ln_conv1x1'] },
   { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
-  { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, ops: ['dwconv_gate_backward'] },
+  { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, tune: true, ops: ['dwconv_gate_backward'] },
   // (by default the thin kernels take the forward to <= 4 output channels only; '0': none, '1': every fitting call)
   { env: { IRCONSTYLE_THIN_CONV: '0' }, on: { IRCONSTYLE_THIN_CONV: '1' }, ops: ['conv2d', 'conv2d_backward'] },
   // cuDNN's algorithms chosen by timing them at the first call of each shape (cudnnFind*AlgorithmEx) instead of by its
   // heuristics
-  { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, fallback: false, ops: ['conv2d', 'conv2d_backward'] },
+  { env: { IRCONSTYLE_CUDNN_FIND: '0' }, on: { IRCONSTYLE_CUDNN_FIND: '1' }, fallback: false, tune: true, ops: ['conv2d', 'conv2d_backward'] },
   // every GEMM through cuBLASLt with its algorithm chosen by timing the heuristic's candidates at the first call of
   // each shape, instead of the heuristic's first pick (cuBLAS's choice on the plain cuBLAS calls)
-  { env: { IRCONSTYLE_GEMM_TUNE: '0' }, on: { IRCONSTYLE_GEMM_TUNE: '1' }, fallback: false,
+  { env: { IRCONSTYLE_GEMM_TUNE: '0' }, on: { IRCONSTYLE_GEMM_TUNE: '1' }, fallback: false, tune: true,
     ops: ['matmul', 'linear', 'linear_backward', 'conv2d', 'conv2d_backward', 'conv1x1_add', 'conv1x1_add_backward',
       'conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'channel_attention', 'channel_attention_backward', 'spatial_gate_backward'] },
   // the SIMT pointwise-GEMM kernel (FP32 on CUDA cores: the LayerNorm or input scale formed on the way in, the bias,
   // gate or residual on the way out); proven in a strict pass of its own (`pass`), not in the `own` pass, where the
   // tensor-core kernels take its shapes first
-  { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, pass: 'simt', ab: 'pwSimt',
+  { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, tune: true, pass: 'simt',
     ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'conv1x1_add', 'conv1x1_add_backward'] },
   // the sliding 3x3 depthwise kernels (dwconv_gate, its two-pass backward, conv2d's depthwise 3x3) with each work
   // item's loads issued before its arithmetic and the items rows first; proven in a strict pass of its own
-  { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, pass: 'slide', ab: 'slideBatch',
+  { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, tune: true, pass: 'slide',
     ops: ['dwconv_gate', 'dwconv_gate_backward', 'conv2d', 'conv2d_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
@@ -58,8 +58,23 @@ export const OWN_KERNELS = Object.assign({}, ...own.map((k) => k.on));
 /** The ops whose path such an `on` switch changes (the device check's `own` pass runs their cases). */
 export const OWN_KERNEL_OPS = [...new Set(own.filter((k) => Object.keys(k.on).length).flatMap((k) => k.ops))];
 
-/** The switches proven in a strict pass of their own (TF32 off): { name, env, ops, ab: the bench's A/B key }. */
-export const SOLO_PASSES = KERNEL_SWITCHES.filter((k) => k.pass).map((k) => ({ name: k.pass, env: k.on, ops: k.ops, ab: k.ab }));
+/** The switches proven in a strict pass of their own (TF32 off): { name, env, ops }. */
+export const SOLO_PASSES = KERNEL_SWITCHES.filter((k) => k.pass).map((k) => ({ name: k.pass, env: k.on, ops: k.ops }));
+
+/**
+ * The switches the trainer's kernel tuning tries (`tune`: lib/train/tune.ts TUNE_VARIANTS) that it must leave off:
+ * those whose ops failed a case in a pass that had them on (their own pass, or the `own` pass with every `on` switch).
+ * `opRes` maps a pass name to its results { op, ok }. Returns their `env` (off) values: set in the environment, the
+ * tuning skips them.
+ */
+export function tuneExclusions(opRes) {
+  const env = {};
+  for (const k of KERNEL_SWITCHES.filter((s) => s.tune)) {
+    const failed = (opRes[k.pass ?? 'own'] ?? []).filter((o) => !o.ok && !o.harness).map((o) => o.op);
+    if (k.ops.some((op) => failed.includes(op))) Object.assign(env, k.env);
+  }
+  return env;
+}
 
 /**
  * The switches for failing op cases: `failed` are results { op, name, ok } (cases with an `env` of their own are

@@ -6,11 +6,12 @@ import { describe, expect, it } from 'vitest';
 
 type Case = { op: string; name: string; env?: Record<string, string> };
 type Res = { op: string; name: string; ok: boolean };
-const { kernelFallback, benchFailures, benchRerun, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
+const { kernelFallback, benchFailures, benchRerun, tuneExclusions, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
   kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
+  tuneExclusions(opRes: Record<string, (Res & { harness?: boolean })[]>): Record<string, string>;
   benchFailures(bench: unknown): string[];
   benchRerun(bench: unknown): { families: string[]; safe: boolean };
-  KERNEL_SWITCHES: { env: Record<string, string>; on: Record<string, string>; ops: string[] }[];
+  KERNEL_SWITCHES: { env: Record<string, string>; on: Record<string, string>; ops: string[]; tune?: boolean }[];
 };
 const { opCases } = (await import('../scripts/op-cases.mjs' as string)) as { opCases(): Case[] };
 
@@ -63,6 +64,25 @@ describe('kernel fallback of the device check', () => {
     const fb = kernelFallback([fail(att!.name)], cases);
     expect(fb.env).toEqual({});
     expect(fb.unanswered).toEqual(['channel_attention']);
+  });
+});
+
+describe("the trainer's kernel tuning on the GPU machine", () => {
+  it('the switches marked `tune` are those TUNE_VARIANTS sets, with the same on values', async () => {
+    const { TUNE_VARIANTS } = await import('../lib/train/tune.js');
+    const marked = Object.assign({}, ...KERNEL_SWITCHES.filter((k) => k.tune).map((k) => k.on));
+    expect(marked).toEqual(Object.assign({}, ...TUNE_VARIANTS.map((v) => v.switches)));
+  });
+  it('a kernel with a failing case in a pass that ran it is left out (its switch off); other failures leave it in', () => {
+    const r = (op: string, ok: boolean, harness = false) => ({ op, name: op, ok, harness });
+    expect(tuneExclusions({ simt: [r('ln_conv1x1', true)], own: [r('conv2d', true)] })).toEqual({});
+    expect(tuneExclusions({ simt: [r('ln_conv1x1_gate_backward', false)] })).toEqual({ IRCONSTYLE_PW_SIMT: '0' });
+    expect(tuneExclusions({ slide: [r('dwconv_gate', false)] })).toEqual({ IRCONSTYLE_SLIDE: 'loop' });
+    // the own pass runs every non-solo opt-in at once: each tunable one of a failing op's is left out
+    expect(tuneExclusions({ own: [r('conv2d_backward', false)] })).toEqual({ IRCONSTYLE_CUDNN_FIND: '0', IRCONSTYLE_GEMM_TUNE: '0' });
+    expect(tuneExclusions({ own: [r('dwconv_gate_backward', false)] })).toEqual({ IRCONSTYLE_DWGATE_BWD: 'two-pass' });
+    // a failure in the strict pass is the default path's (the fallback's business), a harness failure no kernel's
+    expect(tuneExclusions({ strict: [r('dwconv_gate', false)], simt: [r('conv1x1_gate', false, true)] })).toEqual({});
   });
 });
 
