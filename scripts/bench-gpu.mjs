@@ -105,9 +105,10 @@ async function peakBytes(native, fn, key = 'cudaBytes') {
  * op-by-op forward's. */
 async function benchGraphed(lib, inf, img, reps, left) {
   const t0 = performance.now();
-  const cf = await lib.captureForward((x) => inf.forward(x), img);
+  // kernel tuning on (captureForward's option; off by default): each opt-in path's recording timed beside the default's
+  const cf = await lib.captureForward((x) => inf.forward(x), img, { tune: left() > 60 });
   await lib.sync();
-  const out = { graphed: cf.graphed, capturable: cf.capturable, reason: cf.reason, captureMs: performance.now() - t0 };
+  const out = { graphed: cf.graphed, capturable: cf.capturable, reason: cf.reason, captureMs: performance.now() - t0, tune: cf.tuneReport };
   try {
     const a = cf.run(img), b = lib.noGrad(() => lib.tidy(() => inf.forward(img)));
     const [ya, yb] = [await a.data(), await b.data()];
@@ -137,9 +138,6 @@ async function benchGraphed(lib, inf, img, reps, left) {
 /** One model's training step (IRConStyleTrainer), peak memory, kernel-time profile and inference latencies. */
 async function benchModel(lib, native, { model, batch, size, K, device, left, log, profile = false, steps = 10, inferReps = 20, safe = false, reserveS = 0, saveProgress = () => {} }) {
   const ours = {};
-  // each family starts on the default kernel paths (an earlier family's tuning set switches process-wide)
-  const untune = () => lib.setKernelSwitches(Object.fromEntries(lib.TUNE_VARIANTS.flatMap((v) => Object.keys(v.switches ?? {})).map((k) => [k, null])));
-  untune();
   try {
     // --- training step
     lib.setInitSeed(1);
@@ -179,7 +177,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
     if (left() > 40) {  // (safe mode too: the library paths, replayed)
       // The same trainer in graph mode (its step recorded as one CUDA graph), tuned as a trainer on CUDA is by default
       // (its first step here: each opt-in kernel path recorded and replayed beside the default's, the fastest that
-      // agrees kept, process-wide, for the profiles and inference after it): one op-by-op step, the recording, then
+      // agrees kept for this trainer's steps, also the profiled ones after it): one op-by-op step, the recording, then
       // replays.
       trainer.graph = true;
       if (left() > 90 + reserveS) trainer.retune();  // (on the CPU smoke test: tuned op by op, the harness)
@@ -292,7 +290,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
         const g = await benchGraphed(lib, inf, img, inferReps, left);
         ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
         log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
-          `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}`);
+          `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}${g.tune ? `; kernel tuning ${tuneText(g.tune)}` : ''}`);
       }
       if (k && profile && !safe && left() > 10) {
         // where the 512² forward's GPU time goes (exact: each op enqueued whole before it runs, as in the graph)
@@ -316,7 +314,6 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       // A/B in the same process, on a trainer as the first (op by op, untuned: each variant against the default
       // paths; the opt-in kernels' own times are the tuning's above): each variant set, five steps timed (median of
       // the last three), its peak, unset
-      untune();
       lib.setInitSeed(1);
       const abNet = lib.createModel(model, { constyle: 'train', K }).to(device);
       const trainer = new lib.IRConStyleTrainer(abNet, { lr: 3e-4, weightDecay: 1e-4, graph: false, tune: false });
@@ -513,11 +510,12 @@ export async function runBench({
     row('train img/s op by op (higher=better)', ours.imgPerS, pt?.train_img_per_s, result.ratios?.imgPerS),
     row('  as a CUDA graph (default): img/s', ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s, r(ours.graph?.graphed ? ours.graph.imgPerS : NaN, pt?.train_img_per_s)),
     ...[ours, ...result.others].filter((o) => o.tune).map((o) => `  ${o.model ?? model} kernel tuning: ${tuneText(o.tune)}`),
+    ...[ours, ...result.others].filter((o) => o.infer512Graph?.tune).map((o) => `  ${o.model ?? model} 512² inference tuning: ${tuneText(o.infer512Graph.tune)}`),
     ...(ours.graph && !ours.graph.graphed ? [`  (training step not graphed: ${String(ours.graph.reason).slice(0, 160)})`] : []),
     row('inference 1x256² ms', ours.infer256Ms, pt?.infer_256_ms, result.ratios?.infer256Ms, 2),
     row('inference 1x512² ms', ours.infer512Ms, pt?.infer_512_ms, result.ratios?.infer512Ms, 2),
-    row('  as a CUDA graph: 256² ms', ours.infer256Graph?.ms, pt?.infer_256_ms, r(ours.infer256Graph?.ms, pt?.infer_256_ms), 2),
-    row('  as a CUDA graph: 512² ms', ours.infer512Graph?.ms, pt?.infer_512_ms, r(ours.infer512Graph?.ms, pt?.infer_512_ms), 2),
+    row('  as a CUDA graph, tuned: 256² ms', ours.infer256Graph?.ms, pt?.infer_256_ms, r(ours.infer256Graph?.ms, pt?.infer_256_ms), 2),
+    row('  as a CUDA graph, tuned: 512² ms', ours.infer512Graph?.ms, pt?.infer_512_ms, r(ours.infer512Graph?.ms, pt?.infer_512_ms), 2),
     ...[ours.infer256Graph, ours.infer512Graph].filter((g) => g && !g.graphed).slice(0, 1).map((g) => `  (not graphed: ${g.reason.slice(0, 160)})`),
     `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),

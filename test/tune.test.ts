@@ -7,11 +7,13 @@ import { createModel } from '../lib/models/catalog.js';
 import { setInitSeed } from '../lib/nn/init.js';
 import { IRConStyleTrainer, type StepLosses } from '../lib/train/irconstyle.js';
 import { compareSamples, searchVariants, TUNE_VARIANTS, type KernelVariant, type TuneOptions, type TuneSample } from '../lib/train/tune.js';
-import { kernelSwitches, setKernelSwitches, switchValue } from '../lib/native/switches.js';
+import { kernelSwitches, setKernelSwitches, switchValue, withSwitches } from '../lib/native/switches.js';
 import { tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
 import type { ConStyleUNet } from '../lib/models/unet.js';
 import { differing, randArray } from './helpers.js';
+import { captureForward } from '../lib/infer/graph.js';
+import { scale } from '../lib/ops/elementwise.js';
 
 afterEach(() => {
   setKernelSwitches(Object.fromEntries(Object.keys(kernelSwitches()).filter((k) => kernelSwitches()[k]!.from === 'set').map((k) => [k, null])));
@@ -41,6 +43,14 @@ describe('kernel switches set from JS', () => {
     expect(differing(await run(), emulated)).toBe(0);
     setKernelSwitches({ IRCONSTYLE_EMULATE: null });
     expect(differing(await run(), plain)).toBe(0);
+    // scoped: what is enqueued inside runs with them, also when it runs (on the CPU's queue thread) after the scope
+    const read = (ts: { data(): Promise<unknown> }[]) => Promise.all(ts.map((t) => t.data()))
+      .then((ds) => Float32Array.from(ds.flatMap((d) => [...(d as Float32Array)])));
+    const inside = withSwitches({ IRCONSTYLE_EMULATE: 'pw_simt' }, () => runOp('conv1x1_gate_backward', [dy, x, w, b]));
+    const after = runOp('conv1x1_gate_backward', [dy, x, w, b]);
+    expect(switchValue('IRCONSTYLE_EMULATE')).toBeUndefined();
+    expect(differing(await read(inside), emulated)).toBe(0);
+    expect(differing(await read(after), plain)).toBe(0);
     expect(() => setKernelSwitches({ PATH: '/' })).toThrow(/IRCONSTYLE_\* names/);
   });
 });
@@ -81,7 +91,7 @@ describe('searchVariants', () => {
       expect(r.trials[3]!.note).toMatch(/loss total 3/);
       expect(r.trials[4]!.note).toMatch(/failed: no such kernel/);
       expect(r.trials[5]!.note).toMatch(/IRCONSTYLE_TEST_E set in the environment/);
-      expect([on('A'), on('B'), on('C'), on('D')]).toEqual([true, true, false, false]);
+      expect([on('A'), on('B'), on('C'), on('D')]).toEqual([false, false, false, false]);  // returned, not set
     } finally {
       delete process.env.IRCONSTYLE_TEST_E;
     }
@@ -92,7 +102,7 @@ describe('searchVariants', () => {
     expect([on('A'), on('B')]).toEqual([false, false]);
     const one = await searchVariants(measure((a, b) => (a ? 80 : 100) + (a && b ? 5 : b ? -10 : 0)), { variants: [v('A'), v('B')] });
     expect(one.chosen).toEqual(['A']);
-    expect([on('A'), on('B')]).toEqual([true, false]);
+    expect(one.switches).toEqual({ IRCONSTYLE_TEST_A: '1' });
     // the default timed again after the variants: a first trial slowed by what it warmed does not make a variant win
     let calls = 0;
     const warm = await searchVariants(async () => ({ ms: calls++ === 0 ? 150 : on('A') ? 99 : 100, sample: { losses: { total: 1 } } }), { variants: [v('A')] });
@@ -173,6 +183,27 @@ describe('IRConStyleTrainer kernel tuning', () => {
     expect(on.losses).toEqual(off.losses);
   });
 
+  it("the chosen switches apply to this trainer's steps (graph mode too), not to the process", async () => {
+    setInitSeed(7);
+    const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    const seen: string[] = [];  // a test switch as the model's forward sees it (at enqueue, as the native ops do)
+    const restore = net.restore.bind(net);
+    net.restore = (...a: Parameters<ConStyleUNet['restore']>) => (seen.push(switchValue('IRCONSTYLE_TEST_X') ?? '-'), restore(...a));
+    const tr = new IRConStyleTrainer(net, { graph: true, tune: { variants: [{ name: 'x', switches: { IRCONSTYLE_TEST_X: '1' } }], steps: 1, minGain: -1000 } });
+    const x = tensor(randArray(2 * 32 * 32 * 3, 3, 0, 1), [2, 32, 32, 3]);
+    for (let i = 0; i < 4; i++) {
+      seen.length = 0;
+      await tr.step(x, x);
+      // step 1: the default; step 2: the trials (default, x, default again), then the recording (CPU: it runs)
+      expect(seen, `step ${i + 1}`).toEqual([['-'], ['-', '-', '-', '1', '1', '1', '-', '-', '-', '1'], ['1'], ['1']][i]);
+      expect(switchValue('IRCONSTYLE_TEST_X')).toBeUndefined();
+    }
+    expect(tr.tuneReport!.chosen).toEqual(['x']);
+    tr.dispose();
+    net.dispose();
+    x.dispose();
+  });
+
   it('retune() tunes at the next step; bad options are named', async () => {
     setInitSeed(5);
     const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
@@ -188,6 +219,40 @@ describe('IRConStyleTrainer kernel tuning', () => {
     expect(tr.tuneReport!.trials.map((t) => t.name)).toEqual(['default', 'emulated']);
     tr.dispose();
     net.dispose();
+    x.dispose();
+  });
+});
+
+describe('captureForward kernel tuning', () => {
+  it("checks each variant's output against the default's; the chosen switches apply to run(); off by default", async () => {
+    setInitSeed(6);
+    const m = createModel('constyle-nafnet-tiny', { constyle: 'inference' }).eval() as ConStyleUNet;
+    let off = false;  // the broken variant scales the output by 1.05
+    const seen: string[] = [];  // the test switch as fn sees it (read at enqueue, as the native ops read theirs)
+    const fn = (t: Parameters<ConStyleUNet['forward']>[0]) => {
+      seen.push(switchValue('IRCONSTYLE_TEST_X') ?? '-');
+      return off ? scale(m.forward(t), 1.05) : m.forward(t);
+    };
+    const x = tensor(randArray(32 * 32 * 3, 8, 0, 1), [1, 32, 32, 3]);
+    const plain = await captureForward(fn, x);
+    expect(plain.tuneReport).toBeNull();
+    const variants: KernelVariant[] = [{ name: 'x', switches: { IRCONSTYLE_TEST_X: '1' } },
+      { name: 'broken', apply: () => { off = true; return () => (off = false); } }];
+    // minGain -1000: a variant that agrees is taken even if slower
+    const tuned = await captureForward(fn, x, { tune: { variants, steps: 1, minGain: -1000 } });
+    const r = tuned.tuneReport!;
+    expect(r.trials.map((t) => [t.name, t.ok])).toEqual([['default', true], ['x', true], ['broken', false], ['default', true]]);
+    expect(r.trials[2]!.note).toMatch(/the output of the forward differs/);
+    expect([r.chosen, r.switches, off]).toEqual([['x'], { IRCONSTYLE_TEST_X: '1' }, false]);
+    // run() (op by op on the CPU) enqueues with the chosen switches; nothing is left set outside it
+    seen.length = 0;
+    const [a, b] = [await tuned.run(x).data(), await plain.run(x).data()];
+    expect(seen).toEqual(['1', '-']);
+    expect(differing(a, b)).toBe(0);
+    expect(switchValue('IRCONSTYLE_TEST_X')).toBeUndefined();
+    await expect(captureForward(fn, x, { tune: { steps: -1 } })).rejects.toThrow(/tune.steps/);
+    plain.dispose();
+    tuned.dispose();
     x.dispose();
   });
 });

@@ -9,10 +9,19 @@ import { zeros } from '../tensor/create.js';
 import { tidy, untracked } from '../tensor/scope.js';
 import { Tensor, shapeStr, toIrcError, type Shape } from '../tensor/tensor.js';
 import { sync } from '../tensor/memory.js';
+import { withSwitches } from '../native/switches.js';
+import { checkTuneOptions, searchVariants, TUNE_VARIANTS, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from '../train/tune.js';
 
 export interface CaptureOptions {
   /** false: never make a graph (run() then runs fn op by op). Default true. */
   graph?: boolean;
+  /**
+   * Kernel tuning (default off): before the recording, fn is timed on the default kernel paths and with each opt-in
+   * path (TUNE_VARIANTS but the backward-only ones; on CUDA as a recording replayed `steps` times, otherwise op by op), each output checked
+   * against the default's (relative L2 difference ≤ gradTol + 0.01, gradTol 1e-2 here), and the fastest that agrees
+   * by at least minGain is recorded (its switches also apply to run() op by op). `tuneReport` says what was tried.
+   */
+  tune?: boolean | TuneOptions;
 }
 
 /** A forward bound to one input shape and device; see captureForward. */
@@ -26,6 +35,8 @@ export interface CapturedForward {
   readonly capturable: boolean;
   /** Why run() does not replay a graph ('' when it does). */
   readonly reason: string;
+  /** What the kernel tuning tried and chose (CaptureOptions.tune), or null. */
+  readonly tuneReport: TuneReport | null;
   /** fn(x) for an input of inputShape on device; returns a new tensor the caller owns. */
   run(x: Tensor): Tensor;
   /** Frees the graph and its buffers. Idempotent. */
@@ -47,6 +58,8 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   if (typeof fn !== 'function') throw new IrcError('E_ARG', `captureForward: fn must be a function, got ${typeof fn}`);
   if (!(example instanceof Tensor)) throw new IrcError('E_ARG', 'captureForward: example must be a Tensor');
   if (example.isDisposed) throw new IrcError('E_DISPOSED', `captureForward: the example tensor ${shapeStr(example.shape)} was disposed`);
+  const tuneOpts = opts.tune === true ? {} : opts.tune || null;
+  if (tuneOpts) checkTuneOptions(tuneOpts);
   const device = example.device;
   const inputShape = example.shape;
   const call = (x: Tensor): Tensor => {
@@ -63,24 +76,65 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
   if (!outputShape) noGrad(first);  // on CUDA; or again op by op when the CPU check failed (fn's own errors throw)
   await sync();
 
+  // fn recorded into a graph with static input and output buffers (owned by the caller), or why not
+  const record = async (sw: Record<string, string> = {}): Promise<{ graph: unknown; si: Tensor; so: Tensor } | string> => {
+    const [si, so] = untracked(() => [clone(example), zeros(outputShape!, 'float32', device)] as const);
+    let result: unknown = null;
+    const why = await captured(device, () => withSwitches(sw, () => noGrad(() => tidy(() => copyInto(so, call(si))))), (g) => (result = g));
+    if (!why && result) return { graph: result, si, so };
+    si.dispose();
+    so.dispose();
+    return why || 'no graph was made';
+  };
+  const canGraph = device !== 'cpu' && opts.graph !== false && !checked;
+
+  let switches: Record<string, string> = {};
+  let tuneReport: TuneReport | null = null;
+  if (tuneOpts) {
+    const sample = (data: Float32Array): TuneSample => ({ losses: {}, grads: { data, entries: [{ name: 'the forward', offset: 0, size: data.length }], kind: 'output' } });
+    const eager = () => noGrad(() => tidy(() => call(example)));
+    const measure = async (): Promise<{ ms: number; sample: TuneSample }> => {
+      const y0 = eager();  // op by op first: the paths' first calls (the autotuners time their candidates outside a capture)
+      const data = await y0.f32().finally(() => y0.dispose());
+      if (!canGraph) {
+        const once = async () => {
+          const y = eager();
+          await y.f32().finally(() => y.dispose());
+        };
+        return { ms: await timeSteps(tuneOpts.steps ?? 5, once), sample: sample(data) };
+      }
+      const r = await record();
+      if (typeof r === 'string') throw new IrcError('E_CAPTURE', r);
+      try {
+        native.graphLaunch(r.graph);
+        const s0 = sample(await r.so.f32());
+        return { ms: await timeSteps(tuneOpts.steps ?? 5, async () => { native.graphLaunch(r.graph); await sync(); }), sample: s0 };
+      } finally {
+        native.graphDestroy(r.graph);
+        r.si.dispose();
+        r.so.dispose();
+      }
+    };
+    try {
+      tuneReport = await searchVariants(measure, { gradTol: 1e-2, variants: TUNE_VARIANTS.filter((v) => !v.backwardOnly), ...tuneOpts });
+      switches = tuneReport.switches;
+    } catch (e) {
+      tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };
+    }
+  }
+
   let graph: unknown = null;
   let staticIn: Tensor | null = null, staticOut: Tensor | null = null;
   let reason = '';
   if (device === 'cpu') reason = checked ? `capture failed: ${checked}` : 'the CPU backend replays op by op (CUDA graphs need a GPU)';
   else if (opts.graph === false) reason = 'graphs turned off (graph: false)';
   else {
-    const [si, so] = untracked(() => [clone(example), zeros(outputShape!, 'float32', device)] as const);  // owned here
-    staticIn = si;
-    staticOut = so;
-    let result: unknown = null;
-    checked = await captured(device, () => noGrad(() => tidy(() => copyInto(so, call(si)))), (g) => (result = g));
-    if (checked || !result) {
-      reason = `capture failed: ${checked || 'no graph was made'}`;
-      staticIn.dispose();
-      staticOut.dispose();
-      staticIn = staticOut = null;
+    const r = await record(switches);
+    if (typeof r === 'string') {
+      checked = r;
+      reason = `capture failed: ${r}`;
     } else {
-      graph = result;
+      ({ graph, si: staticIn, so: staticOut } = r);
     }
   }
   const capturable = !checked;
@@ -94,10 +148,10 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
       throw new IrcError('E_SHAPE', `CapturedForward.run: expected an input of shape ${shapeStr(inputShape)} (the example's), got ${shapeStr(x.shape)}`);
   };
   return {
-    inputShape, outputShape: outputShape!, device, graphed: graph !== null, capturable, reason,
+    inputShape, outputShape: outputShape!, device, graphed: graph !== null, capturable, reason, tuneReport,
     run(x: Tensor): Tensor {
       check(x);
-      if (graph === null) return noGrad(() => tidy(() => call(x)));
+      if (graph === null) return withSwitches(switches, () => noGrad(() => tidy(() => call(x))));
       copyInto(staticIn!, x);
       try {
         native.graphLaunch(graph);

@@ -1,6 +1,6 @@
 // Kernel switches (README "Kernel switches"): IRCONSTYLE_* variables that pick a kernel path. The environment always
-// wins; a switch it leaves unset may be set here (the trainer's kernel tuning does), for the native ops and the JS
-// code that reads the same switches. Process-wide.
+// wins; a switch it leaves unset may be set here, process-wide or for what a function enqueues (the kernel tuning of
+// the trainer and of captureForward), for the native ops and the JS code that reads the same switches.
 import { IrcError } from '../errors.js';
 import { native } from './loader.js';
 
@@ -25,6 +25,28 @@ export function setKernelSwitches(switches: Record<string, string | null>): void
     if (value === null) set.delete(name);
     else set.set(name, value);
   }
+}
+
+/**
+ * Runs fn (synchronous) with switches set where the environment leaves them unset, then puts the previous values
+ * back. The ops fn enqueues run with them (ops read the switches as they were at enqueue, on either backend), and so
+ * does a graph recorded inside.
+ */
+export function withSwitches<T>(switches: Readonly<Record<string, string>>, fn: () => T): T {
+  if (!Object.keys(switches).length) return fn();
+  const restore = pushSwitches(switches);
+  try {
+    return fn();
+  } finally {
+    restore();
+  }
+}
+
+/** Sets switches (setKernelSwitches); returns what puts the values set before back. */
+export function pushSwitches(switches: Readonly<Record<string, string>>): () => void {
+  const before = Object.fromEntries(Object.keys(switches).map((k) => [k, set.get(k) ?? null]));
+  setKernelSwitches(switches);
+  return () => setKernelSwitches(before);
 }
 
 /** The switches in force: the IRCONSTYLE_* environment variables and those set with setKernelSwitches. */

@@ -17,6 +17,7 @@ import { ConStyleUNet } from '../models/unet.js';
 import { setCheckpointing } from '../models/nafnet.js';
 import { irconstyleLoss, pixelLoss } from '../losses/index.js';
 import { sync } from '../tensor/memory.js';
+import { withSwitches } from '../native/switches.js';
 import type { Module } from '../nn/module.js';
 import { checkTuneOptions, searchVariants, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from './tune.js';
 
@@ -48,7 +49,8 @@ export interface TrainerOptions extends AdamWOptions {
    * before anything is recorded, one step of the default kernel paths and of each opt-in path (TUNE_VARIANTS: the SIMT
    * 1×1 kernel, the batched depthwise loads, the one-pass depthwise gate backward, the GEMM and cuDNN autotuners) is
    * timed from the same state on the same batch, each checked against the default's losses and gradients, and the
-   * fastest that agrees is kept (process-wide kernel switches; a switch set in the environment is left alone).
+   * fastest that agrees is kept (kernel switches set while this trainer enqueues its steps, on CUDA; a switch set in
+   * the environment is left alone).
    * Parameters, optimizer state, queue and statistics are then put back exactly, and the step runs. `tuneReport`
    * says what was tried and chosen. Takes about a second per variant (graph mode: a recording and six replays each).
    */
@@ -98,6 +100,8 @@ export class IRConStyleTrainer {
   #tune: { opts: TuneOptions; first: boolean } | null;
   /** What the kernel tuning tried and chose (null before it ran, or without tuning). */
   tuneReport: TuneReport | null = null;
+  /** The tuned kernel switches, set while this trainer enqueues its steps. */
+  #switches: Record<string, string> = {};
 
   constructor(readonly model: ConStyleUNet, opts: TrainerOptions = {}) {
     if (!model.ConStyle?.encoder_k) throw new IrcError('E_ARG', 'IRConStyleTrainer needs a model built with constyle: "train"');
@@ -211,6 +215,7 @@ export class IRConStyleTrainer {
     }
     const { opts } = this.#tune;
     this.#tune = null;
+    this.#switches = {};
     const snap = this.#snapshot();
     let graphed = this.graph && lq.device === 'cuda' && this.#maxGraphs > 0;
     const measure = async (): Promise<{ ms: number; sample: TuneSample }> => {
@@ -240,6 +245,7 @@ export class IRConStyleTrainer {
         graphed = false;  // the default step does not record: the kind will train op by op, and is tuned so
         this.tuneReport = await searchVariants(measure, opts);
       }
+      this.#switches = this.tuneReport.switches;
     } catch (e) {
       this.tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };
     } finally {
@@ -285,6 +291,10 @@ export class IRConStyleTrainer {
   /** The step's device work: losses, backward, update. With factors / ptr (graph mode) the per-step values are
    * read on the device and the caller advances the optimizer step and the queue pointer. */
   #body(lq: Tensor, gt: Tensor, active: boolean, factors: Tensor | null, ptr: Tensor | null): Record<string, Tensor> {
+    return withSwitches(this.#switches, () => this.#bodyOn(lq, gt, active, factors, ptr));
+  }
+
+  #bodyOn(lq: Tensor, gt: Tensor, active: boolean, factors: Tensor | null, ptr: Tensor | null): Record<string, Tensor> {
     const cs = this.model.ConStyle!;
     this.arena.zeroGrad();
     const l = tidy((): Record<string, Tensor> => {

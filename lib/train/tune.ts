@@ -1,7 +1,7 @@
 // Kernel tuning: which of the opt-in kernel paths make a training step faster on the card at hand, each checked
 // against the default path on the same batch from the same state before it may be chosen (TrainerOptions.tune).
 import { IrcError } from '../errors.js';
-import { setKernelSwitches } from '../native/switches.js';
+import { pushSwitches } from '../native/switches.js';
 
 /** A kernel path to try: switches it sets (README "Kernel switches") and/or a JS-side change with its undo. */
 export interface KernelVariant {
@@ -9,6 +9,8 @@ export interface KernelVariant {
   switches?: Record<string, string>;
   /** Applied before the variant's steps; returns what undoes it. */
   apply?: () => () => void;
+  /** Changes only backward kernels (captureForward does not try it by default). */
+  backwardOnly?: boolean;
 }
 
 /**
@@ -18,7 +20,7 @@ export interface KernelVariant {
 export const TUNE_VARIANTS: readonly KernelVariant[] = [
   { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
   { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
-  { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' } },
+  { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, backwardOnly: true },
   { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
   { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
 ];
@@ -28,7 +30,8 @@ export interface TuneOptions {
   variants?: readonly KernelVariant[];
   /** Timed steps per variant, after one untimed (default 5); the median counts. */
   steps?: number;
-  /** How much faster than the best so far a variant must be to be taken (default 0.02: 2 %). */
+  /** How much faster than the best so far a variant must be to be taken (default 0.02: 2 %; negative: how much
+   * slower it may be and still be taken, e.g. -10 to run the opt-in kernels whenever they agree). Below 1. */
   minGain?: number;
   /** Largest relative difference of a loss from the default's (default 1e-2). */
   lossTol?: number;
@@ -36,10 +39,11 @@ export interface TuneOptions {
   gradTol?: number;
 }
 
-/** What one step of a variant gave: its losses and, where compared, the gradients of named parameter ranges. */
+/** What one step of a variant gave: its losses and, where compared, the gradients of named parameter ranges (or
+ * other values: `kind`, default 'gradient', names them in messages). */
 export interface TuneSample {
   losses: Record<string, number>;
-  grads?: { data: Float32Array; entries: readonly { name: string; offset: number; size: number }[] };
+  grads?: { data: Float32Array; entries: readonly { name: string; offset: number; size: number }[]; kind?: string };
 }
 
 export interface TuneTrial {
@@ -53,9 +57,9 @@ export interface TuneTrial {
 }
 
 export interface TuneReport {
-  /** The variants in force after tuning (empty: the default paths). */
+  /** The variants chosen (empty: the default paths). */
   chosen: string[];
-  /** The switches they set. */
+  /** The switches they set (applied to what the tuned trainer or forward enqueues, not process-wide). */
   switches: Record<string, string>;
   trials: TuneTrial[];
   seconds: number;
@@ -80,7 +84,7 @@ export function compareSamples(ref: TuneSample, got: TuneSample, lossTol = 1e-2,
   }
   if (!ref.grads) return null;
   if (!got.grads || got.grads.data.length !== ref.grads.data.length) return 'no gradients to compare';
-  const r = ref.grads.data, g = got.grads.data;
+  const r = ref.grads.data, g = got.grads.data, kind = ref.grads.kind ?? 'gradient';
   const sq = (e: { offset: number; size: number }) => {
     let s = 0;
     for (let i = e.offset; i < e.offset + e.size; ++i) s += r[i]! * r[i]!;
@@ -97,12 +101,12 @@ export function compareSamples(ref: TuneSample, got: TuneSample, lossTol = 1e-2,
   for (const e of ref.grads.entries) {
     let d2 = 0;
     for (let i = e.offset; i < e.offset + e.size; ++i) {
-      if (!Number.isFinite(g[i]!)) return `the gradient of ${e.name} is not finite`;
+      if (!Number.isFinite(g[i]!)) return `the ${kind} of ${e.name} is not finite`;
       d2 += (g[i]! - r[i]!) ** 2;
     }
     const m = modules.get(owner(e.name))!;
     const err = Math.sqrt(d2), bound = gradTol * Math.sqrt(sq(e)) + 0.01 * Math.sqrt((m.sq / m.n) * e.size);
-    if (err > bound) return `the gradient of ${e.name} differs by ${err.toExponential(2)} (allowed ${bound.toExponential(2)})`;
+    if (err > bound) return `the ${kind} of ${e.name} differs by ${err.toExponential(2)} (allowed ${bound.toExponential(2)})`;
   }
   return null;
 }
@@ -114,7 +118,7 @@ export function checkTuneOptions(opts: TuneOptions): void {
   };
   if (typeof opts !== 'object' || opts === null) bad('options must be an object (or true / false)', opts);
   if (opts.steps !== undefined && !(Number.isInteger(opts.steps) && opts.steps >= 1 && opts.steps <= 1000)) bad('steps must be an integer in [1, 1000]', opts.steps);
-  if (opts.minGain !== undefined && !(opts.minGain >= 0 && opts.minGain < 1)) bad('minGain must be in [0, 1)', opts.minGain);
+  if (opts.minGain !== undefined && !(Number.isFinite(opts.minGain) && opts.minGain < 1)) bad('minGain must be a number below 1', opts.minGain);
   for (const k of ['lossTol', 'gradTol'] as const) if (opts[k] !== undefined && !(opts[k]! > 0)) bad(`${k} must be > 0`, opts[k]);
   if (opts.variants !== undefined && !Array.isArray(opts.variants)) bad('variants must be an array', opts.variants);
   const names = new Set<string>();
@@ -127,12 +131,11 @@ export function checkTuneOptions(opts: TuneOptions): void {
 
 /** Applies variants (their switches, then their JS changes); returns the undo. */
 function applyVariants(vs: readonly KernelVariant[]): () => void {
-  const sw = Object.assign({}, ...vs.map((v) => v.switches ?? {})) as Record<string, string>;
-  setKernelSwitches(sw);
+  const restore = pushSwitches(Object.assign({}, ...vs.map((v) => v.switches ?? {})) as Record<string, string>);
   const undos = vs.map((v) => v.apply?.() ?? (() => {}));
   return () => {
     for (const u of undos.reverse()) u();
-    setKernelSwitches(Object.fromEntries(Object.keys(sw).map((k) => [k, null])));
+    restore();
   };
 }
 
@@ -157,7 +160,8 @@ export async function timeSteps(steps: number, once: () => Promise<void>): Promi
  * Times the default paths, then each variant alone (and the default again if any was faster), then adds the faster
  * ones to the fastest one by one; a variant
  * whose step disagrees with the default's (compareSamples) or throws is never taken. A variant whose switches the
- * environment sets is skipped (the environment decides those). Leaves the chosen variants applied.
+ * environment sets is skipped (the environment decides those). Returns the chosen variants' switches for the caller to
+ * apply where it enqueues (withSwitches); their JS changes (`apply`) are left applied.
  */
 export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {}): Promise<TuneReport> {
   const t0 = performance.now();
@@ -165,8 +169,6 @@ export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {
   const variants = opts.variants ?? TUNE_VARIANTS;
   const minGain = opts.minGain ?? 0.02;
   const trials: TuneTrial[] = [];
-  // the tuner's own switches start unset, so that an earlier tuning in this process does not decide this one
-  setKernelSwitches(Object.fromEntries(variants.flatMap((v) => Object.keys(v.switches ?? {})).map((k) => [k, null])));
   const base = await measure();  // the default paths: the reference (a failure here is the step's own)
   trials.push({ name: 'default', ms: base.ms, ok: true, note: '' });
 
@@ -218,7 +220,7 @@ export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {
       }
     }
   }
-  applyVariants(chosen);
+  for (const v of chosen) v.apply?.();
   const switches = Object.assign({}, ...chosen.map((v) => v.switches ?? {})) as Record<string, string>;
   return { chosen: chosen.map((v) => v.name), switches, trials, seconds: (performance.now() - t0) / 1000 };
 }

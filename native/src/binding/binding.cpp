@@ -454,7 +454,8 @@ Napi::Value SetSwitch(const Napi::CallbackInfo& info) {
 // switchOverrides(): { name: value } of the switches set with setSwitch.
 Napi::Value SwitchOverrides(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
-  for (const auto& [k, v] : switch_overrides()) o.Set(k, v);
+  if (const auto m = switch_snapshot())
+    for (const auto& [k, v] : *m) o.Set(k, v);
   return o;
 }
 

@@ -15,6 +15,7 @@
 
 #include "../cpu/threadpool.h"
 #include "../cuda/device.h"
+#include "../ops/switches.h"
 
 namespace irc {
 namespace {
@@ -384,7 +385,10 @@ std::vector<TensorP> submit_op(const OpEntry& op, std::vector<TensorP> inputs, s
     return outs;
   }
   const OpEntry* opp = &op;
-  enqueue([opp, in = std::move(inputs), out = outs, a = std::move(attrs)]() mutable { run_kernel(*opp, in, out, a); });
+  enqueue([opp, in = std::move(inputs), out = outs, a = std::move(attrs), sw = switch_snapshot()]() mutable {
+    SwitchScope scope(sw);  // the kernel switches as they were when the op was enqueued (as CUDA reads them)
+    run_kernel(*opp, in, out, a);
+  });
   return outs;
 }
 

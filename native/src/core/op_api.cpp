@@ -96,17 +96,20 @@ void InferCtx::need_acc(size_t i, size_t xi) const {
 
 namespace {
 std::mutex g_switch_mu;
-std::map<std::string, std::string> g_switches;  // set from JS; read by the JS thread (CUDA) and the CPU queue thread
+std::shared_ptr<const SwitchMap> g_switches;  // set from JS; replaced, never changed in place
+thread_local std::shared_ptr<const SwitchMap> t_scope;
+thread_local bool t_scoped = false;
 
-// The environment's value of a switch, else the one set from JS; false if neither.
+// The environment's value of a switch, else the one set from JS (the enqueue-time values inside a SwitchScope).
 bool switch_value(const char* name, std::string* out) {
   if (const char* e = std::getenv(name)) {
     *out = e;
     return true;
   }
-  std::lock_guard<std::mutex> lock(g_switch_mu);
-  auto it = g_switches.find(name);
-  if (it == g_switches.end()) return false;
+  const std::shared_ptr<const SwitchMap> m = t_scoped ? t_scope : switch_snapshot();
+  if (!m) return false;
+  auto it = m->find(name);
+  if (it == m->end()) return false;
   *out = it->second;
   return true;
 }
@@ -114,13 +117,25 @@ bool switch_value(const char* name, std::string* out) {
 
 void set_switch(const std::string& name, const char* value) {
   std::lock_guard<std::mutex> lock(g_switch_mu);
-  if (value) g_switches[name] = value;
-  else g_switches.erase(name);
+  auto m = g_switches ? std::make_shared<SwitchMap>(*g_switches) : std::make_shared<SwitchMap>();
+  if (value) (*m)[name] = value;
+  else m->erase(name);
+  g_switches = m->empty() ? nullptr : std::shared_ptr<const SwitchMap>(std::move(m));
 }
 
-std::map<std::string, std::string> switch_overrides() {
+std::shared_ptr<const SwitchMap> switch_snapshot() {
   std::lock_guard<std::mutex> lock(g_switch_mu);
   return g_switches;
+}
+
+SwitchScope::SwitchScope(std::shared_ptr<const SwitchMap> snap) : prev_(std::move(t_scope)), prev_on_(t_scoped) {
+  t_scope = std::move(snap);
+  t_scoped = true;
+}
+
+SwitchScope::~SwitchScope() {
+  t_scope = std::move(prev_);
+  t_scoped = prev_on_;
 }
 
 int emulation_requested(const char* base) {
