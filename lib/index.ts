@@ -31,7 +31,7 @@ export { captureForward, type CapturedForward, type CaptureOptions } from './inf
 export * from './losses/index.js';
 export { IRConStyleTrainer, type TrainerOptions, type StepLosses } from './train/irconstyle.js';
 export { TUNE_VARIANTS, compareSamples, type KernelVariant, type TuneOptions, type TuneReport, type TuneTrial } from './train/tune.js';
-export { kernelSwitches, setKernelSwitches } from './native/switches.js';
+export { kernelSwitches, setKernelSwitches, withSwitches } from './native/switches.js';
 export { psnr } from './metrics/psnr.js';
 export { readSafetensors, writeSafetensors, loadSafetensors, saveSafetensors } from './io/safetensors.js';
 export { saveCheckpoint, loadCheckpoint } from './io/checkpoint.js';
