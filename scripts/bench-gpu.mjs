@@ -106,7 +106,7 @@ async function peakBytes(native, fn, key = 'cudaBytes') {
 async function benchGraphed(lib, inf, img, reps, left) {
   const t0 = performance.now();
   // kernel tuning on (captureForward's option; off by default): each opt-in path's recording timed beside the default's
-  const cf = await lib.captureForward((x) => inf.forward(x), img, { tune: left() > 60 });
+  const cf = await lib.captureForward((x) => inf.forward(x), img, { tune: left() > 60 && { maxSeconds: 15 } });
   await lib.sync();
   const out = { graphed: cf.graphed, capturable: cf.capturable, reason: cf.reason, captureMs: performance.now() - t0, tune: cf.tuneReport };
   try {
@@ -180,7 +180,8 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       // agrees kept for this trainer's steps, also the profiled ones after it): one op-by-op step, the recording, then
       // replays.
       trainer.graph = true;
-      if (left() > 90 + reserveS) trainer.retune();  // (on the CPU smoke test: tuned op by op, the harness)
+      // (on the CPU smoke test: tuned op by op, the harness); at most 45 s of the budget
+      if (left() > 90 + reserveS) trainer.retune({ maxSeconds: Math.min(45, left() - 75 - reserveS) });
       const gts = [];
       for (let it = 0; it < Math.max(5, steps) + 2; it++) {
         if (it >= 4 && left() < 25) break;

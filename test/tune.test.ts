@@ -109,6 +109,12 @@ describe('searchVariants', () => {
     expect(warm.trials.map((t) => [t.name, t.ms])).toEqual([['default', 150], ['A', 99], ['default', 100]]);
     expect(warm.chosen).toEqual([]);
     await expect(searchVariants(measure(() => 1), { variants: [v('A'), v('A')] })).rejects.toThrow(/unique name/);
+    // a time budget: the variants left when it is spent are skipped, not run
+    const slow = async () => { await new Promise((r) => setTimeout(r, 30)); return { ms: on('A') ? 50 : 100, sample: { losses: { total: 1 } } }; };
+    const cut = await searchVariants(slow, { variants: [v('B'), v('A')], maxSeconds: 0.01 });
+    expect(cut.trials.map((t) => [t.name, t.ok])).toEqual([['default', true], ['B', false], ['A', false]]);
+    expect(cut.trials[2]!.note).toMatch(/maxSeconds/);
+    expect(cut.chosen).toEqual([]);
   });
 });
 

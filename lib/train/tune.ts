@@ -33,6 +33,8 @@ export interface TuneOptions {
   /** How much faster than the best so far a variant must be to be taken (default 0.02: 2 %; negative: how much
    * slower it may be and still be taken, e.g. -10 to run the opt-in kernels whenever they agree). Below 1. */
   minGain?: number;
+  /** Stop trying variants once this many seconds have passed (default: no limit); those left are reported skipped. */
+  maxSeconds?: number;
   /** Largest relative difference of a loss from the default's (default 1e-2). */
   lossTol?: number;
   /** Largest relative L2 difference of a parameter's gradient from the default's (default 0.1; see compareSamples). */
@@ -119,7 +121,7 @@ export function checkTuneOptions(opts: TuneOptions): void {
   if (typeof opts !== 'object' || opts === null) bad('options must be an object (or true / false)', opts);
   if (opts.steps !== undefined && !(Number.isInteger(opts.steps) && opts.steps >= 1 && opts.steps <= 1000)) bad('steps must be an integer in [1, 1000]', opts.steps);
   if (opts.minGain !== undefined && !(Number.isFinite(opts.minGain) && opts.minGain < 1)) bad('minGain must be a number below 1', opts.minGain);
-  for (const k of ['lossTol', 'gradTol'] as const) if (opts[k] !== undefined && !(opts[k]! > 0)) bad(`${k} must be > 0`, opts[k]);
+  for (const k of ['lossTol', 'gradTol', 'maxSeconds'] as const) if (opts[k] !== undefined && !(opts[k]! > 0)) bad(`${k} must be > 0`, opts[k]);
   if (opts.variants !== undefined && !Array.isArray(opts.variants)) bad('variants must be an array', opts.variants);
   const names = new Set<string>();
   for (const v of opts.variants ?? []) {
@@ -174,6 +176,10 @@ export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {
 
   const run = async (vs: readonly KernelVariant[]): Promise<number | null> => {
     const name = vs.map((v) => v.name).join('+');
+    if (performance.now() - t0 > (opts.maxSeconds ?? Infinity) * 1000) {
+      trials.push({ name, ms: null, ok: false, note: `skipped: the tuning's ${opts.maxSeconds} s (maxSeconds) are spent` });
+      return null;
+    }
     const undo = applyVariants(vs);
     try {
       const m = await measure();
