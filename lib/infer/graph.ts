@@ -17,9 +17,10 @@ export interface CaptureOptions {
   graph?: boolean;
   /**
    * Kernel tuning (default off): before the recording, fn is timed on the default kernel paths and with each opt-in
-   * path (TUNE_VARIANTS but the backward-only ones; on CUDA as a recording replayed `steps` times, otherwise op by op), each output checked
-   * against the default's (relative L2 difference ≤ gradTol + 0.01, gradTol 1e-2 here), and the fastest that agrees
-   * by at least minGain is recorded (its switches also apply to run() op by op). `tuneReport` says what was tried.
+   * path (TUNE_VARIANTS but the backward-only ones; on CUDA as a recording replayed `steps` times, otherwise op by
+   * op), each output checked against the default's (relative L2 difference ≤ gradTol + 0.01, gradTol 1e-2 here), and
+   * the fastest that agrees by at least minGain is recorded (its switches also apply to run() op by op).
+   * `tuneReport` says what was tried.
    */
   tune?: boolean | TuneOptions;
 }

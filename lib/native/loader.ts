@@ -64,8 +64,6 @@ export interface NativeBinding {
   profileShapes(): { op: string; ms: number; calls: number }[];
   /** Sets (null: clears) a kernel switch where the environment leaves it unset; the environment always wins. */
   setSwitch(name: string, value: string | null): void;
-  /** The switches set with setSwitch. */
-  switchOverrides(): Record<string, string>;
   /** Opens a graph capture on device (0 cpu, 1 cuda); see native/src/core/executor.h for the rules. */
   captureBegin(device: number): void;
   /** Closes it: keep → the CUDA graph (null on the CPU) or throws E_CAPTURE; !keep → discards it, null. */

@@ -49,10 +49,10 @@ export interface TrainerOptions extends AdamWOptions {
    * before anything is recorded, one step of the default kernel paths and of each opt-in path (TUNE_VARIANTS: the SIMT
    * 1×1 kernel, the batched depthwise loads, the one-pass depthwise gate backward, the GEMM and cuDNN autotuners) is
    * timed from the same state on the same batch, each checked against the default's losses and gradients, and the
-   * fastest that agrees is kept (kernel switches set while this trainer enqueues its steps, on CUDA; a switch set in
-   * the environment is left alone).
-   * Parameters, optimizer state, queue and statistics are then put back exactly, and the step runs. `tuneReport`
-   * says what was tried and chosen. Takes about a second per variant (graph mode: a recording and six replays each).
+   * fastest that agrees is kept (kernel switches set while this trainer enqueues its steps; a switch set in the
+   * environment is left alone). Parameters, optimizer state, queue and statistics are then put back exactly, and the
+   * step runs. `tuneReport` says what was tried and chosen. Takes about a second per variant (graph mode: a recording
+   * and six replays each).
    */
   tune?: boolean | TuneOptions;
 }
@@ -206,7 +206,8 @@ export class IRConStyleTrainer {
     return out;
   }
 
-  /** Kernel tuning (TrainerOptions.tune) at the second step not taken while ops are profiled. */
+  /** Kernel tuning (TrainerOptions.tune), due at the second step (or the next after retune), not while ops are
+   * profiled (then at the first step after). */
   async #tuneIfDue(lq: Tensor, gt: Tensor, active: boolean): Promise<void> {
     if (!this.#tune || native.profiling()) return;
     if (this.#tune.first) {

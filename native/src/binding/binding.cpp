@@ -451,14 +451,6 @@ Napi::Value SetSwitch(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// switchOverrides(): { name: value } of the switches set with setSwitch.
-Napi::Value SwitchOverrides(const Napi::CallbackInfo& info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  if (const auto m = switch_snapshot())
-    for (const auto& [k, v] : *m) o.Set(k, v);
-  return o;
-}
-
 // captureBegin(device): opens a graph capture (see executor.h).
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   Device dev = read_device(info, 0);
@@ -549,7 +541,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("opCounts", Napi::Function::New(env, OpCounts));
   exports.Set("setSwitch", Napi::Function::New(env, SetSwitch));
-  exports.Set("switchOverrides", Napi::Function::New(env, SwitchOverrides));
   exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));
   exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd));
   exports.Set("captureSeal", Napi::Function::New(env, CaptureSeal));
