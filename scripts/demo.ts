@@ -61,6 +61,9 @@ for (;;) {
   lq.dispose();
   gt.dispose();
   it++;
+  const tr = trainer.tuneReport;
+  if (it === 2 && tr)  // (on CUDA: the kernel paths this card runs fastest, chosen at the second step)
+    console.log(`kernel tuning: ${tr.error ? `failed (${tr.error})` : `${tr.chosen.join(' + ') || 'the default paths'} (${tr.trials.length} trials, ${tr.seconds.toFixed(1)} s)`}`);
   const now = Date.now();
   const done = now - t0 >= seconds * 1000;
   if (now - lastVal >= Math.max(5000, (seconds * 1000) / 8) || done || it === 1) {
