@@ -210,19 +210,24 @@ describe('IRConStyleTrainer kernel tuning', () => {
     x.dispose();
   });
 
-  it('retune() tunes at the next step; bad options are named', async () => {
+  it('retune() tunes at the next step and records each kind again; bad options are named', async () => {
     setInitSeed(5);
     const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
     expect(() => new IRConStyleTrainer(net, { tune: { steps: 0 } })).toThrow(/tune.steps must be an integer in \[1, 1000\], got 0/);
     expect(() => new IRConStyleTrainer(net, { tune: { minGain: 1 } })).toThrow(/tune.minGain/);
-    const tr = new IRConStyleTrainer(net, {});
+    const tr = new IRConStyleTrainer(net, { graph: true });
     expect(() => tr.retune({ variants: [{ name: 'default' }] })).toThrow(/unique name other than 'default'/);
     const x = tensor(randArray(2 * 32 * 32 * 3, 3, 0, 1), [2, 32, 32, 3]);
     await tr.step(x, x);
-    expect(tr.tuneReport).toBeNull();
+    await tr.step(x, x);  // recorded (on the CPU: checked against the capture rules)
+    expect([tr.tuneReport, tr.graphState.length]).toEqual([null, 1]);
     tr.retune({ variants: [{ name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_gate' } }], steps: 1, minGain: 0.999 });
+    expect(tr.graphState).toEqual([]);
     await tr.step(x, x);
     expect(tr.tuneReport!.trials.map((t) => t.name)).toEqual(['default', 'emulated']);
+    expect(tr.graphState).toEqual([]);  // op by op, the first of its kind again
+    await tr.step(x, x);
+    expect(tr.graphState.map((g) => g.capturable)).toEqual([true]);
     tr.dispose();
     net.dispose();
     x.dispose();

@@ -108,12 +108,12 @@ export class IRConStyleTrainer {
     const mg = opts.maxGraphs ?? 2;
     if (!Number.isInteger(mg) || mg < 0) throw new IrcError('E_ARG', `IRConStyleTrainer: maxGraphs must be an integer >= 0, got ${String(opts.maxGraphs)}`);
     this.#maxGraphs = mg;
+    if (typeof opts.tune === 'object') checkTuneOptions(opts.tune);
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
     this.#graph = opts.graph;
     const tune = opts.tune ?? (this.arena.params.device === 'cuda' && process.env.IRCONSTYLE_TUNE !== '0');
-    if (typeof tune === 'object') checkTuneOptions(tune);
     this.#tune = tune ? { opts: tune === true ? {} : tune, first: true } : null;
     if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
@@ -128,9 +128,13 @@ export class IRConStyleTrainer {
     if (!on) this.#freeRecordings();
   }
 
-  /** Kernel tuning (TrainerOptions.tune) at the next step, e.g. after switching graph mode, which it times. */
+  /**
+   * Kernel tuning (TrainerOptions.tune) at the next step, e.g. after switching graph mode, which it times. Frees the
+   * recordings (made with the kernels chosen before): each kind is recorded again at its second step after this.
+   */
   retune(opts: TuneOptions = {}): void {
     checkTuneOptions(opts);
+    this.#freeRecordings();
     this.#tune = { opts, first: false };
   }
 
