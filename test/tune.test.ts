@@ -217,6 +217,7 @@ describe('IRConStyleTrainer kernel tuning', () => {
     expect(() => new IRConStyleTrainer(net, { tune: { minGain: 1 } })).toThrow(/tune.minGain/);
     const tr = new IRConStyleTrainer(net, { graph: true });
     expect(() => tr.retune({ variants: [{ name: 'default' }] })).toThrow(/unique name other than 'default'/);
+    expect(() => tr.retune({ variants: [{ name: 'x', switches: { PW_SIMT: '1' } }] })).toThrow(/x.switches must map IRCONSTYLE_\* names to strings, got "PW_SIMT=1"/);
     const x = tensor(randArray(2 * 32 * 32 * 3, 3, 0, 1), [2, 32, 32, 3]);
     await tr.step(x, x);
     await tr.step(x, x);  // recorded (on the CPU: checked against the capture rules)

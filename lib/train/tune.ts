@@ -128,6 +128,9 @@ export function checkTuneOptions(opts: TuneOptions): void {
     if (!v || typeof v.name !== 'string' || !v.name || v.name === 'default' || names.has(v.name))
       bad("variants: each needs a unique name other than 'default'", v?.name);
     names.add(v.name);
+    if (v.apply !== undefined && typeof v.apply !== 'function') bad(`variants: ${v.name}.apply must be a function`, typeof v.apply);
+    for (const [k, val] of Object.entries(v.switches ?? {}))
+      if (!k.startsWith('IRCONSTYLE_') || typeof val !== 'string') bad(`variants: ${v.name}.switches must map IRCONSTYLE_* names to strings`, `${k}=${String(val)}`);
   }
 }
 
