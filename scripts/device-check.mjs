@@ -240,7 +240,8 @@ async function graphWorker() {
       lq.dispose();
       gt.dispose();
     }
-    const out = { losses: losses.flat(), params: await tr.arena.params.data(), state: tr.graphState, graphMiB: L.native.memoryStats().cudaGraphBytes / 2 ** 20, tune: tr.tuneReport };
+    const out = { losses: losses.flat(), params: await tr.arena.params.data(), state: tr.graphState, graphMiB: L.native.memoryStats().cudaGraphBytes / 2 ** 20,
+      tune: tr.tuneReport, variants: L.TUNE_VARIANTS.filter((v) => !v.appliesTo || v.appliesTo(net)).length };
     tr.dispose();
     net.dispose();
     return out;
@@ -255,7 +256,7 @@ async function graphWorker() {
         const a = await trainRun(true), b = await trainRun(true, { minGain: 0.999, steps: 2 });
         const err = Math.max(relErr(a.losses, b.losses), relErr(a.params, b.params));
         const t = b.tune;
-        const tried = t?.trials?.length === L.TUNE_VARIANTS.length + 1 && !t.error && t.chosen.length === 0;
+        const tried = t?.trials?.length === b.variants + 1 && !t.error && t.chosen.length === 0;
         emit({ i, name: 'trainer kernel tuning leaves the run as untuned (graph mode, nothing taken)', ok: tried && err <= 1e-5, err,
           graphed: b.state.every((x) => x.graphed), reason: b.state.map((x) => x.reason).filter(Boolean).join('; '),
           note: t?.error ?? (t?.trials ?? []).map((x) => `${x.name} ${x.ms?.toFixed(2) ?? '-'} ms${x.ok ? '' : ` (${x.note.slice(0, 80)})`}`).join('; '),

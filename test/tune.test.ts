@@ -12,6 +12,8 @@ import { tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
 import type { ConStyleUNet } from '../lib/models/unet.js';
 import { differing, randArray } from './helpers.js';
+import { native } from '../lib/native/loader.js';
+import { setKeepOnCpu } from '../lib/ops/fused.js';
 import { captureForward } from '../lib/infer/graph.js';
 import { scale } from '../lib/ops/elementwise.js';
 
@@ -184,7 +186,10 @@ describe('IRConStyleTrainer kernel tuning', () => {
     const off = await train(undefined, false, 3);
     expect(off.report).toBeNull();
     const on = await train({ steps: 1 }, false, 3);
-    expect(on.report!.trials.map((t) => t.name).slice(0, TUNE_VARIANTS.length + 1)).toEqual(['default', ...TUNE_VARIANTS.map((v) => v.name)]);
+    // (MAXIM's gating-unit variant does not apply to a NAFNet)
+    const applicable = TUNE_VARIANTS.filter((v) => v.name !== 'spatialGate');
+    expect(applicable.length).toBe(TUNE_VARIANTS.length - 1);
+    expect(on.report!.trials.map((t) => t.name).slice(0, applicable.length + 1)).toEqual(['default', ...applicable.map((v) => v.name)]);
     expect(on.report!.trials.every((t) => t.ok)).toBe(true);
     expect(on.losses).toEqual(off.losses);
   });
@@ -208,6 +213,31 @@ describe('IRConStyleTrainer kernel tuning', () => {
     tr.dispose();
     net.dispose();
     x.dispose();
+  });
+
+  it("MAXIM's gating units as one op: tried only for a model that has them, and in agreement with the composition", async () => {
+    const gate = TUNE_VARIANTS.find((v) => v.name === 'spatialGate')!;
+    setInitSeed(9);
+    const nafnet = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 });
+    const maxim = createModel('constyle-maxim-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    expect([gate.appliesTo!(nafnet), gate.appliesTo!(maxim)]).toEqual([false, true]);
+    nafnet.dispose();
+    const was = setKeepOnCpu(false);  // the CPU composes the gating units by default; as on CUDA here
+    const id = native.info().ops.indexOf('spatial_gate'), count = () => native.opCounts()[id]!;
+    try {
+      const tr = new IRConStyleTrainer(maxim, { tune: { variants: [gate], steps: 1, minGain: 0.999 } });
+      const x = tensor(randArray(2 * 32 * 32 * 3, 4, 0, 1), [2, 32, 32, 3]);
+      await tr.step(x, x);
+      const before = count();
+      await tr.step(x, x);
+      expect(tr.tuneReport!.trials.map((t) => [t.name, t.ok, t.note])).toEqual([['default', true, ''], ['spatialGate', true, '']]);
+      expect(count()).toBeGreaterThan(before);  // the trial ran the one op
+      tr.dispose();
+      x.dispose();
+    } finally {
+      setKeepOnCpu(was);
+      maxim.dispose();
+    }
   });
 
   it('retune() tunes at the next step and records each kind again; bad options are named', async () => {

@@ -17,7 +17,7 @@ export interface CaptureOptions {
   graph?: boolean;
   /**
    * Kernel tuning (default off): before the recording, fn is timed on the default kernel paths and with each opt-in
-   * path (TUNE_VARIANTS but the backward-only ones; on CUDA as a recording replayed `steps` times, otherwise op by
+   * path (TUNE_VARIANTS but the backward-only and model-specific ones; on CUDA as a recording replayed `steps` times, otherwise op by
    * op), each output checked against the default's (relative L2 difference ≤ gradTol + 0.01, gradTol 1e-2 here), and
    * the fastest that agrees by at least minGain is recorded (its switches also apply to run() op by op).
    * `tuneReport` says what was tried.
@@ -117,7 +117,7 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
       }
     };
     try {
-      tuneReport = await searchVariants(measure, { gradTol: 1e-2, variants: TUNE_VARIANTS.filter((v) => !v.backwardOnly), ...tuneOpts });
+      tuneReport = await searchVariants(measure, { gradTol: 1e-2, variants: TUNE_VARIANTS.filter((v) => !v.backwardOnly && !v.appliesTo), ...tuneOpts });
       switches = tuneReport.switches;
     } catch (e) {
       tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };

@@ -2,6 +2,8 @@
 // against the default path on the same batch from the same state before it may be chosen (TrainerOptions.tune).
 import { IrcError } from '../errors.js';
 import { pushSwitches } from '../native/switches.js';
+import type { Module } from '../nn/module.js';
+import { GatingUnit } from '../models/maxim_blocks.js';
 
 /** A kernel path to try: switches it sets (README "Kernel switches") and/or a JS-side change with its undo. */
 export interface KernelVariant {
@@ -11,11 +13,19 @@ export interface KernelVariant {
   apply?: () => () => void;
   /** Changes only backward kernels (captureForward does not try it by default). */
   backwardOnly?: boolean;
+  /** Whether it changes anything in this model (the trainer tries it only then; default: always). */
+  appliesTo?: (model: Module) => boolean;
+}
+
+/** Whether m or a module under it is one `is` accepts. */
+function contains(m: Module, is: (m: Module) => boolean): boolean {
+  return is(m) || m.children().some(([, c]) => contains(c, is));
 }
 
 /**
  * The opt-in CUDA paths the trainer tries by default: kernels proven exact on the H100 by the device check but not
- * yet measured faster there than the library paths (BENCHMARKS.md), and the library autotuners.
+ * yet measured faster there than the library paths (BENCHMARKS.md), the library autotuners, and MAXIM's gating units
+ * as one op.
  */
 export const TUNE_VARIANTS: readonly KernelVariant[] = [
   { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
@@ -23,6 +33,8 @@ export const TUNE_VARIANTS: readonly KernelVariant[] = [
   { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, backwardOnly: true },
   { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
   { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
+  // MAXIM's gating units and spatial gating weights as one op each (less memory held for the backward; fewer ops)
+  { name: 'spatialGate', switches: { IRCONSTYLE_SPATIAL_GATE: '1' }, appliesTo: (m) => contains(m, (x) => x instanceof GatingUnit) },
 ];
 
 export interface TuneOptions {
@@ -128,7 +140,8 @@ export function checkTuneOptions(opts: TuneOptions): void {
     if (!v || typeof v.name !== 'string' || !v.name || v.name === 'default' || names.has(v.name))
       bad("variants: each needs a unique name other than 'default'", v?.name);
     names.add(v.name);
-    if (v.apply !== undefined && typeof v.apply !== 'function') bad(`variants: ${v.name}.apply must be a function`, typeof v.apply);
+    for (const f of ['apply', 'appliesTo'] as const)
+      if (v[f] !== undefined && typeof v[f] !== 'function') bad(`variants: ${v.name}.${f} must be a function`, typeof v[f]);
     for (const [k, val] of Object.entries(v.switches ?? {}))
       if (!k.startsWith('IRCONSTYLE_') || typeof val !== 'string') bad(`variants: ${v.name}.switches must map IRCONSTYLE_* names to strings`, `${k}=${String(val)}`);
   }
