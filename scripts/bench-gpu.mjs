@@ -520,6 +520,7 @@ export async function runBench({
     ...[ours.infer256Graph, ours.infer512Graph].filter((g) => g && !g.graphed).slice(0, 1).map((g) => `  (not graphed: ${g.reason.slice(0, 160)})`),
     `  (host submission of one forward: ${f(ours.infer256SubmitMs, 2)} ms at 256², ${f(ours.infer512SubmitMs, 2)} ms at 512²)`,
     row('peak GPU MiB (allocated)', ours.peakCudaMiB, pt?.peak_allocated_mib, result.ratios?.peakMiB, 0),
+    row('  graph-mode step (tuned): MiB reserved', ours.graph?.graphed ? ours.graph.graphMiB : NaN, pt?.peak_allocated_mib, r(ours.graph?.graphed ? ours.graph.graphMiB : NaN, pt?.peak_allocated_mib), 0),
     row('  + op scratch', ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib, r(ours.peakCudaMiB + ours.scratchMiB, pt?.peak_allocated_mib), 0),
     ...(ours.checkpointed ? [row('  with checkpoint: ms/step', ours.checkpointed.msStep, pt?.train_ms_per_step, r(ours.checkpointed.msStep, pt?.train_ms_per_step)),
       row('  with checkpoint: peak MiB', ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib, r(ours.checkpointed.peakCudaMiB, pt?.peak_allocated_mib), 0)] : []),
@@ -532,7 +533,7 @@ export async function runBench({
     ...(ours.error ? [`  ours: ERROR ${ours.error}`] : []),
     ...[ours, ...result.others].filter((o) => o.nonFinite).map((o) => `  ${o.model ?? model}: NON-FINITE training loss`),
     ...[ours, ...result.others].filter((o) => o.abError).map((o) => `  ${o.model ?? model}: A/B ERROR ${o.abError}`),
-    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
+    ...result.others.map((o) => `  ${o.model} b${o.batch}: ${o.error ? `ERROR ${o.error}` : `${f(o.msStep)} ms/step, ${f(o.imgPerS)} img/s, peak ${f(o.peakCudaMiB, 0)} MiB (op scratch so far ${f(o.scratchMiB, 0)} MiB), infer ${f(o.infer256Ms, 2)} / ${f(o.infer512Ms, 2)} ms, as a graph ${f(o.infer256Graph?.ms, 2)} / ${f(o.infer512Graph?.ms, 2)} ms; graph-mode step ${o.graph?.graphed ? `${f(o.graph.msStep)} ms, ${f(o.graph.graphMiB, 0)} MiB reserved` : `not graphed (${String(o.graph?.reason ?? '-').slice(0, 80)})`}`}` +
       (o.pytorch && !o.pytorch.error ? `; PyTorch ${f(o.pytorch.train_ms_per_step)} ms/step, ${f(o.pytorch.infer_256_ms, 2)} / ${f(o.pytorch.infer_512_ms, 2)} ms, peak ${f(o.pytorch.peak_allocated_mib, 0)} MiB: img/s ratio ${f(o.ratioImgPerS, 2)}, 512² latency ratio ${f(o.ratioInfer512, 2)}` : o.pytorch?.error ? `; PyTorch ERROR ${o.pytorch.error.slice(0, 120)}` : '')),
     ...result.others.filter((o) => o.unfused || o.spatialGate || o.lowMemory).map((o) => `    A/B ${o.model}: ` + [['block ops unfused', o.unfused],
       ['gating units as one op', o.spatialGate], ['  and Dense outputs kept', o.keepDense], ['low memory (gating units as one op, input projection recomputed)', o.lowMemory]].filter(([, v]) => v)
