@@ -120,4 +120,20 @@ describe('the SIMT pointwise kernel (IRCONSTYLE_EMULATE=pw_simt)', () => {
     const x2 = t([2, 6, 6, 32], 503), w2 = t([1, 1, 32, 40], 504), r2 = t([2, 6, 6, 40], 505);
     await compare('conv1x1_add Co 40', () => runOp('conv1x1_add', [x2, w2, r2]), false);
   });
+
+  it('IRCONSTYLE_PW_SIMT=mem: only the calls bound by memory (K N <= 40 (K + N)) take it', async () => {
+    process.env.IRCONSTYLE_PW_SIMT = 'mem';
+    try {
+      let seed = 600;
+      // [shape, C]: C = 48 (K 48, N 96: 4,608 <= 5,760) taken; C = 96 (K 96, N 192: 18,432 > 11,520) not
+      for (const [shape, C, taken] of [[[3, 50, 48], 48, true], [[2, 7, 9, 96], 96, false]] as [number[], number, boolean][]) {
+        const Ci = shape.at(-1)!;
+        const x = t(shape, seed++), w = t([1, 1, Ci, 2 * C], seed++, -0.3, 0.3), b = t([2 * C], seed++);
+        const dy = t([...shape.slice(0, -1), C], seed++);
+        await compare(`conv1x1_gate mem [${shape}] C ${C}`, () => runOp('conv1x1_gate_backward', [dy, x, w, b]), taken);
+      }
+    } finally {
+      delete process.env.IRCONSTYLE_PW_SIMT;
+    }
+  });
 });

@@ -85,11 +85,14 @@ describe('searchVariants', () => {
   it('takes the fastest agreeing variant, then adds others while they help; skips what the environment sets', async () => {
     process.env.IRCONSTYLE_TEST_E = '0';
     try {
-      const r = await searchVariants(measure((a, b) => 100 - (a ? 20 : 0) - (b ? 10 : 0)), { variants: ['A', 'B', 'C', 'D', 'E'].map(v) });
+      // A2 sets A's switch to another value (faster than the default, slower than A): never combined with A
+      const a2: KernelVariant = { name: 'A2', switches: { IRCONSTYLE_TEST_A: '2' } };
+      const times = (a: boolean, b: boolean) => (switchValue('IRCONSTYLE_TEST_A') === '2' ? 85 : 100 - (a ? 20 : 0) - (b ? 10 : 0));
+      const r = await searchVariants(measure(times), { variants: [...['A', 'B', 'C', 'D', 'E'].map(v), a2] });
       expect(r.chosen).toEqual(['A', 'B']);
       expect(r.switches).toEqual({ IRCONSTYLE_TEST_A: '1', IRCONSTYLE_TEST_B: '1' });
       expect(r.trials.map((t) => [t.name, t.ms, t.ok])).toEqual([['default', 100, true], ['A', 80, true], ['B', 90, true],
-        ['C', 10, false], ['D', null, false], ['E', null, false], ['default', 100, true], ['A+B', 70, true]]);
+        ['C', 10, false], ['D', null, false], ['E', null, false], ['A2', 85, true], ['default', 100, true], ['A+B', 70, true]]);
       expect(r.trials[3]!.note).toMatch(/loss total 3/);
       expect(r.trials[4]!.note).toMatch(/failed: no such kernel/);
       expect(r.trials[5]!.note).toMatch(/IRCONSTYLE_TEST_E set in the environment/);

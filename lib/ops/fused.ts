@@ -114,7 +114,7 @@ export const INFERENCE_APART_MIN = 1 << 22;
 export function inferenceApart(x: Tensor, ins: (Tensor | null)[], ownKernel: boolean): boolean {
   return x.device === 'cuda' && x.size >= INFERENCE_APART_MIN && !ownKernel && !needsGrad(ins);
 }
-const pwSimt = () => switchValue('IRCONSTYLE_PW_SIMT') === '1';  // the SIMT kernel forms the rows while staging them
+const pwSimt = () => ['1', 'mem'].includes(switchValue('IRCONSTYLE_PW_SIMT') ?? '');  // the SIMT kernel forms the rows while staging them
 const pwFwdOwn = () => switchValue('IRCONSTYLE_PW_FWD') === 'wmma' || pwSimt();
 const linearFwdOwn = () => switchValue('IRCONSTYLE_LINEAR_FWD') === 'split-tf32' || pwSimt();
 

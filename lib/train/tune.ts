@@ -29,6 +29,8 @@ function contains(m: Module, is: (m: Module) => boolean): boolean {
  */
 export const TUNE_VARIANTS: readonly KernelVariant[] = [
   { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
+  // the same kernel only where it is bound by memory, not by its FP32 FMAs (the shallow, narrow levels)
+  { name: 'pwSimtMem', switches: { IRCONSTYLE_PW_SIMT: 'mem' } },
   { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
   { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, backwardOnly: true },
   { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
@@ -235,6 +237,8 @@ export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {
     chosen = [faster[0]!.v];
     best = faster[0]!.ms;
     for (const f of faster.slice(1)) {
+      const keys = new Set(chosen.flatMap((c) => Object.keys(c.switches ?? {})));
+      if (Object.keys(f.v.switches ?? {}).some((k) => keys.has(k))) continue;  // another value of a switch already set
       const ms = await run([...chosen, f.v]);
       if (ms !== null && ms < best * (1 - minGain)) {
         chosen = [...chosen, f.v];

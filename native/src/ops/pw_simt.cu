@@ -158,7 +158,7 @@ int64_t grid_for(const KernelCtx* k, int mode, const Args& p) {
 
 }  // namespace
 
-bool pw_simt_requested() { return env_is("IRCONSTYLE_PW_SIMT", "1"); }
+bool pw_simt_requested() { return env_is("IRCONSTYLE_PW_SIMT", "1") || env_is("IRCONSTYLE_PW_SIMT", "mem"); }
 
 int64_t pw_simt_cuda(const KernelCtx& k, int mode, const Args& p) { return grid_for(&k, mode, p); }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "host_device.h"
+#include "switches.h"
 
 namespace irc {
 namespace pwsimt {
@@ -97,10 +98,18 @@ inline bool shape_ok(int mode, int64_t K, int64_t N, int64_t smem_limit) {
   return 4 * smem_floats(static_cast<int>(K), static_cast<int>(N), static_cast<int>(N / kLanes)) <= smem_limit;
 }
 
+// IRCONSTYLE_PW_SIMT=mem: only the calls where the kernel is bound by memory rather than by its FP32 FMAs on an H100
+// (33.5 T FMA/s against 3.35 TB/s: about 40 FMAs per float moved), K N <= 40 (K + N) — ConStyle NAFNet's first level
+// (C = 48), not the deeper ones; IRCONSTYLE_PW_SIMT=1 takes every call it can.
+inline bool within_cap(const Args& p) {
+  return !env_is("IRCONSTYLE_PW_SIMT", "mem") || int64_t{p.K} * p.N <= 40 * (int64_t{p.K} + p.N);
+}
+
 // Whether the kernel takes the call p with smem_limit bytes of shared memory per block: rows, shapes, x's alignment
-// (float4 loads), the groups of its scales and kLnBwd's LayerNorm.
+// (float4 loads), the groups of its scales and kLnBwd's LayerNorm; and IRCONSTYLE_PW_SIMT=mem's cap.
 inline bool takes(int mode, const Args& p, int64_t smem_limit) {
-  return p.rows > 0 && shape_ok(mode, p.K, p.N, smem_limit) && (reinterpret_cast<uintptr_t>(p.x) & 15u) == 0 &&
+  return p.rows > 0 && within_cap(p) && shape_ok(mode, p.K, p.N, smem_limit) &&
+         (reinterpret_cast<uintptr_t>(p.x) & 15u) == 0 &&
          (!p.a || p.group_rows > 0) && (!p.os || p.os_group_rows > 0) &&
          (mode != kLnBwd || (p.lx && p.lg && p.lmean && p.lrstd && !p.b && !p.os));
 }
