@@ -178,10 +178,10 @@ export async function timeSteps(steps: number, once: () => Promise<void>): Promi
 
 /**
  * Times the default paths, then each variant alone (and the default again if any was faster), then adds the faster
- * ones to the fastest one by one; a variant
- * whose step disagrees with the default's (compareSamples) or throws is never taken. A variant whose switches the
- * environment sets is skipped (the environment decides those). Returns the chosen variants' switches for the caller to
- * apply where it enqueues (withSwitches); their JS changes (`apply`) are left applied.
+ * ones to the fastest one by one; a variant whose step disagrees with the default's (compareSamples) or throws is
+ * never taken. A variant whose switches the environment sets is skipped (the environment decides those). Returns the
+ * chosen variants' switches for the caller to apply where it enqueues (withSwitches); their JS changes (`apply`) are
+ * left applied.
  */
 export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {}): Promise<TuneReport> {
   const t0 = performance.now();
