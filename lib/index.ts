@@ -30,7 +30,7 @@ export { padToMultiple, forwardAnySize, type SizedNetwork } from './infer/pad.js
 export { captureForward, type CapturedForward, type CaptureOptions } from './infer/graph.js';
 export * from './losses/index.js';
 export { IRConStyleTrainer, type TrainerOptions, type StepLosses } from './train/irconstyle.js';
-export { TUNE_VARIANTS, compareSamples, type KernelVariant, type TuneOptions, type TuneReport, type TuneTrial } from './train/tune.js';
+export { TUNE_VARIANTS, TRIAL_VARIANTS, defaultVariants, compareSamples, type KernelVariant, type TuneOptions, type TuneReport, type TuneTrial } from './train/tune.js';
 export { kernelSwitches, setKernelSwitches, withSwitches } from './native/switches.js';
 export { psnr } from './metrics/psnr.js';
 export { readSafetensors, writeSafetensors, loadSafetensors, saveSafetensors } from './io/safetensors.js';

@@ -416,13 +416,16 @@ export async function runBench({
   const T0 = Date.now();
   const left = () => budgetS - (Date.now() - T0) / 1000;
   process.env.IRCONSTYLE_BACKEND ??= 'cuda';
+  // the kernel tuning also tries the variants not yet proven on a GPU (TRIAL_VARIANTS): measuring them is this
+  // bench's job (scripts/device-check.mjs runs it after their op cases, leaving out any that failed)
+  process.env.IRCONSTYLE_TUNE ??= 'all';
   const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const info = lib.backendInfo();
   if (device === 'cuda' && info.device !== 'cuda') return { skipped: `CUDA unavailable: ${lib.backend()}` };
   log(`bench: ${budgetS} s budget${safe ? '; safe mode: block forwards unfused, plain and graph-mode steps and inference only' : ''}`);
   const result = { device: device === 'cuda' ? info.cuda.name : 'cpu (smoke test)', backend: lib.backend(), config: { model, batch, size, K, lr: 3e-4, wd: 1e-4 }, safe };
-  const names = new Set(['IRCONSTYLE_TF32', ...KERNEL_SWITCHES.flatMap((k) => [...Object.keys(k.env), ...Object.keys(k.on)])]);
+  const names = new Set(['IRCONSTYLE_TF32', 'IRCONSTYLE_TUNE', ...KERNEL_SWITCHES.flatMap((k) => [...Object.keys(k.env), ...Object.keys(k.on)])]);
   const env = Object.entries(process.env).filter(([k]) => names.has(k));
   if (env.length) log(`bench: kernel switches ${env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   result.switches = Object.fromEntries(env);

@@ -222,6 +222,9 @@ const GRAPH_CASES = [
   ['constyle-nafnet-tiny', [1, 64, 64, 3]], ['nafnet-tiny', [2, 48, 80, 3]], ['constyle-restormer-tiny', [1, 64, 64, 3]],
   ['constyle-maxim-tiny', [1, 64, 64, 3]], ['constyle-nafnet', [1, 256, 256, 3]],
 ];
+/** Every kernel-tuning variant: those proven on a GPU and those on trial (lib/train/tune.ts). */
+const ALL_VARIANTS = (L) => [...L.TUNE_VARIANTS, ...L.TRIAL_VARIANTS];
+
 async function graphWorker() {
   const L = await loadLib();
   const target = opt('--target', 'cuda');
@@ -241,7 +244,7 @@ async function graphWorker() {
       gt.dispose();
     }
     const out = { losses: losses.flat(), params: await tr.arena.params.data(), state: tr.graphState, graphMiB: L.native.memoryStats().cudaGraphBytes / 2 ** 20,
-      tune: tr.tuneReport, variants: L.TUNE_VARIANTS.filter((v) => !v.appliesTo || v.appliesTo(net)).length };
+      tune: tr.tuneReport, variants: ALL_VARIANTS(L).filter((v) => !v.appliesTo || v.appliesTo(net)).length };
     tr.dispose();
     net.dispose();
     return out;
@@ -251,9 +254,9 @@ async function graphWorker() {
     const t0 = Date.now();
     try {
       if (i === GRAPH_CASES.length + 2) {
-        // kernel tuning in graph mode tries every TUNE_VARIANT (recordings and replays from a snapshot) and, with
+        // kernel tuning in graph mode tries every variant (recordings and replays from a snapshot) and, with
         // nothing taken (minGain near 1), leaves the run as the untuned one: the snapshot and its restore on the GPU
-        const a = await trainRun(true), b = await trainRun(true, { minGain: 0.999, steps: 2 });
+        const a = await trainRun(true), b = await trainRun(true, { minGain: 0.999, steps: 2, variants: ALL_VARIANTS(L) });
         const err = Math.max(relErr(a.losses, b.losses), relErr(a.params, b.params));
         const t = b.tune;
         const tried = t?.trials?.length === b.variants + 1 && !t.error && t.chosen.length === 0;
@@ -612,7 +615,9 @@ async function main() {
     rmSync(saved, { force: true });
     const r = await runWorkers({
       mode: '--bench-worker', extra: ['--budget', String(b - 10), '--out', OUT, ...smokeArgs],
-      env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...fallback.env, ...excluded },
+      // (IRCONSTYLE_TUNE=all: the tuning also tries the variants not yet run on a GPU before this check, whose op cases
+      // have passed above, or are left out by `excluded`)
+      env: { ...process.env, IRCONSTYLE_BACKEND: benchTarget, IRCONSTYLE_TUNE: process.env.IRCONSTYLE_TUNE ?? 'all', ...fallback.env, ...excluded },
       n: 1, deadline: Date.now() + b * 1000, stallS: b, log: join(OUT, 'bench.log'),
     });
     const partial = () => { try { return JSON.parse(readFileSync(saved, 'utf8')); } catch { return null; } };  // (cut short?)

@@ -62,7 +62,8 @@ export const OWN_KERNEL_OPS = [...new Set(own.filter((k) => Object.keys(k.on).le
 export const SOLO_PASSES = KERNEL_SWITCHES.filter((k) => k.pass).map((k) => ({ name: k.pass, env: k.on, ops: k.ops }));
 
 /**
- * The switches the trainer's kernel tuning tries (`tune`: lib/train/tune.ts TUNE_VARIANTS) that it must leave off:
+ * The switches the trainer's kernel tuning tries (`tune`: lib/train/tune.ts TUNE_VARIANTS and TRIAL_VARIANTS) that it
+ * must leave off:
  * those whose ops failed a case in a pass that had them on (their own pass, or the `own` pass with every `on` switch).
  * `opRes` maps a pass name to its results { op, ok }. Returns their `env` (off) values: set in the environment, the
  * tuning skips them.

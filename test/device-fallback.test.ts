@@ -68,10 +68,10 @@ describe('kernel fallback of the device check', () => {
 });
 
 describe("the trainer's kernel tuning on the GPU machine", () => {
-  it('the switches marked `tune` are those TUNE_VARIANTS sets', async () => {
-    const { TUNE_VARIANTS } = await import('../lib/train/tune.js');
+  it('the switches marked `tune` are those the tuning variants set', async () => {
+    const { TUNE_VARIANTS, TRIAL_VARIANTS } = await import('../lib/train/tune.js');
     const marked = KERNEL_SWITCHES.filter((k) => k.tune).flatMap((k) => Object.keys(k.on)).sort();
-    expect(marked).toEqual([...new Set(TUNE_VARIANTS.flatMap((v) => Object.keys(v.switches ?? {})))].sort());
+    expect(marked).toEqual([...new Set([...TUNE_VARIANTS, ...TRIAL_VARIANTS].flatMap((v) => Object.keys(v.switches ?? {})))].sort());
   });
   it('a kernel with a failing case in a pass that ran it is left out (its switch off); other failures leave it in', () => {
     const r = (op: string, ok: boolean, harness = false) => ({ op, name: op, ok, harness });

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createModel } from '../lib/models/catalog.js';
 import { setInitSeed } from '../lib/nn/init.js';
 import { IRConStyleTrainer, type StepLosses } from '../lib/train/irconstyle.js';
-import { compareSamples, searchVariants, TUNE_VARIANTS, type KernelVariant, type TuneOptions, type TuneSample } from '../lib/train/tune.js';
+import { compareSamples, defaultVariants, searchVariants, TRIAL_VARIANTS, TUNE_VARIANTS, type KernelVariant, type TuneOptions, type TuneSample } from '../lib/train/tune.js';
 import { kernelSwitches, setKernelSwitches, switchValue, withSwitches } from '../lib/native/switches.js';
 import { tensor } from '../lib/tensor/tensor.js';
 import { runOp } from '../lib/ops/run.js';
@@ -185,16 +185,26 @@ describe('IRConStyleTrainer kernel tuning', () => {
     });
   }
 
-  it('is off by default on the CPU; tune: true tries the CUDA variants (the same paths there) and keeps a result', async () => {
+  it('is off by default on the CPU; tune: true tries the variants proven on a GPU, IRCONSTYLE_TUNE=all those on trial too', async () => {
     const off = await train(undefined, false, 3);
     expect(off.report).toBeNull();
-    const on = await train({ steps: 1 }, false, 3);
     // (MAXIM's gating-unit variant does not apply to a NAFNet)
-    const applicable = TUNE_VARIANTS.filter((v) => v.name !== 'spatialGate');
-    expect(applicable.length).toBe(TUNE_VARIANTS.length - 1);
-    expect(on.report!.trials.map((t) => t.name).slice(0, applicable.length + 1)).toEqual(['default', ...applicable.map((v) => v.name)]);
+    const names = (vs: readonly KernelVariant[]) => vs.filter((v) => v.name !== 'spatialGate').map((v) => v.name);
+    expect(defaultVariants()).toEqual(TUNE_VARIANTS);
+    const on = await train({ steps: 1 }, false, 3);
+    expect(on.report!.trials.map((t) => t.name).slice(0, names(TUNE_VARIANTS).length + 1)).toEqual(['default', ...names(TUNE_VARIANTS)]);
     expect(on.report!.trials.every((t) => t.ok)).toBe(true);
     expect(on.losses).toEqual(off.losses);
+    process.env.IRCONSTYLE_TUNE = 'all';
+    try {
+      const all = await train({ steps: 1 }, false, 3);
+      const want = names([...TUNE_VARIANTS, ...TRIAL_VARIANTS]);
+      expect(want).toContain('pwSimt');
+      expect(all.report!.trials.map((t) => t.name).slice(0, want.length + 1)).toEqual(['default', ...want]);
+      expect(all.report!.trials.every((t) => t.ok)).toBe(true);
+    } finally {
+      delete process.env.IRCONSTYLE_TUNE;
+    }
   });
 
   it("the chosen switches apply to this trainer's steps (graph mode too), not to the process", async () => {

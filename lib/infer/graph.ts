@@ -10,14 +10,14 @@ import { tidy, untracked } from '../tensor/scope.js';
 import { Tensor, shapeStr, toIrcError, type Shape } from '../tensor/tensor.js';
 import { sync } from '../tensor/memory.js';
 import { withSwitches } from '../native/switches.js';
-import { checkTuneOptions, searchVariants, TUNE_VARIANTS, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from '../train/tune.js';
+import { checkTuneOptions, defaultVariants, searchVariants, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from '../train/tune.js';
 
 export interface CaptureOptions {
   /** false: never make a graph (run() then runs fn op by op). Default true. */
   graph?: boolean;
   /**
    * Kernel tuning (default off): before the recording, fn is timed on the default kernel paths and with each opt-in
-   * path (TUNE_VARIANTS but the backward-only and model-specific ones; on CUDA as a recording replayed `steps` times, otherwise op by
+   * path (defaultVariants() but the backward-only and model-specific ones; on CUDA as a recording replayed `steps` times, otherwise op by
    * op), each output checked against the default's (relative L2 difference ≤ gradTol + 0.01, gradTol 1e-2 here), and
    * the fastest that agrees by at least minGain is recorded (its switches also apply to run() op by op).
    * `tuneReport` says what was tried.
@@ -117,7 +117,7 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
       }
     };
     try {
-      tuneReport = await searchVariants(measure, { gradTol: 1e-2, variants: TUNE_VARIANTS.filter((v) => !v.backwardOnly && !v.appliesTo), ...tuneOpts });
+      tuneReport = await searchVariants(measure, { gradTol: 1e-2, variants: defaultVariants().filter((v) => !v.backwardOnly && !v.appliesTo), ...tuneOpts });
       switches = tuneReport.switches;
     } catch (e) {
       tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };

@@ -19,7 +19,7 @@ import { irconstyleLoss, pixelLoss } from '../losses/index.js';
 import { sync } from '../tensor/memory.js';
 import { withSwitches } from '../native/switches.js';
 import type { Module } from '../nn/module.js';
-import { checkTuneOptions, searchVariants, timeSteps, TUNE_VARIANTS, type TuneOptions, type TuneReport, type TuneSample } from './tune.js';
+import { checkTuneOptions, defaultVariants, searchVariants, timeSteps, type TuneOptions, type TuneReport, type TuneSample } from './tune.js';
 
 export interface TrainerOptions extends AdamWOptions {
   /** Iterations (1-based) during which ConStyle's losses are used and encoder_q trains (default: forever). */
@@ -46,9 +46,9 @@ export interface TrainerOptions extends AdamWOptions {
   maxGraphs?: number;
   /**
    * Kernel tuning (default: on for a model on CUDA, unless IRCONSTYLE_TUNE=0; off on the CPU). At the second step,
-   * before anything is recorded, one step of the default kernel paths and of each opt-in path (TUNE_VARIANTS: the SIMT
-   * 1×1 kernel, the batched depthwise loads, the one-pass depthwise gate backward, the GEMM and cuDNN autotuners, and
-   * for MAXIM its gating units as one op; those that apply to the model) is
+   * before anything is recorded, one step of the default kernel paths and of each opt-in path that applies to the
+   * model (TUNE_VARIANTS: those proven on a GPU; with IRCONSTYLE_TUNE=all also TRIAL_VARIANTS: the SIMT 1×1 kernel,
+   * the batched depthwise loads, the GEMM and cuDNN autotuners, not yet run on one) is
    * timed from the same state on the same batch, each checked against the default's losses and gradients, and the
    * fastest that agrees is kept (kernel switches set while this trainer enqueues its steps; a switch set in the
    * environment is left alone). Parameters, optimizer state, queue and statistics are then put back exactly, and the
@@ -222,7 +222,7 @@ export class IRConStyleTrainer {
     const { opts } = this.#tune;
     this.#tune = null;
     this.#switches = {};
-    const search = { ...opts, variants: (opts.variants ?? TUNE_VARIANTS).filter((v) => !v.appliesTo || v.appliesTo(this.model)) };
+    const search = { ...opts, variants: (opts.variants ?? defaultVariants()).filter((v) => !v.appliesTo || v.appliesTo(this.model)) };
     const snap = this.#snapshot();
     let graphed = this.graph && lq.device === 'cuda' && this.#maxGraphs > 0;
     const measure = async (): Promise<{ ms: number; sample: TuneSample }> => {

@@ -23,24 +23,39 @@ function contains(m: Module, is: (m: Module) => boolean): boolean {
 }
 
 /**
- * The opt-in CUDA paths the trainer tries by default: kernels proven exact on the H100 by the device check but not
- * yet measured faster there than the library paths (BENCHMARKS.md), the library autotuners, and MAXIM's gating units
- * as one op.
+ * The opt-in CUDA paths the trainer tries by default: those proven on hardware (the device check's op cases on the
+ * H100, run 9) but measured slower there at the op level, which a whole step on another card may still favour: the
+ * one-pass depthwise gate backward, and for MAXIM its gating units as one op (less memory held).
  */
 export const TUNE_VARIANTS: readonly KernelVariant[] = [
-  { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
-  // the same kernel only where it is bound by memory, not by its FP32 FMAs (the shallow, narrow levels)
-  { name: 'pwSimtMem', switches: { IRCONSTYLE_PW_SIMT: 'mem' } },
-  { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
   { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, backwardOnly: true },
-  { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
-  { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
   // MAXIM's gating units and spatial gating weights as one op each (less memory held for the backward; fewer ops)
   { name: 'spatialGate', switches: { IRCONSTYLE_SPATIAL_GATE: '1' }, appliesTo: (m) => contains(m, (x) => x instanceof GatingUnit) },
 ];
 
+/**
+ * Paths written since run 9 and checked here (their code run on the CPU) but not yet run on a GPU: tried only where
+ * asked (`IRCONSTYLE_TUNE=all`, or TuneOptions.variants) — the device check's bench asks, after their op cases
+ * passed on the card. A kernel that faults on a GPU could leave the CUDA context unusable, which a library's default
+ * must not risk; once a device check has proven them they move to TUNE_VARIANTS.
+ */
+export const TRIAL_VARIANTS: readonly KernelVariant[] = [
+  { name: 'pwSimt', switches: { IRCONSTYLE_PW_SIMT: '1' } },
+  // the same kernel only where it is bound by memory, not by its FP32 FMAs (the shallow, narrow levels)
+  { name: 'pwSimtMem', switches: { IRCONSTYLE_PW_SIMT: 'mem' } },
+  { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
+  { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
+  { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
+];
+
+/** The variants tried when TuneOptions.variants is not given: TUNE_VARIANTS, and TRIAL_VARIANTS with
+ * IRCONSTYLE_TUNE=all. */
+export function defaultVariants(): readonly KernelVariant[] {
+  return process.env.IRCONSTYLE_TUNE === 'all' ? [...TUNE_VARIANTS, ...TRIAL_VARIANTS] : TUNE_VARIANTS;
+}
+
 export interface TuneOptions {
-  /** The variants tried beside the default (default TUNE_VARIANTS). */
+  /** The variants tried beside the default (default: defaultVariants()). */
   variants?: readonly KernelVariant[];
   /** Timed steps per variant, after one untimed (default 5); the median counts. */
   steps?: number;
@@ -186,7 +201,7 @@ export async function timeSteps(steps: number, once: () => Promise<void>): Promi
 export async function searchVariants(measure: MeasureStep, opts: TuneOptions = {}): Promise<TuneReport> {
   const t0 = performance.now();
   checkTuneOptions(opts);
-  const variants = opts.variants ?? TUNE_VARIANTS;
+  const variants = opts.variants ?? defaultVariants();
   const minGain = opts.minGain ?? 0.02;
   const trials: TuneTrial[] = [];
   const base = await measure();  // the default paths: the reference (a failure here is the step's own)
