@@ -44,6 +44,10 @@ export const KERNEL_SWITCHES = [
   // item's loads issued before its arithmetic and the items rows first; proven in a strict pass of its own
   { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, tune: true, pass: 'slide',
     ops: ['dwconv_gate', 'dwconv_gate_backward', 'conv2d', 'conv2d_backward'] },
+  // read by lib/models/nafnet.ts: NAFNet's SCA scale as a channel_scale pass before conv3's GEMM instead of inside it
+  // (the kernel tuning's scaleApart; the ops themselves have one path)
+  { env: { IRCONSTYLE_SCA_SCALE: 'conv' }, on: { IRCONSTYLE_SCA_SCALE: 'apart' }, fallback: false, tune: true,
+    ops: ['conv1x1_add', 'conv1x1_add_backward', 'channel_scale', 'channel_scale_backward'] },
   // read by lib/models/maxim_blocks.ts (the models' choice of op; the ops themselves have one path)
   { env: { IRCONSTYLE_SPATIAL_GATE: '0' }, on: { IRCONSTYLE_SPATIAL_GATE: '1' }, tune: true, ops: ['spatial_gate', 'spatial_gate_backward', 'spatial_mix', 'spatial_mix_backward'] },
 ];

@@ -9,6 +9,7 @@ import { globalAvgPool, channelScale, simpleGate } from '../ops/nafnet.js';
 import { conv1x1Add, dwconvGate, lnConv1x1, lnConv1x1Gate } from '../ops/fused.js';
 import { pixelShuffle, pad2d, crop2d } from '../ops/shape.js';
 import { chain, type Checkpointable } from '../autograd/checkpoint.js';
+import { switchValue } from '../native/switches.js';
 
 /** Simplified channel attention: `sca.1` is the 1×1 conv after global average pooling. */
 class SCA extends Module {
@@ -35,6 +36,9 @@ class SCA extends Module {
  * channel_scale pass first, then one GEMM over every row (the scaled input kept for the backward).
  */
 export const nafnetFusion = { lnConv: true, scaleInConv: true };
+/** scaleInConv, unless the kernel switch IRCONSTYLE_SCA_SCALE=apart asks for the scale apart (the kernel tuning's
+ * `scaleApart` variant, read at forward time). */
+const scaleInConv = () => nafnetFusion.scaleInConv && switchValue('IRCONSTYLE_SCA_SCALE') !== 'apart';
 
 /** NAFBlock(c): LN2d → 1×1 → dw3×3 → SimpleGate → SCA → 1×1, ×β skip; LN2d → 1×1 → SG → 1×1, ×γ skip. */
 export class NAFBlock extends Module {
@@ -71,7 +75,7 @@ export class NAFBlock extends Module {
     x = dwconvGate(x, this.conv2.P.weight!, this.conv2.P.bias ?? null, 1);
     const c3 = this.conv3.P;
     const c3b = c3.bias ?? null, a = this.sca.weights(x);
-    const y = nafnetFusion.scaleInConv ? conv1x1Add(x, c3.weight!, inp, c3b, this.P.beta!, a)
+    const y = scaleInConv() ? conv1x1Add(x, c3.weight!, inp, c3b, this.P.beta!, a)
       : conv1x1Add(channelScale(x, a), c3.weight!, inp, c3b, this.P.beta!);
     const c4 = this.conv4.P, n2 = this.norm2;
     x = fuse ? lnConv1x1Gate(y, n2.P.weight!, n2.P.bias!, c4.weight!, c4.bias ?? null, n2.eps) // norm2, conv4, gate

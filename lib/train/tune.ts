@@ -4,6 +4,7 @@ import { IrcError } from '../errors.js';
 import { pushSwitches } from '../native/switches.js';
 import type { Module } from '../nn/module.js';
 import { GatingUnit } from '../models/maxim_blocks.js';
+import { NAFBlock } from '../models/nafnet.js';
 
 /** A kernel path to try: switches it sets (README "Kernel switches") and/or a JS-side change with its undo. */
 export interface KernelVariant {
@@ -23,12 +24,15 @@ function contains(m: Module, is: (m: Module) => boolean): boolean {
 }
 
 /**
- * The opt-in CUDA paths the trainer tries by default: those proven on hardware (the device check's op cases on the
- * H100, run 9) but measured slower there at the op level, which a whole step on another card may still favour: the
- * one-pass depthwise gate backward, and for MAXIM its gating units as one op (less memory held).
+ * The opt-in CUDA paths the trainer tries by default, each made of ops proven on hardware (the device check's op cases
+ * on the H100, run 9): the one-pass depthwise gate backward (slower there at the op level, which a whole step on
+ * another card may still favour), NAFNet's SCA scale apart from conv3 (one GEMM over all rows instead of one per
+ * sample; more memory held: 0.45 of PyTorch's peak instead of 0.39 by the memory model), and for MAXIM its gating
+ * units as one op (less memory held).
  */
 export const TUNE_VARIANTS: readonly KernelVariant[] = [
   { name: 'dwgateOnePass', switches: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, backwardOnly: true },
+  { name: 'scaleApart', switches: { IRCONSTYLE_SCA_SCALE: 'apart' }, appliesTo: (m) => contains(m, (x) => x instanceof NAFBlock) },
   // MAXIM's gating units and spatial gating weights as one op each (less memory held for the backward; fewer ops)
   { name: 'spatialGate', switches: { IRCONSTYLE_SPATIAL_GATE: '1' }, appliesTo: (m) => contains(m, (x) => x instanceof GatingUnit) },
 ];
