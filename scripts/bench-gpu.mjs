@@ -180,8 +180,15 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       // agrees kept for this trainer's steps, also the profiled ones after it): one op-by-op step, the recording, then
       // replays.
       trainer.graph = true;
-      // (on the CPU smoke test: tuned op by op, the harness); at most 45 s of the budget
-      if (left() > 90 + reserveS) trainer.retune({ maxSeconds: Math.min(45, left() - 75 - reserveS) });
+      // (on the CPU smoke test: tuned op by op, the harness); at most 45 s of the budget. Marked while it runs: a kernel
+      // on trial that poisons the process leaves the family to a rerun with the proven variants only (benchRerun)
+      if (left() > 90 + reserveS) {
+        ours.tuneRunning = true;
+        saveProgress({ ...ours });
+        // (testing the rerun: BENCH_TUNE_INJECT=exit ends the process in the tuning, as a faulting kernel would)
+        const inject = process.env.BENCH_TUNE_INJECT === 'exit' ? [{ name: 'injected', apply: () => process.exit(70) }] : [];
+        trainer.retune({ maxSeconds: Math.min(45, left() - 75 - reserveS), ...(inject.length ? { variants: [...lib.defaultVariants(), ...inject] } : {}) });
+      }
       const gts = [];
       for (let it = 0; it < Math.max(5, steps) + 2; it++) {
         if (it >= 4 && left() < 25) break;
@@ -195,6 +202,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
           ours.tune = trainer.tuneReport;
           log(`ours ${model}: kernel tuning ${tuneText(ours.tune)}`);
         }
+        delete ours.tuneRunning;
         ours.graphLoss = l.total;
       }
       ours.graph = { msStep: median(gts), imgPerS: (batch * 1000) / median(gts), steps: gts.length, graphed: ours.graphState?.[0]?.graphed ?? false,

@@ -627,15 +627,18 @@ async function main() {
     // A family whose step failed (an error, a crash, a non-finite loss) is measured again in a fresh process with
     // every kernel switch set and the block forwards unfused: the numbers of the proven paths, not none. Families
     // left unrun after an A/B variant failed are measured as they are, without the A/B (benchRerun).
-    const { families: failedFams, safe: safeRerun } = benchRerun(bench);
+    const { families: failedFams, safe: safeRerun, tuneOff } = benchRerun(bench);
     if (failedFams.length && left() > 90) {
       const all = safeRerun ? Object.assign({}, ...KERNEL_SWITCHES.map((k) => k.env)) : {};
       const b2 = Math.floor(left() - 30);
       say(safeRerun ? `\n== d'. bench again in safe mode for ${failedFams.join(', ')} (${b2} s): block forwards unfused, ` +
         `${Object.entries(all).map(([k, v]) => `${k}=${v}`).join(' ')}`
-        : `\n== d'. bench again for ${failedFams.join(', ')} (${b2} s), left unrun after an A/B variant failed: no A/B`);
-      const env = { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...all };
+        : tuneOff ? `\n== d'. bench again for ${failedFams.join(', ')} (${b2} s) after a failure during the kernel tuning: ` +
+          'tuned with the proven variants only (IRCONSTYLE_TUNE=1), no A/B'
+          : `\n== d'. bench again for ${failedFams.join(', ')} (${b2} s), left unrun after an A/B variant failed: no A/B`);
+      const env = { ...process.env, IRCONSTYLE_BACKEND: benchTarget, ...all, ...excluded, ...(tuneOff ? { IRCONSTYLE_TUNE: '1' } : {}) };
       delete env.BENCH_AB;
+      delete env.BENCH_TUNE_INJECT;
       const r2 = await runWorkers({
         mode: '--bench-worker', extra: ['--budget', String(b2 - 10), '--out', OUT, '--out-name', 'bench-gpu-safe.json',
           ...(safeRerun ? ['--safe'] : []), '--only', failedFams.join(','), ...(partial() ? ['--reuse-pytorch', saved] : []),
@@ -644,6 +647,7 @@ async function main() {
       });
       result.benchSafe = r2[0]?.result ?? { error: r2[0]?.error ?? 'no result' };
       result.benchSafeMode = safeRerun;
+      result.benchTuneOff = tuneOff;
       save();
     }
   }
@@ -715,8 +719,9 @@ async function main() {
     for (const line of bench.table ?? []) say(line);
   }
   if (result.benchSafe) {
-    say(result.benchSafeMode === false ? 'bench again for the families an A/B failure left unrun (no A/B):'
-      : 'bench in safe mode (a family failed above):');
+    say(result.benchTuneOff ? 'bench again after a failure during the kernel tuning (proven variants only, no A/B):'
+      : result.benchSafeMode === false ? 'bench again for the families an A/B failure left unrun (no A/B):'
+        : 'bench in safe mode (a family failed above):');
     if (result.benchSafe.error) say(`  ERROR ${result.benchSafe.error}`);
     for (const line of result.benchSafe.table ?? []) say(line);
   }

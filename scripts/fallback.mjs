@@ -110,21 +110,24 @@ export function benchFailures(bench) {
   }
   const p = bench.partial, done = new Set();
   for (const o of [...(p?.ours ? [{ ...p.ours, model: 'nafnet' }] : []), ...(p?.others ?? [])])
-    if (o.msStep > 0 && !bad(o)) done.add(fam(o.model));
+    if (o.msStep > 0 && !bad(o) && !o.tuneRunning) done.add(fam(o.model));
   return ['nafnet', 'restormer', 'maxim'].filter((f) => !done.has(f));
 }
 
 /**
- * How scripts/device-check.mjs measures the failed families again: { families, safe }. In safe mode (every kernel
- * switch on its library path, the block forwards unfused) when a family's own step failed or the bench died outside an
- * A/B; as they are, without BENCH_AB, when only an A/B variant failed (`abError`) or the process died during one
- * (`abRunning`): the families it left unrun lose no figures to the safe paths then.
+ * How scripts/device-check.mjs measures the failed families again: { families, safe, tuneOff }. In safe mode (every
+ * kernel switch on its library path, the block forwards unfused) when a family's own step failed or the bench died
+ * outside an A/B and the kernel tuning; as they are, without BENCH_AB, when only an A/B variant failed (`abError`) or
+ * the process died during one (`abRunning`): the families it left unrun lose no figures to the safe paths then; and
+ * so, but tuned with the proven variants only (`tuneOff`: IRCONSTYLE_TUNE=1), when a family failed or the process died
+ * while the tuning ran (`tuneRunning`: a kernel on trial is the likely cause).
  */
 export function benchRerun(bench) {
   const families = benchFailures(bench);
   const src = bench?.error ? bench.partial : bench;
   const all = src ? [src.ours, ...(src.others ?? [])].filter(Boolean) : [];
   const inAB = all.some((o) => o.abRunning || o.abError);
-  const ownFailed = all.some((o) => o.error || o.nonFinite);
-  return { families, safe: ownFailed || !inAB };
+  const inTune = all.some((o) => o.tuneRunning);
+  const ownFailed = all.some((o) => (o.error || o.nonFinite) && !o.tuneRunning);
+  return { families, safe: !inTune && (ownFailed || !inAB), tuneOff: inTune };
 }

@@ -10,7 +10,7 @@ const { kernelFallback, benchFailures, benchRerun, tuneExclusions, KERNEL_SWITCH
   kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
   tuneExclusions(opRes: Record<string, (Res & { harness?: boolean })[]>): Record<string, string>;
   benchFailures(bench: unknown): string[];
-  benchRerun(bench: unknown): { families: string[]; safe: boolean };
+  benchRerun(bench: unknown): { families: string[]; safe: boolean; tuneOff: boolean };
   KERNEL_SWITCHES: { env: Record<string, string>; on: Record<string, string>; ops: string[]; tune?: boolean }[];
 };
 const { opCases } = (await import('../scripts/op-cases.mjs' as string)) as { opCases(): Case[] };
@@ -98,14 +98,22 @@ describe('benchmark families measured again in safe mode', () => {
   it('after an A/B variant failed, the families it left unrun run again as they are (no safe mode)', () => {
     // an A/B error in NAFNet's variants: its own figures stand, Restormer and MAXIM were left unrun
     expect(benchRerun({ ours: { ...good, abError: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] }))
-      .toEqual({ families: ['restormer', 'maxim'], safe: false });
+      .toEqual({ families: ['restormer', 'maxim'], safe: false, tuneOff: false });
     // the process died during Restormer's A/B (its figures were saved first)
     expect(benchRerun({ error: 'worker exited', partial: { ours: good, others: [{ model: 'constyle-restormer', ...good, abRunning: true }] } }))
-      .toEqual({ families: ['maxim'], safe: false });
+      .toEqual({ families: ['maxim'], safe: false, tuneOff: false });
     // a family's own step failed, or the process died outside an A/B: safe mode
     expect(benchRerun({ ours: { error: 'E_CUDA: x' }, others: [], notRun: ['restormer', 'maxim'] }).safe).toBe(true);
-    expect(benchRerun({ error: 'worker exited', partial: { ours: good, others: [] } })).toEqual({ families: ['restormer', 'maxim'], safe: true });
-    expect(benchRerun({ ours: good, others: [{ model: 'constyle-maxim', ...good }] })).toEqual({ families: [], safe: true });
+    expect(benchRerun({ error: 'worker exited', partial: { ours: good, others: [] } })).toEqual({ families: ['restormer', 'maxim'], safe: true, tuneOff: false });
+    expect(benchRerun({ ours: good, others: [{ model: 'constyle-maxim', ...good }] })).toEqual({ families: [], safe: true, tuneOff: false });
+  });
+  it('a failure while the kernel tuning ran: the family (and those after it) again as they are, tuned with the proven variants', () => {
+    // the process died in NAFNet's tuning (its op-by-op figures saved, the graph-mode step not measured)
+    expect(benchRerun({ error: 'worker exited', partial: { ours: { ...good, tuneRunning: true }, others: [] } }))
+      .toEqual({ families: ['nafnet', 'restormer', 'maxim'], safe: false, tuneOff: true });
+    // an error thrown there (a poisoned context): the same
+    expect(benchRerun({ ours: { ...good, tuneRunning: true, error: 'E_CUDA: illegal address' }, others: [], notRun: ['restormer', 'maxim'] }))
+      .toEqual({ families: ['nafnet', 'restormer', 'maxim'], safe: false, tuneOff: true });
   });
   it('a bench process that died: every family without a step time in what it saved', () => {
     expect(benchFailures({ error: 'worker exited', partial: null })).toEqual(['nafnet', 'restormer', 'maxim']);
