@@ -296,7 +296,10 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       log(`ours ${model}: inference 1x${s}² ${median(ts).toFixed(2)} ms (${ts.length} runs; host submission ${median(submit).toFixed(2)} ms)`);
       // The same forward replayed as one CUDA graph (captureForward), checked against the op-by-op output.
       if (left() > 10) {
+        ours.tuneRunning = true;  // (its kernel tuning: as the training step's above)
+        saveProgress({ ...ours });
         const g = await benchGraphed(lib, inf, img, inferReps, left);
+        delete ours.tuneRunning;
         ours[k ? 'infer512Graph' : 'infer256Graph'] = g;
         log(`ours ${model}: inference 1x${s}² as a graph: ${g.graphed ? `${g.ms.toFixed(2)} ms (${g.runs} runs; capture ${g.captureMs.toFixed(0)} ms; ` +
           `relative difference from op by op ${g.relErr.toExponential(2)})` : `not graphed: ${g.reason}`}${g.tune ? `; kernel tuning ${tuneText(g.tune)}` : ''}`);
