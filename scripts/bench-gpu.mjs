@@ -496,6 +496,7 @@ export async function runBench({
       const o = await benchModel(lib, native, { model: m, batch: b, size, K, device, left, log, steps: 6, inferReps: 8, profile: true, safe, reserveS: reserve(j + 1), saveProgress: progress(entry) });
       const usable = pt && !pt.error;
       delete entry.abRunning;
+      delete entry.tuneRunning;  // (set while it tuned; still in o if it failed there)
       Object.assign(entry, o, { pytorch: pt, ratioImgPerS: usable ? o.imgPerS / pt.train_img_per_s : NaN,
         ratioInfer512: usable ? o.infer512Ms / pt.infer_512_ms : NaN });
       save();
