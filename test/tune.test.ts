@@ -274,6 +274,22 @@ describe('IRConStyleTrainer kernel tuning', () => {
     }
   });
 
+  it('pinned switches (a previous run\'s choice) apply to the steps without tuning; bad ones are named', async () => {
+    setInitSeed(11);
+    const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;
+    expect(() => new IRConStyleTrainer(net, { switches: { PW_SIMT: '1' } })).toThrow(/switches must map IRCONSTYLE_\* names to strings/);
+    const seen: string[] = [];
+    const restore = net.restore.bind(net);
+    net.restore = (...a: Parameters<ConStyleUNet['restore']>) => (seen.push(switchValue('IRCONSTYLE_TEST_X') ?? '-'), restore(...a));
+    const tr = new IRConStyleTrainer(net, { switches: { IRCONSTYLE_TEST_X: '2' }, graph: true });
+    const x = tensor(randArray(2 * 32 * 32 * 3, 6, 0, 1), [2, 32, 32, 3]);
+    for (let i = 0; i < 3; i++) await tr.step(x, x);
+    expect([seen, tr.tuneReport, tr.switches, switchValue('IRCONSTYLE_TEST_X')]).toEqual([['2', '2', '2'], null, { IRCONSTYLE_TEST_X: '2' }, undefined]);
+    tr.dispose();
+    net.dispose();
+    x.dispose();
+  });
+
   it('retune() tunes at the next step and records each kind again; bad options are named', async () => {
     setInitSeed(5);
     const net = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 }) as ConStyleUNet;

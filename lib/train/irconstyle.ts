@@ -56,6 +56,11 @@ export interface TrainerOptions extends AdamWOptions {
    * and six replays each).
    */
   tune?: boolean | TuneOptions;
+  /**
+   * Kernel switches this trainer sets while it enqueues its steps (README "Kernel switches"), e.g. a previous run's
+   * `tuneReport.switches`, to train on the same kernel paths without tuning again: with them, `tune` defaults to off.
+   */
+  switches?: Record<string, string>;
 }
 
 export interface StepLosses {
@@ -110,11 +115,15 @@ export class IRConStyleTrainer {
     if (!Number.isInteger(mg) || mg < 0) throw new IrcError('E_ARG', `IRConStyleTrainer: maxGraphs must be an integer >= 0, got ${String(opts.maxGraphs)}`);
     this.#maxGraphs = mg;
     if (typeof opts.tune === 'object') checkTuneOptions(opts.tune);
+    if (opts.switches !== undefined && (typeof opts.switches !== 'object' || opts.switches === null ||
+        Object.entries(opts.switches).some(([k, v]) => !k.startsWith('IRCONSTYLE_') || typeof v !== 'string')))
+      throw new IrcError('E_ARG', `IRConStyleTrainer: switches must map IRCONSTYLE_* names to strings, got ${JSON.stringify(opts.switches)}`);
     this.constyleIter = opts.constyleIter ?? Infinity;
     this.arena = new ParamArena(model);
     this.optimizer = new AdamW(this.arena, opts);
     this.#graph = opts.graph;
-    const tune = opts.tune ?? (this.arena.params.device === 'cuda' && process.env.IRCONSTYLE_TUNE !== '0');
+    const tune = opts.tune ?? (opts.switches === undefined && this.arena.params.device === 'cuda' && process.env.IRCONSTYLE_TUNE !== '0');
+    this.#switches = { ...opts.switches };
     this.#tune = tune ? { opts: tune === true ? {} : tune, first: true } : null;
     if (opts.checkpoint) setCheckpointing(model, true);
     model.train();
@@ -127,6 +136,11 @@ export class IRConStyleTrainer {
   set graph(on: boolean) {
     this.#graph = on;
     if (!on) this.#freeRecordings();
+  }
+
+  /** The kernel switches this trainer sets while it enqueues its steps (TrainerOptions.switches, or what tuning chose). */
+  get switches(): Record<string, string> {
+    return { ...this.#switches };
   }
 
   /**
@@ -221,7 +235,8 @@ export class IRConStyleTrainer {
     }
     const { opts } = this.#tune;
     this.#tune = null;
-    this.#switches = {};
+    const before = this.#switches;
+    this.#switches = {};  // the trials start from the default paths
     const search = { ...opts, variants: (opts.variants ?? defaultVariants()).filter((v) => !v.appliesTo || v.appliesTo(this.model)) };
     const snap = this.#snapshot();
     let graphed = this.graph && lq.device === 'cuda' && this.#maxGraphs > 0;
@@ -255,6 +270,7 @@ export class IRConStyleTrainer {
       this.#switches = this.tuneReport.switches;
     } catch (e) {
       this.tuneReport = { chosen: [], switches: {}, trials: [], seconds: 0, error: toIrcError(e).message };
+      this.#switches = before;  // (what was in force before stays)
     } finally {
       this.#restore(snap);
       disposeAll(snap.copies);
