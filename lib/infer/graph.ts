@@ -87,7 +87,7 @@ export async function captureForward(fn: (x: Tensor) => Tensor, example: Tensor,
     so.dispose();
     return why || 'no graph was made';
   };
-  const canGraph = device !== 'cpu' && opts.graph !== false && !checked;
+  const canGraph = device !== 'cpu' && opts.graph !== false;
 
   let switches: Record<string, string> = {};
   let tuneReport: TuneReport | null = null;

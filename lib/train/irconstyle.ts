@@ -215,14 +215,7 @@ export class IRConStyleTrainer {
       this.optimizer.step += 1;
       if (active) cs.advanceQueue(lq.shape[0]!);
     }
-    const out: StepLosses = { pix: 0, ce: 0, content: 0, style: 0, total: 0 };
-    try {  // every read enqueued at once: one wait for the step, not one round trip per loss
-      const vals = await Promise.all(Object.values(losses).map((t) => t.item()));
-      Object.keys(losses).forEach((k, i) => (out[k as keyof StepLosses] = vals[i]!));
-    } finally {
-      disposeAll(losses);
-    }
-    return out;
+    return { pix: 0, ce: 0, content: 0, style: 0, total: 0, ...(await this.#read(losses)) };
   }
 
   /** Kernel tuning (TrainerOptions.tune), due at the second step (or the next after retune), not while ops are
@@ -284,6 +277,8 @@ export class IRConStyleTrainer {
     return { losses: vals, grads: { data: await this.arena.grads.f32(), entries: this.arena.entries } };
   }
 
+  /** The losses' values (every read enqueued at once: one wait for the step, not one round trip per loss); disposes
+   * the tensors. */
   async #read(losses: Record<string, Tensor>): Promise<Record<string, number>> {
     try {
       const vals = await Promise.all(Object.values(losses).map((t) => t.item()));

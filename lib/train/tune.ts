@@ -120,27 +120,28 @@ export function compareSamples(ref: TuneSample, got: TuneSample, lossTol = 1e-2,
   if (!ref.grads) return null;
   if (!got.grads || got.grads.data.length !== ref.grads.data.length) return 'no gradients to compare';
   const r = ref.grads.data, g = got.grads.data, kind = ref.grads.kind ?? 'gradient';
-  const sq = (e: { offset: number; size: number }) => {
+  const entries = ref.grads.entries;
+  const sq = entries.map((e) => {  // ‖r‖² per range, once
     let s = 0;
     for (let i = e.offset; i < e.offset + e.size; ++i) s += r[i]! * r[i]!;
     return s;
-  };
+  });
   const owner = (name: string) => name.slice(0, Math.max(0, name.lastIndexOf('.')));
   const modules = new Map<string, { sq: number; n: number }>();
-  for (const e of ref.grads.entries) {
+  entries.forEach((e, j) => {
     const m = modules.get(owner(e.name)) ?? { sq: 0, n: 0 };
-    m.sq += sq(e);
+    m.sq += sq[j]!;
     m.n += e.size;
     modules.set(owner(e.name), m);
-  }
-  for (const e of ref.grads.entries) {
+  });
+  for (const [j, e] of entries.entries()) {
     let d2 = 0;
     for (let i = e.offset; i < e.offset + e.size; ++i) {
       if (!Number.isFinite(g[i]!)) return `the ${kind} of ${e.name} is not finite`;
       d2 += (g[i]! - r[i]!) ** 2;
     }
     const m = modules.get(owner(e.name))!;
-    const err = Math.sqrt(d2), bound = gradTol * Math.sqrt(sq(e)) + 0.01 * Math.sqrt((m.sq / m.n) * e.size);
+    const err = Math.sqrt(d2), bound = gradTol * Math.sqrt(sq[j]!) + 0.01 * Math.sqrt((m.sq / m.n) * e.size);
     if (err > bound) return `the ${kind} of ${e.name} differs by ${err.toExponential(2)} (allowed ${bound.toExponential(2)})`;
   }
   return null;

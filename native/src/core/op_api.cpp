@@ -2,6 +2,7 @@
 #include "../ops/op_api.h"
 #include "../ops/switches.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -97,6 +98,7 @@ void InferCtx::need_acc(size_t i, size_t xi) const {
 namespace {
 std::mutex g_switch_mu;
 std::shared_ptr<const SwitchMap> g_switches;  // set from JS; replaced, never changed in place
+std::atomic<bool> g_any_switch{false};        // g_switches non-null: the reads without a lock while none is set
 thread_local std::shared_ptr<const SwitchMap> t_scope;
 thread_local bool t_scoped = false;
 
@@ -121,9 +123,11 @@ void set_switch(const std::string& name, const char* value) {
   if (value) (*m)[name] = value;
   else m->erase(name);
   g_switches = m->empty() ? nullptr : std::shared_ptr<const SwitchMap>(std::move(m));
+  g_any_switch.store(g_switches != nullptr, std::memory_order_release);
 }
 
 std::shared_ptr<const SwitchMap> switch_snapshot() {
+  if (!g_any_switch.load(std::memory_order_acquire)) return nullptr;
   std::lock_guard<std::mutex> lock(g_switch_mu);
   return g_switches;
 }
