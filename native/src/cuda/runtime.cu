@@ -104,9 +104,13 @@ void drain_deferred() {
   for (void* p : dev) cudaFreeAsync(p, s.stream);  // every use was enqueued before the callback that dropped it
 }
 
+bool g_held = false;  // the stream is held by hold_stream (exact profiling)
+
 void need() {
   if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
-  if (!st().capturing) drain_deferred();  // a free inside a capture would join the graph
+  // not inside a capture (a free would join the graph), nor while the stream is held: cudaFreeHost and graph
+  // destruction may wait for the device, which waits for the host's release
+  if (!st().capturing && !g_held) drain_deferred();
 }
 
 // Stream callbacks through cudaStreamAddCallback rather than cudaLaunchHostFunc: the latter is never called once
@@ -275,12 +279,14 @@ void* timing_event() {
   return ev;
 }
 // Exact profiling: a one-thread kernel holds the stream until the host has enqueued the op (see device.h). It gives
-// up after 2 s of wall time (globaltimer), so a host that never releases it cannot hang the device.
+// up after 250 ms of wall time (globaltimer; an op is enqueued in well under 1 ms), so a host that never releases it,
+// or one that waits for the device meanwhile (a lazily loaded module's first launch may), cannot hang the device or
+// stall for long.
 namespace {
 unsigned* g_hold_host = nullptr;  // mapped pinned word the host writes
 unsigned* g_hold_dev = nullptr;
 unsigned g_hold_seq = 0;
-bool g_held = false;
+bool g_hold_failed = false;  // the mapped word could not be made: exact profiling is not offered again
 }  // namespace
 
 __global__ void hold_k(const volatile unsigned* flag, unsigned v) {
@@ -289,30 +295,33 @@ __global__ void hold_k(const volatile unsigned* flag, unsigned v) {
   for (;;) {
     if (*flag >= v) return;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    if (t - t0 > 2000000000ull) return;
+    if (t - t0 > 250000000ull) return;
     __nanosleep(256);
   }
 }
 
 bool hold_stream() {
   need();
-  if (g_held || st().capturing) return false;
+  if (g_held || g_hold_failed || st().capturing) return false;
   if (!g_hold_host) {
     void* h = nullptr;
     void* d = nullptr;
     if (cudaHostAlloc(&h, sizeof(unsigned), cudaHostAllocMapped) != cudaSuccess) {
       cudaGetLastError();
+      g_hold_failed = true;
       return false;
     }
     if (cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
       cudaGetLastError();
       cudaFreeHost(h);
+      g_hold_failed = true;
       return false;
     }
     g_hold_host = static_cast<unsigned*>(h);
     g_hold_dev = static_cast<unsigned*>(d);
     *static_cast<volatile unsigned*>(g_hold_host) = g_hold_seq;
   }
+  cudaGetLastError();  // an earlier non-sticky error must not read as this launch's (the kernel would run unreleased)
   hold_k<<<1, 1, 0, st().stream>>>(g_hold_dev, ++g_hold_seq);
   if (cudaGetLastError() != cudaSuccess) return false;
   g_held = true;

@@ -432,9 +432,10 @@ struct Plan {
 };
 
 // TF32 off (exact FP32 wanted): only the direct / GEMM-type algorithms; FFT and Winograd transforms round
-// differently (forward 4-7, backward data 2-5, backward filter 2, 4, 5 in cuDNN's enums).
+// differently (forward 4-7, backward data 2-5, backward filter 2 and 4-6 — FFT, Winograd, Winograd non-fused, FFT
+// tiling — in cuDNN's enums).
 bool transform_algo(int dir, int a) {
-  return dir == FWD ? a >= 4 : dir == BWD_DATA ? a >= 2 : (a == 2 || a == 4 || a == 5);
+  return dir == FWD ? a >= 4 : dir == BWD_DATA ? a >= 2 : (a == 2 || a >= 4);
 }
 
 // The first usable candidate: succeeded, deterministic, within the workspace cap, exact FP32 when TF32 is off.
@@ -507,8 +508,10 @@ Plan make_plan(const gpu::Cudnn& d, const Geo& g, bool tf32, bool tune) {
       continue;
     }
     const int pick = first_usable(perf, n, dir, tf32, cap);
+    // find's workspace: the largest any candidate it may keep needs (not the excluded ones: non-deterministic,
+    // transforms in exact FP32)
     for (int i = 0; i < n && i < 16; ++i)
-      if (perf[i].status == 0 && perf[i].memory <= cap && perf[i].memory > pl.tune_ws[dir])
+      if (first_usable(perf + i, 1, dir, tf32, cap) == 0 && perf[i].memory > pl.tune_ws[dir])
         pl.tune_ws[dir] = perf[i].memory;
     if (pick < 0) {
       if (pl.why.empty()) pl.why = "no deterministic cuDNN algorithm for direction " + std::to_string(dir);
@@ -570,7 +573,13 @@ void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void
   void* cd = pl.cd[dir];
   // at most 256 MiB to time with (scratch slots keep their largest size): candidates that need more are left out
   const size_t bytes = pl.tune_ws[dir] < (size_t(256) << 20) ? pl.tune_ws[dir] : (size_t(256) << 20);
-  void* ws = workspace(k, bytes, slot);
+  void* ws = nullptr;
+  try {
+    ws = workspace(k, bytes, slot);
+  } catch (...) {  // no memory to time with: the heuristics' choice stays
+    cudaGetLastError();
+    return;
+  }
   const int math = pl.tf32 ? gpu::CUDNN_DEFAULT_MATH : gpu::CUDNN_FMA_MATH;
   gpu::CudnnAlgoPerf perf[16] = {};
   int n = 0, st = -1;

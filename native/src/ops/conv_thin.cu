@@ -200,7 +200,8 @@ void thin_conv(cudaStream_t s, int N, int H, int W, int Cin, int Cout, int Ci, i
 }  // namespace
 
 bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, bool backward) {
-  static const bool all = env_is("IRCONSTYLE_THIN_CONV", "1"), none = env_is("IRCONSTYLE_THIN_CONV", "0");
+  // read at every call, as every switch (switches.h): a trainer's tuning scope or setSwitch may change it
+  const bool all = env_is("IRCONSTYLE_THIN_CONV", "1"), none = env_is("IRCONSTYLE_THIN_CONV", "0");
   if (none || (!all && (backward || Co > 4))) return false;
   if (Ci < 1 || Co < 1 || (Ci > 4 && Co > 4) || 9 * Ci * Co > kMaxWeights || 9 * Ci * Co + Co > kMaxOut * 256)
     return false;

@@ -396,7 +396,12 @@ void tune(const KernelCtx& k, const gpu::CublasLt& lt, LtPlan& pl, const LtCall&
   const float beta = c.R ? c.beta : 0.f;
   float best = -1.f;
   for (const auto& [algo, bytes] : pl.cands) {
-    void* ws = bytes ? cu::scratch(s, bytes, kLtSlot) : nullptr;
+    void* ws = nullptr;
+    try {
+      ws = bytes ? cu::scratch(s, bytes, kLtSlot) : nullptr;
+    } catch (...) {  // no memory for this candidate's workspace: left out (the temporaries are freed below)
+      continue;
+    }
     auto run = [&, a = algo, b = bytes] {
       return lt.Matmul(lt.handle, pl.op, &c.alpha, c.A, pl.la, c.B, pl.lb, &beta, c.R ? c.R : D, pl.ld, D, pl.ld, &a,
                        ws, b, s);

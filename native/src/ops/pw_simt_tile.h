@@ -155,12 +155,17 @@ int64_t dispatch(int mode, int N, F& f) {
   }
 }
 
-// Once per block: w into ws [K][N]; thread tid of kThreads.
+// Once per block: w into ws [K][N]; thread tid of kThreads. Consecutive threads read consecutive floats of w in
+// either layout (w [N, K]: scattered into ws's columns instead of gathered); K N < 2^31 (shape_ok: K <= 4096, N <= 192).
 IRC_HD void stage_w(int tid, const Args& p, float* ws) {
-  const int64_t n = static_cast<int64_t>(p.K) * p.N;
-  for (int64_t e = tid; e < n; e += kThreads) {
-    const int64_t k = e / p.N, c = e - k * p.N;
-    ws[e] = p.wt ? p.w[c * p.K + k] : p.w[e];
+  const int K = p.K, N = p.N, n = K * N;
+  for (int e = tid; e < n; e += kThreads) {
+    if (p.wt) {
+      const int c = e / K, k = e - c * K;
+      ws[k * N + c] = p.w[e];
+    } else {
+      ws[e] = p.w[e];
+    }
   }
 }
 
@@ -295,11 +300,13 @@ IRC_HD void epilogue(int rl, int cl, const Args& p, int64_t r0, const float (&ac
     if (row >= p.rows) continue;
     if constexpr (MODE == kPlain || MODE == kAdd) {
       float* yr = p.y + row * N + cl;
+      // the row's output scales: one division per row, not per column
+      const float* osr = MODE == kPlain && p.os ? p.os + (row / p.os_group_rows) * N + cl : nullptr;
       IRC_UNROLL
       for (int i = 0; i < NT; ++i) {
         float v = acc[j][i] + bias[i];
         if constexpr (MODE == kAdd) v = v * scale[i] + p.r[row * N + cl + kLanes * i];
-        if (MODE == kPlain && p.os) v *= p.os[(row / p.os_group_rows) * N + cl + kLanes * i];
+        if (osr) v *= osr[kLanes * i];
         yr[kLanes * i] = v;
       }
     } else {
