@@ -205,7 +205,9 @@ async function parityWorker() {
         if (!(ch.err <= g.err)) Object.assign(g, { err: ch.err, worst: ch.name });
       }
       const failures = report.failures().slice(0, 20).map((ch) => ({ name: ch.name, err: ch.err, tol: ch.tol }));
-      emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures, addon: info.addon });
+      // a fixture that misses: every check's error in the log, to set beside the CPU backend's (npm run parity -- --verbose)
+      const checks = report.ok ? undefined : report.checks.map((ch) => [ch.name, Number(ch.err.toPrecision(3))]);
+      emit({ i, file: basename(files[i]), kind, ok: report.ok, s: (Date.now() - t0) / 1000, groups, failures, checks, addon: info.addon });
     } catch (e) {
       emit({ i, file: basename(files[i]), ok: false, s: (Date.now() - t0) / 1000, error: errMsg(e) });
       if (target === 'cuda' && !(await healthy(L, target))) process.exit(3);
@@ -557,7 +559,9 @@ async function main() {
     say(`\n== c. parity on ${target} (IRCONSTYLE_TF32=0): ${fixtures.length} fixtures, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
     parity = await runWorkers({
       // Fixtures hold FP32 results of the official code: TF32 off, as in the strict op pass.
-      mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures], env: workerEnv({ IRCONSTYLE_TF32: '0', ...fallback.env }), n: fixtures.length,
+      mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures],
+      // IRCONSTYLE_LOG_PLANS: the cuDNN algorithms each conv of the fixtures ran with, in parity.log
+      env: workerEnv({ IRCONSTYLE_TF32: '0', IRCONSTYLE_LOG_PLANS: '1', ...fallback.env }), n: fixtures.length,
       deadline, stallS: 120, log: join(OUT, 'parity.log'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file}${o.s !== undefined ? ` (${o.s.toFixed(1)} s)` : ''}  ${o.error ?? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}${v.bad ? ` (${v.bad} bad, worst ${v.worst})` : ''}`).join(', ')}`),
     });

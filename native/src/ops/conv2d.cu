@@ -20,6 +20,7 @@
 
 #include <array>
 #include <climits>
+#include <cstdio>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -546,6 +547,18 @@ void* workspace(const KernelCtx& k, size_t bytes, int slot) {
   return bytes ? cu::scratch(cu::stream(k), bytes, slot) : nullptr;
 }
 
+// IRCONSTYLE_LOG_PLANS=1 (diagnostics; the device check's parity run sets it): each cuDNN plan's algorithms on
+// stderr, once when made and once more if find (IRCONSTYLE_CUDNN_FIND=1) changes them.
+void log_plan(const Geo& g, const Plan& pl, const char* how) {
+  if (!env_is("IRCONSTYLE_LOG_PLANS", "1")) return;
+  std::fprintf(stderr,
+               "cudnn plan (%s) [%lld,%lld,%lld,%lld] %lldx%lld s%lld p%lld g%lld -> %lld, tf32 %d: fwd %d, "
+               "bwd data %d, bwd filter %d%s%s\n", how, (long long)g.N, (long long)g.H, (long long)g.W, (long long)g.Ci,
+               (long long)g.KH, (long long)g.KW, (long long)g.S, (long long)g.P, (long long)g.G, (long long)g.Co,
+               pl.tf32 ? 1 : 0, pl.ok[0] ? pl.algo[0] : -1, pl.ok[1] ? pl.algo[1] : -1, pl.ok[2] ? pl.algo[2] : -1,
+               pl.why.empty() ? "" : "; ", pl.why.c_str());
+}
+
 // The plan for this shape, or nullptr without cuDNN. Plans are never freed or moved (std::map), so the pointer stays
 // valid; only tune() changes one, under g_plan_mu.
 Plan* plan_for(const Geo& g) {
@@ -555,7 +568,10 @@ Plan* plan_for(const Geo& g) {
   const std::array<int64_t, 12> key{g.N, g.H, g.W, g.Ci, g.KH, g.KW, g.Co, g.S, g.P, g.G, tf32 ? 1 : 0, tune ? 1 : 0};
   std::lock_guard<std::mutex> lock(g_plan_mu);
   auto it = g_plans->find(key);
-  if (it == g_plans->end()) it = g_plans->emplace(key, make_plan(*d, g, tf32, tune)).first;
+  if (it == g_plans->end()) {
+    it = g_plans->emplace(key, make_plan(*d, g, tf32, tune)).first;
+    log_plan(g, it->second, "heuristics");
+  }
   return &it->second;
 }
 
@@ -563,8 +579,8 @@ Plan* plan_for(const Geo& g) {
 // buffers (cudnnFind*AlgorithmEx, as PyTorch's cudnn.benchmark; synchronous, once per shape) and keeps the fastest
 // usable one (first_usable). a, b: the direction's inputs (x and w, w and dy, x and dy), out its output buffer (written
 // by the timing runs; the real call follows). A missing entry point or a failed search keeps the heuristics' choice.
-void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void* a, const void* b, void* out,
-          int slot) {
+void tune(const KernelCtx& k, const gpu::Cudnn& d, const Geo& g, Plan& pl, int dir, const void* a, const void* b,
+          void* out, int slot) {
   if (!pl.tune || !pl.ok[dir]) return;
   std::lock_guard<std::mutex> lock(g_plan_mu);
   if (pl.tuned[dir]) return;
@@ -607,8 +623,10 @@ void tune(const KernelCtx& k, const gpu::Cudnn& d, Plan& pl, int dir, const void
   }
   // the chosen algorithm with its math type, or the heuristics' choice (with its math type) back
   if (pick >= 0 && st2 == 0 && (!pl.tf32 || d.SetConvolutionMathType(cd, perf[pick].mathType) == 0)) {
+    const bool changed = pl.algo[dir] != perf[pick].algo;
     pl.algo[dir] = perf[pick].algo;
     pl.ws[dir] = need > perf[pick].memory ? need : perf[pick].memory;
+    if (changed) log_plan(g, pl, "find");
   } else {
     gpu::CudnnAlgoPerf h[16] = {};
     int m = 0;
@@ -669,7 +687,7 @@ void cuda_conv2d(KernelCtx& k) {
     const float* wk = krsc_weight(k, g, w);
     const float one = 1.f, zero = 0.f;
     bind_stream(k, d);
-    tune(k, d, *pl, FWD, x, wk, y, 0);
+    tune(k, d, g, *pl, FWD, x, wk, y, 0);
     void* ws = workspace(k, pl->ws[FWD], 0);
     dnn_check(k, d,
               d.ConvolutionForward(d.handle, &one, pl->xd, x, pl->wd, wk, pl->cd[FWD], pl->algo[FWD], ws,
@@ -708,7 +726,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     bind_stream(k, d);
     if (dnn_dx) {
       const float* wk = krsc_weight(k, g, w);
-      tune(k, d, *pl, BWD_DATA, wk, dy, dx, 0);
+      tune(k, d, g, *pl, BWD_DATA, wk, dy, dx, 0);
       void* ws = workspace(k, pl->ws[BWD_DATA], 0);
       dnn_check(k, d,
                 d.ConvolutionBackwardData(d.handle, &one, pl->wd, wk, pl->yd, dy, pl->cd[BWD_DATA],
@@ -718,7 +736,7 @@ void cuda_conv2d_backward(KernelCtx& k) {
     if (dnn_dw) {
       const int64_t R = g.KH * g.KW * g.cig;
       float* dwk = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.Co, 2));
-      tune(k, d, *pl, BWD_FILTER, x, dy, dwk, 3);
+      tune(k, d, g, *pl, BWD_FILTER, x, dy, dwk, 3);
       void* ws = workspace(k, pl->ws[BWD_FILTER], 3);
       dnn_check(k, d,
                 d.ConvolutionBackwardFilter(d.handle, &one, pl->xd, x, pl->yd, dy, pl->cd[BWD_FILTER],

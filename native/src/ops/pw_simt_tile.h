@@ -156,7 +156,8 @@ int64_t dispatch(int mode, int N, F& f) {
 }
 
 // Once per block: w into ws [K][N]; thread tid of kThreads. Consecutive threads read consecutive floats of w in
-// either layout (w [N, K]: scattered into ws's columns instead of gathered); K N < 2^31 (shape_ok: K <= 4096, N <= 192).
+// either layout (w [N, K]: scattered into ws's columns instead of gathered); K N < 2^31 (shape_ok: K <= 4096,
+// N <= 192).
 IRC_HD void stage_w(int tid, const Args& p, float* ws) {
   const int K = p.K, N = p.N, n = K * N;
   for (int e = tid; e < n; e += kThreads) {
