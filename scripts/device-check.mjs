@@ -173,10 +173,12 @@ function selectCases(filter) {
     const ops = SOLO_PASSES.find((p) => p.name === filter.slice(5))?.ops ?? [];
     return all.filter((c) => ops.includes(c.op));
   }
-  // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer
+  // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer;
+  // --sanitize-max <n>: only the cases whose inputs have at most n elements each (racecheck is slow)
   if (filter.startsWith('san:')) {
-    const re = new RegExp(filter.slice(4));
-    return all.filter((c) => re.test(c.op)).map((c) => (c.conv ? { ...c, tol: TOL_TF32 } : c));
+    const re = new RegExp(filter.slice(4)), max = Number(opt('--sanitize-max', 'Infinity'));
+    const small = (c) => c.inputs.every((t) => (t.shape ?? []).reduce((a, b) => a * b, 1) <= max);
+    return all.filter((c) => re.test(c.op) && small(c)).map((c) => (c.conv ? { ...c, tol: TOL_TF32 } : c));
   }
   return all;
 }
@@ -353,7 +355,7 @@ async function sanitize({ say, result, save, OUT, target, workerEnv, skipReason,
     const deadline = Date.now() + 1000 * Math.max(30, left() - 10);
     say(`\n== b0. ${tool}: ${sel.length} cases of the ops /${re}/ (TF32 allowed), ${Math.round((deadline - Date.now()) / 1000)} s budget`);
     res = await runWorkers({
-      mode: '--op-worker', extra: ['--target', target, '--filter', filter, '--seed', String(SEED)],
+      mode: '--op-worker', extra: ['--target', target, '--filter', filter, '--seed', String(SEED), '--sanitize-max', opt('--sanitize-max', 'Infinity')],
       env: workerEnv({ IRCONSTYLE_SCRATCH_EXACT: '1' }), n: sel.length, deadline, stallS: 240, log,
       wrap: tool.split(/\s+/).filter(Boolean), label: (o) => { if (!o.ok) say(`  FAIL ${o.name ?? o.i}  ${o.error ?? `err ${fmtE(o.err)}`}`); },
     });
