@@ -158,10 +158,17 @@ export function opBenchCases(smoke = false) {
   ];
 }
 
-/** Times every case; returns { rows, table } (or { skipped }). */
-export async function runOpBench({ reps = 10, log = console.log, peakGBs = 3350, device = 'cuda' } = {}) {
+/** The memory bandwidth of the card by its name, GB/s (the H100 SXM's for a card not listed). */
+export function peakBandwidth(name) {
+  const known = [[/H200/, 4800], [/H100.*(PCIe|PCI-E)/i, 2000], [/H100/, 3350], [/A100.*80/, 2039], [/A100/, 1555]];
+  return known.find(([re]) => re.test(name ?? ''))?.[1] ?? 3350;
+}
+
+/** Times every case; returns { rows, table } (or { skipped }). peakGBs: the card's by default (peakBandwidth). */
+export async function runOpBench({ reps = 10, log = console.log, peakGBs, device = 'cuda' } = {}) {
   process.env.IRCONSTYLE_BACKEND ??= device;
   const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
+  peakGBs ??= peakBandwidth(lib.backendInfo().cuda.name);
   const { native } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'native', 'loader.js')).href);
   const { runOp } = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'ops', 'run.js')).href);
   if (lib.backendInfo().device !== device) return { skipped: `CUDA unavailable: ${lib.backend()}` };
