@@ -128,12 +128,12 @@ export class GatingUnit extends Module {
     // u ⊙ (Dense(v) + 1): the +1 rides on the bias (P or G values instead of a full-map pass).
     return tidy(() => spatialGate(x, ln.gamma!, ln.beta!, d.weight!, scale(d.bias!, 1, 1), { over: this.kind, patch, act, eps: 1e-6, keepDense: maximFusion.keepDense }));
   }
-  /** The official composition: (GELU,) split, LayerNorm, block_images + swapaxes, Dense, back, product. */
+  /** The official composition: (GELU,) split, LayerNorm, block_images + swapaxes, Dense, back, product; the GELU and
+   * the split as one op (geluHalves: the whole GELU output neither written nor read again). */
   composed(x: Tensor, patch: Size2, act: 'none' | 'gelu' = 'none'): Tensor {
     return tidy(() => {
-      const a = act === 'gelu' ? gelu(x) : x;
-      const c = a.shape[3]! / 2;
-      const [u, v] = split(a, [c, c]) as [Tensor, Tensor];
+      const c = x.shape[3]! / 2;
+      const [u, v] = act === 'gelu' ? geluHalves(x) : (split(x, [c, c]) as [Tensor, Tensor]);
       const d = this.Dense_0.P;
       return mul(u, spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.weight!, scale(d.bias!, 1, 1)));
     });
