@@ -13,8 +13,9 @@
 //
 // Written once for the device and the host: the CUDA kernels call these per work item, and the CPU backend runs
 // them over all items when IRCONSTYLE_EMULATE lists `slide` (slide3_host.cpp), so the tests check the window logic,
-// the item orders, the segment tails and the image borders without a GPU (test/ops-fused.test.ts). Geometry:
-// dwslide::Geo.
+// the item orders, the segment tails and the image borders without a GPU (test/ops-fused.test.ts). They compare
+// within a rounding bound, not bit for bit: nvcc contracts acc + x w into one FMA, and the host build (x86-64 without
+// -mfma) does not. Geometry: dwslide::Geo.
 #pragma once
 #include <cstdint>
 
