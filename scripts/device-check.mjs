@@ -25,7 +25,7 @@ import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
-import { kernelFallback, benchRerun, tuneExclusions, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
+import { kernelFallback, benchRerun, promotions, tuneExclusions, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(SELF), '..');
@@ -732,6 +732,11 @@ async function main() {
     for (const line of result.benchSafe.table ?? []) say(line);
   }
   if (opBench) for (const line of opBench.table ?? [`op bench: ${opBench.error ?? opBench.skipped}`]) say(line);
+  if (bench && !bench.skipped) {  // the kernels on trial this run proved (moved into TUNE_VARIANTS by hand)
+    const p = (result.promotions = promotions(bench, excluded, L.TRIAL_VARIANTS));
+    say(`kernels on trial: promote ${p.promote.join(', ') || 'none'}; keep on trial ` +
+      `${p.keep.map((k) => `${k.name} (${k.why.slice(0, 90)})`).join('; ') || 'none'}`);
+  }
   if (skipReason) say(`CUDA checks skipped: ${skipReason}`);
   result.failed = failed;
   result.seconds = (Date.now() - T0) / 1000;

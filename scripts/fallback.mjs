@@ -131,3 +131,33 @@ export function benchRerun(bench) {
   const ownFailed = all.some((o) => (o.error || o.nonFinite) && !o.tuneRunning);
   return { families, safe: !inTune && (ownFailed || !inAB), tuneOff: inTune };
 }
+
+/**
+ * What this run says about the kernels on trial (lib/train/tune.ts TRIAL_VARIANTS, `variants`): the session that reads
+ * it moves each one of `promote` into TUNE_VARIANTS, so that users' trainers try it by default. A variant is promoted
+ * when its kernel passed its op cases (its switches are not among `excluded`, tuneExclusions' result) and every tuning
+ * of the bench that tried it (each family's training step and inference graphs; `bench` as bench-gpu.mjs returns it,
+ * or its `partial` after a failure) ran it and found it agreeing: no refusal, no error. One skipped for the tuning's
+ * time is not counted either way; one that no tuning tried stays on trial. Returns { promote: names, keep: [{ name,
+ * why }] }.
+ */
+export function promotions(bench, excluded, variants) {
+  const src = bench?.error ? bench.partial : bench;
+  const runs = src ? [src.ours, ...(src.others ?? [])].filter(Boolean) : [];
+  const trials = runs.flatMap((o) => [['training', o.tune], ['256² inference', o.infer256Graph?.tune],
+    ['512² inference', o.infer512Graph?.tune]].flatMap(([what, t]) =>
+    (t?.trials ?? []).map((x) => ({ ...x, where: `${o.model ?? 'constyle-nafnet'} ${what}` }))));
+  const promote = [], keep = [];
+  for (const v of variants) {
+    if (Object.keys(v.switches).some((k) => k in (excluded ?? {}))) {
+      keep.push({ name: v.name, why: 'a case of its kernel failed' });
+      continue;
+    }
+    const mine = trials.filter((x) => x.name === v.name && !/^skipped/.test(x.note));
+    const refused = mine.find((x) => !x.ok);
+    if (refused) keep.push({ name: v.name, why: `${refused.where}: ${refused.note}` });
+    else if (!mine.length) keep.push({ name: v.name, why: 'no tuning tried it' });
+    else promote.push(v.name);
+  }
+  return { promote, keep };
+}

@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 
 type Case = { op: string; name: string; env?: Record<string, string> };
 type Res = { op: string; name: string; ok: boolean };
-const { kernelFallback, benchFailures, benchRerun, tuneExclusions, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
+type Trial = { name: string; ms: number | null; ok: boolean; note: string };
+type Variant = { name: string; switches: Record<string, string> };
+const { kernelFallback, benchFailures, benchRerun, promotions, tuneExclusions, KERNEL_SWITCHES } = (await import('../scripts/fallback.mjs' as string)) as {
+  promotions(bench: unknown, excluded: Record<string, string>, variants: readonly Variant[]): { promote: string[]; keep: { name: string; why: string }[] };
   kernelFallback(failed: Res[], cases: Case[]): { env: Record<string, string>; ops: string[]; unanswered: string[] };
   tuneExclusions(opRes: Record<string, (Res & { harness?: boolean })[]>): Record<string, string>;
   benchFailures(bench: unknown): string[];
@@ -114,6 +117,27 @@ describe('benchmark families measured again in safe mode', () => {
     // an error thrown there (a poisoned context): the same
     expect(benchRerun({ ours: { ...good, tuneRunning: true, error: 'E_CUDA: illegal address' }, others: [], notRun: ['restormer', 'maxim'] }))
       .toEqual({ families: ['nafnet', 'restormer', 'maxim'], safe: false, tuneOff: true });
+  });
+  it('the kernels on trial that this run proved: op cases passed and every tuning that tried them agreed', async () => {
+    const { TRIAL_VARIANTS } = await import('../lib/train/tune.js');
+    const t = (name: string, ok = true, note = ''): Trial => ({ name, ms: ok ? 90 : null, ok, note });
+    const tune = (...trials: Trial[]) => ({ chosen: [], switches: {}, trials: [t('default'), ...trials], seconds: 1 });
+    const bench = {
+      ours: { ...good, tune: tune(t('pwSimt'), t('pwSimtMem'), t('slideBatch'), t('gemmTune', false, 'loss ce differs by 3e-2')),
+        infer512Graph: { tune: tune(t('pwSimt', false, 'failed: E_CUDA: illegal address')) } },
+      others: [{ model: 'constyle-maxim', ...good, tune: tune(t('slideBatch'), t('cudnnFind', false, 'skipped: the tuning\'s 45 s (maxSeconds) are spent')) }],
+    };
+    const p = promotions(bench, {}, TRIAL_VARIANTS);
+    expect(p.promote).toEqual(['pwSimtMem', 'slideBatch']);
+    expect(Object.fromEntries(p.keep.map((k) => [k.name, k.why]))).toEqual({
+      pwSimt: 'constyle-nafnet 512² inference: failed: E_CUDA: illegal address',
+      gemmTune: 'constyle-nafnet training: loss ce differs by 3e-2',
+      cudnnFind: 'no tuning tried it', // (skipped for time only)
+    });
+    // a kernel whose op cases failed stays on trial whatever its tuning said; so does every one when the bench died early
+    expect(promotions(bench, { IRCONSTYLE_SLIDE: '0' }, TRIAL_VARIANTS).keep.find((k) => k.name === 'slideBatch')?.why)
+      .toBe('a case of its kernel failed');
+    expect(promotions({ error: 'worker exited', partial: null }, {}, TRIAL_VARIANTS).promote).toEqual([]);
   });
   it('a bench process that died: every family without a step time in what it saved', () => {
     expect(benchFailures({ error: 'worker exited', partial: null })).toEqual(['nafnet', 'restormer', 'maxim']);
