@@ -57,6 +57,14 @@ describe('chooseBackend', () => {
 });
 
 describe('backendInfo().addon', () => {
+  it('on a machine where CUDA is compiled in but unusable, the reason says what is missing', () => {
+    const info = backendInfo();
+    if (!info.cuda.compiled || info.cuda.devices > 0) return; // (a GPU machine, or a CPU-only build: nothing to say)
+    // no driver at all, or one too old for this build: said in words, not only by the runtime's error name
+    if (info.reason.includes('cudaErrorInsufficientDriver'))
+      expect(info.reason).toMatch(/cudaErrorInsufficientDriver: (no NVIDIA driver found|the NVIDIA driver supports CUDA \d+\.\d+, this build needs \d+\.\d+)/);
+  });
+
   it('names the loaded addon file: this checkout\'s build/Release (a prebuild only where no build exists)', () => {
     const addon = backendInfo().addon;
     expect(existsSync(addon)).toBe(true);

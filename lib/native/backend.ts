@@ -64,7 +64,7 @@ export function backendInfo(): BackendInfo {
   return cached;
 }
 
-/** One-line backend summary, e.g. `cpu (cudaErrorInsufficientDriver: ...)`. */
+/** One-line backend summary, e.g. `cpu (cudaErrorInsufficientDriver: no NVIDIA driver found)`. */
 export function backend(): string {
   const b = backendInfo();
   return `${b.device} (${b.reason})`;

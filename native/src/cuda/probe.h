@@ -9,4 +9,9 @@ struct CudaProbe {
   std::string error; // why no device is usable, when devices == 0
 };
 CudaProbe cuda_probe();
+// CUDA builds (probe.cu): why the CUDA runtime is unusable after a call failed with `rc` (a cudaError_t), as
+// "<error name>: <why>". For cudaErrorInsufficientDriver, whether there is no NVIDIA driver at all or which CUDA
+// version the installed one supports against the one this build needs; otherwise the error's message. Clears the
+// thread's last error.
+std::string cuda_unavailable(int rc);
 }  // namespace irc

@@ -12,6 +12,7 @@
 
 #include "common.cuh"
 #include "device.h"
+#include "probe.h"
 
 namespace irc {
 namespace {
@@ -52,7 +53,7 @@ void init() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
-    s.why = err(e);
+    s.why = cuda_unavailable(e);  // (no driver, or one too old: said as such)
     return;
   }
   if (n == 0) {
