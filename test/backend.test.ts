@@ -26,6 +26,7 @@ describe('chooseBackend', () => {
     const a = chooseBackend(probe('auto', { gpuLibs: () => noDnn }));
     expect(a.device).toBe('cpu');
     expect(a.reason).toMatch(/GPU libraries are incomplete.*cuDNN not found/);
+    expect(a.reason).toContain('pip install nvidia-cublas nvidia-cudnn-cu13'); // (and how to get them)
     expect(chooseBackend(probe('cuda', { gpuLibs: () => noDnn })).device).toBe('cuda');
   });
 
