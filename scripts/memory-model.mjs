@@ -1,5 +1,4 @@
 // npm run mem:model [-- --models constyle-nafnet,constyle-maxim] [--size 128] [--no-checkpoint] [--breakdown [rows]]
-//                   [--maxim-recompute-in]   (MAXIM's multi-axis LayerNorm → in_project → GELU checkpointed)
 //
 // Predicts the peak GPU memory of `bench:gpu`'s training steps on a machine without a GPU. On CUDA a tensor's
 // memory is held from the op's submission until JS releases it; on the CPU it is allocated when the kernel runs
@@ -166,7 +165,6 @@ async function stepPeak(model, n, checkpoint) {
 
 if (breakdownRows) watchAllocations();
 const was = fused.setKeepOnCpu(false);
-if (process.argv.includes('--maxim-recompute-in')) (await load('models/maxim_blocks.js')).maximFusion.recomputeIn = true;
 const rows = [];
 try {
   for (const model of models) {

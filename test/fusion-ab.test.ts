@@ -12,7 +12,6 @@ import type { Module } from '../lib/nn/module.js';
 import { differing, relErr, withEmulation } from './helpers.js';
 import { setKeepOnCpu } from '../lib/ops/fused.js';
 import { nafnetFusion } from '../lib/models/nafnet.js';
-import { maximFusion } from '../lib/models/maxim_blocks.js';
 
 // the A/B patch of scripts/unfused-blocks.mjs (a plain ESM script), loading the library's TypeScript sources
 type AB = { patch(): void; restore(): void };
@@ -54,7 +53,7 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE, exact operands): the
       // tensor-core gate and 1x1-backward kernels and the one-pass gate backward, wherever the shapes take them
       const was = setKeepOnCpu(false);
-      let recomputed, emulated, lnApart, inRecomputed, simt;
+      let recomputed, emulated, lnApart, simt;
       try {
         recomputed = await run(name);
         // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv; its Linears take the split-TF32
@@ -66,15 +65,6 @@ describe('fused block ops vs the separate-op block forwards', () => {
         // wherever the model's shapes take them
         simt = await withEmulation('pw_simt,slide', () => run(name));
         // the NAFBlock's LayerNorm + 1x1 pairs and its SCA scale as separate ops, the other fused ops kept (nafnetFusion)
-        // MAXIM's multi-axis blocks with their LayerNorm → in_project → GELU checkpointed (maximFusion.recomputeIn)
-        if (name.includes('maxim')) {
-          maximFusion.recomputeIn = true;
-          try {
-            inRecomputed = await run(name);
-          } finally {
-            maximFusion.recomputeIn = false;
-          }
-        }
         if (name.includes('nafnet')) {
           nafnetFusion.lnConv = false;
           nafnetFusion.scaleInConv = false; // and the SCA scale as its own pass before conv3
@@ -93,7 +83,7 @@ describe('fused block ops vs the separate-op block forwards', () => {
       // themselves, with a floor relative to the largest
       const norm = (g: Float32Array) => Math.sqrt(g.reduce((a, v) => a + v * v, 0));
       const scale = [...plain.grads.values()].reduce((m, g) => Math.max(m, norm(g)), 0);
-      for (const r of [fused, recomputed, emulated, simt, ...(lnApart ? [lnApart] : []), ...(inRecomputed ? [inRecomputed] : [])]) {
+      for (const r of [fused, recomputed, emulated, simt, ...(lnApart ? [lnApart] : [])]) {
         expect(relErr(r.y, plain.y)).toBeLessThanOrEqual(1e-5);
         expect([...r.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
         for (const [k, g] of r.grads) {

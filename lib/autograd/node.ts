@@ -1,5 +1,6 @@
 // Autograd graph nodes and the global grad mode.
 import type { Tensor } from '../tensor/tensor.js';
+import type { Kept } from './reform.js';
 
 export interface GradNode {
   name: string;
@@ -7,8 +8,9 @@ export interface GradNode {
   inputs: (Tensor | null)[];
   /** Number of outputs the op produced. */
   nOutputs: number;
-  /** Retained tensors (views sharing storage) handed back to backward. Freed after backward. */
-  saved: Tensor[];
+  /** Retained tensors (views sharing storage, or marks of tensors formed again: reform.ts) handed back to backward.
+   * Freed after backward. */
+  saved: Kept[];
   backward: (gys: (Tensor | null)[], saved: Tensor[], acc: (Tensor | null)[]) => (Tensor | null)[];
   /**
    * Inputs whose gradient the backward rule can fold a pending gradient into (acc[i]: the sum so far from the

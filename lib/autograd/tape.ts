@@ -7,6 +7,7 @@ import { untracked } from '../tensor/scope.js';
 import { native } from '../native/loader.js';
 import { OP_ID } from '../native/ops.gen.js';
 import { GradNode, isGradEnabled, nextSeq, withGrad } from './node.js';
+import { keep, markView, open } from './reform.js';
 
 export interface RecordSpec {
   name: string;
@@ -36,7 +37,7 @@ export function needsGrad(inputs: (Tensor | null)[]): boolean {
 /** Registers a differentiable op on the graph (no-op when grad mode is off or no input requires grad). */
 export function record(spec: RecordSpec): void {
   if (!needsGrad(spec.inputs)) return;
-  const saved = (spec.save ?? []).map((t) => viewOf(t, 0, t.shape, false));
+  const saved = (spec.save ?? []).map(keep);
   attach(spec.outputs, {
     name: spec.name,
     inputs: spec.inputs,
@@ -55,14 +56,15 @@ export function recordNonDifferentiable(name: string, inputs: Tensor[], outputs:
 }
 
 // Reshape views are differentiable: the gradient is the output gradient viewed with the input's shape.
-setReshapeRecorder((src, view) =>
+setReshapeRecorder((src, view) => {
+  markView(src, view);
   record({
     name: 'reshape',
     inputs: [src],
     outputs: [view],
     backward: ([g]) => [g ? viewOf(g, 0, src.shape, false) : null],
-  }),
-);
+  });
+});
 
 // Device transfers are differentiable: the gradient goes back to the source's device.
 setTransferRecorder((src, copy) =>
@@ -156,7 +158,7 @@ function run(loss: Tensor, seed?: Tensor): void {
       const acc = takePending(node, grads);
       let gxs: (Tensor | null)[];
       try {
-        gxs = node.backward(gys, node.saved, acc);
+        gxs = node.backward(gys, node.saved.map(open), acc);
       } finally {
         for (const a of acc) a?.dispose();
       }

@@ -17,7 +17,8 @@ import { concat, pixelShuffle, split } from '../ops/shape.js';
 import { globalAvgPool, channelScale } from '../ops/nafnet.js';
 import { composesOnCpu, geluSplit, lnLinear, spatialGate, spatialMix, type GatingAxis, type Mixing } from '../ops/fused.js';
 import { tidy } from '../tensor/scope.js';
-import { checkpoint } from '../autograd/checkpoint.js';
+import { reformable } from '../autograd/reform.js';
+import { isGradEnabled } from '../autograd/node.js';
 import { switchValue } from '../native/switches.js';
 
 export type Size2 = readonly [number, number];
@@ -86,18 +87,36 @@ const GRID_INV = inverse(GRID_PERM);
 
 /**
  * The official `block_images(x, patch) → permute → Dense → permute → unblock` on x [N, H, W, C]:
- * `over: 'block'` mixes the fh·fw positions inside each patch, `over: 'grid'` mixes the gh·gw patches.
+ * `over: 'block'` mixes the fh·fw positions inside each patch, `over: 'grid'` mixes the gh·gw patches. With `lean`,
+ * the Dense's input (x in the mixing layout) is formed again from x for its backward instead of kept (reform.ts).
  */
-export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w: Tensor, b: Tensor | null): Tensor {
+export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w: Tensor, b: Tensor | null, lean = false): Tensor {
   const [n, h, wd, c] = dims(x);
   const [fh, fw] = patch;
   checkTiles('gating', h, wd, fh, fw);
   const gh = h / fh, gw = wd / fw;
   const perm = over === 'block' ? BLOCK_PERM : GRID_PERM;
-  const t = permute(x.reshape([n, gh, fh, gw, fw, c]), perm);
+  const mixing = (s: Tensor) => tidy(() => permute(s.reshape([n, gh, fh, gw, fw, c]), perm));
+  const t = formedAgain(lean, [x], ([s]) => mixing(s!));
   const [a, b2, c2, d2, e, f] = t.shape as [number, number, number, number, number, number];
   const y = linear(t.reshape([a, b2, c2, d2, e * f]), w, b).reshape([a, b2, c2, d2, e, f]);
   return permute(y, over === 'block' ? BLOCK_INV : GRID_INV).reshape([n, h, wd, c]);
+}
+
+/** @internal Whether MAXIM's cheap intermediates on x are formed again in the backward rather than kept
+ * (`maximFusion.reform`): where the fused ops recompute (CUDA; the CPU when setKeepOnCpu(false)) and gradients are
+ * recorded. */
+export const lean = (x: Tensor) => maximFusion.reform && !composesOnCpu(x) && isGradEnabled();
+
+/** @internal y = form(sources), marked (when `on`) to be formed again so by the backwards that read it (reform.ts). */
+export function formedAgain(on: boolean, sources: Tensor[], form: (s: Tensor[]) => Tensor): Tensor {
+  const y = form(sources);
+  return on ? reformable([y], sources, (s) => [form(s)])[0]! : y;
+}
+
+/** GELU's two halves of z (geluHalves), formed again from z for their readers' backwards when `on`. */
+function halvesOf(z: Tensor, on: boolean): [Tensor, Tensor] {
+  return on ? reformable(geluHalves(z), [z], ([s]) => geluHalves(s!)) : geluHalves(z);
 }
 
 /** The gating units and spatial gating weights take their one-op forms (spatialGate, spatialMix) only with
@@ -132,10 +151,14 @@ export class GatingUnit extends Module {
    * the split as one op (geluHalves: the whole GELU output neither written nor read again). */
   composed(x: Tensor, patch: Size2, act: 'none' | 'gelu' = 'none'): Tensor {
     return tidy(() => {
-      const c = x.shape[3]! / 2;
-      const [u, v] = act === 'gelu' ? geluHalves(x) : (split(x, [c, c]) as [Tensor, Tensor]);
-      const d = this.Dense_0.P;
-      return mul(u, spatialDense(this.intermediate_layernorm.forward(v), patch, this.kind, d.weight!, scale(d.bias!, 1, 1)));
+      const c = x.shape[3]! / 2, on = lean(x);
+      const [u, v] = act === 'gelu' ? halvesOf(x, on) : (split(x, [c, c]) as [Tensor, Tensor]);
+      const d = this.Dense_0.P, ln = this.intermediate_layernorm;
+      // lean: only x and the Dense's output are kept; the halves, the LayerNorm's output, the Dense's input and the
+      // product are formed again from them (elementwise and permute passes, no GEMM) by the backwards that read them
+      const h = formedAgain(on, [v, ln.P.gamma!, ln.P.beta!], ([s, lw, lb]) => layerNorm2d(s!, lw!, lb!, 1e-6));
+      const g = spatialDense(h, patch, this.kind, d.weight!, scale(d.bias!, 1, 1), on);
+      return formedAgain(on, [u, g], ([a, b]) => mul(a!, b!));
     });
   }
 }
@@ -174,9 +197,10 @@ export class GmlpLayer extends Module {
 /** @internal Whether MAXIM's GELU + split pairs and spatial gating weights run as one op each (scripts/unfused-blocks.mjs
  * turns them off for A/B timing), whether the gating units keep their Dense outputs for the backward (`keepDense`:
  * one GEMM less per unit there, G·C·P floats more held per unit; scripts/bench-gpu.mjs times both), and whether the
- * multi-axis block's LayerNorm → in_project → GELU runs checkpointed (`recomputeIn`: its 2C pre-activations are formed
- * again in the backward instead of being held from the forward to it). */
-export const maximFusion = { geluSplit: true, spatialMix: true, keepDense: false, recomputeIn: false };
+ * cheap intermediates of a training step are formed again in the backward rather than held from the forward to it
+ * (`reform`, where `lean` applies: the GELU halves, the gating units' LayerNorm outputs, Dense inputs and products,
+ * the cross-gating's GELU outputs and products, RCAB's LayerNorm output; no GEMM is run again). */
+export const maximFusion = { geluSplit: true, spatialMix: true, keepDense: false, reform: true };
 
 /** GELU, then the two channel halves (the official chunk), in one op. */
 function geluHalves(y: Tensor): [Tensor, Tensor] {
@@ -202,17 +226,10 @@ export class MultiAxisGmlpLayer extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const [u, v] = maximFusion.recomputeIn ? this.#inputHalves(x) : geluHalves(this.LayerNorm_in.linear(x, this.in_project));
+      const [u, v] = halvesOf(this.LayerNorm_in.linear(x, this.in_project), lean(x));
       const z = concat([this.GridGmlpLayer.forward(u), this.BlockGmlpLayer.forward(v)]);
       return this.out_project.forwardAdd(z, x);
     });
-  }
-  /** GELU(in_project(LN(x))) checkpointed (kept: x only), then its two halves (the split keeps nothing). */
-  #inputHalves(x: Tensor): [Tensor, Tensor] {
-    const params = [...this.LayerNorm_in.parameters(), ...this.in_project.parameters()];
-    const a = checkpoint((t) => gelu(this.LayerNorm_in.linear(t, this.in_project)), x, params);
-    const h = a.shape[3]! / 2;
-    return split(a, [h, h]) as [Tensor, Tensor];
   }
 }
 
@@ -246,8 +263,11 @@ export class RCAB extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      // conv1's output is not kept (the LeakyReLU keeps its own): freed here rather than at the end of the block
-      const h = tidy(() => leakyRelu(this.conv1.forward(this.LayerNorm.forward(x)), this.opts.lreluSlope ?? 0.2));
+      // conv1's output is not kept (the LeakyReLU keeps its own): freed here rather than at the end of the block; with
+      // `lean` its input, the LayerNorm's output, is formed again for its backward from x (which the LayerNorm keeps)
+      const ln = this.LayerNorm.P;
+      const n = formedAgain(lean(x), [x, ln.gamma!, ln.beta!], ([s, w, b]) => layerNorm2d(s!, w!, b!, 1e-6));
+      const h = tidy(() => leakyRelu(this.conv1.forward(n), this.opts.lreluSlope ?? 0.2));
       const y = this.conv2.forward(h);
       return add(this.channel_attention.forward(y), x);
     });
@@ -312,8 +332,8 @@ export class SpatialGatingWeights extends Module {
       // one op (the GELU, both halves' mixing and the concat) except on the CPU by default, where the separate ops
       // are faster (forward at [4,128,128,64]: 106 ms against the op's 118 ms)
       if (maximFusion.spatialMix && !composesOnCpu(z) && !tilesOff()) return this.out_project.forward(spatialMix(z, grid, block, 'gelu'));
-      const [u, v] = geluHalves(z);
-      const mix = (t: Tensor, m: Mixing) => spatialDense(t, m.patch, m.over, m.w, m.b);
+      const on = lean(z), [u, v] = halvesOf(z, on);
+      const mix = (t: Tensor, m: Mixing) => spatialDense(t, m.patch, m.over, m.w, m.b, on);
       return this.out_project.forward(concat([mix(u, grid), mix(v, block)]));
     });
   }

@@ -9,7 +9,7 @@ import { concat } from '../ops/shape.js';
 import { tidy } from '../tensor/scope.js';
 import { chain, type Checkpointable } from '../autograd/checkpoint.js';
 import {
-  ConvTranspose2x2, MaximLayerNorm, MultiAxisGmlpLayer, RCAB, RDCAB, SpatialGatingWeights, type MaximBlockOptions, type Size2,
+  ConvTranspose2x2, formedAgain, lean, MaximLayerNorm, MultiAxisGmlpLayer, RCAB, RDCAB, SpatialGatingWeights, type MaximBlockOptions, type Size2,
 } from './maxim_blocks.js';
 
 /**
@@ -47,12 +47,17 @@ export class CrossGatingBlock extends Module {
       if (this.ConvTranspose_0) y = this.ConvTranspose_0.forward(y);
       const sx = this.Conv_0.forward(x);
       const sy = this.Conv_1.forward(y);
-      const xg = gelu(this.LayerNorm_x.linear(sx, this.in_project_x));
+      // lean: the GELUs' outputs and the products are formed again by the backwards that read them (from the GELUs'
+      // inputs and the gating weights, which their own backwards keep)
+      const on = lean(x);
+      const act = (z: Tensor) => formedAgain(on, [z], ([s]) => gelu(s!));
+      const prod = (a: Tensor, b: Tensor) => formedAgain(on, [a, b], ([p, q]) => mul(p!, q!));
+      const xg = act(this.LayerNorm_x.linear(sx, this.in_project_x));
       const gx = this.SplitHeadMultiAxisGating_x.forward(xg);
-      const yg = gelu(this.LayerNorm_y.linear(sy, this.in_project_y));
+      const yg = act(this.LayerNorm_y.linear(sy, this.in_project_y));
       const gy = this.SplitHeadMultiAxisGating_y.forward(yg);
-      const yo = this.out_project_y.forwardAdd(mul(yg, gx), sy);
-      const xo = this.out_project_x.forwardAdd(mul(xg, gy), add(yo, sx));
+      const yo = this.out_project_y.forwardAdd(prod(yg, gx), sy);
+      const xo = this.out_project_x.forwardAdd(prod(xg, gy), add(yo, sx));
       return [xo, yo];
     });
   }

@@ -46,6 +46,8 @@ export class Tensor {
   _node: GradNode | null = null;
   /** @internal index of this tensor among its node's outputs. */
   _outIndex = 0;
+  /** @internal called once when this handle is disposed (autograd/reform.ts: a group formed again). */
+  _onDispose: (() => void) | null = null;
   #id: number;
   #disposed = false;
 
@@ -124,6 +126,7 @@ export class Tensor {
     untrack(this);
     native.dispose(this.#id);
     if (this.grad && !this.grad.isDisposed) this.grad.dispose();
+    this._onDispose?.();
   }
   [Symbol.dispose](): void {
     this.dispose();
