@@ -153,7 +153,12 @@ export function opBenchCases(smoke = false) {
     // the cross-gating's spatial gating weights at level 1 (C = 32 per half): grid 16x16 (patch 8x8) | block 16x16
     { op: 'spatial_mix', name: 'spatial_mix MAXIM gelu [16,128,128,64] grid | block', inputs: [f([16, 128, 128, 64]), f([256, 256], -0.1, 0.1), f([256, 256], -0.1, 0.1)], attrs: [1, 8, 8, 0, 16, 16, 1] },
     { op: 'spatial_mix_backward', name: 'spatial_mix_backward MAXIM gelu grid | block', inputs: [f([16, 128, 128, 64]), f([16, 128, 128, 64]), f([256, 256], -0.1, 0.1), f([256, 256], -0.1, 0.1)], attrs: [1, 8, 8, 0, 16, 16, 1] },
+    // MAXIM's mixing layouts at level 1 (C = 32), both ways: the tile transpose with an axis over two dims (run 9:
+    // 75.5 µs for the block one, its tiles half full with a = fw = 16 alone; the grid one went to the gather kernel)
     { op: 'permute', name: 'permute MAXIM blocked [16,8,16,8,16,32] (composition)', inputs: [f([16, 8, 16, 8, 16, 32])], attrs: [0, 1, 3, 5, 2, 4] },
+    { op: 'permute', name: 'permute MAXIM block back [16,8,8,32,16,16]', inputs: [f([16, 8, 8, 32, 16, 16])], attrs: [0, 1, 4, 2, 5, 3] },
+    { op: 'permute', name: 'permute MAXIM grid [16,8,16,8,16,32] patch 16x16', inputs: [f([16, 8, 16, 8, 16, 32])], attrs: [0, 2, 4, 5, 1, 3] },
+    { op: 'permute', name: 'permute MAXIM grid back [16,16,16,32,8,8]', inputs: [f([16, 16, 16, 32, 8, 8])], attrs: [0, 4, 1, 5, 2, 3] },
     { op: 'conv2d_backward', name: 'conv2d_backward 2x2 s2 48->96 down', inputs: [f([16, 64, 64, 96]), f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2)], attrs: [2, 0, 1] },
   ];
 }

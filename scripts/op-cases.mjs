@@ -57,6 +57,12 @@ export function opCases() {
   add('permute', '[3,5,7] (2,0,1)', [f([3, 5, 7])], [2, 0, 1]);
   add('permute', 'i32 [2,3,4,5] reversed', [i32([2, 3, 4, 5])], [3, 2, 1, 0]);
   add('permute', 'transpose [5,7]', [f([5, 7])], [1, 0]);
+  // MAXIM's mixing layouts, both ways (the tile transpose with an axis over two dims; odd sizes for the tails)
+  add('permute', 'MAXIM block [2,4,16,2,16,24]', [f([2, 4, 16, 2, 16, 24])], [0, 1, 3, 5, 2, 4]);
+  add('permute', 'MAXIM block back [2,4,2,24,16,16]', [f([2, 4, 2, 24, 16, 16])], [0, 1, 4, 2, 5, 3]);
+  add('permute', 'MAXIM grid [2,8,3,8,5,20]', [f([2, 8, 3, 8, 5, 20])], [0, 2, 4, 5, 1, 3]);
+  add('permute', 'MAXIM grid back [2,3,5,20,8,8]', [f([2, 3, 5, 20, 8, 8])], [0, 4, 1, 5, 2, 3]);
+  add('permute', 'MAXIM block odd [1,3,6,2,5,17]', [f([1, 3, 6, 2, 5, 17])], [0, 1, 3, 5, 2, 4]);
 
   // --- elementwise
   for (const op of ['add', 'sub', 'mul']) {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { tensor } from '../lib/tensor/tensor.js';
 import { clone, permute, copyInto, addInto } from '../lib/ops/memory.js';
 import { add, sub, mul, sumTo, scale, sum, mean } from '../lib/ops/elementwise.js';
-import { randArray, expectClose, gradcheck } from './helpers.js';
+import { randArray, expectClose, gradcheck, differing, withEmulation } from './helpers.js';
 
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const strides = (s: number[]) => s.map((_, i) => size(s.slice(i + 1)));
@@ -88,6 +88,34 @@ describe('memory ops', () => {
         await expectClose(y, refPermute(a, s, perm), 0);
       }
     }
+  });
+
+  it("permute: the CUDA tile transpose's walk (IRCONSTYLE_EMULATE=permute) takes MAXIM's block and grid permutes and moves every element", async () => {
+    // MAXIM's mixing layouts (maxim_blocks.ts): [N, gh, fh, gw, fw, C] -> block [N, gh, gw, C, fh, fw] (a over
+    // fh·fw), grid [N, fh, fw, C, gh, gw] (a over gh·gw), and back (b over fh·fw, over gh·gw); odd sizes for the
+    // tiles' tails; an int32 tensor; an NHWC -> NCHW and a batched 2-D transpose (one-level axes)
+    const BLOCK = [0, 1, 3, 5, 2, 4], GRID = [0, 2, 4, 5, 1, 3];
+    const inv = (p: number[]) => p.reduce<number[]>((q, v, i) => ((q[v] = i), q), []);
+    const cases: [number[], number[]][] = [
+      [[1, 8, 16, 8, 16, 32], BLOCK], [[1, 8, 8, 32, 16, 16], inv(BLOCK)],
+      [[2, 8, 16, 8, 16, 20], GRID], [[2, 16, 16, 20, 8, 8], inv(GRID)],
+      [[2, 3, 6, 2, 5, 17], BLOCK], [[2, 3, 2, 17, 6, 5], inv(BLOCK)],
+      [[1, 5, 7, 6, 3, 19], GRID], [[1, 7, 3, 19, 5, 6], inv(GRID)],
+      [[2, 33, 35, 48], [0, 3, 1, 2]], [[3, 40, 70], [0, 2, 1]],
+    ];
+    let seed = 70;
+    for (const [s, perm] of cases) {
+      for (const dtype of ['float32', 'int32'] as const) {
+        const a = randArray(size(s), seed++);
+        const x = dtype === 'int32' ? tensor(Int32Array.from(a, (v) => Math.round(v * 1e6)), s) : tensor(a, s);
+        const want = await permute(x, perm).data();
+        const got = await withEmulation('permute', () => permute(x, perm).data());
+        expect(differing(got, want), `${dtype} [${s}] (${perm})`).toBe(0);
+      }
+    }
+    // shapes the tile does not take (an axis shorter than 16) go to the gather kernel: the emulation says so
+    await expect(withEmulation('permute', () => permute(tensor(randArray(35, 1), [5, 7]), [1, 0]).data())).rejects.toThrow(/tile transpose does not take x \[5, 7\]/);
+    await expect(withEmulation('permute', () => permute(tensor(randArray(2 * 3 * 4 * 3 * 4 * 8, 1), [2, 3, 4, 3, 4, 8]), GRID).data())).rejects.toThrow(/does not take/);
   });
 });
 

@@ -17,6 +17,7 @@
 #endif
 
 #include "op_api.h"
+#include "permute_plan.h"
 
 namespace irc {
 namespace {
@@ -229,6 +230,16 @@ void cpu_permute(KernelCtx& c) {
   const TArg& y = c.out[0];
   if (y.n == 0) return;
   const int r = static_cast<int>(x.shape.size());
+  if (emulation_requested("permute")) {  // the CUDA tile transpose's own walk (the tests of its index arithmetic)
+    std::vector<int64_t> perm(r);
+    for (int i = 0; i < r; ++i) perm[i] = c.ai(i);
+    permute_plan::Geo g;
+    if (!permute_plan::plan(permute_plan::merge(x.shape, perm), g))
+      op_fail("E_EMULATE", "permute: the CUDA tile transpose does not take x " + shape_str(x.shape) + " with perm " +
+                               dims_str(perm) + " (the gather kernel does)");
+    permute_plan::emulate(g, static_cast<const uint32_t*>(x.ptr), static_cast<uint32_t*>(y.ptr));
+    return;
+  }
   // Output dims in order, with input strides; drop size-1 dims, merge mergeable neighbours.
   std::vector<int64_t> xstride(r, 1);
   for (int i = r - 2; i >= 0; --i) xstride[i] = xstride[i + 1] * x.shape[i + 1];

@@ -4,8 +4,8 @@
 //   add_          dst += src in place, float4 when both are 16-byte aligned
 //   add_n_        every pair in one launch per 32 pairs (blockIdx.y = pair), grid-stride over each pair
 //   permute       dims are merged as on the CPU; a 32x32 shared-memory tile transpose when the output's
-//                 innermost dim is strided in the input (and both transposed dims are >= 16), otherwise an
-//                 index-decomposition gather (32-bit index math when the tensor has < 2^31 elements)
+//                 innermost dim is strided in the input (permute_plan.h: each tile axis over up to two dims, both
+//                 at least 16 long), otherwise an index-decomposition gather (32-bit index math below 2^31 elements)
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../cuda/common.cuh"
+#include "permute_plan.h"
 
 namespace irc {
 namespace {
@@ -124,48 +125,31 @@ __global__ void k_permute_gather(const uint32_t* __restrict x, uint32_t* __restr
   }
 }
 
-// Tile transpose: output dim a (the innermost output dim, input stride sa) against dim b (input stride 1,
-// output stride ob). The remaining dims ("outer", listed innermost first) give per-tile base offsets.
-struct TileGeom {
-  int64_t A, B, sa, ob;
-  int64_t tilesA, tilesB, total;
-  int no;
-  int64_t osz[kMaxDims], ox[kMaxDims], oy[kMaxDims];
-};
-
-constexpr int kTile = 32;
-constexpr int kTileRows = 8;
+// Tile transpose (permute_plan.h): a tile's loads run along b (contiguous in x), its stores along a (contiguous in y),
+// each axis possibly over two merged dims.
+using permute_plan::kTile;
+using permute_plan::kTileRows;
 
 __global__ void __launch_bounds__(kTile* kTileRows) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
-                                                                   TileGeom g) {
+                                                                   permute_plan::Geo g) {
   __shared__ uint32_t tile[kTile][kTile + 1];  // [a][b], padded against bank conflicts
   const int tx = threadIdx.x, ty = threadIdx.y;
   for (int64_t t = blockIdx.x; t < g.total; t += gridDim.x) {  // block-uniform loop: __syncthreads is safe
-    const int64_t ta = t % g.tilesA;
-    const int64_t tb = (t / g.tilesA) % g.tilesB;
-    int64_t o = t / (g.tilesA * g.tilesB), xo = 0, yo = 0;
-    for (int d = 0; d < g.no; ++d) {
-      const int64_t q = o / g.osz[d];
-      const int64_t i = o - q * g.osz[d];
-      xo += i * g.ox[d];
-      yo += i * g.oy[d];
-      o = q;
-    }
-    const int64_t a0 = ta * kTile, b0 = tb * kTile;
+    const permute_plan::Base p = permute_plan::base(g, t);
     // Load: threads along b (contiguous in x).
-    const int64_t bi = b0 + tx;
+    const int64_t bi = p.b0 + tx;
 #pragma unroll
     for (int r = 0; r < kTile; r += kTileRows) {
-      const int64_t ai = a0 + ty + r;
-      if (ai < g.A && bi < g.B) tile[ty + r][tx] = x[xo + ai * g.sa + bi];
+      const int64_t ai = p.a0 + ty + r;
+      if (ai < g.A && bi < g.B) tile[ty + r][tx] = x[p.xo + permute_plan::a_in(g, ai) + bi];
     }
     __syncthreads();
     // Store: threads along a (contiguous in y).
-    const int64_t ai = a0 + tx;
+    const int64_t ai = p.a0 + tx;
 #pragma unroll
     for (int r = 0; r < kTile; r += kTileRows) {
-      const int64_t bj = b0 + ty + r;
-      if (ai < g.A && bj < g.B) y[yo + bj * g.ob + ai] = tile[tx][ty + r];
+      const int64_t bj = p.b0 + ty + r;
+      if (ai < g.A && bj < g.B) y[p.yo + permute_plan::b_out(g, bj) + ai] = tile[tx][ty + r];
     }
     __syncthreads();
   }
@@ -248,23 +232,10 @@ void cuda_permute(KernelCtx& c) {
   const TArg& y = c.out[0];
   if (y.n <= 0) return;
   cudaStream_t s = cu::stream(c);
-  const int r = static_cast<int>(x.shape.size());
-  // Merge as on the CPU: output-ordered sizes with input strides; size-1 dims dropped.
-  std::vector<int64_t> xstride(r, 1);
-  for (int i = r - 2; i >= 0; --i) xstride[i] = xstride[i + 1] * x.shape[i + 1];
-  std::vector<int64_t> sz, st;
-  for (int i = 0; i < r; ++i) {
-    const int p = static_cast<int>(c.ai(i));
-    const int64_t d = x.shape[p];
-    if (d == 1) continue;
-    if (!sz.empty() && st.back() == xstride[p] * d) {
-      sz.back() *= d;
-      st.back() = xstride[p];
-    } else {
-      sz.push_back(d);
-      st.push_back(xstride[p]);
-    }
-  }
+  std::vector<int64_t> perm(x.shape.size());
+  for (size_t i = 0; i < perm.size(); ++i) perm[i] = c.ai(i);
+  const permute_plan::Dims dims = permute_plan::merge(x.shape, perm);
+  const std::vector<int64_t>&sz = dims.sz, &st = dims.st;
   if (sz.empty() || (sz.size() == 1 && st[0] == 1)) {
     cu::check(cudaMemcpyAsync(y.ptr, x.ptr, static_cast<size_t>(y.n) * 4, cudaMemcpyDeviceToDevice, s), c.op,
               "cudaMemcpyAsync");
@@ -276,32 +247,10 @@ void cuda_permute(KernelCtx& c) {
                            " non-mergeable dims, got " + std::to_string(m) + " for x " + shape_str(x.shape));
   const uint32_t* src = static_cast<const uint32_t*>(x.ptr);
   uint32_t* dst = static_cast<uint32_t*>(y.ptr);
-  std::vector<int64_t> ostr(m, 1);
-  for (int i = m - 2; i >= 0; --i) ostr[i] = ostr[i + 1] * sz[i + 1];
-
-  const int adim = m - 1;
-  int bdim = -1;
-  for (int d = 0; d < m; ++d)
-    if (st[d] == 1) bdim = d;
-  if (st[adim] != 1 && bdim >= 0 && bdim != adim && sz[adim] >= 16 && sz[bdim] >= 16) {
-    TileGeom g{};
-    g.A = sz[adim];
-    g.B = sz[bdim];
-    g.sa = st[adim];
-    g.ob = ostr[bdim];
-    g.tilesA = (g.A + kTile - 1) / kTile;
-    g.tilesB = (g.B + kTile - 1) / kTile;
-    g.no = 0;
-    for (int d = m - 1; d >= 0; --d) {  // innermost first
-      if (d == adim || d == bdim) continue;
-      g.osz[g.no] = sz[d];
-      g.ox[g.no] = st[d];
-      g.oy[g.no] = ostr[d];
-      ++g.no;
-    }
-    g.total = g.tilesA * g.tilesB * (y.n / (g.A * g.B));
-    int64_t blocks = g.total < (int64_t(1) << 20) ? g.total : (int64_t(1) << 20);
-    k_permute_tile<<<static_cast<unsigned>(blocks), dim3(kTile, kTileRows), 0, s>>>(src, dst, g);
+  permute_plan::Geo tg;
+  if (permute_plan::plan(dims, tg)) {
+    const int64_t blocks = tg.total < (int64_t(1) << 20) ? tg.total : (int64_t(1) << 20);
+    k_permute_tile<<<static_cast<unsigned>(blocks), dim3(kTile, kTileRows), 0, s>>>(src, dst, tg);
     cu::check_launch(c);
     return;
   }
