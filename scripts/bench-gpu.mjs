@@ -340,7 +340,7 @@ async function benchModel(lib, native, { model, batch, size, K, device, left, lo
       const [gateOn, gateOff] = env('IRCONSTYLE_SPATIAL_GATE', '1');
       const variants = [
         // MAXIM's cheap intermediates (GELU halves, LayerNorm outputs, Dense inputs, products) kept from the forward
-        // to the backward instead of formed again there: the default's time cost for its memory (mem:model: 6,057
+        // to the backward instead of formed again there: the default's time cost for its memory (mem:model: 6,049
         // against 9,483 MiB)
         ['keepIntermediates', 'MAXIM\'s intermediates kept, not formed again (maximFusion.reform = false)', model.includes('maxim'),
           () => { maximFusion.reform = false; }, () => { maximFusion.reform = true; }],

@@ -5,6 +5,7 @@
 // that make them; record() then keeps their sources (themselves marked or not) instead of them, and the first
 // backward rule that needs one forms the whole group again — the forward's own ops on the same values, so the same
 // bits — and shares it with the group's other readers until the last of them is done.
+import { IrcError } from '../errors.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
 import { viewOf } from '../tensor/tensor.js';
 import { keep as unscoped, tidyTracked } from '../tensor/scope.js';
@@ -78,7 +79,7 @@ export class LazySaved {
   #done = false;
   constructor(private readonly mark: ReformMark) {}
   get(): Tensor {
-    if (this.#done) throw new Error('reform: a saved tensor read after its release');
+    if (this.#done) throw new IrcError('E_INTERNAL', 'reform: a saved tensor read after its release');
     return (this.#view ??= this.mark.r.get(this.mark.i, this.mark.shape));
   }
   dispose(): void {

@@ -265,9 +265,11 @@ export class RCAB extends Module {
     return tidy(() => {
       // conv1's output is not kept (the LeakyReLU keeps its own): freed here rather than at the end of the block; with
       // `lean` its input, the LayerNorm's output, is formed again for its backward from x (which the LayerNorm keeps)
-      const ln = this.LayerNorm.P;
-      const n = formedAgain(lean(x), [x, ln.gamma!, ln.beta!], ([s, w, b]) => layerNorm2d(s!, w!, b!, 1e-6));
-      const h = tidy(() => leakyRelu(this.conv1.forward(n), this.opts.lreluSlope ?? 0.2));
+      const ln = this.LayerNorm.P, on = lean(x);
+      const h = tidy(() => {
+        const n = formedAgain(on, [x, ln.gamma!, ln.beta!], ([s, w, b]) => layerNorm2d(s!, w!, b!, 1e-6));
+        return leakyRelu(this.conv1.forward(n), this.opts.lreluSlope ?? 0.2);
+      });
       const y = this.conv2.forward(h);
       return add(this.channel_attention.forward(y), x);
     });

@@ -235,7 +235,7 @@ void cpu_permute(KernelCtx& c) {
     for (int i = 0; i < r; ++i) perm[i] = c.ai(i);
     permute_plan::Geo g;
     if (!permute_plan::plan(permute_plan::merge(x.shape, perm), g))
-      op_fail("E_EMULATE", "permute: the CUDA tile transpose does not take x " + shape_str(x.shape) + " with perm " +
+      op_fail("E_ARG", "permute: the CUDA tile transpose does not take x " + shape_str(x.shape) + " with perm " +
                                dims_str(perm) + " (the gather kernel does)");
     permute_plan::emulate(g, static_cast<const uint32_t*>(x.ptr), static_cast<uint32_t*>(y.ptr));
     return;
