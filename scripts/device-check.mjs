@@ -6,7 +6,8 @@
 //      gross failures — ten times the TF32 bound, errors — counted); then the cases of the ops the opt-in kernels serve
 //      with every opt-in switch on (fallback.mjs OWN_KERNELS: the `own` pass, counted as the TF32 pass)
 //   c. golden parity on CUDA: runParity on every test/fixtures/*.safetensors (IRCONSTYLE_BACKEND=cuda child)
-//   c2. CUDA graphs: inference forwards recorded by captureForward and replayed, against op by op
+//   c2. CUDA graphs: inference forwards recorded by captureForward and replayed, against op by op; the trainer's graph
+//      mode and kernel tuning against op by op; MAXIM's intermediates formed again in the backward against kept
 //   d. benchmarks (scripts/bench-gpu.mjs: our training steps and inference beside the PyTorch references), if time
 //      remains; d2. per-op GPU times at the training shapes (scripts/bench-gpu-ops.mjs)
 //   e. a short table last; full logs and result.json under $OUT (default ./device-out)
@@ -253,10 +254,56 @@ async function graphWorker() {
     net.dispose();
     return out;
   };
-  const N = GRAPH_CASES.length + 3;
+  // MAXIM's training step with its cheap intermediates formed again in the backward (maximFusion.reform, the default
+  // where the fused ops recompute: CUDA, and the CPU here when setKeepOnCpu(false)) against keeping them: 3 steps op by
+  // op, untuned, and the bytes one forward holds for its backward
+  const reformRun = async (reform) => {
+    const [{ maximFusion }, fused] = await Promise.all([import(join(DIST, 'models', 'maxim_blocks.js')), import(join(DIST, 'ops', 'fused.js'))]);
+    const was = fused.setKeepOnCpu(false);
+    maximFusion.reform = reform;
+    try {
+      L.setInitSeed(9);
+      const net = L.createModel('constyle-maxim-tiny', { constyle: 'train', K: 32 }).to(target);
+      const tr = new L.IRConStyleTrainer(net, { graph: false, tune: false });
+      const losses = [];
+      for (let k = 0; k < 3; k++) {
+        const lq = img([2, 64, 64, 3], 0.3 + k), gt = img([2, 64, 64, 3], 0.7 + k);
+        losses.push(...Object.values(await tr.step(lq, gt)));
+        lq.dispose();
+        gt.dispose();
+      }
+      const params = await tr.arena.params.data();
+      tr.dispose();
+      net.dispose();
+      const m = L.createModel('constyle-maxim-tiny', { constyle: 'inference' }).to(target);
+      for (const p of m.parameters()) p.requiresGrad = true;
+      const x = img([2, 64, 64, 3], 0.2), key = target === 'cuda' ? 'cudaBytes' : 'bytes';
+      await L.sync();
+      const before = L.memoryStats()[key];
+      const y = m.forward(x);
+      await L.sync();
+      const held = L.memoryStats()[key] - before;
+      L.backward(L.ops.sum(y));
+      await L.sync();
+      for (const t of [x, y]) t.dispose();
+      m.dispose();
+      return { losses, params, held };
+    } finally {
+      maximFusion.reform = true;
+      fused.setKeepOnCpu(was);
+    }
+  };
+  const N = GRAPH_CASES.length + 4;
   for (let i = from; i < N; i++) {
     const t0 = Date.now();
     try {
+      if (i === GRAPH_CASES.length + 3) {
+        const kept = await reformRun(false), again = await reformRun(true);
+        const err = Math.max(relErr(kept.losses, again.losses), relErr(kept.params, again.params));
+        emit({ i, name: `MAXIM's intermediates formed again vs kept (constyle-maxim-tiny b2 64², 3 steps; held ${(again.held / 2 ** 20).toFixed(1)} against ${(kept.held / 2 ** 20).toFixed(1)} MiB)`,
+          ok: err <= 1e-6 && again.held < 0.8 * kept.held, err, s: (Date.now() - t0) / 1000 });
+        continue;
+      }
       if (i === GRAPH_CASES.length + 2) {
         // kernel tuning in graph mode tries every variant (recordings and replays from a snapshot) and, with
         // nothing taken (minGain near 1), leaves the run as the untuned one: the snapshot and its restore on the GPU
@@ -598,9 +645,9 @@ async function main() {
   if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
   else {
     const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
-    say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 3} cases`);
+    say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 4} cases`);
     graphs = await runWorkers({
-      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({ ...fallback.env, ...excluded }), n: GRAPH_CASES.length + 3, deadline, stallS: 60,
+      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({ ...fallback.env, ...excluded }), n: GRAPH_CASES.length + 4, deadline, stallS: 60,
       log: join(OUT, 'graphs.log'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.name ?? o.i}  ${o.error ?? (o.err !== undefined ? `replay vs op by op ${fmtE(o.err)}` : '')}${o.graphed === false || o.reason ? ` (${o.graphed ? 'graphed' : `not graphed: ${o.reason}`})` : ''}${o.note ? ` [${o.note}]` : ''}`),
     });
