@@ -1,5 +1,6 @@
 // The block forwards as they were composed before the fused block ops (dwconv_gate's GELU gate, conv1x1_add,
-// channel_attention; MAXIM's Linear + residual, its gating units, GELU + split pairs and spatial gating weights), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
+// channel_attention; MAXIM's Linear + residual, its gating units, GELU + split pairs and spatial gating weights, its
+// intermediates kept rather than formed again), for an A/B measurement in one process (scripts/bench-gpu.mjs, BENCH_AB=1): the same
 // parameters and the same math through the separate ops. Not part of the library.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -54,6 +55,7 @@ export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(joi
     patch() {
       MB.GatingUnit.prototype.forward = MB.GatingUnit.prototype.composed; // MAXIM's gating units
       MB.maximFusion.geluSplit = MB.maximFusion.spatialMix = false; // its GELU + split pairs, spatial gating weights
+      MB.maximFusion.reform = false; // and every intermediate kept for the backward, as composed before the reforms
       NAFBlock.prototype.forward = nafBlock;
       TransformerBlock.prototype.forward = transformerBlock;
       Attention.prototype.forward = attention;
@@ -62,7 +64,7 @@ export async function unfusedBlocks(root, load = (p) => import(pathToFileURL(joi
     },
     restore() {
       for (const [proto, k, f] of saved) proto[k] = f;
-      MB.maximFusion.geluSplit = MB.maximFusion.spatialMix = true;
+      MB.maximFusion.geluSplit = MB.maximFusion.spatialMix = MB.maximFusion.reform = true;
     },
   };
 }
