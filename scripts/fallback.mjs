@@ -23,6 +23,8 @@ export const KERNEL_SWITCHES = [
   { env: { IRCONSTYLE_LINEAR_FWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' }, ops: ['linear', 'conv1x1_add', 'ln_conv1x1'] },
   { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
   { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, tune: true, ops: ['dwconv_gate_backward'] },
+  // the permute kernel's tiles with each axis on one dim, as in run 9 (by default an axis may span two dims)
+  { env: { IRCONSTYLE_PERMUTE_TILE: '1' }, on: {}, ops: ['permute'] },
   // (by default the thin kernels take the forward to <= 4 output channels only; '0': none, '1': every fitting call)
   { env: { IRCONSTYLE_THIN_CONV: '0' }, on: { IRCONSTYLE_THIN_CONV: '1' }, ops: ['conv2d', 'conv2d_backward'] },
   // cuDNN's algorithms chosen by timing them at the first call of each shape (cudnnFind*AlgorithmEx) instead of by its

@@ -116,6 +116,17 @@ describe('memory ops', () => {
     // shapes the tile does not take (an axis shorter than 16) go to the gather kernel: the emulation says so
     await expect(withEmulation('permute', () => permute(tensor(randArray(35, 1), [5, 7]), [1, 0]).data())).rejects.toThrow(/tile transpose does not take x \[5, 7\]/);
     await expect(withEmulation('permute', () => permute(tensor(randArray(2 * 3 * 4 * 3 * 4 * 8, 1), [2, 3, 4, 3, 4, 8]), GRID).data())).rejects.toThrow(/does not take/);
+    // IRCONSTYLE_PERMUTE_TILE=1 (the device check's fallback for a failing permute): each axis on one dim, as in run 9 —
+    // the block layout's tiles pair fw = 16 with C, the grid layout's gw = 8 is left to the gather kernel
+    process.env.IRCONSTYLE_PERMUTE_TILE = '1';
+    try {
+      const x = tensor(randArray(8 * 16 * 8 * 16 * 32, 90), [1, 8, 16, 8, 16, 32]);
+      const want = await permute(x, BLOCK).data();
+      expect(differing(await withEmulation('permute', () => permute(x, BLOCK).data()), want)).toBe(0);
+      await expect(withEmulation('permute', () => permute(tensor(randArray(8 * 16 * 8 * 16 * 20, 91), [1, 8, 16, 8, 16, 20]), GRID).data())).rejects.toThrow(/does not take/);
+    } finally {
+      delete process.env.IRCONSTYLE_PERMUTE_TILE;
+    }
   });
 });
 

@@ -18,6 +18,7 @@
 
 #include "op_api.h"
 #include "permute_plan.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -234,7 +235,7 @@ void cpu_permute(KernelCtx& c) {
     std::vector<int64_t> perm(r);
     for (int i = 0; i < r; ++i) perm[i] = c.ai(i);
     permute_plan::Geo g;
-    if (!permute_plan::plan(permute_plan::merge(x.shape, perm), g))
+    if (!permute_plan::plan(permute_plan::merge(x.shape, perm), g, !env_is("IRCONSTYLE_PERMUTE_TILE", "1")))
       op_fail("E_ARG", "permute: the CUDA tile transpose does not take x " + shape_str(x.shape) + " with perm " +
                                dims_str(perm) + " (the gather kernel does)");
     permute_plan::emulate(g, static_cast<const uint32_t*>(x.ptr), static_cast<uint32_t*>(y.ptr));

@@ -14,6 +14,7 @@
 
 #include "../cuda/common.cuh"
 #include "permute_plan.h"
+#include "switches.h"
 
 namespace irc {
 namespace {
@@ -248,7 +249,7 @@ void cuda_permute(KernelCtx& c) {
   const uint32_t* src = static_cast<const uint32_t*>(x.ptr);
   uint32_t* dst = static_cast<uint32_t*>(y.ptr);
   permute_plan::Geo tg;
-  if (permute_plan::plan(dims, tg)) {
+  if (permute_plan::plan(dims, tg, !env_is("IRCONSTYLE_PERMUTE_TILE", "1"))) {
     const int64_t blocks = tg.total < (int64_t(1) << 20) ? tg.total : (int64_t(1) << 20);
     k_permute_tile<<<static_cast<unsigned>(blocks), dim3(kTile, kTileRows), 0, s>>>(src, dst, tg);
     cu::check_launch(c);

@@ -58,8 +58,9 @@ struct Geo {
 };
 
 // Whether the tile transpose takes these dims, and its geometry: the output's innermost dim must be strided in the
-// input, each axis at least 16 long, and at most kOuterDims other dims.
-inline bool plan(const Dims& d, Geo& g) {
+// input, each axis at least 16 long, and at most kOuterDims other dims. `two_level` false keeps each axis on one dim
+// (the kernel of run 9: IRCONSTYLE_PERMUTE_TILE=1, where the device check sends a failing permute).
+inline bool plan(const Dims& d, Geo& g, bool two_level = true) {
   const int m = static_cast<int>(d.sz.size());
   if (m < 2 || d.st[m - 1] == 1) return false;
   int a1 = -1, b0 = -1, b1 = -1;
@@ -67,9 +68,9 @@ inline bool plan(const Dims& d, Geo& g) {
     if (d.st[k] == 1) b0 = k;
   if (b0 < 0 || b0 == m - 1) return false;
   // a over the last two output dims when the last is shorter than a tile (and the other is not b's)
-  if (d.sz[m - 1] < kTile && m - 2 != b0) a1 = m - 2;
+  if (two_level && d.sz[m - 1] < kTile && m - 2 != b0) a1 = m - 2;
   // b over the input's two innermost dims when the innermost is shorter than a tile (and the other is not a's)
-  if (d.sz[b0] < kTile)
+  if (two_level && d.sz[b0] < kTile)
     for (int k = 0; k < m; ++k)
       if (k != m - 1 && k != a1 && d.st[k] == d.sz[b0]) b1 = k;
   g = Geo{};
