@@ -83,6 +83,8 @@ describe('tensors formed again in the backward', () => {
     const x = randTensor([3, 8], 6);
     const [a, b] = reformable(geluSplit(x, [4, 4]), [x], ([s]) => geluSplit(s!, [4, 4]));
     const p = permute(a!, [1, 0]);
+    reformable([p], [a!], ([s]) => [permute(s!, [1, 0])]);
+    reformable([p], [b!], ([s]) => [permute(s!, [1, 0])]); // marked twice: both groups let go of their sources
     for (const t of [a!, b!, p, x]) t.dispose();
     await sync();
     expect(memoryStats().bytes).toBe(base.bytes);

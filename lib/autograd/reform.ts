@@ -33,10 +33,14 @@ export class Reform {
   constructor(sources: readonly Tensor[], private readonly form: (srcs: Tensor[]) => Tensor[], outs: readonly Tensor[]) {
     this.#srcs = sources.map(keep);
     this.#alive = outs.length;
-    for (const t of outs) t._onDispose = () => {
-      this.#alive--;
-      this.#settle();
-    };
+    for (const t of outs) {
+      const prev = t._onDispose;  // (a tensor marked twice tells both groups)
+      t._onDispose = () => {
+        prev?.();
+        this.#alive--;
+        this.#settle();
+      };
+    }
   }
 
   /** One more saved slot reads this group; false (nothing taken) once its sources were released unformed. */
