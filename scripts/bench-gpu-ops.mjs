@@ -131,6 +131,14 @@ export function opBenchCases(smoke = false) {
     { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L1', inputs: [f([8, 128, 128, 96]), f([8, 128, 128, 288]), pos([1]), f([8, 1, 96, 96]), pos([8, 192])], attrs: [1, 1e-12] },
     { op: 'channel_attention', name: 'channel_attention Restormer L4 [8,16,16,1152]', inputs: [f([8, 16, 16, 1152]), pos([8])], attrs: [8, 1e-12] },
     { op: 'channel_attention_backward', name: 'channel_attention_backward Restormer L4', inputs: [f([8, 16, 16, 384]), f([8, 16, 16, 1152]), pos([8]), f([8, 8, 48, 48]), pos([8, 768])], attrs: [8, 1e-12] },
+    // ConStyle Restormer's deepest level (8 heads of 24 channels), per head and as whole-width products (opt-in)
+    ...[{}, { IRCONSTYLE_MDTA: 'blockdiag' }].flatMap((env) => {
+      const tag = env.IRCONSTYLE_MDTA ? ', whole-width GEMMs (opt-in)' : '';
+      return [
+        { op: 'channel_attention', name: `channel_attention ConStyle Restormer L4 [8,16,16,576]${tag}`, inputs: [f([8, 16, 16, 576]), pos([8])], attrs: [8, 1e-12], env },
+        { op: 'channel_attention_backward', name: `channel_attention_backward ConStyle Restormer L4${tag}`, inputs: [f([8, 16, 16, 192]), f([8, 16, 16, 576]), pos([8]), f([8, 8, 24, 24]), pos([8, 384])], attrs: [8, 1e-12], env },
+      ];
+    }),
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },
     // ConStyle MAXIM's Linears (FP32 in PyTorch) at level 1 of batch 16: in_project 64 -> 128 and the spatial Dense
     // over 256 positions; cuBLAS(Lt) FP32 against the split-TF32 kernels (IRCONSTYLE_LINEAR_FWD/BWD=split-tf32)

@@ -46,6 +46,10 @@ export const KERNEL_SWITCHES = [
   // item's loads issued before its arithmetic and the items rows first; proven in a strict pass of its own
   { env: { IRCONSTYLE_SLIDE: 'loop' }, on: { IRCONSTYLE_SLIDE: 'batch' }, fallback: false, tune: true, pass: 'slide',
     ops: ['dwconv_gate', 'dwconv_gate_backward', 'conv2d', 'conv2d_backward'] },
+  // Restormer's channel attention with several heads, samples and <= 1024 pixels: the per-head GEMMs as whole-width
+  // products (the Gram's diagonal blocks; A and M block-diagonal), one cuBLAS call each; proven in a strict pass
+  { env: { IRCONSTYLE_MDTA: 'heads' }, on: { IRCONSTYLE_MDTA: 'blockdiag' }, fallback: false, tune: true, pass: 'mdta',
+    ops: ['channel_attention', 'channel_attention_backward'] },
   // read by lib/models/nafnet.ts: NAFNet's SCA scale as a channel_scale pass before conv3's GEMM instead of inside it
   // (the kernel tuning's scaleApart; the ops themselves have one path)
   { env: { IRCONSTYLE_SCA_SCALE: 'conv' }, on: { IRCONSTYLE_SCA_SCALE: 'apart' }, fallback: false, tune: true,

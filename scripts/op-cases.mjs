@@ -113,7 +113,10 @@ export function opCases() {
   // ConStyle Restormer, odd pixel counts, one pixel. Backward inputs: cosines in [-1, 1], norms in [0.5, 2].
   // (P = H W >= 512 and even: the Gram split over pixel chunks on CUDA)
   for (const [sh, heads] of [[[2, 16, 16, 144], 1], [[3, 5, 7, 24], 2], [[1, 9, 7, 36], 4], [[2, 8, 8, 1152], 8], [[1, 1, 1, 9], 3],
-    [[2, 32, 32, 48], 2], [[1, 64, 64, 144], 1], [[1, 33, 31, 24], 2]]) {
+    [[2, 32, 32, 48], 2], [[1, 64, 64, 144], 1], [[1, 33, 31, 24], 2],
+    // (several heads and samples, <= 1024 pixels: IRCONSTYLE_MDTA=blockdiag's whole-width products; ConStyle
+    // Restormer's deepest level, c = 24; odd sizes)
+    [[8, 4, 4, 576], 8], [[4, 3, 5, 72], 4]]) {
     const C = sh[3] / 3, c = C / heads;
     const name = `[${sh}] heads ${heads}`;
     add('channel_attention', name, [f(sh), pos([heads], 0.5, 2)], [heads, 1e-12], red);

@@ -188,8 +188,8 @@ describe('IRConStyleTrainer kernel tuning', () => {
   it('is off by default on the CPU; tune: true tries the variants proven on a GPU, IRCONSTYLE_TUNE=all those on trial too', async () => {
     const off = await train(undefined, false, 3);
     expect(off.report).toBeNull();
-    // (MAXIM's gating-unit variant does not apply to a NAFNet)
-    const names = (vs: readonly KernelVariant[]) => vs.filter((v) => v.name !== 'spatialGate').map((v) => v.name);
+    // (MAXIM's gating-unit variant and Restormer's channel-attention one do not apply to a NAFNet)
+    const names = (vs: readonly KernelVariant[]) => vs.filter((v) => !['spatialGate', 'mdtaBlockDiag'].includes(v.name)).map((v) => v.name);
     expect(defaultVariants()).toEqual(TUNE_VARIANTS);
     const on = await train({ steps: 1, minGain: 0.999 }, false, 3);  // (nothing taken: the same steps after it)
     expect(on.report!.trials.map((t) => t.name).slice(0, names(TUNE_VARIANTS).length + 1)).toEqual(['default', ...names(TUNE_VARIANTS)]);
@@ -247,6 +247,14 @@ describe('IRConStyleTrainer kernel tuning', () => {
     tr.dispose();
     net.dispose();
     x.dispose();
+  });
+
+  it("Restormer's whole-width channel-attention GEMMs: tried only for a model with Restormer's attention", () => {
+    const mdta = TRIAL_VARIANTS.find((v) => v.name === 'mdtaBlockDiag')!;
+    expect(mdta.switches).toEqual({ IRCONSTYLE_MDTA: 'blockdiag' });
+    const models = ['constyle-restormer-tiny', 'constyle-nafnet-tiny', 'constyle-maxim-tiny'].map((n) => createModel(n, { constyle: 'inference' }));
+    expect(models.map((m) => mdta.appliesTo!(m))).toEqual([true, false, false]);
+    for (const m of models) m.dispose();
   });
 
   it("MAXIM's gating units as one op: tried only for a model that has them, and in agreement with the composition", async () => {

@@ -5,6 +5,7 @@ import { pushSwitches } from '../native/switches.js';
 import type { Module } from '../nn/module.js';
 import { GatingUnit } from '../models/maxim_blocks.js';
 import { NAFBlock } from '../models/nafnet.js';
+import { Attention } from '../models/restormer.js';
 
 /** A kernel path to try: switches it sets (README "Kernel switches") and/or a JS-side change with its undo. */
 export interface KernelVariant {
@@ -50,6 +51,8 @@ export const TRIAL_VARIANTS: readonly KernelVariant[] = [
   { name: 'slideBatch', switches: { IRCONSTYLE_SLIDE: 'batch' } },
   { name: 'gemmTune', switches: { IRCONSTYLE_GEMM_TUNE: '1' } },
   { name: 'cudnnFind', switches: { IRCONSTYLE_CUDNN_FIND: '1' } },
+  // Restormer's channel attention at its deep levels in training: each group of per-head GEMMs as one whole-width call
+  { name: 'mdtaBlockDiag', switches: { IRCONSTYLE_MDTA: 'blockdiag' }, appliesTo: (m) => contains(m, (x) => x instanceof Attention) },
 ];
 
 /** The variants tried when TuneOptions.variants is not given: TUNE_VARIANTS, and TRIAL_VARIANTS with
