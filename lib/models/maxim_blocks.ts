@@ -87,17 +87,17 @@ const GRID_INV = inverse(GRID_PERM);
 
 /**
  * The official `block_images(x, patch) → permute → Dense → permute → unblock` on x [N, H, W, C]:
- * `over: 'block'` mixes the fh·fw positions inside each patch, `over: 'grid'` mixes the gh·gw patches. With `lean`,
+ * `over: 'block'` mixes the fh·fw positions inside each patch, `over: 'grid'` mixes the gh·gw patches. With `again`,
  * the Dense's input (x in the mixing layout) is formed again from x for its backward instead of kept (reform.ts).
  */
-export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w: Tensor, b: Tensor | null, lean = false): Tensor {
+export function spatialDense(x: Tensor, patch: Size2, over: 'block' | 'grid', w: Tensor, b: Tensor | null, again = false): Tensor {
   const [n, h, wd, c] = dims(x);
   const [fh, fw] = patch;
   checkTiles('gating', h, wd, fh, fw);
   const gh = h / fh, gw = wd / fw;
   const perm = over === 'block' ? BLOCK_PERM : GRID_PERM;
   const mixing = (s: Tensor) => tidy(() => permute(s.reshape([n, gh, fh, gw, fw, c]), perm));
-  const t = formedAgain(lean, [x], ([s]) => mixing(s!));
+  const t = formedAgain(again, [x], ([s]) => mixing(s!));
   const [a, b2, c2, d2, e, f] = t.shape as [number, number, number, number, number, number];
   const y = linear(t.reshape([a, b2, c2, d2, e * f]), w, b).reshape([a, b2, c2, d2, e, f]);
   return permute(y, over === 'block' ? BLOCK_INV : GRID_INV).reshape([n, h, wd, c]);

@@ -231,32 +231,19 @@ void cpu_permute(KernelCtx& c) {
   const TArg& y = c.out[0];
   if (y.n == 0) return;
   const int r = static_cast<int>(x.shape.size());
+  std::vector<int64_t> perm(r);
+  for (int i = 0; i < r; ++i) perm[i] = c.ai(i);
+  // Output dims in order, with input and output strides; size-1 dims dropped, mergeable neighbours merged (as on CUDA).
+  const permute_plan::Dims dims = permute_plan::merge(x.shape, perm);
   if (emulation_requested("permute")) {  // the CUDA tile transpose's own walk (the tests of its index arithmetic)
-    std::vector<int64_t> perm(r);
-    for (int i = 0; i < r; ++i) perm[i] = c.ai(i);
     permute_plan::Geo g;
-    if (!permute_plan::plan(permute_plan::merge(x.shape, perm), g, !env_is("IRCONSTYLE_PERMUTE_TILE", "1")))
+    if (!permute_plan::plan(dims, g, !env_is("IRCONSTYLE_PERMUTE_TILE", "1")))
       op_fail("E_ARG", "permute: the CUDA tile transpose does not take x " + shape_str(x.shape) + " with perm " +
                                dims_str(perm) + " (the gather kernel does)");
     permute_plan::emulate(g, static_cast<const uint32_t*>(x.ptr), static_cast<uint32_t*>(y.ptr));
     return;
   }
-  // Output dims in order, with input strides; drop size-1 dims, merge mergeable neighbours.
-  std::vector<int64_t> xstride(r, 1);
-  for (int i = r - 2; i >= 0; --i) xstride[i] = xstride[i + 1] * x.shape[i + 1];
-  std::vector<int64_t> sz, st;  // output-ordered sizes and input strides
-  for (int i = 0; i < r; ++i) {
-    int p = c.ai(i);
-    int64_t s = x.shape[p];
-    if (s == 1) continue;
-    if (!sz.empty() && st.back() == xstride[p] * s) {
-      sz.back() *= s;
-      st.back() = xstride[p];
-    } else {
-      sz.push_back(s);
-      st.push_back(xstride[p]);
-    }
-  }
+  const std::vector<int64_t>&sz = dims.sz, &st = dims.st, &ostr = dims.ostr;
   if (sz.empty() || (sz.size() == 1 && st[0] == 1)) {
     par_copy(y.ptr, x.ptr, y.n);
     return;
@@ -264,9 +251,6 @@ void cpu_permute(KernelCtx& c) {
   const int m = static_cast<int>(sz.size());
   const int32_t* src = static_cast<const int32_t*>(x.ptr);
   int32_t* dst = static_cast<int32_t*>(y.ptr);
-  // ostride: output strides of merged dims.
-  std::vector<int64_t> ostr(m, 1);
-  for (int i = m - 2; i >= 0; --i) ostr[i] = ostr[i + 1] * sz[i + 1];
   if (st[m - 1] == 1) {
     // Innermost output dim is contiguous in the input: copy rows.
     int64_t rows = y.n / sz[m - 1], len = sz[m - 1];

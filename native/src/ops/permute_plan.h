@@ -2,7 +2,8 @@
 // walks it in 32 × 32 tiles through shared memory; the CPU backend walks the same tiles element by element when
 // IRCONSTYLE_EMULATE lists `permute` (memory.cpp), so the CPU tests check the index arithmetic without a GPU.
 //
-// The dims are merged as both backends do (output order, size-1 dims dropped, neighbours that stay adjacent merged).
+// `merge` is both backends' view of a permutation (output order, size-1 dims dropped, neighbours that stay adjacent
+// merged); memory.cpp walks it its own way outside the emulation.
 // The tile's `a` axis runs along the output's innermost dims (contiguous in the output), its `b` axis along the
 // input's innermost dims (contiguous in the input), so that its loads and its stores are both coalesced. Each axis
 // may span two merged dims (a two-level index): the output's last two dims when the last is shorter than a tile
