@@ -113,16 +113,9 @@ export function opBenchCases(smoke = false) {
     // the opt-in kernels (README "Kernel switches") beside the defaults above, for the A/B: the gate's backward in one
     // pass (dz formed where it is needed, never written)
     { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward gelu Restormer, one-pass (opt-in)', inputs: [f([8, 128, 128, 255]), f([8, 128, 128, 510]), f([3, 3, 1, 510], -0.2, 0.2)], attrs: [1, 1], env: { IRCONSTYLE_DWGATE_BWD: 'one-pass' } },
-    // Restormer's GDFN project_in at level 1 (96 -> 510, padded to 512 by the one-pass kernel), both ways
+    // Restormer's GDFN project_in at level 1 (96 -> 510)
     { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1] },
-    { op: 'conv2d_backward', name: 'conv2d_backward 1x1 96->510 Restormer L1, one-pass (opt-in)', inputs: [f([8, 128, 128, 510]), f([8, 128, 128, 96]), f([1, 1, 96, 510], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'one-pass' } },
-    // the tensor-core forwards and one-pass backwards at NAFNet's level 1 (the LayerNorm folded in, the gate's dz
-    // formed per chunk), against the L1 rows of the defaults above
-    { op: 'ln_conv1x1', name: 'ln_conv1x1 L1 C->2C +b, tensor-core (opt-in)', inputs: [f([16, 128, 128, 48]), pos([48]), f([48]), f([1, 1, 48, 96], -0.2, 0.2), f([96])], attrs: [1e-6], env: { IRCONSTYLE_PW_FWD: 'wmma' } },
-    { op: 'ln_conv1x1_backward', name: 'ln_conv1x1_backward C->2C +acc L1, one-pass (opt-in)', inputs: [f([16, 128, 128, 96]), f([16, 128, 128, 48]), pos([48]), f([48]), f([1, 1, 48, 96], -0.2, 0.2), f([262144]), pos([262144]), f([16, 128, 128, 48])], attrs: [1], env: { IRCONSTYLE_PW_BWD: 'one-pass' } },
-    { op: 'ln_conv1x1_gate_backward', name: 'ln_conv1x1_gate_backward C->2C +b +acc L1, one-pass (opt-in)', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 48]), pos([48]), f([48]), f([1, 1, 48, 96], -0.2, 0.2), f([262144]), pos([262144]), f([96]), f([16, 128, 128, 48])], attrs: [1], env: { IRCONSTYLE_PW_FWD: 'wmma', IRCONSTYLE_PW_BWD: 'one-pass' } },
-    { op: 'conv2d_backward', name: 'conv2d_backward 1x1 C->2C L1, one-pass (opt-in)', inputs: [f([16, 128, 128, 96]), f([16, 128, 128, 48]), f([1, 1, 48, 96], -0.2, 0.2)], attrs: [1, 0, 1], env: { IRCONSTYLE_PW_BWD: 'one-pass' } },
-    { op: 'conv1x1_add_backward', name: 'conv1x1_add_backward x·a C->C +b ·s L1, one-pass (opt-in)', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 48]), f([1, 1, 48, 48], -0.2, 0.2), f([48]), f([1, 1, 1, 48]), f([16, 1, 1, 48])], attrs: [], env: { IRCONSTYLE_PW_BWD: 'one-pass' } },
+    // the one-pass depthwise gate backward at NAFNet's level 1, against the default's L1 row above
     { op: 'dwconv_gate_backward', name: 'dwconv_gate_backward L1 [16,128,128,48], one-pass (opt-in)', inputs: [f([16, 128, 128, 48]), f([16, 128, 128, 96]), f([3, 3, 1, 96]), f([96])], attrs: [1], env: { IRCONSTYLE_DWGATE_BWD: 'one-pass' } },
     // ConStyle Restormer's attention core at level 1 (decoder and refinement: C = 96, 1 head; run 7 spent 490 us
     // on the Gram matmul [8, 1, 96, 16384] -> [8, 1, 96, 96] alone) and level 4 (8 heads, 16x16), batch 8
@@ -141,15 +134,11 @@ export function opBenchCases(smoke = false) {
     }),
     { op: 'conv2d', name: 'conv2d dw3x3 +b Restormer [8,128,128,144]', inputs: [f([8, 128, 128, 144]), f([3, 3, 1, 144], -0.2, 0.2), f([144])], attrs: [1, 1, 144] },
     // ConStyle MAXIM's Linears (FP32 in PyTorch) at level 1 of batch 16: in_project 64 -> 128 and the spatial Dense
-    // over 256 positions; cuBLAS(Lt) FP32 against the split-TF32 kernels (IRCONSTYLE_LINEAR_FWD/BWD=split-tf32)
+    // over 256 positions, cuBLAS(Lt) FP32
     { op: 'linear', name: 'linear MAXIM in_project [16,128,128,64]->128 +b', inputs: [f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2), f([128])], attrs: [] },
-    { op: 'linear', name: 'linear MAXIM in_project +b, split-TF32 (opt-in)', inputs: [f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2), f([128])], attrs: [], env: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' } },
     { op: 'linear', name: 'linear MAXIM spatial [16,8,8,32,256]->256 +b', inputs: [f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], attrs: [] },
-    { op: 'linear', name: 'linear MAXIM spatial +b, split-TF32 (opt-in)', inputs: [f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], attrs: [], env: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' } },
     { op: 'linear_backward', name: 'linear_backward MAXIM in_project [16,128,128,64]->128', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [] },
-    { op: 'linear_backward', name: 'linear_backward MAXIM in_project, split-TF32 (opt-in)', inputs: [f([16, 128, 128, 128]), f([16, 128, 128, 64]), f([128, 64], -0.2, 0.2)], attrs: [], env: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' } },
     { op: 'linear_backward', name: 'linear_backward MAXIM spatial [16,8,8,32,256]->256', inputs: [f([16, 8, 8, 32, 256]), f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1)], attrs: [] },
-    { op: 'linear_backward', name: 'linear_backward MAXIM spatial, split-TF32 (opt-in)', inputs: [f([16, 8, 8, 32, 256]), f([16, 8, 8, 32, 256]), f([256, 256], -0.1, 0.1)], attrs: [], env: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' } },
     // MAXIM's gating unit as one op at level 1 of batch 16 (z = in_project's output [16,128,128,64], C = 32): block
     // 16x16 with the GELU inside, grid 16x16 (patch 8x8). Its composition's passes are the rows above (the spatial
     // linear) plus gelu, split, layer_norm2d, two permutes and mul, and their backwards; the step's A/B (BENCH_AB=1)

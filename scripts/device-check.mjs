@@ -174,7 +174,7 @@ function selectCases(filter) {
     const ops = SOLO_PASSES.find((p) => p.name === filter.slice(5))?.ops ?? [];
     return all.filter((c) => ops.includes(c.op));
   }
-  // san:<regex>: the cases of the ops matching it, TF32 allowed (the tensor-core paths run), for compute-sanitizer;
+  // san:<regex>: the cases of the ops matching it, TF32 allowed, for compute-sanitizer;
   // --sanitize-max <n>: only the cases whose inputs have at most n elements each (racecheck is slow)
   if (filter.startsWith('san:')) {
     const re = new RegExp(filter.slice(4)), max = Number(opt('--sanitize-max', 'Infinity'));
@@ -736,8 +736,7 @@ async function main() {
     if (pass !== 'strict' && !SOLO_PASSES.some((p) => p.name === pass)) {  // (the solo passes keep strict bounds)
       const worst = res.filter((o) => o.ok || o.err !== undefined).reduce((a, o) => (o.err > (a?.err ?? -1) ? o : a), null);
       // Above the bound by TF32 rounding is informative; ten times above it, an error or a non-finite value is a
-      // bug (kernels that run only with TF32, like conv1x1_gate's tensor-core path, are checked here alone). The own
-      // pass's cases without TF32 keep their strict bounds.
+      // bug. The own pass's cases without TF32 keep their strict bounds.
       const gross = fails.filter((o) => o.error || !(o.err <= (o.conv ? 10 * TOL_TF32 : o.tol)));
       failed += gross.length;
       say(`  (TF32 bound ${TOL_TF32}: informative; gross failures, above ${10 * TOL_TF32}${pass === 'own' ? ', strict cases above their bound' : ''} or errors, counted: ${gross.length})`);

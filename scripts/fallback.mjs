@@ -13,15 +13,8 @@
  * nothing to leave there, so the fallback never sets it.
  */
 export const KERNEL_SWITCHES = [
-  { env: { IRCONSTYLE_PW_FWD: 'cublas' }, on: { IRCONSTYLE_PW_FWD: 'wmma' },
-    ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_gate', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_PW_BWD: 'cublas' }, on: { IRCONSTYLE_PW_BWD: 'one-pass' },
-    ops: ['conv2d_backward', 'conv1x1_add_backward', 'conv1x1_gate_backward', 'ln_conv1x1_backward', 'ln_conv1x1_gate_backward'] },
-  // inside the one-pass backward (on by default there)
+  // the SIMT kernel's dh pass with the LayerNorm's backward folded in (IRCONSTYLE_PW_SIMT=1; '0' keeps it apart)
   { env: { IRCONSTYLE_LN_FOLD: '0' }, on: {}, ops: ['ln_conv1x1_backward', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_GATE_BWD: 'two-kernel' }, on: {}, ops: ['conv1x1_gate_backward', 'ln_conv1x1_gate_backward'] },
-  { env: { IRCONSTYLE_LINEAR_FWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_FWD: 'split-tf32' }, ops: ['linear', 'conv1x1_add', 'ln_conv1x1'] },
-  { env: { IRCONSTYLE_LINEAR_BWD: 'cublas' }, on: { IRCONSTYLE_LINEAR_BWD: 'split-tf32' }, ops: ['linear_backward', 'conv1x1_add_backward', 'ln_conv1x1_backward'] },
   { env: { IRCONSTYLE_DWGATE_BWD: 'two-pass' }, on: { IRCONSTYLE_DWGATE_BWD: 'one-pass' }, tune: true, ops: ['dwconv_gate_backward'] },
   // the permute kernel's tiles with each axis on one dim, as in run 9 (by default an axis may span two dims)
   { env: { IRCONSTYLE_PERMUTE_TILE: '1' }, on: {}, ops: ['permute'] },
@@ -37,8 +30,7 @@ export const KERNEL_SWITCHES = [
       'conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'channel_attention', 'channel_attention_backward', 'spatial_gate_backward'] },
   // the SIMT pointwise-GEMM kernel (FP32 on CUDA cores: the LayerNorm or input scale formed on the way in, the bias,
-  // gate or residual on the way out); proven in a strict pass of its own (`pass`), not in the `own` pass, where the
-  // tensor-core kernels take its shapes first
+  // gate or residual on the way out); proven in a strict pass of its own (`pass`)
   { env: { IRCONSTYLE_PW_SIMT: '0' }, on: { IRCONSTYLE_PW_SIMT: '1' }, fallback: false, tune: true, pass: 'simt',
     ops: ['conv1x1_gate', 'conv1x1_gate_backward', 'ln_conv1x1', 'ln_conv1x1_backward', 'ln_conv1x1_gate',
       'ln_conv1x1_gate_backward', 'conv1x1_add', 'conv1x1_add_backward'] },

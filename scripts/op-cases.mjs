@@ -159,10 +159,9 @@ export function opCases() {
     add('conv2d', name, ins, [s, p, g], { ...red, conv: true });
     add('conv2d_backward', name, [f(ys), f(xs), f(ws, -0.3, 0.3)], [s, p, g], { ...red, conv: true });
   }
-  // 1x1 backwards of the one-pass tensor-core kernel (pw_bwd.h; TF32 pass): chunk and block tails, several passes of
-  // dw tiles (192 -> 384), 768 output channels, channel counts padded to 16 (Restormer's 510 and 255); 4 input
-  // channels and IRCONSTYLE_PW_BWD=cublas take cuBLAS
-  for (const [name, xs, Co, env] of [
+  // 1x1 backwards (cuBLAS's dx and dW GEMMs, dy's column sums): NAFNet's and Restormer's widths (510 and 255 among
+  // them), 768 output channels, odd sizes
+  for (const [name, xs, Co] of [
     ['pw [2,16,16,48]->96', [2, 16, 16, 48], 96],
     ['pw tails [1,5,7,192]->384', [1, 5, 7, 192], 384],
     ['pw [3,9,9,32]->768', [3, 9, 9, 32], 768],
@@ -170,11 +169,10 @@ export function opCases() {
     ['pw padded [2,16,16,96]->510', [2, 16, 16, 96], 510],
     ['pw padded [2,8,8,255]->96', [2, 8, 8, 255], 96],
     ['pw padded [1,7,9,12]->20', [1, 7, 9, 12], 20],
-    ['pw [1,6,6,4]->24 (cuBLAS)', [1, 6, 6, 4], 24],
-    ['pw [2,16,16,48]->96 IRCONSTYLE_PW_BWD=cublas', [2, 16, 16, 48], 96, { IRCONSTYLE_PW_BWD: 'cublas' }],
+    ['pw [1,6,6,4]->24', [1, 6, 6, 4], 24],
   ]) {
     add('conv2d_backward', name, [f([...xs.slice(0, 3), Co]), f(xs), f([1, 1, xs[3], Co], -0.3, 0.3)], [1, 0, 1],
-      { ...red, conv: true, ...(env ? { env } : {}) });
+      { ...red, conv: true });
   }
   // conv1x1_add: r + ((x a) w + b) s with every optional-input combination; NAFBlock level-1 and bottom shapes
   for (const [name, xs, Co, nb, lin = false] of [
@@ -187,7 +185,7 @@ export function opCases() {
     ['[2,9,7,48]->48', [2, 9, 7, 48], 48, 0],
     ['b s [3,17]->6', [3, 17], 6, 2],
     ['lin b [2,32,32,64]->32', [2, 32, 32, 64], 32, 1, true],
-    ['lin [5,13,17,64]->64 (split-TF32, row tails, no bias)', [5, 13, 17, 64], 64, 0, true],
+    ['lin [5,13,17,64]->64 (no bias)', [5, 13, 17, 64], 64, 0, true],
     ['lin [3,7,13]->5', [3, 7, 13], 5, 0, true],
   ]) {
     const Ci = xs[xs.length - 1], ys = [...xs.slice(0, -1), Co];
@@ -196,9 +194,8 @@ export function opCases() {
     add('conv1x1_add', name, [f(xs), w, f(ys), ...opt], [], { ...red, conv: true });
     add('conv1x1_add_backward', name, [f(ys), f(xs), w, ...opt], [], { ...red, conv: true });
   }
-  // conv1x1_gate: z1·z2 of z = x w + b. With TF32 (the conv pass) the tensor-core kernel takes Ci % 8 == 0, Ci <= 344,
-  // C % 16 == 0 (the first four: NAFNet widths, Ci 192 above 48 KiB of shared memory, a row tail); the rest take the
-  // cuBLAS + elementwise path in both passes.
+  // conv1x1_gate: z1·z2 of z = x w + b (cuBLAS and the elementwise pass; the simt pass: the SIMT kernel): NAFNet's
+  // widths, a row tail, odd channel counts.
   for (const [name, xs, C, bias] of [
     ['b [2,32,32,48]->2·48', [2, 32, 32, 48], 48, true],
     ['b [2,16,16,96]->2·96', [2, 16, 16, 96], 96, true],
@@ -212,31 +209,21 @@ export function opCases() {
     const ins = [f(xs), f([1, 1, Ci, 2 * C], -0.3, 0.3), ...(bias ? [f([2 * C])] : [])];
     add('conv1x1_gate', name, ins, [], { ...red, conv: true });
     add('conv1x1_gate_backward', name, [f(ys), ...ins], [], { ...red, conv: true });
-    if (name.startsWith('b [2,32,32,48]')) {  // the cuBLAS + elementwise path that IRCONSTYLE_PW_FWD=cublas forces
-      const env = { IRCONSTYLE_PW_FWD: 'cublas', IRCONSTYLE_GATE_BWD: 'two-kernel' };
-      add('conv1x1_gate', `${name} IRCONSTYLE_PW_FWD=cublas`, ins, [], { ...red, conv: true, env });
-      add('conv1x1_gate_backward', `${name} IRCONSTYLE_PW_FWD=cublas IRCONSTYLE_GATE_BWD=two-kernel`, [f(ys), ...ins], [], { ...red, conv: true, env });
-    }
   }
   add('linear', '[16,256]->128 bias', [f([16, 256]), f([128, 256], -0.1, 0.1), f([128])], [], { ...red, conv: true });
   add('linear', '[2,7,13,5]->3', [f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
   add('linear', '[16,128]->192 bias', [f([16, 128]), f([192, 128], -0.1, 0.1), f([192])], [], { ...red, conv: true });
   add('linear_backward', '[16,256]->128', [f([16, 128]), f([16, 256]), f([128, 256], -0.1, 0.1)], [], { ...red, conv: true });
   add('linear_backward', '[2,7,13,5]->3', [f([2, 7, 13, 3]), f([2, 7, 13, 5]), f([3, 5])], [], { ...red, conv: true });
-  // the split-TF32 forward (conv1x1_gate's kernel over w^T; calls of >= 1024 rows): row tails of its 64-row blocks,
-  // MAXIM's spatial Dense;
-  // and cuBLAS(Lt) FP32 on the same numbers
+  // MAXIM's channel Linears (odd row counts) and its spatial Dense over 256 positions
   add('linear', '[5,13,17,64]->128 bias', [f([5, 13, 17, 64]), f([128, 64], -0.2, 0.2), f([128])], [], { ...red, conv: true });
-  add('linear', '[5,13,17,64]->128 bias, cuBLAS', [f([5, 13, 17, 64]), f([128, 64], -0.2, 0.2), f([128])], [], { ...red, conv: true, env: { IRCONSTYLE_LINEAR_FWD: 'cublas' } });
   add('linear', '[2,4,4,32,256]->256 spatial', [f([2, 4, 4, 32, 256]), f([256, 256], -0.1, 0.1), f([256])], [], { ...red, conv: true });
-  // the split-TF32 one-pass kernel (pw_bwd.h) at MAXIM's shapes: channel Linears with row tails, the spatial Dense
-  // over 256 positions, padded channel counts; and cuBLAS FP32 on the same numbers
-  for (const [name, xs, O, env] of [
-    ['[5,13,17,64]->128', [5, 13, 17, 64], 128], ['[5,13,17,64]->128, cuBLAS', [5, 13, 17, 64], 128, { IRCONSTYLE_LINEAR_BWD: 'cublas' }],
-    ['[2,4,4,32,256]->256 spatial', [2, 4, 4, 32, 256], 256], ['[3,19,19,96]->40 padded', [3, 19, 19, 96], 40],
+  for (const [name, xs, O] of [
+    ['[5,13,17,64]->128', [5, 13, 17, 64], 128], ['[2,4,4,32,256]->256 spatial', [2, 4, 4, 32, 256], 256],
+    ['[3,19,19,96]->40', [3, 19, 19, 96], 40],
   ]) {
     const I = xs[xs.length - 1];
-    add('linear_backward', name, [f([...xs.slice(0, -1), O]), f(xs), f([O, I], -0.2, 0.2)], [], { ...red, conv: true, ...(env ? { env } : {}) });
+    add('linear_backward', name, [f([...xs.slice(0, -1), O]), f(xs), f([O, I], -0.2, 0.2)], [], { ...red, conv: true });
   }
   add('matmul', 'MoCo l_neg [16,128]x[65760,128]^T', [f([16, 128], -3, 3), f([65760, 128], -3, 3)], [0, 1], { ...red, conv: true });
   add('matmul', 'gram [16,128]x[16,128]^T', [f([16, 128]), f([16, 128])], [0, 1], { ...red, conv: true });
@@ -311,8 +298,8 @@ export function opCases() {
     add('dwconv_gate', name, ins, [p, act], red);
     add('dwconv_gate_backward', name, [f(ys), ...ins], [p, act], red);
   }
-  // ln_conv1x1_gate: conv1x1_gate behind a LayerNorm formed on the way in (the strict pass: the LayerNorm kernel and
-  // cuBLAS; the TF32 pass: the tensor-core kernels for the first three); the backward's statistics are inputs
+  // ln_conv1x1_gate: conv1x1_gate behind a LayerNorm (the LayerNorm kernel and cuBLAS; the simt pass: formed on the
+  // way in); the backward's statistics are inputs
   for (const [name, xs, C, bias] of [
     ['b [2,32,32,48]->2·48', [2, 32, 32, 48], 48, true],
     ['b [1,8,8,192]->2·192', [1, 8, 8, 192], 192, true],
@@ -328,36 +315,31 @@ export function opCases() {
     // with x's pending gradient (attrs [1]: the last input, added into dx)
     add('ln_conv1x1_gate_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true });
     add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_LN_FOLD: '0' } });
-    add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_GATE_BWD=two-kernel`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_GATE_BWD: 'two-kernel' } });
-    if (C === 192) // a weight of 4 dW passes: two kernels by default, the one-pass kernel only when forced
-      add('ln_conv1x1_gate_backward', `${name} +acc IRCONSTYLE_GATE_BWD=one-pass`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, ...b, f(xs)], [1], { ...red, conv: true, env: { IRCONSTYLE_GATE_BWD: 'one-pass' } });
   }
-  // ln_conv1x1: a 1x1 conv behind a LayerNorm formed on the way in (TF32 pass: the gate kernel writing z for the first
-  // three, the one-pass backward for all but the last; IRCONSTYLE_PW_FWD=cublas: the LayerNorm kernel and cuBLASLt)
-  for (const [name, xs, Co, bias, env] of [
+  // ln_conv1x1: a 1x1 conv behind a LayerNorm (the LayerNorm kernel and cuBLASLt; the simt pass: formed on the way
+  // in, and in the backward the LayerNorm's backward folded into the dh pass)
+  for (const [name, xs, Co, bias] of [
     ['b [2,32,32,48]->96', [2, 32, 32, 48], 96, true],
     ['b [1,8,8,192]->384', [1, 8, 8, 192], 384, true],
     ['[3,17,48]->96 (row tail)', [3, 17, 48], 96, false],
     ['b [1,5,7,24]->20', [1, 5, 7, 24], 20, true],
     ['b [1,6,6,4]->8', [1, 6, 6, 4], 8, true],
-    ['b [2,32,32,48]->96 IRCONSTYLE_PW_FWD=cublas', [2, 32, 32, 48], 96, true, { IRCONSTYLE_PW_FWD: 'cublas' }],
   ]) {
     const Ci = xs[xs.length - 1], rows = numel(xs) / Ci, ys = [...xs.slice(0, -1), Co];
     const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([1, 1, Ci, Co], -0.3, 0.3);
-    const extra = { ...red, conv: true, ...(env ? { env } : {}) };
+    const extra = { ...red, conv: true };
     add('ln_conv1x1', name, [f(xs, -2, 2), ...ln, w, ...(bias ? [f([Co])] : [])], [1e-6], extra);
     const stats = [f([rows], -0.5, 0.5), pos([rows], 0.5, 2)];
     add('ln_conv1x1_backward', name, [f(ys), f(xs, -2, 2), ...ln, w, ...stats], [], extra);
     add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], extra);
-    // the same without the LayerNorm's backward folded into the one-pass kernel (dh, then the LayerNorm kernels)
-    if (!env) add('ln_conv1x1_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], { ...extra, env: { IRCONSTYLE_LN_FOLD: '0' } });
+    // the same without the LayerNorm's backward folded into the SIMT kernel's dh pass (dh, then the LayerNorm kernels)
+    add('ln_conv1x1_backward', `${name} +acc IRCONSTYLE_LN_FOLD=0`, [f(ys), f(xs, -2, 2), ...ln, w, ...stats, f(xs)], [1], { ...extra, env: { IRCONSTYLE_LN_FOLD: '0' } });
   }
-  // ln_conv1x1 with a Linear's weight [Co, Ci] (MAXIM's LayerNorm + projection): the split-TF32 kernels for calls of
-  // >= 1024 rows (the LayerNorm formed in the forward, folded into the backward, or not), the linear op's FP32 GEMMs
-  // for fewer
+  // ln_conv1x1 with a Linear's weight [Co, Ci] (MAXIM's LayerNorm + projection): the linear op's FP32 GEMMs (the simt
+  // pass: the LayerNorm formed in the forward, folded into the backward's dh pass, or not)
   for (const [name, xs, Co, env] of [
     ['lin b [5,13,17,64]->128', [5, 13, 17, 64], 128], ['lin b [5,13,17,64]->128 IRCONSTYLE_LN_FOLD=0', [5, 13, 17, 64], 128, { IRCONSTYLE_LN_FOLD: '0' }],
-    ['lin b [2,9,7,32]->64 (cuBLAS FP32)', [2, 9, 7, 32], 64],
+    ['lin b [2,9,7,32]->64', [2, 9, 7, 32], 64],
   ]) {
     const Ci = xs[xs.length - 1], rows = numel(xs) / Ci, ys = [...xs.slice(0, -1), Co];
     const ln = [pos([Ci], 0.5, 1.5), f([Ci])], w = f([Co, Ci], -0.3, 0.3), extra = { ...red, conv: true, ...(env ? { env } : {}) };
@@ -365,9 +347,9 @@ export function opCases() {
     add('ln_conv1x1_backward', `${name} +acc`, [f(ys), f(xs, -2, 2), ...ln, w, f([rows], -0.5, 0.5), pos([rows], 0.5, 2), f(xs)], [1], extra);
   }
   // spatial_gate: MAXIM's gating unit (the LayerNorm into the mixing layout and the product back, transposed through
-  // shared memory; the linear op's kernels in between: split-TF32 from 1024 rows, cuBLAS FP32 below). z, patch, grid, act
+  // shared memory; the linear op's cuBLAS FP32 GEMMs in between). z, patch, grid, act
   for (const [name, zs, patch, grid, act] of [
-    ['block gelu [4,64,64,64] 16x16 (split-TF32 linear)', [4, 64, 64, 64], [16, 16], 0, 1],
+    ['block gelu [4,64,64,64] 16x16', [4, 64, 64, 64], [16, 16], 0, 1],
     ['grid [2,32,32,66] patch 2x4 (P 128, C 33)', [2, 32, 32, 66], [2, 4], 1, 0],
     ['block [1,6,10,10] 3x5 (P 15 < one tile)', [1, 6, 10, 10], [3, 5], 0, 0],
     ['grid gelu [3,8,12,74] patch 4x3 (P 8, C 37)', [3, 8, 12, 74], [4, 3], 1, 1],
@@ -388,7 +370,7 @@ export function opCases() {
   // spatial_mix: the cross-gating's spatial gating weights (z's halves into the mixing layouts and back, the linear
   // op's kernels between). z, first (grid, patch), second (grid, patch), act, biases
   for (const [name, zs, m1, m2, act, bias] of [
-    ['gelu [4,64,64,64] grid 4x4 | block 16x16 +b (split-TF32 linears)', [4, 64, 64, 64], [1, [4, 4]], [0, [16, 16]], 1, true],
+    ['gelu [4,64,64,64] grid 4x4 | block 16x16 +b', [4, 64, 64, 64], [1, [4, 4]], [0, [16, 16]], 1, true],
     ['[2,16,12,74] grid 2x2 | block 8x6 (P 48, C 37)', [2, 16, 12, 74], [1, [2, 2]], [0, [8, 6]], 0, false],
   ]) {
     const [N, H, W, C2] = zs, C = C2 / 2, attrs = [m1[0], ...m1[1], m2[0], ...m2[1], act];

@@ -34,8 +34,8 @@ describe('kernel fallback of the device check', () => {
     const ops = new Set(readFileSync(join(dir, 'ops.def'), 'utf8').match(/^OP\(\s*(\w+)/gm)!.map((l) => l.replace(/^OP\(\s*/, '')));
     expect(ops.size).toBeGreaterThan(50);
     for (const s of KERNEL_SWITCHES) {
-      // the value the sources compare with: the opt-in one (`on`), or the off one of the switches inside the one-pass
-      // backward (on by default there)
+      // the value the sources compare with: the opt-in one (`on`), or the off one of a switch whose default is on
+      // (IRCONSTYLE_LN_FOLD, IRCONSTYLE_PERMUTE_TILE)
       const compared = Object.keys(s.on).length ? s.on : s.env;
       expect(Object.keys(s.on).every((k) => k in s.env)).toBe(true);
       for (const [k, v] of Object.entries(compared)) {
@@ -46,16 +46,20 @@ describe('kernel fallback of the device check', () => {
     }
   });
 
-  it('a failing fused LayerNorm + 1x1 + gate backward turns its four paths off', () => {
+  it('a failing fused LayerNorm + 1x1 + gate backward keeps its LayerNorm backward apart', () => {
     const fb = kernelFallback([fail('ln_conv1x1_gate_backward:b [2,32,32,48]->2·48')], cases);
-    expect(fb.env).toEqual({ IRCONSTYLE_PW_FWD: 'cublas', IRCONSTYLE_PW_BWD: 'cublas', IRCONSTYLE_LN_FOLD: '0', IRCONSTYLE_GATE_BWD: 'two-kernel' });
+    expect(fb.env).toEqual({ IRCONSTYLE_LN_FOLD: '0' });
     expect(fb.ops).toEqual(['ln_conv1x1_gate_backward']);
     expect(fb.unanswered).toEqual([]);
   });
 
-  it('a failing Linear forward sends Linears to cuBLAS and nothing else', () => {
+  it('a failing permute goes back to one-dim tile axes; a failing Linear has no switch to fall back on', () => {
+    const perm = cases.find((c) => c.op === 'permute' && !c.env);
+    expect(perm).toBeDefined();
+    expect(kernelFallback([fail(perm!.name)], cases).env).toEqual({ IRCONSTYLE_PERMUTE_TILE: '1' });
     const fb = kernelFallback([fail('linear:[5,13,17,64]->128 bias'), { ...fail('linear:[16,256]->128 bias'), ok: true }], cases);
-    expect(fb.env).toEqual({ IRCONSTYLE_LINEAR_FWD: 'cublas' });
+    expect(fb.env).toEqual({});
+    expect(fb.unanswered).toEqual(['linear']);
   });
 
   it('passing cases, cases of a fallback path itself, and ops without a switch set nothing', () => {

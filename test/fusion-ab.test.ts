@@ -50,17 +50,15 @@ describe('fused block ops vs the separate-op block forwards', () => {
         ab.restore();
       }
       // and with the fused ops recomputing in their backward, as on CUDA (the CPU keeps their intermediates by
-      // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE, exact operands): the
-      // tensor-core gate and 1x1-backward kernels and the one-pass gate backward, wherever the shapes take them
+      // default); then also through the CUDA kernels' own code on the host (IRCONSTYLE_EMULATE): the one-pass gate
+      // backward (NAFNet, Restormer) and MAXIM's gating units as one op (spatial_gate's tiles, with the opt-in
+      // IRCONSTYLE_SPATIAL_GATE=1), wherever the shapes take them
       const was = setKeepOnCpu(false);
       let recomputed, emulated, lnApart, simt;
       try {
         recomputed = await run(name);
-        // (MAXIM has none of these kernels but a few 1x1 convs, covered by ops-conv; its Linears take the split-TF32
-        // tensor-core forward and backward, emulated as the device runs them, and its gating units spatial_gate's tiles
-        // with the opt-in IRCONSTYLE_SPATIAL_GATE=1)
         process.env.IRCONSTYLE_SPATIAL_GATE = '1';
-        emulated = await withEmulation(name.includes('maxim') ? 'linear_fwd,linear_bwd,spatial_gate' : 'pw_gate_fp32,pw_bwd_fp32,dwgate_bwd', () => run(name));
+        emulated = await withEmulation(name.includes('maxim') ? 'spatial_gate' : 'dwgate_bwd', () => run(name));
         // the SIMT pointwise kernel (IRCONSTYLE_PW_SIMT=1) and the batched depthwise kernels (IRCONSTYLE_SLIDE=batch)
         // wherever the model's shapes take them
         simt = await withEmulation('pw_simt,slide', () => run(name));

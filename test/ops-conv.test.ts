@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { tensor } from '../lib/tensor/tensor.js';
 import { conv2d, linear, matmul } from '../lib/ops/conv.js';
 import { backward } from '../lib/autograd/tape.js';
-import { randArray, expectClose, gradcheck, relErr, withEmulation } from './helpers.js';
+import { randArray, expectClose, gradcheck, relErr } from './helpers.js';
 import { runOp } from '../lib/ops/run.js';
 
 interface ConvCase {
@@ -149,11 +149,7 @@ describe('conv2d', () => {
     await expectClose(b.grad!, db, 1e-6, 'depthwise C=510 db');
   });
 
-  it("the CUDA one-pass 1x1 backward's phases, run on the host with a model of its WMMA calls, match float64", async () => {
-    // IRCONSTYLE_EMULATE=pw_bwd_fp32 runs the kernel's own code (native/src/ops/pw_bwd_tile.h) block by block, pass by
-    // pass, chunk by chunk, warp by warp and thread by thread, with exact operands; pw_bwd rounds them to TF32 as the
-    // GPU does. Shapes: chunk and block tails, several passes of dw tiles (192 -> 384), 768 columns (3 db sums each),
-    // channel counts padded to multiples of 16 (Restormer's 96 -> 510 and 255 -> 96, small odd ones).
+  it('1x1 backwards match float64: NAFNet and Restormer widths (510, 255), 768 columns, odd sizes', async () => {
     const shapes: [number[], number][] = [
       [[2, 5, 7, 16], 32], [[1, 40, 40, 48], 96], [[1, 3, 5, 96], 192], [[1, 4, 4, 192], 384], [[3, 10, 10, 32], 16],
       [[1, 2, 3, 128], 768], [[1, 8, 8, 96], 510], [[2, 5, 5, 255], 96], [[1, 7, 9, 12], 20], [[1, 3, 3, 8], 8],
@@ -162,15 +158,9 @@ describe('conv2d', () => {
     for (const [xs, Co] of shapes) {
       const Ci = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), Co];
       const x = randArray(rows * Ci, seed++), w = randArray(Ci * Co, seed++), dy = randArray(rows * Co, seed++);
-      const [dx, dw, db] = pointwiseBackwardRef(x, w, dy, rows, Ci, Co, (i, o) => i * Co + o);
-      const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [1, 1, Ci, Co])];
-      const run = (mode: string) => withEmulation(mode, () => Promise.all(runOp('conv2d_backward', ins, [1, 0, 1]).map((t) => t.data())));
-      const [exact, tf32, own] = [await run('pw_bwd_fp32'), await run('pw_bwd'), await run('')];
-      for (const [i, ref] of [dx, dw, db].entries()) {
-        expect(relErr(exact[i]!, ref), `exact grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(1e-5);
-        expect(relErr(tf32[i]!, ref), `tf32 grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(5e-3);
-      }
-      expect(tf32[1]!.some((v, i) => v !== own[1]![i]), `the emulation ran for [${xs}] -> ${Co}`).toBe(true);
+      const ref = pointwiseBackwardRef(x, w, dy, rows, Ci, Co, (i, o) => i * Co + o);
+      const got = await Promise.all(runOp('conv2d_backward', [tensor(dy, ys), tensor(x, xs), tensor(w, [1, 1, Ci, Co])], [1, 0, 1]).map((t) => t.data()));
+      for (const [i, r] of ref.entries()) expect(relErr(got[i]!, r), `grad ${i} [${xs}] -> ${Co}`).toBeLessThanOrEqual(1e-5);
     }
   });
 
@@ -241,82 +231,41 @@ describe('linear', () => {
       { data: randArray(7 * 6, 5), shape: [7, 6] },
     ]);
   });
-  it("the CUDA forward's split-TF32 tensor-core kernel, run on the host, is as accurate as FP32", async () => {
-    // IRCONSTYLE_EMULATE=linear_fwd: conv1x1_gate's kernel in its plain mode (pw_gate_tile.h) over w^T, with the host
-    // model of DeviceWmma3; row tails of its 64-row blocks, MAXIM's channel and spatial shapes, with and without bias
-    // (at least 1024 rows: fewer keep cuBLAS)
+  it("MAXIM's shapes match float64: channel Linears with odd row counts, the spatial Dense over 256 positions", async () => {
     let seed = 1500;
-    for (const [xs, O, bias] of [[[5, 13, 17, 64], 128, true], [[4, 16, 16, 256], 256, true], [[3, 19, 19, 96], 32, false], [[1, 33, 33, 32], 64, true]] as [number[], number, boolean][]) {
+    for (const [xs, O, bias] of [[[5, 13, 17, 64], 128, true], [[4, 16, 16, 256], 256, true], [[3, 19, 19, 96], 32, false]] as [number[], number, boolean][]) {
       const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!;
       const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), b = bias ? randArray(O, seed++) : null;
-      const ref = linearRef(x, rows, I, w, O, b);
-      const ins = [tensor(x, xs), tensor(w, [O, I]), ...(b ? [tensor(b, [O])] : [])];
-      const lin = (mode: string) => withEmulation(mode, () => runOp('linear', ins)[0]!.data());
-      const [split, exact, own] = [await lin('linear_fwd'), await lin('linear_fwd_fp32'), await lin('')];
-      expect(relErr(split, ref), `split [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
-      expect(relErr(exact, ref), `exact [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
-      expect(split.some((v, i) => v !== own[i]), `the emulation ran for [${xs}] -> ${O}`).toBe(true);
+      const y = runOp('linear', [tensor(x, xs), tensor(w, [O, I]), ...(b ? [tensor(b, [O])] : [])])[0]!;
+      expect(relErr(await y.data(), linearRef(x, rows, I, w, O, b)), `[${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
     }
   });
 
-  it('the split-TF32 kernels: an infinite input gives a non-finite output (NaN where FP32 gives Inf), the rest finite', async () => {
-    const I = 32, O = 32, rows = 1024;
-    const x = new Float32Array(rows * I).fill(0.5), w = new Float32Array(O * I).fill(0.25);
-    x[3 * I + 5] = Infinity;
-    const fwd = await withEmulation('linear_fwd', () => runOp('linear', [tensor(x, [rows, I]), tensor(w, [O, I])])[0]!.data());
-    expect(Number.isFinite(fwd[3 * O + 7])).toBe(false);
-    expect(fwd[4 * O + 7]).toBeCloseTo(32 * 0.125, 5);
-  });
-
-  it("a Linear + residual (conv1x1_add with a Linear's weight) through the same kernels on the host", async () => {
-    // the forward kernel adds the residual in its epilogue (MODE 3); the backward runs with and without a bias
+  it("a Linear + residual (conv1x1_add with a Linear's weight) matches float64, forward and backward", async () => {
     let seed = 1600;
     for (const [xs, O, bias] of [[[5, 13, 17, 64], 32, true], [[4, 16, 16, 64], 64, false]] as [number[], number, boolean][]) {
       const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];
       const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), r = randArray(rows * O, seed++);
       const b = bias ? randArray(O, seed++) : null, dy = randArray(rows * O, seed++);
-      const lin = linearRef(x, rows, I, w, O, b).map((v, i) => v + r[i]!);
       const ins = [tensor(x, xs), tensor(w, [O, I]), tensor(r, ys), ...(b ? [tensor(b, [O])] : [])];
-      const fwd = (mode: string) => withEmulation(mode, () => runOp('conv1x1_add', ins)[0]!.data());
-      const [split, own] = [await fwd('linear_fwd'), await fwd('')];
-      expect(relErr(split, lin), `forward [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
-      expect(split.some((v, i) => v !== own[i]), 'the forward emulation ran').toBe(true);
-      const bins = [tensor(dy, ys), ins[0]!, ins[1]!, ...(b ? [ins[3]!] : [])];
-      const bwd = (mode: string) => withEmulation(mode, () => Promise.all(runOp('conv1x1_add_backward', bins).map((t) => t.data())));
-      const [gs, go] = [await bwd('linear_bwd'), await bwd('')];
-      expect(gs.length).toBe(bias ? 3 : 2);
-      for (let i = 0; i < gs.length; i++) expect(relErr(gs[i]!, go[i]!), `grad ${i} [${xs}] -> ${O}`).toBeLessThanOrEqual(2e-6);
-      expect(gs[1]!.some((v, i) => v !== go[1]![i]), 'the backward emulation ran').toBe(true);
+      const y = await runOp('conv1x1_add', ins)[0]!.data();
+      expect(relErr(y, linearRef(x, rows, I, w, O, b).map((v, i) => v + r[i]!)), `forward [${xs}] -> ${O}`).toBeLessThanOrEqual(1e-6);
+      const got = await Promise.all(runOp('conv1x1_add_backward', [tensor(dy, ys), ins[0]!, ins[1]!, ...(b ? [ins[3]!] : [])]).map((t) => t.data()));
+      const ref = pointwiseBackwardRef(x, w, dy, rows, I, O, (i, o) => o * I + i);
+      expect(got.length).toBe(bias ? 3 : 2);
+      for (let i = 0; i < got.length; i++) expect(relErr(got[i]!, ref[i]!), `grad ${i} [${xs}] -> ${O}`).toBeLessThanOrEqual(2e-6);
     }
   });
 
-  it("the CUDA backward's split-TF32 one-pass kernel, run on the host, is as accurate as FP32 (TF32 would not be)", async () => {
-    // IRCONSTYLE_EMULATE=linear_bwd runs pw_bwd_tile.h's phases with the host model of DeviceWmma3 (each operand
-    // split into two TF32 parts, three products): errors at FP32's level, where the plain TF32 kernel (the 1x1 conv
-    // path on the same numbers, IRCONSTYLE_EMULATE=pw_bwd) is ~1e-3 off. Shapes: MAXIM's channel Linears, its
-    // spatial Dense over 256 positions, padded counts, several dw passes, chunk and block tails.
-    // (at least 1024 rows: fewer keep cuBLAS)
-    const shapes: [number[], number][] = [[[5, 13, 17, 64], 128], [[4, 16, 16, 256], 256], [[3, 19, 19, 96], 40], [[1, 33, 33, 12], 20], [[1, 32, 32, 32], 32]];
+  it('linear_backward matches float64 at MAXIM\'s shapes, several output widths and odd row counts', async () => {
+    const shapes: [number[], number][] = [[[5, 13, 17, 64], 128], [[4, 16, 16, 256], 256], [[3, 19, 19, 96], 40], [[1, 33, 33, 12], 20]];
     let seed = 1400;
     for (const [xs, O] of shapes) {
       const I = xs[3]!, rows = xs[0]! * xs[1]! * xs[2]!, ys = [...xs.slice(0, 3), O];
       const x = randArray(rows * I, seed++), w = randArray(O * I, seed++), dy = randArray(rows * O, seed++);
-      const [dx, dw, db] = pointwiseBackwardRef(x, w, dy, rows, I, O, (i, o) => o * I + i);
-      const wT = new Float32Array(I * O);
-      for (let o = 0; o < O; ++o) for (let i = 0; i < I; ++i) wT[i * O + o] = w[o * I + i]!;
-      const ins = [tensor(dy, ys), tensor(x, xs), tensor(w, [O, I])];
-      const lin = (mode: string) => withEmulation(mode, () => Promise.all(runOp('linear_backward', ins).map((t) => t.data())));
-      const [split, exact, own] = [await lin('linear_bwd'), await lin('linear_bwd_fp32'), await lin('')];
-      const tf32 = await withEmulation('pw_bwd', () => Promise.all(runOp('conv2d_backward', [ins[0]!, ins[1]!, tensor(wT, [1, 1, I, O])], [1, 0, 1]).map((t) => t.data())));
-      const dwT = (a: Float32Array) => Float32Array.from({ length: O * I }, (_, e) => a[(e % I) * O + Math.floor(e / I)]!);
-      for (const [i, ref] of [dx, dw, db].entries()) {
-        const what = `grad ${i} [${xs}] -> ${O}`;
-        expect(relErr(split[i]!, ref), `split ${what}`).toBeLessThanOrEqual(1e-6); // measured 0.8-4.9e-7
-        expect(relErr(exact[i]!, ref), `exact ${what}`).toBeLessThanOrEqual(2e-6);
-        expect(relErr(own[i]!, ref), `cpu ${what}`).toBeLessThanOrEqual(2e-6);
-        if (i < 2) expect(relErr(i === 1 ? dwT(tf32[1]! as Float32Array) : tf32[0]!, ref), `tf32 ${what}`).toBeGreaterThan(5e-5); // ~2.6e-4
-      }
-      expect(split[1]!.some((v, i) => v !== own[1]![i]), `the emulation ran for [${xs}] -> ${O}`).toBe(true);
+      const ref = pointwiseBackwardRef(x, w, dy, rows, I, O, (i, o) => o * I + i);
+      const got = await Promise.all(runOp('linear_backward', [tensor(dy, ys), tensor(x, xs), tensor(w, [O, I])]).map((t) => t.data()));
+      for (const [i, r] of ref.entries()) expect(relErr(got[i]!, r), `grad ${i} [${xs}] -> ${O}`).toBeLessThanOrEqual(2e-6);
     }
   });
 });

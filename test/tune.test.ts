@@ -164,7 +164,7 @@ describe('IRConStyleTrainer kernel tuning', () => {
       return () => (last.requiresGrad = true);
     },
   };
-  const emulated: KernelVariant = { name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_simt,slide,pw_gate' } };
+  const emulated: KernelVariant = { name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_simt,slide' } };
 
   for (const graph of [false, true]) {
     it(`leaves the run exactly as without tuning; rejects a variant with wrong gradients (graph ${graph})`, async () => {
@@ -310,7 +310,7 @@ describe('IRConStyleTrainer kernel tuning', () => {
     await tr.step(x, x);
     await tr.step(x, x);  // recorded (on the CPU: checked against the capture rules)
     expect([tr.tuneReport, tr.graphState.length]).toEqual([null, 1]);
-    tr.retune({ variants: [{ name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_gate' } }], steps: 1, minGain: 0.999 });
+    tr.retune({ variants: [{ name: 'emulated', switches: { IRCONSTYLE_EMULATE: 'pw_simt' } }], steps: 1, minGain: 0.999 });
     expect(tr.graphState).toEqual([]);
     await tr.step(x, x);
     expect(tr.tuneReport!.trials.map((t) => t.name)).toEqual(['default', 'emulated']);

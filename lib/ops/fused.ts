@@ -108,15 +108,12 @@ export const INFERENCE_APART_MIN = 1 << 22;
  * op, whose library path forms the normalised rows with a slower row kernel (H100, run 9, [16,128,128,48]: 123
  * against 151 µs with the 1×1, 182 against 244 µs with the gate), and the GPU time, not the host's per-op cost, is
  * what a large input waits for. Training keeps the one op (its point is the memory the backward does not hold), and
- * so does `ownKernel` (IRCONSTYLE_PW_FWD=wmma / IRCONSTYLE_LINEAR_FWD=split-tf32 / IRCONSTYLE_PW_SIMT=1: kernels
- * that form the rows in their tiles).
+ * so does `ownKernel` (IRCONSTYLE_PW_SIMT=1: the SIMT kernel forms the rows while staging them).
  */
 export function inferenceApart(x: Tensor, ins: (Tensor | null)[], ownKernel: boolean): boolean {
   return x.device === 'cuda' && x.size >= INFERENCE_APART_MIN && !ownKernel && !needsGrad(ins);
 }
-const pwSimt = () => ['1', 'mem'].includes(switchValue('IRCONSTYLE_PW_SIMT') ?? '');  // the SIMT kernel forms the rows while staging them
-const pwFwdOwn = () => switchValue('IRCONSTYLE_PW_FWD') === 'wmma' || pwSimt();
-const linearFwdOwn = () => switchValue('IRCONSTYLE_LINEAR_FWD') === 'split-tf32' || pwSimt();
+const pwSimt = () => ['1', 'mem'].includes(switchValue('IRCONSTYLE_PW_SIMT') ?? '');
 
 /** fns applied in turn to x (no gradients), each intermediate released once the next has read it. */
 function chainApart(x: Tensor, ...fns: ((t: Tensor) => Tensor)[]): Tensor {
@@ -169,7 +166,7 @@ export function lnConv1x1Gate(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: T
   const ins = [x, lw, lb, w, b];
   const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
   if ((opts.keepZ ?? keepDefault(x)) && needsGrad(ins)) return conv1x1Gate(ln(x), w, b, { keepZ: true });
-  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, ln, (h) => pointwise(h, w, b), simpleGate);
+  if (inferenceApart(x, ins, pwSimt())) return chainApart(x, ln, (h) => pointwise(h, w, b), simpleGate);
   return lnPointwise('ln_conv1x1_gate', x, lw, lb, w, b, eps, true);
 }
 
@@ -184,21 +181,21 @@ export function lnConv1x1(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tenso
   const ins = [x, lw, lb, w, b];
   const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
   if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return pointwise(ln(x), w, b);
-  if (inferenceApart(x, ins, pwFwdOwn())) return chainApart(x, ln, (h) => pointwise(h, w, b));
+  if (inferenceApart(x, ins, pwSimt())) return chainApart(x, ln, (h) => pointwise(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 
 /**
  * linear(layerNorm2d(x, lw, lb, eps), w, b) for a Linear's w [Co, Ci] in one op (ln_conv1x1 takes a Linear's weight
- * too): MAXIM's LayerNorm + projection pairs. FP32-accurate as the linear op (on CUDA the split-TF32 kernels with the
- * LayerNorm formed on the way in and folded into the backward). `keepH` as lnConv1x1's.
+ * too): MAXIM's LayerNorm + projection pairs. FP32-accurate as the linear op (with IRCONSTYLE_PW_SIMT=1 on CUDA the SIMT
+ * kernel forms the LayerNorm on the way in and folds its backward into the dh pass). `keepH` as lnConv1x1's.
  */
 export function lnLinear(x: Tensor, lw: Tensor, lb: Tensor, w: Tensor, b: Tensor | null, eps = 1e-6,
   opts: { keepH?: boolean } = {}): Tensor {
   const ins = [x, lw, lb, w, b];
   const ln = (t: Tensor) => layerNorm2d(t, lw, lb, eps);
   if ((opts.keepH ?? keepDefault(x)) && needsGrad(ins)) return linear(ln(x), w, b);
-  if (inferenceApart(x, ins, linearFwdOwn())) return chainApart(x, ln, (h) => linear(h, w, b));
+  if (inferenceApart(x, ins, pwSimt())) return chainApart(x, ln, (h) => linear(h, w, b));
   return lnPointwise('ln_conv1x1', x, lw, lb, w, b, eps, false);
 }
 

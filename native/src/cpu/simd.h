@@ -6,9 +6,12 @@
 #include <cstring>
 
 // Compiles a function three times (AVX-512, AVX2, baseline) and picks one at load time (GCC function
-// multiversioning), so plain loops vectorise for the running CPU without -march flags.
+// multiversioning), so plain loops vectorise for the running CPU without -march flags. Without contracting a * b + c
+// into an FMA (fp-contract=off): the AVX2 and baseline clones have no FMA, so the AVX-512 clone would otherwise round
+// differently from them, and, where the compiler versions a loop (a pending gradient added or not: v + acc), from
+// itself — every clone gives the same bits on every machine.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define IRC_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
 #else
 #define IRC_CLONES
 #endif

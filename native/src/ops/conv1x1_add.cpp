@@ -19,7 +19,6 @@
 
 #include "../cpu/gemm.h"
 #include "conv1x1_add.h"
-#include "conv2d.h"
 #include "op_api.h"
 #include "pw_simt.h"
 
@@ -114,10 +113,6 @@ void cpu_conv1x1_add(KernelCtx& k) {
   const PwOpts o = pw_opts(k, 3, k.in[0].shape);
   float* y = k.out[0].f();
   if (g.rows == 0 || g.Co == 0) return;
-  // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: a Linear's by the CUDA split-TF32 kernel's code (residual in its epilogue)
-  if (const int mode = g.lin ? emulation_requested("linear_fwd") : 0)
-    if (conv::linear_forward_model(mode == 1, x, w, o.b, r, y, g.rows, static_cast<int>(g.Ci), static_cast<int>(g.Co)))
-      return;
   {  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path (input scale, 1x1, bias, output scale, residual)
     pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, g.Co, g.lin, nullptr, o.b);
     p.a = o.a;
@@ -174,10 +169,6 @@ void cpu_conv1x1_add_backward(KernelCtx& k) {
     return g.rows > 0 && g.Ci > 0 && pw_simt_emulate_sums(pwsimt::kPlain, p, o.b ? Sf.data() : nullptr, unused) > 0;
   }();
   if (g.lin) {  // w [Co, Ci]: dw = dy^T x, db = Σ dy, dx = dy w
-    if (const int mode = emulation_requested("linear_bwd"))  // IRCONSTYLE_EMULATE: the CUDA split-TF32 kernel's code
-      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows,
-                                         static_cast<int>(g.Ci), static_cast<int>(g.Co)))
-        return;
     if (wsz > 0) {
       if (g.rows > 0) {
         sgemm(true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);

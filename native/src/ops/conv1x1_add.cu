@@ -5,18 +5,15 @@
 // the GEMM's. Without cuBLASLt:
 // y = r + b s by a row kernel, then one strided-batched cuBLAS GEMM over the groups accumulating into y. Backward:
 // G_g = x_g^T dy_g (one strided batch) and S = column sums of dy, then small kernels for ds, db, da and dw from
-// them, and dx_g = dy_g W_g^T (one strided batch); where it takes the shape, the one-pass tensor-core backward
-// (pw_bwd.h) gives dx_g, G_g and the per-group column sums instead of the three cuBLAS passes. TF32 as conv2d's
-// (IRCONSTYLE_TF32). With a Linear's weight [Co, Ci] (no s, no a): the split-TF32 tensor-core kernels of a Linear
-// layer (pw_bwd.h; the residual added in the forward's epilogue) where they take the shape, else the GEMMs take it
-// transposed, in FP32 as PyTorch's matmul.
+// them, and dx_g = dy_g W_g^T (one strided batch). TF32 as conv2d's (IRCONSTYLE_TF32). With a Linear's weight
+// [Co, Ci] (no s, no a) the GEMMs take it transposed, in FP32 as PyTorch's matmul. IRCONSTYLE_PW_SIMT=1: the forward,
+// and the backward's dx with dy's column sums, by the SIMT kernel (pw_simt.h) where it takes the shape.
 #include <cstdint>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/warp.cuh"
 #include "conv1x1_add.h"
-#include "pw_bwd.h"
 #include "pw_simt.h"
 
 namespace irc {
@@ -121,19 +118,16 @@ void cuda_conv1x1_add(KernelCtx& k) {
   const int64_t n = g.rows * g.Co, wsz = g.Ci * g.Co, rg = o.group_rows(g.rows);
   if (n == 0) return;
   cudaStream_t st = cu::stream(k);
-  // IRCONSTYLE_PW_SIMT=1: the input scale, the 1x1 (or Linear: FP32 either way), the bias, the output scale and the
-  // residual in one pass
-  const auto simt = [&] {
-    if (!pw_simt_requested()) return false;
+  if (pw_simt_requested()) {  // the input scale, the 1x1 (or Linear: FP32 either way), the bias, the output scale and
+                              // the residual in one pass
     pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, g.Co, g.lin, nullptr, o.b);
     p.a = o.a;
     p.group_rows = o.a ? rg : 0;
     p.s = o.s;
     p.r = r;
     p.y = y;
-    return pw_simt_cuda(k, pwsimt::kAdd, p) > 0;
-  };
-  if (!g.lin && simt()) return;
+    if (pw_simt_cuda(k, pwsimt::kAdd, p) > 0) return;
+  }
   // W_g (or w) and b s (or b)
   const float *W = w, *bs = o.b;
   if ((o.a || o.s) && wsz > 0) {
@@ -150,8 +144,6 @@ void cuda_conv1x1_add(KernelCtx& k) {
   // TF32 as conv2d's for the conv layout; a Linear's weight (w^T in the GEMM) stays FP32, as PyTorch's matmul
   const bool tf32 = !g.lin && cu::tf32_convolutions();
   const int64_t ldw = g.lin ? g.Ci : g.Co;
-  // a Linear's: the split-TF32 tensor-core kernel with the residual in its epilogue, where it takes the shape
-  if (g.lin && (linear_forward(k, x, w, o.b, r, y, g.rows, g.Ci, g.Co) || simt())) return;
   // one cuBLASLt call over the groups (the residual read by the GEMM), else a row pass and a cuBLAS batch
   const int64_t sW = W == w ? 0 : wsz;
   if (g.Ci > 0 && rg > 0 &&
@@ -182,7 +174,6 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
     return pw_simt_run(k, pwsimt::kPlain, p, colsum);
   };
   if (g.lin) {  // w [Co, Ci] (no s, no a): dw = dy^T x, db = column sums of dy, dx = dy w; FP32-accurate
-    if (pw_backward_linear(k, x, dy, w, dx, dw, o.b ? db : nullptr, g.rows, g.Ci, g.Co)) return;
     const gpu::Cublas& cb = blas::bind(k, false);
     const bool sdx = simt_dx(o.b ? db : nullptr);  // dx (and db)
     if (wsz > 0) blas::gemm(k, cb, true, false, g.Co, g.Ci, g.rows, 1.f, dy, g.Co, x, g.Ci, 0.f, dw, g.Ci);
@@ -199,33 +190,6 @@ void cuda_conv1x1_add_backward(KernelCtx& k) {
   }
   const bool tf32 = cu::tf32_convolutions();
   const bool direct = !o.a && !o.s;
-  if (rg > 0 && pw_backward_takes(g.Ci, g.Co)) {
-    // dx_g = dy_g W_g^T, G_g = x_g^T dy_g and the column sums S_g of dy_g for every sample group in one pass over dy
-    // and x on tensor cores (pw_bwd.h), where it takes the shape; then the small kernels below.
-    const float* W = w;
-    if (!direct) {
-      float* Ws = static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 0));
-      group_w_k<<<cu::blocks_for(o.groups * wsz), 256, 0, st>>>(w, o.a, o.s, Ws, o.groups, g.Ci, g.Co);
-      cu::check_launch(k);
-      W = Ws;
-    }
-    float* G = direct ? dw : static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * wsz, 1));
-    float* Sg = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * o.groups * g.Co, 6)) : nullptr;  // pw: 2-4
-    if (pw_backward_groups(k, x, dy, W, W == w ? 0 : wsz, dx, G, Sg, rg, g.Ci, g.Co, o.groups)) {
-      float* S = Sg;
-      if (o.b && o.groups > 1) {  // S = Σ_g S_g
-        S = static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 7));
-        blas::column_sums(k, Sg, o.groups, g.Co, S, 4);
-      }
-      if (o.b)
-        launch_channel_grads(st, w, G, o.a, o.b, S, o.s, db, ds, o.groups, g.Ci, g.Co);
-      if (o.a)
-        input_scale_grads_k<<<cu::blocks_for(o.groups * g.Ci * 32), 256, 0, st>>>(w, G, o.s, da, o.groups, g.Ci, g.Co);
-      if (!direct) weight_grads_k<<<cu::blocks_for(wsz), 256, 0, st>>>(G, o.a, o.s, dw, o.groups, g.Ci, g.Co);
-      cu::check_launch(k);
-      return;
-    }
-  }
   const gpu::Cublas& cb = blas::bind(k, tf32);
   float* S = o.b ? static_cast<float*>(cu::scratch(st, sizeof(float) * g.Co, 2)) : nullptr;
   const bool sdx = rg > 0 && g.Ci > 0 && simt_dx(S);  // dx, and S with the bias

@@ -9,18 +9,14 @@
 // code (layer_norm_forward / layer_norm_apply, conv::pointwise_*), so its results are those of the separate ops: the
 // forward over row chunks, the backward with dz = (dy z2, dy z1) and conv2d's backward on it.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "conv2d.h"
 #include "layer_norm2d.h"
 #include "linear.h"
+#include "ln_args.h"
 #include "op_api.h"
-#include "pw_bwd.h"
-#include "pw_gate_tile.h"
 #include "pw_simt.h"
 #include "switches.h"
 
@@ -57,56 +53,6 @@ GateGeom check_gate(InferCtx& c, size_t xi) {
   return gate_geom(x, w);
 }
 
-// IRCONSTYLE_EMULATE lists pw_gate (TF32 rounding as the GPU) or pw_gate_fp32 (exact operands): the CUDA tensor-core
-// kernel's phases (pw_gate_tile.h) run on the host with the model of its WMMA calls, block by block, warp by warp
-// and lane by lane, for the shapes the device takes that path for. For the tests of that kernel's arithmetic
-// (test/ops-fused.test.ts), not for speed. 0: not asked for or not applicable; 1 rounding; 2 exact.
-int emulation(const GateGeom& g, const float* w) {
-  const int mode = emulation_requested("pw_gate");
-  if (!mode || g.Ci <= 0 || g.Ci % 8 != 0 || g.Ci > pwgate::kMaxCi || g.C <= 0 || g.C % 16 != 0 ||
-      (reinterpret_cast<uintptr_t>(w) & 31u) != 0)
-    return 0;
-  return mode;
-}
-
-// The kernel gate_wmma_k<MODE> over all blocks: out = y (MODE 0) or dz with the per-warp column sums dbp (MODE 1).
-template <int MODE, class W>
-void emulate_kernel(const GateGeom& g, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
-                    const float* dy, float* out, float* dbp) {
-  using namespace pwgate;
-  const int Ci = static_cast<int>(g.Ci), C = static_cast<int>(g.C);
-  const int64_t blocks = (g.rows + kRows - 1) / kRows;
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    const size_t bytes = (sizeof(float) * smem_floats(Ci) + 63) / 64 * 64;
-    std::unique_ptr<float, decltype(&std::free)> smem(static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
-    float* sm = smem.get();
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t r0 = blk * kRows;
-      for (int tid = 0; tid < kThreads; ++tid) load_x_tile<W>(tid, x, g.rows, r0, Ci, sm, !ln.w);  // __syncthreads
-      if (ln.w)
-        for (int warp = 0; warp < kThreads / 32; ++warp) ln_prologue<W>(warp, 0, sm, Ci, r0, g.rows, ln);
-      for (int warp = 0; warp < kThreads / 32; ++warp) {
-        float* st = sm + kRows * ldx_of(Ci) + warp * 512;
-        for (int j = 0; j < C; j += 16) {
-          z_tiles<W>(sm, Ci, warp, w, C, j, st);
-          float s1[32] = {}, s2[32] = {};
-          for (int lane = 0; lane < 32; ++lane) epilogue<MODE>(lane, warp, j, r0, g.rows, C, st, b, dy, out, s1[lane], s2[lane]);
-          if (MODE == 1)
-            for (int lane = 0; lane < 16; ++lane)  // the shuffle down by 16, then lanes 0..15 write
-              write_db_partials(lane, warp, blk, j, C, s1[lane] + s1[lane + 16], s2[lane] + s2[lane + 16], dbp);
-        }
-      }
-    }
-  });
-}
-
-template <int MODE>
-void emulate(int mode, const GateGeom& g, const float* x, const pwgate::LnArgs& ln, const float* w, const float* b,
-             const float* dy, float* out, float* dbp) {
-  if (mode == 1) emulate_kernel<MODE, pwgate::HostWmma<true>>(g, x, ln, w, b, dy, out, dbp);
-  else emulate_kernel<MODE, pwgate::HostWmma<false>>(g, x, ln, w, b, dy, out, dbp);
-}
-
 // IRCONSTYLE_EMULATE=pw_simt: dh = dy w^T (a Linear's dy w) again by the SIMT kernel's code, over the CPU's, as the
 // CUDA path with IRCONSTYLE_PW_SIMT=1 forms it (where the kernel takes the shape), and with db dy's column sums.
 void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin, float* dh,
@@ -121,7 +67,7 @@ void simt_dh(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float*
 // kLnBwd code (f.dx, f.dlw, f.dlb; with db dy's column sums), as the CUDA path with IRCONSTYLE_PW_SIMT=1; false where
 // it does not run.
 bool simt_dh_ln(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin, const float* x,
-                const pwgate::LnArgs& ln, const LnFoldOut& f, float* db = nullptr) {
+                const LnArgs& ln, const LnFoldOut& f, float* db = nullptr) {
   if (env_is("IRCONSTYLE_LN_FOLD", "0")) return false;  // the LayerNorm's backward kept apart, as on CUDA
   pwsimt::Args p = pw_simt_dh_ln_args(dy, rows, Ci, Co, w, lin, x, ln, f.acc, f.dx);
   std::vector<float> dbp;
@@ -141,13 +87,9 @@ bool simt_dh_ln(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const flo
 
 // The forward of both ops: y = gate(h w + b) with h = x, or h = LN(x) with ln (its statistics written to ln's
 // mean_out / rstd_out), over row chunks of z (and h) in the thread's scratch.
-void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, double eps, const float* w,
+void gate_forward(const GateGeom& g, const float* x, const LnArgs* ln, double eps, const float* w,
                   const float* b, float* y) {
   if (g.rows == 0) return;
-  if (const int mode = emulation(g, w)) {
-    emulate<0>(mode, g, x, ln ? *ln : pwgate::LnArgs{}, w, b, nullptr, y, nullptr);
-    return;
-  }
   pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, 2 * g.C, false, ln, b);
   p.y = y;
   if (pw_simt_emulate(pwsimt::kGate, p)) return;  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path
@@ -173,9 +115,9 @@ void gate_forward(const GateGeom& g, const float* x, const pwgate::LnArgs* ln, d
 }
 
 // The backward of both ops: dx (dh with ln: the gradient of h = LN(x), from ln's given statistics), dw, db. With
-// fold (and ln), where the CUDA path would fold the LayerNorm's backward into its one-pass kernel (emulated): that
-// too (true: fold's outputs written, dx untouched); false: dh in dx.
-bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwgate::LnArgs* ln, const float* w,
+// fold (and ln), where the SIMT kernel's code runs (IRCONSTYLE_EMULATE=pw_simt) and finishes the LayerNorm's backward,
+// that too (true: fold's outputs written, dx untouched); false: dh in dx.
+bool gate_backward(const GateGeom& g, const float* dy, const float* x, const LnArgs* ln, const float* w,
                    const float* b, float* dx, float* dw, float* db, const LnFoldOut* fold = nullptr) {
   const int64_t C2 = 2 * g.C;
   if (g.rows == 0) {
@@ -184,31 +126,7 @@ bool gate_backward(const GateGeom& g, const float* dy, const float* x, const pwg
     return false;
   }
   float* dz = scratch(static_cast<size_t>(g.rows * C2), 0);
-  if (const int mode = emulation(g, w)) {  // the CUDA path: the kernel's dz and db, then the one-pass dx / dw
-    const pwgate::LnArgs lna = ln ? *ln : pwgate::LnArgs{};
-    const int Ci = static_cast<int>(g.Ci), C = static_cast<int>(g.C);
-    // where the device forms dz inside the one-pass kernel (with the LayerNorm's backward folded in, or not)
-    if (ln && fold && conv::pw_backward_gate_model(mode == 1, x, lna, fold, dy, w, b, nullptr, dw, db, g.rows, Ci, C))
-      return true;
-    if (conv::pw_backward_gate_model(mode == 1, x, lna, nullptr, dy, w, b, dx, dw, db, g.rows, Ci, C)) return false;
-    const int64_t parts = 4 * ((g.rows + pwgate::kRows - 1) / pwgate::kRows);
-    std::vector<float> dbp(static_cast<size_t>(parts * C2));
-    emulate<1>(mode, g, x, lna, w, b, dy, dz, dbp.data());
-    for (int64_t c = 0; c < C2; ++c) {
-      double t = 0.0;
-      for (int64_t q = 0; q < parts; ++q) t += dbp[q * C2 + c];
-      db[c] = static_cast<float>(t);
-    }
-    std::vector<float> unused(static_cast<size_t>(C2));  // (the emulated shapes have Ci, 2C >= 8: the one-pass path)
-    if (ln && fold &&
-        conv::pw_backward_ln_fold_model(mode == 1, x, lna, *fold, dz, w, dw, unused.data(), g.rows,
-                                        static_cast<int>(g.Ci), static_cast<int>(C2)))
-      return true;
-    conv::pw_backward_model(mode == 1, x, lna, dz, w, dx, dw, unused.data(), g.rows, static_cast<int>(g.Ci),
-                            static_cast<int>(C2));
-    return false;
-  }
-  {  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's dz, h and per-block column sums, then the 1x1's dx and dw
+  if (emulation_requested("pw_simt")) {  // the SIMT kernel's dz, h and per-block column sums, then the 1x1's dx, dw
     pwsimt::Args p = pw_simt_args(x, g.rows, g.Ci, w, C2, false, ln, b);
     std::vector<float> h(ln ? static_cast<size_t>(g.rows * g.Ci) : 0);
     std::vector<float> dbp(static_cast<size_t>(pw_simt_emulated_blocks * C2));
@@ -378,8 +296,8 @@ void ln_input_grads(KernelCtx& k, const float* dh, int64_t rows, int64_t Ci) {
 }
 
 // The LayerNorm of inputs wi, bi; the forward's statistics out (with eps), or the backward's in (inputs 5, 6).
-pwgate::LnArgs ln_of(const KernelCtx& k, size_t wi, bool backward) {
-  pwgate::LnArgs ln;
+LnArgs ln_of(const KernelCtx& k, size_t wi, bool backward) {
+  LnArgs ln;
   ln.w = k.in[wi].f();
   ln.b = k.in[wi + 1].f();
   if (backward) {
@@ -401,7 +319,7 @@ void infer_ln_conv1x1_gate(InferCtx& c) {
 }
 
 void cpu_ln_conv1x1_gate(KernelCtx& k) {
-  const pwgate::LnArgs ln = ln_of(k, 1, false);
+  const LnArgs ln = ln_of(k, 1, false);
   gate_forward(gate_geom(k.in[0].shape, k.in[3].shape), k.in[0].f(), &ln, k.af(0), k.in[3].f(),
                k.in.size() > 4 ? k.in[4].f() : nullptr, k.out[0].f());
 }
@@ -412,7 +330,7 @@ void infer_ln_conv1x1_gate_backward(InferCtx& c) {
 }
 
 void cpu_ln_conv1x1_gate_backward(KernelCtx& k) {
-  const pwgate::LnArgs ln = ln_of(k, 2, true);
+  const LnArgs ln = ln_of(k, 2, true);
   const GateGeom g = gate_geom(k.in[1].shape, k.in[4].shape);
   const float* b = ln_bwd_gate_bias(k);
   std::vector<float> dh(static_cast<size_t>(g.rows * g.Ci));
@@ -432,18 +350,7 @@ void cpu_ln_conv1x1(KernelCtx& k) {
   const float *x = k.in[0].f(), *w = k.in[3].f(), *b = k.in.size() > 4 ? k.in[4].f() : nullptr;
   float* y = k.out[0].f();
   if (rows == 0) return;
-  const pwgate::LnArgs ln = ln_of(k, 1, false);
-  if (lin) {  // IRCONSTYLE_EMULATE=linear_fwd[_fp32]: the CUDA path (split-TF32 with the LayerNorm formed in it)
-    if (const int mode = emulation_requested("linear_fwd"))
-      if (conv::linear_forward_model(mode == 1, x, w, b, nullptr, y, rows, static_cast<int>(Ci), static_cast<int>(Co), &ln))
-        return;
-  } else if (Co % 2 == 0) {
-    const GateGeom gg{rows, Ci, Co / 2};
-    if (const int mode = emulation(gg, w)) {  // the CUDA kernel's path (MODE 2: both halves of z written)
-      emulate<2>(mode, gg, x, ln, w, b, nullptr, y, nullptr);
-      return;
-    }
-  }
+  const LnArgs ln = ln_of(k, 1, false);
   pwsimt::Args p = pw_simt_args(x, rows, Ci, w, Co, lin, &ln, b);
   p.y = y;
   if (pw_simt_emulate(pwsimt::kPlain, p)) return;  // IRCONSTYLE_EMULATE=pw_simt: the SIMT kernel's path
@@ -473,62 +380,21 @@ void cpu_ln_conv1x1_backward(KernelCtx& k) {
     std::fill(dw, dw + Ci * Co, 0.f);
     std::fill(db, db + Co, 0.f);
   } else if (lin) {
-    const pwgate::LnArgs ln = ln_of(k, 2, true);
-    // IRCONSTYLE_EMULATE=linear_bwd[_fp32]: the CUDA path (split-TF32 one-pass kernel, the LayerNorm folded in
-    // where it can)
-    if (const int mode = emulation_requested("linear_bwd")) {
-      const LnFoldOut fold = ln_bwd_fold(k);
-      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, nullptr, dw, db, rows, static_cast<int>(Ci),
-                                         static_cast<int>(Co), &ln, &fold))
-        return;
-      if (conv::pw_backward_linear_model(mode == 1, x, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci),
-                                         static_cast<int>(Co), &ln)) {
-        ln_input_grads(k, dh.data(), rows, Ci);
-        return;
-      }
-    }
+    const LnArgs ln = ln_of(k, 2, true);
     float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then the linear op's backward
     layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
     linear_backward_cpu(dy, h, w, dh.data(), dw, db, rows, Ci, Co);
     if (simt_dh_ln(dy, rows, Ci, Co, w, true, x, ln, ln_bwd_fold(k), db)) return;
     simt_dh(dy, rows, Ci, Co, w, true, dh.data(), db);
   } else {
-    const pwgate::LnArgs ln = ln_of(k, 2, true);
-    const int mode = emulation_requested("pw_gate");
-    if (mode && Ci >= 8 && Co >= 8) {  // the CUDA path: the one-pass backward normalising x while staging (and
-                                       // with the LayerNorm's backward folded in, where it can)
-      if (conv::pw_backward_ln_fold_model(mode == 1, x, ln, ln_bwd_fold(k), dy, w, dw, db, rows, static_cast<int>(Ci),
-                                          static_cast<int>(Co)))
-        return;
-      conv::pw_backward_model(mode == 1, x, ln, dy, w, dh.data(), dw, db, rows, static_cast<int>(Ci), static_cast<int>(Co));
-    } else {
-      float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
-      layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
-      conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh.data(), dw, db);
-      if (simt_dh_ln(dy, rows, Ci, Co, w, false, x, ln, ln_bwd_fold(k), db)) return;
-      simt_dh(dy, rows, Ci, Co, w, false, dh.data(), db);
-    }
+    const LnArgs ln = ln_of(k, 2, true);
+    float* h = scratch(static_cast<size_t>(rows * Ci), 1);  // h from the given statistics, then conv2d's 1x1 backward
+    layer_norm_apply(x, ln.w, ln.b, ln.mean_in, ln.rstd_in, h, rows, Ci);
+    conv::pointwise_backward(rows, Ci, Co, dy, h, w, dh.data(), dw, db);
+    if (simt_dh_ln(dy, rows, Ci, Co, w, false, x, ln, ln_bwd_fold(k), db)) return;
+    simt_dh(dy, rows, Ci, Co, w, false, dh.data(), db);
   }
   ln_input_grads(k, dh.data(), rows, Ci);
-}
-
-// A Linear layer's forward as the CUDA path takes it (linear_forward in conv1x1_gate.cu): the gate kernel's plain
-// mode (with a residual: MODE 3) over a transposed copy of w, split-TF32 products (or exact operands), for the
-// shapes it takes.
-bool conv::linear_forward_model(bool split, const float* x, const float* w, const float* b, const float* r, float* y,
-                                int64_t rows, int I, int O, const pwgate::LnArgs* ln) {
-  if (rows < kLinearMinRows || I % 8 != 0 || I > pwgate::kMaxCi || O <= 0 || O % 32 != 0) return false;
-  std::unique_ptr<float, decltype(&std::free)> wt(
-      static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * I * O + 63) / 64 * 64)), &std::free);
-  for (int i = 0; i < I; ++i)
-    for (int o = 0; o < O; ++o) wt.get()[i * O + o] = w[o * I + i];
-  const GateGeom g{rows, I, O / 2};
-  const pwgate::LnArgs l = ln ? *ln : pwgate::LnArgs{};
-  if (r && split) emulate_kernel<3, pwgate::HostWmma3>(g, x, l, wt.get(), b, r, y, nullptr);
-  else if (r) emulate_kernel<3, pwgate::HostWmma<false>>(g, x, l, wt.get(), b, r, y, nullptr);
-  else if (split) emulate_kernel<2, pwgate::HostWmma3>(g, x, l, wt.get(), b, nullptr, y, nullptr);
-  else emulate_kernel<2, pwgate::HostWmma<false>>(g, x, l, wt.get(), b, nullptr, y, nullptr);
-  return true;
 }
 
 }  // namespace irc

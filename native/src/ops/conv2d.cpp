@@ -3,7 +3,6 @@
 // 1x1 stride-1 convolutions as a single GEMM, direct loops for Cout <= 4, depthwise convolutions in
 // conv2d_depthwise.cpp. Math: conv2d.h.
 #include "conv2d.h"
-#include "pw_bwd.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -12,7 +11,6 @@
 
 #include "../cpu/gemm.h"
 #include "../cpu/simd.h"
-#include "pw_bwd_tile.h"
 
 namespace irc {
 namespace {
@@ -525,144 +523,10 @@ void infer_conv2d_backward(InferCtx& c) {
   c.add_out({g.Co});
 }
 
-namespace {
-
-// IRCONSTYLE_EMULATE lists pw_bwd (TF32 rounding as the GPU) or pw_bwd_fp32 (exact operands): a 1x1 conv's backward
-// by the CUDA one-pass kernel's phases (pw_bwd_tile.h) on the host, block by block, pass by pass, chunk by chunk, warp
-// by warp and thread by thread, with the host model of its WMMA calls, for the shapes the device takes that path for
-// (pw_bwd.h). For the tests of that kernel's arithmetic (test/ops-conv.test.ts), not for speed.
-template <class W>
-void emulate_pw_backward(const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
-                         float* dw, float* db, int64_t rows, int Ci, int Co, bool trans = false,
-                         const LnFoldOut* fold = nullptr, const pwbwd::GateIn* gate = nullptr) {
-  using namespace pwbwd;
-  const int Cip = static_cast<int>(pad16(Ci)), Cop = static_cast<int>(pad16(Co));
-  const int64_t rpb = rows_per_block(rows, Cip, Cop), blocks = (rows + rpb - 1) / rpb;
-  // the partials and the padded weight as the device's scratch: aligned for the WMMA loads and stores
-  auto aligned = [](size_t floats) {
-    return std::unique_ptr<float, decltype(&std::free)>(
-        static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * floats + 63) / 64 * 64)), &std::free);
-  };
-  auto dwp_mem = aligned(static_cast<size_t>(blocks) * Cip * Cop), wp_mem = aligned(static_cast<size_t>(Cip) * Cop);
-  float *dwp = dwp_mem.get(), *wp = wp_mem.get();
-  for (int i = 0; i < Cip; ++i)
-    for (int o = 0; o < Cop; ++o) wp[i * Cop + o] = i < Ci && o < Co ? w[trans ? o * Ci + i : i * Co + o] : 0.f;
-  std::vector<float> dbp(static_cast<size_t>(blocks * Co));
-  std::vector<float> foldp(fold ? static_cast<size_t>(2 * blocks * Ci) : 0);  // FOLD's dlw, dlb partials
-  const LnFold lf{fold ? fold->acc : nullptr, fold ? fold->dx : nullptr, foldp.data(), foldp.data() + blocks * Ci};
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    auto smem = aligned(smem_floats(Cip, Cop, fold != nullptr));
-    float* xs = smem.get();
-    float* dys = xs + kChunk * ldx_of(Cip);
-    float* stage_base = dys + kChunk * ldd_of(Cop);
-    float* dhs = stage_base + kWarps * 256;
-    float *slw = dhs + kChunk * ldh_of(Cip), *slb = slw + Ci;
-    std::vector<typename W::Acc> acc(kWarps * kTilesPerWarp);
-    std::vector<float> dbacc(kThreads * 3), dgacc(kThreads * 4);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t rb0 = blk * rpb, rb1 = std::min(rows, rb0 + rpb);
-      if (fold) std::fill(slw, slw + 2 * Ci, 0.f);
-      for (int pass = 0; pass < passes(Cip, Cop); ++pass) {
-        for (auto& a : acc) W::fill(a);
-        std::fill(dbacc.begin(), dbacc.end(), 0.f);
-        std::fill(dgacc.begin(), dgacc.end(), 0.f);
-        auto warp_acc = [&](int warp) -> typename W::Acc(&)[kTilesPerWarp] {
-          return *reinterpret_cast<typename W::Acc(*)[kTilesPerWarp]>(acc.data() + warp * kTilesPerWarp);
-        };
-        auto thread_db = [&](int tid) -> float(&)[3] { return *reinterpret_cast<float(*)[3]>(dbacc.data() + tid * 3); };
-        auto thread_dg = [&](int tid) -> float(&)[4] { return *reinterpret_cast<float(*)[4]>(dgacc.data() + tid * 4); };
-        for (int64_t r0 = rb0; r0 < rb1; r0 += kChunk) {
-          if (gate) {  // GATE: h staged, z = h w by the warps, then dz by the threads' column pairs
-            for (int tid = 0; tid < kThreads; ++tid) stage_x<W>(tid, x, ln, r0, rb1, Ci, Cip, xs);
-            for (int warp = 0; warp < kWarps; ++warp)
-              for (int to = warp; to < Cop / 16; to += kWarps) z_tile<W>(xs, Cip, wp, Cop, to, dys);
-            for (int tid = 0; tid < kThreads; ++tid) gate_dz<W>(tid, dys, Cop, dy, gate->b, r0, rb1, gate->C, thread_dg(tid));
-          } else {
-            for (int tid = 0; tid < kThreads; ++tid) {
-              if (pass == 0) stage<W, true>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
-              else stage<W, false>(tid, x, ln, dy, r0, rb1, Ci, Co, Cip, Cop, xs, dys, thread_db(tid));
-            }
-          }
-          for (int warp = 0; warp < kWarps; ++warp) {
-            float* st = stage_base + warp * 256;
-            if (pass == 0)
-              for (int ti = warp; ti < Cip / 16; ti += kWarps) {
-                if (fold) {
-                  dx_tile<W>(dys, Cop, wp, ti, dhs + ti * 16, ldh_of(Cip));
-                } else {
-                  dx_tile<W>(dys, Cop, wp, ti, st);
-                  for (int lane = 0; lane < 32; ++lane) copy_dx(lane, st, ti, r0, rb1, Ci, dx);
-                }
-              }
-            dw_tiles<W>(xs, dys, Cip, Cop, warp, pass, warp_acc(warp));
-          }
-          if (fold && pass == 0) {  // after the barrier: every warp's rows, then every thread's columns
-            for (int warp = 0; warp < kWarps; ++warp) ln_fold_rows<W>(warp, 0, dhs, ldh_of(Cip), x, ln, lf, r0, rb1, Ci);
-            for (int tid = 0; tid < kThreads; ++tid) ln_fold_cols(tid, dhs, ldh_of(Cip), x, ln, r0, rb1, Ci, slw, slb);
-          }
-        }
-        for (int warp = 0; warp < kWarps; ++warp) write_dw_partials<W>(warp, pass, blk, Cip, Cop, warp_acc(warp), dwp);
-        if (pass == 0)
-          for (int tid = 0; tid < kThreads; ++tid) {
-            if (gate) write_gate_db_partials(tid, blk, gate->C, thread_dg(tid), dbp.data());
-            else write_db_partials(tid, blk, Co, thread_db(tid), dbp.data());
-          }
-        if (fold && pass == 0)
-          for (int c = 0; c < Ci; ++c) {
-            lf.dlwp[blk * Ci + c] = slw[c];
-            lf.dlbp[blk * Ci + c] = slb[c];
-          }
-      }
-    }
-  });
-  for (int c = 0; fold && c < Ci; ++c) {
-    double sw = 0.0, sb = 0.0;
-    for (int64_t q = 0; q < blocks; ++q) {
-      sw += lf.dlwp[q * Ci + c];
-      sb += lf.dlbp[q * Ci + c];
-    }
-    fold->dlw[c] = static_cast<float>(sw);
-    fold->dlb[c] = static_cast<float>(sb);
-  }
-  for (int i = 0; i < Ci; ++i)
-    for (int o = 0; o < Co; ++o) {
-      double t = 0.0;
-      for (int64_t q = 0; q < blocks; ++q) t += dwp[q * Cip * Cop + i * Cop + o];
-      dw[trans ? o * Ci + i : i * Co + o] = static_cast<float>(t);
-    }
-  for (int64_t c = 0; db && c < Co; ++c) {
-    double t = 0.0;
-    for (int64_t q = 0; q < blocks; ++q) t += dbp[q * Co + c];
-    db[c] = static_cast<float>(t);
-  }
-}
-
-// The shape conditions of pw_backward (pw_bwd.cu).
-bool pw_shape_fits(int64_t rows, int64_t Ci, int64_t Co) {
-  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
-  return rows >= 1 && Ci >= 8 && Co >= 8 && Cop <= pwbwd::kMaxCo &&
-         sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop)) <= 96 * 1024;
-}
-
-bool emulate_pw_backward_if_asked(const Geom& g, const float* dy, const float* x, const float* w, float* dx,
-                                  float* dw, float* db) {
-  const int mode = emulation_requested("pw_bwd");
-  if (!mode || !is_pointwise(g)) return false;
-  const int64_t rows = g.N * g.Ho * g.Wo;
-  const bool padded = pwbwd::pad16(g.Ci) != g.Ci || pwbwd::pad16(g.Co) != g.Co;
-  if (!pw_shape_fits(rows, g.Ci, g.Co) || (!padded && (reinterpret_cast<uintptr_t>(w) & 31u) != 0)) return false;
-  conv::pw_backward_model(mode == 1, x, pwgate::LnArgs{}, dy, w, dx, dw, db, rows, static_cast<int>(g.Ci),
-                          static_cast<int>(g.Co));
-  return true;
-}
-
-}  // namespace
-
 void cpu_conv2d_backward(KernelCtx& k) {
   const Geom g = geom_of(k.in[1].shape, k.in[2].shape, k);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
   float *dx = k.out[0].f(), *dw = k.out[1].f(), *db = k.out[2].f();
-  if (emulate_pw_backward_if_asked(g, dy, x, w, dx, dw, db)) return;
   if (is_depthwise(g)) {
     conv::depthwise_backward(g, dy, x, w, dx, dw, db);
     return;
@@ -673,48 +537,6 @@ void cpu_conv2d_backward(KernelCtx& k) {
 
 // The 1x1 stride-1 convolution over `pix` rows (conv2d.h): the same calls as conv2d's, so the same sums.
 namespace conv {
-void pw_backward_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const float* dy, const float* w, float* dx,
-                       float* dw, float* db, int64_t rows, int Ci, int Co) {
-  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
-  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, dx, dw, db, rows, Ci, Co);
-}
-
-// Whether the device takes FOLD for this shape (IRCONSTYLE_LN_FOLD, its shared memory).
-bool fold_fits(int64_t Ci, int64_t Co) {
-  const int64_t Cip = pwbwd::pad16(Ci), Cop = pwbwd::pad16(Co);
-  return !env_is("IRCONSTYLE_LN_FOLD", "0") &&
-         sizeof(float) * pwbwd::smem_floats(static_cast<int>(Cip), static_cast<int>(Cop), true) <= 160 * 1024;
-}
-
-bool pw_backward_ln_fold_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut& f,
-                               const float* dy, const float* w, float* dw, float* db, int64_t rows, int Ci, int Co) {
-  if (!pw_shape_fits(rows, Ci, Co) || !fold_fits(Ci, Co)) return false;
-  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
-  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, dy, w, nullptr, dw, db, rows, Ci, Co, false, &f);
-  return true;
-}
-
-bool pw_backward_gate_model(bool tf32, const float* x, const pwgate::LnArgs& ln, const LnFoldOut* fold,
-                            const float* du, const float* w, const float* b, float* dx, float* dw, float* db,
-                            int64_t rows, int Ci, int C) {
-  if (env_is("IRCONSTYLE_GATE_BWD", "two-kernel") || !pwbwd::gate_fits(Ci, C) || !pw_shape_fits(rows, Ci, 2 * C) ||
-      (fold && !fold_fits(Ci, 2 * C)))
-    return false;
-  const pwbwd::GateIn gate{b, C};
-  if (tf32) emulate_pw_backward<pwgate::HostWmma<true>>(x, ln, du, w, dx, dw, db, rows, Ci, 2 * C, false, fold, &gate);
-  else emulate_pw_backward<pwgate::HostWmma<false>>(x, ln, du, w, dx, dw, db, rows, Ci, 2 * C, false, fold, &gate);
-  return true;
-}
-
-bool pw_backward_linear_model(bool split, const float* x, const float* dy, const float* w, float* dx, float* dw,
-                              float* db, int64_t rows, int I, int O, const pwgate::LnArgs* ln, const LnFoldOut* fold) {
-  if (rows < kLinearMinRows || !pw_shape_fits(rows, I, O) || (fold && !fold_fits(I, O))) return false;
-  const pwgate::LnArgs l = ln ? *ln : pwgate::LnArgs{};
-  if (split) emulate_pw_backward<pwgate::HostWmma3>(x, l, dy, w, dx, dw, db, rows, I, O, true, fold);
-  else emulate_pw_backward<pwgate::HostWmma<false>>(x, l, dy, w, dx, dw, db, rows, I, O, true, fold);
-  return true;
-}
-
 namespace {
 Geom pointwise_geom(int64_t pix, int64_t Ci, int64_t Co) { return {pix, 1, 1, Ci, 1, 1, Co, 1, 0, 1, 1, 1, Ci, Co}; }
 }  // namespace

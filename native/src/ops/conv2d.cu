@@ -8,7 +8,7 @@
 //    (conv_thin.h) for the forward to <= 4 output channels (IRCONSTYLE_THIN_CONV: all / none);
 //  - 1x1 stride 1 pad 0 groups 1: one GEMM ([pixels, Ci] . [Ci, Co]). With a bias, cuBLASLt adds it in the GEMM's
 //    epilogue (where cuBLASLt cannot: the bias pre-filled and a cuBLAS GEMM with beta = 1). Backward: dx and dW as
-//    cuBLAS GEMMs, db as column sums of dy (IRCONSTYLE_PW_BWD=one-pass: one pass on tensor cores, pw_bwd.h);
+//    cuBLAS GEMMs, db as column sums of dy;
 //  - otherwise cuDNN's legacy API on NHWC tensors with KRSC filters (our RSCK weight is transposed to KRSC in
 //    scratch, the filter gradient transposed back); deterministic algorithms picked once per shape with the _v7
 //    heuristics, or with IRCONSTYLE_CUDNN_FIND=1 by timing them at the shape's first call (tune()); bias added by
@@ -31,7 +31,6 @@
 #include "../cuda/gpu_libs.h"
 #include "conv_thin.h"
 #include "depthwise3x3.h"
-#include "pw_bwd.h"
 #include "switches.h"
 
 namespace irc {
@@ -714,8 +713,6 @@ void cuda_conv2d_backward(KernelCtx& k) {
   }
   if (is_depthwise(g)) return depthwise_backward(k, g, dy, x, w, dx, dw, db);
   if (is_thin3x3(g) && thin_conv_backward(k, g.N, g.H, g.W, g.Ci, g.Co, dy, x, w, dx, dw, db)) return;
-  // 1x1: dx, dw and db in one pass on tensor cores (TF32 allowed, shapes that fit), else cuBLAS below
-  if (is_pointwise(g) && pw_backward(k, x, dy, w, dx, dw, db, pix, g.Ci, g.Co)) return;
   const bool pointwise_blas = is_pointwise(g) && gpu::cublas();
   Plan* pl = pointwise_blas ? nullptr : plan_for(g);
   const bool dnn_dx = pl && pl->ok[BWD_DATA], dnn_dw = pl && pl->ok[BWD_FILTER];

@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "../cpu/gemm.h"
-#include "conv2d.h"
 #include "linear.h"
 #include "op_api.h"
 
@@ -55,10 +54,6 @@ void cpu_linear(KernelCtx& k) {
   const int64_t rows = I ? k.in[0].n / I : numel(k.out[0].shape) / std::max<int64_t>(O, 1);
   float* y = k.out[0].f();
   const float* b = k.in.size() > 2 ? k.in[2].f() : nullptr;
-  // IRCONSTYLE_EMULATE=linear_fwd (split-TF32 as the GPU) or linear_fwd_fp32: the CUDA kernel's arithmetic on the host
-  if (const int mode = emulation_requested("linear_fwd"))
-    if (conv::linear_forward_model(mode == 1, k.in[0].f(), k.in[1].f(), b, nullptr, y, rows, static_cast<int>(I), static_cast<int>(O)))
-      return;
   linear_forward_cpu(k.in[0].f(), k.in[1].f(), b, y, rows, I, O);
 }
 
@@ -86,12 +81,6 @@ void cpu_linear_backward(KernelCtx& k) {
   const int64_t I = k.in[2].shape[1], O = k.in[2].shape[0];
   const int64_t rows = numel(k.in[1].shape) / std::max<int64_t>(I, 1);
   const float *dy = k.in[0].f(), *x = k.in[1].f(), *w = k.in[2].f();
-  // IRCONSTYLE_EMULATE=linear_bwd (split-TF32 as the GPU) or linear_bwd_fp32 (exact operands): the CUDA one-pass
-  // kernel's arithmetic on the host (pw_bwd_tile.h), for its tests
-  if (const int mode = emulation_requested("linear_bwd"))
-    if (conv::pw_backward_linear_model(mode == 1, x, dy, w, k.out[0].f(), k.out[1].f(), k.out[2].f(), rows,
-                                       static_cast<int>(I), static_cast<int>(O)))
-      return;
   linear_backward_cpu(dy, x, w, k.out[0].f(), k.out[1].f(), k.out[2].f(), rows, I, O);
 }
 

@@ -1,24 +1,20 @@
 // CUDA linear / linear_backward (ops.def) at FP32 accuracy (PyTorch's default for linear layers):
-// y = x . w^T + b over the rows of x[..., I], w[O, I]. Forward: the tensor-core kernel of conv1x1_gate.cu with
-// split-TF32 products where the shape fits (pw_bwd.h: linear_forward); else with a bias one cuBLASLt GEMM adds it in its epilogue;
+// y = x . w^T + b over the rows of x[..., I], w[O, I]. Forward: with a bias one cuBLASLt GEMM adds it in its epilogue;
 // where cuBLASLt cannot (missing, IRCONSTYLE_CUBLASLT=0, no algorithm for the shape): cuBLAS with the bias written
-// first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: the one-pass pointwise
-// kernel with split-TF32 products (pw_bwd.h: FP32-accurate; dx, dw and db from one read of dy and x) where the shape
-// fits, else dx and dw from cuBLAS and db as column sums of dy (fixed two-pass reduction).
+// first (row fill) and the GEMM adding onto it with beta = 1, as on the CPU. Backward: dx and dw from cuBLAS and db as
+// column sums of dy (fixed two-pass reduction).
 #include <cuda_runtime.h>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"
 #include "../cuda/gpu_libs.h"
 #include "linear.h"
-#include "pw_bwd.h"
 
 namespace irc {
 
 void linear_forward_cuda(const KernelCtx& k, const float* x, const float* w, const float* b, float* y, int64_t rows,
                          int64_t I, int64_t O) {
   if (rows == 0 || O == 0) return;
-  if (linear_forward(k, x, w, b, nullptr, y, rows, I, O)) return;
   if (b && blas::gemm_bias(k, false, false, true, rows, O, I, x, I, w, I, b, y, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   if (b) blas::fill_rows(k, y, rows, O, b);
@@ -27,7 +23,6 @@ void linear_forward_cuda(const KernelCtx& k, const float* x, const float* w, con
 
 void linear_backward_cuda(const KernelCtx& k, const float* dy, const float* x, const float* w, float* dx, float* dw,
                           float* db, int64_t rows, int64_t I, int64_t O) {
-  if (rows > 0 && pw_backward_linear(k, x, dy, w, dx, dw, db, rows, I, O)) return;
   const gpu::Cublas& cb = blas::bind(k, false);
   blas::gemm(k, cb, false, false, rows, I, O, 1.f, dy, O, w, I, 0.f, dx, I);  // dx[rows, I] = dy . w
   // dw[O, I] = dy^T . x (K = rows) and db[O] = sums of dy over the rows. (cuBLASLt's bias-gradient epilogue was

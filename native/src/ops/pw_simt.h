@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "op_api.h"
-#include "pw_gate_tile.h"
+#include "ln_args.h"
 #include "pw_simt_tile.h"
 
 namespace irc {
@@ -18,7 +18,7 @@ bool pw_simt_requested();
 // The kernel's arguments for x [rows, K], w [K, N] (wt: [N, K], a Linear's), bias b and the LayerNorm ln (or none);
 // rows 0 (not taken) for K or N beyond 4096.
 inline pwsimt::Args pw_simt_args(const float* x, int64_t rows, int64_t K, const float* w, int64_t N, bool wt,
-                                 const pwgate::LnArgs* ln, const float* b) {
+                                 const LnArgs* ln, const float* b) {
   pwsimt::Args p;
   if (K > 4096 || N > 4096) return p;
   p.x = x;
@@ -73,7 +73,7 @@ inline pwsimt::Args pw_simt_dh_args(const float* dy, int64_t rows, int64_t Ci, i
 // its input x and ln's weight and given statistics, with acc (x's pending gradient, or null) added; p.dbp ([2][blocks]
 // [Ci]: the per-block sums of the LayerNorm's weight and bias gradients) is set by pw_simt_run / pw_simt_emulate_sums.
 inline pwsimt::Args pw_simt_dh_ln_args(const float* dy, int64_t rows, int64_t Ci, int64_t Co, const float* w, bool lin,
-                                       const float* x, const pwgate::LnArgs& ln, const float* acc, float* dx) {
+                                       const float* x, const LnArgs& ln, const float* acc, float* dx) {
   pwsimt::Args p = pw_simt_dh_args(dy, rows, Ci, Co, w, lin);
   p.lx = x;
   p.lg = ln.w;

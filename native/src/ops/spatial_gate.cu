@@ -134,7 +134,7 @@ void cuda_spatial_gate_backward(KernelCtx& k) {
   const float *dy = k.in[0].f(), *z = k.in[1].f(), *lw = k.in[2].f(), *lb = k.in[3].f(), *w = k.in[4].f(),
               *b = k.in[5].f(), *mean = k.in[6].f(), *rstd = k.in[7].f();
   const int64_t R = g.G * g.C;
-  // Slots 5, 6 and 8: the linear's backward uses 0-4 and 7 (pw_bwd.cu, matmul.cu) while these are live. t is formed
+  // Slots 5, 6 and 8: the linear's backward uses 0-4 and 7 (matmul.cu) while these are live. t is formed
   // again from z and the saved statistics (the forward's values: sgate::norm_t_tile), and g from t by the forward's
   // linear, in slot 6 (the linear's forward uses 1 and 7), where dh goes once the gate's backward has read g.
   float* Tdg = static_cast<float*>(cu::scratch(s, sizeof(float) * R * g.P, 5));

@@ -1,8 +1,8 @@
 // The kernel switches (README "Kernel switches"): environment variables that pick a CUDA kernel path, read when an op
 // is enqueued (CUDA: on the JS thread; CPU: as they were at enqueue, see SwitchScope). A switch the environment
 // leaves unset may be set from JS (setSwitch: the kernel tuning); the environment always wins. The project's own
-// tensor-core and fused kernels that measured slower than the library path on the H100 (BENCHMARKS.md, ninth
-// session) run only where a switch asks for them (IRCONSTYLE_PW_FWD=wmma, ...).
+// kernels not yet measured faster than the library path on a GPU run only where a switch asks for them
+// (IRCONSTYLE_PW_SIMT=1, ...).
 #pragma once
 
 #include <map>
