@@ -142,13 +142,10 @@ SwitchScope::~SwitchScope() {
   t_scoped = prev_on_;
 }
 
-int emulation_requested(const char* base) {
+bool emulation_requested(const char* base) {
   std::string e;
-  if (!switch_value("IRCONSTYLE_EMULATE", &e)) return 0;
-  const std::string list = "," + e + ",", b = base;
-  if (list.find("," + b + ",") != std::string::npos) return 1;
-  if (list.find("," + b + "_fp32,") != std::string::npos) return 2;
-  return 0;
+  if (!switch_value("IRCONSTYLE_EMULATE", &e)) return false;
+  return ("," + e + ",").find("," + std::string(base) + ",") != std::string::npos;
 }
 
 bool env_is(const char* name, const char* value) {

@@ -87,9 +87,8 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 int num_threads();
 
 // IRCONSTYLE_EMULATE (a comma-separated list) asks the CPU backend to run CUDA kernels' own code through their host
-// models (the tests of those kernels): 0 when `base` is not listed, 1 for `base` (TF32 operands where the kernel
-// rounds), 2 for `base`_fp32 (exact operands).
-int emulation_requested(const char* base);
+// models (the tests of those kernels): whether `base` is listed.
+bool emulation_requested(const char* base);
 
 // Per-thread scratch memory for kernels (64-byte aligned, grows, reused; valid until the same thread asks
 // again for the same slot). Safe inside parallel_for bodies.
