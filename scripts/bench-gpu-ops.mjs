@@ -156,6 +156,10 @@ export function opBenchCases(smoke = false) {
     { op: 'permute', name: 'permute MAXIM block back [16,8,8,32,16,16]', inputs: [f([16, 8, 8, 32, 16, 16])], attrs: [0, 1, 4, 2, 5, 3] },
     { op: 'permute', name: 'permute MAXIM grid [16,8,16,8,16,32] patch 16x16', inputs: [f([16, 8, 16, 8, 16, 32])], attrs: [0, 2, 4, 5, 1, 3] },
     { op: 'permute', name: 'permute MAXIM grid back [16,16,16,32,8,8]', inputs: [f([16, 16, 16, 32, 8, 8])], attrs: [0, 4, 1, 5, 2, 3] },
+    // MAXIM's channel splits and concats at level 1 (run 9's profile: 54 % of the bandwidth)
+    { op: 'concat', name: 'concat MAXIM 2x[16,128,128,64]', inputs: [f([16, 128, 128, 64]), f([16, 128, 128, 64])], attrs: [] },
+    { op: 'split', name: 'split MAXIM [16,128,128,128] 64|64', inputs: [f([16, 128, 128, 128])], attrs: [64, 64] },
+    { op: 'gelu_split', name: 'gelu_split MAXIM [16,128,128,128] 64|64', inputs: [f([16, 128, 128, 128])], attrs: [64, 64] },
     { op: 'conv2d_backward', name: 'conv2d_backward 2x2 s2 48->96 down', inputs: [f([16, 64, 64, 96]), f([16, 128, 128, 48]), f([2, 2, 48, 96], -0.2, 0.2)], attrs: [2, 0, 1] },
   ];
 }

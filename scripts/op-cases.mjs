@@ -402,6 +402,9 @@ export function opCases() {
   add('split', '[2,16,16,96] 48|48', [f([2, 16, 16, 96])], [48, 48]);
   add('split', '[1,7,13,9] 5|3|1', [f([1, 7, 13, 9])], [5, 3, 1]);
   add('split', 'i32 [3,6] 2|4', [i32([3, 6])], [2, 4]);
+  // float4 and scalar jobs in one launch, the scalar one with the more items (the grid sized by items, not columns)
+  add('concat', '[2,9,7,8|3|1]', [f([2, 9, 7, 8]), f([2, 9, 7, 3]), f([2, 9, 7, 1])]);
+  add('split', '[2,9,7,12] 8|3|1', [f([2, 9, 7, 12])], [8, 3, 1]);
   // gelu_split: split's jobs with GELU (float4 when every part allows it), its backward concat's times GELU'
   for (const [name, xs, sizes] of [['[2,32,32,128] 64|64', [2, 32, 32, 128], [64, 64]], ['[1,7,13,9] 5|3|1', [1, 7, 13, 9], [5, 3, 1]], ['[3,5,6] 2|4', [3, 5, 6], [2, 4]]]) {
     add('gelu_split', name, [f(xs, -4, 4)], sizes);

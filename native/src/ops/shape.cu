@@ -11,6 +11,7 @@
 //                                     search, the tap windows being monotone), in increasing output order, vertical
 //                                     sums inside horizontal ones as the CPU filter: deterministic, no atomics.
 // Channel-contiguous kernels use float4 when C % 4 == 0 and the pointers are 16-byte aligned.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -90,8 +91,7 @@ __device__ __forceinline__ uint32_t cell(uint32_t s, float a) {
 }
 
 // A job's elements e = r * cols + q (or its float4s over cols / 4), grid-stride; index type I: 32-bit when the job
-// has < 2^31 of them (the division by the row length, once per element, is then a 32-bit one: the 64-bit division's
-// instructions per 16 bytes moved held run 9's concat and split to 54 % of the bandwidth).
+// has < 2^31 of them (a 32-bit division by the row length per item, without the 64-bit one's range test).
 template <int MODE, class I>
 __device__ __forceinline__ void copy_cols(const CopyJob& jb, int64_t rows) {
   const I stride = static_cast<I>(gridDim.x) * blockDim.x, first = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -124,15 +124,19 @@ __global__ void copy_cols_k(CopyJobs jobs) {
     copy_cols<MODE, int64_t>(jb, jobs.rows);
 }
 
+// The grid: y over the jobs, x sized for the job with the most items (float4s where it moves 16 bytes at a time, else
+// elements); the others' surplus blocks exit at once.
 template <int MODE>
-void launch_jobs(KernelCtx& c, CopyJobs& jobs, int k, int64_t max_cols) {
-  if (k == 0 || jobs.rows == 0 || max_cols == 0) return;
+void launch_jobs(KernelCtx& c, CopyJobs& jobs, int k) {
+  int64_t items = 0;
   for (int i = 0; i < k; ++i) {
-    const CopyJob& jb = jobs.j[i];
-    jobs.j[i].vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && aligned16(jb.src) && aligned16(jb.dst) &&
-                     (MODE != 2 || (jb.ald % 4 == 0 && aligned16(jb.aux)))) ? 1 : 0;
+    CopyJob& jb = jobs.j[i];
+    jb.vec = (jb.cols % 4 == 0 && jb.sld % 4 == 0 && jb.dld % 4 == 0 && aligned16(jb.src) && aligned16(jb.dst) &&
+              (MODE != 2 || (jb.ald % 4 == 0 && aligned16(jb.aux)))) ? 1 : 0;
+    items = std::max(items, jb.vec ? jb.cols / 4 : jb.cols);
   }
-  dim3 grid(cu::blocks_for(jobs.rows * max_cols), static_cast<unsigned>(k));
+  if (k == 0 || jobs.rows == 0 || items == 0) return;
+  dim3 grid(cu::blocks_for(jobs.rows * items), static_cast<unsigned>(k));
   copy_cols_k<MODE><<<grid, kThreads, 0, cu::stream(c)>>>(jobs);
   cu::check_launch(c);
 }
@@ -453,14 +457,12 @@ void launch_by_16(KernelCtx& c, int64_t rows, int k, Cols cols, Job job) {
     CopyJobs jobs{};
     jobs.rows = rows;
     const int kk = k - i0 < 16 ? k - i0 : 16;
-    int64_t mx = 0;
     for (int i = 0; i < kk; ++i) {
       const int64_t ci = cols(i0 + i);
       jobs.j[i] = job(i0 + i, off, ci);
       off += ci;
-      if (ci > mx) mx = ci;
     }
-    launch_jobs<MODE>(c, jobs, kk, mx);
+    launch_jobs<MODE>(c, jobs, kk);
   }
 }
 
