@@ -131,7 +131,7 @@ __global__ void k_permute_gather(const uint32_t* __restrict x, uint32_t* __restr
 using permute_plan::kTile;
 using permute_plan::kTileRows;
 
-__global__ void __launch_bounds__(kTile* kTileRows) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
+__global__ void __launch_bounds__(kTile* kTileRows, 8) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
                                                                    permute_plan::Geo g) {
   __shared__ uint32_t tile[kTile][kTile + 1];  // [a][b], padded against bank conflicts
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -243,9 +243,6 @@ void cuda_permute(KernelCtx& c) {
     return;
   }
   const int m = static_cast<int>(sz.size());
-  if (m > kMaxDims)
-    op_fail("E_SHAPE", "permute: the CUDA kernel supports at most " + std::to_string(kMaxDims) +
-                           " non-mergeable dims, got " + std::to_string(m) + " for x " + shape_str(x.shape));
   const uint32_t* src = static_cast<const uint32_t*>(x.ptr);
   uint32_t* dst = static_cast<uint32_t*>(y.ptr);
   permute_plan::Geo tg;
@@ -255,6 +252,9 @@ void cuda_permute(KernelCtx& c) {
     cu::check_launch(c);
     return;
   }
+  if (m > kMaxDims)  // (the gather kernel's limit; the tile transpose takes up to 4 + kOuterDims)
+    op_fail("E_SHAPE", "permute: the CUDA gather kernel supports at most " + std::to_string(kMaxDims) +
+                           " non-mergeable dims, got " + std::to_string(m) + " for x " + shape_str(x.shape));
   if (x.n < (int64_t(1) << 31)) {
     PermGeom<uint32_t> g{};
     g.m = m;

@@ -124,12 +124,14 @@ IRC_HD Base base(const Geo& g, int64_t t) {
   return {ta * kTile, tb * kTile, xo, yo};
 }
 
-// a's offset in the input and b's in the output (a < A, b < B: 32-bit division)
+// a's offset in the input and b's in the output (a < A, b < B: 32-bit division, none for an axis on one dim)
 IRC_HD int64_t a_in(const Geo& g, int64_t a) {
+  if (g.A0 == g.A) return a * g.sa0;
   const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(g.A0);
   return q * g.sa1 + (a - static_cast<int64_t>(q) * g.A0) * g.sa0;
 }
 IRC_HD int64_t b_out(const Geo& g, int64_t b) {
+  if (g.B0 == g.B) return b * g.ob0;
   const uint32_t q = static_cast<uint32_t>(b) / static_cast<uint32_t>(g.B0);
   return q * g.ob1 + (b - static_cast<int64_t>(q) * g.B0) * g.ob0;
 }
