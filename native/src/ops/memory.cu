@@ -131,7 +131,14 @@ __global__ void k_permute_gather(const uint32_t* __restrict x, uint32_t* __restr
 using permute_plan::kTile;
 using permute_plan::kTileRows;
 
-__global__ void __launch_bounds__(kTile* kTileRows, 8) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
+// Blocks per SM the registers must allow: all the SM's threads (2048 on sm_80 / sm_90, 1536 on sm_86 / sm_89).
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+constexpr int kTileBlocksPerSm = 6;
+#else
+constexpr int kTileBlocksPerSm = 8;
+#endif
+
+__global__ void __launch_bounds__(kTile* kTileRows, kTileBlocksPerSm) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
                                                                    permute_plan::Geo g) {
   __shared__ uint32_t tile[kTile][kTile + 1];  // [a][b], padded against bank conflicts
   const int tx = threadIdx.x, ty = threadIdx.y;
