@@ -138,8 +138,8 @@ constexpr int kTileBlocksPerSm = 6;
 constexpr int kTileBlocksPerSm = 8;
 #endif
 
-__global__ void __launch_bounds__(kTile* kTileRows, kTileBlocksPerSm) k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y,
-                                                                   permute_plan::Geo g) {
+__global__ void __launch_bounds__(kTile* kTileRows, kTileBlocksPerSm)
+    k_permute_tile(const uint32_t* __restrict x, uint32_t* __restrict y, permute_plan::Geo g) {
   __shared__ uint32_t tile[kTile][kTile + 1];  // [a][b], padded against bank conflicts
   const int tx = threadIdx.x, ty = threadIdx.y;
   for (int64_t t = blockIdx.x; t < g.total; t += gridDim.x) {  // block-uniform loop: __syncthreads is safe
