@@ -86,8 +86,10 @@ IRC_AVX512 double fma_loop_avx512(int64_t iters) {
   __m512 s = x[0];
 #pragma GCC unroll 12
   for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, x[i]);
-  volatile float sink = _mm512_reduce_add_ps(s);
-  (void)sink;
+  alignas(64) float lanes[16];  // (summed by hand: GCC 12's _mm512_reduce_add_ps warns about its own header)
+  _mm512_store_ps(lanes, s);
+  volatile float sink = 0.f;
+  for (float v : lanes) sink = sink + v;
   return static_cast<double>(iters) * 12 * 16 * 2;
 }
 
