@@ -9,7 +9,6 @@
 // (the SIMT kernel, with the LayerNorm's backward in the same pass where it folds, or cuBLAS) and dw = h^T dz by
 // cuBLAS: neither z nor dz is ever an activation.
 #include <cstdint>
-#include <cstdlib>
 
 #include "../cuda/blas.cuh"
 #include "../cuda/common.cuh"

@@ -5,8 +5,6 @@
 #include "conv2d.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
 #include "../cpu/gemm.h"
