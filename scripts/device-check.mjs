@@ -492,6 +492,13 @@ function fmtE(x) {
   return x === undefined ? '-' : Number.isFinite(x) ? x.toExponential(2) : String(x);
 }
 
+// The folders of the nvidia-* wheels of the python3 on PATH (the GPU machine's PyTorch environment), or [].
+function pythonWheelLibs() {
+  const code = 'import os, nvidia\nfor p in nvidia.__path__:\n for s in sorted(os.listdir(p)):\n  d = os.path.join(p, s, "lib")\n  if os.path.isdir(d): print(d)';
+  const r = spawnSync('python3', ['-c', code], { encoding: 'utf8', timeout: 30000 });
+  return r.status === 0 ? r.stdout.split('\n').filter(Boolean) : [];
+}
+
 async function main() {
   const T0 = Date.now();
   const selftest = flag('--cpu-selftest');
@@ -509,6 +516,10 @@ async function main() {
 
   // ---- a. report
   if (!selftest) process.env.IRCONSTYLE_BACKEND ??= 'cuda';
+  // cuBLAS / cuDNN where PyTorch takes them (the addon searches such folders itself; this names them first, for this
+  // process and every child, on a machine whose loader and PATH reach them some other way)
+  const wheelLibs = selftest || process.env.IRCONSTYLE_CUDA_LIBS ? [] : pythonWheelLibs();
+  if (wheelLibs.length) process.env.IRCONSTYLE_CUDA_LIBS = wheelLibs.join(':');
   let L;
   try {
     L = await loadLib();
@@ -540,6 +551,7 @@ async function main() {
   say(`native: threads ${R.threads}, simd ${R.simd}, gemm ${R.gemm}; cuda compiled ${info.cuda.compiled}, devices ${info.cuda.devices} ${info.cuda.name}${info.cuda.error ? ` (${info.cuda.error})` : ''}`);
   say(`nvidia-smi: ${R.nvidiaSmi}`);
   say(`gpu libraries: ${R.gpuLibs}`);
+  if (wheelLibs.length) say(`IRCONSTYLE_CUDA_LIBS (python3's nvidia wheels): ${process.env.IRCONSTYLE_CUDA_LIBS}`);
   say(`CUDA kernels: ${info.cuda.ops.length}/${info.ops.length}; missing: ${missing.join(' ') || 'none'}`);
   say(`op cases: ${cases.length} over ${new Set(cases.map((c) => c.op)).size} ops; ops without a case: ${R.opsWithoutCases.join(' ') || 'none'}`);
   save();

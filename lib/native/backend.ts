@@ -44,7 +44,7 @@ export function chooseBackend(p: BackendProbe): { device: Device; reason: string
     if (!cublas || (!cudnn && want !== 'cuda'))
       problem = `${cuda.name} found, but the GPU libraries are incomplete (cuBLAS and cuDNN wanted; IRCONSTYLE_BACKEND=cuda ` +
         `runs without cuDNN): ${libs} — install a CUDA 13 toolkit or the Python wheels (pip install nvidia-cublas ` +
-        'nvidia-cudnn-cu13), or set IRCONSTYLE_CUDA_LIBS to the folder that holds them';
+        'nvidia-cudnn-cu13), or set IRCONSTYLE_CUDA_LIBS to the folders that hold them (`:`-separated)';
   }
   const unknown = want !== 'auto' && want !== 'cuda' ? ` (ignored unknown IRCONSTYLE_BACKEND=${want})` : '';
   if (!problem) return { device: 'cuda', reason: `${cuda.name}, ${cuda.ops}/${cuda.allOps} ops with CUDA kernels; ${libs}${unknown}` };

@@ -1,6 +1,11 @@
 // cuBLAS, cuBLASLt and cuDNN loaded at run time (gpu_libs.h). Plain C++: no NVIDIA headers, compiled in every
-// build. Search order for each library: $IRCONSTYLE_CUDA_LIBS, the system loader (soname), /usr/local/cuda, then the
-// lib folders of Python `nvidia-*` wheels (nvidia/{cublas,cu13,cu12,cudnn}/lib under every site-packages found).
+// build. Search order for each library: the folders of $IRCONSTYLE_CUDA_LIBS (':'-separated), the system loader
+// (soname), /usr/local/cuda, then the lib folders of Python `nvidia-*` wheels (nvidia/{cublas,cu13,cu12,cudnn}/lib)
+// under the site-packages of $PYTHONPATH, the active environments ($VIRTUAL_ENV, $CONDA_PREFIX), the environment of
+// every python3 on $PATH, and the usual prefixes (/usr, /usr/local, ~/.local, /opt/conda, /opt/*, /opt/*/.venv).
+// A library taken from a folder rather than through the system loader gets the libraries it needs by soname loaded
+// first from that folder (cuBLASLt for cuBLAS; cuDNN's sub-libraries), and cuDNN gets cuBLASLt and NVRTC, which it
+// opens by soname at run time: the loader then finds them loaded, with no RPATH or LD_LIBRARY_PATH to reach them.
 // A library whose file loads but lacks a symbol, or whose handle cannot be created, is reported unavailable with
 // the reason; nothing here exits, aborts or throws. Handles are never destroyed (the driver may already be gone
 // at process exit).
@@ -8,7 +13,9 @@
 
 #include <dlfcn.h>
 #include <glob.h>
+#include <limits.h>
 #include <link.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,10 +28,10 @@ namespace irc {
 namespace gpu {
 namespace {
 
-std::vector<std::string> glob_dirs(const std::string& pattern) {
+std::vector<std::string> glob_paths(const std::string& pattern, bool dirs_only) {
   std::vector<std::string> out;
   glob_t g{};
-  if (glob(pattern.c_str(), GLOB_ONLYDIR | GLOB_NOSORT, nullptr, &g) == 0) {
+  if (glob(pattern.c_str(), (dirs_only ? GLOB_ONLYDIR : 0) | GLOB_NOSORT, nullptr, &g) == 0) {
     for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
   }
   globfree(&g);
@@ -38,26 +45,68 @@ const char* env(const char* name) {
   return v && *v ? v : nullptr;
 }
 
-// Directories to try, in order. An empty string stands for "the system loader" (dlopen by soname).
+std::vector<std::string> split_list(const char* v) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char* p = v; p && *p; ++p) {
+    if (*p == ':') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += *p;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::string parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+// site-packages folders that may hold the nvidia-* wheels, the environments in use first.
+std::vector<std::string> python_sites() {
+  std::vector<std::string> sites;
+  auto add = [&](const std::string& pattern) {
+    for (auto& s : glob_paths(pattern, true)) sites.push_back(s);
+  };
+  for (const auto& d : split_list(env("PYTHONPATH"))) sites.push_back(d);
+  if (const char* v = env("VIRTUAL_ENV")) add(std::string(v) + "/lib/python3*/site-packages");
+  if (const char* c = env("CONDA_PREFIX")) add(std::string(c) + "/lib/python3*/site-packages");
+  // the environment of each python3 on PATH (<env>/bin/python3 -> <env>/lib/python3.X/site-packages), and of the
+  // interpreter it links to when it is a link (/usr/bin/python3 -> /opt/env/bin/python3)
+  for (const auto& dir : split_list(env("PATH"))) {
+    const std::string exe = dir + "/python3";
+    if (access(exe.c_str(), X_OK) != 0) continue;
+    add(dir + "/../lib/python3*/site-packages");
+    char target[PATH_MAX];
+    const ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
+    if (n > 0) {
+      target[n] = '\0';
+      const std::string t = target[0] == '/' ? std::string(target) : dir + "/" + target;
+      add(parent_dir(t) + "/../lib/python3*/site-packages");
+    }
+  }
+  add("/usr/lib/python3*/site-packages");
+  add("/usr/lib/python3*/dist-packages");
+  add("/usr/local/lib/python3*/site-packages");
+  add("/usr/local/lib/python3*/dist-packages");
+  if (const char* h = env("HOME")) add(std::string(h) + "/.local/lib/python3*/site-packages");
+  add("/opt/conda/lib/python3*/site-packages");
+  add("/opt/*/lib/python3*/site-packages");
+  add("/opt/*/.venv/lib/python3*/site-packages");
+  return sites;
+}
+
+// Directories to try, in order, each once (as its real path). An empty string stands for "the system loader"
+// (dlopen by soname).
 std::vector<std::string> search_dirs() {
-  std::vector<std::string> dirs;
-  if (const char* d = env("IRCONSTYLE_CUDA_LIBS")) dirs.emplace_back(d);
+  std::vector<std::string> dirs = split_list(env("IRCONSTYLE_CUDA_LIBS"));
   dirs.emplace_back("");
   dirs.emplace_back("/usr/local/cuda/lib64");
   dirs.emplace_back("/usr/local/cuda/targets/x86_64-linux/lib");
-  std::vector<std::string> sites;
-  auto add_sites = [&](const std::string& pattern) {
-    for (auto& s : glob_dirs(pattern)) sites.push_back(s);
-  };
-  add_sites("/usr/lib/python3*/site-packages");
-  add_sites("/usr/lib/python3*/dist-packages");
-  add_sites("/usr/local/lib/python3*/site-packages");
-  add_sites("/usr/local/lib/python3*/dist-packages");
-  if (const char* h = env("HOME")) add_sites(std::string(h) + "/.local/lib/python3*/site-packages");
-  if (const char* v = env("VIRTUAL_ENV")) add_sites(std::string(v) + "/lib/python3*/site-packages");
-  if (const char* c = env("CONDA_PREFIX")) add_sites(std::string(c) + "/lib/python3*/site-packages");
-  add_sites("/opt/conda/lib/python3*/site-packages");
-  for (const auto& s : sites) {
+  for (const auto& s : python_sites()) {
     for (const char* sub : {"/nvidia/cublas/lib", "/nvidia/cu13/lib", "/nvidia/cu12/lib", "/nvidia/cudnn/lib"}) {
       const std::string d = s + sub;
       if (access(d.c_str(), F_OK) == 0) dirs.push_back(d);
@@ -65,16 +114,40 @@ std::vector<std::string> search_dirs() {
   }
   std::vector<std::string> uniq;  // keep the first occurrence of each
   for (auto& d : dirs) {
-    bool seen = false;
-    for (auto& u : uniq) seen = seen || u == d;
-    if (!seen) uniq.push_back(d);
+    char real[PATH_MAX];
+    if (!d.empty() && realpath(d.c_str(), real)) d = real;
+    if (std::find(uniq.begin(), uniq.end(), d) == uniq.end()) uniq.push_back(d);
   }
   return uniq;
+}
+
+// Loads, each by its absolute path, the files in dir that match the patterns (in passes, until a pass loads nothing
+// more: one may need another of them). The loader then satisfies a need of a library, or its dlopen by bare soname,
+// with what is loaded under that soname. Failures are silent: whoever needs a library reports its absence.
+void preload_from(const std::string& dir, const std::vector<const char*>& patterns) {
+  if (dir.empty()) return;
+  std::vector<std::string> files;
+  for (const char* p : patterns) {
+    for (auto& f : glob_paths(dir + "/" + p, false)) files.push_back(f);
+  }
+  for (bool more = true; more && !files.empty();) {
+    more = false;
+    for (auto it = files.begin(); it != files.end();) {
+      if (dlopen(it->c_str(), RTLD_NOW | RTLD_LOCAL)) {
+        it = files.erase(it);
+        more = true;
+      } else {
+        dlerror();
+        ++it;
+      }
+    }
+  }
 }
 
 struct Opened {
   void* lib = nullptr;
   std::string path;    // absolute path when known
+  std::string dir;     // the folder it was taken from ("" for the system loader)
   std::string errors;  // why candidates failed (files that exist but did not load, and the loader's answer)
   std::string searched;
 };
@@ -85,17 +158,21 @@ std::string loaded_path(void* lib, const std::string& fallback) {
   return fallback;
 }
 
-Opened open_first(const std::vector<const char*>& names) {
+// The first of names found, folder by folder (search_dirs); in a folder, the files matching needs are loaded first
+// (preload_from).
+Opened open_first(const std::vector<const char*>& names, const std::vector<const char*>& needs = {}) {
   Opened o;
   for (const auto& dir : search_dirs()) {
     o.searched += (o.searched.empty() ? "" : ", ") + (dir.empty() ? std::string("system loader") : dir);
     for (const char* name : names) {
       const std::string cand = dir.empty() ? std::string(name) : dir + "/" + name;
       if (!dir.empty() && access(cand.c_str(), F_OK) != 0) continue;
+      preload_from(dir, needs);
       void* h = dlopen(cand.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (h) {
         o.lib = h;
         o.path = loaded_path(h, cand);
+        o.dir = dir;
         return o;
       }
       const char* e = dlerror();
@@ -154,7 +231,7 @@ struct CudnnState {
 
 void load_cublas() {
   CublasState& s = g_cublas;
-  Opened o = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"});
+  Opened o = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, {"libcublasLt.so.1[23]"});
   if (!o.lib) {
     s.why = "cuBLAS not found (searched " + o.searched + ")" + (o.errors.empty() ? "" : ": " + o.errors);
     return;
@@ -240,9 +317,17 @@ void load_cublaslt() {
   s.ok = true;
 }
 
+// What cuDNN 9 opens by soname at run time besides its sub-libraries: cuBLASLt (legacy convolution APIs, some
+// engines) and NVRTC (runtime-compiled engines), loaded from wherever they are found unless already loaded.
+void preload_cudnn_runtime_needs() {
+  if (!dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD)) open_first({"libcublasLt.so.13"});
+  if (!dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_NOLOAD)) open_first({"libnvrtc.so.13"}, {"libnvrtc-builtins.so.13*"});
+  dlerror();
+}
+
 void load_cudnn() {
   CudnnState& s = g_cudnn;
-  Opened o = open_first({"libcudnn.so.9"});
+  Opened o = open_first({"libcudnn.so.9"}, {"libcudnn_*.so.9"});
   if (!o.lib) {
     s.why = "cuDNN not found (searched " + o.searched + ")" + (o.errors.empty() ? "" : ": " + o.errors);
     return;
@@ -287,6 +372,7 @@ void load_cudnn() {
   }
   a.lib = o.lib;
   a.version = a.GetVersion();
+  preload_cudnn_runtime_needs();
   if (a.version < 90000) {
     s.why = "cuDNN at " + o.path + " is version " + std::to_string(a.version) + ", need 9.x";
     return;
