@@ -513,6 +513,12 @@ async function main() {
   const say = (s) => { console.log(s); appendFileSync(mainLog, s + '\n'); };
   const result = { started: new Date(T0).toISOString(), mode: selftest ? 'cpu-selftest' : 'cuda', budgetS };
   const save = () => writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 1));
+  // Parts share log files, each under its heading: a GPU call brings back at most 8 files of $OUT, and a session's
+  // command may add its own (ncu); this check writes 7 (8 after a safe-mode bench).
+  const sharedLog = (name, part) => {
+    appendFileSync(join(OUT, name), `\n======== ${part}\n`);
+    return join(OUT, name);
+  };
 
   // ---- a. report
   if (!selftest) process.env.IRCONSTYLE_BACKEND ??= 'cuda';
@@ -644,7 +650,7 @@ async function main() {
     say(`\n== c1. prebuilt addon ${prebuilt.map((f) => relative(ROOT, f)).join(' ')} on ${target}: ${preFixtures.length} fixtures`);
     const pre = await runWorkers({
       mode: '--parity-worker', extra: ['--target', target, '--files', ...preFixtures], n: preFixtures.length, deadline, stallS: 60,
-      env: workerEnv({ IRCONSTYLE_TF32: '0', PREBUILDS_ONLY: '1', ...fallback.env }), log: join(OUT, 'parity-prebuilt.log'),
+      env: workerEnv({ IRCONSTYLE_TF32: '0', PREBUILDS_ONLY: '1', ...fallback.env }), log: sharedLog('parity.log', 'c1. prebuilt addon'),
       label: (o) => say(`  ${o.ok && prebuilt.includes(o.addon) ? 'PASS' : 'FAIL'} ${o.file ?? o.i}${o.addon ? ` (${relative(ROOT, o.addon)})` : ''}  ${o.error ?? ''}`),
     });
     pre.forEach((o) => { o.file ??= basename(preFixtures[o.i]); if (o.ok && !prebuilt.includes(o.addon)) Object.assign(o, { ok: false, error: `ran ${o.addon}` }); });
@@ -660,7 +666,7 @@ async function main() {
     say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 4} cases`);
     graphs = await runWorkers({
       mode: '--graph-worker', extra: ['--target', target], env: workerEnv({ ...fallback.env, ...excluded }), n: GRAPH_CASES.length + 4, deadline, stallS: 60,
-      log: join(OUT, 'graphs.log'),
+      log: sharedLog('parity.log', 'c2. graphs'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.name ?? o.i}  ${o.error ?? (o.err !== undefined ? `replay vs op by op ${fmtE(o.err)}` : '')}${o.graphed === false || o.reason ? ` (${o.graphed ? 'graphed' : `not graphed: ${o.reason}`})` : ''}${o.note ? ` [${o.note}]` : ''}`),
     });
     result.graphs = graphs;
@@ -708,7 +714,7 @@ async function main() {
         mode: '--bench-worker', extra: ['--budget', String(b2 - 10), '--out', OUT, '--out-name', 'bench-gpu-safe.json',
           ...(safeRerun ? ['--safe'] : []), '--only', failedFams.join(','), ...(partial() ? ['--reuse-pytorch', saved] : []),
           ...smokeArgs],
-        env, n: 1, deadline: Date.now() + b2 * 1000, stallS: b2, log: join(OUT, 'bench-safe.log'),
+        env, n: 1, deadline: Date.now() + b2 * 1000, stallS: b2, log: sharedLog('bench.log', "d'. bench again"),
       });
       result.benchSafe = r2[0]?.result ?? { error: r2[0]?.error ?? 'no result' };
       result.benchSafeMode = safeRerun;
