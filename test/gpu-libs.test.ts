@@ -85,9 +85,13 @@ describe('GPU library search (stand-in libraries)', () => {
     }
   });
 
-  it.skipIf(systemLibs())('finds the wheels under a PYTHONPATH folder, and says where it searched when nothing is there', () => {
+  it.skipIf(systemLibs())('finds the wheels under PYTHONPATH and in a conda install in HOME; says where it searched otherwise', () => {
     const r = report({ PYTHONPATH: site, PATH: '/usr/bin:/bin' });
     expect(fromDir(r, 'cuDNN', cudnn), r).toBe(true);
+    mkdirSync(join(root, 'home'));
+    symlinkSync(join(root, 'env'), join(root, 'home', 'miniforge3'));
+    const conda = report({ HOME: join(root, 'home'), PATH: '/usr/bin:/bin' });
+    expect(fromDir(conda, 'cuBLAS', cu13), conda).toBe(true);
     const none = report({ PATH: '/usr/bin:/bin' });
     expect(none).toMatch(/^cuDNN not found \(searched system loader, /m);
     expect(none).not.toContain(root);

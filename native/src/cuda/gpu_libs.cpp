@@ -2,7 +2,8 @@
 // build. Search order for each library: the folders of $IRCONSTYLE_CUDA_LIBS (':'-separated), the system loader
 // (soname), /usr/local/cuda, then the lib folders of Python `nvidia-*` wheels (nvidia/{cublas,cu13,cu12,cudnn}/lib)
 // under the site-packages of $PYTHONPATH, the active environments ($VIRTUAL_ENV, $CONDA_PREFIX), the environment of
-// every python3 on $PATH, and the usual prefixes (/usr, /usr/local, ~/.local, /opt/conda, /opt/*, /opt/*/.venv).
+// every python3 on $PATH, and the usual prefixes (/usr, /usr/local, ~/.local, the conda installs in ~, /opt/conda,
+// /opt/*, /opt/*/.venv).
 // A library taken from a folder rather than through the system loader gets the libraries it needs by soname loaded
 // first from that folder (cuBLASLt for cuBLAS; cuDNN's sub-libraries), and cuDNN gets cuBLASLt and NVRTC, which it
 // opens by soname at run time: the loader then finds them loaded, with no RPATH or LD_LIBRARY_PATH to reach them.
@@ -92,7 +93,10 @@ std::vector<std::string> python_sites() {
   add("/usr/lib/python3*/dist-packages");
   add("/usr/local/lib/python3*/site-packages");
   add("/usr/local/lib/python3*/dist-packages");
-  if (const char* h = env("HOME")) add(std::string(h) + "/.local/lib/python3*/site-packages");
+  if (const char* h = env("HOME")) {
+    for (const char* d : {"/.local", "/miniconda3", "/miniforge3", "/anaconda3"})
+      add(std::string(h) + d + "/lib/python3*/site-packages");
+  }
   add("/opt/conda/lib/python3*/site-packages");
   add("/opt/*/lib/python3*/site-packages");
   add("/opt/*/.venv/lib/python3*/site-packages");
