@@ -15,7 +15,9 @@ const SPECIAL: Record<string, string> = {
   cublasGetVersion_v2: 'int cublasGetVersion_v2(void* h, int* v) { (void)h; *v = 130100; return 0; }',
   cublasLtCreate: 'int cublasLtCreate(void** h) { *h = (void*)1; return 0; }',
   cublasLtGetVersion: 'size_t cublasLtGetVersion(void) { return 130100; }',
-  cudnnCreate: 'int cudnnCreate(void** h) { *h = (void*)1; return 0; }',
+  // (as the real one, it opens cuBLASLt and NVRTC by soname: here it only asks whether they are loaded)
+  cudnnCreate: '#include <dlfcn.h>\nint cudnnCreate(void** h) { *h = (void*)1; return dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD) && ' +
+    'dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_NOLOAD) ? 0 : 4; }',
   cudnnGetVersion: 'size_t cudnnGetVersion(void) { return 91900; }',
   cudnnGetErrorString: 'const char* cudnnGetErrorString(int s) { (void)s; return ""; }',
 };
@@ -27,7 +29,7 @@ function cc(dir: string, file: string, code: string, needs: string[] = []): void
   const src = join(root, `${file}.c`);
   writeFileSync(src, `#include <stddef.h>\n${code}\n`);
   execFileSync(process.env.CC ?? 'cc', ['-shared', '-fPIC', '-o', join(dir, file), `-Wl,-soname,${file}`, src,
-    ...needs.map((n) => join(dir, n))]);
+    ...needs.map((n) => join(dir, n)), '-ldl']);
 }
 
 // Every entry point of one library that the addon looks up, as a C stub.
@@ -59,6 +61,7 @@ describe('GPU library search (stand-in libraries)', () => {
     for (const d of [cu13, cudnn, join(root, 'env', 'bin'), join(root, 'bin')]) mkdirSync(d, { recursive: true });
     cc(cu13, 'libcublasLt.so.13', stubs(/^cublasLt/));
     cc(cu13, 'libcublas.so.13', stubs(/^cublas(?!Lt)/), ['libcublasLt.so.13']);
+    cc(cu13, 'libnvrtc.so.13', 'int nvrtcVersion(int* a, int* b) { *a = 13; *b = 0; return 0; }');
     cc(cudnn, 'libcudnn_graph.so.9', 'int irc_graph(void) { return 1; }');
     cc(cudnn, 'libcudnn_ops.so.9', 'int irc_graph(void);\nint irc_ops(void) { return irc_graph(); }', ['libcudnn_graph.so.9']);
     cc(cudnn, 'libcudnn.so.9', `int irc_ops(void);\nint irc_dnn(void) { return irc_ops(); }\n${stubs(/^cudnn/)}`, ['libcudnn_ops.so.9']);
@@ -69,7 +72,7 @@ describe('GPU library search (stand-in libraries)', () => {
   });
   afterAll(() => { if (root) rmSync(root, { recursive: true, force: true }); });
 
-  it('IRCONSTYLE_CUDA_LIBS names several folders; what a library needs is loaded from its folder first', () => {
+  it('IRCONSTYLE_CUDA_LIBS names several folders; what a library needs is loaded first', () => {
     const r = report({ IRCONSTYLE_CUDA_LIBS: `${join(root, 'absent')}:${cu13}:${cudnn}` });
     expect(fromDir(r, 'cuBLAS', cu13)).toBe(true);
     expect(fromDir(r, 'cuBLASLt', cu13)).toBe(true);

@@ -151,7 +151,6 @@ void preload_from(const std::string& dir, const std::vector<const char*>& patter
 struct Opened {
   void* lib = nullptr;
   std::string path;    // absolute path when known
-  std::string dir;     // the folder it was taken from ("" for the system loader)
   std::string errors;  // why candidates failed (files that exist but did not load, and the loader's answer)
   std::string searched;
 };
@@ -176,7 +175,6 @@ Opened open_first(const std::vector<const char*>& names, const std::vector<const
       if (h) {
         o.lib = h;
         o.path = loaded_path(h, cand);
-        o.dir = dir;
         return o;
       }
       const char* e = dlerror();
@@ -324,8 +322,12 @@ void load_cublaslt() {
 // What cuDNN 9 opens by soname at run time besides its sub-libraries: cuBLASLt (legacy convolution APIs, some
 // engines) and NVRTC (runtime-compiled engines), loaded from wherever they are found unless already loaded.
 void preload_cudnn_runtime_needs() {
-  if (!dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD)) open_first({"libcublasLt.so.13"});
-  if (!dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_NOLOAD)) open_first({"libnvrtc.so.13"}, {"libnvrtc-builtins.so.13*"});
+  const auto loaded = [](const char* a, const char* b) {
+    return dlopen(a, RTLD_NOW | RTLD_NOLOAD) || dlopen(b, RTLD_NOW | RTLD_NOLOAD);
+  };
+  if (!loaded("libcublasLt.so.13", "libcublasLt.so.12")) open_first({"libcublasLt.so.13", "libcublasLt.so.12"});
+  if (!loaded("libnvrtc.so.13", "libnvrtc.so.12"))
+    open_first({"libnvrtc.so.13", "libnvrtc.so.12"}, {"libnvrtc-builtins.so.1[23]*"});
   dlerror();
 }
 
