@@ -15,9 +15,10 @@ const SPECIAL: Record<string, string> = {
   cublasGetVersion_v2: 'int cublasGetVersion_v2(void* h, int* v) { (void)h; *v = 130100; return 0; }',
   cublasLtCreate: 'int cublasLtCreate(void** h) { *h = (void*)1; return 0; }',
   cublasLtGetVersion: 'size_t cublasLtGetVersion(void) { return 130100; }',
-  // (as the real one, it opens cuBLASLt and NVRTC by soname: here it only asks whether they are loaded)
+  // (as the real one, it opens cuBLASLt and its runtime-compiled engines, which need NVRTC, by soname: here it only
+  // asks whether they are loaded)
   cudnnCreate: '#include <dlfcn.h>\nint cudnnCreate(void** h) { *h = (void*)1; return dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD) && ' +
-    'dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_NOLOAD) ? 0 : 4; }',
+    'dlopen("libcudnn_engines_runtime_compiled.so.9", RTLD_NOW | RTLD_NOLOAD) ? 0 : 4; }',
   cudnnGetVersion: 'size_t cudnnGetVersion(void) { return 91900; }',
   cudnnGetErrorString: 'const char* cudnnGetErrorString(int s) { (void)s; return ""; }',
 };
@@ -29,7 +30,7 @@ function cc(dir: string, file: string, code: string, needs: string[] = []): void
   const src = join(root, `${file}.c`);
   writeFileSync(src, `#include <stddef.h>\n${code}\n`);
   execFileSync(process.env.CC ?? 'cc', ['-shared', '-fPIC', '-o', join(dir, file), `-Wl,-soname,${file}`, src,
-    ...needs.map((n) => join(dir, n)), '-ldl']);
+    '-Wl,--no-as-needed', ...needs.map((n) => join(dir, n)), '-ldl']);  // (each need recorded, used or not)
 }
 
 // Every entry point of one library that the addon looks up, as a C stub.
@@ -64,6 +65,7 @@ describe('GPU library search (stand-in libraries)', () => {
     cc(cu13, 'libnvrtc.so.13', 'int nvrtcVersion(int* a, int* b) { *a = 13; *b = 0; return 0; }');
     cc(cudnn, 'libcudnn_graph.so.9', 'int irc_graph(void) { return 1; }');
     cc(cudnn, 'libcudnn_ops.so.9', 'int irc_graph(void);\nint irc_ops(void) { return irc_graph(); }', ['libcudnn_graph.so.9']);
+    cc(cudnn, 'libcudnn_engines_runtime_compiled.so.9', 'int irc_rc(void) { return 1; }', [join('..', '..', 'cu13', 'lib', 'libnvrtc.so.13')]);
     cc(cudnn, 'libcudnn.so.9', `int irc_ops(void);\nint irc_dnn(void) { return irc_ops(); }\n${stubs(/^cudnn/)}`, ['libcudnn_ops.so.9']);
     // an environment's interpreter, and a link to it elsewhere on PATH (as /usr/bin/python3 -> /opt/env/bin/python3)
     writeFileSync(join(root, 'env', 'bin', 'python3'), '#!/bin/sh\nexit 0\n');

@@ -319,8 +319,9 @@ void load_cublaslt() {
   s.ok = true;
 }
 
-// What cuDNN 9 opens by soname at run time besides its sub-libraries: cuBLASLt (legacy convolution APIs, some
-// engines) and NVRTC (runtime-compiled engines), loaded from wherever they are found unless already loaded.
+// What cuDNN 9 opens by soname besides its sub-libraries: cuBLASLt (legacy convolution APIs, some engines) and NVRTC
+// (the runtime-compiled engines' library needs it), loaded from wherever they are found unless already loaded; before
+// cuDNN's sub-libraries, so that those needing them load too.
 void preload_cudnn_runtime_needs() {
   const auto loaded = [](const char* a, const char* b) {
     return dlopen(a, RTLD_NOW | RTLD_NOLOAD) || dlopen(b, RTLD_NOW | RTLD_NOLOAD);
@@ -333,6 +334,7 @@ void preload_cudnn_runtime_needs() {
 
 void load_cudnn() {
   CudnnState& s = g_cudnn;
+  preload_cudnn_runtime_needs();
   Opened o = open_first({"libcudnn.so.9"}, {"libcudnn_*.so.9"});
   if (!o.lib) {
     s.why = "cuDNN not found (searched " + o.searched + ")" + (o.errors.empty() ? "" : ": " + o.errors);
@@ -378,7 +380,6 @@ void load_cudnn() {
   }
   a.lib = o.lib;
   a.version = a.GetVersion();
-  preload_cudnn_runtime_needs();
   if (a.version < 90000) {
     s.why = "cuDNN at " + o.path + " is version " + std::to_string(a.version) + ", need 9.x";
     return;
