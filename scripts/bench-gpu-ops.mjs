@@ -184,6 +184,9 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs, device
   // BENCH_OPS_FILTER=a|b keeps the cases whose name contains a or b and skips the overhead loop (e.g. under ncu).
   const filter = process.env.BENCH_OPS_FILTER ?? '';
   const keep = (name) => !filter || filter.split('|').some((f) => name.includes(f));
+  // BENCH_OPS_WARMUPS: unprofiled calls per case before the timed ones (default 2; 1 under ncu, which then sees each
+  // kernel of a case once)
+  const warmups = Math.max(1, Number(process.env.BENCH_OPS_WARMUPS ?? 2));
   const tiny = lib.tensor(new Float32Array(16).fill(0.5), [16], { device });
   for (const [what, fn] of filter ? [] : [
     ['fill', () => runOp('fill', [], [0.5, 0, 16], device)],
@@ -210,12 +213,12 @@ export async function runOpBench({ reps = 10, log = console.log, peakGBs, device
     try {
       const times = [];
       let bytes = inputs.reduce((a, t) => a + 4 * numel(t.shape), 0);
-      for (let it = 0; it < reps + 2; it++) {
+      for (let it = 0; it < reps + warmups; it++) {
         await lib.sync();
-        // two warm-ups unprofiled (an autotuner or a library's plan runs there), then exact profiles: the stream
-        // waits until the whole op is enqueued, so an op of several launches is timed without the host's gaps
-        // between them (run 9's table, before this, included them)
-        const timed = it >= 2;
+        // warm-ups unprofiled (an autotuner or a library's plan runs there), then exact profiles: the stream waits
+        // until the whole op is enqueued, so an op of several launches is timed without the host's gaps between them
+        // (run 9's table, before this, included them)
+        const timed = it >= warmups;
         if (timed) native.profile(true, false, true);
         const outs = runOp(c.op, inputs, c.attrs, device);
         await lib.sync();
