@@ -60,10 +60,12 @@ if ! command -v ncu >/dev/null; then
 elif [ "$rc" -eq 2 ] || [ "$budget" -lt 45 ] || [ "$files" -ge 8 ]; then
   notes+=("ncu: skipped (check exit $rc, ${budget} s usable, ${files} files in \$OUT)")
 else
-  BENCH_OPS_FILTER=$filter BENCH_OPS_REPS=0 BENCH_OPS_WARMUPS=1 timeout "$budget" ncu --clock-control none -k "$kernels" -c 40 \
-    --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-    node scripts/bench-gpu-ops.mjs >"$OUT/ncu-new.txt" 2>&1
-  notes+=("ncu: exit $? in ${budget} s at most, $(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu-new.txt") kernel reports in ncu-new.txt")
+  BENCH_OPS_FILTER=$filter BENCH_OPS_REPS=0 BENCH_OPS_WARMUPS=1 timeout "$budget" \
+    ncu --clock-control none -k "$kernels" -c 40 --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section MemoryWorkloadAnalysis node scripts/bench-gpu-ops.mjs >"$OUT/ncu-new.txt" 2>&1
+  st=$?
+  reports=$(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu-new.txt")
+  notes+=("ncu: exit $st in ${budget} s at most, $reports kernel reports in ncu-new.txt")
 fi
 
 echo

@@ -17,7 +17,8 @@ const SPECIAL: Record<string, string> = {
   cublasLtGetVersion: 'size_t cublasLtGetVersion(void) { return 130100; }',
   // (as the real one, it opens cuBLASLt and its runtime-compiled engines, which need NVRTC, by soname: here it only
   // asks whether they are loaded)
-  cudnnCreate: '#include <dlfcn.h>\nint cudnnCreate(void** h) { *h = (void*)1; return dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD) && ' +
+  cudnnCreate: '#include <dlfcn.h>\nint cudnnCreate(void** h) { *h = (void*)1; ' +
+    'return dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_NOLOAD) && ' +
     'dlopen("libcudnn_engines_runtime_compiled.so.9", RTLD_NOW | RTLD_NOLOAD) ? 0 : 4; }',
   cudnnGetVersion: 'size_t cudnnGetVersion(void) { return 91900; }',
   cudnnGetErrorString: 'const char* cudnnGetErrorString(int s) { (void)s; return ""; }',
@@ -49,7 +50,8 @@ function report(env: Record<string, string | undefined>): string {
   return execFileSync(process.execPath, ['-e', script], { env: { ...base, ...env } as NodeJS.ProcessEnv, encoding: 'utf8' });
 }
 
-const fromDir = (r: string, lib: string, dir: string) => new RegExp(`^${lib} [\\d.]+ from ${dir}/`, 'm').test(r);
+const fromDir = (r: string, lib: string, dir: string) =>
+  new RegExp(`^${lib} [\\d.]+ from ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`, 'm').test(r);
 // (a machine whose own CUDA libraries the system loader finds takes those first: the folder searches are not reached)
 const systemLibs = () => /^(cuBLAS|cuBLASLt|cuDNN) \d/m.test(report({}));
 
@@ -64,9 +66,12 @@ describe('GPU library search (stand-in libraries)', () => {
     cc(cu13, 'libcublas.so.13', stubs(/^cublas(?!Lt)/), ['libcublasLt.so.13']);
     cc(cu13, 'libnvrtc.so.13', 'int nvrtcVersion(int* a, int* b) { *a = 13; *b = 0; return 0; }');
     cc(cudnn, 'libcudnn_graph.so.9', 'int irc_graph(void) { return 1; }');
-    cc(cudnn, 'libcudnn_ops.so.9', 'int irc_graph(void);\nint irc_ops(void) { return irc_graph(); }', ['libcudnn_graph.so.9']);
-    cc(cudnn, 'libcudnn_engines_runtime_compiled.so.9', 'int irc_rc(void) { return 1; }', [join('..', '..', 'cu13', 'lib', 'libnvrtc.so.13')]);
-    cc(cudnn, 'libcudnn.so.9', `int irc_ops(void);\nint irc_dnn(void) { return irc_ops(); }\n${stubs(/^cudnn/)}`, ['libcudnn_ops.so.9']);
+    cc(cudnn, 'libcudnn_ops.so.9', 'int irc_graph(void);\nint irc_ops(void) { return irc_graph(); }',
+      ['libcudnn_graph.so.9']);
+    cc(cudnn, 'libcudnn_engines_runtime_compiled.so.9', 'int irc_rc(void) { return 1; }',
+      [join('..', '..', 'cu13', 'lib', 'libnvrtc.so.13')]);
+    cc(cudnn, 'libcudnn.so.9', `int irc_ops(void);\nint irc_dnn(void) { return irc_ops(); }\n${stubs(/^cudnn/)}`,
+      ['libcudnn_ops.so.9']);
     // an environment's interpreter, and a link to it elsewhere on PATH (as /usr/bin/python3 -> /opt/env/bin/python3)
     writeFileSync(join(root, 'env', 'bin', 'python3'), '#!/bin/sh\nexit 0\n');
     chmodSync(join(root, 'env', 'bin', 'python3'), 0o755);
