@@ -2,9 +2,10 @@
 # The whole GPU-machine call of a session that is lent a GPU, in one command (scripts/pytorch/README.md, "Running on
 # the GPU machine"): Node unpacked from .device, the device check with the A/B variants (scripts/device-check.mjs),
 # then, in the call's remaining time, the GPU headers' check of native/src/cuda/gpu_libs.h and the hardware counters
-# (ncu) of the kernels not yet measured on a GPU; the check's summary printed again last, so the call's reply ends
-# with it. Needs no build there. From the repository root, carrying .device, build/Release, prebuilds, dist and
-# node_modules/node-gyp-build, with the call's timeout_s at least CALL_S (default 570):
+# (ncu; one line per kernel by scripts/ncu-summary.mjs) of the kernels not yet measured on a GPU; the check's summary
+# printed again last, so the call's reply ends with it. Needs no build there. From the repository root, carrying
+# .device, build/Release, prebuilds, dist and node_modules/node-gyp-build, with the call's timeout_s at least CALL_S
+# (default 570):
 #   bash scripts/device-session.sh
 # Environment: CALL_S (seconds this call may take, default 570), DEVICE_CHECK_BUDGET_S (default 420), BENCH_AB
 # (default 1), NCU_FILTER / NCU_KERNELS (what ncu profiles; the defaults are the SIMT 1x1 kernel at ConStyle NAFNet's
@@ -52,7 +53,7 @@ fi
 # fixed without another call. One more file in $OUT, only while the call brings back every file (at most 8).
 filter=${NCU_FILTER:-'[16,128,128,48], SIMT (opt-in)|[16,128,128,96], SIMT (opt-in)|batched loads'}
 kernels=${NCU_KERNELS:-'regex:pw_simt|slide|dwgate'}
-budget=$(($(left) - 30))
+budget=$(($(left) - 40))
 [ "$budget" -gt 120 ] && budget=120
 files=$(find "$OUT" -maxdepth 1 -type f | wc -l)
 if ! command -v ncu >/dev/null; then
@@ -60,17 +61,26 @@ if ! command -v ncu >/dev/null; then
 elif [ "$rc" -eq 2 ] || [ "$budget" -lt 45 ] || [ "$files" -ge 8 ]; then
   notes+=("ncu: skipped (check exit $rc, ${budget} s usable, ${files} files in \$OUT)")
 else
-  BENCH_OPS_FILTER=$filter BENCH_OPS_REPS=0 BENCH_OPS_WARMUPS=1 timeout "$budget" \
-    ncu --clock-control none -k "$kernels" -c 40 --section SpeedOfLight --section Occupancy \
+  # the report to /tmp (not a file of $OUT), then its details as text into ncu-new.txt and as CSV for a summary
+  rep=/tmp/irc-ncu-new
+  rm -f "$rep.ncu-rep"
+  BENCH_OPS_FILTER=$filter BENCH_OPS_REPS=0 BENCH_OPS_WARMUPS=1 timeout -s INT -k 10 "$budget" \
+    ncu --clock-control none -k "$kernels" -c 40 -f -o "$rep" --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section MemoryWorkloadAnalysis node scripts/bench-gpu-ops.mjs >"$OUT/ncu-new.txt" 2>&1
   st=$?
-  reports=$(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu-new.txt")
-  notes+=("ncu: exit $st in ${budget} s at most, $reports kernel reports in ncu-new.txt")
+  if [ -s "$rep.ncu-rep" ]; then
+    ncu --import "$rep.ncu-rep" --print-kernel-base demangled --page details >>"$OUT/ncu-new.txt" 2>&1
+    ncu --import "$rep.ncu-rep" --print-kernel-base demangled --page details --csv >"$rep.csv" 2>>"$OUT/ncu-new.txt"
+    ncu_table=$(node scripts/ncu-summary.mjs "$rep.csv" 2>&1)
+    printf '\n%s\n' "$ncu_table" >>"$OUT/ncu-new.txt"
+  fi
+  notes+=("ncu: exit $st in ${budget} s at most; details and the table below in ncu-new.txt")
 fi
 
 echo
 echo "== device-session: after the check (its exit code ${rc})"
 for n in "${notes[@]}"; do echo "  $n"; done
+[ -n "${ncu_table:-}" ] && echo "$ncu_table"
 [ -f "$OUT/device-check.log" ] && sed -n '/^== e\. summary/,$p' "$OUT/device-check.log"
 echo "device-session: $(($(date +%s) - T0)) s; \$OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit "$rc"
