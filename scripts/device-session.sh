@@ -69,8 +69,10 @@ else
     --section WarpStateStats --section MemoryWorkloadAnalysis node scripts/bench-gpu-ops.mjs >"$OUT/ncu-new.txt" 2>&1
   st=$?
   if [ -s "$rep.ncu-rep" ]; then
-    ncu --import "$rep.ncu-rep" --print-kernel-base demangled --page details >>"$OUT/ncu-new.txt" 2>&1
-    ncu --import "$rep.ncu-rep" --print-kernel-base demangled --page details --csv >"$rep.csv" 2>>"$OUT/ncu-new.txt"
+    ncu --import "$rep.ncu-rep" --page details >>"$OUT/ncu-new.txt" 2>&1
+    # (kernel names with their template arguments where this ncu takes the option)
+    ncu --import "$rep.ncu-rep" --print-kernel-base demangled --page details --csv >"$rep.csv" 2>/dev/null ||
+      ncu --import "$rep.ncu-rep" --page details --csv >"$rep.csv" 2>>"$OUT/ncu-new.txt"
     ncu_table=$(node scripts/ncu-summary.mjs "$rep.csv" 2>&1)
     printf '\n%s\n' "$ncu_table" >>"$OUT/ncu-new.txt"
   fi
