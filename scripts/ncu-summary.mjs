@@ -32,18 +32,19 @@ export function parseCsv(text) {
   return rows;
 }
 
-// [column, section (undefined: any), metric name, unit wanted (undefined: any)]
+// [column, metric name, unit wanted (undefined: any)]; a name two sections share with other units (Memory Throughput:
+// % in the speed-of-light section, bytes per second in the memory workload one) is told apart by its unit
 const COLUMNS = [
-  ['µs', undefined, 'Duration'],
-  ['DRAM%', undefined, 'DRAM Throughput', '%'],
-  ['mem%', undefined, 'Memory Throughput', '%'],
-  ['SM%', undefined, 'Compute (SM) Throughput', '%'],
-  ['occ%', undefined, 'Achieved Occupancy', '%'],
-  ['th.occ%', undefined, 'Theoretical Occupancy', '%'],
-  ['regs', undefined, 'Registers Per Thread'],
-  ['cyc/iss', undefined, 'Warp Cycles Per Issued Instruction'],
-  ['L1hit%', undefined, 'L1/TEX Hit Rate', '%'],
-  ['L2hit%', undefined, 'L2 Hit Rate', '%'],
+  ['µs', 'Duration'],
+  ['DRAM%', 'DRAM Throughput', '%'],
+  ['mem%', 'Memory Throughput', '%'],
+  ['SM%', 'Compute (SM) Throughput', '%'],
+  ['occ%', 'Achieved Occupancy', '%'],
+  ['th.occ%', 'Theoretical Occupancy', '%'],
+  ['regs', 'Registers Per Thread'],
+  ['cyc/iss', 'Warp Cycles Per Issued Instruction'],
+  ['L1hit%', 'L1/TEX Hit Rate', '%'],
+  ['L2hit%', 'L2 Hit Rate', '%'],
 ];
 const TO_US = { ns: 1e-3, nsecond: 1e-3, us: 1, usecond: 1, 'µs': 1, ms: 1e3, msecond: 1e3, s: 1e6, second: 1e6 };
 
@@ -78,9 +79,9 @@ export function summarizeNcuCsv(text) {
     if (id === undefined || r.length < rows[h].length) continue;
     let k = kernels.get(id);
     if (!k) kernels.set(id, (k = { id, kernel: r[col['Kernel Name']], grid: r[col['Grid Size']] ?? '', block: r[col['Block Size']] ?? '', m: {} }));
-    const section = r[col['Section Name']], name = r[col['Metric Name']], unit = r[col['Metric Unit']] ?? '', v = r[col['Metric Value']];
-    for (const [key, sec, metric, wantUnit] of COLUMNS) {
-      if (name !== metric || (sec && section !== sec) || (wantUnit && unit !== wantUnit) || k.m[key] !== undefined) continue;
+    const name = r[col['Metric Name']], unit = r[col['Metric Unit']] ?? '', v = r[col['Metric Value']];
+    for (const [key, metric, wantUnit] of COLUMNS) {
+      if (name !== metric || (wantUnit && unit !== wantUnit) || k.m[key] !== undefined) continue;
       const x = num(v);
       if (!Number.isFinite(x)) continue;
       k.m[key] = key === 'µs' ? x * (TO_US[unit] ?? NaN) : x;

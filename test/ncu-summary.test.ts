@@ -17,11 +17,11 @@ const row = (id: number, k: string, sec: string, name: string, unit: string, v: 
 const CSV = [
   '==PROF== Disconnected from process 4242',
   HEAD,
+  row(0, K1, 'Memory Workload Analysis', 'Memory Throughput', 'Gbyte/second', '2,058.11'),
   row(0, K1, 'GPU Speed Of Light Throughput', 'DRAM Throughput', '%', '61.52'),
   row(0, K1, 'GPU Speed Of Light Throughput', 'Duration', 'usecond', '1,204.38'),
   row(0, K1, 'GPU Speed Of Light Throughput', 'Memory Throughput', '%', '63.10'),
   row(0, K1, 'GPU Speed Of Light Throughput', 'Compute (SM) Throughput', '%', '48.75'),
-  row(0, K1, 'Memory Workload Analysis', 'Memory Throughput', 'Gbyte/second', '2,058.11'),
   row(0, K1, 'Memory Workload Analysis', 'L1/TEX Hit Rate', '%', '12.5'),
   row(0, K1, 'Occupancy', 'Achieved Occupancy', '%', '24.9'),
   row(0, K1, 'Occupancy', 'Registers Per Thread', 'register/thread', '128'),
