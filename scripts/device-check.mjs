@@ -20,16 +20,19 @@
 // GPU machine, from the repository root, carrying .device, build/Release, dist and node_modules/node-gyp-build
 // (the addon loader: node_modules is git-ignored and is not sent otherwise; without it the library cannot load):
 //   python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.device/node.xz'),open('/tmp/node','wb'))" && chmod +x /tmp/node && export PATH=/tmp:$PATH && node scripts/device-check.mjs
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync, appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve, basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { opCases, uncoveredOps, buildInputs } from './op-cases.mjs';
+import { runChildWorkers, pythonWheelLibs } from './device-run.mjs';
 import { kernelFallback, benchRerun, promotions, tuneExclusions, KERNEL_SWITCHES, OWN_KERNELS, OWN_KERNEL_OPS, SOLO_PASSES } from './fallback.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = resolve(dirname(SELF), '..');
+// this script's workers (`node SELF --<part>-worker ...`), restarted after crashes, hangs and poisoned contexts
+const runWorkers = (o) => runChildWorkers({ script: SELF, cwd: ROOT, ...o });
 const DIST = join(ROOT, 'dist', 'lib');
 const args = process.argv.slice(2);
 const flag = (n) => args.includes(n);
@@ -425,78 +428,8 @@ async function sanitize({ say, result, save, OUT, target, workerEnv, skipReason,
   process.exitCode = failed ? 1 : 0;
 }
 
-/**
- * Runs `node SELF mode ...` from item `from`, restarting after crashes, hangs (no line for `stallS`) and poisoned
- * contexts, until every item has a result or `deadline` passes. Returns results by index.
- */
-async function runWorkers({ mode, extra = [], env, n, deadline, stallS, log, label, wrap = [] }) {
-  const results = new Map();
-  let from = 0, empty = 0;
-  const note = (i, error) => { if (i < n && !results.has(i)) results.set(i, { i, ok: false, error }); };
-  while (from < n) {
-    if (Date.now() > deadline - 2000) break;
-    const argv = [...wrap, process.execPath, SELF, mode, '--from', String(from), '--deadline', String(deadline), ...extra];
-    const child = spawn(argv[0], argv.slice(1), {
-      cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let buf = '', last = from - 1, done = false, stopped = null, killedFor = null, tail = '';
-    let stall = null;
-    const arm = () => {
-      clearTimeout(stall);
-      stall = setTimeout(() => { killedFor = `no progress for ${stallS} s (hang?)`; child.kill('SIGKILL'); }, stallS * 1000);
-    };
-    arm();
-    const hard = setTimeout(() => { killedFor = 'time budget'; child.kill('SIGKILL'); }, Math.max(1000, deadline + 15000 - Date.now()));
-    child.stdout.on('data', (d) => {
-      buf += d;
-      let k;
-      while ((k = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, k);
-        buf = buf.slice(k + 1);
-        if (!line.startsWith('@@')) { appendFileSync(log, line + '\n'); continue; }
-        const o = JSON.parse(line.slice(2));
-        arm();
-        if (o.done) done = true;
-        else if (o.stopped !== undefined) stopped = o.stopped;
-        else {
-          results.set(o.i, o);
-          last = Math.max(last, o.i);
-          appendFileSync(log, line.slice(2) + '\n');
-          if (label) label(o);
-        }
-      }
-    });
-    child.stderr.on('data', (d) => { appendFileSync(log, String(d)); tail = (tail + d).slice(-1500); });
-    const [code, sig] = await new Promise((res) => {
-      // a command that cannot start (a missing DEVICE_CHECK_SANITIZER) emits 'error', maybe without 'close'
-      child.on('error', (e) => { tail += `\n${e.message}`; res([null, null]); });
-      child.on('close', (c, s) => res([c, s]));
-    });
-    clearTimeout(stall);
-    clearTimeout(hard);
-    if (done) break;
-    if (stopped !== null) { for (let i = stopped; i < n; i++) note(i, 'not run: time budget'); break; }
-    const why = killedFor ?? `worker exited (code ${code}, signal ${sig})${tail ? `: ${tail.trim().split('\n').slice(-3).join(' | ')}` : ''}`;
-    appendFileSync(log, `--- worker stopped after item ${last}: ${why}\n`);
-    if (killedFor === 'time budget') { for (let i = last + 1; i < n; i++) note(i, 'not run: time budget'); break; }
-    if (last < from) empty++; else empty = 0;
-    if (empty >= 2) { for (let i = from; i < n; i++) note(i, `worker fails to start: ${why}`); break; }
-    if (code === 3) from = last + 1; // the failing item reported itself, then the context was found unusable
-    else { note(last + 1, why); from = last + 2; }
-  }
-  for (let i = 0; i < n; i++) note(i, 'not run: time budget');
-  return [...results.values()].sort((a, b) => a.i - b.i);
-}
-
 function fmtE(x) {
   return x === undefined ? '-' : Number.isFinite(x) ? x.toExponential(2) : String(x);
-}
-
-// The folders of the nvidia-* wheels of the python3 on PATH (the GPU machine's PyTorch environment), or [].
-function pythonWheelLibs() {
-  const code = 'import os, nvidia\nfor p in nvidia.__path__:\n for s in sorted(os.listdir(p)):\n  d = os.path.join(p, s, "lib")\n  if os.path.isdir(d): print(d)';
-  const r = spawnSync('python3', ['-c', code], { encoding: 'utf8', timeout: 30000 });
-  return r.status === 0 ? r.stdout.split('\n').filter(Boolean) : [];
 }
 
 async function main() {

@@ -26,9 +26,7 @@ fi
 echo "device-session: node $(node --version), call budget ${CALL_S} s"
 # cuBLAS / cuDNN where the machine's PyTorch takes them, for every step below (the device check does the same)
 if [ -z "${IRCONSTYLE_CUDA_LIBS:-}" ]; then
-  IRCONSTYLE_CUDA_LIBS=$(python3 -c 'import os, nvidia
-print(":".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in sorted(os.listdir(p))
-               if os.path.isdir(os.path.join(p, s, "lib"))))' 2>/dev/null)
+  IRCONSTYLE_CUDA_LIBS=$(node scripts/device-run.mjs --wheel-libs)
   [ -n "$IRCONSTYLE_CUDA_LIBS" ] && export IRCONSTYLE_CUDA_LIBS || unset IRCONSTYLE_CUDA_LIBS
 fi
 

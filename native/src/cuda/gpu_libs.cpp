@@ -105,7 +105,7 @@ std::vector<std::string> python_sites() {
 
 // Directories to try, in order, each once (as its real path). An empty string stands for "the system loader"
 // (dlopen by soname).
-std::vector<std::string> search_dirs() {
+std::vector<std::string> find_search_dirs() {
   std::vector<std::string> dirs = split_list(env("IRCONSTYLE_CUDA_LIBS"));
   dirs.emplace_back("");
   dirs.emplace_back("/usr/local/cuda/lib64");
@@ -159,6 +159,12 @@ std::string loaded_path(void* lib, const std::string& fallback) {
   struct link_map* lm = nullptr;
   if (dlinfo(lib, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && lm->l_name[0]) return lm->l_name;
   return fallback;
+}
+
+// The folders of find_search_dirs, found once per process (from the environment at the first library's load).
+const std::vector<std::string>& search_dirs() {
+  static const std::vector<std::string> dirs = find_search_dirs();
+  return dirs;
 }
 
 // The first of names found, folder by folder (search_dirs); in a folder, the files matching needs are loaded first
