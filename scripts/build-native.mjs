@@ -37,8 +37,11 @@ function nodeGyp() {
 const hasCmake = spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status === 0;
 if (prebuild && !hasCmake) fail('--prebuild needs cmake (and cmake-js, a dev dependency)');
 const useGyp = !prebuild && (env.IRCONSTYLE_BUILD === 'node-gyp' || !hasCmake);
-const cuda = (env.IRCONSTYLE_CUDA ?? (prebuild ? 'ON' : 'AUTO')).toUpperCase();
-const outDir = prebuild ? 'build-prebuild' : 'build';
+const cuda = process.argv.includes('--emu') ? 'EMU' : (env.IRCONSTYLE_CUDA ?? (prebuild ? 'ON' : 'AUTO')).toUpperCase();
+// --emu (or IRCONSTYLE_CUDA=EMU): the CUDA emulator build (native/emu: the kernels run on the CPU, for tests) in
+// build-emu/Release, with the CPU stand-ins of cuBLAS, cuBLASLt and cuDNN in build-emu/emu-libs.
+const outDir = prebuild ? 'build-prebuild' : cuda === 'EMU' ? 'build-emu' : 'build';
+if (cuda === 'EMU' && (prebuild || useGyp)) fail('IRCONSTYLE_CUDA=EMU needs cmake and is not a prebuilt binary');
 const defs = { IRCONSTYLE_CUDA: cuda, IRCONSTYLE_PORTABLE: prebuild ? 'ON' : 'OFF' };
 const cmakeArgs = ['cmake-js', 'compile', '-O', outDir, ...Object.entries(defs).map(([k, v]) => `--CD${k}=${v}`)];
 if (!useGyp) reconfigureIfChanged(join(root, outDir, 'CMakeCache.txt'), defs);

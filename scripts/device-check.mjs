@@ -53,6 +53,8 @@ const INJECT = new Map((process.env.DEVICE_CHECK_INJECT ?? '').split(',').filter
   return [/^\d+$/.test(at) ? Number(at) : at, fault];
 }));
 const STALL_S = Number(process.env.DEVICE_CHECK_STALL_S ?? 60);
+// Stretches every part's time cap (the CUDA emulator, scripts/check-emu.mjs, runs the kernels on the CPU: slower)
+const SCALE = Number(process.env.DEVICE_CHECK_TIME_SCALE ?? 1);
 const TOL_TF32 = 3e-3;
 const emit = (o) => process.stdout.write(`@@${JSON.stringify(o)}\n`);
 const errMsg = (e) => (e && e.code ? `${e.code}: ` : '') + String(e?.message ?? e).split('\n')[0].slice(0, 400);
@@ -508,7 +510,7 @@ async function main() {
       if (pass !== 'strict' && selftest && !flag('--with-own')) continue;
       const filter = { strict: 'all', tf32: 'conv', own: 'own' }[pass] ?? `solo:${pass}`;
       const sel = selectCases(filter);
-      const deadline = Date.now() + 1000 * Math.min({ strict: 200, tf32: 40, own: 60 }[pass] ?? 40, Math.max(30, left() - 180));
+      const deadline = Date.now() + 1000 * Math.min(SCALE * ({ strict: 200, tf32: 40, own: 60 }[pass] ?? 40), Math.max(30, left() - 180));
       const envs = (e) => Object.entries(e).map(([k, v]) => `${k}=${v}`).join(' ');
       const what = { strict: 'IRCONSTYLE_TF32=0', tf32: 'TF32 allowed (conv/GEMM cases, reported)',
         own: `the opt-in kernels (${envs(OWN_KERNELS)}), TF32 allowed` }[pass] ?? `${envs(solo[pass].env)} IRCONSTYLE_TF32=0`;
@@ -555,14 +557,14 @@ async function main() {
   if (skipReason) say(`\n== c. parity: SKIPPED (${skipReason})`);
   else if (selftest && !flag('--with-parity')) say('\n== c. parity: skipped in the CPU self-test (add --with-parity to run it on the CPU)');
   else {
-    const deadline = Date.now() + 1000 * Math.min(150, Math.max(10, left() - 120));
+    const deadline = Date.now() + 1000 * Math.min(SCALE * 150, Math.max(10, left() - 120));
     say(`\n== c. parity on ${target} (IRCONSTYLE_TF32=0): ${fixtures.length} fixtures, ${Math.round((deadline - Date.now()) / 1000)} s budget`);
     parity = await runWorkers({
       // Fixtures hold FP32 results of the official code: TF32 off, as in the strict op pass.
       mode: '--parity-worker', extra: ['--target', target, '--files', ...fixtures],
       // IRCONSTYLE_LOG_PLANS: the cuDNN algorithms each conv of the fixtures ran with, in parity.log
       env: workerEnv({ IRCONSTYLE_TF32: '0', IRCONSTYLE_LOG_PLANS: '1', ...fallback.env }), n: fixtures.length,
-      deadline, stallS: 120, log: join(OUT, 'parity.log'),
+      deadline, stallS: 120 * SCALE, log: join(OUT, 'parity.log'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.file}${o.s !== undefined ? ` (${o.s.toFixed(1)} s)` : ''}  ${o.error ?? Object.entries(o.groups).map(([g, v]) => `${g} ${fmtE(v.err)}${v.bad ? ` (${v.bad} bad, worst ${v.worst})` : ''}`).join(', ')}`),
     });
     parity.forEach((o) => { o.file ??= basename(fixtures[o.i]); });
@@ -575,14 +577,15 @@ async function main() {
   const preDir = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
   const prebuilt = existsSync(preDir) ? readdirSync(preDir).filter((f) => f.endsWith('.node')).map((f) => join(preDir, f)) : [];
   const preFixtures = fixtures.filter((f) => /^constyle_(nafnet|restormer|maxim)\./.test(basename(f)));
-  if (!prebuilt.length || prebuilt.includes(R.addon)) say(`\n== c1. prebuilt addon: ${prebuilt.length ? 'it is the addon above' : 'none carried'}`);
+  if (process.env.IRCONSTYLE_ADDON) say(`\n== c1. prebuilt addon: skipped (IRCONSTYLE_ADDON chooses the addon)`);
+  else if (!prebuilt.length || prebuilt.includes(R.addon)) say(`\n== c1. prebuilt addon: ${prebuilt.length ? 'it is the addon above' : 'none carried'}`);
   else if (skipReason) say(`\n== c1. prebuilt addon: SKIPPED (${skipReason})`);
   else if (selftest && !flag('--with-parity')) say('\n== c1. prebuilt addon: skipped in the CPU self-test (add --with-parity)');
   else {
-    const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
+    const deadline = Date.now() + 1000 * Math.min(SCALE * 60, Math.max(10, left() - 110));
     say(`\n== c1. prebuilt addon ${prebuilt.map((f) => relative(ROOT, f)).join(' ')} on ${target}: ${preFixtures.length} fixtures`);
     const pre = await runWorkers({
-      mode: '--parity-worker', extra: ['--target', target, '--files', ...preFixtures], n: preFixtures.length, deadline, stallS: 60,
+      mode: '--parity-worker', extra: ['--target', target, '--files', ...preFixtures], n: preFixtures.length, deadline, stallS: 60 * SCALE,
       env: workerEnv({ IRCONSTYLE_TF32: '0', PREBUILDS_ONLY: '1', ...fallback.env }), log: sharedLog('parity.log', 'c1. prebuilt addon'),
       label: (o) => say(`  ${o.ok && prebuilt.includes(o.addon) ? 'PASS' : 'FAIL'} ${o.file ?? o.i}${o.addon ? ` (${relative(ROOT, o.addon)})` : ''}  ${o.error ?? ''}`),
     });
@@ -595,10 +598,10 @@ async function main() {
   let graphs = [];
   if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
   else {
-    const deadline = Date.now() + 1000 * Math.min(60, Math.max(10, left() - 110));
+    const deadline = Date.now() + 1000 * Math.min(SCALE * 60, Math.max(10, left() - 110));
     say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 4} cases`);
     graphs = await runWorkers({
-      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({ ...fallback.env, ...excluded }), n: GRAPH_CASES.length + 4, deadline, stallS: 60,
+      mode: '--graph-worker', extra: ['--target', target], env: workerEnv({ ...fallback.env, ...excluded }), n: GRAPH_CASES.length + 4, deadline, stallS: 60 * SCALE,
       log: sharedLog('parity.log', 'c2. graphs'),
       label: (o) => say(`  ${o.ok ? 'PASS' : 'FAIL'} ${o.name ?? o.i}  ${o.error ?? (o.err !== undefined ? `replay vs op by op ${fmtE(o.err)}` : '')}${o.graphed === false || o.reason ? ` (${o.graphed ? 'graphed' : `not graphed: ${o.reason}`})` : ''}${o.note ? ` [${o.note}]` : ''}`),
     });

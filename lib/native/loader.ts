@@ -1,7 +1,7 @@
 // The only import of the compiled addon. Finds build/Release or prebuilds/ through node-gyp-build.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { IrcError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
 
@@ -90,6 +90,13 @@ function load(): { binding: NativeBinding; path: string } {
       return null;
     }
   };
+  // IRCONSTYLE_ADDON=<file>: exactly that build of the addon (e.g. the CUDA emulator's, build-emu/Release/irconstyle.node)
+  const forced = process.env.IRCONSTYLE_ADDON;
+  if (forced) {
+    const got = tryPath(resolve(forced));
+    if (got) return got;
+    throw new IrcError('E_INTERNAL', `irconstyle: IRCONSTYLE_ADDON=${forced} could not be loaded (${errors.join('; ')})`);
+  }
   let found: string | null = null;
   try {
     // build/Release, else prebuilds/<platform>-<arch>/ (IRCONSTYLE_PREBUILD=<dir> overrides the folder)

@@ -107,6 +107,12 @@ std::vector<std::string> python_sites() {
 // (dlopen by soname).
 std::vector<std::string> find_search_dirs() {
   std::vector<std::string> dirs = split_list(env("IRCONSTYLE_CUDA_LIBS"));
+#ifdef IRC_CUDA_EMU
+  // The CUDA emulator build takes only its CPU stand-ins (built beside the addon, native/emu/stand_in): a real
+  // library would compute on device memory, which the emulator does not have.
+  dirs.emplace_back(IRC_EMU_LIBS_DIR);
+  return dirs;
+#endif
   dirs.emplace_back("");
   dirs.emplace_back("/usr/local/cuda/lib64");
   dirs.emplace_back("/usr/local/cuda/targets/x86_64-linux/lib");
@@ -167,6 +173,18 @@ const std::vector<std::string>& search_dirs() {
   return dirs;
 }
 
+#ifdef IRC_CUDA_EMU
+extern "C" int irc_emu_enqueue(void* stream, void (*run)(void*), void* ctx, void (*release)(void*));  // native/emu
+// Gives a stand-in library the emulator's stream queue (its work runs in stream order); false for any other library.
+bool attach_emulator(void* lib) {
+  using Attach = void (*)(int (*)(void*, void (*)(void*), void*, void (*)(void*)));
+  auto attach = reinterpret_cast<Attach>(dlsym(lib, "ircEmuAttach"));
+  if (!attach) return false;
+  attach(irc_emu_enqueue);
+  return true;
+}
+#endif
+
 // The first of names found, folder by folder (search_dirs); in a folder, the files matching needs are loaded first
 // (preload_from).
 Opened open_first(const std::vector<const char*>& names, const std::vector<const char*>& needs = {}) {
@@ -178,6 +196,13 @@ Opened open_first(const std::vector<const char*>& names, const std::vector<const
       if (!dir.empty() && access(cand.c_str(), F_OK) != 0) continue;
       preload_from(dir, needs);
       void* h = dlopen(cand.c_str(), RTLD_NOW | RTLD_LOCAL);
+#ifdef IRC_CUDA_EMU
+      if (h && !attach_emulator(h)) {
+        o.errors += std::string(o.errors.empty() ? "" : "; ") + cand + " is not a stand-in of the CUDA emulator";
+        dlclose(h);
+        continue;
+      }
+#endif
       if (h) {
         o.lib = h;
         o.path = loaded_path(h, cand);

@@ -290,13 +290,21 @@ unsigned g_hold_seq = 0;
 bool g_hold_failed = false;  // the mapped word could not be made: exact profiling is not offered again
 }  // namespace
 
+__device__ __forceinline__ unsigned long long global_ns() {
+#ifdef IRC_CUDA_EMU
+  return irc_emu::globaltimer_ns();
+#else
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+#endif
+}
+
 __global__ void hold_k(const volatile unsigned* flag, unsigned v) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  const unsigned long long t0 = global_ns();
   for (;;) {
     if (*flag >= v) return;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    if (t - t0 > 250000000ull) return;
+    if (global_ns() - t0 > 250000000ull) return;
     __nanosleep(256);
   }
 }

@@ -1,0 +1,661 @@
+// The CUDA emulator's runtime (IRCONSTYLE_CUDA=EMU builds only; see cuda_runtime.h in this folder): one emulated
+// device whose memory is host memory, streams as worker threads running their work in order, graphs as recorded
+// work, and kernels run block by block with each thread of a block a fiber (ucontext) that yields at barriers and
+// warp shuffles. A kernel that deadlocks (a barrier not reached by every live thread, a shuffle that reads an exited
+// lane) or is launched with a configuration the GPU refuses fails the stream with a message on stderr naming the
+// launch's file and line, as a failed kernel fails a real context.
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace irc_emu {
+
+ThreadState* g_thread = nullptr;
+
+namespace {
+
+using Task = std::function<void()>;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kSms = 132;                       // what the emulated device reports (an H100's figures)
+constexpr int kSmemOptin = 227 * 1024;
+constexpr size_t kSmemDefault = 48 * 1024;
+constexpr size_t kStack = 256 * 1024;           // per fiber, with a guard page below it
+constexpr size_t kPage = 4096;
+
+thread_local cudaError_t t_last = cudaSuccess;  // launch errors of the calling thread
+std::atomic<int> g_sticky{cudaSuccess};         // a failed kernel fails the device, as a real context
+
+std::mutex g_attr_mu;
+std::map<const void*, int> g_smem_optin;        // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+
+cudaError_t fail(cudaError_t e) {
+  t_last = e;
+  return e;
+}
+
+// ---- graphs ------------------------------------------------------------------------------------------------------
+struct Graph {
+  std::vector<Task> tasks;
+  std::vector<void*> owned;  // allocations made while it was captured: live as long as the graph
+};
+std::mutex g_mem_mu;
+std::set<void*> g_graph_owned;  // pointers of every live graph's allocations (cudaFree* of one is a no-op)
+
+// ---- streams -----------------------------------------------------------------------------------------------------
+struct Stream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Task> q;
+  bool busy = false;
+  bool stop = false;
+  Graph* capture = nullptr;  // open capture: work is recorded, not run
+  std::thread th;
+
+  Stream() : th([this] { loop(); }) {}
+  ~Stream() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    th.join();
+  }
+  void loop() {
+    for (;;) {
+      Task t;
+      {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [this] { return stop || !q.empty(); });
+        if (q.empty()) return;
+        t = std::move(q.front());
+        q.pop_front();
+        busy = true;
+      }
+      t();
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        busy = false;
+      }
+      cv.notify_all();
+    }
+  }
+  void push(Task t) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (capture) {
+        capture->tasks.push_back(std::move(t));
+        return;
+      }
+      q.push_back(std::move(t));
+    }
+    cv.notify_all();
+  }
+  void drain() {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [this] { return q.empty() && !busy; });
+  }
+  bool capturing() {
+    std::lock_guard<std::mutex> lk(mu);
+    return capture != nullptr;
+  }
+};
+
+std::mutex g_streams_mu;
+std::vector<Stream*> g_streams;  // every stream alive (a graph's memory is freed once all have drained)
+
+Stream* new_stream() {
+  auto* s = new Stream();
+  std::lock_guard<std::mutex> lk(g_streams_mu);
+  g_streams.push_back(s);
+  return s;
+}
+void drain_all() {
+  std::vector<Stream*> all;
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    all = g_streams;
+  }
+  for (Stream* s : all) s->drain();
+}
+Stream* default_stream() {
+  static Stream* s = new_stream();  // never destroyed (work may be pending at exit)
+  return s;
+}
+Stream* S(cudaStream_t s) { return s ? reinterpret_cast<Stream*>(s) : default_stream(); }
+
+struct Event {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = true;
+  Clock::time_point at{};
+};
+
+// ---- fibers ------------------------------------------------------------------------------------------------------
+enum class FS { Ready, BlockBarrier, WarpBarrier, Done };
+struct Fiber {
+  ucontext_t ctx;
+  char* stack = nullptr;
+  FS state = FS::Ready;
+  ThreadState ts;
+  int index = 0;
+};
+
+struct Block {
+  std::vector<Fiber> fibers;
+  ucontext_t sched;
+  Fiber* cur = nullptr;
+  const std::function<void()>* body = nullptr;
+  std::vector<uint64_t> slots;  // per lane: the value it offers to a shuffle
+  std::vector<char> smem;
+  bool failed = false;
+  std::string error;
+};
+Block* g_block = nullptr;  // the block the stream thread runs now
+
+// IRCONSTYLE_EMU_ORDER=reverse runs the threads of a block from the last to the first between two barriers: a
+// missing barrier between a shared-memory write and another thread's read then shows in one of the two orders.
+const bool g_reverse = [] {
+  const char* v = std::getenv("IRCONSTYLE_EMU_ORDER");
+  return v && std::strcmp(v, "reverse") == 0;
+}();
+
+char* stack_at(size_t i) {  // fiber stacks, made once and reused by every block (the stream threads share none)
+  static thread_local std::vector<char*> stacks;
+  while (stacks.size() <= i) {
+    void* m = mmap(nullptr, kStack + kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    mprotect(m, kPage, PROT_NONE);  // overflow faults instead of corrupting the next stack
+    stacks.push_back(static_cast<char*>(m) + kPage);
+  }
+  return stacks[i];
+}
+
+void fiber_main() {
+  Block* b = g_block;
+  (*b->body)();
+  b->cur->state = FS::Done;
+  swapcontext(&b->cur->ctx, &b->sched);
+}
+
+void yield(FS why) {
+  Block* b = g_block;
+  Fiber* f = b->cur;
+  f->state = why;
+  swapcontext(&f->ctx, &b->sched);
+}
+
+std::string where(const Config& c) { return std::string(c.file) + ":" + std::to_string(c.line); }
+
+// Runs one block to completion; false (b.error set) on a deadlock or a fault found by the emulator.
+bool run_block(Block& b, const Config& c, uint3 bid) {
+  const unsigned nt = c.block.x * c.block.y * c.block.z;
+  b.fibers.resize(nt);
+  b.slots.assign(((nt + 31) / 32) * 32, 0);
+  for (unsigned i = 0; i < nt; i++) {
+    Fiber& f = b.fibers[i];
+    f.index = static_cast<int>(i);
+    f.state = FS::Ready;
+    f.ts = ThreadState{uint3{i % c.block.x, (i / c.block.x) % c.block.y, i / (c.block.x * c.block.y)}, bid, c.block,
+                       c.grid};
+    f.stack = stack_at(i);
+    if (!f.stack) {
+      b.error = "cannot map fiber stacks";
+      return false;
+    }
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = kStack;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, fiber_main, 0);
+  }
+  unsigned live = nt;
+  while (live > 0) {
+    for (unsigned k = 0; k < nt; k++) {
+      Fiber& f = b.fibers[g_reverse ? nt - 1 - k : k];
+      if (f.state != FS::Ready) continue;
+      b.cur = &f;
+      g_thread = &f.ts;
+      swapcontext(&b.sched, &f.ctx);
+      if (b.failed) return false;
+    }
+    // every thread now waits at a barrier or has finished: release what may go on
+    live = 0;
+    unsigned at_block = 0;
+    bool released = false;
+    for (unsigned w = 0; w < nt; w += 32) {
+      const unsigned end = std::min(nt, w + 32);
+      unsigned warp_live = 0, at_warp = 0;
+      for (unsigned i = w; i < end; i++) {
+        FS s = b.fibers[i].state;
+        if (s != FS::Done) warp_live++;
+        if (s == FS::WarpBarrier) at_warp++;
+        if (s == FS::BlockBarrier) at_block++;
+      }
+      live += warp_live;
+      if (at_warp > 0 && at_warp == warp_live) {
+        for (unsigned i = w; i < end; i++)
+          if (b.fibers[i].state == FS::WarpBarrier) b.fibers[i].state = FS::Ready;
+        released = true;
+      }
+    }
+    if (live > 0 && !released) {
+      if (at_block == live) {
+        for (Fiber& f : b.fibers)
+          if (f.state == FS::BlockBarrier) f.state = FS::Ready;
+      } else {
+        b.error = "deadlock: " + std::to_string(at_block) + " of " + std::to_string(live) +
+                  " live threads wait at __syncthreads while the others wait at a warp-level sync";
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+void run_grid(const Config& c, const std::function<void()>& body) {
+  if (g_sticky.load() != cudaSuccess) return;
+  Block b;
+  b.body = &body;
+  b.smem.assign(c.smem ? c.smem : 1, 0);
+  g_block = &b;
+  for (unsigned z = 0; z < c.grid.z; z++)
+    for (unsigned y = 0; y < c.grid.y; y++)
+      for (unsigned x = 0; x < c.grid.x; x++) {
+        if (!run_block(b, c, uint3{x, y, z})) {
+          std::fprintf(stderr, "[irconstyle cuda-emu] kernel launched at %s failed in block (%u,%u,%u): %s\n",
+                       where(c).c_str(), x, y, z, b.error.c_str());
+          g_sticky = cudaErrorLaunchFailure;
+          g_block = nullptr;
+          g_thread = nullptr;
+          return;
+        }
+      }
+  g_block = nullptr;
+  g_thread = nullptr;
+}
+
+void* host_alloc(size_t bytes) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0) return nullptr;
+  return p;
+}
+
+}  // namespace
+
+// ---- kernel-side entry points --------------------------------------------------------------------------------------
+void syncthreads() { yield(FS::BlockBarrier); }
+void syncwarp() { yield(FS::WarpBarrier); }
+int lane() { return g_block->cur->index & 31; }
+void* dyn_smem() { return g_block->smem.data(); }
+uint64_t globaltimer_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+uint64_t shfl(uint64_t v, int src) {
+  Block* b = g_block;
+  const int me = b->cur->index;
+  const int base = me & ~31;
+  b->slots[me] = v;
+  yield(FS::WarpBarrier);  // every live lane has offered its value
+  const size_t from = static_cast<size_t>(base + (src & 31));
+  uint64_t r = 0;
+  if (from >= b->fibers.size() || b->fibers[from].state == FS::Done) {
+    b->failed = true;
+    b->error = "lane " + std::to_string(me & 31) + " of warp " + std::to_string(me / 32) + " shuffles from lane " +
+               std::to_string(src & 31) + ", which has exited or does not exist";
+    swapcontext(&b->cur->ctx, &b->sched);  // never resumed
+  } else {
+    r = b->slots[from];
+  }
+  yield(FS::WarpBarrier);  // every lane has read before any offers its next value
+  return r;
+}
+
+void launch(const Config& c, const void* kernel, std::function<void()> body) {
+  const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
+  std::string why;
+  if (threads == 0 || threads > 1024 || c.block.z > 64) why = "block of " + std::to_string(threads) + " threads";
+  else if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || c.grid.y > 65535 || c.grid.z > 65535)
+    why = "grid (" + std::to_string(c.grid.x) + "," + std::to_string(c.grid.y) + "," + std::to_string(c.grid.z) + ")";
+  else if (c.smem > kSmemDefault) {
+    std::lock_guard<std::mutex> lk(g_attr_mu);
+    auto it = g_smem_optin.find(kernel);
+    if (it == g_smem_optin.end() || c.smem > static_cast<size_t>(it->second))
+      why = std::to_string(c.smem) + " bytes of dynamic shared memory without cudaFuncSetAttribute";
+  }
+  if (!why.empty()) {
+    std::fprintf(stderr, "[irconstyle cuda-emu] invalid launch at %s: %s\n", where(c).c_str(), why.c_str());
+    fail(cudaErrorInvalidConfiguration);
+    return;
+  }
+  Config cfg = c;
+  S(c.stream)->push([cfg, body = std::move(body)] { run_grid(cfg, body); });
+}
+
+cudaError_t func_set_attribute(const void* f, cudaFuncAttribute a, int v) {
+  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || v > kSmemOptin) return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lk(g_attr_mu);
+  g_smem_optin[f] = v;
+  return cudaSuccess;
+}
+
+cudaError_t occupancy(int* n, const void*, int threads, size_t smem) {
+  if (threads <= 0 || threads > 1024) return fail(cudaErrorInvalidValue);
+  int k = std::min(32, 2048 / threads);
+  if (smem > 0) k = std::min<int>(k, static_cast<int>((228 * 1024) / (smem + 1024)));
+  *n = k;
+  return cudaSuccess;
+}
+
+// Work of a stand-in library (native/emu/stand_in: cuBLAS, cuBLASLt, cuDNN computed on the CPU) in stream order.
+// run(ctx) each time the work runs (once, or at every replay of a graph that recorded it); release(ctx) when the
+// last copy of the task is destroyed.
+extern "C" int irc_emu_enqueue(void* stream, void (*run)(void*), void* ctx, void (*release)(void*)) {
+  std::shared_ptr<void> owned(ctx, release);
+  S(static_cast<cudaStream_t>(stream))->push([run, owned] { run(owned.get()); });
+  return 0;
+}
+
+}  // namespace irc_emu
+
+using namespace irc_emu;
+
+// ---- runtime API -------------------------------------------------------------------------------------------------
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidValue); }
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+  std::memset(p, 0, sizeof(*p));
+  std::snprintf(p->name, sizeof(p->name), "irconstyle CUDA emulator (CPU)");
+  p->multiProcessorCount = kSms;
+  p->sharedMemPerBlockOptin = kSmemOptin;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  if (a == cudaDevAttrMultiProcessorCount) *v = kSms;
+  else if (a == cudaDevAttrMaxSharedMemoryPerBlockOptin) *v = kSmemOptin;
+  else return fail(cudaErrorInvalidValue);
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  drain_all();
+  return static_cast<cudaError_t>(g_sticky.load());
+}
+cudaError_t cudaGetLastError() {
+  cudaError_t e = t_last;
+  t_last = cudaSuccess;
+  return e != cudaSuccess ? e : static_cast<cudaError_t>(g_sticky.load());
+}
+cudaError_t cudaPeekAtLastError() { return t_last != cudaSuccess ? t_last : static_cast<cudaError_t>(g_sticky.load()); }
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    default: return "cudaErrorUnknown";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorLaunchFailure: return "a kernel failed in the emulator (see its message on stderr)";
+    case cudaErrorInvalidConfiguration: return "invalid launch configuration";
+    default: return "emulated CUDA error";
+  }
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  *s = reinterpret_cast<cudaStream_t>(new_stream());
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (s) {
+    S(s)->drain();
+    {
+      std::lock_guard<std::mutex> lk(g_streams_mu);
+      g_streams.erase(std::find(g_streams.begin(), g_streams.end(), S(s)));
+    }
+    delete S(s);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  S(s)->drain();
+  return static_cast<cudaError_t>(g_sticky.load());
+}
+cudaError_t cudaStreamAddCallback(cudaStream_t s, cudaStreamCallback_t cb, void* data, unsigned) {
+  S(s)->push([s, cb, data] { cb(s, static_cast<cudaError_t>(g_sticky.load()), data); });
+  return cudaSuccess;
+}
+cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* data) {
+  S(s)->push([fn, data] {
+    if (g_sticky.load() == cudaSuccess) fn(data);
+  });
+  return cudaSuccess;
+}
+
+// Memory: allocations at once; frees in stream order (kernels enqueued before may still use the block).
+namespace {
+Graph* capturing_graph(cudaStream_t s) {
+  Stream* st = S(s);
+  std::lock_guard<std::mutex> lk(st->mu);
+  return st->capture;
+}
+bool graph_owned(void* p) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  return g_graph_owned.count(p) > 0;
+}
+}  // namespace
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = host_alloc(bytes);
+  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFree(void* p) {
+  if (!p || graph_owned(p)) return cudaSuccess;
+  drain_all();
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
+  *p = host_alloc(bytes);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
+  if (Graph* g = capturing_graph(s)) {
+    g->owned.push_back(*p);
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    g_graph_owned.insert(*p);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  if (!p || graph_owned(p)) return cudaSuccess;  // a graph's memory lives until the graph is destroyed
+  S(s)->push([p] { std::free(p); });
+  return cudaSuccess;
+}
+namespace {
+std::map<const char*, size_t> g_pinned;  // page-locked host memory (cudaMallocHost, cudaHostAlloc): start -> bytes
+bool pinned(const void* p) {
+  auto* c = static_cast<const char*>(p);
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  auto it = g_pinned.upper_bound(c);
+  if (it == g_pinned.begin()) return false;
+  --it;
+  return c < it->first + it->second;
+}
+}  // namespace
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+  if (cudaMalloc(p, bytes) != cudaSuccess) return cudaErrorMemoryAllocation;
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  g_pinned[static_cast<const char*>(*p)] = bytes ? bytes : 1;
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
+cudaError_t cudaHostGetDevicePointer(void** d, void* h, unsigned) {
+  *d = h;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* p) {
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    g_pinned.erase(static_cast<const char*>(p));
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  if (!bytes) return cudaSuccess;
+  // As CUDA does with pageable host memory: a copy from it is staged at the call (the buffer may be reused on
+  // return), and one into it has completed when the call returns. Pinned memory is read and written in stream order.
+  if (kind == cudaMemcpyHostToDevice && !pinned(src)) {
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    S(s)->push([dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    return cudaSuccess;
+  }
+  S(s)->push([dst, src, bytes] { std::memmove(dst, src, bytes); });
+  if (kind == cudaMemcpyDeviceToHost && !pinned(dst)) S(s)->drain();
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  return cudaDeviceSynchronize();
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  if (bytes) S(s)->push([p, value, bytes] { std::memset(p, value, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int) {
+  *pool = reinterpret_cast<cudaMemPool_t>(default_stream());
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
+
+// Events.
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new Event());
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  auto* ev = reinterpret_cast<Event*>(e);
+  {
+    std::lock_guard<std::mutex> lk(ev->mu);
+    ev->done = false;
+  }
+  S(s)->push([ev] {
+    {
+      std::lock_guard<std::mutex> lk(ev->mu);
+      ev->done = true;
+      ev->at = Clock::now();
+    }
+    ev->cv.notify_all();
+  });
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  auto* ev = reinterpret_cast<Event*>(e);
+  std::unique_lock<std::mutex> lk(ev->mu);
+  ev->cv.wait(lk, [ev] { return ev->done; });
+  return static_cast<cudaError_t>(g_sticky.load());
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  auto* x = reinterpret_cast<Event*>(a);
+  auto* y = reinterpret_cast<Event*>(b);
+  *ms = std::chrono::duration<float, std::milli>(y->at - x->at).count();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  auto* ev = reinterpret_cast<Event*>(e);
+  cudaEventSynchronize(e);  // (a record still queued would touch it)
+  delete ev;
+  return cudaSuccess;
+}
+
+// Graphs: a capture records the stream's work; a replay enqueues it again.
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  Stream* st = S(s);
+  std::lock_guard<std::mutex> lk(st->mu);
+  if (st->capture) return fail(cudaErrorInvalidValue);
+  st->capture = new Graph();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  Stream* st = S(s);
+  std::lock_guard<std::mutex> lk(st->mu);
+  if (!st->capture) return fail(cudaErrorInvalidValue);
+  *g = reinterpret_cast<cudaGraph_t>(st->capture);
+  st->capture = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* cs) {
+  *cs = S(s)->capturing() ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* x, cudaGraph_t g, unsigned long long) {
+  auto* src = reinterpret_cast<Graph*>(g);
+  auto* exec = new Graph();
+  exec->tasks = src->tasks;
+  exec->owned.swap(src->owned);  // the memory moves to the executable graph (the template is destroyed first)
+  *x = reinterpret_cast<cudaGraphExec_t>(exec);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
+  auto* g = reinterpret_cast<Graph*>(x);
+  for (const Task& t : g->tasks) S(s)->push(t);
+  return cudaSuccess;
+}
+namespace {
+void free_graph(Graph* g) {
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    for (void* p : g->owned) g_graph_owned.erase(p);
+  }
+  for (void* p : g->owned) std::free(p);
+  delete g;
+}
+}  // namespace
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  free_graph(reinterpret_cast<Graph*>(g));
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+  drain_all();  // replays in flight use the graph's memory
+  free_graph(reinterpret_cast<Graph*>(x));
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGraphMemTrim(int) { return cudaSuccess; }
+cudaError_t cudaDeviceGetGraphMemAttribute(int, cudaGraphMemAttributeType, void* v) {
+  *static_cast<uint64_t*>(v) = 0;
+  return cudaSuccess;
+}
