@@ -13,7 +13,8 @@
 //   e. a short table last; full logs and result.json under $OUT (default ./device-out)
 // Every part runs in child processes (restarted after a crash, a hang or a poisoned CUDA context), so one bad
 // kernel never aborts the run. Whole run < 8 min (DEVICE_CHECK_BUDGET_S, default 450 s). --no-bench skips d,
-// --no-op-bench skips d2 (a short kernel check: `--no-bench` alone runs b, c and d2).
+// --no-op-bench skips d2 (a short kernel check: `--no-bench` alone runs b, c and d2). --ops-only skips c, c1 and c2;
+// --strict-only runs only the first pass of b. Without a GPU, scripts/check-emu.mjs runs it on the CUDA emulator.
 //
 // Here (no GPU):  node scripts/device-check.mjs                 -> reports CUDA unavailable, skips b/c/d, exit 0
 //                 node scripts/device-check.mjs --cpu-selftest  -> part b (and c) CPU against CPU: the harness
@@ -340,6 +341,10 @@ async function graphWorker() {
         continue;
       }
       const [name, shape] = GRAPH_CASES[i];
+      if (process.env.DEVICE_CHECK_SMALL === '1' && shape[1] > 64) {  // the emulator: paper size takes too long
+        emit({ i, name: `${name} ${JSON.stringify(shape)} skipped (DEVICE_CHECK_SMALL=1)`, ok: true, s: 0 });
+        continue;
+      }
       L.setInitSeed(4);
       const m = L.createModel(name, { constyle: 'inference' }).eval().to(target);
       const cf = await L.captureForward((t) => m.forward(t), img(shape, 0.37));
@@ -507,7 +512,7 @@ async function main() {
   else {
     const solo = Object.fromEntries(SOLO_PASSES.map((p) => [p.name, p]));
     for (const pass of ['strict', 'tf32', 'own', ...Object.keys(solo)]) {
-      if (pass !== 'strict' && selftest && !flag('--with-own')) continue;
+      if (pass !== 'strict' && ((selftest && !flag('--with-own')) || flag('--strict-only'))) continue;
       const filter = { strict: 'all', tf32: 'conv', own: 'own' }[pass] ?? `solo:${pass}`;
       const sel = selectCases(filter);
       const deadline = Date.now() + 1000 * Math.min(SCALE * ({ strict: 200, tf32: 40, own: 60 }[pass] ?? 40), Math.max(30, left() - 180));
@@ -555,6 +560,7 @@ async function main() {
   const fixtures = existsSync(fixDir) ? readdirSync(fixDir).filter((f) => f.endsWith('.safetensors')).sort().map((f) => join(fixDir, f)) : [];
   let parity = [];
   if (skipReason) say(`\n== c. parity: SKIPPED (${skipReason})`);
+  else if (flag('--ops-only')) say('\n== c. parity: skipped (--ops-only)');
   else if (selftest && !flag('--with-parity')) say('\n== c. parity: skipped in the CPU self-test (add --with-parity to run it on the CPU)');
   else {
     const deadline = Date.now() + 1000 * Math.min(SCALE * 150, Math.max(10, left() - 120));
@@ -577,7 +583,8 @@ async function main() {
   const preDir = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
   const prebuilt = existsSync(preDir) ? readdirSync(preDir).filter((f) => f.endsWith('.node')).map((f) => join(preDir, f)) : [];
   const preFixtures = fixtures.filter((f) => /^constyle_(nafnet|restormer|maxim)\./.test(basename(f)));
-  if (process.env.IRCONSTYLE_ADDON) say(`\n== c1. prebuilt addon: skipped (IRCONSTYLE_ADDON chooses the addon)`);
+  if (flag('--ops-only')) say('\n== c1. prebuilt addon: skipped (--ops-only)');
+  else if (process.env.IRCONSTYLE_ADDON) say('\n== c1. prebuilt addon: skipped (IRCONSTYLE_ADDON chooses the addon)');
   else if (!prebuilt.length || prebuilt.includes(R.addon)) say(`\n== c1. prebuilt addon: ${prebuilt.length ? 'it is the addon above' : 'none carried'}`);
   else if (skipReason) say(`\n== c1. prebuilt addon: SKIPPED (${skipReason})`);
   else if (selftest && !flag('--with-parity')) say('\n== c1. prebuilt addon: skipped in the CPU self-test (add --with-parity)');
@@ -597,6 +604,7 @@ async function main() {
   // ---- c2. CUDA graphs (captureForward)
   let graphs = [];
   if (skipReason) say(`\n== c2. graphs: SKIPPED (${skipReason})`);
+  else if (flag('--ops-only')) say('\n== c2. graphs: skipped (--ops-only)');
   else {
     const deadline = Date.now() + 1000 * Math.min(SCALE * 60, Math.max(10, left() - 110));
     say(`\n== c2. graphs on ${target}: ${GRAPH_CASES.length + 4} cases`);

@@ -79,6 +79,7 @@ enum cudaError_t {
   cudaErrorNoDevice = 100,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
   cudaErrorIllegalInstruction = 715,
   cudaErrorLaunchFailure = 719,

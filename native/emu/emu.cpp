@@ -1,6 +1,6 @@
 // The CUDA emulator's runtime (IRCONSTYLE_CUDA=EMU builds only; see cuda_runtime.h in this folder): one emulated
 // device whose memory is host memory, streams as worker threads running their work in order, graphs as recorded
-// work, and kernels run block by block with each thread of a block a fiber (ucontext) that yields at barriers and
+// work, and kernels run block by block with each thread of a block a fiber that yields at barriers and
 // warp shuffles. A kernel that deadlocks (a barrier not reached by every live thread, a shuffle that reads an exited
 // lane) or is launched with a configuration the GPU refuses fails the stream with a message on stderr naming the
 // launch's file and line, as a failed kernel fails a real context.
@@ -54,6 +54,7 @@ cudaError_t fail(cudaError_t e) {
 struct Graph {
   std::vector<Task> tasks;
   std::vector<void*> owned;  // allocations made while it was captured: live as long as the graph
+  bool invalid = false;      // a call that cannot be captured was made: cudaStreamEndCapture fails
 };
 std::mutex g_mem_mu;
 std::set<void*> g_graph_owned;  // pointers of every live graph's allocations (cudaFree* of one is a no-op)
@@ -140,6 +141,26 @@ Stream* default_stream() {
 }
 Stream* S(cudaStream_t s) { return s ? reinterpret_cast<Stream*>(s) : default_stream(); }
 
+void free_graph(Graph* g) {
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    for (void* p : g->owned) g_graph_owned.erase(p);
+  }
+  for (void* p : g->owned) std::free(p);
+  delete g;
+}
+
+// Capture rules (thread-local mode, the only one the backend uses): while this thread captures, a call that would
+// wait for the device, reach pageable host memory or add a stream callback is refused and invalidates the capture.
+thread_local Stream* t_capturing = nullptr;
+cudaError_t refuse_in_capture() {
+  Stream* st = t_capturing;
+  if (!st) return cudaSuccess;
+  std::lock_guard<std::mutex> lk(st->mu);
+  if (st->capture) st->capture->invalid = true;
+  return fail(cudaErrorStreamCaptureUnsupported);
+}
+
 struct Event {
   std::mutex mu;
   std::condition_variable cv;
@@ -148,9 +169,63 @@ struct Event {
 };
 
 // ---- fibers ------------------------------------------------------------------------------------------------------
+// A fiber's saved context. On x86-64 the switch saves the callee-saved registers on the stack and swaps stack
+// pointers (no system call: swapcontext's signal-mask call per switch was half of the emulator's time); elsewhere
+// ucontext.
+#if defined(__x86_64__)
+extern "C" void irc_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl irc_emu_switch
+  .hidden irc_emu_switch
+  .type irc_emu_switch, @function
+irc_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size irc_emu_switch, .-irc_emu_switch
+)");
+struct Ctx {
+  void* sp = nullptr;
+  // The first switch to it "returns" into fn with the stack aligned as after a call (fn must never return).
+  void start(char* stack, size_t size, void (*fn)()) {
+    auto* top = reinterpret_cast<uintptr_t*>((reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15));
+    *--top = 0;                                    // fn's (never used) return address
+    *--top = reinterpret_cast<uintptr_t>(fn);      // popped by ret
+    for (int i = 0; i < 6; i++) *--top = 0;        // rbp rbx r12 r13 r14 r15
+    sp = top;
+  }
+};
+inline void switch_to(Ctx& from, Ctx& to) { irc_emu_switch(&from.sp, to.sp); }
+#else
+struct Ctx {
+  ucontext_t uc;
+  void start(char* stack, size_t size, void (*fn)()) {
+    getcontext(&uc);
+    uc.uc_stack.ss_sp = stack;
+    uc.uc_stack.ss_size = size;
+    uc.uc_link = nullptr;
+    makecontext(&uc, fn, 0);
+  }
+};
+inline void switch_to(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
 enum class FS { Ready, BlockBarrier, WarpBarrier, Done };
 struct Fiber {
-  ucontext_t ctx;
+  Ctx ctx;
   char* stack = nullptr;
   FS state = FS::Ready;
   ThreadState ts;
@@ -159,7 +234,7 @@ struct Fiber {
 
 struct Block {
   std::vector<Fiber> fibers;
-  ucontext_t sched;
+  Ctx sched;
   Fiber* cur = nullptr;
   const std::function<void()>* body = nullptr;
   std::vector<uint64_t> slots;  // per lane: the value it offers to a shuffle
@@ -191,14 +266,14 @@ void fiber_main() {
   Block* b = g_block;
   (*b->body)();
   b->cur->state = FS::Done;
-  swapcontext(&b->cur->ctx, &b->sched);
+  switch_to(b->cur->ctx, b->sched);
 }
 
 void yield(FS why) {
   Block* b = g_block;
   Fiber* f = b->cur;
   f->state = why;
-  swapcontext(&f->ctx, &b->sched);
+  switch_to(f->ctx, b->sched);
 }
 
 std::string where(const Config& c) { return std::string(c.file) + ":" + std::to_string(c.line); }
@@ -219,11 +294,7 @@ bool run_block(Block& b, const Config& c, uint3 bid) {
       b.error = "cannot map fiber stacks";
       return false;
     }
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = kStack;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_main, 0);
+    f.ctx.start(f.stack, kStack, fiber_main);
   }
   unsigned live = nt;
   while (live > 0) {
@@ -232,7 +303,7 @@ bool run_block(Block& b, const Config& c, uint3 bid) {
       if (f.state != FS::Ready) continue;
       b.cur = &f;
       g_thread = &f.ts;
-      swapcontext(&b.sched, &f.ctx);
+      switch_to(b.sched, f.ctx);
       if (b.failed) return false;
     }
     // every thread now waits at a barrier or has finished: release what may go on
@@ -322,7 +393,7 @@ uint64_t shfl(uint64_t v, int src) {
     b->failed = true;
     b->error = "lane " + std::to_string(me & 31) + " of warp " + std::to_string(me / 32) + " shuffles from lane " +
                std::to_string(src & 31) + ", which has exited or does not exist";
-    swapcontext(&b->cur->ctx, &b->sched);  // never resumed
+    switch_to(b->cur->ctx, b->sched);  // never resumed
   } else {
     r = b->slots[from];
   }
@@ -407,6 +478,7 @@ cudaError_t cudaDriverGetVersion(int* v) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
+  if (cudaError_t e = refuse_in_capture()) return e;
   drain_all();
   return static_cast<cudaError_t>(g_sticky.load());
 }
@@ -452,10 +524,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (cudaError_t e = refuse_in_capture()) return e;
   S(s)->drain();
   return static_cast<cudaError_t>(g_sticky.load());
 }
 cudaError_t cudaStreamAddCallback(cudaStream_t s, cudaStreamCallback_t cb, void* data, unsigned) {
+  if (S(s)->capturing()) return refuse_in_capture();
   S(s)->push([s, cb, data] { cb(s, static_cast<cudaError_t>(g_sticky.load()), data); });
   return cudaSuccess;
 }
@@ -479,11 +553,13 @@ bool graph_owned(void* p) {
 }
 }  // namespace
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  if (cudaError_t e = refuse_in_capture()) return e;
   *p = host_alloc(bytes);
   return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void* p) {
   if (!p || graph_owned(p)) return cudaSuccess;
+  if (cudaError_t e = refuse_in_capture()) return e;
   drain_all();
   std::free(p);
   return cudaSuccess;
@@ -535,6 +611,8 @@ cudaError_t cudaFreeHost(void* p) {
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (!bytes) return cudaSuccess;
+  if (S(s)->capturing() && ((kind == cudaMemcpyHostToDevice && !pinned(src)) || (kind == cudaMemcpyDeviceToHost && !pinned(dst))))
+    return refuse_in_capture();
   // As CUDA does with pageable host memory: a copy from it is staged at the call (the buffer may be reused on
   // return), and one into it has completed when the call returns. Pinned memory is read and written in stream order.
   if (kind == cudaMemcpyHostToDevice && !pinned(src)) {
@@ -584,6 +662,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (cudaError_t r = refuse_in_capture()) return r;
   auto* ev = reinterpret_cast<Event*>(e);
   std::unique_lock<std::mutex> lk(ev->mu);
   ev->cv.wait(lk, [ev] { return ev->done; });
@@ -608,14 +687,22 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   std::lock_guard<std::mutex> lk(st->mu);
   if (st->capture) return fail(cudaErrorInvalidValue);
   st->capture = new Graph();
+  t_capturing = st;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
   Stream* st = S(s);
   std::lock_guard<std::mutex> lk(st->mu);
   if (!st->capture) return fail(cudaErrorInvalidValue);
-  *g = reinterpret_cast<cudaGraph_t>(st->capture);
+  Graph* graph = st->capture;
   st->capture = nullptr;
+  if (t_capturing == st) t_capturing = nullptr;
+  if (graph->invalid) {
+    *g = nullptr;
+    free_graph(graph);
+    return fail(cudaErrorStreamCaptureInvalidated);
+  }
+  *g = reinterpret_cast<cudaGraph_t>(graph);
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* cs) {
@@ -635,16 +722,6 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
   for (const Task& t : g->tasks) S(s)->push(t);
   return cudaSuccess;
 }
-namespace {
-void free_graph(Graph* g) {
-  {
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    for (void* p : g->owned) g_graph_owned.erase(p);
-  }
-  for (void* p : g->owned) std::free(p);
-  delete g;
-}
-}  // namespace
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
   free_graph(reinterpret_cast<Graph*>(g));
   return cudaSuccess;

@@ -1,6 +1,7 @@
 // The CUDA emulator's own check (built with IRCONSTYLE_CUDA=EMU as build-emu/emu-selftest; run by
 // scripts/check-emu.mjs): block reductions through shared memory and warp shuffles give the exact sums, dynamic shared
-// memory is per launch, stream order holds for copies, kernels and pinned buffers, a capture replays, and what the GPU
+// memory is per launch, stream order holds for copies, kernels and pinned buffers, a capture replays (and one that
+// breaks the capture rules fails), and what the GPU
 // refuses or a broken kernel does (too much shared memory, a shuffle from an exited lane, lanes of a warp split between
 // two barriers) fails as on the GPU. One line per check; exit status 1 on any failure.
 #include <cuda_runtime.h>
@@ -120,6 +121,13 @@ int main(int argc, char** argv) {
   for (float v : p0) got += v;
   check(got == want, "a replay runs the captured kernel");
   cudaGraphExecDestroy(gx);
+  // a capture that uploads pageable host memory is refused and invalidated, as in CUDA's thread-local mode
+  cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+  const cudaError_t up = cudaMemcpyAsync(x, h.data(), 16, cudaMemcpyHostToDevice, s);
+  const cudaError_t end = cudaStreamEndCapture(s, &g);
+  cudaGetLastError();
+  check(up == cudaErrorStreamCaptureUnsupported && end == cudaErrorStreamCaptureInvalidated && !g,
+        "a pageable upload inside a capture invalidates it");
 
   // what the GPU refuses
   reverse_k<<<1, 64, 64 * 1024, s>>>(y);
