@@ -40,9 +40,10 @@ const useGyp = !prebuild && (env.IRCONSTYLE_BUILD === 'node-gyp' || !hasCmake);
 const cuda = process.argv.includes('--emu') ? 'EMU' : (env.IRCONSTYLE_CUDA ?? (prebuild ? 'ON' : 'AUTO')).toUpperCase();
 // --emu (or IRCONSTYLE_CUDA=EMU): the CUDA emulator build (native/emu: the kernels run on the CPU, for tests) in
 // build-emu/Release, with the CPU stand-ins of cuBLAS, cuBLASLt and cuDNN in build-emu/emu-libs.
-const outDir = prebuild ? 'build-prebuild' : cuda === 'EMU' ? 'build-emu' : 'build';
+const asan = cuda === 'EMU' && process.argv.includes('--asan');  // the emulator with AddressSanitizer, build-emu-asan/
+const outDir = prebuild ? 'build-prebuild' : cuda === 'EMU' ? (asan ? 'build-emu-asan' : 'build-emu') : 'build';
 if (cuda === 'EMU' && (prebuild || useGyp)) fail('IRCONSTYLE_CUDA=EMU needs cmake and is not a prebuilt binary');
-const defs = { IRCONSTYLE_CUDA: cuda, IRCONSTYLE_PORTABLE: prebuild ? 'ON' : 'OFF' };
+const defs = { IRCONSTYLE_CUDA: cuda, IRCONSTYLE_PORTABLE: prebuild ? 'ON' : 'OFF', ...(asan ? { IRCONSTYLE_EMU_ASAN: 'ON' } : {}) };
 const cmakeArgs = ['cmake-js', 'compile', '-O', outDir, ...Object.entries(defs).map(([k, v]) => `--CD${k}=${v}`)];
 if (!useGyp) reconfigureIfChanged(join(root, outDir, 'CMakeCache.txt'), defs);
 const [cmd, args] = useGyp ? nodeGyp() : ['npx', cmakeArgs];

@@ -7,19 +7,34 @@
 // checks. Exit status 1 when anything fails. Logs: device-out-emu/ and device-out-emu-reverse/.
 //   npm run build:emu && npm run check:emu            (about 2.5 minutes on 2 cores)
 //   npm run check:emu -- --quick                       (the op cases of the first pass only, threads in order)
+//   npm run build:emu -- --asan && npm run check:emu -- --asan
+//       every op pass with the kernels' and stand-ins' memory accesses checked by AddressSanitizer: a kernel that
+//       reads or writes outside its buffers fails its case (the emulator's compute-sanitizer memcheck)
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BUILD = join(ROOT, 'build-emu');
-const ADDON = join(BUILD, 'Release', 'irconstyle.node');
 const quick = process.argv.includes('--quick');
+const asan = process.argv.includes('--asan');
+const BUILD = join(ROOT, asan ? 'build-emu-asan' : 'build-emu');
+const ADDON = join(BUILD, 'Release', 'irconstyle.node');
 
 if (!existsSync(ADDON)) {
-  console.error(`[check:emu] ${ADDON} not found: build the emulator first with \`npm run build:emu\``);
+  console.error(`[check:emu] ${ADDON} not found: build the emulator first with \`npm run build:emu${asan ? ' -- --asan' : ''}\``);
   process.exit(1);
+}
+// --asan: the AddressSanitizer build, whose runtime must be loaded before node's own libraries
+let asanEnv = {};
+if (asan) {
+  const lib = spawnSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).stdout?.trim();
+  if (!lib || !existsSync(lib)) {
+    console.error('[check:emu] --asan: the ASan runtime was not found (`gcc -print-file-name=libasan.so`)');
+    process.exit(1);
+  }
+  // every scratch buffer at its exact size, so that a kernel running past one is seen
+  asanEnv = { LD_PRELOAD: lib, ASAN_OPTIONS: 'detect_leaks=0', IRCONSTYLE_SCRATCH_EXACT: '1' };
 }
 
 const failures = [];
@@ -29,9 +44,9 @@ function step(what, cmd, args, env = {}) {
   if (r.status !== 0) failures.push(`${what} (exit ${r.status ?? r.signal})`);
 }
 
-step('emulator self-test', join(BUILD, 'emu-selftest'), []);
-step('emulator self-test, deadlock', join(BUILD, 'emu-selftest'), ['deadlock']);
-step('cuBLAS / cuBLASLt / cuDNN stand-ins', join(BUILD, 'stand-in-selftest'), [join(BUILD, 'emu-libs')]);
+step('emulator self-test', join(BUILD, 'emu-selftest'), [], asanEnv);
+step('emulator self-test, deadlock', join(BUILD, 'emu-selftest'), ['deadlock'], asanEnv);
+step('cuBLAS / cuBLASLt / cuDNN stand-ins', join(BUILD, 'stand-in-selftest'), [join(BUILD, 'emu-libs')], asanEnv);
 const check = (what, out, extra, env) =>
   step(what, process.execPath, [join(ROOT, 'scripts', 'device-check.mjs'), '--no-bench', '--no-op-bench', ...extra], {
     IRCONSTYLE_ADDON: ADDON,
@@ -42,8 +57,9 @@ const check = (what, out, extra, env) =>
     DEVICE_CHECK_SMALL: '1',  // no paper-size graph case
     ...env,
   });
-check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {});
-if (!quick) {
+if (asan) check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
+else check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {});
+if (!quick && !asan) {
   check('op cases, threads in reverse order', 'device-out-emu-reverse', ['--ops-only'], {
     IRCONSTYLE_EMU_ORDER: 'reverse',
   });
