@@ -22,7 +22,8 @@ const BUILD = join(ROOT, asan ? 'build-emu-asan' : 'build-emu');
 const ADDON = join(BUILD, 'Release', 'irconstyle.node');
 
 if (!existsSync(ADDON)) {
-  console.error(`[check:emu] ${ADDON} not found: build the emulator first with \`npm run build:emu${asan ? ' -- --asan' : ''}\``);
+  const build = `npm run build:emu${asan ? ' -- --asan' : ''}`;
+  console.error(`[check:emu] ${ADDON} not found: build the emulator first with \`${build}\``);
   process.exit(1);
 }
 // --asan: the AddressSanitizer build, whose runtime must be loaded before node's own libraries

@@ -34,9 +34,11 @@ describe('cuda-emu-source', () => {
 
   it('turns extern __shared__ arrays into the launch\'s dynamic shared memory', () => {
     const out = emuSource('  extern __shared__ float4 smem4[];\n  extern  __shared__ __align__(16) float ws [ ];', 'f');
-    expect(out).toBe(
-      '#line 1 "f"\n  float4* smem4 = ::irc_emu::dyn_smem_as<float4>();\n  float* ws = ::irc_emu::dyn_smem_as<float>();',
-    );
+    expect(out.split('\n')).toEqual([
+      '#line 1 "f"',
+      '  float4* smem4 = ::irc_emu::dyn_smem_as<float4>();',
+      '  float* ws = ::irc_emu::dyn_smem_as<float>();',
+    ]);
   });
 
   it('refuses a launch whose <<< has no >>> before the next launch', () => {

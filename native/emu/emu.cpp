@@ -1,13 +1,14 @@
 // The CUDA emulator's runtime (IRCONSTYLE_CUDA=EMU builds only; see cuda_runtime.h in this folder): one emulated
 // device whose memory is host memory, streams as worker threads running their work in order, graphs as recorded
-// work, and kernels run block by block with each thread of a block a fiber that yields at barriers and
-// warp shuffles. A kernel that deadlocks (a barrier not reached by every live thread, a shuffle that reads an exited
-// lane) or is launched with a configuration the GPU refuses fails the stream with a message on stderr naming the
-// launch's file and line, as a failed kernel fails a real context.
+// work, and kernels run block by block with each thread of a block a fiber that yields at barriers and warp
+// shuffles. A kernel that cannot finish (lanes of a warp waiting at different barriers, a shuffle that reads an exited
+// lane) or is launched with a configuration the GPU refuses fails with a message on stderr naming the launch's file
+// and line, and, as a failed kernel fails a real context, every later call reports the failure.
 #include <cuda_runtime.h>
-#include <dlfcn.h>
 #include <sys/mman.h>
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -251,8 +252,8 @@ const bool g_reverse = [] {
   return v && std::strcmp(v, "reverse") == 0;
 }();
 
-char* stack_at(size_t i) {  // fiber stacks, made once and reused by every block (the stream threads share none)
-  static thread_local std::vector<char*> stacks;
+char* stack_at(size_t i) {  // fiber stacks, made once and reused by every block (under g_run_mu)
+  static std::vector<char*> stacks;
   while (stacks.size() <= i) {
     void* m = mmap(nullptr, kStack + kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return nullptr;
@@ -340,7 +341,12 @@ bool run_block(Block& b, const Config& c, uint3 bid) {
   return true;
 }
 
+// Grids run one at a time in the process (streams may overlap on a GPU, they need not): the running block, its
+// fibers and the kernels' static shared memory are process-wide.
+std::mutex g_run_mu;
+
 void run_grid(const Config& c, const std::function<void()>& body) {
+  std::lock_guard<std::mutex> lk(g_run_mu);
   if (g_sticky.load() != cudaSuccess) return;
   Block b;
   b.body = &body;
@@ -611,17 +617,18 @@ cudaError_t cudaFreeHost(void* p) {
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (!bytes) return cudaSuccess;
-  if (S(s)->capturing() && ((kind == cudaMemcpyHostToDevice && !pinned(src)) || (kind == cudaMemcpyDeviceToHost && !pinned(dst))))
-    return refuse_in_capture();
+  const bool pageable = (kind == cudaMemcpyHostToDevice && !pinned(src)) || (kind == cudaMemcpyDeviceToHost && !pinned(dst));
+  if (pageable && S(s)->capturing()) return refuse_in_capture();
   // As CUDA does with pageable host memory: a copy from it is staged at the call (the buffer may be reused on
   // return), and one into it has completed when the call returns. Pinned memory is read and written in stream order.
-  if (kind == cudaMemcpyHostToDevice && !pinned(src)) {
-    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+  if (pageable && kind == cudaMemcpyHostToDevice) {
+    const char* from = static_cast<const char*>(src);
+    auto staged = std::make_shared<std::vector<char>>(from, from + bytes);
     S(s)->push([dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
     return cudaSuccess;
   }
   S(s)->push([dst, src, bytes] { std::memmove(dst, src, bytes); });
-  if (kind == cudaMemcpyDeviceToHost && !pinned(dst)) S(s)->drain();
+  if (pageable) S(s)->drain();
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {

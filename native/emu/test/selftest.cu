@@ -1,9 +1,9 @@
 // The CUDA emulator's own check (built with IRCONSTYLE_CUDA=EMU as build-emu/emu-selftest; run by
 // scripts/check-emu.mjs): block reductions through shared memory and warp shuffles give the exact sums, dynamic shared
 // memory is per launch, stream order holds for copies, kernels and pinned buffers, a capture replays (and one that
-// breaks the capture rules fails), and what the GPU
-// refuses or a broken kernel does (too much shared memory, a shuffle from an exited lane, lanes of a warp split between
-// two barriers) fails as on the GPU. One line per check; exit status 1 on any failure.
+// breaks the capture rules fails), and what the GPU refuses or a broken kernel does (too much shared memory, a shuffle
+// from an exited lane, lanes of a warp split between two barriers) fails as on the GPU. One line per check; exit
+// status 1 on any failure.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -60,7 +60,8 @@ int deadlock() {
   float* y = nullptr;
   cudaMalloc(reinterpret_cast<void**>(&y), 64 * sizeof(float));
   split_barrier_k<<<1, 64>>>(y);
-  check(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "lanes split between __syncwarp and __syncthreads fail the kernel");
+  check(cudaDeviceSynchronize() == cudaErrorLaunchFailure,
+        "lanes split between __syncwarp and __syncthreads fail the kernel");
   return g_failed ? 1 : 0;
 }
 
