@@ -11,8 +11,8 @@
 //       every op pass with the kernels' and stand-ins' memory accesses checked by AddressSanitizer: a kernel that
 //       reads or writes outside its buffers fails its case (the emulator's compute-sanitizer memcheck)
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -58,8 +58,15 @@ const check = (what, out, extra, env) =>
     DEVICE_CHECK_SMALL: '1',  // no paper-size graph case
     ...env,
   });
+const sitesFile = join(ROOT, 'device-out-emu', 'launch-sites.txt');
+rmSync(sitesFile, { force: true });
 if (asan) check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
-else check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {});
+else {
+  check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {
+    IRCONSTYLE_EMU_COVERAGE: sitesFile,
+  });
+  console.log(`\n[check:emu] ${launchCoverage(existsSync(sitesFile) ? readFileSync(sitesFile, 'utf8') : '')}`);
+}
 if (!quick && !asan) {
   check('op cases, threads in reverse order', 'device-out-emu-reverse', ['--ops-only'], {
     IRCONSTYLE_EMU_ORDER: 'reverse',
@@ -67,3 +74,29 @@ if (!quick && !asan) {
 }
 console.log(failures.length ? `\n[check:emu] FAILED: ${failures.join('; ')}` : '\n[check:emu] all passed');
 process.exitCode = failures.length ? 1 : 0;
+
+/** Which kernel launch sites of native/src the device check ran (reported, not checked): a `<<<` line that no case
+ * reaches is a kernel no parity case has compared. Launches written inside a #define are recorded at the macro's
+ * use and counted apart. */
+function launchCoverage(recorded) {
+  const ran = new Set(recorded.split('\n').filter(Boolean).map((l) => {
+    const at = l.lastIndexOf(':');
+    return `${relative(ROOT, l.slice(0, at))}:${l.slice(at + 1)}`;
+  }));
+  const sites = [];
+  for (const dir of ['native/src/ops', 'native/src/cuda']) {
+    for (const f of readdirSync(join(ROOT, dir)).filter((n) => /\.(cu|cuh)$/.test(n)).sort()) {
+      const lines = readFileSync(join(ROOT, dir, f), 'utf8').split('\n');
+      let inDefine = false;
+      lines.forEach((text, i) => {
+        const define = inDefine || /^\s*#\s*define\b/.test(text);
+        if (text.includes('<<<') && !define) sites.push(`${dir}/${f}:${i + 1}`);
+        inDefine = define && text.trimEnd().endsWith('\\');
+      });
+    }
+  }
+  const missed = sites.filter((s) => !ran.has(s));
+  const viaMacros = [...ran].filter((s) => !sites.includes(s)).length;
+  return `kernel launch sites run: ${sites.length - missed.length}/${sites.length} (and ${viaMacros} through macros)` +
+    (missed.length ? `; never run by a case: ${missed.join(', ')}` : '');
+}

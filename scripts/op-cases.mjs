@@ -83,6 +83,14 @@ export function opCases() {
   add('scale', '[2,32,32,48]', [f([2, 32, 32, 48])], [2.5, -1]);
   add('scale', '[7,13]', [f([7, 13])], [-1, 0]);
   add('scale', '[16,65761] 1/T', [f([16, 65761], -5, 5)], [1 / 0.07, 0]);
+  // inputs one float past a 16-byte boundary: the kernels' scalar paths (the float4 ones need aligned pointers)
+  add('scale', 'unaligned view [7,13]', [view(f([7, 13]), 1, 2)], [-1, 0.5]);
+  add('gelu', 'unaligned view [3,37]', [view(f([3, 37], -6, 6), 1, 0)]);
+  add('gelu_backward', 'unaligned views [3,37]', [view(f([3, 37]), 1, 0), view(f([3, 37], -6, 6), 3, 0)]);
+  add('mul', 'same, unaligned view [5,12]', [view(f([5, 12]), 1, 0), f([5, 12])]);
+  add('mul', 'channel, unaligned view [2,3,3,8]x[2,1,1,8]', [view(f([2, 3, 3, 8]), 1, 0), f([2, 1, 1, 8])]);
+  add('prelu', 'a[C], unaligned view [1,3,5,8]', [view(f([1, 3, 5, 8]), 1, 0), f([8], 0, 0.5)]);
+  add('fill_', 'unaligned view [3,5]', [view(f([3, 5]), 1, 6)], [0.25], { mutates: [0] });
   for (const [sh, slope] of [[[2, 32, 32, 48], 0.1], [[7, 13, 5], 0.2]]) {
     add('leaky_relu', `[${sh}] ${slope}`, [f(sh)], [slope]);
     add('leaky_relu_backward', `[${sh}] ${slope}`, [f(sh), f(sh)], [slope]);
@@ -109,6 +117,8 @@ export function opCases() {
     add('l2_normalize_backward', `[${sh}] eps ${eps}`, [f(sh), f(sh)], [eps], red);
   }
   add('l2_normalize', 'zero rows [3,4]', [f([3, 4], 0, 0)], [1e-12], red);
+  add('l2_normalize', 'long rows [3,1500] (block kernel)', [f([3, 1500])], [1e-12], red);
+  add('l2_normalize_backward', 'long rows [3,1500] (block kernel)', [f([3, 1500]), f([3, 1500])], [1e-12], red);
   // channel_attention: heads <= N (GEMMs batched over samples) and heads > N (over heads); C = 48 per head as in
   // ConStyle Restormer, odd pixel counts, one pixel. Backward inputs: cosines in [-1, 1], norms in [0.5, 2].
   // (P = H W >= 512 and even: the Gram split over pixel chunks on CUDA)
@@ -242,7 +252,9 @@ export function opCases() {
       add('batch_norm1d_backward', `${tr ? 'train' : 'eval'} ${name}`, [f([N, Cc]), f([N, Cc], -2, 3), pos([Cc], 0.5, 1.5), f([Cc]), pos([Cc], 0.5, 2)], [tr], red);
   }
   // C % 4 == 0 and C <= 512 take the lanes-per-row kernels (1, 2, 4, 16, 32 lanes below), the others the warp ones
-  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [3, 5], [2, 16, 16, 192], [1, 7, 13, 16], [5, 7, 32], [2, 3, 3, 4], [1, 5, 7, 384], [2, 9, 9, 288]]) {
+  // (C % 4 != 0 above 32: the warp kernels of 2, 4, 8, 16 and 32 values per lane, and the block kernels above 1024)
+  for (const sh of [[2, 32, 32, 48], [1, 7, 13, 5], [3, 5], [2, 16, 16, 192], [1, 7, 13, 16], [5, 7, 32], [2, 3, 3, 4], [1, 5, 7, 384], [2, 9, 9, 288],
+    [1, 2, 3, 37], [1, 3, 3, 70], [2, 2, 3, 130], [1, 2, 3, 262], [1, 2, 2, 522], [1, 1, 3, 1030]]) {
     const Cc = sh[sh.length - 1], rows = numel(sh) / Cc;
     add('layer_norm2d', `[${sh}]`, [f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([Cc])], [1e-6], red);
     add('layer_norm2d_backward', `[${sh}]`, [f(sh), f(sh, -2, 3), pos([Cc], 0.5, 1.5), f([rows], -0.5, 0.5), pos([rows], 0.5, 2)], [], red);

@@ -5,7 +5,9 @@
 // lane) or is launched with a configuration the GPU refuses fails with a message on stderr naming the launch's file
 // and line, and, as a failed kernel fails a real context, every later call reports the failure.
 #include <cuda_runtime.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
@@ -407,7 +409,31 @@ uint64_t shfl(uint64_t v, int src) {
   return r;
 }
 
+namespace {
+// IRCONSTYLE_EMU_COVERAGE=<file>: the launch sites (file:line) this process ran are appended to it at exit
+// (scripts/check-emu.mjs sets it on the device check's workers and lists the sites no case reached).
+struct Coverage {
+  std::mutex mu;
+  std::set<std::string> sites;
+  ~Coverage() {
+    const char* path = std::getenv("IRCONSTYLE_EMU_COVERAGE");
+    if (!path || sites.empty()) return;
+    std::string text;
+    for (const std::string& s : sites) text += s + "\n";
+    const int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);  // one write: workers may end at the same time
+    if (fd < 0) return;
+    if (write(fd, text.data(), text.size()) < 0) std::perror("IRCONSTYLE_EMU_COVERAGE");
+    close(fd);
+  }
+};
+Coverage g_coverage;
+}  // namespace
+
 void launch(const Config& c, const void* kernel, std::function<void()> body) {
+  {
+    std::lock_guard<std::mutex> lk(g_coverage.mu);
+    g_coverage.sites.insert(where(c));
+  }
   const uint64_t threads = uint64_t(c.block.x) * c.block.y * c.block.z;
   std::string why;
   if (threads == 0 || threads > 1024 || c.block.z > 64) why = "block of " + std::to_string(threads) + " threads";
