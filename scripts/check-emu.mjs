@@ -58,10 +58,10 @@ const check = (what, out, extra, env) =>
     DEVICE_CHECK_SMALL: '1',  // no paper-size graph case
     ...env,
   });
-const sitesFile = join(ROOT, 'device-out-emu', 'launch-sites.txt');
-rmSync(sitesFile, { force: true });
 if (asan) check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
 else {
+  const sitesFile = join(ROOT, 'device-out-emu', 'launch-sites.txt');
+  rmSync(sitesFile, { force: true });
   check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {
     IRCONSTYLE_EMU_COVERAGE: sitesFile,
   });

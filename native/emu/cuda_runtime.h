@@ -231,16 +231,7 @@ int lane();
 void* dyn_smem();
 uint64_t globaltimer_ns();
 
-template <class T>
-T shfl_xor(T v, int mask) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of an unsupported type");
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  bits = shfl(bits, lane() ^ mask);
-  T r;
-  std::memcpy(&r, &bits, sizeof(T));
-  return r;
-}
+// Lane `src`'s value of v (bit-copied through the 8-byte exchange).
 template <class T>
 T shfl_idx(T v, int src) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of an unsupported type");
@@ -267,7 +258,7 @@ inline void __syncthreads() { irc_emu::syncthreads(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { irc_emu::syncwarp(); }
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int mask, int = 32) {
-  return irc_emu::shfl_xor(v, mask);
+  return irc_emu::shfl_idx(v, irc_emu::lane() ^ mask);
 }
 template <class T>
 T __shfl_sync(unsigned, T v, int src, int = 32) {

@@ -115,9 +115,9 @@ struct Stream {
     std::unique_lock<std::mutex> lk(mu);
     cv.wait(lk, [this] { return q.empty() && !busy; });
   }
-  bool capturing() {
+  Graph* open_capture() {  // the graph being recorded, or nullptr
     std::lock_guard<std::mutex> lk(mu);
-    return capture != nullptr;
+    return capture;
   }
 };
 
@@ -561,7 +561,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   return static_cast<cudaError_t>(g_sticky.load());
 }
 cudaError_t cudaStreamAddCallback(cudaStream_t s, cudaStreamCallback_t cb, void* data, unsigned) {
-  if (S(s)->capturing()) return refuse_in_capture();
+  if (S(s)->open_capture()) return refuse_in_capture();
   S(s)->push([s, cb, data] { cb(s, static_cast<cudaError_t>(g_sticky.load()), data); });
   return cudaSuccess;
 }
@@ -574,11 +574,6 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* data) {
 
 // Memory: allocations at once; frees in stream order (kernels enqueued before may still use the block).
 namespace {
-Graph* capturing_graph(cudaStream_t s) {
-  Stream* st = S(s);
-  std::lock_guard<std::mutex> lk(st->mu);
-  return st->capture;
-}
 bool graph_owned(void* p) {
   std::lock_guard<std::mutex> lk(g_mem_mu);
   return g_graph_owned.count(p) > 0;
@@ -599,7 +594,7 @@ cudaError_t cudaFree(void* p) {
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
   *p = host_alloc(bytes);
   if (!*p) return fail(cudaErrorMemoryAllocation);
-  if (Graph* g = capturing_graph(s)) {
+  if (Graph* g = S(s)->open_capture()) {
     g->owned.push_back(*p);
     std::lock_guard<std::mutex> lk(g_mem_mu);
     g_graph_owned.insert(*p);
@@ -644,7 +639,7 @@ cudaError_t cudaFreeHost(void* p) {
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (!bytes) return cudaSuccess;
   const bool pageable = (kind == cudaMemcpyHostToDevice && !pinned(src)) || (kind == cudaMemcpyDeviceToHost && !pinned(dst));
-  if (pageable && S(s)->capturing()) return refuse_in_capture();
+  if (pageable && S(s)->open_capture()) return refuse_in_capture();
   // As CUDA does with pageable host memory: a copy from it is staged at the call (the buffer may be reused on
   // return), and one into it has completed when the call returns. Pinned memory is read and written in stream order.
   if (pageable && kind == cudaMemcpyHostToDevice) {
@@ -739,7 +734,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* cs) {
-  *cs = S(s)->capturing() ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+  *cs = S(s)->open_capture() ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* x, cudaGraph_t g, unsigned long long) {
