@@ -3,8 +3,10 @@
 // runs every kernel file's kernels on the CPU, so the device check's CUDA-against-CPU parity (every op case, the
 // opt-in and trial kernels' passes, the golden fixtures, CUDA graphs) runs here. Then the op passes again with each
 // block's threads run last to first between barriers (IRCONSTYLE_EMU_ORDER=reverse), which exposes a missing barrier
-// between a shared-memory write and another thread's read. First the emulator's and the cuBLAS/cuDNN stand-ins' own
-// checks. Exit status 1 when anything fails. Logs: device-out-emu/ and device-out-emu-reverse/.
+// between a shared-memory write and another thread's read. Before them, the emulator's and the cuBLAS/cuDNN
+// stand-ins' own checks; between them, the op cases on the paths a GPU takes only for huge tensors or without cuDNN
+// and cuBLASLt; last, a full card and exact profiling (scripts/emu-scenarios.mjs). Exit status 1 when anything
+// fails. Logs: device-out-emu/, device-out-emu-fallback/ and device-out-emu-reverse/.
 //   npm run build:emu && npm run check:emu            (about 2.5 minutes on 2 cores)
 //   npm run check:emu -- --quick                       (the op cases of the first pass only, threads in order)
 //   npm run build:emu -- --asan && npm run check:emu -- --asan
@@ -65,11 +67,25 @@ else {
   check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {
     IRCONSTYLE_EMU_COVERAGE: sitesFile,
   });
+  // The paths a GPU takes only for huge tensors or without a library: every kernel's 64-bit index variant (on a
+  // card, tensors of 2^30 elements and more), and the convolutions and GEMM epilogues without cuDNN and cuBLASLt.
+  check('op cases on the fallback paths', 'device-out-emu-fallback', ['--ops-only', '--strict-only'], {
+    IRCONSTYLE_EMU_COVERAGE: sitesFile,
+    IRCONSTYLE_EMU_WIDE_INDEX: '1',
+    IRCONSTYLE_EMU_NO_CUDNN: '1',
+    IRCONSTYLE_CUBLASLT: '0',
+  });
   console.log(`\n[check:emu] ${launchCoverage(existsSync(sitesFile) ? readFileSync(sitesFile, 'utf8') : '')}`);
 }
 if (!quick && !asan) {
   check('op cases, threads in reverse order', 'device-out-emu-reverse', ['--ops-only'], {
     IRCONSTYLE_EMU_ORDER: 'reverse',
+  });
+}
+if (!quick) {  // a full card (out of memory in inference and training) and exact profiling
+  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], {
+    IRCONSTYLE_ADDON: ADDON,
+    ...asanEnv,
   });
 }
 console.log(failures.length ? `\n[check:emu] FAILED: ${failures.join('; ')}` : '\n[check:emu] all passed');

@@ -3,7 +3,7 @@
 // .grad, e.g. a view into a model's flat gradient arena).
 import { IrcError } from '../errors.js';
 import { Tensor, shapeStr, viewOf, setReshapeRecorder, setTransferRecorder } from '../tensor/tensor.js';
-import { untracked } from '../tensor/scope.js';
+import { disposeOnError, untracked } from '../tensor/scope.js';
 import { native } from '../native/loader.js';
 import { OP_ID } from '../native/ops.gen.js';
 import { GradNode, isGradEnabled, nextSeq, withGrad } from './node.js';
@@ -38,7 +38,7 @@ export function needsGrad(inputs: (Tensor | null)[]): boolean {
 export function record(spec: RecordSpec): void {
   if (!needsGrad(spec.inputs)) return;
   const saved = (spec.save ?? []).map(keep);
-  attach(spec.outputs, {
+  const node: GradNode = {
     name: spec.name,
     inputs: spec.inputs,
     nOutputs: spec.outputs.length,
@@ -46,7 +46,34 @@ export function record(spec: RecordSpec): void {
     backward: spec.backward,
     ...(spec.accumulate ? { accumulate: spec.accumulate } : {}),
     seq: nextSeq(),
-  });
+  };
+  attach(spec.outputs, node);
+  if (saved.length) guards[guards.length - 1]?.push(node);
+}
+
+// The nodes with saved tensors recorded under each open freeGraphOnError call, innermost last.
+const guards: GradNode[][] = [];
+
+/**
+ * Runs a synchronous fn; if it throws, frees the saved tensors of every graph node recorded inside. A forward or
+ * backward that fails part way (e.g. out of GPU memory) leaves a graph no backward() will walk, and its saved
+ * tensors — most of a training step's activations — would otherwise be held until garbage collection. On success
+ * the nodes are left as they are (an enclosing call frees them if it fails).
+ */
+export function freeGraphOnError<T>(fn: () => T): T {
+  const nodes: GradNode[] = [];
+  guards.push(nodes);
+  let ok = false;
+  try {
+    const result = fn();
+    ok = true;
+    return result;
+  } finally {
+    guards.pop();
+    const outer = guards[guards.length - 1];
+    if (!ok) for (const n of nodes) freeNode(n);
+    else if (outer) for (const n of nodes) outer.push(n);
+  }
 }
 
 /** Marks outputs of an op without a backward: a gradient reaching them throws E_NO_GRAD. */
@@ -157,43 +184,53 @@ function run(loss: Tensor, seed?: Tensor): void {
       }
       const acc = takePending(node, grads);
       let gxs: (Tensor | null)[];
-      try {
-        gxs = node.backward(gys, node.saved.map(open), acc);
+      try {  // a rule that fails part way (out of GPU memory, say) disposes what it made
+        gxs = disposeOnError(() => node.backward(gys, node.saved.map(open), acc));
       } finally {
         for (const a of acc) a?.dispose();
+        for (const g of gys) g?.dispose();
       }
-      observer?.(node.name);
-      for (const g of gys) g?.dispose();
       freeNode(node);
-      node.inputs.forEach((x, i) => {
-        const g = gxs[i] ?? null;
-        if (acc[i] && !g) throw new IrcError('E_INTERNAL', `backward of ${node.name}: took input ${i}'s pending gradient and returned none`);
-        if (!g) return;
-        if (!x || !x.requiresGrad) {
-          g.dispose();
-          return;
-        }
-        if (g.size !== x.size)
-          throw new IrcError('E_INTERNAL', `backward of ${node.name}: gradient ${shapeStr(g.shape)} for input ${shapeStr(x.shape)}`);
-        if (x._node) {
-          const slot = grads.get(x._node) ?? new Array<Tensor | null>(x._node.nOutputs).fill(null);
-          const prev = slot[x._outIndex];
-          slot[x._outIndex] = prev ? addTensors(prev, g) : g;
-          if (prev) {
-            prev.dispose();
-            g.dispose();
-          }
-          grads.set(x._node, slot);
-        } else {
-          accumulateLeaf(x, g, leafAdds);
-        }
-      });
+      let i = 0;
+      try {
+        observer?.(node.name);
+        for (; i < node.inputs.length; ++i) pass(node, i, gxs[i] ?? null, acc[i] ?? null, grads, leafAdds);
+      } catch (e) {  // the gradients not handed on yet (an input's .grad is its own)
+        for (let j = i; j < gxs.length; ++j) if (gxs[j] && gxs[j] !== node.inputs[j]?.grad) gxs[j]!.dispose();
+        throw e;
+      }
     }
     leafAdds.flush();
   } finally {
     leafAdds.drop();
     for (const gs of grads.values()) for (const g of gs) g?.dispose();
     for (const n of nodes) freeNode(n);
+  }
+}
+
+/** Hands node's gradient g for input i on: added to the input's pending gradient, or to its .grad for a leaf. */
+function pass(node: GradNode, i: number, g: Tensor | null, acc: Tensor | null, grads: Map<GradNode, (Tensor | null)[]>,
+  leafAdds: LeafAdds): void {
+  const x = node.inputs[i];
+  if (acc && !g) throw new IrcError('E_INTERNAL', `backward of ${node.name}: took input ${i}'s pending gradient and returned none`);
+  if (!g) return;
+  if (!x || !x.requiresGrad) {
+    g.dispose();
+    return;
+  }
+  if (g.size !== x.size)
+    throw new IrcError('E_INTERNAL', `backward of ${node.name}: gradient ${shapeStr(g.shape)} for input ${shapeStr(x.shape)}`);
+  if (x._node) {
+    const slot = grads.get(x._node) ?? new Array<Tensor | null>(x._node.nOutputs).fill(null);
+    const prev = slot[x._outIndex];
+    slot[x._outIndex] = prev ? addTensors(prev, g) : g;
+    if (prev) {
+      prev.dispose();
+      g.dispose();
+    }
+    grads.set(x._node, slot);
+  } else {
+    accumulateLeaf(x, g, leafAdds);
   }
 }
 

@@ -73,6 +73,32 @@ export function tidyTracked<T>(fn: () => T): T {
   }
 }
 
+/**
+ * Runs a synchronous fn with tracking on (even inside untracked()). If fn throws, every tensor created inside is
+ * disposed (a backward rule that failed part way, e.g. out of GPU memory, would otherwise leave its intermediates to
+ * garbage collection); otherwise they go where they would have gone without this call: to the enclosing scope, or
+ * nowhere while tracking is paused.
+ */
+export function disposeOnError<T>(fn: () => T): T {
+  const prev = paused;
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  paused = 0;
+  let ok = false;
+  try {
+    const result = fn();
+    ok = true;
+    return result;
+  } finally {
+    scopes.pop();
+    paused = prev;
+    for (const t of scope) {
+      if (!ok) t.dispose();
+      else if (!t.isDisposed) track(t);
+    }
+  }
+}
+
 /** Removes a tensor from the current tidy scope so it survives it. */
 export function keep<T extends Tensor>(t: T): T {
   untrack(t);

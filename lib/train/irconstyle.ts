@@ -9,7 +9,7 @@ import { clone, copyInto } from '../ops/memory.js';
 import { captured } from '../infer/graph.js';
 import { native } from '../native/loader.js';
 import { noGrad } from '../autograd/node.js';
-import { backward } from '../autograd/tape.js';
+import { backward, freeGraphOnError } from '../autograd/tape.js';
 import { adamwFactors, adamwStep, type AdamWStepOptions } from '../ops/optim.js';
 import { ParamArena } from '../nn/arena.js';
 import { AdamW, type AdamWOptions } from '../optim/adamw.js';
@@ -315,17 +315,27 @@ export class IRConStyleTrainer {
   #bodyOn(lq: Tensor, gt: Tensor, active: boolean, factors: Tensor | null, ptr: Tensor | null): Record<string, Tensor> {
     const cs = this.model.ConStyle!;
     this.arena.zeroGrad();
-    const l = tidy((): Record<string, Tensor> => {
-      if (active) {
-        const o = cs.trainForward(lq, gt, ptr ?? undefined);
-        const restored = this.model.restore(lq, o.q1, o.feas);
-        return { ...irconstyleLoss(restored, gt, o) };
+    // A step that fails part way (out of GPU memory, say) frees what it made at once: its graph's saved tensors and
+    // the losses. The parameters and AdamW's state are untouched unless the update itself ran.
+    const l = freeGraphOnError(() => {
+      const losses = tidy((): Record<string, Tensor> => {
+        if (active) {
+          const o = cs.trainForward(lq, gt, ptr ?? undefined);
+          const restored = this.model.restore(lq, o.q1, o.feas);
+          return { ...irconstyleLoss(restored, gt, o) };
+        }
+        const enc = noGrad(() => cs.encode(lq));
+        const pix = pixelLoss(this.model.restore(lq, enc.q1, enc.feas), gt);
+        return { pix, total: pix };
+      });
+      try {
+        backward(losses.total!);
+      } catch (e) {
+        disposeAll(losses);
+        throw e;
       }
-      const enc = noGrad(() => cs.encode(lq));
-      const pix = pixelLoss(this.model.restore(lq, enc.q1, enc.feas), gt);
-      return { pix, total: pix };
+      return losses;
     });
-    backward(l.total!);
     const o = this.optimizer;
     if (factors) {  // graph mode: the step's values are read on the device; the caller counts the step
       const opts = this.#nextStep();

@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace irc_emu {
@@ -57,10 +58,22 @@ cudaError_t fail(cudaError_t e) {
 struct Graph {
   std::vector<Task> tasks;
   std::vector<void*> owned;  // allocations made while it was captured: live as long as the graph
-  bool invalid = false;      // a call that cannot be captured was made: cudaStreamEndCapture fails
+  // While it is captured: those of its allocations not yet freed in it, with their sizes, and their bytes now and at
+  // most. The most is the device memory the graph holds, as CUDA's planner lets allocations whose lifetimes in the
+  // graph do not overlap share memory.
+  std::unordered_map<void*, size_t> open;
+  size_t live = 0, peak = 0;
+  bool invalid = false;  // a call that cannot be captured was made: cudaStreamEndCapture fails
 };
 std::mutex g_mem_mu;
 std::set<void*> g_graph_owned;  // pointers of every live graph's allocations (cudaFree* of one is a no-op)
+// Device memory. IRCONSTYLE_EMU_MEMORY=<MiB> sets the card's size: an allocation that would take the live device
+// bytes past it fails with cudaErrorMemoryAllocation, as on a full card (scripts/emu-scenarios.mjs). A block counts
+// from its allocation until its free runs (in stream order for cudaFreeAsync); a graph's allocations count as the
+// most of them live at once in the graph, until the graph is destroyed.
+std::map<void*, size_t> g_device_blocks;  // under g_mem_mu, as g_device_live (the bytes counted)
+size_t g_device_live = 0;
+size_t g_graph_reserved = 0;  // the part of g_device_live that graphs hold (cudaGraphMemAttrReservedMemCurrent)
 
 // ---- streams -----------------------------------------------------------------------------------------------------
 struct Stream {
@@ -148,6 +161,8 @@ void free_graph(Graph* g) {
   {
     std::lock_guard<std::mutex> lk(g_mem_mu);
     for (void* p : g->owned) g_graph_owned.erase(p);
+    g_device_live -= g->peak;
+    g_graph_reserved -= g->peak;
   }
   for (void* p : g->owned) std::free(p);
   delete g;
@@ -376,6 +391,46 @@ void* host_alloc(size_t bytes) {
   return p;
 }
 
+// Device memory (device_alloc below). IRCONSTYLE_EMU_MEMORY=<MiB> sets the card's size.
+size_t device_memory() {
+  static const size_t limit = [] {
+    const char* v = std::getenv("IRCONSTYLE_EMU_MEMORY");
+    return v && *v ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) << 20 : size_t(80) << 30;  // as an H100
+  }();
+  return limit;
+}
+void* device_alloc(size_t bytes, Graph* g = nullptr) {
+  const size_t limit = device_memory();
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  const size_t charge = !g ? bytes : g->live + bytes > g->peak ? g->live + bytes - g->peak : 0;
+  if (charge > limit - g_device_live) return nullptr;
+  void* p = host_alloc(bytes);
+  if (!p) return nullptr;
+  g_device_live += charge;
+  if (g) {
+    g_graph_reserved += charge;
+    g->owned.push_back(p);
+    g->open[p] = bytes;
+    g->live += bytes;
+    g->peak = std::max(g->peak, g->live);
+    g_graph_owned.insert(p);
+  } else {
+    g_device_blocks[p] = bytes;
+  }
+  return p;
+}
+void device_free(void* p) {
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    auto it = g_device_blocks.find(p);
+    if (it != g_device_blocks.end()) {
+      g_device_live -= it->second;
+      g_device_blocks.erase(it);
+    }
+  }
+  std::free(p);
+}
+
 }  // namespace
 
 // ---- kernel-side entry points --------------------------------------------------------------------------------------
@@ -581,29 +636,34 @@ bool graph_owned(void* p) {
 }  // namespace
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (cudaError_t e = refuse_in_capture()) return e;
-  *p = host_alloc(bytes);
+  *p = device_alloc(bytes);
   return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFree(void* p) {
   if (!p || graph_owned(p)) return cudaSuccess;
   if (cudaError_t e = refuse_in_capture()) return e;
   drain_all();
-  std::free(p);
+  device_free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
-  *p = host_alloc(bytes);
-  if (!*p) return fail(cudaErrorMemoryAllocation);
-  if (Graph* g = S(s)->open_capture()) {
-    g->owned.push_back(*p);
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    g_graph_owned.insert(*p);
-  }
-  return cudaSuccess;
+  *p = device_alloc(bytes, S(s)->open_capture());
+  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
-  if (!p || graph_owned(p)) return cudaSuccess;  // a graph's memory lives until the graph is destroyed
-  S(s)->push([p] { std::free(p); });
+  if (!p) return cudaSuccess;
+  if (graph_owned(p)) {  // a graph's memory lives until the graph is destroyed; freed in its capture, it may be shared
+    if (Graph* g = S(s)->open_capture()) {
+      std::lock_guard<std::mutex> lk(g_mem_mu);
+      auto it = g->open.find(p);
+      if (it != g->open.end()) {
+        g->live -= it->second;
+        g->open.erase(it);
+      }
+    }
+    return cudaSuccess;
+  }
+  S(s)->push([p] { device_free(p); });
   return cudaSuccess;
 }
 namespace {
@@ -618,7 +678,9 @@ bool pinned(const void* p) {
 }
 }  // namespace
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
-  if (cudaMalloc(p, bytes) != cudaSuccess) return cudaErrorMemoryAllocation;
+  if (cudaError_t e = refuse_in_capture()) return e;
+  *p = host_alloc(bytes);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
   std::lock_guard<std::mutex> lk(g_mem_mu);
   g_pinned[static_cast<const char*>(*p)] = bytes ? bytes : 1;
   return cudaSuccess;
@@ -666,6 +728,12 @@ cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int) {
 }
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  *total_bytes = device_memory();
+  *free_bytes = *total_bytes - g_device_live;
+  return cudaSuccess;
+}
 
 // Events.
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
@@ -742,6 +810,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* x, cudaGraph_t g, unsigned lon
   auto* exec = new Graph();
   exec->tasks = src->tasks;
   exec->owned.swap(src->owned);  // the memory moves to the executable graph (the template is destroyed first)
+  std::swap(exec->peak, src->peak);
   *x = reinterpret_cast<cudaGraphExec_t>(exec);
   return cudaSuccess;
 }
@@ -761,6 +830,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
 }
 cudaError_t cudaDeviceGraphMemTrim(int) { return cudaSuccess; }
 cudaError_t cudaDeviceGetGraphMemAttribute(int, cudaGraphMemAttributeType, void* v) {
-  *static_cast<uint64_t*>(v) = 0;
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  *static_cast<uint64_t*>(v) = g_graph_reserved;
   return cudaSuccess;
 }

@@ -4,6 +4,7 @@
 // Used only by the CUDA emulator build (native/emu) and its tests; never shipped.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -350,8 +351,12 @@ IRC_STAND_IN_EXPORT const char* cudnnGetErrorString(int status) {
   }
 }
 
+// IRCONSTYLE_EMU_NO_CUDNN=1: cudnnCreate fails, as where cuDNN is installed but cannot start, so that the addon runs
+// its convolutions without cuDNN (the fallback pass of scripts/check-emu.mjs).
 IRC_STAND_IN_EXPORT int cudnnCreate(void** handle) {
   if (!handle) return kBadParam;
+  const char* off = std::getenv("IRCONSTYLE_EMU_NO_CUDNN");
+  if (off && off[0] == '1') return kNotInitialized;
   *handle = new (std::nothrow) Handle();
   return *handle ? kOk : kAllocFailed;
 }

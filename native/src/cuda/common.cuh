@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "../ops/op_api.h"
@@ -52,6 +53,21 @@ inline unsigned blocks_for(int64_t n, int threads = 256) {
   if (b < 1) b = 1;
   if (b > 65535LL * 32) b = 65535LL * 32;
   return static_cast<unsigned>(b);
+}
+
+// Whether a kernel over n elements may take its 32-bit index variant (or a path that indexes with int): n below
+// `bound` (2^30 where an index plus a grid stride must stay below 2^31; 2^31 for unsigned indices). In the emulator
+// build IRCONSTYLE_EMU_WIDE_INDEX=1 answers no for every n, so that the 64-bit variants, which only tensors of 2^30
+// elements and more reach on a GPU, run on the op cases' small tensors (scripts/check-emu.mjs).
+inline bool index32(int64_t n, int64_t bound = int64_t(1) << 30) {
+#ifdef IRC_CUDA_EMU
+  static const bool wide = [] {
+    const char* v = std::getenv("IRCONSTYLE_EMU_WIDE_INDEX");
+    return v && v[0] == '1';
+  }();
+  if (wide) return false;
+#endif
+  return n < bound;
 }
 
 // Whether TF32 tensor cores may be used for convolutions (PyTorch's default: yes; IRCONSTYLE_TF32=0 turns off).

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -107,6 +108,39 @@ void drain_deferred() {
 
 bool g_held = false;  // the stream is held by hold_stream (exact profiling)
 
+// cudaMallocAsync, and when the card is full, once more after giving back what nothing uses: the frees deferred to
+// this thread, the stream's pending frees (it is waited for), the blocks the pool keeps cached and the graphs'
+// unused reserve. Not inside a capture (its allocations are the graph's; no wait allowed) nor while the stream is
+// held (the wait would last until the release).
+cudaError_t malloc_or_reclaim(void** p, size_t bytes, cudaStream_t s) {
+  cudaError_t e = cudaMallocAsync(p, bytes, s);
+  if (e != cudaErrorMemoryAllocation || st().capturing || g_held) return e;
+  cudaGetLastError();  // (see err)
+  drain_deferred();
+  if (cudaStreamSynchronize(s) != cudaSuccess) return e;  // (a failed stream: its error surfaces at the next read)
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+  cudaDeviceGraphMemTrim(0);
+  cudaGetLastError();
+  return cudaMallocAsync(p, bytes, s);
+}
+
+std::string mib(size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return b;
+}
+
+// "cannot allocate 64.0 MiB of GPU memory (tensors hold 12.0 MiB; the card has 3.1 MiB free of 48.0 MiB)"
+std::string oom_message(size_t bytes, const char* what) {
+  cudaGetLastError();  // (see err)
+  std::string m = "cannot allocate " + mib(bytes) + " of " + what + " (tensors hold " + mib(st().live.load());
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) m += "; the card has " + mib(free_b) + " free of " + mib(total_b);
+  cudaGetLastError();
+  return m + ")";
+}
+
 void need() {
   if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
   // not inside a capture (a free would join the graph), nor while the stream is held: cudaFreeHost and graph
@@ -165,11 +199,8 @@ void* stream() { return available() ? st().stream : nullptr; }
 void* alloc(size_t bytes) {
   need();
   void* p = nullptr;
-  cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 4, st().stream);
-  if (e == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // (see err)
-    op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of GPU memory");
-  }
+  cudaError_t e = malloc_or_reclaim(&p, bytes ? bytes : 4, st().stream);
+  if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", oom_message(bytes, "GPU memory"));
   if (e != cudaSuccess) op_fail("E_CUDA", "cudaMallocAsync: " + err(e));
   st().live += bytes;
   return p;
@@ -251,7 +282,7 @@ void download_to_pinned(void* pinned, const void* src, size_t bytes) {
 void* pinned_alloc(size_t bytes) {
   void* p = nullptr;
   cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 4);
-  if (e != cudaSuccess) op_fail("E_OOM", "cannot allocate " + std::to_string(bytes) + " bytes of pinned memory: " + err(e));
+  if (e != cudaSuccess) op_fail("E_OOM", "cannot allocate " + mib(bytes) + " of pinned host memory: " + err(e));
   return p;
 }
 void pinned_free(void* p) {
@@ -445,11 +476,12 @@ void* scratch(cudaStream_t s, size_t bytes, int slot) {
     if (g.scratch[slot] && g.graphs > 0) g.retired_scratch.push_back(g.scratch[slot]);  // graphs may use it
     else if (g.scratch[slot]) cudaFreeAsync(g.scratch[slot], s);
     size_t want = exact ? bytes : bytes + bytes / 4;
-    cudaError_t e = cudaMallocAsync(&g.scratch[slot], want, s);
+    cudaError_t e = malloc_or_reclaim(&g.scratch[slot], want, s);
     if (e != cudaSuccess) {
       g.scratch[slot] = nullptr;
       g.scratch_cap[slot] = 0;
-      op_fail(e == cudaErrorMemoryAllocation ? "E_OOM" : "E_CUDA", "scratch: " + err(e));
+      if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", oom_message(want, "GPU scratch memory"));
+      op_fail("E_CUDA", "scratch: " + err(e));
     }
     g.scratch_cap[slot] = want;
   }

@@ -334,7 +334,7 @@ void cuda_channel_attention_backward(KernelCtx& k) {
   bwd_cols_k<<<cu::blocks_for(rows), 256, 0, s>>>(g, norms, cos, M, ab);
   dt_finish_k<<<1, 32, 0, s>>>(g, rowdt, dt);
   const int64_t total = g.N * g.P * C2;
-  if (total < (int64_t(1) << 30))
+  if (cu::index32(total))
     scale_qk_k<int><<<cu::blocks_for(total), 256, 0, s>>>(qkv, ab, dqkv, int(total), int(g.P), int(C2), int(C3));
   else
     scale_qk_k<int64_t><<<cu::blocks_for(total), 256, 0, s>>>(qkv, ab, dqkv, total, g.P, C2, C3);

@@ -207,7 +207,7 @@ void depthwise_forward(const KernelCtx& k, const Geo& g, const float* x, const f
   const cudaStream_t s = cu::stream(k);
   const bool v4 = g.Co % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(y) && (!b || aligned16(b));
   const int64_t n = g.N * g.Ho * g.Wo * g.Co;
-  const bool small = n < (int64_t(1) << 30);  // i + stride stays below 2^31
+  const bool small = cu::index32(n);  // i + stride stays below 2^31
   if (v4) {
     (small ? dw_fwd_k<4, int> : dw_fwd_k<4, int64_t>)<<<cu::blocks_for(n / 4), 256, 0, s>>>(g, x, w, b, y);
   } else {

@@ -209,7 +209,7 @@ bool thin_conv_fits(int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, boo
   // index plus its stride, at most 2^29 threads, stays below INT_MAX)
   if (((kTH + 2) * (kTW + 2) * Ci + kTH * kTW * Co) * int64_t(sizeof(float)) > 48 * 1024) return false;
   const int64_t C = Ci > Co ? Ci : Co;
-  return N * H * W > 0 && N * H * W * C < (int64_t(1) << 30);
+  return N * H * W > 0 && cu::index32(N * H * W * C);
 }
 
 bool thin_conv_forward(const KernelCtx& k, int64_t N, int64_t H, int64_t W, int64_t Ci, int64_t Co, const float* x,

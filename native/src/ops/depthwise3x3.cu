@@ -244,7 +244,7 @@ int64_t slide_groups(int64_t items, const Lanes& l) {
 
 // Whether a tensor of n floats may take the sliding kernels (32-bit index math; below 2^30, so that a grid-stride
 // loop's index plus its stride, at most 2^29 threads, stays below INT_MAX).
-bool slide_fits(int64_t n) { return n > 0 && n < (int64_t(1) << 30); }
+bool slide_fits(int64_t n) { return n > 0 && cu::index32(n); }
 
 // IRCONSTYLE_SLIDE=batch: the kernels below take each work item's loads first (slide3_batch.h).
 bool slide_batch() { return env_is("IRCONSTYLE_SLIDE", "batch"); }

@@ -171,7 +171,7 @@ void binary(KernelCtx& c) {
   const float *a = A.f(), *b = B.f();
   float* y = Y.f();
   const int64_t n = Y.n;
-  const bool small = n < (int64_t(1) << 31);
+  const bool small = cu::index32(n, int64_t(1) << 31);
   // Pattern of the broadcast side q (the full side varies along every merged dim).
   auto full = [&](const std::vector<int>& v) {
     for (int x : v)

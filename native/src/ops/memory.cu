@@ -263,7 +263,7 @@ void cuda_permute(KernelCtx& c) {
   if (m > kMaxDims)  // (the gather kernel's limit; the tile transpose takes up to 4 + kOuterDims)
     op_fail("E_SHAPE", "permute: the CUDA gather kernel supports at most " + std::to_string(kMaxDims) +
                            " non-mergeable dims, got " + std::to_string(m) + " for x " + shape_str(x.shape));
-  if (x.n < (int64_t(1) << 31)) {
+  if (cu::index32(x.n, int64_t(1) << 31)) {
     PermGeom<uint32_t> g{};
     g.m = m;
     for (int d = 0; d < m; ++d) {

@@ -34,7 +34,7 @@ namespace {
 
 // Index arithmetic in 32 bits where it cannot overflow (64-bit division costs tens of instructions per element,
 // enough to slow these memory-bound kernels): n < 2^30 keeps a grid-stride loop's i + stride below 2^31.
-inline bool small_index(int64_t n) { return n < (int64_t(1) << 30); }
+inline bool small_index(int64_t n) { return cu::index32(n); }
 #define IRC_LOOP(I, i, n) \
   for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < I(n); i += I(gridDim.x) * I(blockDim.x))
 // kern<V, I> over n elements (units of V) with I = int when small_index(n), else int64_t.

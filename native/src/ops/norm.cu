@@ -677,7 +677,7 @@ void layer_norm2d_forward_cuda(const KernelCtx& c, const float* x, const float* 
 
 bool layer_norm2d_apply_cuda(const KernelCtx& c, const float* x, const float* w, const float* b, const float* mean,
                              const float* rstd, float* y, int64_t rows, int64_t C) {
-  if (!sub_rows_ok(C, rows, x, w, b, y) || rows * C >= (int64_t(1) << 30)) return false;
+  if (!sub_rows_ok(C, rows, x, w, b, y) || !cu::index32(rows * C)) return false;
   if (rows == 0) return true;
   const int64_t n4 = rows * C / 4;
   ln_apply4_k<<<cu::blocks_for(n4), 256, 0, cu::stream(c)>>>(

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// What a GPU service meets besides correct kernels, run on the CUDA emulator (`npm run build:emu`): a full card and
+// exact profiling. scripts/check-emu.mjs runs it with IRCONSTYLE_ADDON naming the emulated addon; alone:
+//   IRCONSTYLE_ADDON=$PWD/build-emu/Release/irconstyle.node node scripts/emu-scenarios.mjs
+// Each scenario that runs out of memory is a child process with IRCONSTYLE_EMU_MEMORY (the card's MiB) set.
+// Exit status 1 when a check fails.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+Error.stackTraceLimit = 200;  // (the stacks say whether an error came from the backward)
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
+const { constyleNAFNet, IRConStyleTrainer, tensor, noGrad, tidy, memoryStats, sync, backendInfo, profileOps, ops } = lib;
+
+const failures = [];
+function check(what, ok, detail = '') {
+  console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? `: ${detail}` : ''}`);
+  if (!ok) failures.push(what);
+}
+/** Images [n, size, size, 3] with fixed values in [0, 1). */
+const images = (n, size, seed) =>
+  tensor(new Float32Array(n * size * size * 3).map((_, i) => ((i * 31 + seed) % 101) / 101), [n, size, size, 3]);
+const held = () => {
+  const m = memoryStats();
+  return { tensors: m.tensors, cudaBytes: m.cudaBytes };
+};
+const sameHeld = (a, b) => a.tensors === b.tensors && a.cudaBytes === b.cudaBytes;
+const fmtHeld = (m) => `${m.tensors} tensors, ${m.cudaBytes} bytes`;
+async function expectOom(what, fn) {
+  try {
+    await fn();
+    check(what, false, 'no error');
+  } catch (e) {
+    const where = /at backward \(.*autograd\/tape\.js/.test(e?.stack ?? '') ? 'in the backward' : 'in the forward';
+    check(what, e?.code === 'E_OOM' && /cannot allocate .* of GPU/.test(e.message), `${e?.message} (${e?.op}, ${where})`);
+  }
+}
+const equal = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+// restore-style inference on a full card: a forward too large fails with E_OOM, leaves nothing behind, and the next
+// one gives the same bits as before it
+async function inferenceOnFullCard() {
+  const model = constyleNAFNet({ dim: 16, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' }).eval();
+  const restore = async (size) => {
+    const x = images(1, size, 3);
+    try {
+      const y = noGrad(() => tidy(() => model.forward(x)));
+      const d = await y.data();
+      y.dispose();
+      return d;
+    } finally {
+      x.dispose();
+    }
+  };
+  const before = await restore(48);
+  await sync();
+  const base = held();
+  for (const size of [1024, 512, 384]) await expectOom(`inference 1x${size}² on a ${process.env.IRCONSTYLE_EMU_MEMORY} MiB card: E_OOM`, () => restore(size));
+  await sync();
+  const after = held();
+  check('nothing left by the failed forwards', sameHeld(base, after), `${fmtHeld(base)} before, ${fmtHeld(after)} after`);
+  check('the next forward gives the same bits', equal(before, await restore(48)));
+}
+
+// training steps too large for the card, on a trainer that has trained: each that fails (sizes from large to small,
+// so that some fail in the forward and, near the card's size, some in the backward) fails with E_OOM, leaves nothing
+// behind (no garbage collection needed) and the trained parameters and AdamW's state untouched; and the trainer
+// goes on. Which sizes fail where depends on what the kernels allocate, so the check asks only for failures in both.
+async function trainingOnFullCard(graph) {
+  const mode = graph ? 'graph mode' : 'op by op';
+  lib.setInitSeed(7);
+  const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
+  const t = new IRConStyleTrainer(model, { lr: 3e-4, graph, tune: false });
+  const small = [images(2, 32, 1), images(2, 32, 4)];
+  for (let i = 0; i < 3; ++i) await t.step(small[0], small[1]);  // graph mode: warm, recorded, replayed
+  const state = async () => [await t.arena.params.data(), await t.optimizer.m.data(), await t.optimizer.v.data()];
+  const where = new Set();
+  for (const [n, size] of [[8, 128], [4, 96], [4, 88], [8, 64], [2, 120], [2, 112], [8, 56], [4, 80], [2, 104]]) {
+    await sync();
+    const base = held();
+    const [p0, m0, v0] = await state();
+    const step0 = t.optimizer.step;
+    const big = [images(n, size, 9), images(n, size, 12)];
+    let e = null;
+    try {
+      await t.step(big[0], big[1]);
+    } catch (err) {
+      e = err;
+    }
+    big.forEach((x) => x.dispose());
+    if (!e) continue;
+    const at = /at backward \(.*autograd\/tape\.js/.test(e.stack ?? '') ? 'backward' : 'forward';
+    where.add(at);
+    const what = `${mode}: a ${n}x${size}² step on a ${process.env.IRCONSTYLE_EMU_MEMORY} MiB card`;
+    check(`${what} fails with E_OOM`, e.code === 'E_OOM' && /cannot allocate .* of GPU/.test(e.message),
+      `${e.message} (${e.op}, in the ${at})`);
+    await sync();
+    const after = held();
+    check(`${what}: nothing left`, sameHeld(base, after), `${fmtHeld(base)} before, ${fmtHeld(after)} after`);
+    const [p1, m1, v1] = await state();
+    check(`${what}: parameters, AdamW's moments and step count untouched`,
+      equal(p0, p1) && equal(m0, m1) && equal(v0, v1) && t.optimizer.step === step0);
+  }
+  check(`${mode}: steps failed in the forward and in the backward`, where.has('forward') && where.has('backward'),
+    [...where].join(', ') || 'none failed');
+  const steps = t.optimizer.step;
+  const l = await t.step(small[0], small[1]);
+  check(`${mode}: the next step trains`, Number.isFinite(l.total) && t.optimizer.step === steps + 1, `total ${l.total}`);
+}
+
+// exact profiling holds the stream until each op is enqueued whole (the hold kernel), and reports every op
+async function exactProfile() {
+  const x = images(2, 24, 5);
+  const w = tensor(new Float32Array(3 * 3 * 3 * 8).map((_, i) => ((i % 13) - 6) / 20), [3, 3, 3, 8]);
+  const rows = await profileOps(async () => {
+    for (let i = 0; i < 3; ++i) {
+      const y = tidy(() => ops.relu(ops.conv2d(x, w, null, { padding: 1 })));
+      await y.data();
+      y.dispose();
+    }
+  }, { exact: true });
+  const row = (name) => rows.find((r) => r.op === name);
+  check('exact profile: conv2d and relu timed 3 times each', row('conv2d')?.calls === 3 && row('relu')?.calls === 3,
+    rows.map((r) => `${r.op} ${r.calls}`).join(', '));
+  check('exact profile: times are non-negative', rows.every((r) => r.ms >= 0));
+  x.dispose();
+  w.dispose();
+}
+
+const scenario = process.argv[2];
+if (scenario) {
+  if (backendInfo().device !== 'cuda') {
+    console.error(`[emu-scenarios] the CUDA backend is not in use (${backendInfo().reason ?? backendInfo().device}); set IRCONSTYLE_ADDON to the emulated addon`);
+    process.exit(1);
+  }
+  if (scenario === 'inference') await inferenceOnFullCard();
+  else if (scenario === 'train') await trainingOnFullCard(false);
+  else if (scenario === 'train-graph') await trainingOnFullCard(true);
+  else if (scenario === 'profile') await exactProfile();
+  else throw new Error(`unknown scenario ${scenario}`);
+  process.exitCode = failures.length ? 1 : 0;
+} else {
+  const runs = [['profile', ''], ['inference', '64'], ['train', '80'], ['train-graph', '80']];
+  let bad = 0;
+  for (const [name, mib] of runs) {
+    console.log(`[emu-scenarios] ${name}${mib ? ` (a ${mib} MiB card)` : ''}`);
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), name], {
+      stdio: 'inherit',
+      env: { ...process.env, ...(mib ? { IRCONSTYLE_EMU_MEMORY: mib } : {}) },
+    });
+    if (r.status !== 0) bad++;
+  }
+  console.log(bad ? `[emu-scenarios] ${bad} scenario(s) FAILED` : '[emu-scenarios] all passed');
+  process.exitCode = bad ? 1 : 0;
+}
