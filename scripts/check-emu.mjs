@@ -5,8 +5,8 @@
 // block's threads run last to first between barriers (IRCONSTYLE_EMU_ORDER=reverse), which exposes a missing barrier
 // between a shared-memory write and another thread's read. Before them, the emulator's and the cuBLAS/cuDNN
 // stand-ins' own checks; between them, the op cases on the paths a GPU takes only for huge tensors or without cuDNN
-// and cuBLASLt; last, a full card and exact profiling (scripts/emu-scenarios.mjs). Exit status 1 when anything
-// fails. Logs: device-out-emu/, device-out-emu-fallback/ and device-out-emu-reverse/.
+// and cuBLASLt, and a full card and exact profiling (scripts/emu-scenarios.mjs). Exit status 1 when anything fails.
+// Logs: device-out-emu/, device-out-emu-fallback/ and device-out-emu-reverse/.
 //   npm run build:emu && npm run check:emu            (about 2.5 minutes on 2 cores)
 //   npm run check:emu -- --quick                       (the op cases of the first pass only, threads in order)
 //   npm run build:emu -- --asan && npm run check:emu -- --asan
@@ -60,8 +60,13 @@ const check = (what, out, extra, env) =>
     DEVICE_CHECK_SMALL: '1',  // no paper-size graph case
     ...env,
   });
-if (asan) check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
-else {
+// a full card (out of memory in inference and training) and exact profiling
+const scenarios = (env) =>
+  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], { IRCONSTYLE_ADDON: ADDON, ...env });
+if (asan) {
+  check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
+  scenarios(asanEnv);
+} else {
   const sitesFile = join(ROOT, 'device-out-emu', 'launch-sites.txt');
   rmSync(sitesFile, { force: true });
   check('device check on the emulator', 'device-out-emu', quick ? ['--ops-only', '--strict-only'] : [], {
@@ -75,6 +80,7 @@ else {
     IRCONSTYLE_EMU_NO_CUDNN: '1',
     IRCONSTYLE_CUBLASLT: '0',
   });
+  if (!quick) scenarios({ IRCONSTYLE_EMU_COVERAGE: sitesFile });
   console.log(`\n[check:emu] ${launchCoverage(existsSync(sitesFile) ? readFileSync(sitesFile, 'utf8') : '')}`);
 }
 if (!quick && !asan) {
@@ -82,12 +88,7 @@ if (!quick && !asan) {
     IRCONSTYLE_EMU_ORDER: 'reverse',
   });
 }
-if (!quick) {  // a full card (out of memory in inference and training) and exact profiling
-  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], {
-    IRCONSTYLE_ADDON: ADDON,
-    ...asanEnv,
-  });
-}
+
 console.log(failures.length ? `\n[check:emu] FAILED: ${failures.join('; ')}` : '\n[check:emu] all passed');
 process.exitCode = failures.length ? 1 : 0;
 
