@@ -62,7 +62,10 @@ const check = (what, out, extra, env) =>
   });
 // a full card (out of memory in inference and training) and exact profiling
 const scenarios = (env) =>
-  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], { IRCONSTYLE_ADDON: ADDON, ...env });
+  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], {
+    IRCONSTYLE_ADDON: ADDON,
+    ...env,
+  });
 if (asan) {
   check('op passes under AddressSanitizer', 'device-out-emu-asan', ['--ops-only'], asanEnv);
   scenarios(asanEnv);

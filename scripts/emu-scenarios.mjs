@@ -11,7 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 Error.stackTraceLimit = 200;  // (the stacks say whether an error came from the backward)
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
-const { constyleNAFNet, IRConStyleTrainer, tensor, noGrad, tidy, memoryStats, sync, backendInfo, profileOps, ops } = lib;
+const { constyleNAFNet, IRConStyleTrainer, tensor, noGrad, tidy, memoryStats, sync, backendInfo, profileOps, ops } =
+  lib;
 
 const failures = [];
 function check(what, ok, detail = '') {
@@ -33,7 +34,8 @@ async function expectOom(what, fn) {
     check(what, false, 'no error');
   } catch (e) {
     const where = /at backward \(.*autograd\/tape\.js/.test(e?.stack ?? '') ? 'in the backward' : 'in the forward';
-    check(what, e?.code === 'E_OOM' && /cannot allocate .* of GPU/.test(e.message), `${e?.message} (${e?.op}, ${where})`);
+    const ok = e?.code === 'E_OOM' && /cannot allocate .* of GPU/.test(e.message);
+    check(what, ok, `${e?.message} (${e?.op}, ${where})`);
   }
 }
 const equal = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
@@ -56,10 +58,14 @@ async function inferenceOnFullCard() {
   const before = await restore(48);
   await sync();
   const base = held();
-  for (const size of [1024, 512, 384]) await expectOom(`inference 1x${size}² on a ${process.env.IRCONSTYLE_EMU_MEMORY} MiB card: E_OOM`, () => restore(size));
+  for (const size of [1024, 512, 384]) {
+    const card = process.env.IRCONSTYLE_EMU_MEMORY;
+    await expectOom(`inference 1x${size}² on a ${card} MiB card: E_OOM`, () => restore(size));
+  }
   await sync();
   const after = held();
-  check('nothing left by the failed forwards', sameHeld(base, after), `${fmtHeld(base)} before, ${fmtHeld(after)} after`);
+  check('nothing left by the failed forwards', sameHeld(base, after),
+    `${fmtHeld(base)} before, ${fmtHeld(after)} after`);
   check('the next forward gives the same bits', equal(before, await restore(48)));
 }
 
@@ -106,7 +112,8 @@ async function trainingOnFullCard(graph) {
     [...where].join(', ') || 'none failed');
   const steps = t.optimizer.step;
   const l = await t.step(small[0], small[1]);
-  check(`${mode}: the next step trains`, Number.isFinite(l.total) && t.optimizer.step === steps + 1, `total ${l.total}`);
+  check(`${mode}: the next step trains`, Number.isFinite(l.total) && t.optimizer.step === steps + 1,
+    `total ${l.total}`);
 }
 
 // exact profiling holds the stream until each op is enqueued whole (the hold kernel), and reports every op
@@ -131,7 +138,8 @@ async function exactProfile() {
 const scenario = process.argv[2];
 if (scenario) {
   if (backendInfo().device !== 'cuda') {
-    console.error(`[emu-scenarios] the CUDA backend is not in use (${backendInfo().reason ?? backendInfo().device}); set IRCONSTYLE_ADDON to the emulated addon`);
+    console.error(`[emu-scenarios] the CUDA backend is not in use (${backendInfo().reason}); ` +
+      'set IRCONSTYLE_ADDON to the emulated addon');
     process.exit(1);
   }
   if (scenario === 'inference') await inferenceOnFullCard();

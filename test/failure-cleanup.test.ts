@@ -25,7 +25,7 @@ async function held(): Promise<[number, number]> {
 afterEach(() => setBackwardObserver(null));
 
 describe('failures part way free what they made', () => {
-  it('a forward that throws under freeGraphOnError frees the saved tensors of its graph (without: they stay)', async () => {
+  it('a forward that throws under freeGraphOnError frees the saved tensors of its graph', async () => {
     const x = randTensor([2, 8, 8, 3], 1);
     const w = randTensor([3, 3, 3, 4], 2);
     w.requiresGrad = true;
@@ -83,7 +83,7 @@ describe('failures part way free what they made', () => {
 
 describe('a training step that fails part way', () => {
   for (const where of ['forward', 'backward'] as const) {
-    it(`fails in the ${where}: nothing left, parameters and AdamW's state untouched, the next step trains`, async () => {
+    it(`fails in the ${where}: nothing left, parameters and AdamW state untouched, next step trains`, async () => {
       setInitSeed(5);
       const model = createModel('constyle-nafnet-tiny', { constyle: 'train', K: 16 });
       const tr = new IRConStyleTrainer(model, { lr: 1e-3 });

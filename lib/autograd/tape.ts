@@ -212,14 +212,16 @@ function run(loss: Tensor, seed?: Tensor): void {
 function pass(node: GradNode, i: number, g: Tensor | null, acc: Tensor | null, grads: Map<GradNode, (Tensor | null)[]>,
   leafAdds: LeafAdds): void {
   const x = node.inputs[i];
-  if (acc && !g) throw new IrcError('E_INTERNAL', `backward of ${node.name}: took input ${i}'s pending gradient and returned none`);
+  if (acc && !g)
+    throw new IrcError('E_INTERNAL', `backward of ${node.name}: took input ${i}'s pending gradient and returned none`);
   if (!g) return;
   if (!x || !x.requiresGrad) {
     g.dispose();
     return;
   }
   if (g.size !== x.size)
-    throw new IrcError('E_INTERNAL', `backward of ${node.name}: gradient ${shapeStr(g.shape)} for input ${shapeStr(x.shape)}`);
+    throw new IrcError('E_INTERNAL',
+      `backward of ${node.name}: gradient ${shapeStr(g.shape)} for input ${shapeStr(x.shape)}`);
   if (x._node) {
     const slot = grads.get(x._node) ?? new Array<Tensor | null>(x._node.nOutputs).fill(null);
     const prev = slot[x._outIndex];

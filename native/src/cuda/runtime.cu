@@ -136,7 +136,8 @@ std::string oom_message(size_t bytes, const char* what) {
   cudaGetLastError();  // (see err)
   std::string m = "cannot allocate " + mib(bytes) + " of " + what + " (tensors hold " + mib(st().live.load());
   size_t free_b = 0, total_b = 0;
-  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) m += "; the card has " + mib(free_b) + " free of " + mib(total_b);
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+    m += "; the card has " + mib(free_b) + " free of " + mib(total_b);
   cudaGetLastError();
   return m + ")";
 }
