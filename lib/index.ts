@@ -5,7 +5,7 @@ export { zeros, ones, full, fillInPlace } from './tensor/create.js';
 export { tidy, keep, disposeAll } from './tensor/scope.js';
 export { memoryStats, sync } from './tensor/memory.js';
 export { noGrad } from './autograd/node.js';
-export { backward } from './autograd/tape.js';
+export { backward, freeGraphOnError } from './autograd/tape.js';
 export { checkpoint } from './autograd/checkpoint.js';
 export { backend, backendInfo, type BackendInfo } from './native/backend.js';
 export { profileOps, formatProfile, type OpTime } from './native/profile.js';

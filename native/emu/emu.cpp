@@ -391,7 +391,7 @@ void* host_alloc(size_t bytes) {
   return p;
 }
 
-// Device memory (device_alloc below). IRCONSTYLE_EMU_MEMORY=<MiB> sets the card's size.
+// Device memory: the card's size, and allocations counted as g_device_live says (above).
 size_t device_memory() {
   static const size_t limit = [] {
     const char* v = std::getenv("IRCONSTYLE_EMU_MEMORY");
