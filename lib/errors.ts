@@ -13,11 +13,13 @@ export type IrcErrorCode =
   | 'E_OOM'
   | 'E_DEVICE'
   | 'E_CUDA'
+  | 'E_DEVICE_LOST'
   | 'E_CAPTURE';
 
 export const IRC_ERROR_CODES: readonly IrcErrorCode[] = [
   'E_SHAPE', 'E_DTYPE', 'E_ATTR', 'E_ARITY', 'E_DISPOSED', 'E_ARG',
-  'E_FORMAT', 'E_IO', 'E_NO_GRAD', 'E_INTERNAL', 'E_OOM', 'E_DEVICE', 'E_CUDA', 'E_CAPTURE',
+  'E_FORMAT', 'E_IO', 'E_NO_GRAD', 'E_INTERNAL', 'E_OOM', 'E_DEVICE', 'E_CUDA', 'E_DEVICE_LOST',
+  'E_CAPTURE',
 ];
 
 /** The one error type thrown by irconstyle; `code` is machine-readable. */

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// What a GPU service meets besides correct kernels, run on the CUDA emulator (`npm run build:emu`): a full card and
-// exact profiling. scripts/check-emu.mjs runs it with IRCONSTYLE_ADDON naming the emulated addon; alone:
+// What a GPU service meets besides correct kernels, run on the CUDA emulator (`npm run build:emu`): a full card, a
+// kernel that faults, and exact profiling. scripts/check-emu.mjs runs it with IRCONSTYLE_ADDON naming the emulated
+// addon; alone:
 //   IRCONSTYLE_ADDON=$PWD/build-emu/Release/irconstyle.node node scripts/emu-scenarios.mjs
-// Each scenario that runs out of memory is a child process with IRCONSTYLE_EMU_MEMORY (the card's MiB) set.
+// Each scenario is a child process, with IRCONSTYLE_EMU_MEMORY (the card's MiB) or IRCONSTYLE_EMU_FAULT set.
 // Exit status 1 when a check fails.
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -116,6 +117,55 @@ async function trainingOnFullCard(graph) {
     `total ${l.total}`);
 }
 
+// a kernel that faults (IRCONSTYLE_EMU_FAULT: the n-th grid reads an illegal address) loses the CUDA context for the
+// rest of the process: the read that meets it and every later CUDA op fail with E_DEVICE_LOST and say so, nothing
+// hangs, and the CPU backend still works. In inference, or in training as replayed CUDA graphs.
+async function deviceFault(training) {
+  let work;
+  if (training) {
+    lib.setInitSeed(7);
+    const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
+    const t = new IRConStyleTrainer(model, { lr: 3e-4, graph: true, tune: false });
+    const batch = [images(2, 32, 1), images(2, 32, 4)];
+    work = () => t.step(batch[0], batch[1]);
+  } else {
+    const model = constyleNAFNet({ dim: 16, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' });
+    model.eval();
+    work = async () => {
+      const x = images(1, 32, 3);
+      const y = noGrad(() => tidy(() => model.forward(x)));
+      try {
+        return await y.data();
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+    };
+  }
+  const errors = [];
+  let ok = 0;
+  for (let i = 0; i < 8; ++i) {
+    const t0 = performance.now();
+    try {
+      await work();
+      ok++;
+    } catch (e) {
+      errors.push({ code: e?.code, message: String(e?.message), ms: performance.now() - t0 });
+    }
+  }
+  check(`${training ? 'steps' : 'forwards'} before the fault run, the ones from it fail`, ok >= (training ? 3 : 1) &&
+    errors.length >= 3, `${ok} ran, ${errors.length} failed`);
+  check('each failure is E_DEVICE_LOST and says what to do', errors.every((e) => e.code === 'E_DEVICE_LOST' &&
+    /cannot be used again in this process/.test(e.message) && /Restart the process/.test(e.message)),
+    errors[0] ? `${errors[0].code}: ${errors[0].message}` : 'none');
+  const later = errors.slice(1);
+  check('after the first, they fail at once', later.every((e) => e.ms < 1000),
+    later.map((e) => `${e.ms.toFixed(0)} ms`).join(', '));
+  const a = tensor(new Float32Array([1, 2, 3]), [3], { device: 'cpu' });
+  const sumOnCpu = await ops.add(a, a).data();
+  check('the CPU backend still works', sumOnCpu.join(',') === '2,4,6', sumOnCpu.join(','));
+}
+
 // exact profiling holds the stream until each op is enqueued whole (the hold kernel), and reports every op
 async function exactProfile() {
   const x = images(2, 24, 5);
@@ -146,16 +196,26 @@ if (scenario) {
   else if (scenario === 'train') await trainingOnFullCard(false);
   else if (scenario === 'train-graph') await trainingOnFullCard(true);
   else if (scenario === 'profile') await exactProfile();
+  else if (scenario === 'fault') await deviceFault(false);
+  else if (scenario === 'fault-train') await deviceFault(true);
   else throw new Error(`unknown scenario ${scenario}`);
   process.exitCode = failures.length ? 1 : 0;
 } else {
-  const runs = [['profile', ''], ['inference', '64'], ['train', '80'], ['train-graph', '80']];
+  // name, the card's MiB, the grid that faults
+  const runs = [
+    ['profile'], ['inference', '64'], ['train', '80'], ['train-graph', '80'],
+    ['fault', '', '400'], ['fault-train', '', '3000'],
+  ];
   let bad = 0;
-  for (const [name, mib] of runs) {
-    console.log(`[emu-scenarios] ${name}${mib ? ` (a ${mib} MiB card)` : ''}`);
+  for (const [name, mib, fault] of runs) {
+    console.log(`[emu-scenarios] ${name}${mib ? ` (a ${mib} MiB card)` : ''}${fault ? ` (grid ${fault} faults)` : ''}`);
     const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), name], {
       stdio: 'inherit',
-      env: { ...process.env, ...(mib ? { IRCONSTYLE_EMU_MEMORY: mib } : {}) },
+      env: {
+        ...process.env,
+        ...(mib ? { IRCONSTYLE_EMU_MEMORY: mib } : {}),
+        ...(fault ? { IRCONSTYLE_EMU_FAULT: fault } : {}),
+      },
     });
     if (r.status !== 0) bad++;
   }

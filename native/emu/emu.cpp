@@ -362,9 +362,24 @@ bool run_block(Block& b, const Config& c, uint3 bid) {
 // fibers and the kernels' static shared memory are process-wide.
 std::mutex g_run_mu;
 
+// IRCONSTYLE_EMU_FAULT=<n>: the n-th grid to run (from 1) faults as a kernel reading an illegal address would, which
+// fails the device for the rest of the process (scripts/emu-scenarios.mjs: what a service sees then).
+bool injected_fault(const Config& c) {
+  static const long long at = [] {
+    const char* v = std::getenv("IRCONSTYLE_EMU_FAULT");
+    return v && *v ? std::atoll(v) : 0LL;
+  }();
+  static long long grids = 0;  // under g_run_mu
+  if (at <= 0 || ++grids != at) return false;
+  std::fprintf(stderr, "[irconstyle cuda-emu] IRCONSTYLE_EMU_FAULT: grid %lld (launched at %s) faults\n", at,
+               where(c).c_str());
+  g_sticky = cudaErrorIllegalAddress;
+  return true;
+}
+
 void run_grid(const Config& c, const std::function<void()>& body) {
   std::lock_guard<std::mutex> lk(g_run_mu);
-  if (g_sticky.load() != cudaSuccess) return;
+  if (g_sticky.load() != cudaSuccess || injected_fault(c)) return;
   Block b;
   b.body = &body;
   b.smem.assign(c.smem ? c.smem : 1, 0);
@@ -583,6 +598,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     default: return "cudaErrorUnknown";
   }
@@ -591,6 +607,7 @@ const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
     case cudaSuccess: return "no error";
     case cudaErrorLaunchFailure: return "a kernel failed in the emulator (see its message on stderr)";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorInvalidConfiguration: return "invalid launch configuration";
     default: return "emulated CUDA error";
   }

@@ -28,6 +28,7 @@ struct State {
   std::vector<void*> pinned_to_free;  // freed on the next JS-thread entry (host funcs may not call CUDA)
   std::vector<void*> device_to_free;  // storages released inside a stream callback, freed likewise
   std::atomic<bool> capturing{false};  // set by the JS thread
+  std::atomic<int> lost{0};  // the error that made the context unusable (context_lost), once one has been seen
   // JS thread only: instantiated graphs alive; graphs destroyed while a capture was open (destroyed after it);
   // scratch blocks replaced while graphs were alive (a graph may have their addresses baked in: freed when none is).
   int graphs = 0;
@@ -41,11 +42,36 @@ State& st() {
   return *s;
 }
 
+// A kernel exception (an illegal or misaligned address, a device-side assert or trap, a launch failure) or an
+// uncorrectable ECC error: the CUDA context is unusable from then on, and every later call fails with it. The first
+// one seen is kept (State::lost), and every later op fails with E_DEVICE_LOST and lost_text at once.
+bool context_lost(cudaError_t e) {
+  const int v = static_cast<int>(e);
+  return v == 214 || (v >= 700 && v <= 720);
+}
+void note(cudaError_t e) {
+  int none = 0;
+  if (context_lost(e)) st().lost.compare_exchange_strong(none, static_cast<int>(e));
+}
+// Said without calling the CUDA API (stream callbacks may not), with no ": " (the binding reads the text before the
+// first one as the failing op's name).
+std::string lost_text(int code) {
+  const char* what = code == 700   ? "an illegal memory access"
+                     : code == 716 ? "a misaligned memory access"
+                     : code == 710 ? "a device-side assert"
+                     : code == 214 ? "an uncorrectable ECC error"
+                                   : "a kernel failure";
+  return std::string("the GPU stopped with ") + what + " (CUDA error " + std::to_string(code) +
+         ") in work queued earlier; CUDA cannot be used again in this process, and every later CUDA op fails so. "
+         "Restart the process to use the GPU (or set IRCONSTYLE_BACKEND=cpu)";
+}
+
 // The message of a failed CUDA call, which also clears the thread's last error that the failed call left: the next
 // launch check would otherwise report it against an unrelated op (every failure path builds its message here;
 // sticky errors stay sticky regardless).
 std::string err(cudaError_t e) {
   cudaGetLastError();
+  note(e);
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
 
@@ -144,6 +170,7 @@ std::string oom_message(size_t bytes, const char* what) {
 
 void need() {
   if (!cudev::available()) op_fail("E_CUDA", "CUDA is not available: " + st().why);
+  if (const int lost = st().lost.load()) op_fail("E_DEVICE_LOST", lost_text(lost));
   // not inside a capture (a free would join the graph), nor while the stream is held: cudaFreeHost and graph
   // destruction may wait for the device, which waits for the host's release
   if (!st().capturing && !g_held) drain_deferred();
@@ -151,7 +178,7 @@ void need() {
 
 // Stream callbacks through cudaStreamAddCallback rather than cudaLaunchHostFunc: the latter is never called once
 // the context has an error, which would leave reads / syncs pending forever and leak their pinned buffers. `fn`
-// gets "" or a description of the stream's error (built without calling the CUDA API).
+// gets "" or "E_<code>: " and a description of the stream's error (built without calling the CUDA API).
 struct HostFn {
   std::function<void(const std::string&)> fn;
 };
@@ -159,9 +186,15 @@ void CUDART_CB run_host_fn(cudaStream_t, cudaError_t status, void* p) {
   auto* h = static_cast<HostFn*>(p);
   t_in_callback = true;
   try {
-    h->fn(status == cudaSuccess ? std::string()
-                                : "CUDA error " + std::to_string(static_cast<int>(status)) +
-                                      " (an earlier kernel or copy on the stream failed)");
+    std::string error;
+    if (context_lost(status)) {
+      note(status);
+      error = "E_DEVICE_LOST: " + lost_text(static_cast<int>(status));
+    } else if (status != cudaSuccess) {
+      error = "E_CUDA: CUDA error " + std::to_string(static_cast<int>(status)) +
+              " (an earlier kernel or copy on the stream failed)";
+    }
+    h->fn(error);
   } catch (...) {
   }
   delete h;
@@ -453,7 +486,10 @@ void graph_destroy(void* graph) {
 namespace cu {
 
 void check(cudaError_t e, const char* op, const char* what) {
-  if (e != cudaSuccess) op_fail("E_CUDA", std::string(op) + ": " + what + ": " + err(e));
+  if (e == cudaSuccess) return;
+  const std::string m = err(e);
+  if (const int lost = st().lost.load()) op_fail("E_DEVICE_LOST", std::string(op) + ": " + lost_text(lost));
+  op_fail("E_CUDA", std::string(op) + ": " + what + ": " + m);
 }
 
 bool host_may_wait(cudaStream_t s) {
