@@ -3,7 +3,7 @@
 // .grad, e.g. a view into a model's flat gradient arena).
 import { IrcError } from '../errors.js';
 import { Tensor, shapeStr, viewOf, setReshapeRecorder, setTransferRecorder } from '../tensor/tensor.js';
-import { disposeOnError, untracked } from '../tensor/scope.js';
+import { disposeOnError, settle, untracked } from '../tensor/scope.js';
 import { native } from '../native/loader.js';
 import { OP_ID } from '../native/ops.gen.js';
 import { GradNode, isGradEnabled, nextSeq, withGrad } from './node.js';
@@ -63,17 +63,12 @@ const guards: GradNode[][] = [];
 export function freeGraphOnError<T>(fn: () => T): T {
   const nodes: GradNode[] = [];
   guards.push(nodes);
-  let ok = false;
-  try {
-    const result = fn();
-    ok = true;
-    return result;
-  } finally {
+  return settle(fn, (ok) => {
     guards.pop();
     const outer = guards[guards.length - 1];
     if (!ok) for (const n of nodes) freeNode(n);
     else if (outer) for (const n of nodes) outer.push(n);
-  }
+  });
 }
 
 /** Marks outputs of an op without a backward: a gradient reaching them throws E_NO_GRAD. */

@@ -84,18 +84,25 @@ export function disposeOnError<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
   scopes.push(scope);
   paused = 0;
-  let ok = false;
-  try {
-    const result = fn();
-    ok = true;
-    return result;
-  } finally {
+  return settle(fn, (ok) => {
     scopes.pop();
     paused = prev;
     for (const t of scope) {
       if (!ok) t.dispose();
       else if (!t.isDisposed) track(t);
     }
+  });
+}
+
+/** Runs fn, then done(ok) whether it returned (ok) or threw (not ok: the error goes on to the caller). */
+export function settle<T>(fn: () => T, done: (ok: boolean) => void): T {
+  let ok = false;
+  try {
+    const result = fn();
+    ok = true;
+    return result;
+  } finally {
+    done(ok);
   }
 }
 
