@@ -7,8 +7,8 @@
 // stand-ins' own checks; between them, the op cases on the paths a GPU takes only for huge tensors or without cuDNN
 // and cuBLASLt, and a full card and exact profiling (scripts/emu-scenarios.mjs). Exit status 1 when anything fails.
 // Logs: device-out-emu/, device-out-emu-fallback/ and device-out-emu-reverse/.
-//   npm run build:emu && npm run check:emu            (about 2.5 minutes on 2 cores)
-//   npm run check:emu -- --quick                       (the op cases of the first pass only, threads in order)
+//   npm run build:emu && npm run check:emu            (about 3 minutes on 2 cores)
+//   npm run check:emu -- --quick                       (the strict op cases and the fallback pass only)
 //   npm run build:emu -- --asan && npm run check:emu -- --asan
 //       every op pass with the kernels' and stand-ins' memory accesses checked by AddressSanitizer: a kernel that
 //       reads or writes outside its buffers fails its case (the emulator's compute-sanitizer memcheck)
