@@ -5,7 +5,7 @@
 // block's threads run last to first between barriers (IRCONSTYLE_EMU_ORDER=reverse), which exposes a missing barrier
 // between a shared-memory write and another thread's read. Before them, the emulator's and the cuBLAS/cuDNN
 // stand-ins' own checks; between them, the op cases on the paths a GPU takes only for huge tensors or without cuDNN
-// and cuBLASLt, and a full card and exact profiling (scripts/emu-scenarios.mjs). Exit status 1 when anything fails.
+// and cuBLASLt, and a full card and exact profiling (scripts/service-scenarios.mjs). Exit status 1 when anything fails.
 // Logs: device-out-emu/, device-out-emu-fallback/ and device-out-emu-reverse/.
 //   npm run build:emu && npm run check:emu            (about 3 minutes on 2 cores)
 //   npm run check:emu -- --quick                       (the strict op cases and the fallback pass only)
@@ -62,7 +62,7 @@ const check = (what, out, extra, env) =>
   });
 // a full card (out of memory in inference and training) and exact profiling
 const scenarios = (env) =>
-  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'emu-scenarios.mjs')], {
+  step('service scenarios', process.execPath, [join(ROOT, 'scripts', 'service-scenarios.mjs')], {
     IRCONSTYLE_ADDON: ADDON,
     ...env,
   });

@@ -2,8 +2,9 @@
 # The whole GPU-machine call of a session that is lent a GPU, in one command (scripts/pytorch/README.md, "Running on
 # the GPU machine"): Node unpacked from .device, the device check with the A/B variants (scripts/device-check.mjs),
 # then, in the call's remaining time, the GPU headers' check of native/src/cuda/gpu_libs.h and the hardware counters
-# (ncu; one line per kernel by scripts/ncu-summary.mjs) of the kernels not yet measured on a GPU; the check's summary
-# printed again last, so the call's reply ends with it. Needs no build there. From the repository root, carrying
+# (ncu; one line per kernel by scripts/ncu-summary.mjs) of the kernels not yet measured on a GPU, and the service
+# scenarios on a filled card (scripts/service-scenarios.mjs); the check's summary printed again last, so the call's
+# reply ends with it. Needs no build there. From the repository root, carrying
 # .device, build/Release, prebuilds, dist and node_modules/node-gyp-build, with the call's timeout_s at least CALL_S
 # (default 570):
 #   bash scripts/device-session.sh
@@ -75,6 +76,23 @@ else
     printf '\n%s\n' "$ncu_table" >>"$OUT/ncu-new.txt"
   fi
   notes+=("ncu: exit $st in ${budget} s at most; details and the table below in ncu-new.txt")
+fi
+
+# The service scenarios on the card (scripts/service-scenarios.mjs): inference and training steps that do not fit a
+# card filled with tensors until as much is free as the emulator's small card has (E_OOM, nothing left, the trained
+# state untouched, the next step trains), and an exact profile. In what is left of the call, at most 90 s.
+budget=$(($(left) - 20))
+[ "$budget" -gt 90 ] && budget=90
+if [ "$rc" -ne 2 ] && [ "$budget" -ge 45 ]; then
+  sc=/tmp/irc-scenarios.txt
+  timeout -k 5 "$budget" node scripts/service-scenarios.mjs >"$sc" 2>&1
+  st=$?
+  [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -lt 8 ] && cp "$sc" "$OUT/scenarios.txt"
+  fails=$(grep -m3 '^  FAIL' "$sc" | cut -c1-160 | sed 's/^/; /' | tr -d '\n')
+  notes+=("service scenarios on the card: exit $st, $(grep -c '^  ok' "$sc") ok, $(grep -c '^  FAIL' "$sc") FAIL$fails;" \
+    "$(tail -1 "$sc" | cut -c1-200)")
+else
+  notes+=("service scenarios: skipped (check exit $rc, ${budget} s usable)")
 fi
 
 echo

@@ -65,15 +65,23 @@ struct Graph {
   size_t live = 0, peak = 0;
   bool invalid = false;  // a call that cannot be captured was made: cudaStreamEndCapture fails
 };
-std::mutex g_mem_mu;
-std::set<void*> g_graph_owned;  // pointers of every live graph's allocations (cudaFree* of one is a no-op)
-// Device memory. IRCONSTYLE_EMU_MEMORY=<MiB> sets the card's size: an allocation that would take the live device
-// bytes past it fails with cudaErrorMemoryAllocation, as on a full card (scripts/emu-scenarios.mjs). A block counts
-// from its allocation until its free runs (in stream order for cudaFreeAsync); a graph's allocations count as the
-// most of them live at once in the graph, until the graph is destroyed.
-std::map<void*, size_t> g_device_blocks;  // under g_mem_mu, as g_device_live (the bytes counted)
-size_t g_device_live = 0;
-size_t g_graph_reserved = 0;  // the part of g_device_live that graphs hold (cudaGraphMemAttrReservedMemCurrent)
+// Memory bookkeeping, under mu. Never destroyed: stream threads may still free blocks while the process exits.
+struct Mem {
+  std::mutex mu;
+  std::set<void*> graph_owned;  // pointers of every live graph's allocations (cudaFree* of one is a no-op)
+  // Device memory. IRCONSTYLE_EMU_MEMORY=<MiB> sets the card's size: an allocation that would take the live device
+  // bytes past it fails with cudaErrorMemoryAllocation, as on a full card (scripts/service-scenarios.mjs). A block
+  // counts from its allocation until its free runs (in stream order for cudaFreeAsync); a graph's allocations count
+  // as the most of them live at once in the graph, until the graph is destroyed.
+  std::map<void*, size_t> device_blocks;  // the blocks outside graphs: start -> bytes
+  size_t device_live = 0;  // the bytes counted
+  size_t graph_reserved = 0;  // the part of device_live that graphs hold (cudaGraphMemAttrReservedMemCurrent)
+  std::map<const char*, size_t> pinned;  // page-locked host memory (cudaMallocHost, cudaHostAlloc): start -> bytes
+};
+Mem& M() {
+  static Mem* m = new Mem();
+  return *m;
+}
 
 // ---- streams -----------------------------------------------------------------------------------------------------
 struct Stream {
@@ -159,10 +167,10 @@ Stream* S(cudaStream_t s) { return s ? reinterpret_cast<Stream*>(s) : default_st
 
 void free_graph(Graph* g) {
   {
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    for (void* p : g->owned) g_graph_owned.erase(p);
-    g_device_live -= g->peak;
-    g_graph_reserved -= g->peak;
+    std::lock_guard<std::mutex> lk(M().mu);
+    for (void* p : g->owned) M().graph_owned.erase(p);
+    M().device_live -= g->peak;
+    M().graph_reserved -= g->peak;
   }
   for (void* p : g->owned) std::free(p);
   delete g;
@@ -363,7 +371,7 @@ bool run_block(Block& b, const Config& c, uint3 bid) {
 std::mutex g_run_mu;
 
 // IRCONSTYLE_EMU_FAULT=<n>: the n-th grid to run (from 1) faults as a kernel reading an illegal address would, which
-// fails the device for the rest of the process (scripts/emu-scenarios.mjs: what a service sees then).
+// fails the device for the rest of the process (scripts/service-scenarios.mjs: what a service sees then).
 bool injected_fault(const Config& c) {
   static const long long at = [] {
     const char* v = std::getenv("IRCONSTYLE_EMU_FAULT");
@@ -406,7 +414,7 @@ void* host_alloc(size_t bytes) {
   return p;
 }
 
-// Device memory: the card's size, and allocations counted as g_device_live says (above).
+// Device memory: the card's size, and allocations counted as Mem says (above).
 size_t device_memory() {
   static const size_t limit = [] {
     const char* v = std::getenv("IRCONSTYLE_EMU_MEMORY");
@@ -416,31 +424,31 @@ size_t device_memory() {
 }
 void* device_alloc(size_t bytes, Graph* g = nullptr) {
   const size_t limit = device_memory();
-  std::lock_guard<std::mutex> lk(g_mem_mu);
+  std::lock_guard<std::mutex> lk(M().mu);
   const size_t charge = !g ? bytes : g->live + bytes > g->peak ? g->live + bytes - g->peak : 0;
-  if (charge > limit - g_device_live) return nullptr;
+  if (charge > limit - M().device_live) return nullptr;
   void* p = host_alloc(bytes);
   if (!p) return nullptr;
-  g_device_live += charge;
+  M().device_live += charge;
   if (g) {
-    g_graph_reserved += charge;
+    M().graph_reserved += charge;
     g->owned.push_back(p);
     g->open[p] = bytes;
     g->live += bytes;
     g->peak = std::max(g->peak, g->live);
-    g_graph_owned.insert(p);
+    M().graph_owned.insert(p);
   } else {
-    g_device_blocks[p] = bytes;
+    M().device_blocks[p] = bytes;
   }
   return p;
 }
 void device_free(void* p) {
   {
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    auto it = g_device_blocks.find(p);
-    if (it != g_device_blocks.end()) {
-      g_device_live -= it->second;
-      g_device_blocks.erase(it);
+    std::lock_guard<std::mutex> lk(M().mu);
+    auto it = M().device_blocks.find(p);
+    if (it != M().device_blocks.end()) {
+      M().device_live -= it->second;
+      M().device_blocks.erase(it);
     }
   }
   std::free(p);
@@ -647,8 +655,8 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* data) {
 // Memory: allocations at once; frees in stream order (kernels enqueued before may still use the block).
 namespace {
 bool graph_owned(void* p) {
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  return g_graph_owned.count(p) > 0;
+  std::lock_guard<std::mutex> lk(M().mu);
+  return M().graph_owned.count(p) > 0;
 }
 }  // namespace
 cudaError_t cudaMalloc(void** p, size_t bytes) {
@@ -671,7 +679,7 @@ cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
   if (!p) return cudaSuccess;
   if (graph_owned(p)) {  // a graph's memory lives until the graph is destroyed; freed in its capture, it may be shared
     if (Graph* g = S(s)->open_capture()) {
-      std::lock_guard<std::mutex> lk(g_mem_mu);
+      std::lock_guard<std::mutex> lk(M().mu);
       auto it = g->open.find(p);
       if (it != g->open.end()) {
         g->live -= it->second;
@@ -684,12 +692,11 @@ cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
   return cudaSuccess;
 }
 namespace {
-std::map<const char*, size_t> g_pinned;  // page-locked host memory (cudaMallocHost, cudaHostAlloc): start -> bytes
 bool pinned(const void* p) {
   auto* c = static_cast<const char*>(p);
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  auto it = g_pinned.upper_bound(c);
-  if (it == g_pinned.begin()) return false;
+  std::lock_guard<std::mutex> lk(M().mu);
+  auto it = M().pinned.upper_bound(c);
+  if (it == M().pinned.begin()) return false;
   --it;
   return c < it->first + it->second;
 }
@@ -698,8 +705,8 @@ cudaError_t cudaMallocHost(void** p, size_t bytes) {
   if (cudaError_t e = refuse_in_capture()) return e;
   *p = host_alloc(bytes);
   if (!*p) return fail(cudaErrorMemoryAllocation);
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  g_pinned[static_cast<const char*>(*p)] = bytes ? bytes : 1;
+  std::lock_guard<std::mutex> lk(M().mu);
+  M().pinned[static_cast<const char*>(*p)] = bytes ? bytes : 1;
   return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
@@ -709,8 +716,8 @@ cudaError_t cudaHostGetDevicePointer(void** d, void* h, unsigned) {
 }
 cudaError_t cudaFreeHost(void* p) {
   {
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    g_pinned.erase(static_cast<const char*>(p));
+    std::lock_guard<std::mutex> lk(M().mu);
+    M().pinned.erase(static_cast<const char*>(p));
   }
   std::free(p);
   return cudaSuccess;
@@ -746,9 +753,9 @@ cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int) {
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  std::lock_guard<std::mutex> lk(g_mem_mu);
+  std::lock_guard<std::mutex> lk(M().mu);
   *total_bytes = device_memory();
-  *free_bytes = *total_bytes - g_device_live;
+  *free_bytes = *total_bytes - M().device_live;
   return cudaSuccess;
 }
 
@@ -847,7 +854,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
 }
 cudaError_t cudaDeviceGraphMemTrim(int) { return cudaSuccess; }
 cudaError_t cudaDeviceGetGraphMemAttribute(int, cudaGraphMemAttributeType, void* v) {
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  *static_cast<uint64_t*>(v) = g_graph_reserved;
+  std::lock_guard<std::mutex> lk(M().mu);
+  *static_cast<uint64_t*>(v) = M().graph_reserved;
   return cudaSuccess;
 }
