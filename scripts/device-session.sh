@@ -89,7 +89,8 @@ if [ "$rc" -ne 2 ] && [ "$budget" -ge 45 ]; then
   st=$?
   [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -lt 8 ] && cp "$sc" "$OUT/scenarios.txt"
   fails=$(grep -m3 '^  FAIL' "$sc" | cut -c1-160 | sed 's/^/; /' | tr -d '\n')
-  notes+=("service scenarios on the card: exit $st, $(grep -c '^  ok' "$sc") ok, $(grep -c '^  FAIL' "$sc") FAIL$fails;" \
+  counts="$(grep -c '^  ok' "$sc") ok, $(grep -c '^  FAIL' "$sc") FAIL"
+  notes+=("service scenarios on the card: exit $st, $counts$fails;" \
     "$(tail -1 "$sc" | cut -c1-200)")
 else
   notes+=("service scenarios: skipped (check exit $rc, ${budget} s usable)")

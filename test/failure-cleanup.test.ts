@@ -1,6 +1,7 @@
 // A forward, a backward or a training step that fails part way (on a GPU: out of memory) frees what it made at once,
 // without waiting for garbage collection, and a failed training step leaves the trained parameters and AdamW's state
-// as they were. (On the CUDA emulator the same is checked with real out-of-memory failures: scripts/service-scenarios.mjs.)
+// as they were. (On the CUDA emulator the same is checked with real out-of-memory failures:
+// scripts/service-scenarios.mjs.)
 import { afterEach, describe, expect, it } from 'vitest';
 import { backward, freeGraphOnError, record, setBackwardObserver } from '../lib/autograd/tape.js';
 import { noGrad } from '../lib/autograd/node.js';
