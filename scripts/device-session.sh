@@ -90,8 +90,8 @@ if [ "$rc" -ne 2 ] && [ "$budget" -ge 45 ]; then
   [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -lt 8 ] && cp "$sc" "$OUT/scenarios.txt"
   fails=$(grep -m3 '^  FAIL' "$sc" | cut -c1-160 | sed 's/^/; /' | tr -d '\n')
   counts="$(grep -c '^  ok' "$sc") ok, $(grep -c '^  FAIL' "$sc") FAIL"
-  notes+=("service scenarios on the card: exit $st, $counts$fails;" \
-    "$(tail -1 "$sc" | cut -c1-200)")
+  last=$(tail -1 "$sc" | cut -c1-200)
+  notes+=("service scenarios on the card: exit $st, $counts$fails; $last")
 else
   notes+=("service scenarios: skipped (check exit $rc, ${budget} s usable)")
 fi
