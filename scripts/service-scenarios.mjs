@@ -15,7 +15,7 @@ Error.stackTraceLimit = 200;  // (the stacks say whether an error came from the 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const lib = await import(pathToFileURL(join(ROOT, 'dist', 'lib', 'index.js')).href);
 const { constyleNAFNet, IRConStyleTrainer, tensor, zeros, noGrad, tidy, memoryStats, sync, backendInfo } = lib;
-const { profileOps, ops } = lib;
+const { profileOps, ops, captureForward } = lib;
 const emulated = /emulator/.test(backendInfo().cuda?.name ?? '');
 const cardMiB = Number(process.env.SCENARIO_CARD_MIB ?? 0);
 // (SCENARIO_FILL=1: fill on the emulator too, with IRCONSTYLE_EMU_MEMORY larger than the card: the GPU's way, checked
@@ -103,11 +103,23 @@ async function inferenceOnFullCard() {
     }
   };
   const before = await restore(48);
+  // the same forward as a CUDA graph, recorded before the card fills: replays after the failures give the same bits
+  const x48 = images(1, 48, 3);
+  const graph = await captureForward((x) => model.forward(x), x48);
+  const replay = async () => {
+    const y = graph.run(x48);
+    try {
+      return await y.data();
+    } finally {
+      y.dispose();
+    }
+  };
+  const replayed = await replay();
   const ballast = await fillCard();
   await sync();
   const base = held();
   for (const size of [1024, 512, 384]) {
-    const card = process.env.IRCONSTYLE_EMU_MEMORY;
+    const card = cardMiB;
     await expectOom(`inference 1x${size}² on a ${card} MiB card: E_OOM`, () => restore(size));
   }
   await sync();
@@ -115,6 +127,10 @@ async function inferenceOnFullCard() {
   check('nothing left by the failed forwards', sameHeld(base, after),
     `${fmtHeld(base)} before, ${fmtHeld(after)} after`);
   check('the next forward gives the same bits', equal(before, await restore(48)));
+  check(`the graph recorded before replays the same bits (${graph.graphed ? 'graphed' : graph.reason})`,
+    equal(replayed, await replay()) && equal(replayed, before));
+  graph.dispose();
+  x48.dispose();
   ballast.forEach((t) => t.dispose());
 }
 
@@ -148,7 +164,7 @@ async function trainingOnFullCard(graph) {
     if (!e) continue;
     const at = /at backward \(.*autograd\/tape\.js/.test(e.stack ?? '') ? 'backward' : 'forward';
     where.add(at);
-    const what = `${mode}: a ${n}x${size}² step on a ${process.env.IRCONSTYLE_EMU_MEMORY} MiB card`;
+    const what = `${mode}: a ${n}x${size}² step on a ${cardMiB} MiB card`;
     check(`${what} fails with E_OOM`, e.code === 'E_OOM' && /cannot allocate .* of GPU/.test(e.message),
       `${e.message} (${e.op}, in the ${at})`);
     await sync();
