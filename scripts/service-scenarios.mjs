@@ -119,8 +119,7 @@ async function inferenceOnFullCard() {
   await sync();
   const base = held();
   for (const size of [1024, 512, 384]) {
-    const card = cardMiB;
-    await expectOom(`inference 1x${size}² on a ${card} MiB card: E_OOM`, () => restore(size));
+    await expectOom(`inference 1x${size}² on a ${cardMiB} MiB card: E_OOM`, () => restore(size));
   }
   await sync();
   const after = held();
