@@ -95,9 +95,11 @@ async function inferenceOnFullCard() {
     const x = images(1, size, 3);
     try {
       const y = noGrad(() => tidy(() => model.forward(x)));
-      const d = await y.data();
-      y.dispose();
-      return d;
+      try {
+        return await y.data();
+      } finally {
+        y.dispose();
+      }
     } finally {
       x.dispose();
     }
