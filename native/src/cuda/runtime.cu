@@ -42,12 +42,27 @@ State& st() {
   return *s;
 }
 
-// A kernel exception (an illegal or misaligned address, a device-side assert or trap, a launch failure) or an
-// uncorrectable ECC error: the CUDA context is unusable from then on, and every later call fails with it. The first
-// one seen is kept (State::lost), and every later op fails with E_DEVICE_LOST and lost_text at once.
+// A kernel exception (an illegal or misaligned address, a device-side assert, a trap, an illegal instruction, a
+// timeout, a launch failure) or an uncorrectable ECC error: the CUDA context is unusable from then on, and every
+// later call fails with it. The first one seen is kept (State::lost), and every later op fails with E_DEVICE_LOST
+// and lost_text at once. (Not the launch errors in between, e.g. 701, too many resources requested: those fail the
+// one launch.)
 bool context_lost(cudaError_t e) {
-  const int v = static_cast<int>(e);
-  return v == 214 || (v >= 700 && v <= 720);
+  switch (static_cast<int>(e)) {
+    case 214:  // cudaErrorECCUncorrectable
+    case 700:  // cudaErrorIllegalAddress
+    case 702:  // cudaErrorLaunchTimeout
+    case 710:  // cudaErrorAssert
+    case 714:  // cudaErrorHardwareStackError
+    case 715:  // cudaErrorIllegalInstruction
+    case 716:  // cudaErrorMisalignedAddress
+    case 717:  // cudaErrorInvalidAddressSpace
+    case 718:  // cudaErrorInvalidPc
+    case 719:  // cudaErrorLaunchFailure
+      return true;
+    default:
+      return false;
+  }
 }
 void note(cudaError_t e) {
   int none = 0;
