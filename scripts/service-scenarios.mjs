@@ -30,7 +30,11 @@ async function fillCard() {
   if (!fill || !cardMiB) return [];
   await sync();
   const m = memoryStats();
-  const leave = Math.max(4, cardMiB - (m.cudaBytes + m.cudaGraphBytes) / 2 ** 20);
+  return squeeze(Math.max(4, cardMiB - (m.cudaBytes + m.cudaGraphBytes) / 2 ** 20));
+}
+
+/** Tensors that take the card's memory but about `leave` MiB (to within 4 MiB). */
+async function squeeze(leave) {
   const ballast = [];
   for (const mib of [4096, 1024, 256, 64, 16, 4]) {
     for (;;) {
@@ -235,6 +239,28 @@ async function deviceFault(training) {
   check('the CPU backend still works', sumOnCpu.join(',') === '2,4,6', sumOnCpu.join(','));
 }
 
+// a step kind whose recording as a CUDA graph fails for lack of memory (the card squeezed by other tensors at its
+// second step) is recorded at its next step once there is room, not left op by op for good
+async function graphRetry() {
+  lib.setInitSeed(7);
+  const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
+  const t = new IRConStyleTrainer(model, { lr: 3e-4, graph: true, tune: false });
+  const batch = [images(4, 64, 1), images(4, 64, 4)];
+  await t.step(batch[0], batch[1]);  // the kind's first step, op by op
+  const ballast = await squeeze(0);
+  let e = null;
+  try {
+    await t.step(batch[0], batch[1]);  // its recording (and the op-by-op step after it) cannot get memory
+  } catch (err) {
+    e = err;
+  }
+  ballast.forEach((x) => x.dispose());
+  check('the step whose recording ran out of memory fails with E_OOM', e?.code === 'E_OOM', String(e?.message));
+  for (let i = 0; i < 2; ++i) await t.step(batch[0], batch[1]);
+  const state = t.graphState.find((g) => g.kind.includes('[4,64,64,3]'));
+  check('the kind is recorded at a later step', state?.graphed === true, JSON.stringify(state));
+}
+
 // exact profiling holds the stream until each op is enqueued whole (the hold kernel), and reports every op
 async function exactProfile() {
   const x = images(2, 24, 5);
@@ -264,6 +290,7 @@ if (backendInfo().device !== 'cuda') {
   else if (scenario === 'train') await trainingOnFullCard(false);
   else if (scenario === 'train-graph') await trainingOnFullCard(true);
   else if (scenario === 'profile') await exactProfile();
+  else if (scenario === 'graph-retry') await graphRetry();
   else if (scenario === 'fault') await deviceFault(false);
   else if (scenario === 'fault-train') await deviceFault(true);
   else throw new Error(`unknown scenario ${scenario}`);
@@ -271,7 +298,7 @@ if (backendInfo().device !== 'cuda') {
 } else {
   // name, the card's MiB, the grid that faults (the emulator only)
   const runs = [
-    ['profile'], ['inference', '64'], ['train', '80'], ['train-graph', '80'],
+    ['profile'], ['inference', '64'], ['train', '80'], ['train-graph', '80'], ['graph-retry', '80'],
     ['fault', '', '400'], ['fault-train', '', '3000'],
   ].filter(([, , fault]) => emulated || !fault);
   let bad = 0;

@@ -72,6 +72,7 @@ export interface StepLosses {
 }
 
 const LOSS_KEYS = ['pix', 'ce', 'content', 'style', 'total'] as const;
+const OOM_RETRIES = 3;  // recordings of a step kind that failed for lack of GPU memory, tried again (#oomRetries)
 
 /** A recorded step: its static inputs and loss buffers (named by keys), and the CUDA graph (null on the CPU). */
 interface Recorded {
@@ -99,6 +100,9 @@ export class IRConStyleTrainer {
   readonly #maxGraphs: number;
   /** Per step kind: 'warm' after its op-by-op step, then the recording (or why it failed). */
   readonly #kinds = new Map<string, 'warm' | Recorded | string>();
+  // Recordings of a kind that failed for lack of GPU memory (E_OOM), which may pass when the card is less full: the
+  // kind stays 'warm' and is recorded again at its next step, up to OOM_RETRIES times.
+  readonly #oomRetries = new Map<string, number>();
   /** Device-side per-step values, written before each step (graph mode). */
   #factors: Tensor | null = null;
   #ptr: Tensor | null = null;
@@ -192,15 +196,20 @@ export class IRConStyleTrainer {
         const r = await this.#record(lq, gt, active);
         let replayed: Record<string, Tensor> | null = null;
         if (r.rec) {
-          try {  // the first launch reserves the graph's memory: a failure there leaves the kind op by op
+          try {  // the first launch reserves the graph's memory: a failure there leaves the kind op by op (or, for lack
+            // of memory, to be recorded again at a later step)
             replayed = this.#replay(r.rec, lq, gt);
           } catch (e) {
             this.#drop(r.rec);
             r.rec = undefined;
-            r.why = `the first replay failed: ${toIrcError(e).message}`;
+            const err = toIrcError(e);
+            r.why = `the first replay failed: ${err.code}: ${err.message}`;
           }
         }
-        this.#kinds.set(kind, r.rec ?? r.why);
+        const retries = this.#oomRetries.get(kind) ?? 0;
+        const again = !r.rec && /\bE_OOM\b/.test(r.why) && retries < OOM_RETRIES;
+        if (again) this.#oomRetries.set(kind, retries + 1);
+        this.#kinds.set(kind, r.rec ?? (again ? 'warm' : r.why));
         if (replayed) losses = replayed;
         else if (lq.device !== 'cpu') losses = this.#body(lq, gt, active, this.#factors, this.#ptr);  // nothing ran
         else if (r.losses) losses = r.losses;  // the CPU ran the whole step; only the final check failed

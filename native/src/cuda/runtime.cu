@@ -149,21 +149,26 @@ void drain_deferred() {
 
 bool g_held = false;  // the stream is held by hold_stream (exact profiling)
 
-// cudaMallocAsync, and when the card is full, once more after giving back what nothing uses: the frees deferred to
-// this thread, the stream's pending frees (it is waited for), the blocks the pool keeps cached and the graphs'
-// unused reserve. Not inside a capture (its allocations are the graph's; no wait allowed) nor while the stream is
-// held (the wait would last until the release).
-cudaError_t malloc_or_reclaim(void** p, size_t bytes, cudaStream_t s) {
-  cudaError_t e = cudaMallocAsync(p, bytes, s);
-  if (e != cudaErrorMemoryAllocation || st().capturing || g_held) return e;
+// When the card is full: gives back what nothing uses (the frees deferred to this thread, the stream's pending frees
+// — it is waited for —, the blocks the pool keeps cached and the graphs' unused reserve), so that the failed call can
+// be made once more. False (nothing to try again) inside a capture (its allocations are the graph's; no wait
+// allowed), while the stream is held (the wait would last until the release), or on a failed stream.
+bool reclaim(cudaStream_t s) {
   cudaGetLastError();  // (see err)
+  if (st().capturing || g_held) return false;
   drain_deferred();
-  if (cudaStreamSynchronize(s) != cudaSuccess) return e;  // (a failed stream: its error surfaces at the next read)
+  if (cudaStreamSynchronize(s) != cudaSuccess) return false;  // (its error surfaces at the next read)
   cudaMemPool_t pool;
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
   cudaDeviceGraphMemTrim(0);
   cudaGetLastError();
-  return cudaMallocAsync(p, bytes, s);
+  return true;
+}
+
+// cudaMallocAsync, once more after reclaim() when the card is full.
+cudaError_t malloc_or_reclaim(void** p, size_t bytes, cudaStream_t s) {
+  const cudaError_t e = cudaMallocAsync(p, bytes, s);
+  return e == cudaErrorMemoryAllocation && reclaim(s) ? cudaMallocAsync(p, bytes, s) : e;
 }
 
 std::string mib(size_t bytes) {
@@ -172,15 +177,20 @@ std::string mib(size_t bytes) {
   return b;
 }
 
-// "cannot allocate 64.0 MiB of GPU memory (tensors hold 12.0 MiB; the card has 3.1 MiB free of 48.0 MiB)"
-std::string oom_message(size_t bytes, const char* what) {
+// "(tensors hold 12.0 MiB; the card has 3.1 MiB free of 48.0 MiB)"
+std::string card_state() {
   cudaGetLastError();  // (see err)
-  std::string m = "cannot allocate " + mib(bytes) + " of " + what + " (tensors hold " + mib(st().live.load());
+  std::string m = "(tensors hold " + mib(st().live.load());
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
     m += "; the card has " + mib(free_b) + " free of " + mib(total_b);
   cudaGetLastError();
   return m + ")";
+}
+
+// "cannot allocate 64.0 MiB of GPU memory (tensors hold 12.0 MiB; the card has 3.1 MiB free of 48.0 MiB)"
+std::string oom_message(size_t bytes, const char* what) {
+  return "cannot allocate " + mib(bytes) + " of " + what + " " + card_state();
 }
 
 void need() {
@@ -460,6 +470,7 @@ void* capture_end(bool keep) {
   cudaGraphExec_t x = nullptr;
   e = cudaGraphInstantiate(&x, g, 0);
   cudaGraphDestroy(g);
+  if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", "cannot instantiate the CUDA graph " + card_state());
   if (e != cudaSuccess) op_fail("E_CAPTURE", "cudaGraphInstantiate: " + err(e));
   s.graphs++;
   // The graph plans its own memory (reserved at its first launch); blocks the op-by-op runs left cached in the
@@ -484,9 +495,13 @@ size_t scratch_bytes() {
   return n;
 }
 
+// (The first launch reserves the graph's memory: on a full card, once more after reclaim().)
 void graph_launch(void* graph) {
   need();
-  cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), st().stream);
+  const auto x = static_cast<cudaGraphExec_t>(graph);
+  cudaError_t e = cudaGraphLaunch(x, st().stream);
+  if (e == cudaErrorMemoryAllocation && reclaim(st().stream)) e = cudaGraphLaunch(x, st().stream);
+  if (e == cudaErrorMemoryAllocation) op_fail("E_OOM", "cannot reserve the memory of a CUDA graph " + card_state());
   if (e != cudaSuccess) op_fail("E_CUDA", "cudaGraphLaunch: " + err(e));
 }
 
