@@ -149,10 +149,10 @@ void drain_deferred() {
 
 bool g_held = false;  // the stream is held by hold_stream (exact profiling)
 
-// When the card is full: gives back what nothing uses (the frees deferred to this thread, the stream's pending frees
-// — it is waited for —, the blocks the pool keeps cached and the graphs' unused reserve), so that the failed call can
-// be made once more. False (nothing to try again) inside a capture (its allocations are the graph's; no wait
-// allowed), while the stream is held (the wait would last until the release), or on a failed stream.
+// When the card is full: gives back what nothing uses (the frees deferred to this thread, the stream's pending
+// frees, for which it waits, the blocks the pool keeps cached and the graphs' unused reserve), so that the failed
+// call can be made once more. False (nothing to try again) inside a capture (its allocations are the graph's; no
+// wait allowed), while the stream is held (the wait would last until the release), or on a failed stream.
 bool reclaim(cudaStream_t s) {
   cudaGetLastError();  // (see err)
   if (st().capturing || g_held) return false;
