@@ -101,7 +101,8 @@ export class IRConStyleTrainer {
   /** Per step kind: 'warm' after its op-by-op step, then the recording (or why it failed). */
   readonly #kinds = new Map<string, 'warm' | Recorded | string>();
   // Recordings of a kind that failed for lack of GPU memory (E_OOM), which may pass when the card is less full: the
-  // kind stays 'warm' and is recorded again at its next step, up to OOM_RETRIES times.
+  // kind starts over (its next step op by op, which sizes the scratch buffers again, then a recording), up to
+  // OOM_RETRIES times.
   readonly #oomRetries = new Map<string, number>();
   /** Device-side per-step values, written before each step (graph mode). */
   #factors: Tensor | null = null;
@@ -207,9 +208,12 @@ export class IRConStyleTrainer {
           }
         }
         const retries = this.#oomRetries.get(kind) ?? 0;
-        const again = !r.rec && /\bE_OOM\b/.test(r.why) && retries < OOM_RETRIES;
-        if (again) this.#oomRetries.set(kind, retries + 1);
-        this.#kinds.set(kind, r.rec ?? (again ? 'warm' : r.why));
+        if (!r.rec && /\bE_OOM\b/.test(r.why) && retries < OOM_RETRIES) {
+          this.#oomRetries.set(kind, retries + 1);
+          this.#kinds.delete(kind);
+        } else {
+          this.#kinds.set(kind, r.rec ?? r.why);
+        }
         if (replayed) losses = replayed;
         else if (lq.device !== 'cpu') losses = this.#body(lq, gt, active, this.#factors, this.#ptr);  // nothing ran
         else if (r.losses) losses = r.losses;  // the CPU ran the whole step; only the final check failed
