@@ -93,7 +93,6 @@ if (!quick && !asan) {
     IRCONSTYLE_EMU_ORDER: 'reverse',
   });
 }
-
 console.log(failures.length ? `\n[check:emu] FAILED: ${failures.join('; ')}` : '\n[check:emu] all passed');
 process.exitCode = failures.length ? 1 : 0;
 
