@@ -52,7 +52,8 @@ add_custom_command(OUTPUT ${IRC_EMU_DIR}/test/selftest.cpp
   COMMAND ${IRC_NODE} ${CMAKE_SOURCE_DIR}/scripts/cuda-emu-source.mjs ${CMAKE_SOURCE_DIR}/native/emu/test/selftest.cu
     ${IRC_EMU_DIR}/test/selftest.cpp
   DEPENDS ${CMAKE_SOURCE_DIR}/native/emu/test/selftest.cu ${CMAKE_SOURCE_DIR}/scripts/cuda-emu-source.mjs VERBATIM)
-add_executable(emu-selftest ${IRC_EMU_DIR}/test/selftest.cpp ${CMAKE_SOURCE_DIR}/native/emu/emu.cpp)
+set(IRC_EMU_RUNTIME ${CMAKE_SOURCE_DIR}/native/emu/emu.cpp ${CMAKE_SOURCE_DIR}/native/emu/emu_memory.cpp)
+add_executable(emu-selftest ${IRC_EMU_DIR}/test/selftest.cpp ${IRC_EMU_RUNTIME})
 target_include_directories(emu-selftest PRIVATE ${CMAKE_SOURCE_DIR}/native/emu)
 target_compile_options(emu-selftest PRIVATE -D__CUDACC__ -DIRC_CUDA_EMU=1 -Wno-unknown-pragmas)
 target_link_libraries(emu-selftest PRIVATE pthread)
@@ -60,8 +61,8 @@ add_executable(stand-in-selftest ${CMAKE_SOURCE_DIR}/native/emu/stand_in/selftes
 target_include_directories(stand-in-selftest PRIVATE ${CMAKE_SOURCE_DIR}/native/src/cuda)
 target_link_libraries(stand-in-selftest PRIVATE dl)
 add_dependencies(irconstyle emu-selftest stand-in-selftest)
-target_sources(irconstyle PRIVATE ${IRC_EMU_SOURCES} ${CMAKE_SOURCE_DIR}/native/emu/emu.cpp)
-set_source_files_properties(${CMAKE_SOURCE_DIR}/native/emu/emu.cpp PROPERTIES INCLUDE_DIRECTORIES
+target_sources(irconstyle PRIVATE ${IRC_EMU_SOURCES} ${IRC_EMU_RUNTIME})
+set_source_files_properties(${IRC_EMU_RUNTIME} PROPERTIES INCLUDE_DIRECTORIES
   "${CMAKE_SOURCE_DIR}/native/emu")
 add_dependencies(irconstyle irc_emu_headers)
 target_compile_definitions(irconstyle PRIVATE IRC_WITH_CUDA=1 IRC_CUDA_EMU=1 IRC_EMU_LIBS_DIR="${IRC_EMU_LIBS}")
@@ -70,7 +71,7 @@ target_compile_definitions(irconstyle PRIVATE IRC_WITH_CUDA=1 IRC_CUDA_EMU=1 IRC
 option(IRCONSTYLE_EMU_ASAN "AddressSanitizer on the emulated kernels" OFF)
 if(IRCONSTYLE_EMU_ASAN)
   set(asan -fsanitize=address --param=asan-stack=0 -fno-omit-frame-pointer)
-  set_property(SOURCE ${IRC_EMU_SOURCES} ${CMAKE_SOURCE_DIR}/native/emu/emu.cpp
+  set_property(SOURCE ${IRC_EMU_SOURCES} ${IRC_EMU_RUNTIME}
     APPEND PROPERTY COMPILE_OPTIONS ${asan})
   foreach(t irc_stand_in_cublas irc_stand_in_cublaslt irc_stand_in_cudnn)
     target_compile_options(${t} PRIVATE ${asan})
