@@ -91,10 +91,10 @@ async function expectOom(what, fn) {
 }
 const equal = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 
-// restore-style inference on a full card: a forward too large fails with E_OOM, leaves nothing behind, and the next
-// one gives the same bits as before it
-async function inferenceOnFullCard() {
-  const model = constyleNAFNet({ dim: 16, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' }).eval();
+/** A small ConStyle NAFNet for inference, and restore(size): its output for an image of size² (a service's call). */
+function restorer() {
+  const model = constyleNAFNet({ dim: 16, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' });
+  model.eval();
   const restore = async (size) => {
     const x = images(1, size, 3);
     try {
@@ -108,6 +108,20 @@ async function inferenceOnFullCard() {
       x.dispose();
     }
   };
+  return { model, restore };
+}
+
+/** A trainer of a small ConStyle NAFNet (the same weights each time). */
+function smallTrainer(graph) {
+  lib.setInitSeed(7);
+  const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
+  return new IRConStyleTrainer(model, { lr: 3e-4, graph, tune: false });
+}
+
+// restore-style inference on a full card: a forward too large fails with E_OOM, leaves nothing behind, and the next
+// one gives the same bits as before it
+async function inferenceOnFullCard() {
+  const { model, restore } = restorer();
   const before = await restore(48);
   // the same forward as a CUDA graph, recorded before the card fills: replays after the failures give the same bits
   const x48 = images(1, 48, 3);
@@ -145,9 +159,7 @@ async function inferenceOnFullCard() {
 // goes on. Which sizes fail where depends on what the kernels allocate, so the check asks only for failures in both.
 async function trainingOnFullCard(graph) {
   const mode = graph ? 'graph mode' : 'op by op';
-  lib.setInitSeed(7);
-  const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
-  const t = new IRConStyleTrainer(model, { lr: 3e-4, graph, tune: false });
+  const t = smallTrainer(graph);
   const small = [images(2, 32, 1), images(2, 32, 4)];
   for (let i = 0; i < 3; ++i) await t.step(small[0], small[1]);  // graph mode: warm, recorded, replayed
   const ballast = await fillCard();
@@ -196,24 +208,12 @@ async function trainingOnFullCard(graph) {
 async function deviceFault(training) {
   let work;
   if (training) {
-    lib.setInitSeed(7);
-    const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
-    const t = new IRConStyleTrainer(model, { lr: 3e-4, graph: true, tune: false });
+    const t = smallTrainer(true);
     const batch = [images(2, 32, 1), images(2, 32, 4)];
     work = () => t.step(batch[0], batch[1]);
   } else {
-    const model = constyleNAFNet({ dim: 16, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], constyle: 'inference' });
-    model.eval();
-    work = async () => {
-      const x = images(1, 32, 3);
-      const y = noGrad(() => tidy(() => model.forward(x)));
-      try {
-        return await y.data();
-      } finally {
-        x.dispose();
-        y.dispose();
-      }
-    };
+    const { restore } = restorer();
+    work = () => restore(32);
   }
   const errors = [];
   let ok = 0;
@@ -242,9 +242,7 @@ async function deviceFault(training) {
 // a step kind whose recording as a CUDA graph fails for lack of memory (the card squeezed by other tensors at its
 // second step) is recorded at its next step once there is room, not left op by op for good
 async function graphRetry() {
-  lib.setInitSeed(7);
-  const model = constyleNAFNet({ dim: 8, left: [1, 1, 1], bottom: 1, right: [1, 1, 1], K: 64 });
-  const t = new IRConStyleTrainer(model, { lr: 3e-4, graph: true, tune: false });
+  const t = smallTrainer(true);
   const batch = [images(4, 64, 1), images(4, 64, 4)];
   await t.step(batch[0], batch[1]);  // the kind's first step, op by op
   const ballast = await squeeze(0);
